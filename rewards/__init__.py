@@ -1,0 +1,43 @@
+"""Citizen rewards scheme backend. `create_app()` builds everything; importing does nothing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from .config import Config
+
+
+def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
+    if config is None:
+        config = Config()
+    elif isinstance(config, dict):
+        config = Config(**config)
+    app = Flask(__name__)
+    app.config.from_object(config)
+    logging.basicConfig(level=app.config["LOG_LEVEL"],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from .api import register_api
+    from .extensions import api, db
+    from .web import bp as web_bp
+
+    db.init_app(app)
+    api.init_app(app)
+    register_api(api)
+    app.register_blueprint(web_bp)
+
+    from . import jobs
+
+    @app.after_request
+    def _dispatch_jobs(response):
+        # Jobs written to the outbox by this request's committed transaction.
+        try:
+            jobs.dispatch_pending()
+        except Exception:  # the change is committed; the relay will send it later
+            app.logger.exception("could not dispatch jobs after commit")
+        return response
+
+    return app

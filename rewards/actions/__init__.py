@@ -1,0 +1,1 @@
+"""Actions: how verified positive actions enter the scheme and earn points."""

@@ -1,0 +1,452 @@
+"""Council staff: define the scheme (action types, rules, sources, partners, offers)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from flask import g
+from flask.views import MethodView
+from flask_smorest import abort
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import select
+
+from ..extensions import Blueprint, db
+from ..models import (
+    ActionType,
+    AuditEntry,
+    Offer,
+    Partner,
+    Rule,
+    RuleVersion,
+    Source,
+    utcnow,
+)
+from ..models.partner import PARTNER_KINDS
+from ..models.scheme import CATEGORIES
+from ..rules import PERIODS, ExpressionError, validate_expression
+from ..security import api_key_hash, new_api_key
+from .auth import BEARER, staff_required
+from .common import audit, paginate
+
+blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Scheme management")
+
+MANAGE = ("scheme_manager",)
+CODE = validate.Regexp(r"^[a-z][a-z0-9_]{1,63}$",
+                       error="Lower-case letters, digits and _; starting with a letter.")
+
+
+# -- action types -----------------------------------------------------------------
+
+class ActionTypeSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    code = fields.String(required=True, validate=CODE)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+    description = fields.String(allow_none=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+@blp.route("/action-types")
+class ActionTypes(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(200, ActionTypeSchema(many=True))
+    @blp.paginate()
+    @staff_required(*MANAGE, "reviewer", "analyst")
+    def get(self, pagination_parameters):
+        """Action types the scheme recognises."""
+        return paginate(select(ActionType).order_by(ActionType.code), pagination_parameters)
+
+    @blp.doc(security=BEARER)
+    @blp.arguments(ActionTypeSchema)
+    @blp.response(201, ActionTypeSchema)
+    @blp.alt_response(409, description="The code is taken")
+    @staff_required(*MANAGE)
+    def post(self, args):
+        """Add an action type."""
+        if db.session.scalar(select(ActionType.id).where(ActionType.code == args["code"])):
+            abort(409, message=f"Action type {args['code']!r} exists already.")
+        action_type = ActionType(**args)
+        db.session.add(action_type)
+        db.session.flush()
+        audit("create", "action_type", action_type.id, code=action_type.code)
+        db.session.commit()
+        return action_type
+
+
+# -- rules ------------------------------------------------------------------------
+
+class CapsSchema(Schema):
+    per_day = fields.Integer(allow_none=True, validate=validate.Range(min=0))
+    per_week = fields.Integer(allow_none=True, validate=validate.Range(min=0))
+    per_month = fields.Integer(allow_none=True, validate=validate.Range(min=0))
+    lifetime = fields.Integer(allow_none=True, validate=validate.Range(min=0))
+
+
+RULE_STATUSES = ("draft", "active", "retired")
+
+
+class RuleIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True)
+    action_types = fields.List(fields.String(), required=True,
+                               validate=validate.Length(min=1))
+    condition = fields.String(load_default="true")
+    points = fields.String(required=True)
+    status = fields.String(load_default="active", validate=validate.OneOf(RULE_STATUSES))
+    caps = fields.Nested(CapsSchema, load_default=dict)
+    points_caps = fields.Nested(CapsSchema, load_default=dict)
+    starts_at = fields.AwareDateTime(allow_none=True)
+    ends_at = fields.AwareDateTime(allow_none=True)
+    budget_points = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    priority = fields.Integer(load_default=0)
+    stackable = fields.Boolean(load_default=True)
+    hold_days = fields.Integer(load_default=0, validate=validate.Range(min=0, max=365))
+
+    @validates_schema
+    def check(self, data: dict[str, Any], **_: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        for name, want in (("condition", "boolean"), ("points", "number")):
+            if name in data:
+                try:
+                    validate_expression(data[name], want)
+                except ExpressionError as error:
+                    errors[name] = [str(error)]
+        if data.get("starts_at") and data.get("ends_at") and data["ends_at"] <= data["starts_at"]:
+            errors["ends_at"] = ["ends_at must be after starts_at."]
+        if errors:
+            raise ValidationError(errors)
+
+
+class RuleVersionSchema(Schema):
+    id = fields.UUID()
+    version = fields.Integer()
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    action_types = fields.List(fields.String())
+    condition = fields.String()
+    points = fields.String()
+    status = fields.String()
+    caps = fields.Dict()
+    points_caps = fields.Dict()
+    starts_at = fields.DateTime()
+    ends_at = fields.DateTime(allow_none=True)
+    budget_points = fields.Integer(allow_none=True)
+    priority = fields.Integer()
+    stackable = fields.Boolean()
+    hold_days = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class RuleOut(RuleVersionSchema):
+    id = fields.UUID(attribute="rule_id")
+    version_id = fields.UUID(attribute="id")
+
+
+def _check_types(codes: list[str]) -> None:
+    known = set(db.session.scalars(select(ActionType.code).where(ActionType.code.in_(codes))))
+    missing = sorted(set(codes) - known)
+    if missing:
+        abort(422, message="Unknown action types.",
+              errors={"action_types": [f"unknown action type {c!r}" for c in missing]})
+
+
+def _clean_caps(caps: dict[str, Any]) -> dict[str, int]:
+    return {k: v for k, v in caps.items() if k in PERIODS and v is not None}
+
+
+def _current_version(rule_id: uuid.UUID) -> RuleVersion:
+    rule = db.session.get(Rule, rule_id)
+    if rule is None:
+        abort(404, message="No such rule.")
+    version = db.session.scalar(
+        select(RuleVersion).where(RuleVersion.rule_id == rule.id,
+                                  RuleVersion.version == rule.current_version)
+    )
+    assert version is not None
+    return version
+
+
+@blp.route("/rules")
+class Rules(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(200, RuleOut(many=True))
+    @blp.paginate()
+    @staff_required(*MANAGE, "reviewer", "analyst")
+    def get(self, pagination_parameters):
+        """Rules, each at its current version."""
+        stmt = (
+            select(RuleVersion)
+            .join(Rule, Rule.id == RuleVersion.rule_id)
+            .where(RuleVersion.version == Rule.current_version)
+            .order_by(RuleVersion.priority.desc(), RuleVersion.name)
+        )
+        return paginate(stmt, pagination_parameters)
+
+    @blp.doc(security=BEARER)
+    @blp.arguments(RuleIn)
+    @blp.response(201, RuleOut)
+    @staff_required(*MANAGE)
+    def post(self, args):
+        """Create an earning rule. Expressions are checked by the engine before saving."""
+        _check_types(args["action_types"])
+        rule = Rule(id=uuid.uuid4(), name=args["name"], current_version=1)
+        db.session.add(rule)
+        version = RuleVersion(
+            rule_id=rule.id,
+            version=1,
+            name=args["name"],
+            description=args.get("description"),
+            action_types=args["action_types"],
+            condition=args["condition"],
+            points=args["points"],
+            caps=_clean_caps(args["caps"]),
+            points_caps=_clean_caps(args["points_caps"]),
+            starts_at=args.get("starts_at") or utcnow(),
+            ends_at=args.get("ends_at"),
+            budget_points=args.get("budget_points"),
+            priority=args["priority"],
+            stackable=args["stackable"],
+            hold_days=args["hold_days"],
+            status=args["status"],
+            created_by=g.caller.id,
+        )
+        db.session.add(version)
+        db.session.flush()
+        audit("create", "rule", rule.id, version=1, name=rule.name)
+        db.session.commit()
+        return version
+
+
+@blp.route("/rules/<uuid:rule_id>")
+class RuleItem(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(200, RuleOut)
+    @staff_required(*MANAGE, "reviewer", "analyst")
+    def get(self, rule_id: uuid.UUID):
+        """A rule at its current version."""
+        return _current_version(rule_id)
+
+    @blp.doc(security=BEARER)
+    @blp.arguments(RuleIn(partial=True))
+    @blp.response(200, RuleOut)
+    @staff_required(*MANAGE)
+    def patch(self, args, rule_id: uuid.UUID):
+        """Edit a rule: the change becomes a new version; awards keep the old one."""
+        current = _current_version(rule_id)
+        if "action_types" in args:
+            _check_types(args["action_types"])
+        fields_ = {
+            column: getattr(current, column)
+            for column in ("name", "description", "action_types", "condition", "points",
+                           "caps", "points_caps", "starts_at", "ends_at", "budget_points",
+                           "priority", "stackable", "hold_days", "status")
+        }
+        for key, value in args.items():
+            fields_[key] = _clean_caps(value) if key in ("caps", "points_caps") else value
+        if fields_.get("starts_at") is None:
+            fields_["starts_at"] = current.starts_at
+        rule = db.session.get(Rule, rule_id)
+        assert rule is not None
+        rule.current_version += 1
+        rule.name = fields_["name"]
+        version = RuleVersion(rule_id=rule.id, version=rule.current_version,
+                              created_by=g.caller.id, **fields_)
+        db.session.add(version)
+        db.session.flush()
+        audit("update", "rule", rule.id, version=rule.current_version, changed=sorted(args))
+        db.session.commit()
+        return version
+
+
+@blp.route("/rules/<uuid:rule_id>/versions")
+@blp.doc(security=BEARER)
+@blp.response(200, RuleVersionSchema(many=True))
+@staff_required(*MANAGE, "reviewer", "analyst")
+def rule_versions(rule_id: uuid.UUID):
+    """Every version of a rule, oldest first."""
+    _current_version(rule_id)
+    return db.session.scalars(
+        select(RuleVersion).where(RuleVersion.rule_id == rule_id).order_by(RuleVersion.version)
+    ).all()
+
+
+# -- sources ----------------------------------------------------------------------
+
+class SourceIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    action_types = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+
+
+class SourceOut(Schema):
+    id = fields.UUID()
+    name = fields.String()
+    action_types = fields.List(fields.String())
+    active = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class SourceCreated(SourceOut):
+    api_key = fields.String()
+    signing_secret = fields.String()
+
+
+@blp.route("/sources")
+class Sources(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(200, SourceOut(many=True))
+    @blp.paginate()
+    @staff_required(*MANAGE)
+    def get(self, pagination_parameters):
+        """Action sources (their secrets are never shown again)."""
+        return paginate(select(Source).order_by(Source.name), pagination_parameters)
+
+    @blp.doc(security=BEARER)
+    @blp.arguments(SourceIn)
+    @blp.response(201, SourceCreated)
+    @staff_required(*MANAGE)
+    def post(self, args):
+        """Register a source. The API key and signing secret are shown only in this answer."""
+        _check_types(args["action_types"])
+        key = new_api_key("src")
+        secret = secrets.token_hex(32)
+        source = Source(name=args["name"], action_types=args["action_types"],
+                        api_key_hash=api_key_hash(key), signing_secret=secret)
+        db.session.add(source)
+        db.session.flush()
+        audit("create", "source", source.id, name=source.name)
+        db.session.commit()
+        out = SourceOut().dump(source)
+        return {**out, "api_key": key, "signing_secret": secret}
+
+
+# -- partners ---------------------------------------------------------------------
+
+class PartnerIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    kind = fields.String(required=True, validate=validate.OneOf(PARTNER_KINDS))
+
+
+class PartnerOut(Schema):
+    id = fields.UUID()
+    name = fields.String()
+    kind = fields.String()
+    active = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class PartnerCreated(PartnerOut):
+    api_key = fields.String()
+
+
+@blp.route("/partners")
+class Partners(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(200, PartnerOut(many=True))
+    @blp.paginate()
+    @staff_required(*MANAGE)
+    def get(self, pagination_parameters):
+        """Partners."""
+        return paginate(select(Partner).order_by(Partner.name), pagination_parameters)
+
+    @blp.doc(security=BEARER)
+    @blp.arguments(PartnerIn)
+    @blp.response(201, PartnerCreated)
+    @staff_required(*MANAGE)
+    def post(self, args):
+        """Register a partner. Its till API key is shown only in this answer."""
+        key = new_api_key("ptn")
+        partner = Partner(name=args["name"], kind=args["kind"], api_key_hash=api_key_hash(key))
+        db.session.add(partner)
+        db.session.flush()
+        audit("create", "partner", partner.id, name=partner.name)
+        db.session.commit()
+        return {**PartnerOut().dump(partner), "api_key": key}
+
+
+# -- offers -----------------------------------------------------------------------
+
+class OfferIn(Schema):
+    partner_id = fields.UUID(required=True)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True)
+    category = fields.String(allow_none=True, validate=validate.Length(max=32))
+    cost_points = fields.Integer(required=True, validate=validate.Range(min=1))
+    stock = fields.Integer(allow_none=True, validate=validate.Range(min=0))
+    per_member_limit = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    voucher_valid_days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=730))
+    starts_at = fields.AwareDateTime(allow_none=True)
+    ends_at = fields.AwareDateTime(allow_none=True)
+
+
+class OfferOut(Schema):
+    id = fields.UUID()
+    partner_id = fields.UUID()
+    title = fields.String()
+    description = fields.String(allow_none=True)
+    category = fields.String(allow_none=True)
+    cost_points = fields.Integer()
+    stock = fields.Integer(allow_none=True)
+    claimed = fields.Integer()
+    per_member_limit = fields.Integer(allow_none=True)
+    voucher_valid_days = fields.Integer()
+    starts_at = fields.DateTime(allow_none=True)
+    ends_at = fields.DateTime(allow_none=True)
+    status = fields.String()
+    created_at = fields.DateTime()
+
+
+@blp.route("/offers")
+class Offers(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(200, OfferOut(many=True))
+    @blp.paginate()
+    @staff_required(*MANAGE)
+    def get(self, pagination_parameters):
+        """All offers, whatever their status."""
+        return paginate(select(Offer).order_by(Offer.created_at.desc(), Offer.id),
+                        pagination_parameters)
+
+    @blp.doc(security=BEARER)
+    @blp.arguments(OfferIn)
+    @blp.response(201, OfferOut)
+    @staff_required(*MANAGE)
+    def post(self, args):
+        """Add an offer. An offer staff create is live at once."""
+        partner = db.session.get(Partner, args["partner_id"])
+        if partner is None:
+            abort(422, message="Unknown partner.", errors={"partner_id": ["No such partner."]})
+        if partner.kind != "business":
+            abort(422, message="Offers belong to business partners.",
+                  errors={"partner_id": ["This partner is a charity."]})
+        offer = Offer(**args, status="live")
+        db.session.add(offer)
+        db.session.flush()
+        audit("create", "offer", offer.id, title=offer.title)
+        db.session.commit()
+        return offer
+
+
+# -- audit ------------------------------------------------------------------------
+
+class AuditOut(Schema):
+    id = fields.UUID()
+    actor_id = fields.UUID(allow_none=True)
+    actor_role = fields.String()
+    action = fields.String()
+    target_type = fields.String()
+    target_id = fields.String(allow_none=True)
+    details = fields.Dict()
+    created_at = fields.DateTime()
+
+
+@blp.route("/audit-log")
+@blp.doc(security=BEARER)
+@blp.response(200, AuditOut(many=True))
+@blp.paginate()
+@staff_required()
+def audit_log(pagination_parameters):
+    """Who did what, when; newest first."""
+    return paginate(select(AuditEntry).order_by(AuditEntry.created_at.desc(), AuditEntry.id),
+                    pagination_parameters)

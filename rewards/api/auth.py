@@ -1,0 +1,139 @@
+"""Who is calling: resident and staff bearer tokens, partner and source API keys."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from flask import current_app, g, request
+from flask_smorest import abort
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Member, Partner, Source, StaffUser
+from ..security import api_key_hash, check_signature, read_token
+
+STAFF_ROLES = ("admin", "scheme_manager", "reviewer", "analyst")
+
+
+@dataclass
+class Caller:
+    kind: str  # member | staff | partner | source
+    role: str
+    id: uuid.UUID
+    partner_id: uuid.UUID | None = None
+
+
+def _bearer() -> dict[str, Any]:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        abort(401, message="Authorization: Bearer <token> is required.")
+    payload = read_token(token.strip())
+    if payload is None:
+        abort(401, message="The token is invalid or has expired.")
+    return payload
+
+
+def current_member() -> Member:
+    return g.member
+
+
+def member_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        payload = _bearer()
+        if payload.get("role") != "member":
+            abort(403, message="This is for residents' own accounts.")
+        member = db.session.get(Member, uuid.UUID(payload["sub"]))
+        if member is None or member.erased_at is not None:
+            abort(401, message="The account no longer exists.")
+        g.member = member
+        g.caller = Caller("member", "member", member.id)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def staff_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Staff with one of `roles` (admin is always allowed)."""
+    allowed = set(roles) | {"admin"}
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            payload = _bearer()
+            role = payload.get("role")
+            if role not in STAFF_ROLES and role != "partner":
+                abort(403, message="This needs a staff account.")
+            user = db.session.get(StaffUser, uuid.UUID(payload["sub"]))
+            if user is None or not user.active or user.role != role:
+                abort(401, message="The account is disabled or its role has changed.")
+            if role not in allowed:
+                abort(403, message=f"This needs one of the roles: {', '.join(sorted(allowed))}.")
+            g.caller = Caller("staff", role, user.id, user.partner_id)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def partner_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """A partner's till (X-Api-Key) or a partner user's bearer token."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = request.headers.get("X-Api-Key")
+        if key:
+            partner = db.session.scalar(
+                select(Partner).where(Partner.api_key_hash == api_key_hash(key))
+            )
+            if partner is None or not partner.active:
+                abort(401, message="The API key is not valid.")
+            g.caller = Caller("partner", "partner", partner.id, partner.id)
+            return view(*args, **kwargs)
+        payload = _bearer()
+        if payload.get("role") != "partner" or not payload.get("partner_id"):
+            abort(403, message="This is for partners.")
+        user = db.session.get(StaffUser, uuid.UUID(payload["sub"]))
+        if user is None or not user.active or user.partner_id is None:
+            abort(401, message="The account is disabled.")
+        g.caller = Caller("partner", "partner", user.id, user.partner_id)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def source_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """A source's API key and a fresh HMAC signature of the raw body."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = request.headers.get("X-Api-Key")
+        if not key:
+            abort(401, message="X-Api-Key is required.")
+        source = db.session.scalar(select(Source).where(Source.api_key_hash == api_key_hash(key)))
+        if source is None or not source.active:
+            abort(401, message="The API key is not valid.")
+        body = request.get_data(cache=True)
+        problem = check_signature(
+            source.signing_secret,
+            request.headers.get("X-Signature"),
+            body,
+            current_app.config["SIGNATURE_TOLERANCE"],
+        )
+        if problem:
+            abort(401, message=problem)
+        g.source = source
+        g.caller = Caller("source", "source", source.id)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+BEARER = [{"bearerAuth": []}]
+API_KEY = [{"apiKey": []}]

@@ -1,0 +1,380 @@
+"""The resident's own account: profile, cards, points, actions, rewards."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import segno
+from flask import Response, url_for
+from flask.views import MethodView
+from flask_smorest import abort
+from marshmallow import Schema, fields, validate
+from sqlalchemy import delete, func, select
+
+from ..extensions import Blueprint, db
+from ..ledger import member_account, member_balances
+from ..members import CardAlreadyLinked, link_card
+from ..models import Action, Identifier, Offer, Posting, PostingLine, Reward, utcnow
+from ..vouchers import ClaimRefused, claim, voucher_state
+from .auth import BEARER, current_member, member_required
+from .common import idempotent, paginate
+
+blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
+
+IDENTIFIER_KINDS = ("travel_card", "leisure_card", "library_card", "resident_card")
+
+
+class MemberSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    email = fields.String(dump_only=True)
+    display_name = fields.String(allow_none=True, validate=validate.Length(max=100))
+    ward = fields.String(allow_none=True, validate=validate.Length(max=100))
+    locale = fields.String(validate=validate.Regexp(r"^[a-z]{2}(-[A-Z]{2})?$"))
+    joined_at = fields.DateTime(dump_only=True)
+
+
+class IdentifierIn(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(IDENTIFIER_KINDS))
+    number = fields.String(required=True, load_only=True,
+                           validate=validate.Regexp(r"^[0-9A-Za-z \-]{6,32}$",
+                                                    error="6 to 32 letters and digits."))
+
+
+class IdentifierOut(Schema):
+    id = fields.UUID()
+    kind = fields.String()
+    last4 = fields.String()
+    created_at = fields.DateTime()
+
+
+class ExpiringSchema(Schema):
+    points = fields.Integer()
+    expires_at = fields.DateTime()
+
+
+class BalanceSchema(Schema):
+    available = fields.Integer()
+    pending = fields.Integer()
+    lifetime_earned = fields.Integer()
+    expiring = fields.List(fields.Nested(ExpiringSchema))
+
+
+class LedgerLineSchema(Schema):
+    id = fields.UUID()
+    points = fields.Integer()
+    kind = fields.String()
+    reason = fields.String()
+    created_at = fields.DateTime()
+
+
+class AwardSchema(Schema):
+    rule_id = fields.UUID()
+    rule_name = fields.String()
+    rule_version = fields.Integer()
+    points = fields.Integer()
+    capped_by = fields.String(allow_none=True)
+
+
+class ActionSchema(Schema):
+    id = fields.UUID()
+    type = fields.String(attribute="type_code")
+    occurred_at = fields.DateTime()
+    status = fields.String()
+    points = fields.Integer()
+    attributes = fields.Dict()
+    reason = fields.String(attribute="flag_reason", allow_none=True)
+    awards = fields.List(fields.Nested(AwardSchema))
+    created_at = fields.DateTime()
+
+
+class ClaimIn(Schema):
+    offer_id = fields.UUID(required=True)
+
+
+class RewardSchema(Schema):
+    id = fields.UUID()
+    offer_id = fields.UUID()
+    title = fields.Function(lambda r: r.offer.title)
+    partner = fields.Function(lambda r: r.offer.partner.name)
+    status = fields.Function(voucher_state)
+    cost_points = fields.Integer()
+    code = fields.String(allow_none=True)
+    qr_svg_url = fields.Method("qr_url", allow_none=True)
+    issued_at = fields.DateTime(allow_none=True)
+    expires_at = fields.DateTime(allow_none=True)
+    redeemed_at = fields.DateTime(allow_none=True)
+    failure_reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+    def qr_url(self, reward: Reward) -> str | None:
+        if not reward.code:
+            return None
+        return url_for("me.RewardQr", reward_id=reward.id, _external=False)
+
+
+@blp.route("")
+class Me(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(200, MemberSchema)
+    @member_required
+    def get(self):
+        """The resident's profile."""
+        return current_member()
+
+    @blp.doc(security=BEARER)
+    @blp.arguments(MemberSchema(partial=True))
+    @blp.response(200, MemberSchema)
+    @member_required
+    def patch(self, args):
+        """Change display name, ward or language."""
+        member = current_member()
+        for key, value in args.items():
+            setattr(member, key, value)
+        db.session.commit()
+        return member
+
+    @blp.doc(security=BEARER)
+    @blp.response(204)
+    @member_required
+    def delete(self):
+        """Erase the account's personal data. Ledger sums stay, under an anonymous id."""
+        member = current_member()
+        member.email = None
+        member.display_name = None
+        member.ward = None
+        member.erased_at = utcnow()
+        db.session.execute(delete(Identifier).where(Identifier.member_id == member.id))
+        db.session.commit()
+
+
+@blp.route("/identifiers")
+class Identifiers(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(200, IdentifierOut(many=True))
+    @member_required
+    def get(self):
+        """Linked cards: only the kind and last 4 digits are ever shown."""
+        return db.session.scalars(
+            select(Identifier).where(Identifier.member_id == current_member().id)
+            .order_by(Identifier.created_at)
+        ).all()
+
+    @blp.doc(security=BEARER)
+    @blp.arguments(IdentifierIn)
+    @blp.response(201, IdentifierOut)
+    @blp.alt_response(409, description="The card is linked to an account already")
+    @member_required
+    def post(self, args):
+        """Link a card so a source's taps reach this account."""
+        try:
+            identifier = link_card(db.session, current_member(), args["kind"], args["number"])
+        except CardAlreadyLinked:
+            abort(409, message="This card is already linked to an account.")
+        db.session.commit()
+        return identifier
+
+
+@blp.route("/identifiers/<uuid:identifier_id>")
+@blp.doc(security=BEARER)
+@blp.response(204)
+@member_required
+def unlink(identifier_id: uuid.UUID):
+    """Unlink a card."""
+    removed = db.session.execute(
+        delete(Identifier).where(
+            Identifier.id == identifier_id, Identifier.member_id == current_member().id
+        )
+    )
+    if removed.rowcount != 1:
+        abort(404, message="No such card on this account.")
+    db.session.commit()
+
+
+@blp.route("/balance")
+@blp.doc(security=BEARER)
+@blp.response(200, BalanceSchema)
+@member_required
+def balance():
+    """Points to spend, points still on hold, and all ever earned."""
+    balances = member_balances(db.session, current_member().id)
+    return {
+        "available": balances.available,
+        "pending": balances.pending,
+        "lifetime_earned": balances.lifetime_earned,
+        "expiring": [],
+    }
+
+
+@blp.route("/ledger")
+@blp.doc(security=BEARER)
+@blp.response(200, LedgerLineSchema(many=True))
+@blp.paginate()
+@member_required
+def ledger(pagination_parameters):
+    """Statement of the available account, newest first; the lines add up to `available`."""
+    account = member_account(db.session, current_member().id)
+    stmt = (
+        select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
+               PostingLine.created_at)
+        .join(Posting, Posting.id == PostingLine.posting_id)
+        .where(PostingLine.account_id == account.id)
+        .order_by(PostingLine.created_at.desc(), PostingLine.id)
+    )
+    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    pagination_parameters.item_count = int(total or 0)
+    page, size = pagination_parameters.page, pagination_parameters.page_size
+    rows = db.session.execute(stmt.limit(size).offset((page - 1) * size)).all()
+    return [row._asdict() for row in rows]
+
+
+@blp.route("/actions")
+@blp.doc(security=BEARER)
+@blp.response(200, ActionSchema(many=True))
+@blp.paginate()
+@member_required
+def actions(pagination_parameters):
+    """Actions with their status, points, and the rule behind each award."""
+    stmt = (
+        select(Action)
+        .where(Action.member_id == current_member().id)
+        .order_by(Action.occurred_at.desc(), Action.id)
+    )
+    return paginate(stmt, pagination_parameters)
+
+
+@blp.route("/rewards")
+class Rewards(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(200, RewardSchema(many=True))
+    @blp.paginate()
+    @member_required
+    def get(self, pagination_parameters):
+        """The resident's rewards, newest first."""
+        stmt = (
+            select(Reward)
+            .where(Reward.member_id == current_member().id)
+            .order_by(Reward.created_at.desc(), Reward.id)
+        )
+        return paginate(stmt, pagination_parameters)
+
+    @blp.doc(
+        security=BEARER,
+        parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
+                     "schema": {"type": "string"},
+                     "description": "A retry with the same key and body replays the answer."}],
+    )
+    @blp.arguments(ClaimIn)
+    @blp.response(202, RewardSchema)
+    @blp.alt_response(409, description="Not enough points, sold out, or limit reached")
+    @member_required
+    def post(self, args):
+        """Claim an offer: the points are held now and a job issues the voucher."""
+        member = current_member()
+
+        def produce():
+            try:
+                reward = claim(db.session, member, args["offer_id"])
+            except ClaimRefused as refused:
+                db.session.rollback()
+                abort(refused.status, message=refused.message)
+            db.session.flush()
+            db.session.refresh(reward)
+            return RewardSchema().dump(reward), 202
+
+        return idempotent(f"member:{member.id}:rewards", produce)
+
+
+def _own_reward(reward_id: uuid.UUID) -> Reward:
+    reward = db.session.scalar(
+        select(Reward).where(Reward.id == reward_id, Reward.member_id == current_member().id)
+    )
+    if reward is None:
+        abort(404, message="No such reward.")
+    return reward
+
+
+@blp.route("/rewards/<uuid:reward_id>")
+@blp.doc(security=BEARER)
+@blp.response(200, RewardSchema)
+@member_required
+def reward(reward_id: uuid.UUID):
+    """One reward; the voucher code once issued."""
+    return _own_reward(reward_id)
+
+
+@blp.route("/rewards/<uuid:reward_id>/qr.svg", endpoint="RewardQr")
+@blp.doc(security=BEARER)
+@blp.response(200, content_type="image/svg+xml", description="The voucher code as a QR code")
+@member_required
+def reward_qr(reward_id: uuid.UUID):
+    """The voucher as a QR code to show at the till."""
+    item = _own_reward(reward_id)
+    if not item.code:
+        abort(409, message="The voucher has not been issued yet.")
+    buffer = io.BytesIO()
+    segno.make(item.code, error="m").save(buffer, kind="svg", scale=8, border=2)
+    return Response(buffer.getvalue(), mimetype="image/svg+xml")
+
+
+# -- the catalogue ----------------------------------------------------------------
+
+offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
+                       description="The reward catalogue")
+
+
+class PartnerBrief(Schema):
+    id = fields.UUID()
+    name = fields.String()
+
+
+class OfferSchema(Schema):
+    id = fields.UUID()
+    title = fields.String()
+    description = fields.String(allow_none=True)
+    category = fields.String(allow_none=True)
+    partner = fields.Nested(PartnerBrief)
+    cost_points = fields.Integer()
+    stock = fields.Integer(allow_none=True)
+    stock_left = fields.Method("left", allow_none=True)
+    per_member_limit = fields.Integer(allow_none=True)
+    voucher_valid_days = fields.Integer()
+    starts_at = fields.DateTime(allow_none=True)
+    ends_at = fields.DateTime(allow_none=True)
+
+    def left(self, offer: Offer) -> int | None:
+        return None if offer.stock is None else max(offer.stock - offer.claimed, 0)
+
+
+def _live_offers():
+    now = utcnow()
+    return select(Offer).where(
+        Offer.status == "live",
+        (Offer.starts_at.is_(None)) | (Offer.starts_at <= now),
+        (Offer.ends_at.is_(None)) | (Offer.ends_at > now),
+    )
+
+
+@offers_blp.route("")
+@offers_blp.doc(security=BEARER)
+@offers_blp.response(200, OfferSchema(many=True))
+@offers_blp.paginate()
+@member_required
+def list_offers(pagination_parameters):
+    """Offers open for claims now, cheapest first, with how many are left."""
+    return paginate(_live_offers().order_by(Offer.cost_points, Offer.id), pagination_parameters)
+
+
+@offers_blp.route("/<uuid:offer_id>")
+@offers_blp.doc(security=BEARER)
+@offers_blp.response(200, OfferSchema)
+@member_required
+def get_offer(offer_id: uuid.UUID):
+    """One offer."""
+    offer = db.session.scalar(_live_offers().where(Offer.id == offer_id))
+    if offer is None:
+        abort(404, message="No such offer.")
+    return offer
+
+
+__all__ = ["blp", "offers_blp"]

@@ -1,0 +1,77 @@
+"""Settings read from the environment, with embedded defaults that need no services."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+class Config:
+    """Every setting the scheme reads. With nothing set it runs on a SQLite file,
+    runs jobs in-process and prints mail to the log."""
+
+    def __init__(self, **overrides: object) -> None:
+        env = os.environ
+        instance = Path(env.get("REWARDS_INSTANCE_DIR", Path.cwd() / "instance"))
+        self.SQLALCHEMY_DATABASE_URI: str = env.get("DATABASE_URL") or (
+            f"sqlite:///{instance / 'rewards.db'}"
+        )
+        self.REDIS_URL: str | None = env.get("REDIS_URL") or None
+        self.SMTP_URL: str | None = env.get("SMTP_URL") or None
+        self.MAIL_FROM: str = env.get("MAIL_FROM", "rewards@localhost")
+        self.SECRET_KEY: str = env.get("SECRET_KEY") or "dev-only-secret-change-me"
+        # Keyed hash of card numbers; rotating it orphans every linked card, so it is
+        # separate from SECRET_KEY (which signs tokens and can rotate freely).
+        self.IDENTIFIER_KEY: str = env.get("IDENTIFIER_KEY") or self.SECRET_KEY
+        self.SCHEME_NAME: str = env.get("SCHEME_NAME", "Leeds Rewards")
+        self.SCHEME_TIMEZONE: str = env.get("SCHEME_TIMEZONE", "Europe/London")
+        self.ACCESS_TOKEN_TTL: int = _env_int("ACCESS_TOKEN_TTL", 15 * 60)
+        self.REFRESH_TOKEN_TTL: int = _env_int("REFRESH_TOKEN_TTL", 30 * 24 * 3600)
+        self.STAFF_TOKEN_TTL: int = _env_int("STAFF_TOKEN_TTL", 8 * 3600)
+        self.OTP_TTL: int = _env_int("OTP_TTL", 10 * 60)
+        self.OTP_MAX_ATTEMPTS: int = _env_int("OTP_MAX_ATTEMPTS", 5)
+        self.OTP_PER_HOUR: int = _env_int("OTP_PER_HOUR", 5)
+        self.SIGNATURE_TOLERANCE: int = _env_int("SIGNATURE_TOLERANCE", 300)
+        self.ACTION_MAX_AGE_DAYS: int = _env_int("ACTION_MAX_AGE_DAYS", 30)
+        self.ACTION_MAX_FUTURE_SECONDS: int = _env_int("ACTION_MAX_FUTURE_SECONDS", 300)
+        self.MAX_BATCH_ITEMS: int = _env_int("MAX_BATCH_ITEMS", 1000)
+        self.MAX_CONTENT_LENGTH: int = _env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
+        self.VOUCHER_VALID_DAYS: int = _env_int("VOUCHER_VALID_DAYS", 30)
+        self.JOB_MAX_ATTEMPTS: int = _env_int("JOB_MAX_ATTEMPTS", 4)
+        self.RQ_QUEUE_PREFIX: str = env.get("RQ_QUEUE_PREFIX", "")
+        self.LOG_LEVEL: str = env.get("LOG_LEVEL", "INFO")
+        self.TESTING: bool = False
+
+        # flask-smorest
+        self.API_TITLE = "Citizen Rewards API"
+        self.API_VERSION = "v1"
+        self.OPENAPI_VERSION = "3.0.3"
+        self.OPENAPI_URL_PREFIX = "/"
+        self.OPENAPI_JSON_PATH = "openapi.json"
+        self.OPENAPI_SWAGGER_UI_PATH = "docs"
+        self.OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+        self.API_SPEC_OPTIONS = {
+            "info": {
+                "description": "Citizen rewards scheme: actions earn points, "
+                "residents spend them with local partners. See API.md for conventions."
+            },
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+                }
+            },
+        }
+        self.JSON_SORT_KEYS = False
+
+        for key, value in overrides.items():
+            setattr(self, key, value)
+
+    @property
+    def jobs_inline(self) -> bool:
+        return not self.REDIS_URL

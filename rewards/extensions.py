@@ -1,0 +1,153 @@
+"""Shared extension objects: created here without side effects, bound in create_app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import flask_smorest
+from flask import Flask, current_app, jsonify
+from redis import Redis
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+
+class Database:
+    """One engine and a scoped session per process; the session is removed when
+    the app context ends so every request and job starts clean."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.session: scoped_session[Session] = scoped_session(
+            sessionmaker(expire_on_commit=False)
+        )
+
+    def init_app(self, app: Flask) -> None:
+        url = app.config["SQLALCHEMY_DATABASE_URI"]
+        if self.engine is not None:
+            self.session.remove()
+            self.engine.dispose()
+        self.engine = make_engine(url)
+        self.session.configure(bind=self.engine)
+        app.extensions["db"] = self
+
+        @app.teardown_appcontext
+        def _remove_session(exc: BaseException | None) -> None:
+            self.session.remove()
+
+    @property
+    def dialect(self) -> str:
+        assert self.engine is not None, "database not bound: call create_app() first"
+        return self.engine.dialect.name
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            from pathlib import Path
+
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        # pysqlite's own transaction handling starts transactions late; take the write
+        # lock at BEGIN so two claims cannot both read a balance and then both write.
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _flatten_errors(errors: Any) -> Any:
+    """webargs nests validation errors by location; clients want field -> messages."""
+    if isinstance(errors, dict) and set(errors) <= {"json", "query", "headers", "form", "files"}:
+        if len(errors) == 1:
+            return next(iter(errors.values()))
+    return errors
+
+
+def error_response(code: int, message: str, errors: Any = None, headers: Any = None):
+    payload: dict[str, Any] = {
+        "code": code,
+        "status": _status_name(code),
+        "message": message,
+    }
+    if errors:
+        payload["errors"] = errors
+    return jsonify(payload), code, headers or {}
+
+
+def _status_name(code: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api with one JSON error shape for every error, even ones
+    raised outside a view (unknown route, too-large body, unexpected exception)."""
+
+    def _register_error_handlers(self) -> None:
+        self._app.register_error_handler(HTTPException, self.handle_http_exception)
+        self._app.register_error_handler(Exception, self.handle_unexpected_exception)
+
+    def handle_http_exception(self, error: HTTPException):
+        data = getattr(error, "data", None) or {}
+        code = error.code or 500
+        if code >= 500 and isinstance(error, InternalServerError):
+            original = getattr(error, "original_exception", None)
+            if original is not None:
+                return self.handle_unexpected_exception(original)
+        message = data.get("message") or error.description or _status_name(code)
+        if code == 422 and "message" not in data:
+            message = "The request is not valid: see errors for each field."
+        errors = data.get("errors") or data.get("messages")
+        return error_response(code, message, _flatten_errors(errors), data.get("headers"))
+
+    def handle_unexpected_exception(self, error: Exception):
+        if isinstance(error, HTTPException):
+            return self.handle_http_exception(error)
+        current_app.logger.exception("unhandled error", exc_info=error)
+        return error_response(500, "Something went wrong on our side; it has been logged.")
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """Place for project-wide blueprint behaviour."""
+
+
+class RedisHolder:
+    """Redis client created on first use, so importing and create_app never connect."""
+
+    def get(self) -> Redis | None:
+        app = current_app
+        url = app.config.get("REDIS_URL")
+        if not url:
+            return None
+        client = app.extensions.get("redis")
+        if client is None:
+            client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+            app.extensions["redis"] = client
+        return client
+
+
+db = Database()
+api = Api()
+redis = RedisHolder()

@@ -1,0 +1,136 @@
+"""Residents: one-time-code login, profiles, linked cards."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .ledger import ensure_member_accounts
+from .mail import send_mail
+from .models import Identifier, Member, OtpCode, utcnow
+from .security import keyed_hash, normalise_card_number
+
+
+class OtpRateLimited(Exception):
+    pass
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def request_otp(session: Session, email: str) -> None:
+    """Mail a fresh 6-digit code; earlier codes for the address stop working."""
+    email = normalise_email(email)
+    config = current_app.config
+    now = utcnow()
+    recent = session.scalar(
+        select(func.count(OtpCode.id)).where(
+            OtpCode.email == email, OtpCode.created_at > now - timedelta(hours=1)
+        )
+    )
+    if (recent or 0) >= config["OTP_PER_HOUR"]:
+        raise OtpRateLimited()
+    session.execute(
+        update(OtpCode)
+        .where(OtpCode.email == email, OtpCode.used_at.is_(None))
+        .values(used_at=now)
+    )
+    code = f"{secrets.randbelow(10**6):06d}"
+    session.add(
+        OtpCode(
+            email=email,
+            code_hash=keyed_hash(f"{email}:{code}", "otp"),
+            expires_at=now + timedelta(seconds=config["OTP_TTL"]),
+        )
+    )
+    session.commit()
+    minutes = config["OTP_TTL"] // 60
+    send_mail(
+        email,
+        f"Your {config['SCHEME_NAME']} code: {code}",
+        f"Your login code is {code}. It works once, for {minutes} minutes.\n"
+        "If you did not ask for it, ignore this message.",
+    )
+
+
+@dataclass
+class LoginResult:
+    member: Member | None
+    problem: str | None = None
+
+
+def verify_otp(session: Session, email: str, code: str) -> LoginResult:
+    """Check a code; the first good login creates the member. A code dies after
+    OTP_MAX_ATTEMPTS wrong tries or OTP_TTL seconds."""
+    email = normalise_email(email)
+    now = utcnow()
+    otp = session.scalar(
+        select(OtpCode)
+        .where(OtpCode.email == email, OtpCode.used_at.is_(None))
+        .order_by(OtpCode.created_at.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    if otp is None or otp.expires_at <= now:
+        return LoginResult(None, "The code has expired or was never sent; ask for a new one.")
+    if otp.attempts >= current_app.config["OTP_MAX_ATTEMPTS"]:
+        return LoginResult(None, "Too many wrong tries; ask for a new code.")
+    if not secrets.compare_digest(otp.code_hash, keyed_hash(f"{email}:{code}", "otp")):
+        otp.attempts += 1
+        if otp.attempts >= current_app.config["OTP_MAX_ATTEMPTS"]:
+            otp.used_at = now
+        session.commit()
+        return LoginResult(None, "The code is not right.")
+    otp.used_at = now
+    member = session.scalar(select(Member).where(Member.email == email))
+    if member is None:
+        member = create_member(session, email=email)
+    session.commit()
+    return LoginResult(member)
+
+
+def create_member(session: Session, **fields: object) -> Member:
+    member = Member(id=uuid.uuid4(), **fields)
+    session.add(member)
+    ensure_member_accounts(session, member.id)
+    session.flush()
+    return member
+
+
+class CardAlreadyLinked(Exception):
+    pass
+
+
+def card_hash(kind: str, number: str) -> str:
+    return keyed_hash(f"{kind}:{normalise_card_number(number)}", "card")
+
+
+def link_card(session: Session, member: Member, kind: str, number: str) -> Identifier:
+    normalised = normalise_card_number(number)
+    identifier = Identifier(
+        member_id=member.id,
+        kind=kind,
+        number_hash=card_hash(kind, number),
+        last4=normalised[-4:],
+    )
+    session.add(identifier)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise CardAlreadyLinked() from None
+    return identifier
+
+
+def find_member_by_card(session: Session, kind: str, number: str) -> uuid.UUID | None:
+    return session.scalar(
+        select(Identifier.member_id).where(Identifier.number_hash == card_hash(kind, number))
+    )

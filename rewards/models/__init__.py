@@ -1,0 +1,37 @@
+"""Database models, one module per aggregate. Importing this registers them all."""
+
+from .action import Action, Award
+from .base import Base, utcnow
+from .infra import IdempotencyRecord, OutboxMessage
+from .ledger import Account, Posting, PostingLine
+from .member import Identifier, Member, OtpCode
+from .partner import Offer, Partner
+from .reward import Redemption, Reward
+from .scheme import ActionType, Rule, RuleVersion
+from .source import Source
+from .staff import AuditEntry, StaffUser
+
+__all__ = [
+    "Account",
+    "Action",
+    "ActionType",
+    "AuditEntry",
+    "Award",
+    "Base",
+    "IdempotencyRecord",
+    "Identifier",
+    "Member",
+    "Offer",
+    "OtpCode",
+    "OutboxMessage",
+    "Partner",
+    "Posting",
+    "PostingLine",
+    "Redemption",
+    "Reward",
+    "Rule",
+    "RuleVersion",
+    "Source",
+    "StaffUser",
+    "utcnow",
+]

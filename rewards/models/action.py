@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, IdMixin
+
+ACTION_STATUSES = ("accepted", "flagged", "revoked")
+
+
+class Action(IdMixin, Base):
+    """A verified positive action by a member, as reported by a source."""
+
+    __tablename__ = "actions"
+    __table_args__ = (
+        UniqueConstraint("source_id", "external_ref"),
+        Index("ix_actions_member_occurred", "member_id", "occurred_at"),
+    )
+
+    source_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sources.id"))
+    external_ref: Mapped[str] = mapped_column(String(200))
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    action_type_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("action_types.id"))
+    type_code: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column()
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="accepted")
+    flag_reason: Mapped[str | None] = mapped_column(Text)
+    points: Mapped[int] = mapped_column(default=0)
+
+    awards: Mapped[list[Award]] = relationship(back_populates="action")
+
+
+class Award(IdMixin, Base):
+    """What one rule version gave for one action, with the inputs that decided it.
+    An award with zero points and `capped_by` set explains an action over a cap."""
+
+    __tablename__ = "awards"
+    __table_args__ = (
+        UniqueConstraint("action_id", "rule_id"),
+        Index("ix_awards_rule_member_occurred", "rule_id", "member_id", "occurred_at"),
+    )
+
+    action_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("actions.id"))
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rules.id"))
+    rule_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rule_versions.id"))
+    rule_version: Mapped[int] = mapped_column()
+    rule_name: Mapped[str] = mapped_column(String(200))
+    points: Mapped[int] = mapped_column()
+    capped_by: Mapped[str | None] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column()
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    posting_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("postings.id"))
+
+    action: Mapped[Action] = relationship(back_populates="awards")

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, IdMixin, utcnow
+
+# Scheme-side accounts. Member accounts are "member:<id>:available" and ":pending".
+SCHEME_ACCOUNTS = (
+    "scheme:issuance",  # where earned points come from (goes negative as points are issued)
+    "scheme:rewards_held",  # points reserved by a pending reward claim
+    "scheme:rewards_spent",  # points captured when a voucher is issued
+    "scheme:expired",
+    "scheme:donated",
+    "scheme:adjustments",
+    "scheme:written_off",
+)
+
+
+class Account(Base):
+    """A ledger account. Its balance is the sum of its lines, never a stored number."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    code: Mapped[str] = mapped_column(String(80), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Posting(IdMixin, Base):
+    """One balanced movement of points. Append-only: corrections are new postings."""
+
+    __tablename__ = "postings"
+
+    kind: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    # System postings carry a unique key so a retried job cannot post twice.
+    key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"), index=True)
+    action_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("actions.id"))
+    reward_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("rewards.id"))
+
+    lines: Mapped[list[PostingLine]] = relationship(back_populates="posting")
+
+
+class PostingLine(Base):
+    __tablename__ = "posting_lines"
+    __table_args__ = (Index("ix_posting_lines_account_created", "account_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    posting_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("postings.id"), index=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    points: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    posting: Mapped[Posting] = relationship(back_populates="lines")

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, IdMixin, utcnow
+
+
+class Member(IdMixin, Base):
+    """A resident (or visitor) taking part in the scheme."""
+
+    __tablename__ = "members"
+
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    ward: Mapped[str | None] = mapped_column(String(100))
+    locale: Mapped[str] = mapped_column(String(16), default="en")
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    erased_at: Mapped[datetime | None] = mapped_column()
+
+    identifiers: Mapped[list[Identifier]] = relationship(back_populates="member")
+
+
+class Identifier(IdMixin, Base):
+    """A card linked to a member. The number is kept only as a keyed hash."""
+
+    __tablename__ = "identifiers"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    number_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    last4: Mapped[str] = mapped_column(String(4))
+
+    member: Mapped[Member] = relationship(back_populates="identifiers")
+
+
+class OtpCode(IdMixin, Base):
+    """A one-time login code; only its keyed hash is stored."""
+
+    __tablename__ = "otp_codes"
+    __table_args__ = (Index("ix_otp_codes_email_created", "email", "created_at"),)
+
+    email: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(default=0)
+    used_at: Mapped[datetime | None] = mapped_column()

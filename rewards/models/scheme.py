@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, IdMixin
+
+CATEGORIES = ("travel", "volunteering", "health", "housing", "climate")
+
+
+class ActionType(IdMixin, Base):
+    """A kind of positive action the scheme recognises (bus journey, volunteering hour)."""
+
+    __tablename__ = "action_types"
+
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class Rule(IdMixin, Base):
+    """An earning rule's identity; what it does lives in its versions."""
+
+    __tablename__ = "rules"
+
+    name: Mapped[str] = mapped_column(String(200))
+    current_version: Mapped[int] = mapped_column(default=1)
+
+    versions: Mapped[list[RuleVersion]] = relationship(
+        back_populates="rule", order_by="RuleVersion.version"
+    )
+
+
+class RuleVersion(IdMixin, Base):
+    """One immutable version of a rule. Awards point at the version that made them."""
+
+    __tablename__ = "rule_versions"
+    __table_args__ = (UniqueConstraint("rule_id", "version"),)
+
+    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rules.id"), index=True)
+    version: Mapped[int] = mapped_column()
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    action_types: Mapped[list[Any]] = mapped_column()
+    condition: Mapped[str] = mapped_column(Text)
+    points: Mapped[str] = mapped_column(Text)
+    caps: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    points_caps: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    starts_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime | None] = mapped_column()
+    budget_points: Mapped[int | None] = mapped_column()
+    priority: Mapped[int] = mapped_column(default=0)
+    stackable: Mapped[bool] = mapped_column(default=True)
+    hold_days: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_by: Mapped[uuid.UUID | None] = mapped_column()
+
+    rule: Mapped[Rule] = relationship(back_populates="versions")
