@@ -141,10 +141,11 @@ class RedisHolder:
         url = app.config.get("REDIS_URL")
         if not url:
             return None
-        client = app.extensions.get("redis")
+        clients = app.extensions.setdefault("redis", {})
+        client = clients.get(url)
         if client is None:
             client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
-            app.extensions["redis"] = client
+            clients[url] = client
         return client
 
 

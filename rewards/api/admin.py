@@ -119,6 +119,10 @@ class RuleIn(Schema):
             raise ValidationError(errors)
 
 
+class RulePatch(RuleIn):
+    """Any rule field; the result is a new version."""
+
+
 class RuleVersionSchema(Schema):
     id = fields.UUID()
     version = fields.Integer()
@@ -229,7 +233,7 @@ class RuleItem(MethodView):
         return _current_version(rule_id)
 
     @blp.doc(security=BEARER)
-    @blp.arguments(RuleIn(partial=True))
+    @blp.arguments(RulePatch(partial=True))
     @blp.response(200, RuleOut)
     @staff_required(*MANAGE)
     def patch(self, args, rule_id: uuid.UUID):
@@ -317,8 +321,8 @@ class Sources(MethodView):
         db.session.flush()
         audit("create", "source", source.id, name=source.name)
         db.session.commit()
-        out = SourceOut().dump(source)
-        return {**out, "api_key": key, "signing_secret": secret}
+        source.api_key = key  # shown in this answer only, never stored
+        return source
 
 
 # -- partners ---------------------------------------------------------------------
@@ -362,7 +366,8 @@ class Partners(MethodView):
         db.session.flush()
         audit("create", "partner", partner.id, name=partner.name)
         db.session.commit()
-        return {**PartnerOut().dump(partner), "api_key": key}
+        partner.api_key = key  # shown in this answer only, never stored
+        return partner
 
 
 # -- offers -----------------------------------------------------------------------

@@ -34,6 +34,10 @@ class MemberSchema(Schema):
     joined_at = fields.DateTime(dump_only=True)
 
 
+class ProfilePatch(MemberSchema):
+    """Fields a resident may change."""
+
+
 class IdentifierIn(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(IDENTIFIER_KINDS))
     number = fields.String(required=True, load_only=True,
@@ -123,7 +127,7 @@ class Me(MethodView):
         return current_member()
 
     @blp.doc(security=BEARER)
-    @blp.arguments(MemberSchema(partial=True))
+    @blp.arguments(ProfilePatch(partial=True))
     @blp.response(200, MemberSchema)
     @member_required
     def patch(self, args):

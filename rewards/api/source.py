@@ -23,7 +23,7 @@ SIGNATURE_HEADER = {
 }
 
 
-class MemberRef(Schema):
+class BatchMember(Schema):
     kind = fields.String()
     number = fields.String()
     member_id = fields.UUID()
@@ -31,7 +31,7 @@ class MemberRef(Schema):
 
 class BatchItem(Schema):
     external_ref = fields.String(required=True)
-    member = fields.Nested(MemberRef, required=True)
+    member = fields.Nested(BatchMember, required=True)
     type = fields.String(required=True)
     occurred_at = fields.DateTime(required=True)
     attributes = fields.Dict()

@@ -2,12 +2,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, IdMixin
+
+if TYPE_CHECKING:
+    from .ledger import Posting
+    from .member import Member
+    from .scheme import RuleVersion
 
 ACTION_STATUSES = ("accepted", "flagged", "revoked")
 
@@ -33,6 +38,7 @@ class Action(IdMixin, Base):
     points: Mapped[int] = mapped_column(default=0)
 
     awards: Mapped[list[Award]] = relationship(back_populates="action")
+    member: Mapped[Member] = relationship()
 
 
 class Award(IdMixin, Base):
@@ -58,3 +64,5 @@ class Award(IdMixin, Base):
     posting_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("postings.id"))
 
     action: Mapped[Action] = relationship(back_populates="awards")
+    posting: Mapped[Posting | None] = relationship()
+    rule_version_row: Mapped[RuleVersion] = relationship()

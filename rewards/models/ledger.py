@@ -2,9 +2,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+if TYPE_CHECKING:
+    from .action import Action
+    from .member import Member
+    from .reward import Reward
 
 from .base import Base, IdMixin, utcnow
 
@@ -31,6 +37,9 @@ class Account(Base):
     member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    # Relationships here also tell the unit of work to insert the parent row first.
+    member: Mapped[Member | None] = relationship()
+
 
 class Posting(IdMixin, Base):
     """One balanced movement of points. Append-only: corrections are new postings."""
@@ -46,6 +55,9 @@ class Posting(IdMixin, Base):
     reward_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("rewards.id"))
 
     lines: Mapped[list[PostingLine]] = relationship(back_populates="posting")
+    member: Mapped[Member | None] = relationship()
+    action: Mapped[Action | None] = relationship()
+    reward: Mapped[Reward | None] = relationship()
 
 
 class PostingLine(Base):
@@ -59,3 +71,4 @@ class PostingLine(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     posting: Mapped[Posting] = relationship(back_populates="lines")
+    account: Mapped[Account] = relationship()

@@ -7,6 +7,7 @@ from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, IdMixin
+from .member import Member
 from .partner import Offer
 
 REWARD_STATUSES = ("pending", "issued", "redeemed", "expired", "cancelled", "failed")
@@ -29,6 +30,7 @@ class Reward(IdMixin, Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
 
     offer: Mapped[Offer] = relationship()
+    member: Mapped[Member] = relationship()
 
 
 class Redemption(IdMixin, Base):
@@ -38,3 +40,5 @@ class Redemption(IdMixin, Base):
 
     reward_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rewards.id"), unique=True)
     partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"), index=True)
+
+    reward: Mapped[Reward] = relationship()
