@@ -24,7 +24,9 @@ class Config:
         self.REDIS_URL: str | None = env.get("REDIS_URL") or None
         self.SMTP_URL: str | None = env.get("SMTP_URL") or None
         self.MAIL_FROM: str = env.get("MAIL_FROM", "rewards@localhost")
-        self.SECRET_KEY: str = env.get("SECRET_KEY") or "dev-only-secret-change-me-before-going-live"
+        self.SECRET_KEY: str = (
+            env.get("SECRET_KEY") or "dev-only-secret-change-me-before-going-live"
+        )
         # Keyed hash of card numbers; rotating it orphans every linked card, so it is
         # separate from SECRET_KEY (which signs tokens and can rotate freely).
         self.IDENTIFIER_KEY: str = env.get("IDENTIFIER_KEY") or self.SECRET_KEY
