@@ -11,7 +11,7 @@ from redis import Redis
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,8 @@ def error_response(code: int, message: str, errors: Any = None, headers: Any = N
         "status": _status_name(code),
         "message": message,
     }
-    if errors:
-        payload["errors"] = errors
+    if errors or code == 422:
+        payload["errors"] = errors or {}  # a 422 always has the object clients index by field
     return jsonify(payload), code, headers or {}
 
 
@@ -119,8 +119,15 @@ class Api(flask_smorest.Api):
         message = data.get("message") or error.description or _status_name(code)
         if code == 422 and "message" not in data:
             message = "The request is not valid: see errors for each field."
-        errors = data.get("errors") or data.get("messages")
-        return error_response(code, message, _flatten_errors(errors), data.get("headers"))
+        errors = _flatten_errors(data.get("errors") or data.get("messages"))
+        if isinstance(errors, list) and all(isinstance(item, str) for item in errors):
+            # Not field by field (webargs' "Invalid JSON body."): say it in the message.
+            message, errors = " ".join(errors), None
+        headers = dict(data.get("headers") or {})
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            # HTTP requires Allow on a 405; werkzeug only adds it to its own HTML page.
+            headers.setdefault("Allow", ", ".join(error.valid_methods))
+        return error_response(code, message, errors, headers)
 
     def handle_unexpected_exception(self, error: Exception):
         if isinstance(error, HTTPException):

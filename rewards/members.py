@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from .security import keyed_hash, normalise_card_number
 
 
 class OtpRateLimited(Exception):
-    pass
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after  # seconds until the address may ask again
 
 
 def normalise_email(email: str) -> str:
@@ -31,13 +34,14 @@ def request_otp(session: Session, email: str) -> None:
     email = normalise_email(email)
     config = current_app.config
     now = utcnow()
-    recent = session.scalar(
-        select(func.count(OtpCode.id)).where(
-            OtpCode.email == email, OtpCode.created_at > now - timedelta(hours=1)
+    window = now - timedelta(hours=1)
+    recent, oldest = session.execute(
+        select(func.count(OtpCode.id), func.min(OtpCode.created_at)).where(
+            OtpCode.email == email, OtpCode.created_at > window
         )
-    )
+    ).one()
     if (recent or 0) >= config["OTP_PER_HOUR"]:
-        raise OtpRateLimited()
+        raise OtpRateLimited(max(1, math.ceil((oldest - window).total_seconds())))
     session.execute(
         update(OtpCode)
         .where(OtpCode.email == email, OtpCode.used_at.is_(None))

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import functools
+import secrets
 import uuid
 
 from flask import current_app
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
-from werkzeug.security import check_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import Blueprint, db
 from ..members import OtpRateLimited, request_otp, verify_otp
@@ -47,6 +49,11 @@ class Accepted(Schema):
     message = fields.String()
 
 
+@functools.cache
+def _dummy_password_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
 def member_tokens(member_id: uuid.UUID) -> dict:
     config = current_app.config
     return {
@@ -67,9 +74,10 @@ def otp(args):
     """Mail a 6-digit login code. The answer is the same whether or not the address is known."""
     try:
         request_otp(db.session, args["email"])
-    except OtpRateLimited:
+    except OtpRateLimited as limited:
         db.session.rollback()
-        abort(429, message="Too many codes asked for; wait an hour and try again.")
+        abort(429, message="Too many codes asked for this address; try again later.",
+              headers={"Retry-After": str(limited.retry_after)})
     return {"message": "If the address can receive mail, a code is on its way."}
 
 
@@ -106,9 +114,11 @@ def login(args):
     user = db.session.scalar(
         select(StaffUser).where(StaffUser.email == args["email"].strip().lower())
     )
-    if user is None or not user.active or not check_password_hash(
-        user.password_hash, args["password"]
-    ):
+    # Hash the password even for an unknown address, so timing does not tell them apart.
+    password_ok = check_password_hash(
+        user.password_hash if user is not None else _dummy_password_hash(), args["password"]
+    )
+    if user is None or not user.active or not password_ok:
         abort(401, message="Email or password is not right.")
     ttl = current_app.config["STAFF_TOKEN_TTL"]
     claims = {"partner_id": str(user.partner_id)} if user.partner_id else {}

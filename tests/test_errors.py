@@ -1,0 +1,164 @@
+"""Every error is the same JSON shape: {code, status, message} (+ errors for 422),
+never an HTML page or a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+import rewards.api.me
+
+from .helpers import bearer, member_token, signed_post, staff_token
+
+ACTION_TYPE = {"code": "bus_journey", "name": "Bus journey", "category": "travel"}
+
+
+def assert_json_error(response: Any, code: int) -> dict[str, Any]:
+    text = response.get_data(as_text=True)
+    assert response.status_code == code, (response.status_code, text)
+    assert response.headers["Content-Type"] == "application/json"
+    body = response.json
+    assert isinstance(body, dict), text
+    expected_keys = {"code", "status", "message"} | ({"errors"} if code == 422 else set())
+    assert set(body) <= expected_keys | {"errors"}
+    assert expected_keys <= set(body)
+    assert body["code"] == code
+    assert isinstance(body["status"], str) and body["status"]
+    assert isinstance(body["message"], str) and body["message"]
+    if code == 422:
+        assert isinstance(body["errors"], dict)
+    for leak in ("Traceback", "<html", "<!doctype", "File \"/", "werkzeug", "sqlalchemy"):
+        assert leak.lower() not in text.lower(), text
+    return body
+
+
+def test_unknown_route_is_404_json(client: FlaskClient) -> None:
+    for path in ("/v1/nothing-here", "/nothing", "/v1/me/rewards/not-a-uuid"):
+        body = assert_json_error(client.get(path), 404)
+        assert body["status"] == "Not Found"
+    assert_json_error(client.post("/v1/nothing-here", json={}), 404)
+
+
+def test_wrong_method_is_405_json_and_says_what_is_allowed(client: FlaskClient) -> None:
+    response = client.get("/v1/auth/otp")
+    body = assert_json_error(response, 405)
+    assert body["status"] == "Method Not Allowed"
+    assert "POST" in response.headers["Allow"]
+    assert_json_error(client.put("/v1/auth/token", json={}), 405)
+
+
+def test_no_token_is_401_json(client: FlaskClient) -> None:
+    for path in ("/v1/me", "/v1/me/balance", "/v1/admin/action-types"):
+        body = assert_json_error(client.get(path), 401)
+        assert "Bearer" in body["message"]
+    assert_json_error(client.get("/v1/me", headers=bearer("nonsense")), 401)
+    assert_json_error(client.get("/v1/partner/vouchers/ABCDEFGHJK"), 401)
+
+
+def test_invalid_body_is_422_with_errors_field_by_field(client: FlaskClient, app: Flask) -> None:
+    body = assert_json_error(client.post("/v1/auth/otp", json={"email": "nope"}), 422)
+    assert set(body["errors"]) == {"email"}
+    assert isinstance(body["errors"]["email"], list) and body["errors"]["email"]
+
+    body = assert_json_error(client.post("/v1/auth/token", json={"code": "12ab"}), 422)
+    assert set(body["errors"]) == {"email", "code"}
+    assert body["errors"]["code"] == ["The code is 6 digits."]
+    assert body["errors"]["email"] == ["Missing data for required field."]
+
+    body = assert_json_error(client.post("/v1/auth/otp", json={"email": "a@example.org",
+                                                               "admin": True}), 422)
+    assert set(body["errors"]) == {"admin"}
+
+    body = assert_json_error(client.post("/v1/auth/otp", json=["a@example.org"]), 422)
+    assert body["errors"]
+
+    # Query strings too: field-by-field, not nested under the location.
+    me = bearer(member_token(client, app, "pages@example.org"))
+    body = assert_json_error(client.get("/v1/me/ledger?page=0&page_size=1000", headers=me), 422)
+    assert set(body["errors"]) == {"page", "page_size"}
+
+
+def test_body_over_max_content_length_is_413_json(client: FlaskClient, app: Flask) -> None:
+    admin = bearer(staff_token(client, app, "admin"))
+    assert client.post("/v1/admin/action-types", json=ACTION_TYPE, headers=admin).status_code == 201
+    source = client.post("/v1/admin/sources", json={"name": "First Bus",
+                                                   "action_types": ["bus_journey"]}, headers=admin)
+    assert source.status_code == 201, source.json
+    saved = app.config["MAX_CONTENT_LENGTH"]
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    try:
+        big = {"email": "a@example.org", "padding": "x" * 4096}
+        for path in ("/v1/auth/otp", "/v1/auth/login"):
+            body = assert_json_error(client.post(path, json=big), 413)
+            assert "Large" in body["status"]
+        batch = {"items": [{"external_ref": f"trip-{n}", "type": "bus_journey"}
+                           for n in range(100)]}
+        assert_json_error(signed_post(client, source.json, batch), 413)
+        # Just under the limit is read (and judged on its content).
+        small = client.post("/v1/auth/otp", json={"email": "a@example.org"})
+        assert small.status_code == 202
+    finally:
+        app.config["MAX_CONTENT_LENGTH"] = saved
+    assert app.config["MAX_CONTENT_LENGTH"] == saved
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'{"email": ', b"\xff\xfe\x00"])
+def test_malformed_json_is_a_400_json_error(client: FlaskClient, raw: bytes) -> None:
+    response = client.post("/v1/auth/otp", data=raw, content_type="application/json")
+    body = assert_json_error(response, 400)
+    assert body["message"] == "Invalid JSON body."
+    assert "errors" not in body
+
+
+def test_a_422_without_field_errors_still_has_the_errors_object(
+    client: FlaskClient, app: Flask
+) -> None:
+    me = bearer(member_token(client, app, "keys@example.org"))
+    body = assert_json_error(client.post("/v1/me/rewards",
+                                         json={"offer_id": "00000000-0000-0000-0000-000000000000"},
+                                         headers={**me, "Idempotency-Key": "x" * 201}), 422)
+    assert "Idempotency-Key" in body["message"]
+    assert body["errors"] == {}
+
+
+def test_body_that_is_not_json_is_a_422(client: FlaskClient) -> None:
+    response = client.post("/v1/auth/otp", data="email=a@example.org",
+                           content_type="application/x-www-form-urlencoded")
+    body = assert_json_error(response, 422)
+    assert "email" in body["errors"]
+
+
+def test_unexpected_exception_is_500_json_without_internals(
+    client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    me = bearer(member_token(client, app, "boom@example.org"))
+
+    def explode(*_: Any, **__: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(rewards.api.me, "member_balances", explode)
+    with caplog.at_level(logging.ERROR):
+        response = client.get("/v1/me/balance", headers=me)
+    body = assert_json_error(response, 500)
+    text = response.get_data(as_text=True)
+    assert "secret internals" not in text and "Traceback" not in text
+    assert "RuntimeError" not in text
+    assert body["status"] == "Internal Server Error"
+    # The operator still gets the whole story in the log.
+    assert any(r.exc_info and "secret internals" in str(r.exc_info[1]) for r in caplog.records)
+
+    # The next request is served normally.
+    monkeypatch.undo()
+    assert client.get("/v1/me/balance", headers=me).status_code == 200
+
+
+def test_errors_from_views_keep_their_message(client: FlaskClient, app: Flask) -> None:
+    me = bearer(member_token(client, app, "lost@example.org"))
+    body = assert_json_error(
+        client.get("/v1/me/rewards/00000000-0000-0000-0000-000000000000", headers=me), 404)
+    assert body["message"] != "Not Found"
