@@ -6,6 +6,7 @@ import logging
 import uuid
 
 from flask import current_app
+from sqlalchemy import inspect
 
 from rewards import vouchers
 from rewards.extensions import db
@@ -33,6 +34,9 @@ def issue_reward(reward_id: str) -> str:
     rid = uuid.UUID(reward_id)
     try:
         reward = vouchers.issue(session, rid)
+        # Only the run that moved the reward from pending tells the member; a rerun
+        # finds it issued already and must not mail the code again.
+        issued_now = reward is not None and inspect(reward).attrs.status.history.has_changes()
         session.commit()
     except Exception as error:
         session.rollback()
@@ -42,7 +46,7 @@ def issue_reward(reward_id: str) -> str:
         raise
     if reward is None:
         return "missing"
-    if reward.status == "issued":
+    if issued_now and reward.status == "issued":
         _tell_member(reward)
     return reward.status
 

@@ -14,6 +14,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
+from ..jobs import discard_pending
 from ..models import AuditEntry, IdempotencyRecord
 
 
@@ -48,36 +49,68 @@ def idempotent(scope: str, produce: Callable[[], tuple[dict[str, Any], int]]) ->
     """Run a POST that moves points at most once per Idempotency-Key.
 
     `produce` does the work in the open transaction and returns (body, status)
-    without committing. The first answer is stored with the change, in the same
-    transaction; a retry with the same key and body gets it back, a retry with
-    another body is 422. Two concurrent first tries: one commits, the other
-    fails on the unique key, rolls back its change and replays the winner."""
+    without committing (on a refusal it may roll back and abort). The key is taken
+    first, by inserting its row before `produce` runs, and the answer is stored in
+    that row with the change, in one transaction. A retry with the same key and body
+    gets the first answer back; with another body it is 422. Two concurrent first
+    tries: on PostgreSQL the second insert waits on the unique key until the first
+    commits, then fails, so the loser never runs `produce` against the winner's new
+    state (it would see the points already spent); it rolls back and replays the
+    winner's answer. SQLite serialises the two requests whole."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (1 <= len(key) <= 200):
         abort(422, message="Idempotency-Key must be 1 to 200 characters.")
-    digest = hashlib.sha256(request.get_data(cache=True)).hexdigest()
-    if key:
-        replay = _replay(scope, key, digest)
-        if replay is not None:
-            return replay
+    if not key:
+        body, status = produce()
+        db.session.commit()
+        return _respond(body, status)
+    digest = _request_digest()
+    replay = _replay(scope, key, digest)
+    if replay is not None:
+        return replay
+    record = IdempotencyRecord(scope=scope, key=key, request_hash=digest,
+                               status_code=0, response={})
+    db.session.add(record)
+    try:
+        db.session.flush()
+    except IntegrityError as error:
+        return _replay_winner(scope, key, digest, error)
     body, status = produce()
-    if key:
-        db.session.add(
-            IdempotencyRecord(scope=scope, key=key, request_hash=digest,
-                              status_code=status, response=body)
-        )
+    record.status_code = status
+    record.response = body
     try:
         db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        if key:
-            replay = _replay(scope, key, digest)
-            if replay is not None:
-                return replay
-        raise
+    except IntegrityError as error:  # the key is ours already; something else clashed
+        return _replay_winner(scope, key, digest, error)
+    return _respond(body, status)
+
+
+def _request_digest() -> str:
+    """The body's fingerprint: JSON compared by content, not by spacing or key order."""
+    data = request.get_json(silent=True, cache=True)
+    if data is None:
+        raw = request.get_data(cache=True)
+    else:
+        raw = json.dumps(data, sort_keys=True, separators=(",", ":"),
+                         ensure_ascii=False).encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _respond(body: dict[str, Any], status: int) -> Response:
     response = jsonify(body)
     response.status_code = status
     return response
+
+
+def _replay_winner(scope: str, key: str, digest: str, error: IntegrityError) -> Response:
+    """Another request with this key committed first: undo ours (and the jobs it
+    queued), answer with theirs. Any other clash is a real error."""
+    db.session.rollback()
+    discard_pending()
+    replay = _replay(scope, key, digest)
+    if replay is None:
+        raise error
+    return replay
 
 
 def _replay(scope: str, key: str, digest: str) -> Response | None:
@@ -87,11 +120,10 @@ def _replay(scope: str, key: str, digest: str) -> Response | None:
     )
     if record is None:
         return None
-    if record.request_hash != digest:
-        db.session.rollback()
+    same_body, body, status = record.request_hash == digest, record.response, record.status_code
+    db.session.rollback()  # end the transaction; read before, as rollback expires the row
+    if not same_body:
         abort(422, message="This Idempotency-Key was used with a different request body.")
-    db.session.rollback()
-    response = jsonify(record.response)
-    response.status_code = record.status_code
+    response = _respond(body, status)
     response.headers["Idempotent-Replayed"] = "true"
     return response
