@@ -489,11 +489,6 @@ def test_a_card_linked_by_someone_else_is_409_and_changes_nothing(
         assert db.session.get(Member, owner).email == "first@example.org"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rewards/api/me.py: @blp.route('/identifiers/<uuid:identifier_id>') on a function "
-    "defaults to GET, so DELETE is 405; it needs methods=['DELETE']",
-)
 def test_another_members_card_cannot_be_unlinked(client: FlaskClient, app: Flask) -> None:
     owner = bearer(member_token(client, app, "owner@example.org"))
     other = bearer(member_token(client, app, "other@example.org"))

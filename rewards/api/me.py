@@ -127,9 +127,9 @@ class Me(MethodView):
         return current_member()
 
     @blp.doc(security=BEARER)
+    @member_required
     @blp.arguments(ProfilePatch(partial=True))
     @blp.response(200, MemberSchema)
-    @member_required
     def patch(self, args):
         """Change display name, ward or language."""
         member = current_member()
@@ -165,10 +165,10 @@ class Identifiers(MethodView):
         ).all()
 
     @blp.doc(security=BEARER)
+    @member_required
     @blp.arguments(IdentifierIn)
     @blp.response(201, IdentifierOut)
     @blp.alt_response(409, description="The card is linked to an account already")
-    @member_required
     def post(self, args):
         """Link a card so a source's taps reach this account."""
         try:
@@ -179,7 +179,7 @@ class Identifiers(MethodView):
         return identifier
 
 
-@blp.route("/identifiers/<uuid:identifier_id>")
+@blp.route("/identifiers/<uuid:identifier_id>", methods=["DELETE"])
 @blp.doc(security=BEARER)
 @blp.response(204)
 @member_required
@@ -268,10 +268,10 @@ class Rewards(MethodView):
                      "schema": {"type": "string"},
                      "description": "A retry with the same key and body replays the answer."}],
     )
+    @member_required
     @blp.arguments(ClaimIn)
     @blp.response(202, RewardSchema)
     @blp.alt_response(409, description="Not enough points, sold out, or limit reached")
-    @member_required
     def post(self, args):
         """Claim an offer: the points are held now and a job issues the voucher."""
         member = current_member()
