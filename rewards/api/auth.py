@@ -100,8 +100,11 @@ def partner_required(view: Callable[..., Any]) -> Callable[..., Any]:
         if payload.get("role") != "partner" or not payload.get("partner_id"):
             abort(403, message="This is for partners.")
         user = db.session.get(StaffUser, uuid.UUID(payload["sub"]))
-        if user is None or not user.active or user.partner_id is None:
-            abort(401, message="The account is disabled.")
+        if user is None or not user.active or user.role != "partner" or user.partner_id is None:
+            abort(401, message="The account is disabled or its role has changed.")
+        partner = db.session.get(Partner, user.partner_id)
+        if partner is None or not partner.active:
+            abort(401, message="The partner is no longer part of the scheme.")
         g.caller = Caller("partner", "partner", user.id, user.partner_id)
         return view(*args, **kwargs)
 

@@ -58,7 +58,9 @@ def lock_member(session: Session, member_id: uuid.UUID) -> Account:
     account = session.scalar(
         select(Account)
         .where(Account.code == f"member:{member_id}:available")
-        .with_for_update()
+        # NO KEY UPDATE: serialises spenders without blocking inserts of lines that
+        # reference the account (earning, releases) as plain FOR UPDATE would.
+        .with_for_update(key_share=True)
     )
     if account is None:
         raise LedgerError(f"member {member_id} has no available account")
