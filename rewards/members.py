@@ -125,11 +125,11 @@ def link_card(session: Session, member: Member, kind: str, number: str) -> Ident
         number_hash=card_hash(kind, number),
         last4=normalised[-4:],
     )
-    session.add(identifier)
     try:
-        session.flush()
+        # A savepoint: a clash undoes only this card, not the caller's transaction.
+        with session.begin_nested():
+            session.add(identifier)
     except IntegrityError:
-        session.rollback()
         raise CardAlreadyLinked() from None
     return identifier
 
