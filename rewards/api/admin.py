@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime
 from typing import Any
 
 from flask import g
@@ -11,6 +12,7 @@ from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import Blueprint, db
 from ..models import (
@@ -69,7 +71,11 @@ class ActionTypes(MethodView):
             abort(409, message=f"Action type {args['code']!r} exists already.")
         action_type = ActionType(**args)
         db.session.add(action_type)
-        db.session.flush()
+        try:
+            db.session.flush()
+        except IntegrityError:  # the same code added at the same moment
+            db.session.rollback()
+            abort(409, message=f"Action type {args['code']!r} exists already.")
         audit("create", "action_type", action_type.id, code=action_type.code)
         db.session.commit()
         return action_type
@@ -156,6 +162,13 @@ def _check_types(codes: list[str]) -> None:
               errors={"action_types": [f"unknown action type {c!r}" for c in missing]})
 
 
+def _check_window(starts_at: datetime, ends_at: datetime | None) -> None:
+    """The window as it will be stored: starts_at may be a default or carried over."""
+    if ends_at is not None and ends_at <= starts_at:
+        abort(422, message="The rule would end before it starts.",
+              errors={"ends_at": [f"ends_at must be after starts_at ({starts_at.isoformat()})."]})
+
+
 def _clean_caps(caps: dict[str, Any]) -> dict[str, int]:
     return {k: v for k, v in caps.items() if k in PERIODS and v is not None}
 
@@ -195,6 +208,8 @@ class Rules(MethodView):
     def post(self, args):
         """Create an earning rule. Expressions are checked by the engine before saving."""
         _check_types(args["action_types"])
+        starts_at = args.get("starts_at") or utcnow()
+        _check_window(starts_at, args.get("ends_at"))
         rule = Rule(id=uuid.uuid4(), name=args["name"], current_version=1)
         db.session.add(rule)
         version = RuleVersion(
@@ -207,7 +222,7 @@ class Rules(MethodView):
             points=args["points"],
             caps=_clean_caps(args["caps"]),
             points_caps=_clean_caps(args["points_caps"]),
-            starts_at=args.get("starts_at") or utcnow(),
+            starts_at=starts_at,
             ends_at=args.get("ends_at"),
             budget_points=args.get("budget_points"),
             priority=args["priority"],
@@ -238,6 +253,10 @@ class RuleItem(MethodView):
     @staff_required(*MANAGE)
     def patch(self, args, rule_id: uuid.UUID):
         """Edit a rule: the change becomes a new version; awards keep the old one."""
+        # Lock the rule so two edits at once cannot both take the next version number.
+        rule = db.session.get(Rule, rule_id, with_for_update=True)
+        if rule is None:
+            abort(404, message="No such rule.")
         current = _current_version(rule_id)
         if "action_types" in args:
             _check_types(args["action_types"])
@@ -251,14 +270,17 @@ class RuleItem(MethodView):
             fields_[key] = _clean_caps(value) if key in ("caps", "points_caps") else value
         if fields_.get("starts_at") is None:
             fields_["starts_at"] = current.starts_at
-        rule = db.session.get(Rule, rule_id)
-        assert rule is not None
+        _check_window(fields_["starts_at"], fields_["ends_at"])
         rule.current_version += 1
         rule.name = fields_["name"]
         version = RuleVersion(rule_id=rule.id, version=rule.current_version,
                               created_by=g.caller.id, **fields_)
         db.session.add(version)
-        db.session.flush()
+        try:
+            db.session.flush()
+        except IntegrityError:
+            db.session.rollback()
+            abort(409, message="The rule was edited at the same time; fetch it and try again.")
         audit("update", "rule", rule.id, version=rule.current_version, changed=sorted(args))
         db.session.commit()
         return version
@@ -383,6 +405,11 @@ class OfferIn(Schema):
     voucher_valid_days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=730))
     starts_at = fields.AwareDateTime(allow_none=True)
     ends_at = fields.AwareDateTime(allow_none=True)
+
+    @validates_schema
+    def check(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("starts_at") and data.get("ends_at") and data["ends_at"] <= data["starts_at"]:
+            raise ValidationError({"ends_at": ["ends_at must be after starts_at."]})
 
 
 class OfferOut(Schema):

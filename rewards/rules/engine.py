@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,22 +45,79 @@ SAMPLE_CONTEXT: dict[str, Any] = {
 }
 
 
+# Attribute names differ by action type; an expression may use ones the sample lacks.
+_ATTRIBUTE = re.compile(
+    r"""action\.attributes(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*(?:"([^"]*)"|'([^']*)')\s*\])"""
+)
+# Values tried for attributes the sample does not have: a number, a string, a flag.
+_TRIAL_VALUES: tuple[Any, ...] = (5.0, "x", True)
+_MAX_TRIED_ATTRIBUTES = 4
+
+
+def _gives(result: Any, want: str) -> bool:
+    if want == "boolean":
+        return isinstance(result, bool)
+    if want == "number":
+        return (not isinstance(result, bool) and isinstance(result, int | float)
+                and math.isfinite(result))
+    raise ValueError(f"unknown result kind {want!r}")
+
+
+def _unknown_attributes(expression: str) -> list[str]:
+    known = SAMPLE_CONTEXT["action"]["attributes"]
+    names: list[str] = []
+    for match in _ATTRIBUTE.finditer(expression):
+        name = next(group for group in match.groups() if group is not None)
+        if name not in known and name not in names:
+            names.append(name)
+    return names[:_MAX_TRIED_ATTRIBUTES]
+
+
+def _works_with_some_attributes(expression: str, want: str) -> bool:
+    """Whether the expression gives a `want` once the attributes it uses that the
+    sample lacks are given some value (the real types are known only at run time)."""
+    names = _unknown_attributes(expression)
+    if not names:
+        return False
+    for values in itertools.product(_TRIAL_VALUES, repeat=len(names)):
+        context = copy.deepcopy(SAMPLE_CONTEXT)
+        context["action"]["attributes"].update(zip(names, values, strict=True))
+        try:
+            if _gives(zen.evaluate_expression(expression, context), want):
+                return True
+        except Exception:  # any failure just means "not with these values"
+            continue
+    return False
+
+
 def validate_expression(expression: str, want: str) -> None:
     """Refuse an expression that does not parse, or that does not give a `want`
-    ("boolean" or "number") on a realistic context."""
+    ("boolean" or "number") on a realistic context. Attributes the sample context
+    lacks are tried with a number, a string and a flag before an expression is refused."""
+    if want not in ("boolean", "number"):
+        raise ValueError(f"unknown result kind {want!r}")
     if not isinstance(expression, str) or not expression.strip():
         raise ExpressionError("expression is empty")
     problem = zen.validate_expression(expression)
     if problem:
         raise ExpressionError(f"{problem.get('type', 'error')}: {problem.get('source', problem)}")
     try:
-        result = zen.evaluate_expression(expression, SAMPLE_CONTEXT)
+        zen.compile_expression(expression)
     except RuntimeError as error:
         raise ExpressionError(_engine_message(error)) from None
-    if want == "boolean" and not isinstance(result, bool):
+    try:
+        result = zen.evaluate_expression(expression, SAMPLE_CONTEXT)
+    except RuntimeError as error:
+        if _works_with_some_attributes(expression, want):
+            return
+        raise ExpressionError(_engine_message(error)) from None
+    if _gives(result, want):
+        return
+    if result is None and _works_with_some_attributes(expression, want):
+        return
+    if want == "boolean":
         raise ExpressionError(f"a condition must give true or false, this gives {result!r}")
-    if want == "number" and (isinstance(result, bool) or not isinstance(result, int | float)):
-        raise ExpressionError(f"a points formula must give a number, this gives {result!r}")
+    raise ExpressionError(f"a points formula must give a number, this gives {result!r}")
 
 
 @dataclass(frozen=True)
@@ -108,7 +168,8 @@ def compile_rule(spec: RuleSpec) -> CompiledRule:
 @dataclass
 class Usage:
     """What a member has already used of each rule's caps, and each rule's budget.
-    Keys are (rule_id, period). The caller measures them in the action's periods."""
+    Keys are (rule_id, period). The caller measures them in the action's periods,
+    counting awards of more than zero points (a zero award uses no cap)."""
 
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     points: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -187,12 +248,22 @@ def build_context(
     }
 
 
+# One rule's award for one action; more is taken for a broken formula, not a reward.
+MAX_AWARD_POINTS = 1_000_000
+
+
 def _as_points(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    """A formula's value as whole points, rounding halves up (as the engine's round() does)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ExpressionError(f"points formula gave {value!r}, not a number")
     if value < 0:
         raise ExpressionError(f"points formula gave {value}, a negative number")
-    return int(round(value))
+    points = math.floor(value + 0.5)
+    if points > MAX_AWARD_POINTS:
+        raise ExpressionError(
+            f"points formula gave {value}, more than {MAX_AWARD_POINTS} points for one action"
+        )
+    return points
 
 
 def evaluate(
@@ -203,15 +274,19 @@ def evaluate(
     usage: Usage,
 ) -> Evaluation:
     """Decide the awards for one action. Rules run by priority (highest first); an
-    exclusive (non-stackable) rule applies only if nothing has been awarded yet and
-    stops the rest. `usage` is updated with what is awarded here, so a batch can
-    evaluate several actions of one member in order."""
+    exclusive (non-stackable) rule applies only if nothing has been awarded yet and,
+    when it awards points, stops the rest. A rule that fails (bad types, a negative
+    or absurd number) is listed in `errors` and the others still run. `usage` is
+    updated with what is awarded here, so a batch can evaluate several actions of one
+    member in order."""
     result = Evaluation()
     awarded_any = False
     ordered = sorted(rules, key=lambda r: (-r.spec.priority, r.spec.name, r.spec.rule_id))
     for rule in ordered:
         spec = rule.spec
         if not rule.applies_to(action_type, occurred_at):
+            continue
+        if not spec.stackable and awarded_any:
             continue
         try:
             matched = rule.condition.evaluate(context)
@@ -223,10 +298,8 @@ def evaluate(
         except ExpressionError as error:
             result.errors.append((spec, str(error)))
             continue
-        except RuntimeError as error:
+        except Exception as error:  # the engine's errors, or a context it cannot take
             result.errors.append((spec, _engine_message(error)))
-            continue
-        if not spec.stackable and awarded_any:
             continue
         capped_by = None
         for period in PERIODS:
@@ -259,6 +332,9 @@ def evaluate(
             result.decisions.append(Decision(spec, 0, capped_by, inputs))
             continue
         result.decisions.append(Decision(spec, points, None, inputs))
+        if points == 0:
+            # Nothing awarded: no cap is used, and an exclusive rule does not stop the rest.
+            continue
         usage.record(spec.rule_id, points)
         awarded_any = True
         if not spec.stackable:
