@@ -61,10 +61,10 @@ class ActionTypes(MethodView):
         return paginate(select(ActionType).order_by(ActionType.code), pagination_parameters)
 
     @blp.doc(security=BEARER)
+    @staff_required(*MANAGE)
     @blp.arguments(ActionTypeSchema)
     @blp.response(201, ActionTypeSchema)
     @blp.alt_response(409, description="The code is taken")
-    @staff_required(*MANAGE)
     def post(self, args):
         """Add an action type."""
         if db.session.scalar(select(ActionType.id).where(ActionType.code == args["code"])):
@@ -202,9 +202,9 @@ class Rules(MethodView):
         return paginate(stmt, pagination_parameters)
 
     @blp.doc(security=BEARER)
+    @staff_required(*MANAGE)
     @blp.arguments(RuleIn)
     @blp.response(201, RuleOut)
-    @staff_required(*MANAGE)
     def post(self, args):
         """Create an earning rule. Expressions are checked by the engine before saving."""
         _check_types(args["action_types"])
@@ -248,9 +248,10 @@ class RuleItem(MethodView):
         return _current_version(rule_id)
 
     @blp.doc(security=BEARER)
+    @staff_required(*MANAGE)
     @blp.arguments(RulePatch(partial=True))
     @blp.response(200, RuleOut)
-    @staff_required(*MANAGE)
+    @blp.alt_response(409, description="Another edit of this rule was saved at the same moment")
     def patch(self, args, rule_id: uuid.UUID):
         """Edit a rule: the change becomes a new version; awards keep the old one."""
         # Lock the rule so two edits at once cannot both take the next version number.
@@ -329,9 +330,9 @@ class Sources(MethodView):
         return paginate(select(Source).order_by(Source.name), pagination_parameters)
 
     @blp.doc(security=BEARER)
+    @staff_required(*MANAGE)
     @blp.arguments(SourceIn)
     @blp.response(201, SourceCreated)
-    @staff_required(*MANAGE)
     def post(self, args):
         """Register a source. The API key and signing secret are shown only in this answer."""
         _check_types(args["action_types"])
@@ -377,9 +378,9 @@ class Partners(MethodView):
         return paginate(select(Partner).order_by(Partner.name), pagination_parameters)
 
     @blp.doc(security=BEARER)
+    @staff_required(*MANAGE)
     @blp.arguments(PartnerIn)
     @blp.response(201, PartnerCreated)
-    @staff_required(*MANAGE)
     def post(self, args):
         """Register a partner. Its till API key is shown only in this answer."""
         key = new_api_key("ptn")
@@ -441,9 +442,9 @@ class Offers(MethodView):
                         pagination_parameters)
 
     @blp.doc(security=BEARER)
+    @staff_required(*MANAGE)
     @blp.arguments(OfferIn)
     @blp.response(201, OfferOut)
-    @staff_required(*MANAGE)
     def post(self, args):
         """Add an offer. An offer staff create is live at once."""
         partner = db.session.get(Partner, args["partner_id"])
