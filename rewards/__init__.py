@@ -19,6 +19,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.config.from_object(config)
     logging.basicConfig(level=app.config["LOG_LEVEL"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     from .api import register_api
     from .extensions import api, db

@@ -9,6 +9,7 @@ seeded generator, so two loads of the same size look the same."""
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 import time
@@ -301,7 +302,11 @@ def load_demo(members: int = 300, weeks: int = 4, force: bool = False) -> str:
     now = utcnow().replace(microsecond=0)
     window_start = now - timedelta(weeks=weeks)
     saved_max_age = config["ACTION_MAX_AGE_DAYS"]
+    mail_log = logging.getLogger("rewards.mail")
+    saved_mail_level = mail_log.level
     try:
+        # Dozens of "your voucher is ready" notes to demo residents would bury the log.
+        mail_log.setLevel(logging.WARNING)
         config["ACTION_MAX_AGE_DAYS"] = max(saved_max_age, weeks * 7 + 2)
 
         types = _action_types(session)
@@ -321,6 +326,7 @@ def load_demo(members: int = 300, weeks: int = 4, force: bool = False) -> str:
         claimed, issued, redeemed = _rewards(session, rng, residents, offers)
     finally:
         config["ACTION_MAX_AGE_DAYS"] = saved_max_age
+        mail_log.setLevel(saved_mail_level)
 
     elapsed = time.monotonic() - started
     return _summary(session, members, weeks, types, rules, sources, partners, offers, totals,
