@@ -6,15 +6,37 @@ key, so every API and worker process picks up an edit on its next batch."""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Rule, RuleVersion
-from ..rules import CompiledRule, RuleSpec, compile_rule
+from ..rules import CompiledRule, ExpressionError, RuleSpec, compile_rule
 
 _compiled: dict[str, CompiledRule] = {}
 _lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _Unusable:
+    """Stands in for an expression the engine will not compile (saved before a check
+    existed, or by an engine version that took it): every use fails, so the rule is
+    skipped and the action flagged, like any rule failing at run time."""
+
+    message: str
+
+    def evaluate(self, _context: Any) -> Any:
+        raise ExpressionError(f"the rule cannot be compiled: {self.message}")
+
+
+def compiled(spec: RuleSpec) -> CompiledRule:
+    try:
+        return compile_rule(spec)
+    except Exception as error:  # noqa: BLE001 - ExpressionError, or the engine's own
+        broken = _Unusable(str(error).split("\n", 1)[0][:200])
+        return CompiledRule(spec=spec, condition=broken, points=broken)
 
 
 def spec_of(version: RuleVersion) -> RuleSpec:
@@ -47,9 +69,9 @@ def live_rules(session: Session) -> list[CompiledRule]:
     with _lock:
         for version in versions:
             key = str(version.id)
-            compiled = _compiled.get(key)
-            if compiled is None:
-                compiled = compile_rule(spec_of(version))
-                _compiled[key] = compiled
-            result.append(compiled)
+            rule = _compiled.get(key)
+            if rule is None:
+                rule = compiled(spec_of(version))
+                _compiled[key] = rule
+            result.append(rule)
     return result

@@ -66,7 +66,10 @@ def post_actions():
     `duplicate` (same external_ref seen before) or `rejected` with the reason."""
     # Items are validated one by one (a bad item must not sink the batch), so the
     # body is read here rather than through a strict schema.
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the JSON parser goes
+        body = None
     if not isinstance(body, dict) or not isinstance(body.get("items"), list):
         abort(422, message='The body must be {"items": [...]}.',
               errors={"items": ["A list of actions is required."]})
