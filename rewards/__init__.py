@@ -24,11 +24,13 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from .api import register_api
     from .extensions import api, db
     from .web import bp as web_bp
+    from .web.partner import bp as partner_pages
 
     db.init_app(app)
     api.init_app(app)
     register_api(api)
     app.register_blueprint(web_bp)
+    app.register_blueprint(partner_pages)
 
     from . import jobs
 
