@@ -48,6 +48,10 @@ class Config:
         self.RQ_QUEUE_PREFIX: str = env.get("RQ_QUEUE_PREFIX", "")
         self.LOG_LEVEL: str = env.get("LOG_LEVEL", "INFO")
         self.TESTING: bool = False
+        # Cookies of the partner pages: HTTPS-only unless told otherwise (local runs).
+        self.SESSION_COOKIE_SECURE: bool = env.get("SESSION_COOKIE_SECURE", "0") == "1"
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
 
         # flask-smorest
         self.API_TITLE = "Citizen Rewards API"
