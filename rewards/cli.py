@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -136,7 +137,8 @@ def ledger_group() -> None:
 @ledger_group.command("verify")
 @with_appcontext
 def ledger_verify() -> None:
-    """Check every posting sums to zero and no member's balance is below zero."""
+    """Check every posting sums to zero, all accounts together sum to zero, no member's
+    balance is below zero, and each member's lots add up to their available balance."""
     from .extensions import db
     from .ledger import verify
 
@@ -146,6 +148,51 @@ def ledger_verify() -> None:
     if problems:
         sys.exit(1)
     click.echo("ledger ok")
+
+
+_NOW = click.option("--now", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S",
+                                                 "%Y-%m-%d"]),
+                    default=None, help="Act as of this time (UTC unless an offset is given).")
+
+
+def _as_of(now: datetime | None) -> datetime | None:
+    if now is None:
+        return None
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+@ledger_group.command("expire")
+@_NOW
+@with_appcontext
+def ledger_expire(now: datetime | None) -> None:
+    """Expire what is left of lots past their expiry date (the daily job, run now)."""
+    from .extensions import db
+    from .ledger.runs import RunFailed, expire_all
+    from .models import utcnow
+
+    try:
+        summary = expire_all(db.session, _as_of(now) or utcnow())
+    except RunFailed as failed:
+        click.echo(str(failed), err=True)
+        sys.exit(1)
+    click.echo(f"expired {summary.points} points of {summary.members} member(s)")
+
+
+@ledger_group.command("release")
+@_NOW
+@with_appcontext
+def ledger_release(now: datetime | None) -> None:
+    """Make pending points whose hold has passed spendable (the hourly job, run now)."""
+    from .extensions import db
+    from .ledger.runs import RunFailed, release_all
+    from .models import utcnow
+
+    try:
+        summary = release_all(db.session, _as_of(now) or utcnow())
+    except RunFailed as failed:
+        click.echo(str(failed), err=True)
+        sys.exit(1)
+    click.echo(f"released {summary.points} pending points of {summary.members} member(s)")
 
 
 @main.command("openapi")

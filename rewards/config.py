@@ -44,6 +44,10 @@ class Config:
         self.MAX_BATCH_ITEMS: int = _env_int("MAX_BATCH_ITEMS", 1000)
         self.MAX_CONTENT_LENGTH: int = _env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
         self.VOUCHER_VALID_DAYS: int = _env_int("VOUCHER_VALID_DAYS", 30)
+        # Earned points expire this many months after they are earned (0: never).
+        self.POINTS_EXPIRY_MONTHS: int = _env_int("POINTS_EXPIRY_MONTHS", 24)
+        # GET /v1/me/balance lists the points expiring within this many days.
+        self.POINTS_EXPIRING_SOON_DAYS: int = _env_int("POINTS_EXPIRING_SOON_DAYS", 30)
         self.JOB_MAX_ATTEMPTS: int = _env_int("JOB_MAX_ATTEMPTS", 4)
         self.RQ_QUEUE_PREFIX: str = env.get("RQ_QUEUE_PREFIX", "")
         self.LOG_LEVEL: str = env.get("LOG_LEVEL", "INFO")

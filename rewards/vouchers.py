@@ -6,14 +6,21 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import jobs
-from .ledger import account_balance, lock_member, member_account, post, scheme_account
+from .ledger import (
+    account_balance,
+    expire_member,
+    lock_member,
+    member_account,
+    post,
+    scheme_account,
+)
 from .models import Member, Offer, Redemption, Reward, utcnow
 
 # No 0/O, 1/I/L: codes are read aloud and typed at tills.
@@ -36,9 +43,13 @@ def normalise_code(code: str) -> str:
     return "".join(ch for ch in code.upper() if ch.isalnum())
 
 
-def claim(session: Session, member: Member, offer_id: uuid.UUID) -> Reward:
-    """Hold the points and reserve one of the offer's stock, in the caller's transaction."""
-    now = utcnow()
+def claim(
+    session: Session, member: Member, offer_id: uuid.UUID, now: datetime | None = None
+) -> Reward:
+    """Hold the points and reserve one of the offer's stock, in the caller's transaction.
+    `now` (default the present) decides whether the offer is open and which points
+    have expired."""
+    now = now or utcnow()
     account = lock_member(session, member.id)
     offer = session.get(Offer, offer_id)
     if offer is None or offer.status != "live":
@@ -55,6 +66,8 @@ def claim(session: Session, member: Member, offer_id: uuid.UUID) -> Reward:
         )
         if (taken or 0) >= offer.per_member_limit:
             raise ClaimRefused(409, "You have claimed this offer as many times as allowed.")
+    # Points past their expiry are not spendable, even before the daily job takes them.
+    expire_member(session, member.id, now)
     available = account_balance(session, account.id)
     if available < offer.cost_points:
         raise ClaimRefused(

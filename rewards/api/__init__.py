@@ -6,7 +6,7 @@ from flask_smorest import Api
 
 
 def register_api(api: Api) -> None:
-    from . import admin, auth_views, health, me, partner, source
+    from . import admin, admin_members, auth_views, health, me, partner, source
 
     api.register_blueprint(health.blp)
     api.register_blueprint(auth_views.blp)
@@ -15,3 +15,4 @@ def register_api(api: Api) -> None:
     api.register_blueprint(source.blp)
     api.register_blueprint(partner.blp)
     api.register_blueprint(admin.blp)
+    api.register_blueprint(admin_members.blp)

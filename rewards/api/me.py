@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import io
 import uuid
+from datetime import timedelta
 
 import segno
-from flask import Response, url_for
+from flask import Response, current_app, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import delete, func, select
 
 from ..extensions import Blueprint, db
-from ..ledger import member_account, member_balances
+from ..ledger import expiring, member_account, member_balances, member_lots
 from ..members import CardAlreadyLinked, link_card
 from ..models import Action, Identifier, Offer, Posting, PostingLine, Reward, utcnow
 from ..vouchers import ClaimRefused, claim, voucher_state
@@ -59,9 +60,12 @@ class ExpiringSchema(Schema):
 
 class BalanceSchema(Schema):
     available = fields.Integer()
-    pending = fields.Integer()
-    lifetime_earned = fields.Integer()
-    expiring = fields.List(fields.Nested(ExpiringSchema))
+    pending = fields.Integer(metadata={"description": "Earned, spendable once its hold ends."})
+    lifetime_earned = fields.Integer(
+        metadata={"description": "Awarded since joining, less awards later reversed."})
+    expiring = fields.List(fields.Nested(ExpiringSchema), metadata={
+        "description": "Available points that expire within the next 30 days (the "
+                       "scheme's setting), soonest first; the oldest are spent first."})
 
 
 class LedgerLineSchema(Schema):
@@ -200,13 +204,19 @@ def unlink(identifier_id: uuid.UUID):
 @blp.response(200, BalanceSchema)
 @member_required
 def balance():
-    """Points to spend, points still on hold, and all ever earned."""
-    balances = member_balances(db.session, current_member().id)
+    """Points to spend, points on hold, all ever earned, and what expires soon.
+
+    Spending takes the points that expire first; `expiring` lists what is left of the
+    points expiring in the next 30 days, soonest first."""
+    member_id = current_member().id
+    balances = member_balances(db.session, member_id)
+    soon = timedelta(days=current_app.config["POINTS_EXPIRING_SOON_DAYS"])
     return {
         "available": balances.available,
         "pending": balances.pending,
         "lifetime_earned": balances.lifetime_earned,
-        "expiring": [],
+        "expiring": [{"points": lot.points, "expires_at": lot.expires_at}
+                     for lot in expiring(member_lots(db.session, member_id), utcnow(), soon)],
     }
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app, g, request
 from flask_smorest import abort
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
 
 from ..actions.ingest import ingest_batch
 from ..extensions import Blueprint, db
+from ..ledger import lock_member, reverse_action
+from ..models import Action
 from .auth import source_required
 
 blp = Blueprint("source", __name__, url_prefix="/v1/source",
@@ -79,3 +84,99 @@ def post_actions():
         abort(413, message=f"A batch carries at most {limit} items; this one has {len(items)}.")
     outcome = ingest_batch(db.session, g.source, items)
     return {"results": outcome.results}
+
+
+# -- revocations --------------------------------------------------------------------
+
+class RevocationsIn(Schema):
+    external_refs = fields.List(fields.String(validate=validate.Length(min=1, max=200)),
+                                required=True)
+
+
+class RevocationResult(Schema):
+    external_ref = fields.String()
+    status = fields.String(metadata={"enum": ["revoked", "already_revoked", "not_found"]})
+    action_id = fields.UUID(allow_none=True)
+    points_reversed = fields.Integer(metadata={
+        "description": "Taken back from the member (pending points first, then available)."})
+    points_written_off = fields.Integer(metadata={
+        "description": "Already spent by the member, so not taken back: the scheme bears "
+                       "them. For already_revoked, the figures of the first revocation."})
+
+
+class RevocationsOut(Schema):
+    results = fields.List(fields.Nested(RevocationResult))
+
+
+def _refs_from_body() -> list[str]:
+    """The body's external_refs, or a 413/422 that says what is wrong."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("external_refs"), list):
+        abort(422, message='The body must be {"external_refs": [...]}.',
+              errors={"external_refs": ["A list of external_ref strings is required."]})
+    refs = body["external_refs"]
+    limit = current_app.config["MAX_BATCH_ITEMS"]
+    if len(refs) > limit:
+        abort(413, message=f"A revocation carries at most {limit} external_refs; "
+                           f"this one has {len(refs)}.")
+    bad = {str(n): ["Each external_ref must be a non-empty string of at most 200 characters."]
+           for n, ref in enumerate(refs)
+           if not isinstance(ref, str) or not ref.strip() or len(ref) > 200}
+    if bad:
+        abort(422, message="Some external_refs are not valid; nothing was revoked.",
+              errors={"external_refs": bad})
+    return refs
+
+
+@blp.route("/actions/revocations", methods=["POST"])
+@blp.doc(security=SIGNED, parameters=[SIGNATURE_HEADER],
+         requestBody={"required": True,
+                      "content": {"application/json": {"schema": RevocationsIn}}})
+@blp.response(200, RevocationsOut)
+@blp.alt_response(401, description="Missing, wrong or stale signature; nothing revoked")
+@blp.alt_response(413, description="More external_refs than one request may carry")
+@blp.alt_response(422, description="Not {\"external_refs\": [strings]}; nothing revoked")
+@source_required
+def post_revocations():
+    """Revoke actions this source reported; their points are reversed.
+
+    For a tap found to be fraudulent, a visit that did not happen. One result per
+    external_ref, in order: `revoked`, `already_revoked` or `not_found` (never sent by
+    this source). Points still pending are taken from pending; points a member has
+    spent already are not taken below zero but written off, and the result says so.
+    Sending the same refs again is safe."""
+    refs = _refs_from_body()
+    session = db.session
+    actions: dict[str, Action] = {}
+    unique = sorted(set(refs))
+    for start in range(0, len(unique), 500):
+        for action in session.scalars(
+            select(Action).where(Action.source_id == g.source.id,
+                                 Action.external_ref.in_(unique[start:start + 500]))
+        ):
+            actions[action.external_ref] = action
+    # Take every member's lock up front, in one order, so two requests revoking
+    # actions of the same members cannot wait on each other in a cycle.
+    for member_id in sorted({action.member_id for action in actions.values()}):
+        lock_member(session, member_id)
+    results: list[dict[str, Any]] = []
+    for ref in refs:
+        action = actions.get(ref)
+        if action is None:
+            results.append({"external_ref": ref, "status": "not_found", "action_id": None,
+                            "points_reversed": 0, "points_written_off": 0})
+            continue
+        reversal = reverse_action(session, action, f"Revoked by {g.source.name}")
+        results.append({
+            "external_ref": ref,
+            "status": "already_revoked" if reversal.already else "revoked",
+            "action_id": action.id,
+            "points_reversed": reversal.points_reversed,
+            "points_written_off": reversal.points_written_off,
+        })
+        session.flush()
+    session.commit()
+    return {"results": results}

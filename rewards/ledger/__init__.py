@@ -1,30 +1,56 @@
 """The points ledger: append-only double entry.
 
 Every posting's lines sum to zero; a balance is the sum of an account's lines;
-nothing is updated or deleted, corrections are new postings."""
+nothing is updated or deleted, corrections are new postings. Earned points are
+lots with an expiry, derived from the lines (see lots.py), never stored."""
 
+from .adjustments import MAX_ADJUSTMENT, NotEnoughPoints, adjust
+from .expiry import expire_member, members_with_expired_lots
+from .lots import Lot, expiring
+from .pending import members_with_due_pending, pending_credits, release_member
+from .reversal import Reversal, reverse_action
 from .service import (
     LedgerError,
+    MemberBalances,
     account_balance,
     check_balanced,
+    earn_terms,
     ensure_member_accounts,
     lock_member,
     member_account,
     member_balances,
+    member_lots,
     post,
     scheme_account,
+    setting,
     verify,
 )
 
 __all__ = [
+    "MAX_ADJUSTMENT",
     "LedgerError",
+    "Lot",
+    "MemberBalances",
+    "NotEnoughPoints",
+    "Reversal",
     "account_balance",
+    "adjust",
     "check_balanced",
+    "earn_terms",
     "ensure_member_accounts",
+    "expire_member",
+    "expiring",
     "lock_member",
     "member_account",
     "member_balances",
+    "member_lots",
+    "members_with_due_pending",
+    "members_with_expired_lots",
+    "pending_credits",
     "post",
+    "release_member",
+    "reverse_action",
     "scheme_account",
+    "setting",
     "verify",
 ]

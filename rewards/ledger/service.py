@@ -1,18 +1,39 @@
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, select
+from flask import current_app, has_app_context
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..models import Account, Posting, PostingLine
+from .lots import DEFAULT_EXPIRY_MONTHS, Lot, Movement, lot_terms, lots_of
 
 
 class LedgerError(Exception):
     pass
+
+
+def setting(name: str, default: int) -> int:
+    """A scheme setting from the app's config; the default outside an app."""
+    if has_app_context():
+        return int(current_app.config.get(name, default))
+    return default
+
+
+def earn_terms(
+    now: datetime, hold_days: int = 0, expiry_months: int | None = None
+) -> tuple[datetime, datetime | None]:
+    """(available_at, expires_at) for points awarded at `now` under a rule with
+    `hold_days`: pass both to `post()`. Expiry is POINTS_EXPIRY_MONTHS after `now`."""
+    if expiry_months is None:
+        expiry_months = setting("POINTS_EXPIRY_MONTHS", DEFAULT_EXPIRY_MONTHS)
+    return lot_terms(now, hold_days, expiry_months)
 
 
 def check_balanced(lines: Sequence[tuple[object, int]]) -> None:
@@ -91,17 +112,38 @@ def member_balances(session: Session, member_id: uuid.UUID) -> MemberBalances:
         .group_by(Account.kind)
     ).all()
     by_kind = {kind: int(total) for kind, total in rows}
-    earned = session.scalar(
+    # Issued to the member by awards, less what reversals took back or wrote off.
+    issued = session.scalar(
         select(func.coalesce(func.sum(PostingLine.points), 0))
         .join(Posting, Posting.id == PostingLine.posting_id)
         .join(Account, Account.id == PostingLine.account_id)
-        .where(Account.member_id == member_id, Posting.kind == "earn")
+        .where(Posting.member_id == member_id, Posting.kind.in_(("earn", "reversal")),
+               Account.code == "scheme:issuance")
     )
     return MemberBalances(
         available=by_kind.get("available", 0),
         pending=by_kind.get("pending", 0),
-        lifetime_earned=int(earned or 0),
+        lifetime_earned=-int(issued or 0),
     )
+
+
+def _movements_stmt() -> Select[tuple[uuid.UUID, int, str, datetime | None]]:
+    """An account's lines with their postings' kind and expiry, oldest first."""
+    return (
+        select(PostingLine.account_id, PostingLine.points, Posting.kind, Posting.expires_at)
+        .join(Posting, Posting.id == PostingLine.posting_id)
+        .order_by(PostingLine.account_id, PostingLine.created_at, PostingLine.id)
+    )
+
+
+def account_movements(session: Session, account_id: uuid.UUID) -> list[Movement]:
+    rows = session.execute(_movements_stmt().where(PostingLine.account_id == account_id))
+    return [Movement(points, kind, expires_at) for _, points, kind, expires_at in rows]
+
+
+def member_lots(session: Session, member_id: uuid.UUID) -> list[Lot]:
+    """The member's spendable points as lots, soonest-expiring first."""
+    return lots_of(account_movements(session, member_account(session, member_id).id))
 
 
 def post(
@@ -114,7 +156,13 @@ def post(
     member_id: uuid.UUID | None = None,
     action_id: uuid.UUID | None = None,
     reward_id: uuid.UUID | None = None,
+    available_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    origin_id: uuid.UUID | None = None,
 ) -> Posting:
+    """Record one balanced movement. A credit that is a lot carries its terms:
+    `available_at` (when held points become spendable) and `expires_at` (when what
+    is left of them expires; None never)."""
     check_balanced(lines)
     posting = Posting(
         id=uuid.uuid4(),
@@ -124,6 +172,9 @@ def post(
         member_id=member_id,
         action_id=action_id,
         reward_id=reward_id,
+        available_at=available_at,
+        expires_at=expires_at,
+        origin_id=origin_id,
     )
     session.add(posting)
     for account, points in lines:
@@ -141,12 +192,36 @@ def verify(session: Session) -> list[str]:
         .having(func.sum(PostingLine.points) != 0)
     ).all()
     problems += [f"posting {pid} sums to {total}" for pid, total in unbalanced]
+    total = session.scalar(select(func.coalesce(func.sum(PostingLine.points), 0)))
+    if total:
+        problems.append(f"all accounts together sum to {total}, not 0")
     negative = session.execute(
         select(Account.code, func.sum(PostingLine.points))
         .join(PostingLine, PostingLine.account_id == Account.id)
-        .where(Account.kind == "available")
+        .where(Account.kind.in_(("available", "pending")))
         .group_by(Account.code)
         .having(func.sum(PostingLine.points) < 0)
     ).all()
     problems += [f"account {code} is below zero ({total})" for code, total in negative]
+    problems += _lot_problems(session)
     return problems
+
+
+def _lot_problems(session: Session) -> list[str]:
+    """Each member's lots, from the FIFO rule, must add up to their available balance."""
+    available = select(Account.id).where(Account.kind == "available")
+    rows = session.execute(
+        _movements_stmt().where(PostingLine.account_id.in_(available))
+        .execution_options(yield_per=5000)
+    )
+    wrong: dict[uuid.UUID, tuple[int, int]] = {}
+    for account_id, group in itertools.groupby(rows, key=lambda row: row[0]):
+        movements = [Movement(points, kind, expires_at) for _, points, kind, expires_at in group]
+        balance = sum(m.points for m in movements)
+        in_lots = sum(lot.points for lot in lots_of(movements))
+        if in_lots != balance:
+            wrong[account_id] = (in_lots, balance)
+    codes = {account_id: code for account_id, code in session.execute(
+        select(Account.id, Account.code).where(Account.id.in_(list(wrong))))}
+    return [f"account {codes.get(account_id, account_id)}: lots add up to {in_lots}, "
+            f"the balance is {balance}" for account_id, (in_lots, balance) in wrong.items()]

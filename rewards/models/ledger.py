@@ -53,6 +53,13 @@ class Posting(IdMixin, Base):
     member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"), index=True)
     action_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("actions.id"))
     reward_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("rewards.id"))
+    # A credit of points is a lot: spendable from available_at (pending until then),
+    # gone at expires_at. Both are terms of the posting, not state; lots are derived.
+    available_at: Mapped[datetime | None] = mapped_column(index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The earlier posting this one carries on (a pending credit released to available).
+    # No foreign key, so SQLite can add and drop the column without copying the table.
+    origin_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
 
     lines: Mapped[list[PostingLine]] = relationship(back_populates="posting")
     member: Mapped[Member | None] = relationship()

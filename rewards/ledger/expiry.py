@@ -1,0 +1,51 @@
+"""Expiring what is left of lots whose time has come."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..models import Account, Posting, PostingLine
+from .lots import LOT_KINDS, expired_points, lots_of
+from .service import account_movements, lock_member, post, scheme_account
+
+
+def members_with_expired_lots(session: Session, now: datetime) -> list[uuid.UUID]:
+    """Members who may have points to expire: a lot credited to them has reached its
+    expiry and they have points left. Whether any of that lot is left is decided per
+    member by `expire_member`."""
+    with_expired_credits = (
+        select(PostingLine.account_id)
+        .join(Posting, Posting.id == PostingLine.posting_id)
+        .where(Posting.expires_at <= now, Posting.kind.in_(LOT_KINDS), PostingLine.points > 0)
+    )
+    positive = (
+        select(PostingLine.account_id)
+        .where(PostingLine.account_id.in_(with_expired_credits))
+        .group_by(PostingLine.account_id)
+        .having(func.sum(PostingLine.points) > 0)
+    )
+    return sorted(session.scalars(
+        select(Account.member_id).where(Account.kind == "available", Account.id.in_(positive))
+    ))
+
+
+def expire_member(session: Session, member_id: uuid.UUID, now: datetime) -> int:
+    """Post one expiry for everything left of the member's lots that expired by `now`,
+    in the caller's transaction; returns the points expired. Under the member lock,
+    and from the lots as they are after it: a second run finds nothing left to expire."""
+    account = lock_member(session, member_id)
+    points = expired_points(lots_of(account_movements(session, account.id)), now)
+    if points <= 0:
+        return 0
+    post(
+        session,
+        "expiry",
+        "Points expired: not spent by their expiry date",
+        [(account, -points), (scheme_account(session, "scheme:expired"), points)],
+        member_id=member_id,
+    )
+    return points
