@@ -447,6 +447,116 @@ def test_rule_window_bounds_awards(client: FlaskClient, app: Flask,
     assert _send(client, source, "after", _daytime(0, 1))["points"] == 0
 
 
+# -- lifecycle: activate and retire -----------------------------------------------
+
+def test_activate_and_retire_make_versions(client: FlaskClient, app: Flask,
+                                           admin: dict[str, str],
+                                           manager: dict[str, str]) -> None:
+    action_type(client, manager)
+    rule = create(client, "/v1/admin/rules", rule_body(status="draft", points="7"), manager)
+    path = f"/v1/admin/rules/{rule['id']}"
+
+    activated = client.post(f"{path}/activate", headers=manager)
+    assert activated.status_code == 200, activated.json
+    assert activated.json["status"] == "active" and activated.json["version"] == 2
+    assert activated.json["version_id"] != rule["version_id"]
+    for key in ("name", "condition", "points", "caps", "starts_at", "priority"):
+        assert activated.json[key] == rule[key], key
+    again = client.post(f"{path}/activate", headers=manager)
+    assert again.status_code == 409 and again.json["code"] == 409
+    assert "already active" in again.json["message"]
+
+    retired = client.post(f"{path}/retire", headers=manager)
+    assert retired.status_code == 200, retired.json
+    assert retired.json["status"] == "retired" and retired.json["version"] == 3
+    assert client.post(f"{path}/retire", headers=manager).status_code == 409
+    # A retired rule can be brought back; a draft can be retired unused.
+    assert client.post(f"{path}/activate", headers=manager).json["version"] == 4
+
+    versions = client.get(f"{path}/versions", headers=manager).json
+    assert [(v["version"], v["status"]) for v in versions] == [
+        (1, "draft"), (2, "active"), (3, "retired"), (4, "active")]
+    assert client.get(path, headers=manager).json["status"] == "active"
+
+    entries = [e for e in reversed(audit_entries(client, admin)) if e["target_type"] == "rule"]
+    assert [(e["action"], e["details"].get("version"), e["details"].get("status"))
+            for e in entries] == [("create", 1, None), ("activate", 2, "active"),
+                                  ("retire", 3, "retired"), ("activate", 4, "active")]
+    assert all(e["actor_role"] == "scheme_manager" for e in entries)
+
+
+@pytest.mark.parametrize("role", ["analyst", "reviewer"])
+def test_only_managers_activate_or_retire(client: FlaskClient, app: Flask,
+                                          manager: dict[str, str], role: str) -> None:
+    action_type(client, manager)
+    rule = create(client, "/v1/admin/rules", rule_body(status="draft"), manager)
+    headers = bearer(staff_token(client, app, role))
+    for verb in ("activate", "retire"):
+        response = client.post(f"/v1/admin/rules/{rule['id']}/{verb}", headers=headers)
+        assert response.status_code == 403, verb
+    assert client.post(f"/v1/admin/rules/{rule['id']}/activate").status_code == 401
+    assert client.get(f"/v1/admin/rules/{rule['id']}", headers=manager).json["version"] == 1
+
+
+def test_activate_unknown_rule_is_404(client: FlaskClient, manager: dict[str, str]) -> None:
+    missing = "00000000-0000-4000-8000-000000000000"
+    for verb in ("activate", "retire"):
+        response = client.post(f"/v1/admin/rules/{missing}/{verb}", headers=manager)
+        assert response.status_code == 404 and response.json["code"] == 404
+
+
+def test_draft_awards_nothing_activated_awards_retired_stops(
+    client: FlaskClient, app: Flask, manager: dict[str, str]
+) -> None:
+    action_type(client, manager)
+    rule = create(client, "/v1/admin/rules", rule_body(status="draft"), manager)
+    path = f"/v1/admin/rules/{rule['id']}"
+    source = _source(client, manager)
+    me = _resident_with_card(client, app)
+
+    assert _send(client, source, "trip-1", _daytime(3))["points"] == 0
+    assert client.post(f"{path}/activate", headers=manager).status_code == 200
+    assert _send(client, source, "trip-2", _daytime(2))["points"] == 10
+    assert client.post(f"{path}/retire", headers=manager).status_code == 200
+    assert _send(client, source, "trip-3", _daytime(1))["points"] == 0
+    assert client.get("/v1/me/balance", headers=me).json["available"] == 10
+    awards = [a["awards"] for a in client.get("/v1/me/actions", headers=me).json]
+    assert sorted(len(a) for a in awards) == [0, 0, 1]
+    assert [a[0]["rule_version"] for a in awards if a] == [2]
+
+
+# -- the compiled-rule cache --------------------------------------------------------
+
+def test_cache_follows_live_versions_and_drops_the_rest(client: FlaskClient, app: Flask,
+                                                        manager: dict[str, str]) -> None:
+    from rewards.actions import rulebook
+
+    action_type(client, manager)
+    rule = create(client, "/v1/admin/rules", rule_body(), manager)
+    other = create(client, "/v1/admin/rules", rule_body(name="Other", points="1"), manager)
+    source = _source(client, manager)
+    _resident_with_card(client, app)
+
+    assert _send(client, source, "trip-1", _daytime(3))["points"] == 11
+    cached = rulebook.cached_version_ids()
+    assert {rule["version_id"], other["version_id"]} <= cached
+
+    # An edit through the API is used by the very next batch, no restart, and the
+    # version it replaced leaves the cache.
+    patched = client.patch(f"/v1/admin/rules/{rule['id']}", json={"points": "30"},
+                           headers=manager).json
+    assert _send(client, source, "trip-2", _daytime(2))["points"] == 31
+    cached = rulebook.cached_version_ids()
+    assert patched["version_id"] in cached and other["version_id"] in cached
+    assert rule["version_id"] not in cached
+
+    retired = client.post(f"/v1/admin/rules/{other['id']}/retire", headers=manager).json
+    assert _send(client, source, "trip-3", _daytime(1))["points"] == 30
+    cached = rulebook.cached_version_ids()
+    assert cached == {patched["version_id"]}
+    assert retired["version_id"] not in cached and other["version_id"] not in cached
+
+
 # -- sources ----------------------------------------------------------------------
 
 def test_source_created_with_secrets_shown_once(client: FlaskClient,

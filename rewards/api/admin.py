@@ -7,13 +7,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import g
+from flask import current_app, g
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..actions.simulate import simulate
 from ..extensions import Blueprint, db
 from ..models import (
     ActionType,
@@ -185,6 +186,11 @@ def _current_version(rule_id: uuid.UUID) -> RuleVersion:
     return version
 
 
+_RULE_COLUMNS = ("name", "description", "action_types", "condition", "points", "caps",
+                 "points_caps", "starts_at", "ends_at", "budget_points", "priority", "stackable",
+                 "hold_days", "status")
+
+
 @blp.route("/rules")
 class Rules(MethodView):
     @blp.doc(security=BEARER)
@@ -261,12 +267,7 @@ class RuleItem(MethodView):
         current = _current_version(rule_id)
         if "action_types" in args:
             _check_types(args["action_types"])
-        fields_ = {
-            column: getattr(current, column)
-            for column in ("name", "description", "action_types", "condition", "points",
-                           "caps", "points_caps", "starts_at", "ends_at", "budget_points",
-                           "priority", "stackable", "hold_days", "status")
-        }
+        fields_ = {column: getattr(current, column) for column in _RULE_COLUMNS}
         for key, value in args.items():
             fields_[key] = _clean_caps(value) if key in ("caps", "points_caps") else value
         if fields_.get("starts_at") is None:
@@ -287,6 +288,53 @@ class RuleItem(MethodView):
         return version
 
 
+def _change_status(rule_id: uuid.UUID, status: str, verb: str) -> RuleVersion:
+    """A new version of the rule, the same but for its status (versions are immutable,
+    and every award names the version that made it)."""
+    rule = db.session.get(Rule, rule_id, with_for_update=True)
+    if rule is None:
+        abort(404, message="No such rule.")
+    current = _current_version(rule_id)
+    if current.status == status:
+        abort(409, message=f"The rule is already {status} (version {current.version}).")
+    fields_ = {column: getattr(current, column) for column in _RULE_COLUMNS}
+    fields_["status"] = status
+    rule.current_version += 1
+    version = RuleVersion(rule_id=rule.id, version=rule.current_version,
+                          created_by=g.caller.id, **fields_)
+    db.session.add(version)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        abort(409, message="The rule was edited at the same time; fetch it and try again.")
+    audit(verb, "rule", rule.id, version=rule.current_version, status=status,
+          previous_status=current.status)
+    db.session.commit()
+    return version
+
+
+@blp.route("/rules/<uuid:rule_id>/activate", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.response(200, RuleOut)
+@blp.alt_response(409, description="The rule is active already, or was edited at the same time")
+@staff_required(*MANAGE)
+def activate_rule(rule_id: uuid.UUID):
+    """Make a draft or retired rule award points: a new version with status active."""
+    return _change_status(rule_id, "active", "activate")
+
+
+@blp.route("/rules/<uuid:rule_id>/retire", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.response(200, RuleOut)
+@blp.alt_response(409, description="The rule is retired already, or was edited at the same time")
+@staff_required(*MANAGE)
+def retire_rule(rule_id: uuid.UUID):
+    """Stop a rule awarding points: a new version with status retired. Past awards keep
+    the version that made them."""
+    return _change_status(rule_id, "retired", "retire")
+
+
 @blp.route("/rules/<uuid:rule_id>/versions")
 @blp.doc(security=BEARER)
 @blp.response(200, RuleVersionSchema(many=True))
@@ -297,6 +345,82 @@ def rule_versions(rule_id: uuid.UUID):
     return db.session.scalars(
         select(RuleVersion).where(RuleVersion.rule_id == rule_id).order_by(RuleVersion.version)
     ).all()
+
+
+# -- simulation -------------------------------------------------------------------
+
+class DraftRuleIn(RuleIn):
+    """A rule as for POST /v1/admin/rules; its status is ignored."""
+
+    status = fields.String(allow_none=True, metadata={"description": "Ignored."})
+
+
+class SimulateIn(Schema):
+    rules = fields.List(fields.Nested(DraftRuleIn), required=True,
+                        validate=validate.Length(min=1, max=50))
+    days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=90))
+    include_live = fields.Boolean(
+        load_default=True,
+        metadata={"description": "Evaluate the drafts together with the live rules, so "
+                                 "stacking, exclusivity and caps interact as they would."})
+
+
+class RuleFiguresOut(Schema):
+    name = fields.String()
+    points = fields.Integer()
+    actions = fields.Integer(metadata={"description": "Actions it awarded points for."})
+    capped = fields.Integer(metadata={"description": "Actions it matched but a cap stopped."})
+
+
+class SimulationErrorOut(Schema):
+    rule = fields.String()
+    draft = fields.Boolean()
+    message = fields.String()
+    count = fields.Integer()
+
+
+class SimulationOut(Schema):
+    days = fields.Integer()
+    include_live = fields.Boolean()
+    starts_at = fields.DateTime()
+    ends_at = fields.DateTime()
+    actions_considered = fields.Integer(
+        metadata={"description": "Accepted actions replayed, in the order they happened."})
+    actions_matched = fields.Integer(
+        metadata={"description": "Actions the drafts would have awarded points for."})
+    members_touched = fields.Integer()
+    points = fields.Integer(metadata={"description": "Points the drafts would have awarded."})
+    points_by_rule = fields.List(fields.Nested(RuleFiguresOut))
+    live_points = fields.Integer(
+        metadata={"description": "Points the live rules award beside the drafts."})
+    baseline_points = fields.Integer(
+        metadata={"description": "Points the live rules alone award over the same actions."})
+    cost_change = fields.Integer(
+        allow_none=True,
+        metadata={"description": "points + live_points - baseline_points (with include_live)."})
+    errors = fields.List(fields.Nested(SimulationErrorOut))
+
+
+@blp.route("/rules/simulate", methods=["POST"])
+@blp.doc(security=BEARER)
+@staff_required(*MANAGE, "analyst")
+@blp.arguments(SimulateIn)
+@blp.response(200, SimulationOut)
+def simulate_rules(args):
+    """What draft rules would have awarded over the last `days` of real accepted actions,
+    with caps and budgets counted from the start of that window. Writes nothing."""
+    for index, body in enumerate(args["rules"]):
+        missing = sorted(set(body["action_types"]) - set(db.session.scalars(
+            select(ActionType.code).where(ActionType.code.in_(body["action_types"])))))
+        if missing:
+            abort(422, message="Unknown action types.", errors={"rules": {str(index): {
+                "action_types": [f"unknown action type {c!r}" for c in missing]}}})
+    try:
+        return simulate(db.session, args["rules"], days=args["days"],
+                        include_live=args["include_live"],
+                        tz=current_app.config["SCHEME_TIMEZONE"], now=utcnow())
+    finally:
+        db.session.rollback()  # nothing to keep: say so to the database too
 
 
 # -- sources ----------------------------------------------------------------------

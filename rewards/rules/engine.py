@@ -5,13 +5,17 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import zen
+
+from . import analysis
+from .context import SAMPLE_CONTEXT
 
 PERIODS = ("per_day", "per_week", "per_month", "lifetime")
 
@@ -28,21 +32,6 @@ def _engine_message(error: Exception) -> str:
     except ValueError:
         return first
     return f"{data.get('type', 'error')}: {data.get('source', first)}"
-
-
-# A context shaped like a real one, used to catch type errors when a rule is saved.
-SAMPLE_CONTEXT: dict[str, Any] = {
-    "action": {
-        "type": "bus_journey",
-        "occurred_at": "2026-01-05T08:30:00Z",
-        "hour": 8,
-        "weekday": 1,
-        "attributes": {"distance_km": 5.0, "hours": 2, "mode": "bus", "route": "1"},
-    },
-    "member": {"ward": "Headingley & Hyde Park", "joined_at": "2025-06-01T00:00:00Z",
-               "days_since_joined": 218},
-    "now": "2026-01-05T08:31:00Z",
-}
 
 
 # Attribute names differ by action type; an expression may use ones the sample lacks.
@@ -146,6 +135,9 @@ class CompiledRule:
     spec: RuleSpec
     condition: Any
     points: Any
+    # True when condition and points were compiled from spec's own text (by
+    # compile_rule), so the engine may also evaluate that text its faster way.
+    from_source: bool = field(default=False, compare=False, repr=False)
 
     def applies_to(self, action_type: str, occurred_at: datetime) -> bool:
         spec = self.spec
@@ -162,7 +154,7 @@ def compile_rule(spec: RuleSpec) -> CompiledRule:
         points = zen.compile_expression(spec.points)
     except RuntimeError as error:
         raise ExpressionError(_engine_message(error)) from None
-    return CompiledRule(spec=spec, condition=condition, points=points)
+    return CompiledRule(spec=spec, condition=condition, points=points, from_source=True)
 
 
 @dataclass
@@ -176,21 +168,26 @@ class Usage:
     budget_spent: dict[str, int] = field(default_factory=dict)
 
     def record(self, rule_id: str, points: int) -> None:
+        counts, totals = self.counts, self.points
         for period in PERIODS:
             key = (rule_id, period)
-            self.counts[key] = self.counts.get(key, 0) + 1
-            self.points[key] = self.points.get(key, 0) + points
+            counts[key] = counts.get(key, 0) + 1
+            totals[key] = totals.get(key, 0) + points
         self.budget_spent[rule_id] = self.budget_spent.get(rule_id, 0) + points
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What one rule gives one action. points == 0 with capped_by says which cap stopped it."""
+class Decision(NamedTuple):
+    """What one rule gives one action. points == 0 with capped_by says which cap stopped it.
+    (A named tuple: one is made per award, and a tuple is the cheapest to make.)"""
 
     spec: RuleSpec
     points: int
     capped_by: str | None
     inputs: dict[str, Any]
+
+
+# Decision(...) without the keyword handling of a named tuple's constructor.
+_decision = tuple.__new__
 
 
 @dataclass
@@ -226,30 +223,10 @@ def period_bounds(moment: datetime, period: str, tz: str) -> tuple[datetime, dat
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def build_context(
-    action_type: str,
-    occurred_at: datetime,
-    attributes: Mapping[str, Any],
-    member: Mapping[str, Any],
-    now: datetime,
-    tz: str,
-) -> dict[str, Any]:
-    local = occurred_at.astimezone(ZoneInfo(tz))
-    return {
-        "action": {
-            "type": action_type,
-            "occurred_at": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "hour": local.hour,
-            "weekday": local.isoweekday(),
-            "attributes": dict(attributes),
-        },
-        "member": dict(member),
-        "now": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-    }
-
-
 # One rule's award for one action; more is taken for a broken formula, not a reward.
 MAX_AWARD_POINTS = 1_000_000
+# Values below this round (half up) to at most MAX_AWARD_POINTS.
+_MOST_BEFORE_ROUNDING = MAX_AWARD_POINTS + 0.5
 
 
 def _as_points(value: Any) -> int:
@@ -266,6 +243,163 @@ def _as_points(value: Any) -> int:
     return points
 
 
+
+
+class _Step:
+    """One rule as evaluation walks it: its checks precomputed, and where to find its
+    condition and points among the outcomes of its action type's combined program."""
+
+    __slots__ = ("rule", "spec", "rule_id", "starts_at", "ends_at", "stackable", "count_caps",
+                 "points_caps", "counted", "budget", "constant", "slot")
+
+    def __init__(self, rule: CompiledRule) -> None:
+        spec = rule.spec
+        rule_id = spec.rule_id
+        self.rule = rule
+        self.spec = spec
+        self.rule_id = rule_id
+        self.starts_at = spec.starts_at
+        self.ends_at = spec.ends_at
+        self.stackable = spec.stackable
+        self.count_caps = tuple(((rule_id, period), period, spec.caps[period])
+                                for period in PERIODS if spec.caps.get(period) is not None)
+        self.points_caps = tuple(((rule_id, period), f"points_{period}", spec.points_caps[period])
+                                 for period in PERIODS
+                                 if spec.points_caps.get(period) is not None)
+        # Usage keys an award must count: only the periods this rule has caps for.
+        self.counted = tuple((rule_id, period) for period in PERIODS
+                             if spec.caps.get(period) is not None
+                             or spec.points_caps.get(period) is not None)
+        self.budget = spec.budget_points
+        # (condition value, points value) when both are literals; else None.
+        self.constant: tuple[Any, Any] | None = None
+        # Index of the condition's value in the program's outcomes (points at slot + 1).
+        self.slot: int | None = None
+
+
+def is_true(expression: str) -> bool:
+    return expression.strip() == "true"
+
+
+def _literal_value(expression: str) -> tuple[bool, Any]:
+    if not analysis.is_literal(expression):
+        return False, None
+    try:
+        return True, zen.evaluate_expression(expression, {})
+    except Exception:  # noqa: BLE001 - not a literal the engine takes: evaluate it normally
+        return False, None
+
+
+class _Plan:
+    """The rules that can apply to one action type, in evaluation order, and one
+    compiled program that evaluates all their conditions and points formulas in a
+    single call on just the part of the context they read. A rule's outcome is a pure
+    function of the context, so evaluating some that end up skipped changes nothing;
+    if the program fails, each rule is evaluated on its own to say which failed."""
+
+    __slots__ = ("steps", "program", "pick", "width")
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        self.steps = tuple(_Step(rule) for rule in rules)
+        self.program: Any = None
+        self.pick: Any = None
+        self.width = 0
+        dynamic: list[_Step] = []
+        for step in self.steps:
+            if not step.rule.from_source:
+                continue
+            spec = step.spec
+            literal_condition, condition = _literal_value(spec.condition)
+            if literal_condition and condition is not True:
+                step.constant = (condition, None)
+                continue
+            literal_points, points = _literal_value(spec.points)
+            if literal_condition and literal_points:
+                step.constant = (condition, points)
+                continue
+            dynamic.append(step)
+        if not dynamic:
+            return
+        # Read `root.prop` from a one-level dict if every expression allows it (the
+        # engine converts nested dicts slowly); else from the part of the context read.
+        flats = {text: analysis.flatten(text) for step in dynamic
+                 for text in (step.spec.condition, step.spec.points)}
+        flat = all(found is not None for found in flats.values())
+
+        def form(text: str) -> str:
+            found = flats[text]
+            return found.text if flat and found is not None else text
+
+        parts: list[str] = []
+        for step in dynamic:
+            spec = step.spec
+            if is_true(spec.condition):  # the points formula alone decides
+                parts += ["true", f"({form(spec.points)})"]
+            else:
+                condition_text = form(spec.condition)
+                parts += [f"({condition_text})",
+                          f"({condition_text}) == true ? ({form(spec.points)}) : null"]
+        try:
+            self.program = zen.compile_expression("[" + ", ".join(parts) + "]")
+        except Exception:  # noqa: BLE001 - evaluate these rules one by one instead
+            return
+        for index, step in enumerate(dynamic):
+            step.slot = 2 * index
+        self.width = len(parts)
+        if flat:
+            self.pick = analysis.flat_picker(f for f in flats.values() if f is not None)
+        else:
+            self.pick = analysis.picker(analysis.merge(analysis.needs_of(text) for text in flats))
+
+
+def _order(rule: CompiledRule) -> tuple[int, str, str]:
+    return (-rule.spec.priority, rule.spec.name, rule.spec.rule_id)
+
+
+class RuleSet(tuple):  # type: ignore[type-arg]
+    """Compiled rules in evaluation order (highest priority first, then name), with a
+    plan per action type built on first use. Make one per set of live rule versions
+    and reuse it: `evaluate` takes a plain list too, but then finds or builds the set."""
+
+    def __new__(cls, rules: Iterable[CompiledRule]) -> RuleSet:
+        ruleset = super().__new__(cls, sorted(rules, key=_order))
+        ruleset._plans = {}
+        return ruleset
+
+    _plans: dict[str, _Plan]
+
+    def plan(self, action_type: str) -> _Plan:
+        plan = self._plans.get(action_type)
+        if plan is None:
+            plan = _Plan([rule for rule in self if action_type in rule.spec.action_types])
+            self._plans[action_type] = plan
+        return plan
+
+
+# Sets built for plain lists of rules, by the identity of the rules in them. Each entry
+# keeps its rules alive, so an id cannot be reused while its entry exists.
+_SETS_KEPT = 64
+_sets: dict[tuple[int, ...], tuple[tuple[CompiledRule, ...], RuleSet]] = {}
+_sets_lock = threading.Lock()
+
+
+def rule_set(rules: Iterable[CompiledRule]) -> RuleSet:
+    """The RuleSet for these rules (the same object again for the same rules)."""
+    if isinstance(rules, RuleSet):
+        return rules
+    rules = tuple(rules)
+    key = tuple(map(id, rules))
+    found = _sets.get(key)
+    if found is not None and all(a is b for a, b in zip(found[0], rules, strict=True)):
+        return found[1]
+    ruleset = RuleSet(rules)
+    with _sets_lock:
+        while len(_sets) >= _SETS_KEPT:
+            del _sets[next(iter(_sets))]
+        _sets[key] = (rules, ruleset)
+    return ruleset
+
+
 def evaluate(
     rules: Sequence[CompiledRule],
     action_type: str,
@@ -277,66 +411,101 @@ def evaluate(
     exclusive (non-stackable) rule applies only if nothing has been awarded yet and,
     when it awards points, stops the rest. A rule that fails (bad types, a negative
     or absurd number) is listed in `errors` and the others still run. `usage` is
-    updated with what is awarded here, so a batch can evaluate several actions of one
-    member in order."""
+    updated with what is awarded here (in the periods each rule has caps for, and its
+    budget), so a batch can evaluate several actions of one member in order. Pass a
+    RuleSet (see rule_set) to save rebuilding it on every call."""
     result = Evaluation()
-    awarded_any = False
-    ordered = sorted(rules, key=lambda r: (-r.spec.priority, r.spec.name, r.spec.rule_id))
-    for rule in ordered:
-        spec = rule.spec
-        if not rule.applies_to(action_type, occurred_at):
-            continue
-        if not spec.stackable and awarded_any:
-            continue
+    ruleset = rules if type(rules) is RuleSet else rule_set(rules)
+    plan = ruleset._plans.get(action_type) or ruleset.plan(action_type)
+    if not plan.steps:
+        return result
+    outcomes: Any = None
+    if plan.program is not None:
         try:
-            matched = rule.condition.evaluate(context)
-            if not isinstance(matched, bool):
+            picked = plan.pick(context)
+            if picked is not None:
+                outcomes = plan.program.evaluate(picked)
+                if type(outcomes) is not list or len(outcomes) != plan.width:
+                    outcomes = None
+        except Exception:  # noqa: BLE001 - some rule fails: each runs alone below, to say which
+            outcomes = None
+    counts, totals, spent = usage.counts, usage.points, usage.budget_spent
+    decisions = result.decisions
+    action = context["action"]
+    inputs: dict[str, Any] | None = None
+    awarded_any = False
+    for step in plan.steps:
+        if occurred_at < step.starts_at or (step.ends_at is not None
+                                            and occurred_at >= step.ends_at):
+            continue
+        if not step.stackable and awarded_any:
+            continue
+        spec = step.spec
+        try:
+            slot = step.slot
+            if slot is not None and outcomes is not None:
+                matched = outcomes[slot]
+                if matched is False:
+                    continue
+                raw = outcomes[slot + 1]
+            elif step.constant is not None:
+                matched, raw = step.constant
+            else:
+                matched = step.rule.condition.evaluate(context)
+                if matched is True:
+                    raw = step.rule.points.evaluate(context)
+            if matched is not True:
+                if matched is False:
+                    continue
                 raise ExpressionError(f"condition gave {matched!r}, not true or false")
-            if not matched:
-                continue
-            points = _as_points(rule.points.evaluate(context))
+            # The usual case inline; anything else gets _as_points' checks and messages.
+            if (type(raw) is float or type(raw) is int) and 0 <= raw < _MOST_BEFORE_ROUNDING:
+                points = int(raw + 0.5)
+            else:
+                points = _as_points(raw)
         except ExpressionError as error:
             result.errors.append((spec, str(error)))
             continue
         except Exception as error:  # the engine's errors, or a context it cannot take
             result.errors.append((spec, _engine_message(error)))
             continue
+        rule_id = step.rule_id
         capped_by = None
-        for period in PERIODS:
-            cap = spec.caps.get(period)
-            if cap is not None and usage.counts.get((spec.rule_id, period), 0) >= cap:
+        for key, period, cap in step.count_caps:
+            if counts.get(key, 0) >= cap:
                 capped_by = period
                 break
         if capped_by is None:
-            for period in PERIODS:
-                cap = spec.points_caps.get(period)
-                if cap is None:
-                    continue
-                room = cap - usage.points.get((spec.rule_id, period), 0)
+            for key, label, cap in step.points_caps:
+                room = cap - totals.get(key, 0)
                 if room <= 0:
-                    capped_by = f"points_{period}"
+                    capped_by = label
                     break
-                points = min(points, room)
-        if capped_by is None and spec.budget_points is not None:
-            room = spec.budget_points - usage.budget_spent.get(spec.rule_id, 0)
+                if room < points:
+                    points = room
+        if capped_by is None and step.budget is not None:
+            room = step.budget - spent.get(rule_id, 0)
             if room <= 0:
                 capped_by = "budget"
-            else:
-                points = min(points, room)
-        inputs = {
-            "hour": context["action"]["hour"],
-            "weekday": context["action"]["weekday"],
-            "attributes": context["action"]["attributes"],
-        }
+            elif room < points:
+                points = room
+        if inputs is None:  # the same for every decision on this action
+            inputs = {"hour": action["hour"], "weekday": action["weekday"],
+                      "attributes": action["attributes"]}
         if capped_by is not None:
-            result.decisions.append(Decision(spec, 0, capped_by, inputs))
+            decisions.append(_decision(Decision, (spec, 0, capped_by, inputs)))
             continue
-        result.decisions.append(Decision(spec, points, None, inputs))
+        decisions.append(_decision(Decision, (spec, points, None, inputs)))
         if points == 0:
             # Nothing awarded: no cap is used, and an exclusive rule does not stop the rest.
             continue
-        usage.record(spec.rule_id, points)
+        # What this rule's caps and budget measure (Usage.record counts every period).
+        for key in step.counted:
+            counts[key] = counts.get(key, 0) + 1
+            totals[key] = totals.get(key, 0) + points
+        if step.budget is not None:
+            spent[rule_id] = spent.get(rule_id, 0) + points
         awarded_any = True
-        if not spec.stackable:
+        if not step.stackable:
             break
     return result

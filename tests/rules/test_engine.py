@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards.rules import (
+    CONTEXT_FIELDS,
     PERIODS,
+    SAMPLE_CONTEXT,
     CompiledRule,
     Decision,
     ExpressionError,
@@ -22,6 +24,7 @@ from rewards.rules import (
     build_context,
     compile_rule,
     evaluate,
+    member_facts,
     period_bounds,
     validate_expression,
 )
@@ -677,3 +680,58 @@ def test_one_day_with_one_usage_carried_along(
     # Nothing was cut for no reason: if the caps were not reached, everything was paid.
     if sum(awarded) < points_per_day and sum(1 for p in awarded if p > 0) < per_day:
         assert awarded == [int(d + 0.5) for d in distances]
+
+
+# -- the context --------------------------------------------------------------------
+
+def test_member_facts() -> None:
+    joined = datetime(2025, 12, 1, 9, 30, tzinfo=UTC)
+    now = datetime(2026, 1, 5, 9, 29, tzinfo=UTC)
+    assert member_facts("Armley", joined, now, 41) == {
+        "ward": "Armley",
+        "joined_at": "2025-12-01T09:30:00Z",
+        "days_since_joined": 34,
+        "actions_total": 41,
+    }
+    # Joined "after" now (clocks disagree): never a negative number of days.
+    assert member_facts(None, now + timedelta(hours=1), now)["days_since_joined"] == 0
+    assert member_facts(None, joined, now)["actions_total"] == 0
+
+
+def _paths(value: Any, prefix: str = "") -> set[str]:
+    if isinstance(value, dict):
+        found: set[str] = set()
+        for key, inner in value.items():
+            path = f"{prefix}.{key}" if prefix else key
+            if path == "action.attributes":
+                found.add("action.attributes.*")
+            else:
+                found |= _paths(inner, path)
+        return found
+    return {prefix}
+
+
+def test_documented_fields_sample_and_built_context_agree() -> None:
+    at = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
+    built = build_context("bus_journey", at, {"distance_km": 1},
+                          member_facts("Armley", START, at, 3), at, TZ)
+    assert _paths(built) == set(CONTEXT_FIELDS) == _paths(SAMPLE_CONTEXT)
+
+
+@pytest.mark.parametrize("expression", [
+    "member.actions_total < 5",
+    "member.days_since_joined <= 30 and member.actions_total >= 1",
+    'date(member.joined_at) < date("2026-01-01")',
+    "date(now) > date(action.occurred_at)",
+])
+def test_member_counts_can_be_used_in_conditions(expression: str) -> None:
+    validate_expression(expression, "boolean")
+
+
+def test_member_counts_decide() -> None:
+    rules = [rule("Welcome", condition="member.actions_total < 3", points="25")]
+    at = MONDAY
+    for total, points in ((0, 25), (2, 25), (3, 0), (40, 0)):
+        context = build_context("bus_journey", at, {}, member_facts("Armley", START, at, total),
+                                at, TZ)
+        assert evaluate(rules, "bus_journey", at, context, Usage()).points == points

@@ -1,0 +1,276 @@
+"""What draft rules would have done: replay recent real actions through the engine.
+
+Reads only. The last `days` of accepted actions are replayed in the order they
+happened, with caps and budgets counted from nothing over the replay window (what
+the rules would have done had they started with it), once with the drafts (and the
+live rules, unless left out) and once with the live rules alone for a baseline."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..models import Action, Member
+from ..rules import (
+    PERIODS,
+    CompiledRule,
+    RuleSet,
+    RuleSpec,
+    Usage,
+    build_context,
+    compile_rule,
+    evaluate,
+    member_facts,
+)
+from .rulebook import live_rules
+
+CHUNK = 2000
+
+
+@dataclass
+class RuleFigures:
+    name: str
+    points: int = 0
+    actions: int = 0
+    capped: int = 0
+
+
+@dataclass
+class Simulation:
+    days: int
+    include_live: bool
+    starts_at: datetime
+    ends_at: datetime
+    actions_considered: int = 0
+    actions_matched: int = 0
+    members_touched: int = 0
+    points: int = 0
+    live_points: int = 0
+    baseline_points: int = 0
+    points_by_rule: list[RuleFigures] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def cost_change(self) -> int | None:
+        """Points the scheme would issue with the drafts added to the live rules, less
+        what the live rules issue alone (only when they were evaluated together)."""
+        if not self.include_live:
+            return None
+        return self.points + self.live_points - self.baseline_points
+
+
+class _Book:
+    """Cap and budget use over the replay, from nothing: per member, rule and period
+    window (named by the local day, week or month it falls in), and per rule. Only
+    what some cap or budget measures is counted."""
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        self.windows: dict[tuple[Any, ...], list[int]] = {}
+        self.spent: dict[str, int] = {}
+        # Per rule, the periods its caps measure, and whether it has a budget.
+        self._measured: dict[str, tuple[tuple[str, ...], bool]] = {}
+        for rule in rules:
+            spec = rule.spec
+            periods = tuple(p for p in PERIODS if p in spec.caps or p in spec.points_caps)
+            if periods or spec.budget_points is not None:
+                self._measured[spec.rule_id] = (periods, spec.budget_points is not None)
+        self._by_type: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {}
+        self._rules = rules
+
+    def _counting(self, action_type: str) -> list[tuple[str, tuple[str, ...], bool]]:
+        found = self._by_type.get(action_type)
+        if found is None:
+            found = self._by_type[action_type] = [
+                (rule.spec.rule_id, *self._measured[rule.spec.rule_id]) for rule in self._rules
+                if action_type in rule.spec.action_types and rule.spec.rule_id in self._measured
+            ]
+        return found
+
+    def usage(self, member: int, action_type: str, windows: dict[str, Any]) -> Usage:
+        usage = Usage()
+        for rule_id, periods, budgeted in self._counting(action_type):
+            for period in periods:
+                entry = self.windows.get((member, rule_id, period, windows[period]))
+                if entry is not None:
+                    usage.counts[(rule_id, period)] = entry[0]
+                    usage.points[(rule_id, period)] = entry[1]
+            if budgeted:
+                usage.budget_spent[rule_id] = self.spent.get(rule_id, 0)
+        return usage
+
+    def record(self, member: int, rule_id: str, points: int, windows: dict[str, Any]) -> None:
+        measured = self._measured.get(rule_id)
+        if measured is None:
+            return
+        periods, budgeted = measured
+        for period in periods:
+            key = (member, rule_id, period, windows[period])
+            entry = self.windows.get(key)
+            if entry is None:
+                self.windows[key] = [1, points]
+            else:
+                entry[0] += 1
+                entry[1] += points
+        if budgeted:
+            self.spent[rule_id] = self.spent.get(rule_id, 0) + points
+
+
+def _windows(occurred_at: datetime, zone: ZoneInfo) -> dict[str, Any]:
+    """Names for the local day, week (Monday first) and month an action falls in."""
+    day = occurred_at.astimezone(zone).date()
+    return {"per_day": day, "per_week": day - timedelta(days=day.weekday()),
+            "per_month": (day.year, day.month), "lifetime": None}
+
+
+@dataclass
+class _Replayed:
+    action_id: uuid.UUID
+    member: int  # the member's number in this replay (cheaper to hash than a UUID)
+    type_code: str
+    occurred_at: datetime
+    attributes: dict[str, Any]
+    facts: dict[str, Any]
+    now: datetime
+
+
+def _actions(session: Session, since: datetime, until: datetime) -> Iterator[_Replayed]:
+    """Accepted actions in [since, until) in the order they happened, read in chunks of
+    the columns the engine needs, with each member's facts at the time."""
+    members: dict[uuid.UUID, int] = {}
+    facts: list[tuple[str | None, datetime]] = []  # ward, joined_at
+    totals: list[int] = []
+    stmt = (
+        select(Action.id, Action.member_id, Action.type_code, Action.occurred_at,
+               Action.attributes, Action.created_at)
+        .where(Action.status == "accepted", Action.occurred_at >= since,
+               Action.occurred_at < until)
+        .order_by(Action.occurred_at, Action.id)
+        .execution_options(yield_per=CHUNK)
+    )
+    for chunk in session.execute(stmt).partitions(CHUNK):
+        new = sorted({row.member_id for row in chunk} - set(members))
+        for start in range(0, len(new), 500):
+            part = new[start : start + 500]
+            before: dict[uuid.UUID, int] = {}
+            # Accepted actions before the window count towards member.actions_total.
+            for member_id, count in session.execute(
+                select(Action.member_id, func.count(Action.id))
+                .where(Action.member_id.in_(part), Action.status == "accepted",
+                       Action.occurred_at < since)
+                .group_by(Action.member_id)
+            ):
+                before[member_id] = int(count)
+            for member_id, ward, joined_at in session.execute(
+                select(Member.id, Member.ward, Member.joined_at).where(Member.id.in_(part))
+            ):
+                members[member_id] = len(facts)
+                facts.append((ward, joined_at))
+                totals.append(before.get(member_id, 0))
+        for row in chunk:
+            number = members[row.member_id]
+            ward, joined_at = facts[number]
+            # As ingest evaluated it: "now" is when the action was received.
+            now = row.created_at or row.occurred_at
+            yield _Replayed(row.id, number, row.type_code, row.occurred_at,
+                            row.attributes or {},
+                            member_facts(ward, joined_at, now, totals[number]), now)
+            totals[number] += 1
+
+
+def draft_spec(index: int, body: dict[str, Any], starts_at: datetime) -> RuleSpec:
+    """A draft rule from a body as POST /v1/admin/rules takes it (status ignored). One
+    with no start applies over the whole replay."""
+    return RuleSpec(
+        rule_id=f"draft-{index}",
+        version_id=f"draft-{index}",
+        version=0,
+        name=body["name"],
+        action_types=frozenset(body["action_types"]),
+        condition=body.get("condition", "true"),
+        points=body["points"],
+        starts_at=body.get("starts_at") or starts_at,
+        ends_at=body.get("ends_at"),
+        caps={k: int(v) for k, v in (body.get("caps") or {}).items() if v is not None},
+        points_caps={k: int(v) for k, v in (body.get("points_caps") or {}).items()
+                     if v is not None},
+        budget_points=body.get("budget_points"),
+        priority=body.get("priority", 0),
+        stackable=body.get("stackable", True),
+        hold_days=body.get("hold_days", 0),
+    )
+
+
+def simulate(
+    session: Session,
+    drafts: Sequence[dict[str, Any]],
+    *,
+    days: int,
+    include_live: bool,
+    tz: str,
+    now: datetime,
+) -> Simulation:
+    """Replay the last `days` of accepted actions through the drafts (bodies as for
+    creating a rule, already validated) and answer what they would have awarded."""
+    since = now - timedelta(days=days)
+    result = Simulation(days=days, include_live=include_live, starts_at=since, ends_at=now)
+    draft_rules = [compile_rule(draft_spec(i, body, since)) for i, body in enumerate(drafts)]
+    live = list(live_rules(session))
+    trial = RuleSet(draft_rules + live if include_live else draft_rules)
+    baseline = RuleSet(live)
+    trial_book, baseline_book = _Book(trial), _Book(baseline)
+    zone = ZoneInfo(tz)
+
+    figures = {rule.spec.rule_id: RuleFigures(rule.spec.name) for rule in draft_rules}
+    errors: Counter[tuple[str, bool, str]] = Counter()
+    members: set[int] = set()
+    for action in _actions(session, since, now):
+        result.actions_considered += 1
+        context = build_context(action.type_code, action.occurred_at, action.attributes,
+                                action.facts, action.now, tz)
+        windows = _windows(action.occurred_at, zone)
+        evaluation = evaluate(trial, action.type_code, action.occurred_at, context,
+                              trial_book.usage(action.member, action.type_code, windows))
+        draft_points = 0
+        for decision in evaluation.decisions:
+            rule_id = decision.spec.rule_id
+            if decision.points > 0:
+                trial_book.record(action.member, rule_id, decision.points, windows)
+            draft = figures.get(rule_id)
+            if draft is None:
+                result.live_points += decision.points
+                continue
+            draft_points += decision.points
+            draft.points += decision.points
+            if decision.points > 0:
+                draft.actions += 1
+            if decision.capped_by is not None:
+                draft.capped += 1
+        for spec, message in evaluation.errors:
+            errors[(spec.name, spec.rule_id in figures, message)] += 1
+        if draft_points > 0:
+            result.actions_matched += 1
+            result.points += draft_points
+            members.add(action.member)
+        if baseline:
+            base = evaluate(baseline, action.type_code, action.occurred_at, context,
+                            baseline_book.usage(action.member, action.type_code, windows))
+            for decision in base.decisions:
+                if decision.points > 0:
+                    baseline_book.record(action.member, decision.spec.rule_id,
+                                         decision.points, windows)
+                    result.baseline_points += decision.points
+    result.members_touched = len(members)
+    result.points_by_rule = [figures[rule.spec.rule_id] for rule in draft_rules]
+    result.errors = [
+        {"rule": name, "draft": draft, "message": message, "count": count}
+        for (name, draft, message), count in sorted(errors.items(), key=lambda e: -e[1])
+    ]
+    return result
