@@ -12,6 +12,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from .ledger import ensure_member_accounts
 from .mail import send_mail
@@ -138,3 +139,53 @@ def find_member_by_card(session: Session, kind: str, number: str) -> uuid.UUID |
     return session.scalar(
         select(Identifier.member_id).where(Identifier.number_hash == card_hash(kind, number))
     )
+
+
+# -- card and PIN (members enrolled at a council desk, without a phone) ---------------
+
+PIN_MAX_FAILURES = 5
+PIN_LOCK_MINUTES = 15
+
+
+class PinRefused(Exception):
+    """The card and PIN do not open an account; `message` is safe to show at a till."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def valid_pin(pin: str) -> bool:
+    return pin.isdigit() and 4 <= len(pin) <= 6
+
+
+def set_pin(member: Member, pin: str) -> None:
+    if not valid_pin(pin):
+        raise ValueError("a PIN is 4 to 6 digits")
+    member.pin_hash = generate_password_hash(pin)
+    member.pin_failures = 0
+    member.pin_locked_until = None
+
+
+def check_card_pin(session: Session, kind: str, number: str, pin: str) -> Member:
+    """The member whose card this is, if the PIN is right. Five wrong PINs lock the
+    card's PIN for 15 minutes. The caller commits (wrong tries must be kept)."""
+    member_id = find_member_by_card(session, kind, number)
+    member = (
+        session.scalar(select(Member).where(Member.id == member_id).with_for_update())
+        if member_id else None
+    )
+    if member is None or member.erased_at is not None or not member.pin_hash:
+        raise PinRefused("Card or PIN not recognised.")
+    now = utcnow()
+    if member.pin_locked_until is not None and member.pin_locked_until > now:
+        raise PinRefused("Too many wrong PINs; try again later or ask at a council desk.")
+    if not check_password_hash(member.pin_hash, pin):
+        member.pin_failures += 1
+        if member.pin_failures >= PIN_MAX_FAILURES:
+            member.pin_failures = 0
+            member.pin_locked_until = now + timedelta(minutes=PIN_LOCK_MINUTES)
+        raise PinRefused("Card or PIN not recognised.")
+    member.pin_failures = 0
+    member.pin_locked_until = None
+    return member

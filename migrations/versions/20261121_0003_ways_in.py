@@ -15,8 +15,23 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('members') as batch:
+        batch.add_column(sa.Column('postcode_district', sa.String(length=8), nullable=True))
+        batch.add_column(sa.Column('pin_hash', sa.String(length=255), nullable=True))
+        batch.add_column(sa.Column('pin_failures', sa.Integer(), nullable=False,
+                                   server_default='0'))
+        batch.add_column(sa.Column('pin_locked_until',
+                                   rewards.models.base.UTCDateTime(timezone=True),
+                                   nullable=True))
+        batch.add_column(sa.Column('enrolled_by', sa.Uuid(), nullable=True))
+    with op.batch_alter_table('members') as batch:
+        batch.alter_column('pin_failures', server_default=None)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('members') as batch:
+        batch.drop_column('enrolled_by')
+        batch.drop_column('pin_locked_until')
+        batch.drop_column('pin_failures')
+        batch.drop_column('pin_hash')
+        batch.drop_column('postcode_district')

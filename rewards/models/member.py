@@ -20,6 +20,12 @@ class Member(IdMixin, Base):
     locale: Mapped[str] = mapped_column(String(16), default="en")
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column()
+    # Assisted enrolment at a council desk: no email or phone, a card and a PIN.
+    postcode_district: Mapped[str | None] = mapped_column(String(8))
+    pin_hash: Mapped[str | None] = mapped_column(String(255))
+    pin_failures: Mapped[int] = mapped_column(default=0)
+    pin_locked_until: Mapped[datetime | None] = mapped_column()
+    enrolled_by: Mapped[uuid.UUID | None] = mapped_column()
 
     identifiers: Mapped[list[Identifier]] = relationship(back_populates="member")
 

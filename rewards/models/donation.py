@@ -1,0 +1,1 @@
+"""Donations of points to charity partners."""

@@ -1,0 +1,1 @@
+"""Events with claim codes (volunteering sessions, one-off activities)."""

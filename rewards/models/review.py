@@ -1,0 +1,1 @@
+"""Self-reported actions and the review queue."""
