@@ -24,6 +24,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from .api import register_api
     from .extensions import api, db
     from .web import bp as web_bp
+    from .web.events import bp as event_pages
     from .web.partner import bp as partner_pages
 
     db.init_app(app)
@@ -31,6 +32,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     register_api(api)
     app.register_blueprint(web_bp)
     app.register_blueprint(partner_pages)
+    app.register_blueprint(event_pages)
 
     from . import jobs
 

@@ -49,7 +49,8 @@ def db_downgrade(revision: str) -> None:
 @main.command("create-staff")
 @click.option("--email", required=True)
 @click.option("--role", required=True,
-              type=click.Choice(["admin", "scheme_manager", "reviewer", "analyst", "partner"]))
+              type=click.Choice(["admin", "scheme_manager", "reviewer", "analyst", "desk",
+                                 "partner"]))
 @click.option("--password", required=True)
 @click.option("--partner-id", default=None, help="For role partner: the partner they work for.")
 @with_appcontext

@@ -11,6 +11,12 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def _env_counts(name: str) -> dict[str, int]:
+    """"code=n,code=n" (e.g. CONTROL_MAX_PER_HOUR_BY_TYPE="bus_journey=8,leisure_visit=2")."""
+    pairs = (item.partition("=") for item in os.environ.get(name, "").split(",") if item.strip())
+    return {code.strip(): int(count) for code, _, count in pairs}
+
+
 class Config:
     """Every setting the scheme reads. With nothing set it runs on a SQLite file,
     runs jobs in-process and prints mail to the log."""
@@ -48,6 +54,22 @@ class Config:
         self.POINTS_EXPIRY_MONTHS: int = _env_int("POINTS_EXPIRY_MONTHS", 24)
         # GET /v1/me/balance lists the points expiring within this many days.
         self.POINTS_EXPIRING_SOON_DAYS: int = _env_int("POINTS_EXPIRING_SOON_DAYS", 30)
+        # Controls before points are awarded; 0 turns one off. More than this many actions
+        # of one type by one member within an hour are held for review (per type below).
+        self.CONTROL_MAX_PER_HOUR: int = _env_int("CONTROL_MAX_PER_HOUR", 10)
+        self.CONTROL_MAX_PER_HOUR_BY_TYPE: dict[str, int] = _env_counts(
+            "CONTROL_MAX_PER_HOUR_BY_TYPE")
+        # Two of a member's actions with attributes.lat/lon that imply faster travel
+        # than this (km/h) hold the later one for review.
+        self.CONTROL_MAX_SPEED_KMH: int = _env_int("CONTROL_MAX_SPEED_KMH", 200)
+        # CSV uploads for sources without an API; self-reports' photos.
+        self.CSV_IMPORT_MAX_BYTES: int = _env_int("CSV_IMPORT_MAX_BYTES", 5 * 1024 * 1024)
+        self.CSV_IMPORT_MAX_ROWS: int = _env_int("CSV_IMPORT_MAX_ROWS", 50_000)
+        self.SELF_REPORT_PHOTO_MAX_BYTES: int = _env_int("SELF_REPORT_PHOTO_MAX_BYTES",
+                                                         2 * 1024 * 1024)
+        self.SELF_REPORTS_PER_DAY: int = _env_int("SELF_REPORTS_PER_DAY", 5)
+        # How long a printable claim-code sheet's signed link works, in seconds.
+        self.EVENT_SHEET_LINK_TTL: int = _env_int("EVENT_SHEET_LINK_TTL", 3600)
         self.JOB_MAX_ATTEMPTS: int = _env_int("JOB_MAX_ATTEMPTS", 4)
         self.RQ_QUEUE_PREFIX: str = env.get("RQ_QUEUE_PREFIX", "")
         self.LOG_LEVEL: str = env.get("LOG_LEVEL", "INFO")

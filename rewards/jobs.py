@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +28,10 @@ from .models import OutboxMessage, utcnow
 log = logging.getLogger("rewards.jobs")
 
 QUEUES = ("rewards", "default")
+# Seconds before the 2nd, 3rd, ... attempt of a job on RQ (JOB_RETRY_INTERVALS).
+RETRY_INTERVALS = (5, 30, 120)
+# Attempt number and the most there will be, while a job runs in-process.
+_inline_attempt: ContextVar[tuple[int, int] | None] = ContextVar("inline_attempt", default=None)
 
 
 def enqueue(job: str, queue: str = "default", **kwargs: Any) -> OutboxMessage:
@@ -62,25 +69,53 @@ def dispatch(ids: Iterable[uuid.UUID]) -> None:
             run_inline(message_id)
 
 
-def run_inline(message_id: uuid.UUID) -> None:
-    session = db.session
-    message = session.get(OutboxMessage, message_id)
-    if message is None or message.dispatched_at is not None:
-        return
-    message.dispatched_at = utcnow()
-    message.attempts += 1
-    session.commit()
+def inline_attempt() -> tuple[int, int] | None:
+    """(attempt, max attempts) of the in-process job running now; None outside one."""
+    return _inline_attempt.get()
+
+
+@contextmanager
+def _attempt(number: int, most: int) -> Iterator[None]:
+    token = _inline_attempt.set((number, most))
     try:
-        resolve(message.job)(**message.kwargs)
-    except Exception as error:  # a failed job must not fail the request that queued it
-        session.rollback()
-        log.exception("job %s failed in-process", message.job)
+        yield
+    finally:
+        _inline_attempt.reset(token)
+
+
+def run_inline(message_id: uuid.UUID) -> None:
+    """Run an outbox job in this process, retrying a failure at once (after a short
+    pause) up to JOB_MAX_ATTEMPTS times, as RQ would with its retries; the job can
+    ask `inline_attempt()` whether this is its last chance."""
+    session = db.session
+    most = int(current_app.config["JOB_MAX_ATTEMPTS"])
+    pause = float(current_app.config.get("JOB_INLINE_RETRY_PAUSE", 0.05))
+    while True:
         message = session.get(OutboxMessage, message_id)
-        if message is not None:
+        if message is None or message.dispatched_at is not None:
+            return
+        message.dispatched_at = utcnow()
+        message.attempts += 1
+        attempt, job, kwargs = message.attempts, message.job, dict(message.kwargs)
+        session.commit()
+        try:
+            with _attempt(attempt, most):
+                resolve(job)(**kwargs)
+            return
+        except Exception as error:  # a failed job must not fail the request that queued it
+            session.rollback()
+            log.exception("job %s failed in-process (attempt %d of %d)", job, attempt, most)
+            message = session.get(OutboxMessage, message_id)
+            if message is None:
+                return
             message.last_error = repr(error)[:2000]
-            if message.attempts < current_app.config["JOB_MAX_ATTEMPTS"]:
+            again = attempt < most
+            if again:
                 message.dispatched_at = None
             session.commit()
+            if not again:
+                return
+            time.sleep(pause * 2 ** (attempt - 1))
 
 
 def _push_to_rq(ids: list[uuid.UUID]) -> int:
@@ -99,7 +134,8 @@ def _push_to_rq(ids: list[uuid.UUID]) -> int:
                 kwargs=message.kwargs,
                 job_id=str(message.id),
                 retry=Retry(max=current_app.config["JOB_MAX_ATTEMPTS"] - 1,
-                            interval=[5, 30, 120]),
+                            interval=list(current_app.config.get("JOB_RETRY_INTERVALS",
+                                                                 RETRY_INTERVALS))),
                 result_ttl=3600,
                 failure_ttl=7 * 24 * 3600,
             )

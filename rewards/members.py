@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -189,3 +191,35 @@ def check_card_pin(session: Session, kind: str, number: str, pin: str) -> Member
     member.pin_failures = 0
     member.pin_locked_until = None
     return member
+
+
+# Postcode districts (the outward code: LS6, LS10, WF1, EC1A): enough for ward-level
+# figures without holding anyone's address.
+_POSTCODE_DISTRICT = re.compile(r"[A-Z]{1,2}[0-9][A-Z0-9]?")
+
+
+def normalise_postcode_district(text: str) -> str | None:
+    district = "".join(text.split()).upper()
+    return district if _POSTCODE_DISTRICT.fullmatch(district) else None
+
+
+def pin_problem(pin: str) -> str | None:
+    """Why a PIN will not do, or None: 4 to 6 digits, not all one digit and not a run
+    (1234, 9876), which are the first any finder of the card would try."""
+    if not valid_pin(pin):
+        return "A PIN is 4 to 6 digits."
+    steps = {int(b) - int(a) for a, b in itertools.pairwise(pin)}
+    if steps in ({0}, {1}, {-1}):
+        return "Choose a PIN that is not one digit repeated or a run such as 1234."
+    return None
+
+
+def enrol_member(session: Session, kind: str, number: str, postcode_district: str, pin: str,
+                 enrolled_by: uuid.UUID | None) -> tuple[Member, Identifier]:
+    """A member enrolled at a council desk: no email or phone, a card and a PIN. In the
+    caller's transaction; CardAlreadyLinked if the card is someone's already."""
+    member = create_member(session, postcode_district=postcode_district,
+                           enrolled_by=enrolled_by)
+    set_pin(member, pin)
+    identifier = link_card(session, member, kind, number)
+    return member, identifier

@@ -601,3 +601,42 @@ def test_issuing_that_keeps_failing_returns_the_points(client: FlaskClient, app:
     assert again.status_code == 202, again.json
     assert available(client, me) == COST
     assert_ledger_sound(app)
+
+
+def test_fifty_concurrent_claims_for_the_last_ten(client: FlaskClient, app: Flask):
+    """50 claims at the same moment for the last 10 of an offer, two from each of 25
+    members who can each afford one: exactly 10 rewards, 40 refusals, nobody below
+    zero. Meant for PostgreSQL (row locks); SQLite serialises the requests."""
+    from .reward_support import admin_headers, make_offer, make_partner
+    from .reward_support import resident as funded
+
+    admin = admin_headers(client, app)
+    partner = make_partner(client, admin)
+    offer_id = make_offer(client, admin, partner["id"], cost_points=COST, stock=12)["id"]
+    early = funded(client, app, points=2 * COST)
+    for key in ("early-1", "early-2"):
+        assert claim(client, early.headers, offer_id, key=key).status_code == 202
+    members = [funded(client, app, points=COST) for _ in range(25)]
+
+    answers = together(app, 50, lambda c, i: claim(c, members[i // 2].headers, offer_id,
+                                                   key=f"last-ten-{i}"))
+
+    statuses = Counter(status for status, _ in answers)
+    assert statuses == {202: 10, 409: 40}, answers
+    refusals = Counter(body["message"].split(":")[0] for status, body in answers
+                       if status == 409)
+    assert set(refusals) <= {"Sold out.", "Not enough points"}, refusals
+    winners = [i // 2 for i, (status, _) in enumerate(answers) if status == 202]
+    assert len(set(winners)) == 10  # nobody got two with points for one
+    balances = [available(client, member.headers) for member in members]
+    assert min(balances) == 0 and sorted(balances) == [0] * 10 + [COST] * 15
+    assert offer_claimed(app, offer_id) == 12
+    with database(app) as session:
+        assert session.scalar(select(func.count(Reward.id)).where(
+            Reward.offer_id == uuid.UUID(offer_id), Reward.status == "issued")) == 12
+        assert session.scalar(select(func.count(Posting.id))
+                              .where(Posting.kind == "capture")) == 12
+    assert client.get(f"/v1/offers/{offer_id}", headers=early.headers).status_code == 200
+    assert client.get(f"/v1/offers/{offer_id}",
+                      headers=early.headers).json["stock_left"] == 0
+    assert_ledger_sound(app)

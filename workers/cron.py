@@ -6,8 +6,10 @@ from rq import cron
 
 from workers.ledger import expire_points, release_pending
 from workers.outbox import relay
+from workers.rewards import expire_vouchers, fail_stuck_rewards, remind_expiring_vouchers
 
 _default = os.environ.get("RQ_QUEUE_PREFIX", "") + "default"
+_rewards = os.environ.get("RQ_QUEUE_PREFIX", "") + "rewards"
 
 # Jobs left in the outbox while Redis was down go out within a minute of its return.
 cron.register(relay, queue_name=_default, interval=60)
@@ -15,3 +17,10 @@ cron.register(relay, queue_name=_default, interval=60)
 cron.register(release_pending, queue_name=_default, cron="7 * * * *", job_timeout=1800)
 # Lots past their expiry go once a day, at a quiet hour (UTC).
 cron.register(expire_points, queue_name=_default, cron="30 2 * * *", job_timeout=3600)
+# Vouchers past their expiry: hourly, so points that come back do so the same day.
+cron.register(expire_vouchers, queue_name=_rewards, cron="15 * * * *", job_timeout=1800)
+# "Your voucher expires in 3 days": once a day at a civil hour (UTC), once per voucher.
+cron.register(remind_expiring_vouchers, queue_name=_rewards, cron="0 9 * * *",
+              job_timeout=1800)
+# Rewards whose issuing never finished (a worker killed on the last attempt).
+cron.register(fail_stuck_rewards, queue_name=_rewards, cron="40 * * * *", job_timeout=600)

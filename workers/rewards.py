@@ -1,43 +1,79 @@
-"""Issuing vouchers for claimed rewards."""
+"""Reward jobs: issuing vouchers (ours, or a partner's pass through its webhook),
+expiring unredeemed vouchers, reminding members before a voucher expires, and giving
+up on rewards whose issuing never finished."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
 
-from rewards import vouchers
+from rewards import jobs, vouchers
 from rewards.extensions import db
+from rewards.i18n import localise, preferences
 from rewards.mail import send_mail
-from rewards.models import Member, Reward
+from rewards.models import Member, Offer, OutboxMessage, Reward, utcnow
 
 from . import job
+from .fulfilment import PermanentFulfilmentError, call_partner, request_body
 
 log = logging.getLogger("workers.rewards")
+
+ISSUE_JOB = "workers.rewards.issue_reward"
+
+
+def _moment(now: str | None) -> datetime:
+    # RQ passes arguments as JSON-friendly values: an RFC 3339 string, or nothing.
+    if now is None:
+        return utcnow()
+    return datetime.fromisoformat(now.replace("Z", "+00:00"))
 
 
 def _last_attempt() -> bool:
     from rq import get_current_job
 
     current = get_current_job()
-    # In-process (no RQ job) there is no retry to wait for.
-    return current is None or not current.retries_left
+    if current is not None:
+        return not current.retries_left
+    # In-process: the outbox runner says which attempt this is; called directly
+    # (a shell, a test) there is no retry to wait for.
+    attempt = jobs.inline_attempt()
+    return attempt is None or attempt[0] >= attempt[1]
 
 
 @job
 def issue_reward(reward_id: str) -> str:
     """Issue the voucher for a pending reward. Running it twice issues one voucher;
-    after the last retry fails the reward is `failed` and the points go back."""
+    after the last retry fails (or at once, if the partner's system refuses the
+    request outright) the reward is `failed` and the points and stock go back."""
     session = db.session
     rid = uuid.UUID(reward_id)
     try:
-        reward = vouchers.issue(session, rid)
+        reward = session.get(Reward, rid)
+        if reward is None or reward.status != "pending":
+            status = "missing" if reward is None else reward.status
+            session.rollback()
+            return status
+        offer = session.get(Offer, reward.offer_id)
+        assert offer is not None
+        if offer.fulfilment == "webhook":
+            reward = _issue_by_partner(session, reward, offer)
+        else:
+            reward = vouchers.issue(session, rid)
         # Only the run that moved the reward from pending tells the member; a rerun
         # finds it issued already and must not mail the code again.
         issued_now = reward is not None and inspect(reward).attrs.status.history.has_changes()
         session.commit()
+    except PermanentFulfilmentError as error:
+        session.rollback()
+        vouchers.fail(session, rid, f"the partner's system refused the request: {error}")
+        session.commit()
+        return "failed"
     except Exception as error:
         session.rollback()
         if _last_attempt():
@@ -51,17 +87,144 @@ def issue_reward(reward_id: str) -> str:
     return reward.status
 
 
+def _issue_by_partner(session: Session, reward: Reward, offer: Offer) -> Reward | None:
+    """Ask the partner's system for the pass, then issue the reward with it. No
+    transaction (so no lock) is held during the call; the partner sees the reward id
+    as the Idempotency-Key, so a rerun after a crash gets the same pass back."""
+    partner = offer.partner
+    if not partner.fulfilment_url or not partner.webhook_secret:
+        raise PermanentFulfilmentError("the partner has no fulfilment endpoint set up")
+    expires_at = utcnow() + timedelta(days=offer.voucher_valid_days)
+    body = request_body(str(reward.id), str(partner.id), str(reward.member_id), str(offer.id),
+                        offer.title, expires_at)
+    url, secret, rid = partner.fulfilment_url, partner.webhook_secret, reward.id
+    session.commit()
+    timeout = float(current_app.config.get("FULFILMENT_TIMEOUT", 5))
+    answer = call_partner(url, secret, str(rid), body, timeout)
+    return vouchers.issue(session, rid, expires_at=expires_at, partner_code=answer.code,
+                          partner_reference=answer.reference)
+
+
+def _title(reward: Reward, member: Member) -> str:
+    offer = reward.offer
+    return localise(offer.title, offer.description, offer.translations,
+                    preferences(None, member.locale))[0]
+
+
 def _tell_member(reward: Reward) -> None:
     member = db.session.get(Member, reward.member_id)
     if member is None or not member.email:
         return
+    title = _title(reward, member)
+    code = reward.code or reward.partner_code
+    reference = f"\nBooking reference: {reward.partner_reference}" \
+        if reward.partner_reference else ""
     try:
         send_mail(
             member.email,
-            f"Your voucher is ready: {reward.offer.title}",
-            f"Your voucher for {reward.offer.title} at {reward.offer.partner.name} is ready.\n"
-            f"Code: {reward.code}\nShow it at the till before "
+            f"Your voucher is ready: {title}",
+            f"Your voucher for {title} at {reward.offer.partner.name} is ready.\n"
+            f"Code: {code}{reference}\nShow it at the till before "
             f"{reward.expires_at:%d %B %Y}.\n\n{current_app.config['SCHEME_NAME']}",
         )
     except Exception:  # the voucher stands; a lost notice must not re-run the job
         log.exception("could not mail voucher notice for reward %s", reward.id)
+
+
+# -- scheduled (workers/cron.py) -----------------------------------------------------------
+
+@job
+def expire_vouchers(now: str | None = None) -> dict[str, Any]:
+    """Expire issued vouchers past their expiry (as of `now`, default the present), each
+    in its own transaction; points go back where the offer says so. Safe to run twice."""
+    session = db.session
+    moment = _moment(now)
+    summary: dict[str, Any] = {"expired": 0, "points_returned": 0, "failed": 0}
+    seen: set[uuid.UUID] = set()
+    while True:
+        batch = [rid for rid in vouchers.vouchers_past_expiry(session, moment) if rid not in seen]
+        session.commit()
+        if not batch:
+            break
+        for rid in batch:
+            seen.add(rid)
+            try:
+                points = vouchers.expire_voucher(session, rid, moment)
+                session.commit()
+            except Exception:  # one voucher's trouble must not hold up the rest
+                session.rollback()
+                log.exception("could not expire voucher %s", rid)
+                summary["failed"] += 1
+                continue
+            if points is not None:
+                summary["expired"] += 1
+                summary["points_returned"] += points
+    if summary["failed"]:
+        raise RuntimeError(f"{summary['failed']} voucher(s) could not be expired; see the log")
+    return summary
+
+
+@job
+def remind_expiring_vouchers(now: str | None = None) -> dict[str, int]:
+    """Mail each member whose voucher expires within three days, once per voucher: the
+    reminder is recorded before the mail goes and forgotten again if it fails, so a
+    rerun neither repeats a sent reminder nor loses a failed one."""
+    session = db.session
+    moment = _moment(now)
+    sent = failed = 0
+    ids = vouchers.vouchers_to_remind(session, moment)
+    session.commit()
+    for rid in ids:
+        reward = session.get(Reward, rid)
+        if reward is None or not vouchers.mark_reminded(session, rid, moment):
+            session.rollback()  # another run took it
+            continue
+        member = session.get(Member, reward.member_id)
+        session.commit()
+        if member is None or not member.email:
+            continue  # a card-only member: nobody to mail; recorded so it is not looked at again
+        title = _title(reward, member)
+        try:
+            send_mail(
+                member.email,
+                f"Your voucher expires soon: {title}",
+                f"Your voucher for {title} at {reward.offer.partner.name} expires on "
+                f"{reward.expires_at:%d %B %Y at %H:%M} UTC.\n"
+                f"Code: {reward.code or reward.partner_code}\n\n"
+                f"{current_app.config['SCHEME_NAME']}",
+            )
+        except Exception:
+            log.exception("could not mail the expiry reminder for reward %s", rid)
+            vouchers.mark_reminded(session, rid, None)
+            session.commit()
+            failed += 1
+            continue
+        sent += 1
+    return {"sent": sent, "failed": failed}
+
+
+@job
+def fail_stuck_rewards(now: str | None = None) -> dict[str, int]:
+    """Give up on rewards still pending long after every retry of their job is over
+    (a worker killed on the last attempt never gets to fail it): the points and stock
+    go back. Rewards whose job still waits in the outbox (Redis down) are left alone."""
+    session = db.session
+    moment = _moment(now)
+    after = int(current_app.config.get("REWARD_STUCK_AFTER_SECONDS", 6 * 3600))
+    stuck = vouchers.stuck_rewards(session, moment - timedelta(seconds=after))
+    waiting = {
+        str((kwargs or {}).get("reward_id"))
+        for kwargs in session.scalars(select(OutboxMessage.kwargs).where(
+            OutboxMessage.job == ISSUE_JOB, OutboxMessage.dispatched_at.is_(None)))
+    }
+    session.commit()
+    failed = 0
+    for rid in stuck:
+        if str(rid) in waiting:
+            continue
+        reward = vouchers.fail(session, rid, "the voucher was not issued in time; "
+                                             "points returned")
+        changed = reward is not None and inspect(reward).attrs.status.history.has_changes()
+        session.commit()
+        failed += changed
+    return {"failed": failed}

@@ -7,12 +7,22 @@ from flask_smorest import Api
 
 def register_api(api: Api) -> None:
     from . import admin, admin_members, auth_views, health, me, partner, source
+    from .catalogue import admin_blp as catalogue_admin_blp
+    from .catalogue import offers_blp
+    from .donations import blp as donations_blp
+    from .settlement import blp as settlement_blp
+    from .ways_in import BLUEPRINTS as ways_in_blueprints
 
     api.register_blueprint(health.blp)
     api.register_blueprint(auth_views.blp)
     api.register_blueprint(me.blp)
-    api.register_blueprint(me.offers_blp)
+    api.register_blueprint(offers_blp)
     api.register_blueprint(source.blp)
     api.register_blueprint(partner.blp)
     api.register_blueprint(admin.blp)
+    api.register_blueprint(catalogue_admin_blp)
+    api.register_blueprint(settlement_blp)
+    api.register_blueprint(donations_blp)
     api.register_blueprint(admin_members.blp)
+    for blueprint in ways_in_blueprints:
+        api.register_blueprint(blueprint)

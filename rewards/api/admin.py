@@ -1,4 +1,5 @@
-"""Council staff: define the scheme (action types, rules, sources, partners, offers)."""
+"""Council staff: define the scheme (action types, rules, sources). Partners and offers
+are managed in catalogue.py."""
 
 from __future__ import annotations
 
@@ -19,14 +20,11 @@ from ..extensions import Blueprint, db
 from ..models import (
     ActionType,
     AuditEntry,
-    Offer,
-    Partner,
     Rule,
     RuleVersion,
     Source,
     utcnow,
 )
-from ..models.partner import PARTNER_KINDS
 from ..models.scheme import CATEGORIES
 from ..rules import PERIODS, ExpressionError, validate_expression
 from ..security import api_key_hash, new_api_key
@@ -470,119 +468,6 @@ class Sources(MethodView):
         db.session.commit()
         source.api_key = key  # shown in this answer only, never stored
         return source
-
-
-# -- partners ---------------------------------------------------------------------
-
-class PartnerIn(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    kind = fields.String(required=True, validate=validate.OneOf(PARTNER_KINDS))
-
-
-class PartnerOut(Schema):
-    id = fields.UUID()
-    name = fields.String()
-    kind = fields.String()
-    active = fields.Boolean()
-    created_at = fields.DateTime()
-
-
-class PartnerCreated(PartnerOut):
-    api_key = fields.String()
-
-
-@blp.route("/partners")
-class Partners(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(200, PartnerOut(many=True))
-    @blp.paginate()
-    @staff_required(*MANAGE)
-    def get(self, pagination_parameters):
-        """Partners."""
-        return paginate(select(Partner).order_by(Partner.name), pagination_parameters)
-
-    @blp.doc(security=BEARER)
-    @staff_required(*MANAGE)
-    @blp.arguments(PartnerIn)
-    @blp.response(201, PartnerCreated)
-    def post(self, args):
-        """Register a partner. Its till API key is shown only in this answer."""
-        key = new_api_key("ptn")
-        partner = Partner(name=args["name"], kind=args["kind"], api_key_hash=api_key_hash(key))
-        db.session.add(partner)
-        db.session.flush()
-        audit("create", "partner", partner.id, name=partner.name)
-        db.session.commit()
-        partner.api_key = key  # shown in this answer only, never stored
-        return partner
-
-
-# -- offers -----------------------------------------------------------------------
-
-class OfferIn(Schema):
-    partner_id = fields.UUID(required=True)
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    description = fields.String(allow_none=True)
-    category = fields.String(allow_none=True, validate=validate.Length(max=32))
-    cost_points = fields.Integer(required=True, validate=validate.Range(min=1))
-    stock = fields.Integer(allow_none=True, validate=validate.Range(min=0))
-    per_member_limit = fields.Integer(allow_none=True, validate=validate.Range(min=1))
-    voucher_valid_days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=730))
-    starts_at = fields.AwareDateTime(allow_none=True)
-    ends_at = fields.AwareDateTime(allow_none=True)
-
-    @validates_schema
-    def check(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("starts_at") and data.get("ends_at") and data["ends_at"] <= data["starts_at"]:
-            raise ValidationError({"ends_at": ["ends_at must be after starts_at."]})
-
-
-class OfferOut(Schema):
-    id = fields.UUID()
-    partner_id = fields.UUID()
-    title = fields.String()
-    description = fields.String(allow_none=True)
-    category = fields.String(allow_none=True)
-    cost_points = fields.Integer()
-    stock = fields.Integer(allow_none=True)
-    claimed = fields.Integer()
-    per_member_limit = fields.Integer(allow_none=True)
-    voucher_valid_days = fields.Integer()
-    starts_at = fields.DateTime(allow_none=True)
-    ends_at = fields.DateTime(allow_none=True)
-    status = fields.String()
-    created_at = fields.DateTime()
-
-
-@blp.route("/offers")
-class Offers(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(200, OfferOut(many=True))
-    @blp.paginate()
-    @staff_required(*MANAGE)
-    def get(self, pagination_parameters):
-        """All offers, whatever their status."""
-        return paginate(select(Offer).order_by(Offer.created_at.desc(), Offer.id),
-                        pagination_parameters)
-
-    @blp.doc(security=BEARER)
-    @staff_required(*MANAGE)
-    @blp.arguments(OfferIn)
-    @blp.response(201, OfferOut)
-    def post(self, args):
-        """Add an offer. An offer staff create is live at once."""
-        partner = db.session.get(Partner, args["partner_id"])
-        if partner is None:
-            abort(422, message="Unknown partner.", errors={"partner_id": ["No such partner."]})
-        if partner.kind != "business":
-            abort(422, message="Offers belong to business partners.",
-                  errors={"partner_id": ["This partner is a charity."]})
-        offer = Offer(**args, status="live")
-        db.session.add(offer)
-        db.session.flush()
-        audit("create", "offer", offer.id, title=offer.title)
-        db.session.commit()
-        return offer
 
 
 # -- audit ------------------------------------------------------------------------

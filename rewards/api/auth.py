@@ -12,11 +12,12 @@ from flask import current_app, g, request
 from flask_smorest import abort
 from sqlalchemy import select
 
+from ..actions.sources import KeyRefused, source_for_key
 from ..extensions import db
-from ..models import Member, Partner, Source, StaffUser
+from ..models import Member, Partner, StaffUser
 from ..security import api_key_hash, check_signature, read_token
 
-STAFF_ROLES = ("admin", "scheme_manager", "reviewer", "analyst")
+STAFF_ROLES = ("admin", "scheme_manager", "reviewer", "analyst", "desk")
 
 
 @dataclass
@@ -112,19 +113,21 @@ def partner_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def source_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """A source's API key and a fresh HMAC signature of the raw body."""
+    """A source's API key (any of its keys still working, see actions.sources) and a
+    fresh HMAC signature of the raw body with that key's secret."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = request.headers.get("X-Api-Key")
         if not key:
             abort(401, message="X-Api-Key is required.")
-        source = db.session.scalar(select(Source).where(Source.api_key_hash == api_key_hash(key)))
-        if source is None or not source.active:
-            abort(401, message="The API key is not valid.")
+        found = source_for_key(db.session, key)
+        if isinstance(found, KeyRefused):
+            abort(401, message=found.message)
+        source, secret = found
         body = request.get_data(cache=True)
         problem = check_signature(
-            source.signing_secret,
+            secret,
             request.headers.get("X-Signature"),
             body,
             current_app.config["SIGNATURE_TOLERANCE"],

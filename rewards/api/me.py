@@ -7,16 +7,17 @@ import uuid
 from datetime import timedelta
 
 import segno
-from flask import Response, current_app, url_for
+from flask import Response, current_app, g, has_request_context, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import delete, func, select
 
 from ..extensions import Blueprint, db
+from ..i18n import localise, preferences
 from ..ledger import expiring, member_account, member_balances, member_lots
 from ..members import CardAlreadyLinked, link_card
-from ..models import Action, Identifier, Offer, Posting, PostingLine, Reward, utcnow
+from ..models import Action, Identifier, Posting, PostingLine, Reward, utcnow
 from ..vouchers import ClaimRefused, claim, voucher_state
 from .auth import BEARER, current_member, member_required
 from .common import idempotent, paginate
@@ -100,14 +101,27 @@ class ClaimIn(Schema):
     offer_id = fields.UUID(required=True)
 
 
+def _title(reward: Reward) -> str:
+    offer = reward.offer
+    member = g.get("member") if has_request_context() else None
+    locale = member.locale if member is not None else reward.member.locale
+    wanted = preferences(request.headers.get("Accept-Language") if has_request_context()
+                         else None, locale)
+    return localise(offer.title, offer.description, offer.translations, wanted)[0]
+
+
 class RewardSchema(Schema):
     id = fields.UUID()
     offer_id = fields.UUID()
-    title = fields.Function(lambda r: r.offer.title)
+    title = fields.Function(_title)
     partner = fields.Function(lambda r: r.offer.partner.name)
     status = fields.Function(voucher_state)
     cost_points = fields.Integer()
-    code = fields.String(allow_none=True)
+    fulfilment = fields.Function(lambda r: r.offer.fulfilment, metadata={
+        "description": "internal: show the code at the till; webhook: a pass from the "
+                       "partner's own booking system."})
+    code = fields.Function(lambda r: r.code or r.partner_code, allow_none=True)
+    partner_reference = fields.String(allow_none=True)
     qr_svg_url = fields.Method("qr_url", allow_none=True)
     issued_at = fields.DateTime(allow_none=True)
     expires_at = fields.DateTime(allow_none=True)
@@ -116,7 +130,7 @@ class RewardSchema(Schema):
     created_at = fields.DateTime()
 
     def qr_url(self, reward: Reward) -> str | None:
-        if not reward.code:
+        if not (reward.code or reward.partner_code):
             return None
         return url_for("me.RewardQr", reward_id=reward.id, _external=False)
 
@@ -281,7 +295,10 @@ class Rewards(MethodView):
     @member_required
     @blp.arguments(ClaimIn)
     @blp.response(202, RewardSchema)
-    @blp.alt_response(409, description="Not enough points, sold out, or limit reached")
+    @blp.alt_response(404, description="No such offer, or not live")
+    @blp.alt_response(409, description="Not enough points, sold out, limit reached, not "
+                                       "eligible, or not open yet")
+    @blp.alt_response(410, description="The offer has ended")
     def post(self, args):
         """Claim an offer: the points are held now and a job issues the voucher."""
         member = current_member()
@@ -324,71 +341,12 @@ def reward(reward_id: uuid.UUID):
 def reward_qr(reward_id: uuid.UUID):
     """The voucher as a QR code to show at the till."""
     item = _own_reward(reward_id)
-    if not item.code:
+    code = item.code or item.partner_code
+    if not code:
         abort(409, message="The voucher has not been issued yet.")
     buffer = io.BytesIO()
-    segno.make(item.code, error="m").save(buffer, kind="svg", scale=8, border=2)
+    segno.make(code, error="m").save(buffer, kind="svg", scale=8, border=2)
     return Response(buffer.getvalue(), mimetype="image/svg+xml")
 
 
-# -- the catalogue ----------------------------------------------------------------
-
-offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
-                       description="The reward catalogue")
-
-
-class PartnerBrief(Schema):
-    id = fields.UUID()
-    name = fields.String()
-
-
-class OfferSchema(Schema):
-    id = fields.UUID()
-    title = fields.String()
-    description = fields.String(allow_none=True)
-    category = fields.String(allow_none=True)
-    partner = fields.Nested(PartnerBrief)
-    cost_points = fields.Integer()
-    stock = fields.Integer(allow_none=True)
-    stock_left = fields.Method("left", allow_none=True)
-    per_member_limit = fields.Integer(allow_none=True)
-    voucher_valid_days = fields.Integer()
-    starts_at = fields.DateTime(allow_none=True)
-    ends_at = fields.DateTime(allow_none=True)
-
-    def left(self, offer: Offer) -> int | None:
-        return None if offer.stock is None else max(offer.stock - offer.claimed, 0)
-
-
-def _live_offers():
-    now = utcnow()
-    return select(Offer).where(
-        Offer.status == "live",
-        (Offer.starts_at.is_(None)) | (Offer.starts_at <= now),
-        (Offer.ends_at.is_(None)) | (Offer.ends_at > now),
-    )
-
-
-@offers_blp.route("")
-@offers_blp.doc(security=BEARER)
-@offers_blp.response(200, OfferSchema(many=True))
-@offers_blp.paginate()
-@member_required
-def list_offers(pagination_parameters):
-    """Offers open for claims now, cheapest first, with how many are left."""
-    return paginate(_live_offers().order_by(Offer.cost_points, Offer.id), pagination_parameters)
-
-
-@offers_blp.route("/<uuid:offer_id>")
-@offers_blp.doc(security=BEARER)
-@offers_blp.response(200, OfferSchema)
-@member_required
-def get_offer(offer_id: uuid.UUID):
-    """One offer."""
-    offer = db.session.scalar(_live_offers().where(Offer.id == offer_id))
-    if offer is None:
-        abort(404, message="No such offer.")
-    return offer
-
-
-__all__ = ["blp", "offers_blp"]
+__all__ = ["blp"]

@@ -1,19 +1,50 @@
-"""Partners' tills: check and redeem vouchers."""
+"""Partners' tills and partner users: check and redeem vouchers (or a card-only
+member's card and PIN), undo a mistaken redemption, see their redemptions, and
+propose offers for a scheme manager to approve."""
 
 from __future__ import annotations
 
-from flask import g
+import uuid
+from typing import Any
+
+from flask import current_app, g, request
+from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from ..extensions import Blueprint, db
-from ..vouchers import find_voucher, redeem, voucher_state
+from ..members import PinRefused, check_card_pin
+from ..models import Offer, Partner, Redemption, Reward
+from ..settlement import MONTH, month_bounds, pounds
+from ..vouchers import (
+    UNDO_WINDOW,
+    ClaimRefused,
+    Receipt,
+    find_voucher,
+    redeem,
+    redeem_by_card,
+    undo_redemption,
+    voucher_state,
+)
 from .auth import partner_required
+from .catalogue import OfferOut, OfferTerms, check_fulfilment, new_offer
+from .common import audit, idempotent, paginate
 
 blp = Blueprint("partner", __name__, url_prefix="/v1/partner",
-                description="Partners: check and redeem vouchers")
+                description="Partners: check and redeem vouchers, undo, redemptions, offers")
 
 PARTNER_AUTH = [{"apiKey": []}, {"bearerAuth": []}]
+CARD_KINDS = ("travel_card", "leisure_card", "library_card", "resident_card")
+IDEMPOTENCY_HEADER = [{"in": "header", "name": "Idempotency-Key", "required": False,
+                       "schema": {"type": "string"},
+                       "description": "A retry with the same key and body replays the answer."}]
+
+
+def partner_user_id() -> uuid.UUID | None:
+    """The partner's user making the request; None for a till's API key."""
+    return None if request.headers.get("X-Api-Key") else g.caller.id
 
 
 class OfferBrief(Schema):
@@ -39,7 +70,27 @@ class RedemptionOut(Schema):
     id = fields.UUID()
     code = fields.String()
     offer = fields.Nested(OfferBrief)
+    channel = fields.String(metadata={"description": "code, or card (card and PIN)."})
     redeemed_at = fields.DateTime()
+    value_pence = fields.Integer(metadata={"description": "What the council owes for it."})
+    value_gbp = fields.String()
+    undone_at = fields.DateTime(allow_none=True)
+    undo_until = fields.DateTime(
+        allow_none=True, metadata={"description": "Until when it can be undone (none: undone)."})
+
+
+def redemption_view(receipt: Receipt) -> dict[str, Any]:
+    return {
+        "id": receipt.id,
+        "code": receipt.code,
+        "offer": {"id": receipt.offer_id, "title": receipt.offer_title},
+        "channel": receipt.channel,
+        "redeemed_at": receipt.redeemed_at,
+        "value_pence": receipt.value_pence,
+        "value_gbp": pounds(receipt.value_pence),
+        "undone_at": receipt.undone_at,
+        "undo_until": None if receipt.undone_at else receipt.redeemed_at + UNDO_WINDOW,
+    }
 
 
 @blp.route("/vouchers/<string:code>")
@@ -54,22 +105,154 @@ def check_voucher(code: str):
     return reward
 
 
-@blp.route("/redemptions", methods=["POST"])
-@blp.doc(security=PARTNER_AUTH)
-@blp.arguments(RedemptionIn)
-@blp.response(201, RedemptionOut)
-@blp.alt_response(409, description="Already redeemed")
-@blp.alt_response(410, description="Expired")
+class RedemptionQuery(Schema):
+    month = fields.String(validate=validate.Regexp(MONTH, error="A month as YYYY-MM."),
+                          metadata={"description": "Only this month (scheme time zone)."})
+
+
+@blp.route("/redemptions")
+class Redemptions(MethodView):
+    @blp.doc(security=PARTNER_AUTH)
+    @partner_required
+    @blp.arguments(RedemptionQuery, location="query")
+    @blp.response(200, RedemptionOut(many=True))
+    @blp.paginate()
+    def get(self, args, pagination_parameters):
+        """This partner's redemptions, newest first, undone ones included (marked)."""
+        stmt = (
+            select(Redemption)
+            .options(joinedload(Redemption.reward).joinedload(Reward.offer))
+            .where(Redemption.partner_id == g.caller.partner_id)
+            .order_by(Redemption.created_at.desc(), Redemption.id)
+        )
+        if "month" in args:
+            start, end = month_bounds(args["month"], current_app.config["SCHEME_TIMEZONE"])
+            stmt = stmt.where(Redemption.created_at >= start, Redemption.created_at < end)
+        return [redemption_view(Receipt.of(r, r.reward))
+                for r in paginate(stmt, pagination_parameters)]
+
+    @blp.doc(security=PARTNER_AUTH)
+    @partner_required
+    @blp.arguments(RedemptionIn)
+    @blp.response(201, RedemptionOut)
+    @blp.alt_response(404, description="Unknown code, or another partner's")
+    @blp.alt_response(409, description="Already redeemed")
+    @blp.alt_response(410, description="Expired")
+    def post(self, args):
+        """Redeem a voucher: exactly once, even when two tills try at the same moment."""
+        outcome = redeem(db.session, g.caller.partner_id, args["code"],
+                         redeemed_by=partner_user_id())
+        if outcome.status != 201:
+            abort(outcome.status, message=outcome.message)
+        assert outcome.receipt is not None
+        return redemption_view(outcome.receipt)
+
+
+class TillCardIn(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(CARD_KINDS))
+    number = fields.String(required=True, validate=validate.Regexp(
+        r"^[0-9A-Za-z \-]{6,32}$", error="6 to 32 letters and digits."))
+
+
+class CardRedemptionIn(Schema):
+    card = fields.Nested(TillCardIn, required=True)
+    pin = fields.String(required=True, load_only=True,
+                        validate=validate.Regexp(r"^[0-9]{4,6}$", error="4 to 6 digits."))
+    offer_id = fields.UUID(required=True)
+
+
+@blp.route("/card-redemptions", methods=["POST"])
+@blp.doc(security=PARTNER_AUTH, parameters=IDEMPOTENCY_HEADER)
 @partner_required
-def post_redemption(args):
-    """Redeem a voucher: exactly once, even when two tills try at the same moment."""
-    outcome = redeem(db.session, g.caller.partner_id, args["code"])
-    if outcome.status != 201:
+@blp.arguments(CardRedemptionIn)
+@blp.response(201, RedemptionOut)
+@blp.alt_response(401, description="Card or PIN not recognised")
+@blp.alt_response(403, description="Too many wrong PINs: the card's PIN is locked for a while")
+@blp.alt_response(404, description="No such offer here")
+@blp.alt_response(409, description="Not enough points, sold out, limit reached, not eligible, "
+                                   "or an offer the partner's own system issues")
+@blp.alt_response(410, description="The offer has ended")
+def post_card_redemption(args):
+    """A member without a phone: card number and PIN instead of a code. Claims one of
+    this partner's offers, issues and redeems the voucher in one transaction. Five
+    wrong PINs lock the card's PIN for 15 minutes."""
+    partner_id = g.caller.partner_id
+    card = args["card"]
+    try:
+        member = check_card_pin(db.session, card["kind"], card["number"], args["pin"])
+    except PinRefused as refused:
+        db.session.commit()  # the wrong try is kept: five lock the PIN
+        locked = refused.message.startswith("Too many")
+        abort(403 if locked else 401, message=refused.message)
+    db.session.commit()  # the right PIN clears earlier wrong tries, whatever happens next
+
+    def produce() -> tuple[dict[str, Any], int]:
+        try:
+            outcome = redeem_by_card(db.session, partner_id, member, args["offer_id"],
+                                     redeemed_by=partner_user_id())
+        except ClaimRefused as refused:
+            db.session.rollback()
+            abort(refused.status, message=refused.message)
+        assert outcome.receipt is not None
+        db.session.flush()
+        return RedemptionOut().dump(redemption_view(outcome.receipt)), 201
+
+    return idempotent(f"partner:{partner_id}:card-redemptions", produce)
+
+
+@blp.route("/redemptions/<uuid:redemption_id>/undo", methods=["POST"])
+@blp.doc(security=PARTNER_AUTH)
+@partner_required
+@blp.response(200, RedemptionOut)
+@blp.alt_response(404, description="Unknown redemption, or another partner's")
+@blp.alt_response(409, description="Undone already, more than 10 minutes ago, or the "
+                                   "voucher's redemption was undone once before")
+def undo(redemption_id: uuid.UUID):
+    """Undo a mistake at the till, within 10 minutes and once per voucher: a voucher
+    redeemed by code is valid again; one redeemed by card and PIN is cancelled and
+    its points go back to the member."""
+    outcome = undo_redemption(db.session, g.caller.partner_id, redemption_id,
+                              undone_by=partner_user_id())
+    if outcome.status != 200:
+        db.session.rollback()
         abort(outcome.status, message=outcome.message)
-    reward = outcome.reward
-    return {
-        "id": outcome.redemption.id,
-        "code": reward.code,
-        "offer": reward.offer,
-        "redeemed_at": reward.redeemed_at,
-    }
+    assert outcome.receipt is not None
+    db.session.commit()
+    return redemption_view(outcome.receipt)
+
+
+# -- offers a partner proposes ---------------------------------------------------------------
+
+@blp.route("/offers")
+class PartnerOffers(MethodView):
+    @blp.doc(security=PARTNER_AUTH)
+    @partner_required
+    @blp.response(200, OfferOut(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters):
+        """This partner's offers, whatever their status (proposed, live, rejected, retired)."""
+        stmt = (select(Offer).where(Offer.partner_id == g.caller.partner_id)
+                .order_by(Offer.created_at.desc(), Offer.id))
+        return paginate(stmt, pagination_parameters)
+
+    @blp.doc(security=[{"bearerAuth": []}])
+    @partner_required
+    @blp.arguments(OfferTerms)
+    @blp.response(201, OfferOut)
+    @blp.alt_response(403, description="A till key, or a charity")
+    def post(self, args):
+        """Propose an offer. It waits, `proposed`, until a scheme manager approves it;
+        only then do residents see it. For a partner's user (not a till key)."""
+        if partner_user_id() is None:
+            abort(403, message="Offers are proposed by a partner's user account, not a till key.")
+        partner = db.session.get(Partner, g.caller.partner_id)
+        assert partner is not None
+        if partner.kind != "business":
+            abort(403, message="Charities receive donations; they do not offer rewards.")
+        check_fulfilment(partner, args["fulfilment"])
+        offer = new_offer(partner, args, status="proposed", proposed_by=g.caller.id)
+        db.session.flush()
+        audit("propose", "offer", offer.id, title=offer.title)
+        db.session.commit()
+        return offer
+

@@ -50,8 +50,12 @@ class ItemResult(Schema):
     external_ref = fields.String(allow_none=True)
     status = fields.String(metadata={"enum": ["accepted", "duplicate", "rejected"]})
     action_id = fields.UUID(allow_none=True)
-    reason = fields.String(allow_none=True)
-    points = fields.Integer()
+    reason = fields.String(allow_none=True, metadata={
+        "description": "Why an item was rejected or is a duplicate. On an accepted item, "
+                       "\"held for review: ...\" when a control (too many actions of a type "
+                       "in an hour, implausible travel between located actions) held it: it "
+                       "is recorded but earns nothing until a reviewer approves it."})
+    points = fields.Integer(metadata={"description": "Points awarded now (accepted items)."})
 
 
 class BatchOut(Schema):
@@ -68,7 +72,12 @@ class BatchOut(Schema):
 @source_required
 def post_actions():
     """Report a batch of actions. Each item is judged on its own: `accepted`,
-    `duplicate` (same external_ref seen before) or `rejected` with the reason."""
+    `duplicate` (same external_ref seen before) or `rejected` with the reason.
+
+    Sign with any of the source's keys still working (see /v1/admin/sources/{id}/keys:
+    after a rotation the old key works until its overlap ends). An accepted item a control
+    holds for review says so in `reason` ("held for review: ...") and earns 0 points until
+    approved. Items of the batch count towards each other's controls in time order."""
     # Items are validated one by one (a bad item must not sink the batch), so the
     # body is read here rather than through a strict schema.
     try:

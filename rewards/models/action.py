@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, IdMixin
@@ -15,15 +15,23 @@ if TYPE_CHECKING:
     from .scheme import RuleVersion
 
 ACTION_STATUSES = ("accepted", "flagged", "revoked")
+# How an action reached the scheme: a source's signed batch, a CSV staff uploaded for
+# a source, an event claim code, or a member's self-report.
+ACTION_ORIGINS = ("source", "csv", "claim", "self_report")
 
 
 class Action(IdMixin, Base):
-    """A verified positive action by a member, as reported by a source."""
+    """A positive action by a member: reported by a source, claimed with an event
+    code, or self-reported. Flagged actions award nothing until a reviewer decides."""
 
     __tablename__ = "actions"
     __table_args__ = (
         UniqueConstraint("source_id", "external_ref"),
         Index("ix_actions_member_occurred", "member_id", "occurred_at"),
+        # The review queue: only flagged actions are in this index, so keeping it
+        # costs the accepted majority nothing.
+        Index("ix_actions_flagged", "created_at", postgresql_where=text("status = 'flagged'"),
+              sqlite_where=text("status = 'flagged'")),
     )
 
     source_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sources.id"))
@@ -36,6 +44,8 @@ class Action(IdMixin, Base):
     status: Mapped[str] = mapped_column(String(16), default="accepted")
     flag_reason: Mapped[str | None] = mapped_column(Text)
     points: Mapped[int] = mapped_column(default=0)
+    # A server default too: batches write their rows without naming it.
+    origin: Mapped[str] = mapped_column(String(16), default="source", server_default="source")
 
     awards: Mapped[list[Award]] = relationship(back_populates="action")
     member: Mapped[Member] = relationship()

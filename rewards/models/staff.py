@@ -8,7 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, IdMixin
 
-ROLES = ("admin", "scheme_manager", "reviewer", "analyst", "partner")
+ROLES = ("admin", "scheme_manager", "reviewer", "analyst", "desk", "partner")
 
 
 class StaffUser(IdMixin, Base):

@@ -1,5 +1,7 @@
 """The partner's redemption page: a till without an integration types or scans a
-code and sees, in large words, whether to hand over the reward."""
+code and sees, in large words, whether to hand over the reward. A member without a
+phone gives their card number and PIN instead; a mistaken redemption can be undone
+within ten minutes."""
 
 from __future__ import annotations
 
@@ -12,11 +14,21 @@ from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash
 
 from ..extensions import db
-from ..models import Partner, StaffUser
-from ..vouchers import find_voucher, redeem, voucher_state
+from ..members import PinRefused, check_card_pin
+from ..models import Offer, Partner, Redemption, Reward, StaffUser, utcnow
+from ..vouchers import (
+    UNDO_WINDOW,
+    ClaimRefused,
+    find_voucher,
+    redeem,
+    redeem_by_card,
+    undo_redemption,
+    voucher_state,
+)
 
 bp = Blueprint("partner_pages", __name__, url_prefix="/partner", template_folder="templates")
 
@@ -116,28 +128,145 @@ def _verdict(partner: Partner, code: str) -> dict[str, Any]:
             "reward": reward if state != "unknown" else None, "code": code}
 
 
+def _recent(partner: Partner) -> list[Redemption]:
+    """This partner's redemptions still in their undo window, newest first."""
+    return list(db.session.scalars(
+        select(Redemption)
+        .options(joinedload(Redemption.reward).joinedload(Reward.offer))
+        .where(Redemption.partner_id == partner.id, Redemption.undone_at.is_(None),
+               Redemption.created_at > utcnow() - UNDO_WINDOW)
+        .order_by(Redemption.created_at.desc()).limit(10)
+    ))
+
+
+def _page(partner: Partner, result: dict[str, Any] | None = None, error: str | None = None,
+          status: int = 200) -> tuple[str, int]:
+    return render_template("partner_redeem.html", partner=partner, result=result, error=error,
+                           recent=_recent(partner), undo_minutes=_undo_minutes()), status
+
+
+def _undo_minutes() -> int:
+    return int(UNDO_WINDOW.total_seconds() // 60)
+
+
+def _user_id() -> uuid.UUID | None:
+    user_id = session.get("partner_user_id")
+    return uuid.UUID(user_id) if user_id else None
+
+
 @bp.route("/redeem", methods=["GET"])
 @login_required
 def redeem_page(partner: Partner):
     code = request.args.get("code", "").strip()
-    result = _verdict(partner, code) if code else None
-    return render_template("partner_redeem.html", partner=partner, result=result)
+    return _page(partner, _verdict(partner, code) if code else None)
 
 
 @bp.route("/redeem", methods=["POST"])
 @login_required
 def redeem_submit(partner: Partner):
     if not _csrf_ok():
-        return render_template("partner_redeem.html", partner=partner, result=None,
-                               error="The form expired; try again."), 400
+        return _page(partner, error="The form expired; try again.", status=400)
     code = request.form.get("code", "").strip()
     if not code:
-        return render_template("partner_redeem.html", partner=partner, result=None,
-                               error="Type or scan a voucher code."), 422
-    outcome = redeem(db.session, partner.id, code)
+        return _page(partner, error="Type or scan a voucher code.", status=422)
+    outcome = redeem(db.session, partner.id, code, redeemed_by=_user_id())
     if outcome.status == 201:
         result = {"state": "done", "headline": "REDEEMED", "tone": "ok",
-                  "advice": "Hand over the reward.", "reward": outcome.reward, "code": code}
-        return render_template("partner_redeem.html", partner=partner, result=result), 201
-    result = _verdict(partner, code)
-    return render_template("partner_redeem.html", partner=partner, result=result), outcome.status
+                  "advice": "Hand over the reward.", "code": code,
+                  "reward": find_voucher(db.session, partner.id, code),
+                  "receipt": outcome.receipt}
+        return _page(partner, result, status=201)
+    return _page(partner, _verdict(partner, code), status=outcome.status)
+
+
+@bp.route("/redemptions/<uuid:redemption_id>/undo", methods=["POST"])
+@login_required
+def undo_submit(partner: Partner, redemption_id: uuid.UUID):
+    if not _csrf_ok():
+        return _page(partner, error="The form expired; try again.", status=400)
+    outcome = undo_redemption(db.session, partner.id, redemption_id, undone_by=_user_id())
+    if outcome.status != 200:
+        db.session.rollback()
+        result = {"state": "refused", "headline": "NOT UNDONE", "tone": "bad",
+                  "advice": outcome.message, "reward": None, "code": ""}
+        return _page(partner, result, status=outcome.status)
+    db.session.commit()
+    assert outcome.reward is not None
+    advice = ("The member's points have been returned." if outcome.reward.status == "cancelled"
+              else "The voucher is valid again.")
+    result = {"state": "undone", "headline": "UNDONE", "tone": "ok", "advice": advice,
+              "reward": outcome.reward, "code": outcome.reward.code or ""}
+    return _page(partner, result)
+
+
+# -- card and PIN (members without a phone) ---------------------------------------------------
+
+CARD_KINDS = (("travel_card", "Travel card"), ("leisure_card", "Leisure card"),
+              ("library_card", "Library card"), ("resident_card", "Resident card"))
+
+
+def _card_offers(partner: Partner) -> list[Offer]:
+    now = utcnow()
+    return list(db.session.scalars(
+        select(Offer).where(
+            Offer.partner_id == partner.id, Offer.status == "live",
+            Offer.fulfilment == "internal",
+            (Offer.starts_at.is_(None)) | (Offer.starts_at <= now),
+            (Offer.ends_at.is_(None)) | (Offer.ends_at > now),
+        ).order_by(Offer.cost_points, Offer.title)
+    ))
+
+
+def _card_page(partner: Partner, result: dict[str, Any] | None = None,
+               error: str | None = None, status: int = 200) -> tuple[str, int]:
+    return render_template("partner_card.html", partner=partner, result=result, error=error,
+                           offers=_card_offers(partner), kinds=CARD_KINDS,
+                           undo_minutes=_undo_minutes()), status
+
+
+def _refused(message: str, headline: str, status: int) -> tuple[dict[str, Any], int]:
+    return {"state": "refused", "headline": headline, "tone": "bad", "advice": message,
+            "reward": None}, status
+
+
+@bp.route("/card", methods=["GET"])
+@login_required
+def card_page(partner: Partner):
+    return _card_page(partner)
+
+
+@bp.route("/card", methods=["POST"])
+@login_required
+def card_submit(partner: Partner):
+    if not _csrf_ok():
+        return _card_page(partner, error="The form expired; try again.", status=400)
+    form = request.form
+    kind, number, pin = form.get("kind", ""), form.get("number", "").strip(), form.get("pin", "")
+    try:
+        offer_id = uuid.UUID(form.get("offer_id", ""))
+    except ValueError:
+        return _card_page(partner, error="Choose the reward.", status=422)
+    if kind not in dict(CARD_KINDS) or not number or not pin.isdigit():
+        return _card_page(partner, error="Choose the card type, and type the card number and "
+                                         "the member's PIN.", status=422)
+    try:
+        member = check_card_pin(db.session, kind, number, pin)
+    except PinRefused as refused:
+        db.session.commit()  # wrong tries are kept: five lock the card's PIN
+        locked = refused.message.startswith("Too many")
+        result, status = _refused(refused.message, "PIN LOCKED" if locked else "NOT RECOGNISED",
+                                  403 if locked else 401)
+        return _card_page(partner, result, status=status)
+    db.session.commit()
+    try:
+        outcome = redeem_by_card(db.session, partner.id, member, offer_id,
+                                 redeemed_by=_user_id())
+    except ClaimRefused as refused:
+        db.session.rollback()
+        result, status = _refused(refused.message, "NOT REDEEMED", refused.status)
+        return _card_page(partner, result, status=status)
+    db.session.commit()
+    result = {"state": "done", "headline": "REDEEMED", "tone": "ok",
+              "advice": "Hand over the reward.", "reward": outcome.reward,
+              "receipt": outcome.receipt}
+    return _card_page(partner, result, status=201)

@@ -1,0 +1,94 @@
+"""Awarding one stored action through the same rules path as a batch: the same locks,
+cap and budget counts, rules evaluation and ledger postings (ingest's own pieces).
+
+For actions that do not arrive in a source's batch: an event claim, and a flagged
+action (or self-report) a reviewer approves."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..models import Action, Award, utcnow
+from ..rules import member_facts, period_bounds
+from .ingest import (
+    Item,
+    WindowKey,
+    _Accepted,
+    _actions_totals,
+    _plans,
+    _postgres,
+    _UsageBook,
+    _Writes,
+    award_points,
+    lock_for_awards,
+)
+from .rulebook import live_rules
+
+
+class MemberGone(Exception):
+    """The member's account was erased: nothing can be awarded to it."""
+
+
+@dataclass(frozen=True)
+class Awarded:
+    points: int  # awarded now
+    rule_errors: str | None  # rules that failed on it (the others still awarded)
+
+
+def award_stored(session: Session, action: Action, now: datetime | None = None) -> Awarded:
+    """Evaluate the live rules on `action` (already added to the session) and write its
+    awards and postings in the caller's transaction; `action.points` grows by what it
+    earned. Rules that awarded this action before (a flagged action whose other rules
+    failed) are left out, so approving it never awards a rule twice. The caller sets
+    the action's status."""
+    now = now or utcnow()
+    tz = current_app.config["SCHEME_TIMEZONE"]
+    postgres = _postgres(session)
+    rules = live_rules(session)
+    member_id = action.member_id
+    # The member lock first, then every read that decides, as in a batch.
+    members = lock_for_awards(session, {member_id}, rules)
+    member = members.get(member_id)
+    if member is None or member.erased_at is not None:
+        raise MemberGone(str(member_id))
+    plans = _plans(rules)
+    applicable = [plan for plan in plans.values()
+                  if plan.rule.applies_to(action.type_code, action.occurred_at)]
+    windows: dict[str, datetime] = {}
+    wanted: dict[WindowKey, datetime] = {}
+    budgeted: set[str] = set()
+    for plan in applicable:
+        spec = plan.rule.spec
+        for period in plan.periods:
+            start, end = period_bounds(action.occurred_at, period, tz)
+            windows[period] = start
+            wanted[(member_id, spec.rule_id, period, start)] = end
+        if spec.budget_points is not None:
+            budgeted.add(spec.rule_id)
+    book = _UsageBook()
+    book.load(session, postgres, wanted, budgeted)
+    totals = _actions_totals(session, postgres, members, rules)
+    facts = member_facts(member.ward, member.joined_at, now,
+                         0 if totals is None else totals.get(member_id, 0))
+    item = Item(0, action.external_ref, action.type_code, action.occurred_at,
+                dict(action.attributes or {}))
+    writes = _Writes(now)
+    award_points(_Accepted(item, member_id, action.id, applicable, windows), facts, book,
+                 rules, plans, action.source_id, action.action_type_id, now, tz, writes)
+    row = writes.actions.pop()  # the action is stored already: only awards are new
+    already = {rule_id for rule_id in session.scalars(
+        select(Award.rule_id).where(Award.action_id == action.id))}
+    writes.awards = [award for award in writes.awards if award["rule_id"] not in already]
+    writes.earns = [earn for earn in writes.earns
+                    if uuid.UUID(earn.spec.rule_id) not in already]
+    session.flush()  # the action's row before the awards that point at it
+    writes.save(session, postgres)
+    points = sum(award["points"] for award in writes.awards)
+    action.points = (action.points or 0) + points
+    return Awarded(points, row["flag_reason"] if row["status"] == "flagged" else None)

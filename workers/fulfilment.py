@@ -1,0 +1,105 @@
+"""Asking a partner's own system to issue a pass (a signed webhook).
+
+The request is JSON, signed like a source's batches (X-Signature: t=<unix seconds>,
+v1=<hex HMAC-SHA256(secret, "<t>.<body>")>), with Idempotency-Key set to the reward
+id so a retried call gets the same pass back. The partner answers 200 or 201 with
+`{"code": "...", "reference": "..."}` (reference optional): the code is what the
+member shows. Anything else is an error: 4xx other than 408, 409, 425 and 429 is
+permanent (retrying will not help); the rest, timeouts and connection errors are
+worth retrying."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rewards.security import keyed_hash, signature_header
+
+MAX_ANSWER_BYTES = 64 * 1024
+RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # A redirect would turn the POST into a GET elsewhere: treat it as an answer.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+class FulfilmentError(Exception):
+    """The partner's system did not issue the pass this time; a retry may."""
+
+
+class PermanentFulfilmentError(FulfilmentError):
+    """The partner's system refused the request; retrying the same request will not help."""
+
+
+@dataclass(frozen=True)
+class Pass:
+    code: str
+    reference: str | None
+
+
+def request_body(reward_id: str, partner_id: str, member_id: str, offer_id: str,
+                 offer_title: str, expires_at: datetime) -> bytes:
+    """What the partner's system is told. The member is a pseudonym, stable for this
+    partner and useless to anyone else: no name, email or card number leaves the scheme."""
+    body = {
+        "reward_id": reward_id,
+        "offer": {"id": offer_id, "title": offer_title},
+        "member_ref": keyed_hash(f"{partner_id}:{member_id}", "partner-member")[:32],
+        "valid_until": expires_at.isoformat().replace("+00:00", "Z"),
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def parse_answer(status: int, raw: bytes) -> Pass:
+    """Decide what an answer means; raises for anything that is not a pass."""
+    if status not in (200, 201):
+        problem = f"the partner's system answered HTTP {status}"
+        if 400 <= status < 500 and status not in RETRYABLE_4XX:
+            raise PermanentFulfilmentError(problem)
+        raise FulfilmentError(problem)
+    try:
+        data: Any = json.loads(raw)
+    except ValueError:
+        raise FulfilmentError("the partner's system answered with something not JSON") from None
+    code = data.get("code") if isinstance(data, dict) else None
+    if not isinstance(code, str) or not code.strip() or len(code) > 200:
+        raise FulfilmentError("the partner's answer has no usable code")
+    reference = data.get("reference")
+    if not isinstance(reference, str) or not reference.strip():
+        reference = None
+    return Pass(code.strip(), reference[:200] if reference else None)
+
+
+def call_partner(url: str, secret: str, idempotency_key: str, body: bytes,
+                 timeout: float) -> Pass:
+    """POST the signed body and read the pass from the answer (at most `timeout`
+    seconds for connecting and for each read)."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": "citizen-rewards-fulfilment/1",
+            "Idempotency-Key": idempotency_key,
+            "X-Signature": signature_header(secret, body),
+        },
+    )
+    try:
+        with _opener.open(request, timeout=timeout) as answer:
+            return parse_answer(answer.status, answer.read(MAX_ANSWER_BYTES))
+    except urllib.error.HTTPError as error:
+        return parse_answer(error.code, b"")
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise FulfilmentError(f"could not reach the partner's system: {reason}") from None
