@@ -1,4 +1,9 @@
-"""A source's batch of actions: validate, dedupe, evaluate the rules, post to the ledger."""
+"""A source's batch of actions: validate, dedupe, evaluate the rules, post to the ledger.
+
+A batch is one transaction and a fixed handful of statements whatever its size: the
+member and budget locks, then every read that decides (cards, duplicates, cap and
+budget use) in grouped queries, the rules in memory, and one bulk write per table
+(COPY on PostgreSQL). bench/ingest.py measures it."""
 
 from __future__ import annotations
 
@@ -6,24 +11,40 @@ import logging
 import math
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import (
+    ARRAY,
+    Row,
+    Table,
+    any_,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from ..ledger import member_account, post, scheme_account
+from ..ledger import LedgerError, check_balanced, earn_terms, scheme_account
 from ..members import card_hash
 from ..models import (
+    Account,
     Action,
     ActionType,
     Award,
     Identifier,
     Member,
+    Posting,
+    PostingLine,
     Rule,
     Source,
     utcnow,
@@ -32,12 +53,15 @@ from ..rules import (
     PERIODS,
     CompiledRule,
     Evaluation,
+    RuleSpec,
     Usage,
     build_context,
     evaluate,
+    member_facts,
     period_bounds,
 )
-from .rulebook import live_rules
+from .rulebook import live_rules, log_rule_failures
+from .screening import control_book
 
 log = logging.getLogger("rewards.actions")
 
@@ -73,6 +97,10 @@ MAX_ATTRIBUTE_NUMBER = 2**63
 # a reward: the rule is treated as failed and the action flagged.
 MAX_AWARD_POINTS = 1_000_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# JSON may escape half of a surrogate pair (\ud800) on its own: Python keeps it, but it
+# is not a character, cannot be written as UTF-8, and PostgreSQL refuses it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_UNICODE = "must be valid Unicode text (it holds half of a UTF-16 surrogate pair)"
 
 
 def check_time(value: Any) -> datetime | str:
@@ -98,8 +126,8 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def _attributes_problem(attributes: Mapping[str, Any]) -> str | None:
-    """Values the database or the rules engine cannot hold: NUL characters, numbers
-    that are not finite or are too large."""
+    """Values the database or the rules engine cannot hold: NUL characters, lone
+    surrogates, numbers that are not finite or are too large."""
     stack: list[tuple[str, Any]] = [("attributes", attributes)]
     while stack:
         path, value = stack.pop()
@@ -107,12 +135,16 @@ def _attributes_problem(attributes: Mapping[str, Any]) -> str | None:
             for key, inner in value.items():
                 if "\x00" in key:
                     return f"{path}: keys must not contain NUL characters"
+                if _SURROGATE.search(key):
+                    return f"{path}: keys {_NOT_UNICODE}"
                 stack.append((f"{path}.{key}", inner))
         elif isinstance(value, list):
             stack.extend((f"{path}[{n}]", inner) for n, inner in enumerate(value))
         elif isinstance(value, str):
             if "\x00" in value:
                 return f"{path} must not contain NUL characters"
+            if _SURROGATE.search(value):
+                return f"{path} {_NOT_UNICODE}"
         elif isinstance(value, float) and not math.isfinite(value):
             return f"{path} must be a finite number, not {value}"
         elif (isinstance(value, int | float) and not isinstance(value, bool)
@@ -139,6 +171,8 @@ def validate_item(
         return "external_ref must be a non-empty string of at most 200 characters"
     if _CONTROL.search(ref):
         return "external_ref must not contain control characters"
+    if _SURROGATE.search(ref):
+        return f"external_ref {_NOT_UNICODE}"
     type_code = raw.get("type")
     if not isinstance(type_code, str) or not type_code:
         return "type is required: an action type code such as bus_journey"
@@ -179,6 +213,8 @@ def validate_item(
         kind, number = member.get("kind"), member.get("number")
         if not isinstance(kind, str) or not isinstance(number, str) or not number.strip():
             return "member needs kind and number (strings) of a linked card"
+        if _SURROGATE.search(kind) or _SURROGATE.search(number):
+            return f"member kind and number {_NOT_UNICODE}"
         item.card = (kind, number)
     return item
 
@@ -194,72 +230,188 @@ class BatchOutcome:
     points: int = 0
 
 
+# -- reading many rows at once ----------------------------------------------------------
+
+# Outside PostgreSQL, IN lists of at most this many values: inside every driver's limit
+# on bound parameters (SQLite's is 32,766).
+_CHUNK = 1000
+
+
+def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _postgres(session: Session) -> bool:
+    dialect = session.get_bind().dialect
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
+
+
+def _pg_array(values: Iterable[uuid.UUID | datetime]) -> str:
+    """A PostgreSQL array literal of ids or times (whose text has no commas, quotes or
+    braces), for CAST(:p AS uuid[]) or timestamptz[] where it is read once (never in a
+    filter: there the cast would run for every row). The driver adapts a long Python
+    list of either element by element, several times slower than the server parses this."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _one_of(postgres: bool, column: Any, values: Iterable[Any]) -> Iterator[Any]:
+    """Conditions that together say `column IN values`, in sorted order. On PostgreSQL
+    one `= ANY(array)`: the statement's text is the same for any count, so the driver
+    prepares it once; elsewhere IN lists of at most _CHUNK values."""
+    ordered = sorted(values)
+    if not ordered:
+        return
+    if postgres:
+        yield column == any_(literal(ordered, ARRAY(column.type)))
+    else:
+        for chunk in _chunks(ordered):
+            yield column.in_(chunk)
+
+
+# -- cap and budget use -----------------------------------------------------------------
+
+# (member, rule id, period, window start): the key of a cap's use.
+WindowKey = tuple[uuid.UUID, str, str, datetime]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the batch needs of one live rule, worked out once per batch."""
+
+    rule: CompiledRule
+    periods: tuple[str, ...]  # periods with a cap on actions or points
+    rule_id: uuid.UUID
+    version_id: uuid.UUID
+
+
+def _plans(rules: Sequence[CompiledRule]) -> dict[str, _Plan]:
+    """Plans by rule version id."""
+    return {
+        rule.spec.version_id: _Plan(
+            rule,
+            tuple(p for p in PERIODS if p in rule.spec.caps or p in rule.spec.points_caps),
+            uuid.UUID(rule.spec.rule_id),
+            uuid.UUID(rule.spec.version_id),
+        )
+        for rule in rules
+    }
+
+
+# One statement for every (member, rule, window) triple, unnested from arrays: its text
+# never changes (so it is prepared once), and LATERAL makes each triple one range scan
+# of ix_awards_rule_member_occurred whatever the planner thinks of the table's size.
+_USAGE_SQL = text("""
+SELECT w.n, u.count, u.points
+FROM unnest(CAST(CAST(:members AS text) AS uuid[]), CAST(CAST(:rules AS text) AS uuid[]),
+            CAST(CAST(:starts AS text) AS timestamptz[]),
+            CAST(CAST(:ends AS text) AS timestamptz[]))
+     WITH ORDINALITY AS w(member_id, rule_id, starts, ends, n)
+CROSS JOIN LATERAL (
+    SELECT count(*) AS count, coalesce(sum(a.points), 0) AS points FROM awards AS a
+    WHERE a.rule_id = w.rule_id AND a.member_id = w.member_id
+      AND a.occurred_at >= w.starts AND a.occurred_at < w.ends AND a.points > 0
+) AS u
+WHERE u.count > 0
+""")
+# Outside PostgreSQL: grouped selects, one per window and UNION ALL'd this many a query.
+_BRANCHES_PER_QUERY = 8
+
+
 @dataclass
 class _UsageBook:
-    """Cap and budget use, loaded from awards once per (member, rule, period window)
-    and counted forward as this batch awards points."""
+    """Cap and budget use for one batch: read from the stored awards once, for every
+    (member, rule, period window) the batch touches, then counted forward in memory as
+    the batch awards points. Awards of zero points use no cap, so only awards with
+    points count."""
 
-    session: Session
-    tz: str
-    counts: dict[tuple[uuid.UUID, str, str, datetime], tuple[int, int]] = field(
-        default_factory=dict
-    )
+    windows: dict[WindowKey, tuple[int, int]] = field(default_factory=dict)
     budgets: dict[str, int] = field(default_factory=dict)
 
-    def usage_for(self, member_id: uuid.UUID, rules: Sequence[CompiledRule], at: datetime) -> Usage:
+    def load(self, session: Session, postgres: bool,
+             wanted: Mapping[WindowKey, datetime], budgeted: set[str]) -> None:
+        """`wanted`: each key with the end of its window."""
+        if postgres:
+            self._load_postgres(session, wanted)
+        else:
+            self._load_grouped(session, wanted)
+        if budgeted:
+            self.budgets.update(dict.fromkeys(budgeted, 0))
+            for condition in _one_of(postgres, Award.rule_id, {uuid.UUID(r) for r in budgeted}):
+                for rule_id, spent in session.execute(
+                    select(Award.rule_id, func.coalesce(func.sum(Award.points), 0))
+                    .where(condition).group_by(Award.rule_id)
+                ):
+                    self.budgets[str(rule_id)] = int(spent)
+
+    def _load_postgres(self, session: Session, wanted: Mapping[WindowKey, datetime]) -> None:
+        """One statement: the exact (member, rule, window) triples, unnested from arrays."""
+        keys = list(wanted)
+        if not keys:
+            return
+        rows = session.execute(_USAGE_SQL, {
+            "members": _pg_array(key[0] for key in keys),
+            "rules": "{" + ",".join(key[1] for key in keys) + "}",
+            "starts": _pg_array(key[3] for key in keys),
+            "ends": _pg_array(wanted.values()),
+        })
+        for n, count, points in rows:
+            self.windows[keys[n - 1]] = (int(count), int(points))
+
+    def _load_grouped(self, session: Session, wanted: Mapping[WindowKey, datetime]) -> None:
+        """One grouped select per (period, window), members and rules as IN lists."""
+        by_window: dict[tuple[str, datetime, datetime], tuple[set[str], set[uuid.UUID]]] = {}
+        for (member_id, rule_id, period, start), end in wanted.items():
+            rule_ids, member_ids = by_window.setdefault((period, start, end), (set(), set()))
+            rule_ids.add(rule_id)
+            member_ids.add(member_id)
+        branches = []
+        labels: list[tuple[str, datetime]] = []
+        for (period, start, end), (rule_ids, member_ids) in sorted(by_window.items()):
+            rules = sorted(uuid.UUID(rule_id) for rule_id in rule_ids)
+            for members in _chunks(sorted(member_ids)):
+                branch = select(
+                    literal_column(str(len(labels))).label("w"), Award.member_id,
+                    Award.rule_id, func.count(Award.id), func.coalesce(func.sum(Award.points), 0),
+                ).where(Award.rule_id.in_(rules), Award.member_id.in_(members),
+                        Award.points > 0)
+                if period != "lifetime":
+                    branch = branch.where(Award.occurred_at >= start, Award.occurred_at < end)
+                branches.append(branch.group_by(Award.member_id, Award.rule_id))
+                labels.append((period, start))
+        for group in _chunks(branches, _BRANCHES_PER_QUERY):
+            statement = group[0] if len(group) == 1 else union_all(*group)
+            for label, member_id, rule_id, count, points in session.execute(statement):
+                period, start = labels[int(label)]
+                self.windows[(member_id, str(rule_id), period, start)] = (int(count),
+                                                                          int(points))
+
+    def usage_for(self, member_id: uuid.UUID, plans: Sequence[_Plan],
+                  windows: Mapping[str, datetime]) -> Usage:
+        """What the rules have used for this member in the windows (period -> start)
+        of one action."""
         usage = Usage()
-        for rule in rules:
-            spec = rule.spec
-            if spec.caps or spec.points_caps:
-                for period in PERIODS:
-                    if period not in spec.caps and period not in spec.points_caps:
-                        continue
-                    count, points = self._window(member_id, spec.rule_id, period, at)
-                    usage.counts[(spec.rule_id, period)] = count
-                    usage.points[(spec.rule_id, period)] = points
+        for plan in plans:
+            spec = plan.rule.spec
+            rule_id = spec.rule_id
+            for period in plan.periods:
+                count, points = self.windows.get((member_id, rule_id, period, windows[period]),
+                                                 (0, 0))
+                usage.counts[(rule_id, period)] = count
+                usage.points[(rule_id, period)] = points
             if spec.budget_points is not None:
-                usage.budget_spent[spec.rule_id] = self._budget(spec.rule_id)
+                usage.budget_spent[rule_id] = self.budgets.get(rule_id, 0)
         return usage
 
-    def _window(
-        self, member_id: uuid.UUID, rule_id: str, period: str, at: datetime
-    ) -> tuple[int, int]:
-        start, end = period_bounds(at, period, self.tz)
-        key = (member_id, rule_id, period, start)
-        if key not in self.counts:
-            row = self.session.execute(
-                select(func.count(Award.id), func.coalesce(func.sum(Award.points), 0)).where(
-                    Award.member_id == member_id,
-                    Award.rule_id == uuid.UUID(rule_id),
-                    Award.points > 0,
-                    Award.occurred_at >= start,
-                    Award.occurred_at < end,
-                )
-            ).one()
-            self.counts[key] = (int(row[0]), int(row[1]))
-        return self.counts[key]
-
-    def _budget(self, rule_id: str) -> int:
-        if rule_id not in self.budgets:
-            self.budgets[rule_id] = int(
-                self.session.scalar(
-                    select(func.coalesce(func.sum(Award.points), 0)).where(
-                        Award.rule_id == uuid.UUID(rule_id)
-                    )
-                )
-                or 0
-            )
-        return self.budgets[rule_id]
-
-    def record(self, member_id: uuid.UUID, rule_id: str, points: int, at: datetime) -> None:
-        for period in PERIODS:
-            start, _ = period_bounds(at, period, self.tz)
-            key = (member_id, rule_id, period, start)
-            if key in self.counts:
-                count, total = self.counts[key]
-                self.counts[key] = (count + 1, total + points)
-        if rule_id in self.budgets:
-            self.budgets[rule_id] += points
+    def record(self, member_id: uuid.UUID, plan: _Plan, points: int,
+               windows: Mapping[str, datetime]) -> None:
+        rule_id = plan.rule.spec.rule_id
+        for period in plan.periods:
+            key = (member_id, rule_id, period, windows[period])
+            count, total = self.windows.get(key, (0, 0))
+            self.windows[key] = (count + 1, total + points)
+        if plan.rule.spec.budget_points is not None:
+            self.budgets[rule_id] = self.budgets.get(rule_id, 0) + points
 
 
 # Retries when a concurrent batch wins a race: the same external_ref committed first
@@ -295,7 +447,7 @@ def ingest_batch(session: Session, source: Source, items: Sequence[Any]) -> Batc
 
 def lock_for_awards(
     session: Session, member_ids: set[uuid.UUID], rules: Sequence[CompiledRule]
-) -> None:
+) -> dict[uuid.UUID, Row[Any]]:
     """Caps are counted per member and budgets per rule from the awards already
     stored, so two transactions awarding at once must not both read the same counts
     and then both award. Anything that awards under rules takes these locks first,
@@ -303,80 +455,90 @@ def lock_for_awards(
     cycles), until commit. FOR NO KEY UPDATE, so inserts that merely reference the
     rows (actions, awards, postings) and spenders (who lock the member's account) are
     not blocked. On SQLite this renders nothing: BEGIN IMMEDIATE already lets one
-    writer in at a time."""
-    ids = sorted(member_ids)
-    for chunk_start in range(0, len(ids), 500):
-        session.execute(
-            select(Member.id)
-            .where(Member.id.in_(ids[chunk_start : chunk_start + 500]))
+    writer in at a time. Returns the locked members' rows (id, ward, joined_at,
+    erased_at), read under the lock."""
+    postgres = _postgres(session)
+    members: dict[uuid.UUID, Row[Any]] = {}
+    for condition in _one_of(postgres, Member.id, member_ids):
+        for row in session.execute(
+            select(Member.id, Member.ward, Member.joined_at, Member.erased_at)
+            .where(condition)
             .order_by(Member.id)
             .with_for_update(key_share=True)
-        )
-    budgeted = sorted({uuid.UUID(r.spec.rule_id) for r in rules
-                       if r.spec.budget_points is not None})
-    if budgeted:
+        ):
+            members[row.id] = row
+    budgeted = {uuid.UUID(r.spec.rule_id) for r in rules if r.spec.budget_points is not None}
+    for condition in _one_of(postgres, Rule.id, budgeted):
         session.execute(
-            select(Rule.id).where(Rule.id.in_(budgeted)).order_by(Rule.id)
-            .with_for_update(key_share=True)
+            select(Rule.id).where(condition).order_by(Rule.id).with_for_update(key_share=True)
         )
+    return members
+
+
+@dataclass
+class _Accepted:
+    """An item that will be recorded, with what evaluating it needs."""
+
+    item: Item
+    member_id: uuid.UUID
+    action_id: uuid.UUID
+    plans: list[_Plan]  # the live rules that apply to it
+    windows: dict[str, datetime]  # period -> start of the window it falls in
 
 
 def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutcome:
     config = current_app.config
+    tz = config["SCHEME_TIMEZONE"]
+    zone = ZoneInfo(tz)
+    postgres = _postgres(session)
     now = utcnow()
+    # A source may have its own, usually shorter, limit on how old an item may be.
+    max_age_days = getattr(source, "max_age_days", None)
     limits = Limits(
         max_future=timedelta(seconds=config["ACTION_MAX_FUTURE_SECONDS"]),
-        max_age=timedelta(days=config["ACTION_MAX_AGE_DAYS"]),
+        max_age=timedelta(days=config["ACTION_MAX_AGE_DAYS"] if max_age_days is None
+                          else max_age_days),
     )
-    types = {t.code: t for t in session.scalars(select(ActionType))}
-    allowed = set(source.action_types or ()) & set(types)
+    type_ids: dict[str, uuid.UUID] = {
+        code: type_id
+        for code, type_id in session.execute(select(ActionType.code, ActionType.id))
+    }
+    known_types = set(type_ids)
+    allowed = set(source.action_types or ()) & known_types
 
     results: list[dict[str, Any]] = [{} for _ in items]
     valid: list[Item] = []
     for index, raw in enumerate(items):
-        checked = validate_item(index, raw, allowed, now, limits, set(types))
-        ref = raw.get("external_ref") if isinstance(raw, Mapping) else None
+        checked = validate_item(index, raw, allowed, now, limits, known_types)
         if isinstance(checked, str):
+            ref = raw.get("external_ref") if isinstance(raw, Mapping) else None
             results[index] = _result(ref if isinstance(ref, str) else None, "rejected",
                                      reason=checked)
         else:
             valid.append(checked)
 
-    # Members: by keyed hash of the card, or by id.
-    item_hashes = {item.index: card_hash(*item.card) for item in valid if item.card}
+    # Members: by keyed hash of the card (one hash per distinct card), or by id.
+    card_hashes = {card: card_hash(*card) for card in {item.card for item in valid if item.card}}
     card_members: dict[str, uuid.UUID] = {}
-    hashes = sorted(set(item_hashes.values()))
-    for chunk_start in range(0, len(hashes), 500):
+    for condition in _one_of(postgres, Identifier.number_hash, set(card_hashes.values())):
         for number_hash, member_id in session.execute(
-            select(Identifier.number_hash, Identifier.member_id).where(
-                Identifier.number_hash.in_(hashes[chunk_start : chunk_start + 500])
-            )
+            select(Identifier.number_hash, Identifier.member_id).where(condition)
         ):
             card_members[number_hash] = member_id
-    ids = {item.member_id for item in valid if item.member_id}
-    members: dict[uuid.UUID, Member] = {}
-    wanted = sorted(ids | set(card_members.values()))
-    for chunk_start in range(0, len(wanted), 500):
-        for member in session.scalars(
-            select(Member).where(Member.id.in_(wanted[chunk_start : chunk_start + 500]))
-        ):
-            if member.erased_at is None:
-                members[member.id] = member
+    wanted = {item.member_id for item in valid if item.member_id} | set(card_members.values())
 
     rules = live_rules(session)
-    # Locks first, then every read that decides (duplicates, caps, budgets) sees what
-    # concurrent batches committed.
-    lock_for_awards(session, set(members), rules)
+    # Locks first, then every read that decides (members, duplicates, caps, budgets)
+    # sees what concurrent batches committed.
+    members = {member_id: row for member_id, row in
+               lock_for_awards(session, wanted, rules).items() if row.erased_at is None}
 
     # Duplicates: already recorded from this source, or repeated within the batch.
-    refs = sorted({item.external_ref for item in valid})
     seen: dict[str, uuid.UUID] = {}
-    for chunk_start in range(0, len(refs), 500):
-        chunk = refs[chunk_start : chunk_start + 500]
+    for condition in _one_of(postgres, Action.external_ref, {i.external_ref for i in valid}):
         for ref, action_id in session.execute(
-            select(Action.external_ref, Action.id).where(
-                Action.source_id == source.id, Action.external_ref.in_(chunk)
-            )
+            select(Action.external_ref, Action.id).where(Action.source_id == source.id,
+                                                         condition)
         ):
             seen[ref] = action_id
 
@@ -389,129 +551,342 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
         (repeats if item.external_ref in refs_in_batch else firsts).append(item)
         refs_in_batch.add(item.external_ref)
 
-    book = _UsageBook(session, config["SCHEME_TIMEZONE"])
-    issuance = scheme_account(session, "scheme:issuance")
-    outcome = BatchOutcome(results)
+    plans = _plans(rules)
+    plans_by_type: dict[str, list[_Plan]] = {}
+    for plan in plans.values():
+        for type_code in plan.rule.spec.action_types:
+            plans_by_type.setdefault(type_code, []).append(plan)
+    bounds: dict[tuple[str, date], tuple[datetime, datetime]] = {}
+    accepted: list[_Accepted] = []
     recorded_here: set[str] = set()
+    wanted_windows: dict[WindowKey, datetime] = {}  # the cap use to read, with window ends
+    budgeted: set[str] = set()
     for item in sorted(firsts, key=lambda i: i.occurred_at) + repeats:
-        if item.external_ref in seen:
-            reason = ("repeats an earlier item of this batch"
-                      if item.external_ref in recorded_here
+        ref = item.external_ref
+        if ref in seen:
+            reason = ("repeats an earlier item of this batch" if ref in recorded_here
                       else "already received from this source")
-            results[item.index] = _result(
-                item.external_ref, "duplicate", seen[item.external_ref], reason
-            )
+            results[item.index] = _result(ref, "duplicate", seen[ref], reason)
             continue
         if item.card:
-            member_id = card_members.get(item_hashes[item.index])
+            member_id = card_members.get(card_hashes[item.card])
             reason = f"unknown card: no member has linked this {item.card[0]}"
         else:
             member_id = item.member_id
             reason = "unknown member_id: no member has this id"
-        member = members.get(member_id) if member_id else None
-        if member is None:
-            results[item.index] = _result(item.external_ref, "rejected", reason=reason)
+        if member_id is None or member_id not in members:
+            results[item.index] = _result(ref, "rejected", reason=reason)
             continue
-        action = Action(
-            id=uuid.uuid4(),
-            source_id=source.id,
-            external_ref=item.external_ref,
-            member_id=member.id,
-            action_type_id=types[item.type_code].id,
-            type_code=item.type_code,
-            occurred_at=item.occurred_at,
-            attributes=item.attributes,
-        )
-        session.add(action)
-        seen[item.external_ref] = action.id
-        recorded_here.add(item.external_ref)
-        award_points(session, action, member, rules, book, issuance, now)
+        action_id = uuid.uuid4()
+        seen[ref] = action_id
+        recorded_here.add(ref)
+        applicable = [plan for plan in plans_by_type.get(item.type_code, ())
+                      if plan.rule.applies_to(item.type_code, item.occurred_at)]
+        windows: dict[str, datetime] = {}
+        local_day = item.occurred_at.astimezone(zone).date()
+        for plan in applicable:
+            for period in plan.periods:
+                # A window depends only on the local date the action falls on.
+                window = bounds.get((period, local_day))
+                if window is None:
+                    window = bounds[(period, local_day)] = period_bounds(item.occurred_at,
+                                                                         period, tz)
+                windows[period] = window[0]
+                wanted_windows[(member_id, plan.rule.spec.rule_id, period, window[0])] = (
+                    window[1])
+            if plan.rule.spec.budget_points is not None:
+                budgeted.add(plan.rule.spec.rule_id)
+        accepted.append(_Accepted(item, member_id, action_id, applicable, windows))
+
+    book = _UsageBook()
+    book.load(session, postgres, wanted_windows, budgeted)
+    totals = _actions_totals(session, postgres, members, rules)
+    # Controls before points (too many in an hour, implausible travel): the members'
+    # stored actions nearby, read under the member locks, then each action in turn.
+    controls = control_book(session, [(work.member_id, work.item.type_code,
+                                       work.item.occurred_at, work.item.attributes)
+                                      for work in accepted])
+    outcome = BatchOutcome(results)
+    writes = _Writes(now)
+    facts: dict[uuid.UUID, dict[str, Any]] = {}
+    stamp = now - _TICK
+    for work in accepted:
+        # Rows are stamped when made, strictly increasing in the order actions are taken,
+        # so lists ordered by created_at (the review queue, statements) keep that order.
+        stamp = max(utcnow(), stamp + _TICK)
+        item = work.item
+        held = controls.check(work.member_id, item.type_code, item.occurred_at,
+                              item.attributes)
+        if held is not None:
+            # Held for review: stored flagged, no rule runs until a reviewer approves.
+            writes.actions.append(action_row(work, source.id, type_ids[item.type_code],
+                                             stamp, "flagged", held, 0))
+            outcome.accepted += 1
+            results[item.index] = _result(item.external_ref, "accepted", work.action_id,
+                                          reason=held, points=0)
+            continue
+        member_id = work.member_id
+        member = facts.get(member_id)
+        if member is None or totals is not None:
+            row = members[member_id]
+            member = facts[member_id] = member_facts(
+                row.ward, row.joined_at, now, 0 if totals is None else totals.get(member_id, 0))
+        points, status = award_points(work, member, book, rules, plans, source.id,
+                                      type_ids[work.item.type_code], now, tz, writes,
+                                      created_at=stamp)
+        if totals is not None and status == "accepted":
+            totals[member_id] = totals.get(member_id, 0) + 1
         outcome.accepted += 1
-        outcome.points += action.points
-        results[item.index] = _result(item.external_ref, "accepted", action.id,
-                                      points=action.points)
-    session.flush()
+        outcome.points += points
+        results[work.item.index] = _result(work.item.external_ref, "accepted",
+                                           work.action_id, points=points)
+    writes.save(session, postgres)
     return outcome
 
 
-def member_facts(member: Member, now: datetime) -> dict[str, Any]:
-    return {
-        "ward": member.ward,
-        "joined_at": member.joined_at.isoformat().replace("+00:00", "Z"),
-        "days_since_joined": max((now - member.joined_at).days, 0),
-    }
+def _actions_totals(
+    session: Session, postgres: bool, members: Mapping[uuid.UUID, Any],
+    rules: Sequence[CompiledRule],
+) -> dict[uuid.UUID, int] | None:
+    """Each member's accepted actions so far (`member.actions_total`, counted forward
+    through the batch), read under the member locks; None, and no query, when no live
+    rule mentions it: it costs a count over each member's whole history."""
+    if not any("actions_total" in rule.spec.condition or "actions_total" in rule.spec.points
+               for rule in rules):
+        return None
+    totals: dict[uuid.UUID, int] = {}
+    for condition in _one_of(postgres, Action.member_id, members):
+        for member_id, count in session.execute(
+            select(Action.member_id, func.count(Action.id))
+            .where(condition, Action.status == "accepted").group_by(Action.member_id)
+        ):
+            totals[member_id] = int(count)
+    return totals
+
+
+@dataclass
+class _Earn:
+    """Points one award moves from scheme issuance to a member's account."""
+
+    posting_id: uuid.UUID
+    action_id: uuid.UUID
+    member_id: uuid.UUID
+    spec: RuleSpec
+    points: int
+    created_at: datetime
+
+
+_TICK = timedelta(microseconds=1)
+
+
+@dataclass
+class _Writes:
+    """The rows a batch writes, kept as plain dicts and inserted table by table,
+    many rows a statement: no ORM objects, no unit-of-work flushes."""
+
+    now: datetime  # when the batch is evaluated
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    awards: list[dict[str, Any]] = field(default_factory=list)
+    earns: list[_Earn] = field(default_factory=list)
+
+    def save(self, session: Session, postgres: bool) -> None:
+        postings: list[dict[str, Any]] = []
+        lines: list[dict[str, Any]] = []
+        if self.earns:
+            issuance = scheme_account(session, "scheme:issuance").id
+            # Accounts by code, as ledger.member_account finds them.
+            codes = [f"member:{earn.member_id}:{'pending' if earn.spec.hold_days else 'available'}"
+                     for earn in self.earns]
+            accounts: dict[str, uuid.UUID] = {}
+            for condition in _one_of(postgres, Account.code, set(codes)):
+                for code, account_id in session.execute(
+                    select(Account.code, Account.id).where(condition)
+                ):
+                    accounts[code] = account_id
+            for earn, code in zip(self.earns, codes, strict=True):
+                target = accounts.get(code)
+                if target is None:
+                    raise LedgerError(f"no account {code}")
+                earn_posting(postings, lines, earn, issuance, target, earn.created_at)
+        # Parents before children: awards point at postings, postings at actions.
+        for table, rows in ((Action.__table__, self.actions), (Posting.__table__, postings),
+                            (PostingLine.__table__, lines), (Award.__table__, self.awards)):
+            if rows:
+                insert_rows(session, table, rows, postgres)
+
+
+# (database, table) -> column -> type name: what binary COPY must be told to send.
+_column_types: dict[tuple[str, str], dict[str, str]] = {}
+_COLUMN_TYPES_SQL = (
+    "SELECT a.attname, t.typname FROM pg_attribute AS a JOIN pg_type AS t "
+    "ON t.oid = a.atttypid WHERE a.attrelid = CAST(%s AS regclass) AND a.attnum > 0 "
+    "AND NOT a.attisdropped"
+)
+
+
+def _types_of(driver: Any, table: str, columns: Sequence[str]) -> list[str]:
+    key = (driver.info.dbname, table)
+    known = _column_types.get(key)
+    if known is None or any(column not in known for column in columns):
+        known = _column_types[key] = dict(driver.execute(_COLUMN_TYPES_SQL, (table,)))
+    return [known[column] for column in columns]
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]],
+                postgres: bool | None = None) -> None:
+    """Insert many rows (all with the same keys, in the same order) in the session's
+    transaction. On PostgreSQL through binary COPY, its bulk-loading path: every
+    constraint, index and trigger applies as for INSERT, and errors come back as
+    SQLAlchemy's (IntegrityError on a unique key), so callers handle them alike; the
+    server reads binary ids and times several microseconds a row faster than text.
+    Elsewhere one executemany INSERT."""
+    if postgres is None:
+        postgres = _postgres(session)
+    connection = session.connection()
+    if not postgres:
+        connection.execute(insert(table), list(rows))
+        return
+    import psycopg
+
+    columns = list(rows[0])
+    quote = connection.dialect.identifier_preparer.quote
+    statement = (f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+                 "FROM STDIN (FORMAT BINARY)")
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    try:
+        types = _types_of(driver, table.name, columns)
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(types)  # JSON columns take the Python values, as SQLAlchemy's do
+            write = copy.write_row
+            for row in rows:
+                write(tuple(row.values()))
+    except psycopg.Error as error:
+        raise DBAPIError.instance(statement, None, error, psycopg.Error) from error
+
+
+def earn_posting(
+    postings: list[dict[str, Any]],
+    lines: list[dict[str, Any]],
+    earn: _Earn,
+    issuance: uuid.UUID,
+    target: uuid.UUID,
+    now: datetime,
+) -> None:
+    """The one place an award's points are posted: issuance to the member's account,
+    as a balanced posting with a key that makes a retried award post nothing twice."""
+    spec = earn.spec
+    entries = [(issuance, -earn.points), (target, earn.points)]
+    check_balanced(entries)
+    available_at, expires_at = earn_terms(now, spec.hold_days)
+    postings.append({
+        "id": earn.posting_id,
+        "created_at": now,
+        "kind": "earn",
+        "reason": f"{spec.name} v{spec.version}",
+        "key": f"award:{earn.action_id}:{spec.rule_id}",
+        "member_id": earn.member_id,
+        "action_id": earn.action_id,
+        "reward_id": None,
+        "available_at": available_at,
+        "expires_at": expires_at,
+        "origin_id": None,
+    })
+    lines.extend({"id": uuid.uuid4(), "posting_id": earn.posting_id, "account_id": account,
+                  "points": points, "created_at": now}
+                 for account, points in entries if points)
 
 
 def award_points(
-    session: Session,
-    action: Action,
-    member: Member,
-    rules: Sequence[CompiledRule],
+    work: _Accepted,
+    member: Mapping[str, Any],
     book: _UsageBook,
-    issuance: Any,
+    rules: Sequence[CompiledRule],
+    plans: Mapping[str, _Plan],
+    source_id: uuid.UUID,
+    action_type_id: uuid.UUID,
     now: datetime,
-) -> None:
-    tz = current_app.config["SCHEME_TIMEZONE"]
-    context = build_context(
-        action.type_code, action.occurred_at, action.attributes, member_facts(member, now), now, tz
-    )
-    usage = book.usage_for(member.id, rules, action.occurred_at)
-    try:
-        evaluation = evaluate(rules, action.type_code, action.occurred_at, context, usage)
-    except Exception as error:  # noqa: BLE001 - the engine failed outside any one rule
-        log.exception("rules engine failed on action %s", action.id)
-        message = f"{type(error).__name__}: {str(error)[:200]}"
-        evaluation = Evaluation(errors=[
-            (rule.spec, message) for rule in rules
-            if rule.applies_to(action.type_code, action.occurred_at)
-        ])
-    for decision in list(evaluation.decisions):
-        if decision.points > MAX_AWARD_POINTS:
-            evaluation.decisions.remove(decision)
-            evaluation.errors.append((decision.spec, (
-                f"points formula gave {decision.points}, more than one award may give "
-                f"({MAX_AWARD_POINTS})")))
-    for spec, message in evaluation.errors:
-        log.warning("rule %s v%s failed on action %s: %s", spec.name, spec.version,
-                    action.id, message)
-    if evaluation.errors:
-        action.status = "flagged"
-        action.flag_reason = "; ".join(
-            f"rule {spec.name} v{spec.version} failed: {message}"
-            for spec, message in evaluation.errors
-        )
+    tz: str,
+    writes: _Writes,
+    created_at: datetime | None = None,
+) -> tuple[int, str]:
+    """Evaluate the live `rules` on one action and add its action row, awards and
+    postings to `writes`; returns the points awarded and the action's status.
+    `work.plans` are the rules that apply to it: with none, the engine is not asked.
+    Its rows are stamped `created_at` (default `now`, the time the rules see)."""
+    stamp = now if created_at is None else created_at
+    item, member_id = work.item, work.member_id
+    status, flag_reason = "accepted", None
     total = 0
-    for decision in evaluation.decisions:
-        spec = decision.spec
-        award = Award(
-            action_id=action.id,
-            member_id=member.id,
-            rule_id=uuid.UUID(spec.rule_id),
-            rule_version_id=uuid.UUID(spec.version_id),
-            rule_version=spec.version,
-            rule_name=spec.name,
-            points=decision.points,
-            capped_by=decision.capped_by,
-            occurred_at=action.occurred_at,
-            inputs=decision.inputs,
-        )
-        if decision.points > 0:
-            target = member_account(session, member.id,
-                                    "pending" if spec.hold_days else "available")
-            posting = post(
-                session,
-                "earn",
-                f"{spec.name} v{spec.version}",
-                [(issuance, -decision.points), (target, decision.points)],
-                key=f"award:{action.id}:{spec.rule_id}",
-                member_id=member.id,
-                action_id=action.id,
-            )
-            award.posting_id = posting.id
-            book.record(member.id, spec.rule_id, decision.points, action.occurred_at)
-            total += decision.points
-        session.add(award)
-    action.points = total
+    if work.plans:
+        context = build_context(item.type_code, item.occurred_at, item.attributes, member,
+                                now, tz)
+        usage = book.usage_for(member_id, work.plans, work.windows)
+        try:
+            evaluation = evaluate(rules, item.type_code, item.occurred_at, context, usage)
+        except Exception as error:  # noqa: BLE001 - the engine failed outside any one rule
+            log.exception("rules engine failed on action %s", work.action_id)
+            message = f"{type(error).__name__}: {str(error)[:200]}"
+            evaluation = Evaluation(errors=[(plan.rule.spec, message) for plan in work.plans])
+        for decision in list(evaluation.decisions):
+            if decision.points > MAX_AWARD_POINTS:
+                evaluation.decisions.remove(decision)
+                evaluation.errors.append((decision.spec, (
+                    f"points formula gave {decision.points}, more than one award may give "
+                    f"({MAX_AWARD_POINTS})")))
+        if evaluation.errors:
+            log_rule_failures(evaluation.errors, work.action_id)
+            status = "flagged"
+            flag_reason = "; ".join(f"rule {spec.name} v{spec.version} failed: {message}"
+                                    for spec, message in evaluation.errors)
+        for decision in evaluation.decisions:
+            spec = decision.spec
+            plan = plans[spec.version_id]
+            posting_id = None
+            if decision.points > 0:
+                posting_id = uuid.uuid4()
+                writes.earns.append(_Earn(posting_id, work.action_id, member_id, spec,
+                                          decision.points, stamp))
+                book.record(member_id, plan, decision.points, work.windows)
+                total += decision.points
+            writes.awards.append({
+                "id": uuid.uuid4(),
+                "created_at": stamp,
+                "action_id": work.action_id,
+                "member_id": member_id,
+                "rule_id": plan.rule_id,
+                "rule_version_id": plan.version_id,
+                "rule_version": spec.version,
+                "rule_name": spec.name,
+                "points": decision.points,
+                "capped_by": decision.capped_by,
+                "occurred_at": item.occurred_at,
+                "inputs": decision.inputs,
+                "posting_id": posting_id,
+            })
+    writes.actions.append(action_row(work, source_id, action_type_id, stamp, status,
+                                     flag_reason, total))
+    return total, status
+
+
+def action_row(work: _Accepted, source_id: uuid.UUID | None, action_type_id: uuid.UUID,
+               created_at: datetime, status: str, flag_reason: str | None,
+               points: int) -> dict[str, Any]:
+    item = work.item
+    return {
+        "id": work.action_id,
+        "created_at": created_at,
+        "source_id": source_id,
+        "external_ref": item.external_ref,
+        "member_id": work.member_id,
+        "action_type_id": action_type_id,
+        "type_code": item.type_code,
+        "occurred_at": item.occurred_at,
+        "attributes": item.attributes,
+        "status": status,
+        "flag_reason": flag_reason,
+        "points": points,
+    }
 
 
 def _result(
