@@ -28,14 +28,35 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from rewards.extensions import make_engine
-
-    engine = make_engine(_url()) if _url().startswith("sqlite") else engine_from_config(
+    engine = engine_from_config(
         {"sqlalchemy.url": _url()}, prefix="sqlalchemy.", poolclass=pool.NullPool
     )
+    if engine.dialect.name == "sqlite":
+        _sqlite_without_foreign_keys(engine)
     with engine.connect() as connection:
         _run(connection)
+        if connection.dialect.name == "sqlite":
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"migration left rows without their parent: {broken[:5]}")
     engine.dispose()
+
+
+def _sqlite_without_foreign_keys(engine) -> None:
+    """SQLite alters a table by copying it; with foreign keys enforced, dropping the old
+    copy of a table other rows point at fails. Alembic's advice: switch them off for
+    the migration (only possible outside a transaction) and check afterwards."""
+    from pathlib import Path
+
+    from sqlalchemy import event
+
+    database = engine.url.database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:
+        dbapi_connection.execute("PRAGMA foreign_keys=OFF")
 
 
 def _run(connection) -> None:

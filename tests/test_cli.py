@@ -52,3 +52,17 @@ def test_worker_without_redis_says_why(tmp_path: Path) -> None:
     result = rewards("worker", "--burst", db_url=url, cwd=tmp_path)
     assert result.returncode != 0
     assert "REDIS_URL is not set" in result.stderr
+
+
+def test_migrations_go_down_and_up_again_with_data_in_place(tmp_path: Path) -> None:
+    """A council's database is never empty: every migration must run over real rows."""
+    url = f"sqlite:///{tmp_path / 'full.db'}"
+    assert rewards("db", "upgrade", db_url=url, cwd=tmp_path).returncode == 0
+    loaded = rewards("demo", "--members", "12", "--weeks", "1", db_url=url, cwd=tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    down = rewards("db", "downgrade", "0001", db_url=url, cwd=tmp_path)
+    assert down.returncode == 0, down.stderr
+    up = rewards("db", "upgrade", db_url=url, cwd=tmp_path)
+    assert up.returncode == 0, up.stderr
+    verified = rewards("ledger", "verify", db_url=url, cwd=tmp_path)
+    assert verified.returncode == 0, verified.stderr
