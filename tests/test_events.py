@@ -167,6 +167,10 @@ def test_event_input_is_checked(client: FlaskClient, app: Flask,
         ({**base, "starts_at": "2026-11-20T08:00:00"}, "starts_at"),
         ({**base, "action_type": "taxi_ride"}, "action_type"),
         ({**base, "attributes": {"note": "x" * 5000}}, "attributes"),
+        ({**base, "attributes": {"note": "\u0000"}}, "attributes"),
+        ({**base, "attributes": {"\ud800": 1}}, "attributes"),
+        ({**base, "name": "Beach\u0000clean"}, "name"),
+        ({**base, "action_type": "volunteer\u0000session"}, "action_type"),
         ({key: value for key, value in base.items() if key != "name"}, "name"),
     ]
     before = counts(app, Event)

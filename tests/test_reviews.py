@@ -134,6 +134,8 @@ def test_bad_self_reports_change_nothing(client: FlaskClient, app: Flask,
         (_report(client, me, occurred_at="2026-11-20T10:00:00"), 422, "occurred_at"),
         (_report(client, me, description="   "), 422, "description"),
         (_report(client, me, description="x" * 2001), 422, "description"),
+        (_report(client, me, description="nul \x00 here"), 422, "description"),
+        (_report(client, me, type="litter\x00pick"), 422, "type"),
         (_report(client, me, JPEG[:3] + b"\x00" * limit), 413, ""),
         (_report(client, me, JPEG + b"\x00" * (limit + 200_000)), 413, ""),
     ]
@@ -142,7 +144,7 @@ def test_bad_self_reports_change_nothing(client: FlaskClient, app: Flask,
         if field:
             assert field in error["errors"], (n, error)
     assert "JPEG or PNG" in assert_error(cases[0][0], 422)["message"]
-    assert "2 MB" in assert_error(cases[8][0], 413)["message"]
+    assert "2 MB" in assert_error(cases[10][0], 413)["message"]
     missing = client.post("/v1/me/self-reports", data={"type": "litter_pick"},
                           content_type="multipart/form-data", headers=me)
     assert {"occurred_at", "description"} <= set(assert_error(missing, 422)["errors"])

@@ -175,6 +175,12 @@ def test_a_replayed_batch_and_revocations_with_a_rotated_key(
                           path="/v1/source/actions/revocations")
     assert revoked.status_code == 200, revoked.json
     assert revoked.json["results"][0]["status"] == "revoked"
+    # A ref no database could hold is refused whole, not a 500.
+    before = counts(app)
+    odd = signed_post(client, rotated, {"external_refs": ["trip-2", "nul\u0000ref"]},
+                      path="/v1/source/actions/revocations")
+    assert "1" in assert_error(odd, 422)["errors"]["external_refs"]
+    assert counts(app) == before
 
 
 # -- settings ------------------------------------------------------------------------------
@@ -251,6 +257,7 @@ def _rows() -> Iterator[str]:
     yield f"short,travel_card,{CARD},bus_journey"
     yield f"no-card,travel_card,,bus_journey,{_when(1, 9)},"
     yield ""
+    yield f"nul-\x00-ref,travel_card,{CARD},bus_journey,{_when(1, 9)},"
     yield f'=HYPERLINK("x"),travel_card,{CARD},bus_journey,{_when(1, 12)},'
     yield f'good-2,travel_card,{CARD},bus_journey,{_when(2, 9)},"{{""distance_km"": 5}}"'
 
@@ -262,21 +269,21 @@ def test_csv_rows_are_imported_and_each_row_reported(
     response = _upload(client, scheme, "\r\n".join(_rows()) + "\r\n")
     assert response.status_code == 202, response.json
     upload = response.json
-    assert upload["rows"] == 12 and upload["filename"] == "taps.csv"
+    assert upload["rows"] == 13 and upload["filename"] == "taps.csv"
     # The job ran after the request (in-process without Redis).
     shown = client.get(f"/v1/admin/sources/{scheme.source['id']}/imports/{upload['id']}",
                        headers=_admin(scheme)).json
     assert shown["status"] == "done", shown
     assert (shown["rows_done"], shown["accepted"], shown["duplicate"], shown["rejected"]) == (
-        12, 4, 1, 7)
+        13, 4, 1, 8)
     assert shown["points"] == 20  # good-1 and good-2 (no distance: no points)
 
     report = _report(client, scheme, upload)
     by_row = {int(r["row"]): r for r in report}
-    assert list(by_row) == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14]  # blank row 12 skipped
+    assert list(by_row) == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15]  # blank 12 skipped
     assert [by_row[n]["status"] for n in by_row] == [
         "accepted", "accepted", "duplicate", "rejected", "rejected", "rejected", "rejected",
-        "rejected", "rejected", "rejected", "accepted", "accepted"]
+        "rejected", "rejected", "rejected", "rejected", "accepted", "accepted"]
     assert "earlier item of this batch" in by_row[4]["reason"]
     assert by_row[4]["action_id"] == by_row[2]["action_id"]
     assert "unknown card" in by_row[5]["reason"]
@@ -286,7 +293,9 @@ def test_csv_rows_are_imported_and_each_row_reported(
     assert "JSON object" in by_row[9]["reason"]
     assert "4 fields" in by_row[10]["reason"] and "6" in by_row[10]["reason"]
     assert by_row[11]["reason"] == "card_number is empty"
-    assert by_row[13]["external_ref"].startswith("'=")  # not a formula in a spreadsheet
+    assert by_row[13]["external_ref"] == "nul-\ufffd-ref"
+    assert "control characters" in by_row[13]["reason"]
+    assert by_row[14]["external_ref"].startswith("'=")  # not a formula in a spreadsheet
     assert all(r["reason"] == "" for r in report if r["status"] == "accepted")
 
     after = counts(app)
@@ -305,7 +314,7 @@ def test_csv_rows_are_imported_and_each_row_reported(
     assert again.status_code == 202
     shown = client.get(f"/v1/admin/sources/{scheme.source['id']}/imports/{again.json['id']}",
                        headers=_admin(scheme)).json
-    assert (shown["accepted"], shown["duplicate"], shown["rejected"]) == (0, 5, 7)
+    assert (shown["accepted"], shown["duplicate"], shown["rejected"]) == (0, 5, 8)
     assert counts(app) == after
     listed = client.get(f"/v1/admin/sources/{scheme.source['id']}/imports",
                         headers=_admin(scheme))

@@ -193,12 +193,19 @@ def history_windows(
     """For (member, type, occurred_at, located) of each action to check: per member, the
     time ranges of their stored actions the checks need, overlapping ranges merged."""
     wanted: dict[uuid.UUID, list[Window]] = {}
+    reaches: dict[tuple[str, bool], timedelta | None] = {}  # a batch has few types
     for member_id, type_code, moment, located in actions:
-        reach = settings.reach(type_code, located)
+        key = (type_code, located)
+        if key not in reaches:
+            reaches[key] = settings.reach(type_code, located)
+        reach = reaches[key]
         if reach is not None:
             wanted.setdefault(member_id, []).append((moment - reach, moment + reach))
     merged: dict[uuid.UUID, list[Window]] = {}
     for member_id, windows in wanted.items():
+        if len(windows) == 1:
+            merged[member_id] = windows
+            continue
         out: list[Window] = []
         for start, end in sorted(windows):
             if out and start <= out[-1][1]:

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ EXAMPLE_HEADER = ",".join(COLUMNS)
 # A field longer than this is not one of ours (csv's own limit is 128 kB).
 MAX_FIELD = 10_000
 REPORT_HEADER = ("row", "external_ref", "status", "reason", "action_id")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class UploadRefused(Exception):
@@ -176,6 +178,10 @@ def _report_rows(import_id: uuid.UUID, rows: Sequence[Row],
             ref = result.get("external_ref") or row.external_ref
         if ref is not None and len(ref) > 200:
             ref = None
+        # A row's own text (a ref with a NUL in it, which ingest rejects) must still be
+        # storable in the report.
+        ref = _UNSTORABLE.sub("\ufffd", ref) if ref else ref
+        reason = _UNSTORABLE.sub("\ufffd", reason) if reason else reason
         if status == "accepted":
             tally.accepted += 1
             tally.points += (result or {}).get("points") or 0

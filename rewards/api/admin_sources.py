@@ -33,6 +33,7 @@ from ..jobs import enqueue
 from ..models import ActionType, Source, utcnow
 from ..models.source import SourceImport
 from .auth import BEARER, staff_required
+from .checks import clean_text, storable_text
 from .common import audit, paginate
 from .uploads import UploadBlueprint, body_limit, read_upload
 
@@ -65,8 +66,9 @@ class SourceDetail(Schema):
 
 
 class SourcePatch(Schema):
-    name = fields.String(validate=validate.Length(min=1, max=200))
-    action_types = fields.List(fields.String(), validate=validate.Length(min=1))
+    name = fields.String(validate=[validate.Length(min=1, max=200), storable_text])
+    action_types = fields.List(fields.String(validate=storable_text),
+                               validate=validate.Length(min=1))
     active = fields.Boolean(metadata={"description": "false: every key of the source stops "
                                                      "working until it is true again."})
     max_age_days = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=365))
@@ -270,7 +272,8 @@ class Imports(MethodView):
             rows = check_upload(content, config["CSV_IMPORT_MAX_ROWS"])
         except UploadRefused as refused:
             abort(refused.status, message=refused.message)
-        filename = (storage.filename or "upload.csv").replace("\\", "/").rsplit("/", 1)[-1]
+        filename = clean_text((storage.filename or "upload.csv").replace("\\", "/")
+                              .rsplit("/", 1)[-1]) or "upload.csv"
         upload = SourceImport(id=uuid.uuid4(), source_id=source.id, filename=filename[:200],
                               size=len(content), content=content, status="queued",
                               uploaded_by=g.caller.id, rows=rows, rows_done=0, accepted=0,

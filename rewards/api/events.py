@@ -17,6 +17,7 @@ from ..extensions import Blueprint, db
 from ..models import ActionType
 from ..models.event import EVENT_MODES, Event, EventCode
 from .auth import BEARER, staff_required
+from .checks import storable_json, storable_text
 from .common import audit, paginate
 
 blp = Blueprint("events", __name__, url_prefix="/v1/admin/events",
@@ -27,8 +28,9 @@ MAX_ATTRIBUTES_BYTES = 4096
 
 
 class EventIn(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    action_type = fields.String(required=True, metadata={
+    name = fields.String(required=True,
+                         validate=[validate.Length(min=1, max=200), storable_text])
+    action_type = fields.String(required=True, validate=storable_text, metadata={
         "description": "The action type code a claim becomes, e.g. volunteering_hour."})
     starts_at = fields.AwareDateTime(required=True)
     ends_at = fields.AwareDateTime(required=True)
@@ -40,9 +42,10 @@ class EventIn(Schema):
                                                   "single_use: one code per attendee."})
     codes = fields.Integer(validate=validate.Range(min=1, max=MAX_SINGLE_USE_CODES), metadata={
         "description": "single_use only: how many codes to make (a sheet to print)."})
-    attributes = fields.Dict(keys=fields.String(), load_default=dict, metadata={
-        "description": "Given to the rules as the claim's action.attributes, e.g. "
-                       '{"hours": 2} for a two-hour volunteering session.'})
+    attributes = fields.Dict(
+        keys=fields.String(), load_default=dict, validate=storable_json,
+        metadata={"description": "Given to the rules as the claim's action.attributes, e.g. "
+                                 '{"hours": 2} for a two-hour volunteering session.'})
 
     @validates_schema
     def check(self, data: dict[str, Any], **_: Any) -> None:

@@ -19,6 +19,7 @@ from ..extensions import db
 from ..models import Action, ActionType, utcnow
 from ..models.review import Review, SelfReport
 from .auth import BEARER, current_member, member_required
+from .checks import storable_text
 from .common import idempotent
 from .uploads import UploadBlueprint, body_limit, read_upload
 
@@ -100,12 +101,13 @@ def post_claim(args: dict[str, Any]):
 # -- self-reports -------------------------------------------------------------------
 
 class SelfReportIn(Schema):
-    type = fields.String(required=True, metadata={"description": "An action type code."})
+    type = fields.String(required=True, validate=storable_text,
+                         metadata={"description": "An action type code."})
     occurred_at = fields.AwareDateTime(required=True, metadata={
         "description": "When it happened (RFC 3339 with a zone); not in the future nor "
                        "older than the scheme's window (30 days)."})
     description = fields.String(required=True, validate=[
-        validate.Length(max=2000),
+        validate.Length(max=2000), storable_text,
         validate.Regexp(r"\s*\S", error="Say what you did: the description cannot be blank."),
     ])
     photo = Upload(metadata={"description": "Optional evidence: a JPEG or PNG, at most "

@@ -15,6 +15,7 @@ from ..extensions import Blueprint, db
 from ..models import Action
 from ..models.review import Review, SelfReport, SelfReportPhoto
 from .auth import BEARER, staff_required
+from .checks import storable_text
 from .common import audit, idempotent
 
 blp = Blueprint("reviews", __name__, url_prefix="/v1/admin/reviews",
@@ -67,13 +68,14 @@ class ReviewItem(Schema):
 
 
 class ReviewApproveIn(Schema):
-    note = fields.String(allow_none=True, validate=validate.Length(max=500), metadata={
-        "description": "Optional; shown to the member with a self-report's outcome."})
+    note = fields.String(
+        allow_none=True, validate=[validate.Length(max=500), storable_text],
+        metadata={"description": "Optional; shown to the member with a self-report's outcome."})
 
 
 class ReviewRejectIn(Schema):
     reason = fields.String(required=True, validate=[
-        validate.Length(max=500),
+        validate.Length(max=500), storable_text,
         validate.Regexp(r"\s*\S", error="Say why: the member sees this reason."),
     ])
 

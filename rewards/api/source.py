@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import current_app, g, request
@@ -19,6 +20,8 @@ blp = Blueprint("source", __name__, url_prefix="/v1/source",
                 description="Action sources: transport operators, leisure centres")
 
 SIGNED = [{"apiKey": []}]
+# Text PostgreSQL cannot hold (NUL, half a surrogate pair): no stored ref contains it.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 SIGNATURE_HEADER = {
     "in": "header",
     "name": "X-Signature",
@@ -131,9 +134,11 @@ def _refs_from_body() -> list[str]:
     if len(refs) > limit:
         abort(413, message=f"A revocation carries at most {limit} external_refs; "
                            f"this one has {len(refs)}.")
-    bad = {str(n): ["Each external_ref must be a non-empty string of at most 200 characters."]
+    bad = {str(n): ["Each external_ref must be a non-empty string of at most 200 characters, "
+                    "without NUL characters or lone UTF-16 surrogates."]
            for n, ref in enumerate(refs)
-           if not isinstance(ref, str) or not ref.strip() or len(ref) > 200}
+           if not isinstance(ref, str) or not ref.strip() or len(ref) > 200
+           or _UNSTORABLE.search(ref)}
     if bad:
         abort(422, message="Some external_refs are not valid; nothing was revoked.",
               errors={"external_refs": bad})

@@ -1,0 +1,43 @@
+"""Field checks for text the database must be able to store: PostgreSQL takes no NUL
+character in text or JSON, and no UTF-16 surrogate half (JSON can escape one alone)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import ValidationError
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+TEXT_PROBLEM = "Must not contain NUL characters or half of a UTF-16 surrogate pair."
+
+
+def storable_text(value: Any) -> None:
+    """A marshmallow validator for strings."""
+    if isinstance(value, str) and _UNSTORABLE.search(value):
+        raise ValidationError(TEXT_PROBLEM)
+
+
+def storable_json(value: Any) -> None:
+    """A marshmallow validator for JSON objects: every key and string storable, every
+    number finite."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, inner in item.items():
+                storable_text(key)
+                stack.append(inner)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError("Numbers must be finite.")
+        else:
+            storable_text(item)
+
+
+def clean_text(value: str) -> str:
+    """Text from a file (a CSV's refs, an upload's name) made storable as it is shown."""
+    return _UNSTORABLE.sub("\ufffd", value)
