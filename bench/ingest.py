@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pgdb import create_database, drop_database  # bench/pgdb.py, beside this file
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -76,28 +77,6 @@ class Scheme:
 
 
 # -- database -----------------------------------------------------------------------------
-
-def create_database(base_url: str) -> tuple[str, Any]:
-    base = make_url(base_url)
-    name = f"rewards_bench_{secrets.token_hex(4)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    return base.set(database=name).render_as_string(hide_password=False), admin
-
-
-def drop_database(admin: Any, url: str) -> None:
-    name = make_url(url).database
-    db.session.remove()
-    if db.engine is not None:
-        db.engine.dispose()
-    with admin.connect() as connection:
-        connection.execute(
-            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                 "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
-
 
 INGEST_TABLES = ("actions", "awards", "postings", "posting_lines")
 
