@@ -498,23 +498,30 @@ def undo_redemption(
     redemption.undone_at = now
     redemption.undone_by = undone_by
     if redemption.channel == "card":
-        account = lock_member(session, reward.member_id)
-        post(
-            session,
-            "refund",
-            f"Redemption undone at the till: {reward.offer.title}; points returned",
-            [(scheme_account(session, "scheme:rewards_spent"), -reward.cost_points),
-             (account, reward.cost_points)],
-            key=f"reward:{reward.id}:refund",
-            member_id=reward.member_id,
-            reward_id=reward.id,
-        )
+        _refund_spent(session, reward,
+                      f"Redemption undone at the till: {reward.offer.title}; points returned",
+                      "refund")
         _release_stock(session, reward.offer_id)
         reward.status = "cancelled"
     else:
         reward.status = "issued"
         reward.redeemed_at = None
     return RedeemOutcome(200, "Undone.", reward, Receipt.of(redemption, reward))
+
+
+def _refund_spent(session: Session, reward: Reward, reason: str, key_suffix: str) -> None:
+    """Give a captured reward's points back to the member, once per `key_suffix`."""
+    account = lock_member(session, reward.member_id)
+    post(
+        session,
+        "refund",
+        reason,
+        [(scheme_account(session, "scheme:rewards_spent"), -reward.cost_points),
+         (account, reward.cost_points)],
+        key=f"reward:{reward.id}:{key_suffix}",
+        member_id=reward.member_id,
+        reward_id=reward.id,
+    )
 
 
 # -- expiry and reminders -----------------------------------------------------------------
@@ -541,17 +548,8 @@ def expire_voucher(session: Session, reward_id: uuid.UUID, now: datetime) -> int
     _release_stock(session, offer.id)
     if not offer.points_back_on_expiry:
         return 0
-    account = lock_member(session, reward.member_id)
-    post(
-        session,
-        "refund",
-        f"Voucher expired unused: {offer.title}; points returned",
-        [(scheme_account(session, "scheme:rewards_spent"), -reward.cost_points),
-         (account, reward.cost_points)],
-        key=f"reward:{reward.id}:expiry_refund",
-        member_id=reward.member_id,
-        reward_id=reward.id,
-    )
+    _refund_spent(session, reward, f"Voucher expired unused: {offer.title}; points returned",
+                  "expiry_refund")
     return reward.cost_points
 
 
