@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 import rewards.security
+from rewards.api.source import BatchOut
 from rewards.extensions import db
 from rewards.models import Account, Action, Award, Posting, PostingLine, RuleVersion
 from rewards.rules import build_context, compile_rule, evaluate, validate_expression
@@ -264,6 +265,9 @@ def test_each_item_gets_its_own_result_in_order(
     assert response.status_code == 200, response.json
     results = response.json["results"]
     assert len(results) == len(items)
+    # The body is written straight from the results: it must be exactly BatchOut's shape
+    # (load refuses unknown keys and wrong types; dump gives back the same JSON).
+    assert BatchOut().dump(BatchOut().load(response.json)) == response.json
     assert [r["external_ref"] for r in results] == [
         "good-1", "by-id", "good-1", "unknown-card", "unknown-id", "not-allowed",
         "unknown-type", None, "not-rfc3339", "no-zone", "future", "too-old", "attrs-list",

@@ -6,7 +6,6 @@ action (or self-report) a reviewer approves."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -78,15 +77,12 @@ def award_stored(session: Session, action: Action, now: datetime | None = None) 
                          0 if totals is None else totals.get(member_id, 0))
     item = Item(0, action.external_ref, action.type_code, action.occurred_at,
                 dict(action.attributes or {}))
+    already = set(session.scalars(select(Award.rule_id).where(Award.action_id == action.id)))
     writes = _Writes(now)
     award_points(_Accepted(item, member_id, action.id, applicable, windows), facts, book,
-                 rules, plans, action.source_id, action.action_type_id, now, tz, writes)
+                 rules, plans, action.source_id, action.action_type_id, now, tz, writes,
+                 skip_rules=already)
     row = writes.actions.pop()  # the action is stored already: only awards are new
-    already = {rule_id for rule_id in session.scalars(
-        select(Award.rule_id).where(Award.action_id == action.id))}
-    writes.awards = [award for award in writes.awards if award["rule_id"] not in already]
-    writes.earns = [earn for earn in writes.earns
-                    if uuid.UUID(earn.spec.rule_id) not in already]
     session.flush()  # the action's row before the awards that point at it
     writes.save(session, postgres)
     points = sum(award["points"] for award in writes.awards)

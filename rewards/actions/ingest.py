@@ -11,7 +11,7 @@ import logging
 import math
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Row,
     Table,
     any_,
+    bindparam,
     func,
     insert,
     literal,
@@ -30,10 +31,12 @@ from sqlalchemy import (
     select,
     text,
     union_all,
+    update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from ..ids import IdPool
 from ..ledger import LedgerError, check_balanced, earn_terms, scheme_account
 from ..members import card_hash
 from ..models import (
@@ -53,7 +56,6 @@ from ..rules import (
     PERIODS,
     CompiledRule,
     Evaluation,
-    RuleSpec,
     Usage,
     build_context,
     evaluate,
@@ -311,6 +313,7 @@ CROSS JOIN LATERAL (
     SELECT count(*) AS count, coalesce(sum(a.points), 0) AS points FROM awards AS a
     WHERE a.rule_id = w.rule_id AND a.member_id = w.member_id
       AND a.occurred_at >= w.starts AND a.occurred_at < w.ends AND a.points > 0
+      AND a.revoked_at IS NULL
 ) AS u
 WHERE u.count > 0
 """)
@@ -323,7 +326,8 @@ class _UsageBook:
     """Cap and budget use for one batch: read from the stored awards once, for every
     (member, rule, period window) the batch touches, then counted forward in memory as
     the batch awards points. Awards of zero points use no cap, so only awards with
-    points count."""
+    points count, and those of revoked actions no longer do. A budget's use is the
+    rule's running total (rules.points_awarded), read under the rule's lock."""
 
     windows: dict[WindowKey, tuple[int, int]] = field(default_factory=dict)
     budgets: dict[str, int] = field(default_factory=dict)
@@ -337,10 +341,9 @@ class _UsageBook:
             self._load_grouped(session, wanted)
         if budgeted:
             self.budgets.update(dict.fromkeys(budgeted, 0))
-            for condition in _one_of(postgres, Award.rule_id, {uuid.UUID(r) for r in budgeted}):
+            for condition in _one_of(postgres, Rule.id, {uuid.UUID(r) for r in budgeted}):
                 for rule_id, spent in session.execute(
-                    select(Award.rule_id, func.coalesce(func.sum(Award.points), 0))
-                    .where(condition).group_by(Award.rule_id)
+                    select(Rule.id, Rule.points_awarded).where(condition)
                 ):
                     self.budgets[str(rule_id)] = int(spent)
 
@@ -374,7 +377,7 @@ class _UsageBook:
                     literal_column(str(len(labels))).label("w"), Award.member_id,
                     Award.rule_id, func.count(Award.id), func.coalesce(func.sum(Award.points), 0),
                 ).where(Award.rule_id.in_(rules), Award.member_id.in_(members),
-                        Award.points > 0)
+                        Award.points > 0, Award.revoked_at.is_(None))
                 if period != "lifetime":
                     branch = branch.where(Award.occurred_at >= start, Award.occurred_at < end)
                 branches.append(branch.group_by(Award.member_id, Award.rule_id))
@@ -448,15 +451,16 @@ def ingest_batch(session: Session, source: Source, items: Sequence[Any]) -> Batc
 def lock_for_awards(
     session: Session, member_ids: set[uuid.UUID], rules: Sequence[CompiledRule]
 ) -> dict[uuid.UUID, Row[Any]]:
-    """Caps are counted per member and budgets per rule from the awards already
-    stored, so two transactions awarding at once must not both read the same counts
-    and then both award. Anything that awards under rules takes these locks first,
-    then reads: each member's row and each budgeted rule's row, in one order (no lock
-    cycles), until commit. FOR NO KEY UPDATE, so inserts that merely reference the
-    rows (actions, awards, postings) and spenders (who lock the member's account) are
-    not blocked. On SQLite this renders nothing: BEGIN IMMEDIATE already lets one
-    writer in at a time. Returns the locked members' rows (id, ward, joined_at,
-    erased_at), read under the lock."""
+    """Caps are counted per member from the awards already stored and budgets per rule
+    from its running total (rules.points_awarded), so two transactions awarding at once
+    must not both read the same counts and then both award. Anything that awards under
+    rules takes these locks first, then reads: each member's row, then each live rule's
+    row (whose running total the award adds to), each in id order (no lock cycles),
+    until commit. A reversal takes rule rows only, in the same order. FOR NO KEY
+    UPDATE, so inserts that merely reference the rows (actions, awards, postings) and
+    spenders (who lock the member's account) are not blocked. On SQLite this renders
+    nothing: BEGIN IMMEDIATE already lets one writer in at a time. Returns the locked
+    members' rows (id, ward, joined_at, erased_at), read under the lock."""
     postgres = _postgres(session)
     members: dict[uuid.UUID, Row[Any]] = {}
     for condition in _one_of(postgres, Member.id, member_ids):
@@ -467,12 +471,19 @@ def lock_for_awards(
             .with_for_update(key_share=True)
         ):
             members[row.id] = row
-    budgeted = {uuid.UUID(r.spec.rule_id) for r in rules if r.spec.budget_points is not None}
-    for condition in _one_of(postgres, Rule.id, budgeted):
+    lock_rules(session, {uuid.UUID(rule.spec.rule_id) for rule in rules}, postgres)
+    return members
+
+
+def lock_rules(session: Session, rule_ids: Iterable[uuid.UUID],
+               postgres: bool | None = None) -> None:
+    """Row locks on the rules, in id order, until commit (see lock_for_awards)."""
+    if postgres is None:
+        postgres = _postgres(session)
+    for condition in _one_of(postgres, Rule.id, set(rule_ids)):
         session.execute(
             select(Rule.id).where(condition).order_by(Rule.id).with_for_update(key_share=True)
         )
-    return members
 
 
 @dataclass
@@ -557,6 +568,7 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
         for type_code in plan.rule.spec.action_types:
             plans_by_type.setdefault(type_code, []).append(plan)
     bounds: dict[tuple[str, date], tuple[datetime, datetime]] = {}
+    writes = _Writes(now)
     accepted: list[_Accepted] = []
     recorded_here: set[str] = set()
     wanted_windows: dict[WindowKey, datetime] = {}  # the cap use to read, with window ends
@@ -577,7 +589,7 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
         if member_id is None or member_id not in members:
             results[item.index] = _result(ref, "rejected", reason=reason)
             continue
-        action_id = uuid.uuid4()
+        action_id = writes.new_id()
         seen[ref] = action_id
         recorded_here.add(ref)
         applicable = [plan for plan in plans_by_type.get(item.type_code, ())
@@ -607,7 +619,6 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
                                        work.item.occurred_at, work.item.attributes)
                                       for work in accepted])
     outcome = BatchOutcome(results)
-    writes = _Writes(now)
     facts: dict[uuid.UUID, dict[str, Any]] = {}
     stamp = now - _TICK
     for work in accepted:
@@ -666,14 +677,18 @@ def _actions_totals(
 
 @dataclass
 class _Earn:
-    """Points one award moves from scheme issuance to a member's account."""
+    """Points one action earned under the rules sharing one hold, posted together from
+    scheme issuance to the member's account: one posting (one lot) per action and
+    hold, however many rules stacked on it."""
 
     posting_id: uuid.UUID
     action_id: uuid.UUID
     member_id: uuid.UUID
-    spec: RuleSpec
-    points: int
+    hold_days: int
     created_at: datetime
+    key_rule_id: str  # the first of its rules: the posting's key names it
+    points: int = 0
+    reasons: list[str] = field(default_factory=list)
 
 
 _TICK = timedelta(microseconds=1)
@@ -688,6 +703,7 @@ class _Writes:
     actions: list[dict[str, Any]] = field(default_factory=list)
     awards: list[dict[str, Any]] = field(default_factory=list)
     earns: list[_Earn] = field(default_factory=list)
+    new_id: IdPool = field(default_factory=IdPool)
 
     def save(self, session: Session, postgres: bool) -> None:
         postings: list[dict[str, Any]] = []
@@ -695,7 +711,7 @@ class _Writes:
         if self.earns:
             issuance = scheme_account(session, "scheme:issuance").id
             # Accounts by code, as ledger.member_account finds them.
-            codes = [f"member:{earn.member_id}:{'pending' if earn.spec.hold_days else 'available'}"
+            codes = [f"member:{earn.member_id}:{'pending' if earn.hold_days else 'available'}"
                      for earn in self.earns]
             accounts: dict[str, uuid.UUID] = {}
             for condition in _one_of(postgres, Account.code, set(codes)):
@@ -707,12 +723,28 @@ class _Writes:
                 target = accounts.get(code)
                 if target is None:
                     raise LedgerError(f"no account {code}")
-                earn_posting(postings, lines, earn, issuance, target, earn.created_at)
+                earn_posting(postings, lines, earn, issuance, target, self.new_id)
         # Parents before children: awards point at postings, postings at actions.
         for table, rows in ((Action.__table__, self.actions), (Posting.__table__, postings),
                             (PostingLine.__table__, lines), (Award.__table__, self.awards)):
             if rows:
                 insert_rows(session, table, rows, postgres)
+        add_points_awarded(session, self.awards)
+
+
+def add_points_awarded(session: Session, awards: Iterable[Mapping[str, Any]]) -> None:
+    """Add the awards' points to their rules' running totals, one rule at a time in id
+    order (so two batches never wait on each other's rows in a cycle)."""
+    totals: dict[uuid.UUID, int] = {}
+    for award in awards:
+        if award["points"]:
+            totals[award["rule_id"]] = totals.get(award["rule_id"], 0) + award["points"]
+    if totals:
+        session.execute(
+            update(Rule.__table__).where(Rule.__table__.c.id == bindparam("rule"))
+            .values(points_awarded=Rule.__table__.c.points_awarded + bindparam("points")),
+            [{"rule": rule_id, "points": points} for rule_id, points in sorted(totals.items())],
+        )
 
 
 # (database, table) -> column -> type name: what binary COPY must be told to send.
@@ -771,20 +803,19 @@ def earn_posting(
     earn: _Earn,
     issuance: uuid.UUID,
     target: uuid.UUID,
-    now: datetime,
+    new_id: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> None:
-    """The one place an award's points are posted: issuance to the member's account,
-    as a balanced posting with a key that makes a retried award post nothing twice."""
-    spec = earn.spec
+    """The one place awarded points are posted: issuance to the member's account, as a
+    balanced posting with a key that makes a retried award post nothing twice."""
     entries = [(issuance, -earn.points), (target, earn.points)]
     check_balanced(entries)
-    available_at, expires_at = earn_terms(now, spec.hold_days)
+    available_at, expires_at = earn_terms(earn.created_at, earn.hold_days)
     postings.append({
         "id": earn.posting_id,
-        "created_at": now,
+        "created_at": earn.created_at,
         "kind": "earn",
-        "reason": f"{spec.name} v{spec.version}",
-        "key": f"award:{earn.action_id}:{spec.rule_id}",
+        "reason": " + ".join(earn.reasons),
+        "key": f"award:{earn.action_id}:{earn.key_rule_id}",
         "member_id": earn.member_id,
         "action_id": earn.action_id,
         "reward_id": None,
@@ -792,9 +823,9 @@ def earn_posting(
         "expires_at": expires_at,
         "origin_id": None,
     })
-    lines.extend({"id": uuid.uuid4(), "posting_id": earn.posting_id, "account_id": account,
-                  "points": points, "created_at": now}
-                 for account, points in entries if points)
+    lines.extend({"id": new_id(), "posting_id": earn.posting_id, "account_id": account,
+                  "points": points, "created_at": earn.created_at}
+                 for account, points in entries)
 
 
 def award_points(
@@ -809,11 +840,13 @@ def award_points(
     tz: str,
     writes: _Writes,
     created_at: datetime | None = None,
+    skip_rules: Collection[uuid.UUID] = (),
 ) -> tuple[int, str]:
     """Evaluate the live `rules` on one action and add its action row, awards and
     postings to `writes`; returns the points awarded and the action's status.
     `work.plans` are the rules that apply to it: with none, the engine is not asked.
-    Its rows are stamped `created_at` (default `now`, the time the rules see)."""
+    Its rows are stamped `created_at` (default `now`, the time the rules see). Rules
+    in `skip_rules` (by rule id) awarded it before: they write nothing now."""
     stamp = now if created_at is None else created_at
     item, member_id = work.item, work.member_id
     status, flag_reason = "accepted", None
@@ -839,18 +872,27 @@ def award_points(
             status = "flagged"
             flag_reason = "; ".join(f"rule {spec.name} v{spec.version} failed: {message}"
                                     for spec, message in evaluation.errors)
+        earns: dict[int, _Earn] = {}  # by hold_days
         for decision in evaluation.decisions:
             spec = decision.spec
             plan = plans[spec.version_id]
+            if plan.rule_id in skip_rules:
+                continue
             posting_id = None
             if decision.points > 0:
-                posting_id = uuid.uuid4()
-                writes.earns.append(_Earn(posting_id, work.action_id, member_id, spec,
-                                          decision.points, stamp))
+                earn = earns.get(spec.hold_days)
+                if earn is None:
+                    earn = earns[spec.hold_days] = _Earn(
+                        writes.new_id(), work.action_id, member_id, spec.hold_days, stamp,
+                        spec.rule_id)
+                    writes.earns.append(earn)
+                earn.points += decision.points
+                earn.reasons.append(f"{spec.name} v{spec.version}")
+                posting_id = earn.posting_id
                 book.record(member_id, plan, decision.points, work.windows)
                 total += decision.points
             writes.awards.append({
-                "id": uuid.uuid4(),
+                "id": writes.new_id(),
                 "created_at": stamp,
                 "action_id": work.action_id,
                 "member_id": member_id,
@@ -863,6 +905,7 @@ def award_points(
                 "occurred_at": item.occurred_at,
                 "inputs": decision.inputs,
                 "posting_id": posting_id,
+                "revoked_at": None,
             })
     writes.actions.append(action_row(work, source_id, action_type_id, stamp, status,
                                      flag_reason, total))

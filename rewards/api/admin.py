@@ -151,6 +151,20 @@ class RuleVersionSchema(Schema):
 class RuleOut(RuleVersionSchema):
     id = fields.UUID(attribute="rule_id")
     version_id = fields.UUID(attribute="id")
+    points_awarded = fields.Integer(
+        attribute="rule.points_awarded",
+        metadata={"description": "Points awarded under the rule so far, all versions, less "
+                                 "those of revoked actions: what its budget is spent by."})
+    budget_left = fields.Method(
+        "_budget_left", allow_none=True,
+        metadata={"type": "integer", "nullable": True,
+                  "description": "budget_points less points_awarded (not below 0); null "
+                                 "without a budget. At 0 the rule awards nothing more."})
+
+    def _budget_left(self, version: RuleVersion) -> int | None:
+        if version.budget_points is None:
+            return None
+        return max(version.budget_points - version.rule.points_awarded, 0)
 
 
 def _check_types(codes: list[str]) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from ..models import Account, Award, Posting, PostingLine, RuleVersion
+from ..models import Account, Posting, PostingLine
 from .service import lock_member, member_account, post
 
 
@@ -36,17 +36,14 @@ def pending_credits(
     due_by: datetime | None = None,
 ) -> list[PendingCredit]:
     """Credits to pending accounts neither released nor reversed yet, oldest first;
-    with `due_by`, only those spendable by then. Awards posted before postings
-    carried available_at are due hold_days (of the rule version that made them)
-    after they were posted."""
+    with `due_by`, only those spendable by then. A credit without available_at (none
+    is made so; migration 0005 gave the old ones theirs) is due when posted."""
     release = aliased(Posting)
     reversal = aliased(Posting)
     stmt = (
-        select(Posting, Account.member_id, PostingLine.points, RuleVersion.hold_days)
+        select(Posting, Account.member_id, PostingLine.points)
         .join(PostingLine, PostingLine.posting_id == Posting.id)
         .join(Account, Account.id == PostingLine.account_id)
-        .outerjoin(Award, Award.posting_id == Posting.id)
-        .outerjoin(RuleVersion, RuleVersion.id == Award.rule_version_id)
         .where(
             Account.kind == "pending",
             PostingLine.points > 0,
@@ -63,12 +60,8 @@ def pending_credits(
         stmt = stmt.where(Posting.action_id == action_id)
     if due_by is not None:
         stmt = stmt.where(or_(Posting.available_at <= due_by, Posting.available_at.is_(None)))
-    credits = []
-    for posting, owner, points, hold_days in session.execute(stmt):
-        due = posting.available_at or posting.created_at + timedelta(days=hold_days or 0)
-        if due_by is None or due <= due_by:
-            credits.append(PendingCredit(posting, owner, int(points), due))
-    return credits
+    return [PendingCredit(posting, owner, int(points), posting.available_at or posting.created_at)
+            for posting, owner, points in session.execute(stmt)]
 
 
 def members_with_due_pending(session: Session, now: datetime) -> list[uuid.UUID]:

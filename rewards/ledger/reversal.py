@@ -6,10 +6,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Account, Action, Posting, PostingLine, utcnow
+from ..models import Account, Action, Award, Posting, PostingLine, Rule, utcnow
 from .expiry import expire_member
 from .pending import pending_credits
 from .service import account_balance, lock_member, member_account, post, scheme_account
@@ -89,9 +89,27 @@ def reverse_action(
             member_id=action.member_id,
             action_id=action.id,
         )
+    revoke_awards(session, action.id, now or utcnow())
     action.status = "revoked"
     action.flag_reason = reason
     return Reversal(action.id, plan.from_pending + plan.from_available, plan.written_off)
+
+
+def revoke_awards(session: Session, action_id: uuid.UUID, now: datetime) -> None:
+    """Stop the action's awards counting against caps and budgets: mark them revoked
+    and take their points off their rules' running totals (rule rows in id order, as
+    every awarding transaction locks them)."""
+    totals: dict[uuid.UUID, int] = {}
+    for rule_id, points in session.execute(
+        select(Award.rule_id, Award.points)
+        .where(Award.action_id == action_id, Award.revoked_at.is_(None), Award.points != 0)
+    ):
+        totals[rule_id] = totals.get(rule_id, 0) + points
+    for rule_id, points in sorted(totals.items()):
+        session.execute(update(Rule).where(Rule.id == rule_id)
+                        .values(points_awarded=Rule.points_awarded - points))
+    session.execute(update(Award).where(Award.action_id == action_id,
+                                        Award.revoked_at.is_(None)).values(revoked_at=now))
 
 
 def _from_posting(session: Session, action_id: uuid.UUID, posting: Posting) -> Reversal:

@@ -11,7 +11,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import Account, Posting, PostingLine
+from ..models import Account, Award, Posting, PostingLine, Rule
 from .lots import DEFAULT_EXPIRY_MONTHS, Lot, Movement, lot_terms, lots_of
 
 
@@ -204,6 +204,37 @@ def verify(session: Session) -> list[str]:
     ).all()
     problems += [f"account {code} is below zero ({total})" for code, total in negative]
     problems += _lot_problems(session)
+    problems += _award_problems(session)
+    return problems
+
+
+def _award_problems(session: Session) -> list[str]:
+    """Each rule's running total must equal its awards not revoked, and each posting
+    that awards name must be an earn posting crediting exactly their points."""
+    counted = (select(Award.rule_id, func.sum(Award.points).label("points"))
+               .where(Award.revoked_at.is_(None)).group_by(Award.rule_id).subquery())
+    problems = [
+        f"rule {name}: points_awarded is {kept}, its awards not revoked sum to {actual or 0}"
+        for name, kept, actual in session.execute(
+            select(Rule.name, Rule.points_awarded, counted.c.points)
+            .outerjoin(counted, counted.c.rule_id == Rule.id)
+            .where(Rule.points_awarded != func.coalesce(counted.c.points, 0))
+        )
+    ]
+    awarded = (select(Award.posting_id, func.sum(Award.points).label("points"))
+               .where(Award.posting_id.is_not(None)).group_by(Award.posting_id).subquery())
+    credited = (select(PostingLine.posting_id, func.sum(PostingLine.points).label("points"))
+                .join(Posting, Posting.id == PostingLine.posting_id)
+                .where(Posting.kind == "earn", PostingLine.points > 0)
+                .group_by(PostingLine.posting_id).subquery())
+    problems += [
+        f"earn posting {posting_id} credits {credit or 0}, its awards sum to {award}"
+        for posting_id, credit, award in session.execute(
+            select(awarded.c.posting_id, credited.c.points, awarded.c.points)
+            .outerjoin(credited, credited.c.posting_id == awarded.c.posting_id)
+            .where(func.coalesce(credited.c.points, 0) != awarded.c.points)
+        )
+    ]
     return problems
 
 

@@ -62,8 +62,10 @@ class Award(IdMixin, Base):
     )
 
     action_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("actions.id"))
-    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
-    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rules.id"))
+    # No foreign keys on member_id and rule_id: the action and the rule version name
+    # both, and each key would cost a lookup for every award written.
+    member_id: Mapped[uuid.UUID] = mapped_column()
+    rule_id: Mapped[uuid.UUID] = mapped_column()
     rule_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rule_versions.id"))
     rule_version: Mapped[int] = mapped_column()
     rule_name: Mapped[str] = mapped_column(String(200))
@@ -72,6 +74,8 @@ class Award(IdMixin, Base):
     occurred_at: Mapped[datetime] = mapped_column()
     inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     posting_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("postings.id"))
+    # Set when the action is revoked: the award no longer counts against caps or budgets.
+    revoked_at: Mapped[datetime | None] = mapped_column()
 
     action: Mapped[Action] = relationship(back_populates="awards")
     posting: Mapped[Posting | None] = relationship()

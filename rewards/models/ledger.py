@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ class Posting(IdMixin, Base):
     reason: Mapped[str] = mapped_column(Text)
     # System postings carry a unique key so a retried job cannot post twice.
     key: Mapped[str | None] = mapped_column(String(200), unique=True)
-    member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"), index=True)
+    # Whose posting it is, for listing; no foreign key (the lines' accounts say it too).
+    member_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     action_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("actions.id"))
     reward_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("rewards.id"))
     # A credit of points is a lot: spendable from available_at (pending until then),
@@ -59,10 +60,15 @@ class Posting(IdMixin, Base):
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     # The earlier posting this one carries on (a pending credit released to available).
     # No foreign key, so SQLite can add and drop the column without copying the table.
-    origin_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    origin_id: Mapped[uuid.UUID | None] = mapped_column()
 
     lines: Mapped[list[PostingLine]] = relationship(back_populates="posting")
-    member: Mapped[Member | None] = relationship()
+
+    __table_args__ = (
+        # Only release and refund postings carry an origin: index just those.
+        Index("ix_postings_origin_id", "origin_id", postgresql_where=text("origin_id IS NOT NULL"),
+              sqlite_where=text("origin_id IS NOT NULL")),
+    )
     action: Mapped[Action | None] = relationship()
     reward: Mapped[Reward | None] = relationship()
 

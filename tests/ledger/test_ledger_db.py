@@ -32,7 +32,7 @@ from rewards.ledger import (
 )
 from rewards.ledger.lots import Lot, add_months
 from rewards.ledger.runs import expire_all, release_all
-from rewards.models import Action, Award, Posting, Rule, RuleVersion
+from rewards.models import Action, Posting
 
 from .support import (
     Place,
@@ -183,26 +183,6 @@ def test_pending_points_move_to_available_when_the_hold_ends(session, place, mem
     assert postings(session, "pending_release") == 1
     assert member_balances(session, member).lifetime_earned == 12
     assert verify(session) == []
-
-
-def test_awards_made_before_available_at_existed_wait_their_rules_hold(session, place, member):
-    action = earn(session, place, member, 8, NOW, hold_days=3)
-    rule = Rule(id=uuid.uuid4(), name="Bus journey")
-    version = RuleVersion(rule_id=rule.id, version=1, name="Bus journey", action_types=["bus"],
-                          condition="true", points="8", starts_at=NOW, hold_days=3)
-    session.add_all([rule, version])
-    session.flush()
-    earn_posting = session.scalars(select(Posting).where(Posting.action_id == action.id)).one()
-    session.add(Award(action_id=action.id, member_id=member, rule_id=rule.id,
-                      rule_version_id=version.id, rule_version=1, rule_name="Bus journey",
-                      points=8, occurred_at=NOW, posting_id=earn_posting.id))
-    session.execute(Posting.__table__.update().where(Posting.id == earn_posting.id)
-                    .values(available_at=None, created_at=NOW))
-    session.commit()
-    assert release_member(session, member, NOW + timedelta(days=2)) == 0
-    assert release_member(session, member, NOW + timedelta(days=3)) == 8
-    session.commit()
-    assert (available(session, member), pending(session, member)) == (8, 0)
 
 
 # -- reversal -----------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""What revoking gives back, and how awards reach the ledger: a revoked action's awards
+stop counting against caps and budgets; a budget is checked against the rule's running
+total, which `rewards ledger verify` proves; one action's stacked awards are one
+earn posting per hold."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+
+from rewards.extensions import db
+from rewards.ledger import verify
+from rewards.models import Action, Award, Posting, PostingLine, Rule
+
+from .helpers import bearer, build_scheme, signed_post, tap
+from .test_ledger_api import _daytime, person, revoke
+
+
+def send(client: FlaskClient, source: dict[str, Any], items: list[dict[str, Any]]) -> list[Any]:
+    answer = signed_post(client, source, {"items": items})
+    assert answer.status_code == 200, answer.json
+    return [(r["status"], r.get("points")) for r in answer.json["results"]]
+
+
+def rule_view(client: FlaskClient, admin: str, rule_id: str) -> dict[str, Any]:
+    answer = client.get(f"/v1/admin/rules/{rule_id}", headers=bearer(admin))
+    assert answer.status_code == 200, answer.json
+    return answer.json
+
+
+def test_a_revoked_action_no_longer_uses_the_daily_cap(client: FlaskClient, app: Flask):
+    scheme = build_scheme(client, app, per_day=2)
+    me = person(client, app, scheme, 0)
+    day = [_daytime(1, hour) for hour in (8, 9, 10, 11)]
+    assert send(client, scheme.source, [tap("a", me.card, day[0]), tap("b", me.card, day[1]),
+                                        tap("c", me.card, day[2])]) == [
+        ("accepted", 10), ("accepted", 10), ("accepted", 0)]  # the third is over the cap
+
+    assert revoke(client, scheme, ["a"]).json["results"][0]["status"] == "revoked"
+    # The day now holds one counted journey: the next one earns, the one after does not.
+    assert send(client, scheme.source, [tap("d", me.card, day[3]),
+                                        tap("e", me.card, _daytime(1, 12))]) == [
+        ("accepted", 10), ("accepted", 0)]
+    with app.app_context():
+        revoked = db.session.execute(
+            select(Award.points, Award.revoked_at).join(Action, Action.id == Award.action_id)
+            .where(Action.external_ref == "a")).one()
+        assert revoked.points == 10 and revoked.revoked_at is not None
+        assert verify(db.session) == []
+
+
+def test_budget_spends_the_running_total_and_revocation_returns_to_it(client: FlaskClient,
+                                                                      app: Flask):
+    scheme = build_scheme(client, app, per_day=10)
+    admin = bearer(scheme.admin)
+    rule_id = scheme.rule["id"]
+    patched = client.patch(f"/v1/admin/rules/{rule_id}", json={"budget_points": 25},
+                           headers=admin)
+    assert patched.status_code == 200, patched.json
+    assert (patched.json["points_awarded"], patched.json["budget_left"]) == (0, 25)
+    me = person(client, app, scheme, 0)
+
+    assert send(client, scheme.source, [tap(f"t{h}", me.card, _daytime(2, h))
+                                        for h in (8, 9, 10, 11)]) == [
+        ("accepted", 10), ("accepted", 10), ("accepted", 5), ("accepted", 0)]
+    view = rule_view(client, scheme.admin, rule_id)
+    assert (view["points_awarded"], view["budget_left"]) == (25, 0)
+
+    revoke(client, scheme, ["t8"])
+    view = rule_view(client, scheme.admin, rule_id)
+    assert (view["points_awarded"], view["budget_left"]) == (15, 10)
+    assert send(client, scheme.source, [tap("t12", me.card, _daytime(2, 12)),
+                                        tap("t13", me.card, _daytime(2, 13))]) == [
+        ("accepted", 10), ("accepted", 0)]
+    with app.app_context():
+        assert db.session.scalar(select(Rule.points_awarded)
+                                 .where(Rule.id == uuid.UUID(rule_id))) == 25
+        assert verify(db.session) == []
+
+
+def test_verify_finds_a_running_total_that_drifted(client: FlaskClient, app: Flask):
+    scheme = build_scheme(client, app)
+    me = person(client, app, scheme, 3)
+    assert me.refs
+    with app.app_context():
+        assert verify(db.session) == []
+        db.session.execute(update(Rule).where(Rule.id == uuid.UUID(scheme.rule["id"]))
+                           .values(points_awarded=Rule.points_awarded + 7))
+        db.session.commit()
+        problems = verify(db.session)
+    assert problems == ["rule Bus journey: points_awarded is 37, its awards not revoked sum "
+                        "to 30"]
+
+
+def _second_rule(client: FlaskClient, admin: str, hold_days: int) -> None:
+    answer = client.post("/v1/admin/rules", json={
+        "name": "Clean Air November", "action_types": ["bus_journey"], "condition": "true",
+        "points": "5", "status": "active", "hold_days": hold_days,
+        "starts_at": "2020-01-01T00:00:00Z"}, headers=bearer(admin))
+    assert answer.status_code == 201, answer.json
+
+
+def earn_rows(app: Flask, ref: str) -> list[tuple[str, str, int, int]]:
+    """(reason, key's rule part, member's credit, awards naming it) per earn posting."""
+    with app.app_context():
+        action_id = db.session.scalar(select(Action.id).where(Action.external_ref == ref))
+        rows = []
+        for posting in db.session.scalars(select(Posting).where(
+                Posting.action_id == action_id, Posting.kind == "earn")
+                .order_by(Posting.reason)):
+            credit = db.session.scalar(select(PostingLine.points).where(
+                PostingLine.posting_id == posting.id, PostingLine.points > 0))
+            named = db.session.scalars(select(Award.points)
+                                       .where(Award.posting_id == posting.id)).all()
+            rows.append((posting.reason, posting.key.split(":")[0], credit, sorted(named)))
+        return rows
+
+
+def test_stacked_awards_on_one_action_are_one_posting_per_hold(client: FlaskClient,
+                                                               app: Flask):
+    scheme = build_scheme(client, app)
+    _second_rule(client, scheme.admin, hold_days=0)
+    me = person(client, app, scheme, 0)
+    assert send(client, scheme.source, [tap("x", me.card, _daytime(1, 9))]) == [
+        ("accepted", 15)]
+    assert earn_rows(app, "x") == [("Bus journey v1 + Clean Air November v1", "award",
+                                    15, [5, 10])]
+    statement = client.get("/v1/me/ledger", headers=me.headers).json
+    assert [(line["points"], line["reason"]) for line in statement] == [
+        (15, "Bus journey v1 + Clean Air November v1")]
+
+
+def test_awards_with_different_holds_post_separately(client: FlaskClient, app: Flask):
+    scheme = build_scheme(client, app)
+    _second_rule(client, scheme.admin, hold_days=3)
+    me = person(client, app, scheme, 0)
+    assert send(client, scheme.source, [tap("y", me.card, _daytime(1, 9))]) == [
+        ("accepted", 15)]
+    assert earn_rows(app, "y") == [("Bus journey v1", "award", 10, [10]),
+                                   ("Clean Air November v1", "award", 5, [5])]
+    balance = client.get("/v1/me/balance", headers=me.headers).json
+    assert (balance["available"], balance["pending"]) == (10, 5)
+    with app.app_context():
+        assert verify(db.session) == []
