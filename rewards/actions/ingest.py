@@ -719,11 +719,17 @@ class _Writes:
                     select(Account.code, Account.id).where(condition)
                 ):
                     accounts[code] = account_id
+            # The batch's points take its terms: held and expiring from when it was
+            # evaluated (one reckoning per hold, not one per posting).
+            terms: dict[int, tuple[datetime, datetime | None]] = {}
             for earn, code in zip(self.earns, codes, strict=True):
                 target = accounts.get(code)
                 if target is None:
                     raise LedgerError(f"no account {code}")
-                earn_posting(postings, lines, earn, issuance, target, self.new_id)
+                if earn.hold_days not in terms:
+                    terms[earn.hold_days] = earn_terms(self.now, earn.hold_days)
+                earn_posting(postings, lines, earn, issuance, target, terms[earn.hold_days],
+                             self.new_id)
         # Parents before children: awards point at postings, postings at actions.
         for table, rows in ((Action.__table__, self.actions), (Posting.__table__, postings),
                             (PostingLine.__table__, lines), (Award.__table__, self.awards)):
@@ -803,13 +809,15 @@ def earn_posting(
     earn: _Earn,
     issuance: uuid.UUID,
     target: uuid.UUID,
+    terms: tuple[datetime, datetime | None],
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> None:
     """The one place awarded points are posted: issuance to the member's account, as a
-    balanced posting with a key that makes a retried award post nothing twice."""
+    balanced posting with a key that makes a retried award post nothing twice.
+    `terms`: (available_at, expires_at), from ledger.earn_terms."""
     entries = [(issuance, -earn.points), (target, earn.points)]
     check_balanced(entries)
-    available_at, expires_at = earn_terms(earn.created_at, earn.hold_days)
+    available_at, expires_at = terms
     postings.append({
         "id": earn.posting_id,
         "created_at": earn.created_at,
