@@ -16,16 +16,16 @@ from sqlalchemy.orm import Session
 from ..models import Action, Award, utcnow
 from ..rules import member_facts, period_bounds
 from .ingest import (
+    Accepted,
     Item,
+    UsageBook,
     WindowKey,
-    _Accepted,
-    _actions_totals,
-    _plans,
-    _postgres,
-    _UsageBook,
-    _Writes,
+    Writes,
+    actions_totals,
     award_points,
+    is_postgres,
     lock_for_awards,
+    rule_plans,
 )
 from .rulebook import live_rules
 
@@ -48,7 +48,7 @@ def award_stored(session: Session, action: Action, now: datetime | None = None) 
     the action's status."""
     now = now or utcnow()
     tz = current_app.config["SCHEME_TIMEZONE"]
-    postgres = _postgres(session)
+    postgres = is_postgres(session)
     rules = live_rules(session)
     member_id = action.member_id
     # The member lock first, then every read that decides, as in a batch.
@@ -56,7 +56,7 @@ def award_stored(session: Session, action: Action, now: datetime | None = None) 
     member = members.get(member_id)
     if member is None or member.erased_at is not None:
         raise MemberGone(str(member_id))
-    plans = _plans(rules)
+    plans = rule_plans(rules)
     applicable = [plan for plan in plans.values()
                   if plan.rule.applies_to(action.type_code, action.occurred_at)]
     windows: dict[str, datetime] = {}
@@ -70,16 +70,16 @@ def award_stored(session: Session, action: Action, now: datetime | None = None) 
             wanted[(member_id, spec.rule_id, period, start)] = end
         if spec.budget_points is not None:
             budgeted.add(spec.rule_id)
-    book = _UsageBook()
+    book = UsageBook()
     book.load(session, postgres, wanted, budgeted)
-    totals = _actions_totals(session, postgres, members, rules)
+    totals = actions_totals(session, postgres, members, rules)
     facts = member_facts(member.ward, member.joined_at, now,
                          0 if totals is None else totals.get(member_id, 0))
     item = Item(0, action.external_ref, action.type_code, action.occurred_at,
                 dict(action.attributes or {}))
     already = set(session.scalars(select(Award.rule_id).where(Award.action_id == action.id)))
-    writes = _Writes(now)
-    award_points(_Accepted(item, member_id, action.id, applicable, windows), facts, book,
+    writes = Writes(now)
+    award_points(Accepted(item, member_id, action.id, applicable, windows), facts, book,
                  rules, plans, action.source_id, action.action_type_id, now, tz, writes,
                  skip_rules=already)
     row = writes.actions.pop()  # the action is stored already: only awards are new

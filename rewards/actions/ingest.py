@@ -244,7 +244,7 @@ def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]
         yield values[start : start + size]
 
 
-def _postgres(session: Session) -> bool:
+def is_postgres(session: Session) -> bool:
     dialect = session.get_bind().dialect
     return dialect.name == "postgresql" and dialect.driver == "psycopg"
 
@@ -278,7 +278,7 @@ WindowKey = tuple[uuid.UUID, str, str, datetime]
 
 
 @dataclass(frozen=True)
-class _Plan:
+class RulePlan:
     """What the batch needs of one live rule, worked out once per batch."""
 
     rule: CompiledRule
@@ -287,10 +287,10 @@ class _Plan:
     version_id: uuid.UUID
 
 
-def _plans(rules: Sequence[CompiledRule]) -> dict[str, _Plan]:
+def rule_plans(rules: Sequence[CompiledRule]) -> dict[str, RulePlan]:
     """Plans by rule version id."""
     return {
-        rule.spec.version_id: _Plan(
+        rule.spec.version_id: RulePlan(
             rule,
             tuple(p for p in PERIODS if p in rule.spec.caps or p in rule.spec.points_caps),
             uuid.UUID(rule.spec.rule_id),
@@ -322,7 +322,7 @@ _BRANCHES_PER_QUERY = 8
 
 
 @dataclass
-class _UsageBook:
+class UsageBook:
     """Cap and budget use for one batch: read from the stored awards once, for every
     (member, rule, period window) the batch touches, then counted forward in memory as
     the batch awards points. Awards of zero points use no cap, so only awards with
@@ -389,7 +389,7 @@ class _UsageBook:
                 self.windows[(member_id, str(rule_id), period, start)] = (int(count),
                                                                           int(points))
 
-    def usage_for(self, member_id: uuid.UUID, plans: Sequence[_Plan],
+    def usage_for(self, member_id: uuid.UUID, plans: Sequence[RulePlan],
                   windows: Mapping[str, datetime]) -> Usage:
         """What the rules have used for this member in the windows (period -> start)
         of one action."""
@@ -406,7 +406,7 @@ class _UsageBook:
                 usage.budget_spent[rule_id] = self.budgets.get(rule_id, 0)
         return usage
 
-    def record(self, member_id: uuid.UUID, plan: _Plan, points: int,
+    def record(self, member_id: uuid.UUID, plan: RulePlan, points: int,
                windows: Mapping[str, datetime]) -> None:
         rule_id = plan.rule.spec.rule_id
         for period in plan.periods:
@@ -461,7 +461,7 @@ def lock_for_awards(
     spenders (who lock the member's account) are not blocked. On SQLite this renders
     nothing: BEGIN IMMEDIATE already lets one writer in at a time. Returns the locked
     members' rows (id, ward, joined_at, erased_at), read under the lock."""
-    postgres = _postgres(session)
+    postgres = is_postgres(session)
     members: dict[uuid.UUID, Row[Any]] = {}
     for condition in _one_of(postgres, Member.id, member_ids):
         for row in session.execute(
@@ -479,7 +479,7 @@ def lock_rules(session: Session, rule_ids: Iterable[uuid.UUID],
                postgres: bool | None = None) -> None:
     """Row locks on the rules, in id order, until commit (see lock_for_awards)."""
     if postgres is None:
-        postgres = _postgres(session)
+        postgres = is_postgres(session)
     for condition in _one_of(postgres, Rule.id, set(rule_ids)):
         session.execute(
             select(Rule.id).where(condition).order_by(Rule.id).with_for_update(key_share=True)
@@ -487,13 +487,13 @@ def lock_rules(session: Session, rule_ids: Iterable[uuid.UUID],
 
 
 @dataclass
-class _Accepted:
+class Accepted:
     """An item that will be recorded, with what evaluating it needs."""
 
     item: Item
     member_id: uuid.UUID
     action_id: uuid.UUID
-    plans: list[_Plan]  # the live rules that apply to it
+    plans: list[RulePlan]  # the live rules that apply to it
     windows: dict[str, datetime]  # period -> start of the window it falls in
 
 
@@ -501,7 +501,7 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
     config = current_app.config
     tz = config["SCHEME_TIMEZONE"]
     zone = ZoneInfo(tz)
-    postgres = _postgres(session)
+    postgres = is_postgres(session)
     now = utcnow()
     # A source may have its own, usually shorter, limit on how old an item may be.
     max_age_days = getattr(source, "max_age_days", None)
@@ -562,14 +562,14 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
         (repeats if item.external_ref in refs_in_batch else firsts).append(item)
         refs_in_batch.add(item.external_ref)
 
-    plans = _plans(rules)
-    plans_by_type: dict[str, list[_Plan]] = {}
+    plans = rule_plans(rules)
+    plans_by_type: dict[str, list[RulePlan]] = {}
     for plan in plans.values():
         for type_code in plan.rule.spec.action_types:
             plans_by_type.setdefault(type_code, []).append(plan)
     bounds: dict[tuple[str, date], tuple[datetime, datetime]] = {}
-    writes = _Writes(now)
-    accepted: list[_Accepted] = []
+    writes = Writes(now)
+    accepted: list[Accepted] = []
     recorded_here: set[str] = set()
     wanted_windows: dict[WindowKey, datetime] = {}  # the cap use to read, with window ends
     budgeted: set[str] = set()
@@ -608,11 +608,11 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
                     window[1])
             if plan.rule.spec.budget_points is not None:
                 budgeted.add(plan.rule.spec.rule_id)
-        accepted.append(_Accepted(item, member_id, action_id, applicable, windows))
+        accepted.append(Accepted(item, member_id, action_id, applicable, windows))
 
-    book = _UsageBook()
+    book = UsageBook()
     book.load(session, postgres, wanted_windows, budgeted)
-    totals = _actions_totals(session, postgres, members, rules)
+    totals = actions_totals(session, postgres, members, rules)
     # Controls before points (too many in an hour, implausible travel): the members'
     # stored actions nearby, read under the member locks, then each action in turn.
     controls = control_book(session, [(work.member_id, work.item.type_code,
@@ -655,7 +655,7 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
     return outcome
 
 
-def _actions_totals(
+def actions_totals(
     session: Session, postgres: bool, members: Mapping[uuid.UUID, Any],
     rules: Sequence[CompiledRule],
 ) -> dict[uuid.UUID, int] | None:
@@ -695,7 +695,7 @@ _TICK = timedelta(microseconds=1)
 
 
 @dataclass
-class _Writes:
+class Writes:
     """The rows a batch writes, kept as plain dicts and inserted table by table,
     many rows a statement: no ORM objects, no unit-of-work flushes."""
 
@@ -779,7 +779,7 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     server reads binary ids and times several microseconds a row faster than text.
     Elsewhere one executemany INSERT."""
     if postgres is None:
-        postgres = _postgres(session)
+        postgres = is_postgres(session)
     connection = session.connection()
     if not postgres:
         connection.execute(insert(table), list(rows))
@@ -837,16 +837,16 @@ def earn_posting(
 
 
 def award_points(
-    work: _Accepted,
+    work: Accepted,
     member: Mapping[str, Any],
-    book: _UsageBook,
+    book: UsageBook,
     rules: Sequence[CompiledRule],
-    plans: Mapping[str, _Plan],
+    plans: Mapping[str, RulePlan],
     source_id: uuid.UUID,
     action_type_id: uuid.UUID,
     now: datetime,
     tz: str,
-    writes: _Writes,
+    writes: Writes,
     created_at: datetime | None = None,
     skip_rules: Collection[uuid.UUID] = (),
 ) -> tuple[int, str]:
@@ -920,7 +920,7 @@ def award_points(
     return total, status
 
 
-def action_row(work: _Accepted, source_id: uuid.UUID | None, action_type_id: uuid.UUID,
+def action_row(work: Accepted, source_id: uuid.UUID | None, action_type_id: uuid.UUID,
                created_at: datetime, status: str, flag_reason: str | None,
                points: int) -> dict[str, Any]:
     item = work.item
