@@ -8,15 +8,18 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from rewards.extensions import db
 from rewards.ledger import verify
 from rewards.models import Action, Award, Posting, PostingLine, Rule
 
-from .helpers import bearer, build_scheme, signed_post, tap
+from .helpers import Scheme, bearer, build_scheme, signed_post, tap
 from .test_ledger_api import _daytime, person, revoke
 
 
@@ -146,3 +149,58 @@ def test_awards_with_different_holds_post_separately(client: FlaskClient, app: F
     assert (balance["available"], balance["pending"]) == (10, 5)
     with app.app_context():
         assert verify(db.session) == []
+
+
+# Random sequences of taps and revocations through the API, checked against a model of
+# the per-day cap after every step: a revoked award frees its place, the cap is never
+# exceeded by awards still standing, and the ledger (with the rule's running total)
+# verifies.
+history = st.lists(
+    st.one_of(
+        st.tuples(st.just("tap"), st.sampled_from([1, 2]), st.integers(9, 17)),
+        st.tuples(st.just("revoke"), st.integers(0, 9)),
+    ),
+    min_size=1,
+    max_size=10,  # at most 10 taps an hour: the hourly control never steps in
+)
+
+
+@pytest.fixture
+def capped_scheme(client: FlaskClient, app: Flask) -> Scheme:
+    return build_scheme(client, app, per_day=2)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=history)
+def test_random_taps_and_revocations_keep_the_daily_cap(client: FlaskClient, app: Flask,
+                                                        capped_scheme: Scheme, steps):
+    scheme = capped_scheme
+    me = person(client, app, scheme, 0)
+    standing: dict[int, int] = {1: 0, 2: 0}  # awards with points not revoked, by day
+    sent: list[tuple[str, int, int, bool]] = []  # (ref, day, points, revoked)
+    for step in steps:
+        if step[0] == "tap":
+            _, day, hour = step
+            ref = f"{me.card}-{len(sent)}"
+            expected = 10 if standing[day] < 2 else 0
+            assert send(client, scheme.source, [tap(ref, me.card, _daytime(day, hour))]) == [
+                ("accepted", expected)]
+            standing[day] += 1 if expected else 0
+            sent.append((ref, day, expected, False))
+        elif sent:
+            index = step[1] % len(sent)
+            ref, day, points, revoked = sent[index]
+            result = revoke(client, scheme, [ref]).json["results"][0]
+            assert result["status"] == ("already_revoked" if revoked else "revoked")
+            if not revoked:
+                standing[day] -= 1 if points else 0
+                sent[index] = (ref, day, points, True)
+        with app.app_context():
+            counted = db.session.execute(
+                select(Action.external_ref).join(Award, Award.action_id == Action.id)
+                .where(Action.member_id == uuid.UUID(me.id), Award.points > 0,
+                       Award.revoked_at.is_(None))).scalars().all()
+            assert sorted(counted) == sorted(r for r, _, p, gone in sent if p and not gone)
+            assert verify(db.session) == []
+    assert all(0 <= n <= 2 for n in standing.values())
