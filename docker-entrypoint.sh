@@ -16,8 +16,8 @@ role=$1
 case "$role" in
     api)
         shift
-        exec gunicorn --bind "0.0.0.0:${PORT:-8000}" --workers "${WEB_CONCURRENCY:-4}" \
-            --access-logfile - "$@" "rewards:create_app()"
+        exec gunicorn --config python:rewards.gunicorn_conf --bind "0.0.0.0:${PORT:-8000}" \
+            --workers "${WEB_CONCURRENCY:-4}" --access-logfile - "$@" "rewards:create_app()"
         ;;
     worker)
         shift
