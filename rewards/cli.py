@@ -139,11 +139,13 @@ def ledger_group() -> None:
 @with_appcontext
 def ledger_verify() -> None:
     """Check every posting sums to zero, all accounts together sum to zero, no member's
-    balance is below zero, and each member's lots add up to their available balance."""
+    balance is below zero, each member's lots add up to their available balance, each
+    rule's running total equals its awards not revoked, and each earn posting credits
+    exactly its awards. One snapshot: safe while the scheme runs."""
     from .extensions import db
-    from .ledger import verify
+    from .ledger import verify_snapshot
 
-    problems = verify(db.session)
+    problems = verify_snapshot(db.session)
     for problem in problems:
         click.echo(problem, err=True)
     if problems:

@@ -99,6 +99,62 @@ def test_verify_finds_a_running_total_that_drifted(client: FlaskClient, app: Fla
                         "to 30"]
 
 
+def test_the_nightly_verify_job_logs_each_problem(client: FlaskClient, app: Flask, caplog):
+    import importlib
+
+    from rq import cron
+
+    import workers.ledger
+
+    importlib.import_module("workers.cron")
+    scheduled = {entry["func"].__name__: entry for entry in cron._job_data_registry}
+    assert scheduled["verify_ledger"]["cron"] and scheduled["verify_ledger"]["queue_name"]
+
+    scheme = build_scheme(client, app)
+    person(client, app, scheme, 2)
+    with app.app_context():
+        assert workers.ledger.verify_ledger() == {"problems": 0, "first": []}
+        db.session.execute(update(Rule).where(Rule.id == uuid.UUID(scheme.rule["id"]))
+                           .values(points_awarded=5))
+        db.session.commit()
+        with caplog.at_level("ERROR", logger="rewards.ledger"):
+            outcome = workers.ledger.verify_ledger()
+    problem = "rule Bus journey: points_awarded is 5, its awards not revoked sum to 20"
+    assert outcome == {"problems": 1, "first": [problem]}
+    assert [r.getMessage() for r in caplog.records if r.name == "rewards.ledger"] == [
+        f"ledger verify: {problem}"]
+
+
+def test_verify_reads_one_snapshot_while_batches_commit(client: FlaskClient, app: Flask,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    """A change committed between two of its checks is not half seen: the checks agree
+    with each other. (PostgreSQL: REPEATABLE READ. On SQLite, verify's transaction holds
+    the write lock, so nothing can commit meanwhile.)"""
+    import rewards.ledger.service as service
+    from rewards.ledger import verify_snapshot
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite's BEGIN IMMEDIATE lets no other writer commit during verify")
+    scheme = build_scheme(client, app)
+    person(client, app, scheme, 2)
+    lots = service._lot_problems
+
+    def lots_then_a_commit_elsewhere(session):
+        found = lots(session)
+        with db.engine.begin() as other:  # another connection, as a batch would be
+            other.execute(update(Rule).where(Rule.id == uuid.UUID(scheme.rule["id"]))
+                          .values(points_awarded=Rule.points_awarded + 9))
+        return found
+
+    monkeypatch.setattr(service, "_lot_problems", lots_then_a_commit_elsewhere)
+    with app.app_context():
+        assert verify_snapshot(db.session) == []  # the rule total is read from before
+        monkeypatch.setattr(service, "_lot_problems", lots)
+        assert verify_snapshot(db.session) == [
+            "rule Bus journey: points_awarded is 29, its awards not revoked sum to 20"]
+
+
 def _second_rule(client: FlaskClient, admin: str, hold_days: int) -> None:
     answer = client.post("/v1/admin/rules", json={
         "name": "Clean Air November", "action_types": ["bus_journey"], "condition": "true",

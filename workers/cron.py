@@ -4,7 +4,7 @@ import os
 
 from rq import cron
 
-from workers.ledger import expire_points, release_pending
+from workers.ledger import expire_points, release_pending, verify_ledger
 from workers.outbox import relay
 from workers.rewards import expire_vouchers, fail_stuck_rewards, remind_expiring_vouchers
 
@@ -17,6 +17,8 @@ cron.register(relay, queue_name=_default, interval=60)
 cron.register(release_pending, queue_name=_default, cron="7 * * * *", job_timeout=1800)
 # Lots past their expiry go once a day, at a quiet hour (UTC).
 cron.register(expire_points, queue_name=_default, cron="30 2 * * *", job_timeout=3600)
+# The whole ledger's invariants, checked after expiry, before the day's traffic (UTC).
+cron.register(verify_ledger, queue_name=_default, cron="30 4 * * *", job_timeout=3600)
 # Vouchers past their expiry: hourly, so points that come back do so the same day.
 cron.register(expire_vouchers, queue_name=_rewards, cron="15 * * * *", job_timeout=1800)
 # "Your voucher expires in 3 days": once a day at a civil hour (UTC), once per voucher.

@@ -24,6 +24,7 @@ from .service import (
     scheme_account,
     setting,
     verify,
+    verify_snapshot,
 )
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "scheme_account",
     "setting",
     "verify",
+    "verify_snapshot",
 ]

@@ -183,8 +183,26 @@ def post(
     return posting
 
 
+def verify_snapshot(session: Session) -> list[str]:
+    """verify() in a transaction of its own that sees one snapshot of the database
+    (REPEATABLE READ on PostgreSQL; SQLite's transactions always do), so batches
+    committing meanwhile cannot make one check disagree with another. Writes nothing:
+    ends whatever the session had open before, rolls back after."""
+    session.rollback()
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    try:
+        return verify(session)
+    finally:
+        session.rollback()
+
+
 def verify(session: Session) -> list[str]:
-    """Problems with the ledger's invariants; an empty list means it is sound."""
+    """Problems with the ledger's invariants, read in the session's open transaction;
+    an empty list means it is sound. Checks: every posting's lines sum to zero, all
+    accounts together sum to zero, no member's balance is below zero, each member's
+    lots add up to their available balance, each rule's running total equals its
+    awards not revoked, and each earn posting credits exactly its awards."""
     problems: list[str] = []
     unbalanced = session.execute(
         select(PostingLine.posting_id, func.sum(PostingLine.points))
