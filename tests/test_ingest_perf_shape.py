@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
+import rewards.actions.ingest
 from rewards.actions.ingest import insert_rows
 from rewards.extensions import db
 from rewards.models import Account, Action, Award, PostingLine
@@ -288,3 +289,47 @@ def test_text_that_is_not_unicode_is_rejected_not_a_500(
     assert "attributes.route" in results[0]["reason"]
     assert "external_ref" in results[1]["reason"]
     assert "member" in results[3]["reason"] and "member" in results[4]["reason"]
+
+
+def test_a_batch_locks_only_the_rules_for_its_action_types(
+    client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leisure centre's batch goes through while a bus batch holds the bus rule's row
+    (here: another transaction holding it); one that needs that row waits for it. The
+    wait is cut short by lock_timeout, so the test tells them apart without timing."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite lets one writer in at a time: there are no row locks")
+    scheme = build_scheme(client, app)
+    admin = bearer(scheme.admin)
+    made = client.post("/v1/admin/action-types", headers=admin, json={
+        "code": "leisure_visit", "name": "Leisure centre visit", "category": "health"})
+    assert made.status_code == 201, made.json
+    _add_rule(client, scheme, name="Leisure visit", action_types=["leisure_visit"],
+              points="20", caps={"per_day": 1})
+    leisure = client.post("/v1/admin/sources", headers=admin, json={
+        "name": "Leeds Leisure", "action_types": ["leisure_visit"]})
+    assert leisure.status_code == 201, leisure.json
+    card = "6335 0012 3456 7894"
+    _resident(client, app, "swim@example.org", card)
+
+    real = rewards.actions.ingest.lock_rules
+
+    def impatient(session: Any, rule_ids: Any, postgres: Any = None) -> None:
+        session.execute(text("SET LOCAL lock_timeout = '2s'"))
+        real(session, rule_ids, postgres)
+
+    monkeypatch.setattr(rewards.actions.ingest, "lock_rules", impatient)
+    with app.app_context(), db.engine.connect() as bus_batch:
+        bus_batch.execute(text("SELECT id FROM rules WHERE id = :id FOR NO KEY UPDATE"),
+                          {"id": scheme.rule["id"]})
+        visit = signed_post(client, leisure.json, {"items": [
+            tap("swim-1", card, _daytime(1, 9), type_code="leisure_visit")]})
+        assert visit.status_code == 200, visit.json
+        assert [(r["status"], r["points"]) for r in visit.json["results"]] == [("accepted", 20)]
+        journey = signed_post(client, scheme.source, {"items": [tap("bus-1", card,
+                                                                    _daytime(1, 10))]})
+        assert journey.status_code >= 500  # it needed the bus rule's row and gave up waiting
+        bus_batch.rollback()
+    with app.app_context():
+        assert set(db.session.scalars(select(Action.external_ref))) == {"swim-1"}

@@ -52,7 +52,8 @@ def award_stored(session: Session, action: Action, now: datetime | None = None) 
     rules = live_rules(session)
     member_id = action.member_id
     # The member lock first, then every read that decides, as in a batch.
-    members = lock_for_awards(session, {member_id}, rules)
+    members = lock_for_awards(session, {member_id}, [
+        rule for rule in rules if action.type_code in rule.spec.action_types])
     member = members.get(member_id)
     if member is None or member.erased_at is not None:
         raise MemberGone(str(member_id))

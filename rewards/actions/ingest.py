@@ -454,11 +454,12 @@ def lock_for_awards(
     """Caps are counted per member from the awards already stored and budgets per rule
     from its running total (rules.points_awarded), so two transactions awarding at once
     must not both read the same counts and then both award. Anything that awards under
-    rules takes these locks first, then reads: each member's row, then each live rule's
-    row (whose running total the award adds to), each in id order (no lock cycles),
-    until commit. A reversal takes rule rows only, in the same order. FOR NO KEY
-    UPDATE, so inserts that merely reference the rows (actions, awards, postings) and
-    spenders (who lock the member's account) are not blocked. On SQLite this renders
+    rules takes these locks first, then reads: each member's row, then the row of each
+    rule that may award (`rules`: the live ones for the actions' types; the award adds
+    to its running total), each in id order (no lock cycles), until commit. A reversal
+    takes rule rows only, in the same order. FOR NO KEY UPDATE, so inserts that merely
+    reference the rows (actions, awards, postings) and spenders (who lock the member's
+    account) are not blocked. On SQLite this renders
     nothing: BEGIN IMMEDIATE already lets one writer in at a time. Returns the locked
     members' rows (id, ward, joined_at, erased_at), read under the lock."""
     postgres = is_postgres(session)
@@ -540,9 +541,12 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
 
     rules = live_rules(session)
     # Locks first, then every read that decides (members, duplicates, caps, budgets)
-    # sees what concurrent batches committed.
-    members = {member_id: row for member_id, row in
-               lock_for_awards(session, wanted, rules).items() if row.erased_at is None}
+    # sees what concurrent batches committed. Only the rules for the batch's action
+    # types: a leisure centre's batch does not wait on a bus operator's rules.
+    types = {item.type_code for item in valid}
+    members = {member_id: row for member_id, row in lock_for_awards(
+        session, wanted, [rule for rule in rules if not types.isdisjoint(rule.spec.action_types)]
+    ).items() if row.erased_at is None}
 
     # Duplicates: already recorded from this source, or repeated within the batch.
     seen: dict[str, uuid.UUID] = {}
