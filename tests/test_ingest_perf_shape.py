@@ -18,11 +18,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 import rewards.actions.ingest
 from rewards.actions.ingest import insert_rows
 from rewards.extensions import db
-from rewards.models import Account, Action, Award, PostingLine
+from rewards.models import Account, Action, Award, PostingLine, Rule, RuleVersion
 from rewards.security import signature_header
 
 from .helpers import Scheme, bearer, build_scheme, iso, member_token, signed_post, tap
@@ -333,3 +334,61 @@ def test_a_batch_locks_only_the_rules_for_its_action_types(
         bus_batch.rollback()
     with app.app_context():
         assert set(db.session.scalars(select(Action.external_ref))) == {"swim-1"}
+
+
+def test_a_batch_waiting_on_a_rule_edit_awards_under_the_new_version(
+    client: FlaskClient, app: Flask
+) -> None:
+    """A batch reads the live rules, then waits on a rule's row while staff edit it (a
+    budget of 10 points). Once the edit commits, the batch goes on under the version
+    now live: it awards 10 points, not 10 for each of its five journeys."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite lets one writer in at a time: a batch never waits on an edit")
+    scheme = build_scheme(client, app, per_day=10)
+    card = "6335 0012 3456 7895"
+    _resident(client, app, "edit@example.org", card)
+    rule_id = uuid.UUID(scheme.rule["id"])
+    items = [tap(f"e-{n}", card, _daytime(1, 8 + n)) for n in range(5)]
+    with app.app_context():
+        with Session(db.engine) as staff:
+            rule = staff.get(Rule, rule_id, with_for_update=True)  # as an edit does
+            answers = _post_in_background(app, scheme.source, {"items": items})
+            _wait_for_a_lock_wait()
+            current = staff.scalars(select(RuleVersion).where(
+                RuleVersion.rule_id == rule_id,
+                RuleVersion.version == rule.current_version)).one()
+            copied = {c.key: getattr(current, c.key) for c in RuleVersion.__table__.c
+                      if c.key not in ("id", "version", "created_at")}
+            rule.current_version += 1
+            staff.add(RuleVersion(**{**copied, "version": rule.current_version,
+                                     "budget_points": 10}))
+            staff.commit()
+        answer = answers.result(timeout=60)
+    assert answer.status_code == 200, answer.json
+    assert [r["points"] for r in answer.json["results"]] == [10, 0, 0, 0, 0]
+    with app.app_context():
+        assert db.session.scalar(select(Rule.points_awarded).where(Rule.id == rule_id)) == 10
+
+
+def _post_in_background(app: Flask, source: dict[str, Any], body: Any) -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(lambda: signed_post(app.test_client(), source, body))
+    pool.shutdown(wait=False)
+    return future
+
+
+def _wait_for_a_lock_wait() -> None:
+    """Until some other backend of this database waits on a lock (the batch, on the
+    rule's row). Polls the server's own view; no sleep decides the outcome."""
+    for _ in range(600):
+        with db.engine.connect() as probe:
+            waiting = probe.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"))
+        if waiting:
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("the batch never waited on the rule's row")

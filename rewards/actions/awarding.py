@@ -25,9 +25,9 @@ from .ingest import (
     award_points,
     is_postgres,
     lock_for_awards,
+    lock_live_rules,
     rule_plans,
 )
-from .rulebook import live_rules
 
 
 class MemberGone(Exception):
@@ -49,11 +49,10 @@ def award_stored(session: Session, action: Action, now: datetime | None = None) 
     now = now or utcnow()
     tz = current_app.config["SCHEME_TIMEZONE"]
     postgres = is_postgres(session)
-    rules = live_rules(session)
     member_id = action.member_id
-    # The member lock first, then every read that decides, as in a batch.
-    members = lock_for_awards(session, {member_id}, [
-        rule for rule in rules if action.type_code in rule.spec.action_types])
+    # The member and rule locks first, then every read that decides, as in a batch.
+    members = lock_for_awards(session, {member_id})
+    rules = lock_live_rules(session, {action.type_code})
     member = members.get(member_id)
     if member is None or member.erased_at is not None:
         raise MemberGone(str(member_id))

@@ -127,7 +127,7 @@ def claim(session: Session, member: Member, text: str, now: datetime | None = No
     attributes = {**(event.attributes or {}), "event_id": str(event.id)}
 
     # The member's lock before reading their recent actions for the controls, as a batch does.
-    lock_for_awards(session, {member.id}, [])
+    lock_for_awards(session, {member.id})
     held = control_book(session, [(member.id, event.type_code, now, attributes)]).check(
         member.id, event.type_code, now, attributes)
     event.claims += 1

@@ -56,6 +56,7 @@ from ..rules import (
     PERIODS,
     CompiledRule,
     Evaluation,
+    RuleSet,
     Usage,
     build_context,
     evaluate,
@@ -448,18 +449,15 @@ def ingest_batch(session: Session, source: Source, items: Sequence[Any]) -> Batc
     raise AssertionError("unreachable")
 
 
-def lock_for_awards(
-    session: Session, member_ids: set[uuid.UUID], rules: Sequence[CompiledRule]
-) -> dict[uuid.UUID, Row[Any]]:
+def lock_for_awards(session: Session, member_ids: set[uuid.UUID]) -> dict[uuid.UUID, Row[Any]]:
     """Caps are counted per member from the awards already stored and budgets per rule
     from its running total (rules.points_awarded), so two transactions awarding at once
     must not both read the same counts and then both award. Anything that awards under
-    rules takes these locks first, then reads: each member's row, then the row of each
-    rule that may award (`rules`: the live ones for the actions' types; the award adds
-    to its running total), each in id order (no lock cycles), until commit. A reversal
-    takes rule rows only, in the same order. FOR NO KEY UPDATE, so inserts that merely
-    reference the rows (actions, awards, postings) and spenders (who lock the member's
-    account) are not blocked. On SQLite this renders
+    rules takes the locks first, then reads: each member's row (here), then the row of
+    each live rule that may award (lock_live_rules), each in id order (no lock cycles),
+    until commit. A reversal takes rule rows only, in the same order. FOR NO KEY
+    UPDATE, so inserts that merely reference the rows (actions, awards, postings) and
+    spenders (who lock the member's account) are not blocked. On SQLite this renders
     nothing: BEGIN IMMEDIATE already lets one writer in at a time. Returns the locked
     members' rows (id, ward, joined_at, erased_at), read under the lock."""
     postgres = is_postgres(session)
@@ -472,8 +470,31 @@ def lock_for_awards(
             .with_for_update(key_share=True)
         ):
             members[row.id] = row
-    lock_rules(session, {uuid.UUID(rule.spec.rule_id) for rule in rules}, postgres)
     return members
+
+
+def lock_live_rules(session: Session, type_codes: Collection[str]) -> RuleSet:
+    """Lock the rows of the live rules for these action types (only those: a leisure
+    centre's batch does not wait on a bus operator's rules), then return the live rules
+    as they stand once the locks are held. An edit or status change locks its rule's
+    row too, so one that committed while this waited is seen: no batch awards under a
+    version, or without a budget, that is no longer live. A rule newly made live for
+    these types meanwhile is locked as well."""
+    postgres = is_postgres(session)
+
+    def for_types(rules: Sequence[CompiledRule]) -> set[uuid.UUID]:
+        return {uuid.UUID(rule.spec.rule_id) for rule in rules
+                if not set(type_codes).isdisjoint(rule.spec.action_types)}
+
+    before = live_rules(session)
+    locked = for_types(before)
+    lock_rules(session, locked, postgres)
+    rules = live_rules(session)
+    if rules is not before:
+        # Out of id order with what is held already: a rare deadlock is possible, and
+        # PostgreSQL breaks it (a batch retries; see ingest_batch).
+        lock_rules(session, for_types(rules) - locked, postgres)
+    return rules
 
 
 def lock_rules(session: Session, rule_ids: Iterable[uuid.UUID],
@@ -539,14 +560,11 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
             card_members[number_hash] = member_id
     wanted = {item.member_id for item in valid if item.member_id} | set(card_members.values())
 
-    rules = live_rules(session)
     # Locks first, then every read that decides (members, duplicates, caps, budgets)
-    # sees what concurrent batches committed. Only the rules for the batch's action
-    # types: a leisure centre's batch does not wait on a bus operator's rules.
-    types = {item.type_code for item in valid}
-    members = {member_id: row for member_id, row in lock_for_awards(
-        session, wanted, [rule for rule in rules if not types.isdisjoint(rule.spec.action_types)]
-    ).items() if row.erased_at is None}
+    # sees what concurrent batches committed.
+    members = {member_id: row for member_id, row in lock_for_awards(session, wanted).items()
+               if row.erased_at is None}
+    rules = lock_live_rules(session, {item.type_code for item in valid})
 
     # Duplicates: already recorded from this source, or repeated within the batch.
     seen: dict[str, uuid.UUID] = {}
