@@ -193,6 +193,48 @@ def make_items(count: int, scheme: Scheme, days: int, rng: random.Random,
 
 # -- the two measurements -----------------------------------------------------------------
 
+class Phases:
+    """--phases: wall time inside the main steps of a batch, summed over the run, by
+    wrapping them (a diagnosis: the wrappers cost a little themselves). COPY is split
+    into sending rows (Python encoding them) and waiting for the server to finish."""
+
+    # function in rewards.actions.ingest -> label
+    STEPS = {"validate_item": "validate", "lock_for_awards": "lock_members",
+             "lock_live_rules": "lock_rules", "control_book": "controls_history",
+             "award_points": "rules_and_rows"}
+
+    def __init__(self) -> None:
+        import psycopg
+
+        import rewards.actions.ingest as ingest
+
+        self.spent: dict[str, float] = {}
+        for name, label in self.STEPS.items():
+            setattr(ingest, name, self._timed(label, getattr(ingest, name)))
+        ingest.UsageBook.load = self._timed("cap_budget_use", ingest.UsageBook.load)
+        ingest.Writes.save = self._timed("write_rows", ingest.Writes.save)
+        psycopg.Copy.write_row = self._timed("write_rows.copy_python", psycopg.Copy.write_row)
+        psycopg.Copy.__exit__ = self._timed("write_rows.copy_server_wait",
+                                            psycopg.Copy.__exit__)
+        ingest.ingest_batch = self._timed("batch", ingest.ingest_batch)
+        import rewards.api.source as source
+
+        source.ingest_batch = ingest.ingest_batch
+
+    def _timed(self, label: str, function: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - started
+        return timed
+
+    def per_batch(self, batches: int) -> dict[str, float]:
+        return {label: round(seconds * 1000 / batches, 1)
+                for label, seconds in sorted(self.spent.items(), key=lambda kv: -kv[1])}
+
+
 def run_ingest(app: Any, scheme: Scheme, bodies: list[bytes],
                profile: str | None) -> tuple[float, dict[str, int], int]:
     client = app.test_client()
@@ -289,6 +331,9 @@ def main() -> None:
     parser.add_argument("--gc-freeze", action="store_true",
                         help="gc.freeze() once the app is built, as a server process can "
                              "(gunicorn post_fork): full collections then skip startup objects")
+    parser.add_argument("--phases", action="store_true",
+                        help="diagnosis: print (and add to the JSON) milliseconds a batch "
+                             "spent in each main step, COPY split into Python and server")
     parser.add_argument("--keep", action="store_true", help="do not drop the database")
     parser.add_argument("--without-foreign-keys", action="store_true",
                         help="diagnosis only: drop the foreign keys of the four tables ingest "
@@ -329,7 +374,14 @@ def main() -> None:
         gc.collect()
         if args.gc_freeze:
             gc.freeze()
+        phases = Phases() if args.phases else None
+        phase_ms: dict[str, float] = {}
         elapsed, statuses, points = run_ingest(app, scheme, bodies, args.profile)
+        if phases is not None:
+            # Only the ingest loop so far: the COPY baseline below is not counted.
+            phase_ms = phases.per_batch(args.batches)
+            for label, ms in phase_ms.items():
+                print(f"  {label:28s} {ms:7.1f} ms a batch", flush=True)
         actions_per_s = total / elapsed
         print(f"ingest: {total:,} actions in {args.batches} batches of {BATCH_SIZE} in "
               f"{elapsed:.2f} s: {actions_per_s:,.0f} actions/s "
@@ -371,6 +423,7 @@ def main() -> None:
         "batches": args.batches,
         "batch_size": BATCH_SIZE,
         "rules": scheme.rules,
+        **({"phases_ms_per_batch": phase_ms} if phases is not None else {}),
     }))
 
 
