@@ -140,7 +140,8 @@ def ledger_group() -> None:
 def ledger_verify() -> None:
     """Check every posting sums to zero, all accounts together sum to zero, no member's
     balance is below zero, each member's lots add up to their available balance, each
-    rule's running total equals its awards not revoked, and each earn posting credits
+    rule's running total equals its awards (less what revocations took back), awards
+    are marked revoked exactly when their actions are, and each earn posting credits
     exactly its awards. One snapshot: safe while the scheme runs."""
     from .extensions import db
     from .ledger import verify_snapshot

@@ -24,7 +24,7 @@ import workers.ledger
 from rewards.cli import main as rewards_cli
 from rewards.extensions import db
 from rewards.ledger import account_balance, scheme_account, verify
-from rewards.models import Action, Posting
+from rewards.models import Action, Award, Posting, Rule
 
 from .helpers import Scheme, bearer, build_scheme, member_token, signed_post, staff_token, tap
 
@@ -276,6 +276,14 @@ def test_a_source_revokes_actions_before_and_after_they_are_spent(client: FlaskC
             for r in answer.json["results"]] == [("revoked", 5, 5), ("revoked", 0, 10)]
     shown = balance(client, me)
     assert (shown["available"], shown["lifetime_earned"]) == (0, 0)
+    # What was written off had been spent: the scheme paid it, so it stays spent from
+    # the rule's budget; what was taken back is free to award again.
+    with app.app_context():
+        written_off = dict(db.session.execute(
+            select(Action.external_ref, Award.points_written_off)
+            .join(Award, Award.action_id == Action.id)).all())
+        assert written_off == {first: 0, second: 5, third: 10}
+        assert db.session.scalar(select(Rule.points_awarded)) == 15
 
     # Sent again (a retry): the first answer's figures, nothing moves.
     before = count_postings(app, "reversal")

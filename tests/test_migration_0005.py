@@ -9,12 +9,14 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Integer, String, Uuid, column, create_engine, select, table, text
 from sqlalchemy.engine import make_url
 
 from rewards.migrate import downgrade, upgrade
+from rewards.models.base import UTCDateTime
 
 from .test_cli import rewards
 
@@ -62,10 +64,21 @@ def test_upgrade_fills_running_totals_revoked_awards_and_old_holds(
             {"r": rule_id}).scalar_one()
         connection.execute(text("UPDATE actions SET status = 'revoked' WHERE id = :a"),
                            {"a": revoked_action})
+        # Its reversal wrote 3 points off (the member had spent them): they stay counted.
+        _reversal_writing_off(connection, revoked_action, 3)
         expected_totals = dict(connection.execute(text(
             "SELECT r.id, coalesce(sum(a.points), 0) FROM rules AS r LEFT JOIN awards AS a "
             "ON a.rule_id = r.id AND a.action_id <> :a GROUP BY r.id"),
             {"a": revoked_action}).all())
+        # Set against the action's awards in rule id order, as a reversal does.
+        left = 3
+        for award_rule, points in sorted(
+            connection.execute(text("SELECT rule_id, points FROM awards WHERE action_id = :a "
+                                    "AND points > 0"), {"a": revoked_action}).all(),
+            key=lambda row: uuid.UUID(str(row[0]))):
+            kept = min(int(points), left)
+            left -= kept
+            expected_totals[award_rule] += kept
         held_postings = {row[0] for row in connection.execute(text(
             "SELECT posting_id FROM awards WHERE rule_version_id = :v AND posting_id IS NOT NULL"),
             {"v": version_id})}
@@ -85,6 +98,10 @@ def test_upgrade_fills_running_totals_revoked_awards_and_old_holds(
     assert {str(k): int(v) for k, v in totals.items()} == {
         str(k): int(v) for k, v in expected_totals.items()}
     assert revoked and all(flag for _, flag in revoked)
+    with engine.connect() as connection:
+        assert connection.execute(text(
+            "SELECT sum(points_written_off) FROM awards WHERE action_id = :a"),
+            {"a": revoked_action}).scalar_one() == 3
     assert {str(action) for action, _ in revoked} == {str(revoked_action)}
     assert all(available is not None for _, _, available in postings)
     for posting_id, created_at, available_at in postings:
@@ -93,6 +110,37 @@ def test_upgrade_fills_running_totals_revoked_awards_and_old_holds(
 
     verified = rewards("ledger", "verify", db_url=scratch_url, cwd=tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def _reversal_writing_off(connection: Any, action_id: Any, points: int) -> None:
+    """A reversal posting as 0004's code made it: `points` from scheme:written_off back
+    to scheme:issuance."""
+    accounts = table("accounts", column("id", Uuid()), column("code", String()),
+                     column("kind", String()), column("created_at", UTCDateTime()))
+    postings = table("postings", column("id", Uuid()), column("kind", String()),
+                     column("reason", String()), column("key", String()),
+                     column("action_id", Uuid()), column("created_at", UTCDateTime()))
+    lines = table("posting_lines", column("id", Uuid()), column("posting_id", Uuid()),
+                  column("account_id", Uuid()), column("points", Integer()),
+                  column("created_at", UTCDateTime()))
+    now = datetime.now(UTC)
+    action_id = uuid.UUID(str(action_id))  # SQLite hands back hex text through text()
+    ids = {}
+    for code in ("scheme:written_off", "scheme:issuance"):
+        found = connection.execute(select(accounts.c.id).where(accounts.c.code == code)).first()
+        ids[code] = found[0] if found else uuid.uuid4()
+        if not found:
+            connection.execute(accounts.insert().values(id=ids[code], code=code, kind="scheme",
+                                                        created_at=now))
+    posting = uuid.uuid4()
+    connection.execute(postings.insert().values(
+        id=posting, kind="reversal", reason="Revoked", key=f"action:{action_id}:reversal",
+        action_id=action_id, created_at=now))
+    connection.execute(lines.insert(), [
+        {"id": uuid.uuid4(), "posting_id": posting, "account_id": ids["scheme:written_off"],
+         "points": -points, "created_at": now},
+        {"id": uuid.uuid4(), "posting_id": posting, "account_id": ids["scheme:issuance"],
+         "points": points, "created_at": now}])
 
 
 def _as_naive(moment: datetime | str) -> datetime:

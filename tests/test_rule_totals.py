@@ -29,6 +29,12 @@ def send(client: FlaskClient, source: dict[str, Any], items: list[dict[str, Any]
     return [(r["status"], r.get("points")) for r in answer.json["results"]]
 
 
+def drifted(kept: int, actual: int) -> str:
+    """What verify says of the Bus journey rule whose running total drifted."""
+    return (f"rule Bus journey: points_awarded is {kept}, its awards sum to {actual} (those "
+            "not revoked, and the written-off part of those revoked)")
+
+
 def rule_view(client: FlaskClient, admin: str, rule_id: str) -> dict[str, Any]:
     answer = client.get(f"/v1/admin/rules/{rule_id}", headers=bearer(admin))
     assert answer.status_code == 200, answer.json
@@ -95,8 +101,20 @@ def test_verify_finds_a_running_total_that_drifted(client: FlaskClient, app: Fla
                            .values(points_awarded=Rule.points_awarded + 7))
         db.session.commit()
         problems = verify(db.session)
-    assert problems == ["rule Bus journey: points_awarded is 37, its awards not revoked sum "
-                        "to 30"]
+    assert problems == [drifted(37, 30)]
+
+
+def test_verify_finds_awards_whose_revocation_is_out_of_step(client: FlaskClient,
+                                                              app: Flask):
+    scheme = build_scheme(client, app)
+    me = person(client, app, scheme, 2)
+    with app.app_context():
+        first = db.session.scalar(select(Action.id).where(Action.external_ref == me.refs[0]))
+        db.session.execute(update(Action).where(Action.id == first).values(status="revoked"))
+        db.session.commit()
+        award = db.session.scalar(select(Award.id).where(Award.action_id == first))
+        assert verify(db.session) == [
+            f"award {award} of action {first} (revoked) is not marked revoked"]
 
 
 def test_the_nightly_verify_job_logs_each_problem(client: FlaskClient, app: Flask, caplog):
@@ -119,7 +137,7 @@ def test_the_nightly_verify_job_logs_each_problem(client: FlaskClient, app: Flas
         db.session.commit()
         with caplog.at_level("ERROR", logger="rewards.ledger"):
             outcome = workers.ledger.verify_ledger()
-    problem = "rule Bus journey: points_awarded is 5, its awards not revoked sum to 20"
+    problem = drifted(5, 20)
     assert outcome == {"problems": 1, "first": [problem]}
     assert [r.getMessage() for r in caplog.records if r.name == "rewards.ledger"] == [
         f"ledger verify: {problem}"]
@@ -151,8 +169,7 @@ def test_verify_reads_one_snapshot_while_batches_commit(client: FlaskClient, app
     with app.app_context():
         assert verify_snapshot(db.session) == []  # the rule total is read from before
         monkeypatch.setattr(service, "_lot_problems", lots)
-        assert verify_snapshot(db.session) == [
-            "rule Bus journey: points_awarded is 29, its awards not revoked sum to 20"]
+        assert verify_snapshot(db.session) == [drifted(29, 20)]
 
 
 def _second_rule(client: FlaskClient, admin: str, hold_days: int) -> None:

@@ -13,9 +13,16 @@ Create Date: 2026-11-21 08:10:00
 - Foreign keys nothing needs on the write path: awards.member_id and awards.rule_id
   (the action and the rule version already name both) and postings.member_id (the
   lines' accounts do). Each cost a lookup for every row an action writes.
+- awards.points_written_off: of a revoked award, the points the member had spent
+  already (written off by the reversal): the scheme paid them, so they stay spent from
+  the rule's budget.
 - ix_postings_origin_id only over the postings that carry one.
 - Earn postings made before postings carried available_at get it (created_at plus the
   rule's hold_days), so readers need not join the awards to find it.
+
+From here on one earn posting may carry several awards (one per action and hold), and
+downgrading does not split them: code from before 0005 must not run on a database that
+has been at 0005 (stop every writer, then migrate, then start the new code).
 """
 from datetime import timedelta
 
@@ -35,13 +42,17 @@ def upgrade() -> None:
     op.add_column('rules', sa.Column('points_awarded', sa.BigInteger(), nullable=False,
                                      server_default='0'))
     op.add_column('awards', sa.Column('revoked_at', UTC_DATETIME, nullable=True))
+    op.add_column('awards', sa.Column('points_written_off', sa.Integer(), nullable=False,
+                                      server_default='0'))
     bind = op.get_bind()
     bind.execute(sa.text(
         "UPDATE awards SET revoked_at = CURRENT_TIMESTAMP WHERE action_id IN "
         "(SELECT id FROM actions WHERE status = 'revoked')"))
+    _backfill_written_off(bind)
     bind.execute(sa.text(
-        "UPDATE rules SET points_awarded = (SELECT coalesce(sum(a.points), 0) FROM awards AS a "
-        "WHERE a.rule_id = rules.id AND a.revoked_at IS NULL)"))
+        "UPDATE rules SET points_awarded = (SELECT coalesce(sum(CASE WHEN a.revoked_at IS NULL "
+        "THEN a.points ELSE a.points_written_off END), 0) FROM awards AS a "
+        "WHERE a.rule_id = rules.id)"))
     _backfill_available_at(bind)
 
     with op.batch_alter_table('awards') as batch:
@@ -53,6 +64,40 @@ def upgrade() -> None:
     op.create_index('ix_postings_origin_id', 'postings', ['origin_id'], unique=False,
                     postgresql_where=sa.text('origin_id IS NOT NULL'),
                     sqlite_where=sa.text('origin_id IS NOT NULL'))
+
+
+def _backfill_written_off(bind: sa.engine.Connection) -> None:
+    """Each revoked action's written-off points (its reversal posting's line on
+    scheme:written_off), set against its awards in rule id order, as reversals do."""
+    awards = sa.table('awards', sa.column('id', sa.Uuid()), sa.column('action_id', sa.Uuid()),
+                      sa.column('rule_id', sa.Uuid()), sa.column('points', sa.Integer()),
+                      sa.column('points_written_off', sa.Integer()),
+                      sa.column('revoked_at', UTC_DATETIME))
+    postings = sa.table('postings', sa.column('id', sa.Uuid()), sa.column('action_id', sa.Uuid()),
+                        sa.column('kind', sa.String()))
+    lines = sa.table('posting_lines', sa.column('posting_id', sa.Uuid()),
+                     sa.column('account_id', sa.Uuid()), sa.column('points', sa.BigInteger()))
+    accounts = sa.table('accounts', sa.column('id', sa.Uuid()), sa.column('code', sa.String()))
+    written = bind.execute(
+        sa.select(postings.c.action_id, -sa.func.sum(lines.c.points))
+        .select_from(postings.join(lines, lines.c.posting_id == postings.c.id)
+                     .join(accounts, accounts.c.id == lines.c.account_id))
+        .where(postings.c.kind == 'reversal', accounts.c.code == 'scheme:written_off')
+        .group_by(postings.c.action_id)
+    ).fetchall()
+    for action_id, amount in written:
+        left = int(amount or 0)
+        rows = bind.execute(
+            sa.select(awards.c.id, awards.c.rule_id, awards.c.points)
+            .where(awards.c.action_id == action_id, awards.c.points > 0,
+                   awards.c.revoked_at.is_not(None))
+        ).fetchall()
+        for award_id, _, points in sorted(rows, key=lambda row: row[1]):
+            kept = min(int(points), left)
+            left -= kept
+            if kept:
+                bind.execute(awards.update().where(awards.c.id == award_id)
+                             .values(points_written_off=kept))
 
 
 def _backfill_available_at(bind: sa.engine.Connection) -> None:
@@ -88,5 +133,6 @@ def downgrade() -> None:
         batch.create_foreign_key('fk_awards_member_id_members', 'members',
                                  ['member_id'], ['id'])
         batch.drop_column('revoked_at')
+        batch.drop_column('points_written_off')
     with op.batch_alter_table('rules') as batch:
         batch.drop_column('points_awarded')

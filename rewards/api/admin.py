@@ -154,7 +154,9 @@ class RuleOut(RuleVersionSchema):
     points_awarded = fields.Integer(
         attribute="rule.points_awarded",
         metadata={"description": "Points awarded under the rule so far, all versions, less "
-                                 "those of revoked actions: what its budget is spent by."})
+                                 "what revocations took back (points a member had spent "
+                                 "before a revocation stay counted): what its budget is "
+                                 "spent by."})
     budget_left = fields.Method(
         "_budget_left", allow_none=True,
         metadata={"type": "integer", "nullable": True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 from flask import current_app, g, request
@@ -12,7 +13,7 @@ from sqlalchemy import select
 
 from ..actions.ingest import ingest_batch
 from ..extensions import Blueprint, db
-from ..ledger import lock_member, reverse_action
+from ..ledger import lock_member, reverse_action, subtract_points_awarded
 from ..models import Action
 from .auth import source_required
 
@@ -180,13 +181,16 @@ def post_revocations():
     for member_id in sorted({action.member_id for action in actions.values()}):
         lock_member(session, member_id)
     results: list[dict[str, Any]] = []
+    # The rules' running totals move once, in rule id order, after every reversal.
+    rule_totals: dict[uuid.UUID, int] = {}
     for ref in refs:
         action = actions.get(ref)
         if action is None:
             results.append({"external_ref": ref, "status": "not_found", "action_id": None,
                             "points_reversed": 0, "points_written_off": 0})
             continue
-        reversal = reverse_action(session, action, f"Revoked by {g.source.name}")
+        reversal = reverse_action(session, action, f"Revoked by {g.source.name}",
+                                  rule_totals=rule_totals)
         results.append({
             "external_ref": ref,
             "status": "already_revoked" if reversal.already else "revoked",
@@ -195,5 +199,6 @@ def post_revocations():
             "points_written_off": reversal.points_written_off,
         })
         session.flush()
+    subtract_points_awarded(session, rule_totals)
     session.commit()
     return {"results": results}

@@ -8,7 +8,7 @@ from .adjustments import MAX_ADJUSTMENT, NotEnoughPoints, adjust
 from .expiry import expire_member, members_with_expired_lots
 from .lots import Lot, expiring
 from .pending import members_with_due_pending, pending_credits, release_member
-from .reversal import Reversal, reverse_action
+from .reversal import Reversal, reverse_action, subtract_points_awarded
 from .service import (
     LedgerError,
     MemberBalances,
@@ -53,6 +53,7 @@ __all__ = [
     "reverse_action",
     "scheme_account",
     "setting",
+    "subtract_points_awarded",
     "verify",
     "verify_snapshot",
 ]

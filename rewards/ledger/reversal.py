@@ -46,13 +46,15 @@ def reversal_key(action_id: uuid.UUID) -> str:
 
 
 def reverse_action(
-    session: Session, action: Action, reason: str, now: datetime | None = None
+    session: Session, action: Action, reason: str, now: datetime | None = None,
+    rule_totals: dict[uuid.UUID, int] | None = None,
 ) -> Reversal:
     """Reverse the action's awards with one posting (keyed by the action, so at most
     once) and mark it `revoked` with `reason` (shown to the member and on their
     statement), in the caller's transaction. Under the member lock, so a concurrent
     claim cannot spend the points between the balance read and the post. `now`
-    (default the present) decides which points have expired by then."""
+    (default the present) decides which points have expired by then. `rule_totals`:
+    see revoke_awards (several reversals in one transaction pass one dict)."""
     account = lock_member(session, action.member_id)
     key = reversal_key(action.id)
     earlier = session.scalar(select(Posting).where(Posting.key == key))
@@ -89,27 +91,48 @@ def reverse_action(
             member_id=action.member_id,
             action_id=action.id,
         )
-    revoke_awards(session, action.id, now or utcnow())
+    revoke_awards(session, action.id, now or utcnow(), plan.written_off, rule_totals)
     action.status = "revoked"
     action.flag_reason = reason
     return Reversal(action.id, plan.from_pending + plan.from_available, plan.written_off)
 
 
-def revoke_awards(session: Session, action_id: uuid.UUID, now: datetime) -> None:
-    """Stop the action's awards counting against caps and budgets: mark them revoked
-    and take their points off their rules' running totals (rule rows in id order, as
-    every awarding transaction locks them)."""
-    totals: dict[uuid.UUID, int] = {}
-    for rule_id, points in session.execute(
-        select(Award.rule_id, Award.points)
-        .where(Award.action_id == action_id, Award.revoked_at.is_(None), Award.points != 0)
+def revoke_awards(session: Session, action_id: uuid.UUID, now: datetime, written_off: int = 0,
+                  rule_totals: dict[uuid.UUID, int] | None = None) -> None:
+    """Stop the action's awards counting against caps, and take what was taken back off
+    their rules' running totals. `written_off` points had been spent already: the
+    scheme paid them, so they stay spent from the rules' budgets, set against the
+    awards in rule id order (each award records its part). With `rule_totals`, the
+    points to take off are added there by rule id, for the caller to apply once for
+    many reversals (subtract_points_awarded); else they are taken off now."""
+    totals = {} if rule_totals is None else rule_totals
+    left = written_off
+    for award_id, rule_id, points in session.execute(
+        select(Award.id, Award.rule_id, Award.points)
+        .where(Award.action_id == action_id, Award.revoked_at.is_(None), Award.points > 0)
+        .order_by(Award.rule_id)
     ):
-        totals[rule_id] = totals.get(rule_id, 0) + points
-    for rule_id, points in sorted(totals.items()):
-        session.execute(update(Rule).where(Rule.id == rule_id)
-                        .values(points_awarded=Rule.points_awarded - points))
+        kept = min(points, left)
+        left -= kept
+        if kept:
+            session.execute(update(Award).where(Award.id == award_id)
+                            .values(points_written_off=kept))
+        if points > kept:
+            totals[rule_id] = totals.get(rule_id, 0) + points - kept
     session.execute(update(Award).where(Award.action_id == action_id,
                                         Award.revoked_at.is_(None)).values(revoked_at=now))
+    if rule_totals is None:
+        subtract_points_awarded(session, totals)
+
+
+def subtract_points_awarded(session: Session, totals: dict[uuid.UUID, int]) -> None:
+    """Take points off rules' running totals, one rule at a time in id order: the order
+    every awarding transaction locks rule rows in, so no two wait on each other in a
+    cycle. Call it once per transaction, after its reversals, just before commit."""
+    for rule_id, points in sorted(totals.items()):
+        if points:
+            session.execute(update(Rule).where(Rule.id == rule_id)
+                            .values(points_awarded=Rule.points_awarded - points))
 
 
 def _from_posting(session: Session, action_id: uuid.UUID, posting: Posting) -> Reversal:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app, has_app_context
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import Account, Award, Posting, PostingLine, Rule
+from ..models import Account, Action, Award, Posting, PostingLine, Rule
 from .lots import DEFAULT_EXPIRY_MONTHS, Lot, Movement, lot_terms, lots_of
 
 
@@ -202,7 +202,8 @@ def verify(session: Session) -> list[str]:
     an empty list means it is sound. Checks: every posting's lines sum to zero, all
     accounts together sum to zero, no member's balance is below zero, each member's
     lots add up to their available balance, each rule's running total equals its
-    awards not revoked, and each earn posting credits exactly its awards."""
+    awards (less what revocations took back), awards are marked revoked exactly
+    when their actions are, and each earn posting credits exactly its awards."""
     problems: list[str] = []
     unbalanced = session.execute(
         select(PostingLine.posting_id, func.sum(PostingLine.points))
@@ -227,16 +228,31 @@ def verify(session: Session) -> list[str]:
 
 
 def _award_problems(session: Session) -> list[str]:
-    """Each rule's running total must equal its awards not revoked, and each posting
-    that awards name must be an earn posting crediting exactly their points."""
-    counted = (select(Award.rule_id, func.sum(Award.points).label("points"))
-               .where(Award.revoked_at.is_(None)).group_by(Award.rule_id).subquery())
+    """Each rule's running total must equal its awards not revoked plus the written-off
+    part of those revoked; an award is marked revoked exactly when its action is; and
+    each posting that awards name must be an earn posting crediting exactly their
+    points."""
+    counted = (select(Award.rule_id, func.sum(case(
+        (Award.revoked_at.is_(None), Award.points), else_=Award.points_written_off,
+    )).label("points")).group_by(Award.rule_id).subquery())
     problems = [
-        f"rule {name}: points_awarded is {kept}, its awards not revoked sum to {actual or 0}"
+        f"rule {name}: points_awarded is {kept}, its awards sum to {actual or 0} (those "
+        "not revoked, and the written-off part of those revoked)"
         for name, kept, actual in session.execute(
             select(Rule.name, Rule.points_awarded, counted.c.points)
             .outerjoin(counted, counted.c.rule_id == Rule.id)
             .where(Rule.points_awarded != func.coalesce(counted.c.points, 0))
+        )
+    ]
+    problems += [
+        f"award {award_id} of action {action_id} ({status}) is "
+        f"{'not ' if revoked_at is None else ''}marked revoked"
+        for award_id, action_id, status, revoked_at in session.execute(
+            select(Award.id, Award.action_id, Action.status, Award.revoked_at)
+            .join(Action, Action.id == Award.action_id)
+            .where(or_(and_(Action.status == "revoked", Award.revoked_at.is_(None)),
+                       and_(Action.status != "revoked", Award.revoked_at.is_not(None))))
+            .limit(100)
         )
     ]
     awarded = (select(Award.posting_id, func.sum(Award.points).label("points"))

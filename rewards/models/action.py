@@ -74,8 +74,11 @@ class Award(IdMixin, Base):
     occurred_at: Mapped[datetime] = mapped_column()
     inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     posting_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("postings.id"))
-    # Set when the action is revoked: the award no longer counts against caps or budgets.
+    # Set when the action is revoked: the award no longer counts against caps, and only
+    # its points_written_off (spent by the member before the revocation, so paid by the
+    # scheme) still count against its rule's budget.
     revoked_at: Mapped[datetime | None] = mapped_column()
+    points_written_off: Mapped[int] = mapped_column(default=0, server_default="0")
 
     action: Mapped[Action] = relationship(back_populates="awards")
     posting: Mapped[Posting | None] = relationship()

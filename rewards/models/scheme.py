@@ -30,9 +30,10 @@ class Rule(IdMixin, Base):
 
     name: Mapped[str] = mapped_column(String(200))
     current_version: Mapped[int] = mapped_column(default=1)
-    # Points awarded under this rule (all versions) less those of revoked actions: what
-    # a budget is checked against. Kept by every award and reversal under the rule's
-    # row lock; `rewards ledger verify` proves it equal to the awards.
+    # Points awarded under this rule (all versions) less what revocations took back (the
+    # part written off, spent before the revocation, stays counted): what a budget is
+    # checked against. Kept by every award and reversal under the rule's row lock;
+    # `rewards ledger verify` proves it equal to the awards.
     points_awarded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     versions: Mapped[list[RuleVersion]] = relationship(
