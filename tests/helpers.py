@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
@@ -137,3 +138,10 @@ def tap(ref: str, card: str, when: datetime, distance_km: float = 3.2,
         "occurred_at": iso(when),
         "attributes": {"distance_km": distance_km},
     }
+
+
+def postgres_only(app: Flask, why: str) -> None:
+    """Skip, saying `why`, unless the suite runs on PostgreSQL (CI runs it on both)."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip(why)

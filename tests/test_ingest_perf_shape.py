@@ -26,7 +26,16 @@ from rewards.extensions import db
 from rewards.models import Account, Action, Award, PostingLine, Rule, RuleVersion
 from rewards.security import signature_header
 
-from .helpers import Scheme, bearer, build_scheme, iso, member_token, signed_post, tap
+from .helpers import (
+    Scheme,
+    bearer,
+    build_scheme,
+    iso,
+    member_token,
+    postgres_only,
+    signed_post,
+    tap,
+)
 
 
 def _daytime(days_ago: int, hour: int, minute: int = 0) -> datetime:
@@ -298,9 +307,7 @@ def test_a_batch_locks_only_the_rules_for_its_action_types(
     """A leisure centre's batch goes through while a bus batch holds the bus rule's row
     (here: another transaction holding it); one that needs that row waits for it. The
     wait is cut short by lock_timeout, so the test tells them apart without timing."""
-    with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("SQLite lets one writer in at a time: there are no row locks")
+    postgres_only(app, "SQLite lets one writer in at a time: there are no row locks")
     scheme = build_scheme(client, app)
     admin = bearer(scheme.admin)
     made = client.post("/v1/admin/action-types", headers=admin, json={
@@ -342,9 +349,7 @@ def test_a_batch_waiting_on_a_rule_edit_awards_under_the_new_version(
     """A batch reads the live rules, then waits on a rule's row while staff edit it (a
     budget of 10 points). Once the edit commits, the batch goes on under the version
     now live: it awards 10 points, not 10 for each of its five journeys."""
-    with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("SQLite lets one writer in at a time: a batch never waits on an edit")
+    postgres_only(app, "SQLite lets one writer in at a time: a batch never waits on an edit")
     scheme = build_scheme(client, app, per_day=10)
     card = "6335 0012 3456 7895"
     _resident(client, app, "edit@example.org", card)

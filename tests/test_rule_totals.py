@@ -19,7 +19,7 @@ from rewards.extensions import db
 from rewards.ledger import verify
 from rewards.models import Action, Award, Posting, PostingLine, Rule
 
-from .helpers import Scheme, bearer, build_scheme, signed_post, tap
+from .helpers import Scheme, bearer, build_scheme, postgres_only, signed_post, tap
 from .test_ledger_api import _daytime, person, revoke
 
 
@@ -151,9 +151,7 @@ def test_verify_reads_one_snapshot_while_batches_commit(client: FlaskClient, app
     import rewards.ledger.service as service
     from rewards.ledger import verify_snapshot
 
-    with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("SQLite's BEGIN IMMEDIATE lets no other writer commit during verify")
+    postgres_only(app, "SQLite's BEGIN IMMEDIATE lets no other writer commit during verify")
     scheme = build_scheme(client, app)
     person(client, app, scheme, 2)
     lots = service._lot_problems

@@ -23,7 +23,6 @@ from sqlalchemy import (
     Row,
     Table,
     any_,
-    bindparam,
     func,
     insert,
     literal,
@@ -31,13 +30,12 @@ from sqlalchemy import (
     select,
     text,
     union_all,
-    update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from ..ids import IdPool
-from ..ledger import LedgerError, check_balanced, earn_terms, scheme_account
+from ..ledger import LedgerError, add_points_awarded, check_balanced, earn_terms, scheme_account
 from ..members import card_hash
 from ..models import (
     Account,
@@ -758,22 +756,10 @@ class Writes:
                             (PostingLine.__table__, lines), (Award.__table__, self.awards)):
             if rows:
                 insert_rows(session, table, rows, postgres)
-        add_points_awarded(session, self.awards)
-
-
-def add_points_awarded(session: Session, awards: Iterable[Mapping[str, Any]]) -> None:
-    """Add the awards' points to their rules' running totals, one rule at a time in id
-    order (so two batches never wait on each other's rows in a cycle)."""
-    totals: dict[uuid.UUID, int] = {}
-    for award in awards:
-        if award["points"]:
+        totals: dict[uuid.UUID, int] = {}
+        for award in self.awards:
             totals[award["rule_id"]] = totals.get(award["rule_id"], 0) + award["points"]
-    if totals:
-        session.execute(
-            update(Rule.__table__).where(Rule.__table__.c.id == bindparam("rule"))
-            .values(points_awarded=Rule.__table__.c.points_awarded + bindparam("points")),
-            [{"rule": rule_id, "points": points} for rule_id, points in sorted(totals.items())],
-        )
+        add_points_awarded(session, totals)
 
 
 # (database, table) -> column -> type name: what binary COPY must be told to send.

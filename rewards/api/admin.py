@@ -287,19 +287,8 @@ class RuleItem(MethodView):
         if fields_.get("starts_at") is None:
             fields_["starts_at"] = current.starts_at
         _check_window(fields_["starts_at"], fields_["ends_at"])
-        rule.current_version += 1
         rule.name = fields_["name"]
-        version = RuleVersion(rule_id=rule.id, version=rule.current_version,
-                              created_by=g.caller.id, **fields_)
-        db.session.add(version)
-        try:
-            db.session.flush()
-        except IntegrityError:
-            db.session.rollback()
-            abort(409, message="The rule was edited at the same time; fetch it and try again.")
-        audit("update", "rule", rule.id, version=rule.current_version, changed=sorted(args))
-        db.session.commit()
-        return version
+        return _save_version(rule, fields_, "update", changed=sorted(args))
 
 
 def _change_status(rule_id: uuid.UUID, status: str, verb: str) -> RuleVersion:
@@ -313,6 +302,13 @@ def _change_status(rule_id: uuid.UUID, status: str, verb: str) -> RuleVersion:
         abort(409, message=f"The rule is already {status} (version {current.version}).")
     fields_ = {column: getattr(current, column) for column in _RULE_COLUMNS}
     fields_["status"] = status
+    return _save_version(rule, fields_, verb, status=status, previous_status=current.status)
+
+
+def _save_version(rule: Rule, fields_: dict[str, Any], verb: str,
+                  **details: Any) -> RuleVersion:
+    """Store `fields_` as the rule's next version (the rule's row is locked), audit it
+    with `details`, and commit; 409 if another change took the number first."""
     rule.current_version += 1
     version = RuleVersion(rule_id=rule.id, version=rule.current_version,
                           created_by=g.caller.id, **fields_)
@@ -322,8 +318,7 @@ def _change_status(rule_id: uuid.UUID, status: str, verb: str) -> RuleVersion:
     except IntegrityError:
         db.session.rollback()
         abort(409, message="The rule was edited at the same time; fetch it and try again.")
-    audit(verb, "rule", rule.id, version=rule.current_version, status=status,
-          previous_status=current.status)
+    audit(verb, "rule", rule.id, version=rule.current_version, **details)
     db.session.commit()
     return version
 

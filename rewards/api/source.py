@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from ..actions.ingest import ingest_batch
 from ..extensions import Blueprint, db
-from ..ledger import lock_member, reverse_action, subtract_points_awarded
+from ..ledger import add_points_awarded, lock_member, reverse_action
 from ..models import Action
 from .auth import source_required
 
@@ -84,17 +84,7 @@ def post_actions():
     approved. Items of the batch count towards each other's controls in time order."""
     # Items are validated one by one (a bad item must not sink the batch), so the
     # body is read here rather than through a strict schema.
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # nested deeper than the JSON parser goes
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-        abort(422, message='The body must be {"items": [...]}.',
-              errors={"items": ["A list of actions is required."]})
-    items = body["items"]
-    limit = current_app.config["MAX_BATCH_ITEMS"]
-    if len(items) > limit:
-        abort(413, message=f"A batch carries at most {limit} items; this one has {len(items)}.")
+    items = _listed_body("items", "A list of actions is required.", "A batch", "items")
     outcome = ingest_batch(db.session, g.source, items)
     # The results are plain JSON values already, in BatchOut's shape (tests hold them to
     # it): written straight out, not dumped field by field through the schema for up to
@@ -124,20 +114,28 @@ class RevocationsOut(Schema):
     results = fields.List(fields.Nested(RevocationResult))
 
 
-def _refs_from_body() -> list[str]:
-    """The body's external_refs, or a 413/422 that says what is wrong."""
+def _listed_body(key: str, required: str, what: str, noun: str) -> list[Any]:
+    """The list under `key` of a JSON body {key: [...]}, or a 422 (no such list; the
+    error under `key` says `required`) or a 413 (`what` carries more than the
+    scheme's MAX_BATCH_ITEMS `noun`)."""
     try:
         body = request.get_json(silent=True)
-    except RecursionError:
+    except RecursionError:  # nested deeper than the JSON parser goes
         body = None
-    if not isinstance(body, dict) or not isinstance(body.get("external_refs"), list):
-        abort(422, message='The body must be {"external_refs": [...]}.',
-              errors={"external_refs": ["A list of external_ref strings is required."]})
-    refs = body["external_refs"]
+    if not isinstance(body, dict) or not isinstance(body.get(key), list):
+        abort(422, message=f'The body must be {{"{key}": [...]}}.', errors={key: [required]})
+    listed: list[Any] = body[key]
     limit = current_app.config["MAX_BATCH_ITEMS"]
-    if len(refs) > limit:
-        abort(413, message=f"A revocation carries at most {limit} external_refs; "
-                           f"this one has {len(refs)}.")
+    if len(listed) > limit:
+        abort(413, message=f"{what} carries at most {limit} {noun}; "
+                           f"this one has {len(listed)}.")
+    return listed
+
+
+def _refs_from_body() -> list[str]:
+    """The body's external_refs, or a 413/422 that says what is wrong."""
+    refs = _listed_body("external_refs", "A list of external_ref strings is required.",
+                        "A revocation", "external_refs")
     bad = {str(n): ["Each external_ref must be a non-empty string of at most 200 characters, "
                     "without NUL characters or lone UTF-16 surrogates."]
            for n, ref in enumerate(refs)
@@ -199,6 +197,6 @@ def post_revocations():
             "points_written_off": reversal.points_written_off,
         })
         session.flush()
-    subtract_points_awarded(session, rule_totals)
+    add_points_awarded(session, rule_totals)
     session.commit()
     return {"results": results}

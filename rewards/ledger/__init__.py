@@ -8,11 +8,12 @@ from .adjustments import MAX_ADJUSTMENT, NotEnoughPoints, adjust
 from .expiry import expire_member, members_with_expired_lots
 from .lots import Lot, expiring
 from .pending import members_with_due_pending, pending_credits, release_member
-from .reversal import Reversal, reverse_action, subtract_points_awarded
+from .reversal import Reversal, reverse_action
 from .service import (
     LedgerError,
     MemberBalances,
     account_balance,
+    add_points_awarded,
     check_balanced,
     earn_terms,
     ensure_member_accounts,
@@ -28,6 +29,7 @@ from .service import (
 )
 
 __all__ = [
+    "add_points_awarded",
     "MAX_ADJUSTMENT",
     "LedgerError",
     "Lot",
@@ -53,7 +55,6 @@ __all__ = [
     "reverse_action",
     "scheme_account",
     "setting",
-    "subtract_points_awarded",
     "verify",
     "verify_snapshot",
 ]

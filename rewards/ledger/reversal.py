@@ -9,10 +9,17 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Account, Action, Award, Posting, PostingLine, Rule, utcnow
+from ..models import Account, Action, Award, Posting, PostingLine, utcnow
 from .expiry import expire_member
 from .pending import pending_credits
-from .service import account_balance, lock_member, member_account, post, scheme_account
+from .service import (
+    account_balance,
+    add_points_awarded,
+    lock_member,
+    member_account,
+    post,
+    scheme_account,
+)
 
 
 @dataclass(frozen=True)
@@ -103,8 +110,8 @@ def revoke_awards(session: Session, action_id: uuid.UUID, now: datetime, written
     their rules' running totals. `written_off` points had been spent already: the
     scheme paid them, so they stay spent from the rules' budgets, set against the
     awards in rule id order (each award records its part). With `rule_totals`, the
-    points to take off are added there by rule id, for the caller to apply once for
-    many reversals (subtract_points_awarded); else they are taken off now."""
+    changes (negative) are added there by rule id, for the caller to apply once for
+    many reversals (add_points_awarded); else they are applied now."""
     totals = {} if rule_totals is None else rule_totals
     left = written_off
     for award_id, rule_id, points in session.execute(
@@ -118,21 +125,11 @@ def revoke_awards(session: Session, action_id: uuid.UUID, now: datetime, written
             session.execute(update(Award).where(Award.id == award_id)
                             .values(points_written_off=kept))
         if points > kept:
-            totals[rule_id] = totals.get(rule_id, 0) + points - kept
+            totals[rule_id] = totals.get(rule_id, 0) - (points - kept)
     session.execute(update(Award).where(Award.action_id == action_id,
                                         Award.revoked_at.is_(None)).values(revoked_at=now))
     if rule_totals is None:
-        subtract_points_awarded(session, totals)
-
-
-def subtract_points_awarded(session: Session, totals: dict[uuid.UUID, int]) -> None:
-    """Take points off rules' running totals, one rule at a time in id order: the order
-    every awarding transaction locks rule rows in, so no two wait on each other in a
-    cycle. Call it once per transaction, after its reversals, just before commit."""
-    for rule_id, points in sorted(totals.items()):
-        if points:
-            session.execute(update(Rule).where(Rule.id == rule_id)
-                            .values(points_awarded=Rule.points_awarded - points))
+        add_points_awarded(session, totals)
 
 
 def _from_posting(session: Session, action_id: uuid.UUID, posting: Posting) -> Reversal:

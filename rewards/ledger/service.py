@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app, has_app_context
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import Select, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -181,6 +181,21 @@ def post(
         if points:
             session.add(PostingLine(posting_id=posting.id, account_id=account.id, points=points))
     return posting
+
+
+def add_points_awarded(session: Session, changes: Mapping[uuid.UUID, int]) -> None:
+    """Add to (or, negative, take from) rules' running totals (rules.points_awarded), one
+    rule at a time in id order: the order every awarding transaction locks rule rows in,
+    so no two wait on each other in a cycle. Once per transaction, after its awards or
+    reversals, just before commit."""
+    moves = [{"rule": rule_id, "points": points}
+             for rule_id, points in sorted(changes.items()) if points]
+    if moves:
+        session.execute(
+            update(Rule.__table__).where(Rule.__table__.c.id == bindparam("rule"))
+            .values(points_awarded=Rule.__table__.c.points_awarded + bindparam("points")),
+            moves,
+        )
 
 
 def verify_snapshot(session: Session) -> list[str]:
