@@ -21,6 +21,7 @@ from ..models.review import Review, SelfReport
 from .auth import BEARER, current_member, member_required
 from .checks import storable_text
 from .common import idempotent
+from .me import AwardSchema
 from .uploads import UploadBlueprint, body_limit, read_upload
 
 blp = UploadBlueprint("me_actions", __name__, url_prefix="/v1/me",
@@ -40,14 +41,6 @@ class EventClaimIn(Schema):
                        "case do not matter)."})
 
 
-class ClaimAwardOut(Schema):
-    rule_id = fields.UUID()
-    rule_name = fields.String()
-    rule_version = fields.Integer()
-    points = fields.Integer()
-    capped_by = fields.String(allow_none=True)
-
-
 class EventClaimOut(Schema):
     id = fields.UUID(metadata={"description": "The action the claim became."})
     type = fields.String(attribute="type_code")
@@ -57,7 +50,7 @@ class EventClaimOut(Schema):
                        "a reviewer approves; reason says why)."})
     points = fields.Integer()
     reason = fields.String(attribute="flag_reason", allow_none=True)
-    awards = fields.List(fields.Nested(ClaimAwardOut))
+    awards = fields.List(fields.Nested(AwardSchema))
     event_id = fields.UUID()
     event_name = fields.String()
     created_at = fields.DateTime()
