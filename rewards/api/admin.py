@@ -29,7 +29,7 @@ from ..models.scheme import CATEGORIES
 from ..rules import PERIODS, ExpressionError, validate_expression
 from ..security import api_key_hash, new_api_key
 from .auth import BEARER, staff_required
-from .common import audit, paginate
+from .common import audit, found_or_404, paginate
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Scheme management")
 
@@ -189,9 +189,7 @@ def _clean_caps(caps: dict[str, Any]) -> dict[str, int]:
 
 
 def _current_version(rule_id: uuid.UUID) -> RuleVersion:
-    rule = db.session.get(Rule, rule_id)
-    if rule is None:
-        abort(404, message="No such rule.")
+    rule = found_or_404(Rule, rule_id, "No such rule.")
     version = db.session.scalar(
         select(RuleVersion).where(RuleVersion.rule_id == rule.id,
                                   RuleVersion.version == rule.current_version)
@@ -275,9 +273,7 @@ class RuleItem(MethodView):
     def patch(self, args, rule_id: uuid.UUID):
         """Edit a rule: the change becomes a new version; awards keep the old one."""
         # Lock the rule so two edits at once cannot both take the next version number.
-        rule = db.session.get(Rule, rule_id, with_for_update=True)
-        if rule is None:
-            abort(404, message="No such rule.")
+        rule = found_or_404(Rule, rule_id, "No such rule.", lock=True)
         current = _current_version(rule_id)
         if "action_types" in args:
             _check_types(args["action_types"])
@@ -294,9 +290,7 @@ class RuleItem(MethodView):
 def _change_status(rule_id: uuid.UUID, status: str, verb: str) -> RuleVersion:
     """A new version of the rule, the same but for its status (versions are immutable,
     and every award names the version that made it)."""
-    rule = db.session.get(Rule, rule_id, with_for_update=True)
-    if rule is None:
-        abort(404, message="No such rule.")
+    rule = found_or_404(Rule, rule_id, "No such rule.", lock=True)
     current = _current_version(rule_id)
     if current.status == status:
         abort(409, message=f"The rule is already {status} (version {current.version}).")

@@ -24,7 +24,7 @@ from ..ledger import (
 )
 from ..models import Account, Action, Identifier, Member, Posting, PostingLine, Reward, utcnow
 from .auth import BEARER, staff_required
-from .common import audit, idempotent
+from .common import audit, found_or_404, idempotent
 
 blp = Blueprint("admin_members", __name__, url_prefix="/v1/admin/members",
                 description="Member support: balances, counts and point adjustments")
@@ -100,10 +100,7 @@ class AdjustmentOut(Schema):
 
 
 def _member(member_id: uuid.UUID) -> Member:
-    member = db.session.get(Member, member_id)
-    if member is None:
-        abort(404, message="No such member.")
-    return member
+    return found_or_404(Member, member_id, "No such member.")
 
 
 def _by_status(model: Any, member_id: uuid.UUID) -> dict[str, int]:

@@ -34,7 +34,7 @@ from ..models import ActionType, Source, utcnow
 from ..models.source import SourceImport
 from .auth import BEARER, staff_required
 from .checks import clean_text, storable_text
-from .common import audit, paginate
+from .common import audit, found_or_404, paginate
 from .uploads import UploadBlueprint, body_limit, read_upload
 
 blp = UploadBlueprint("admin_sources", __name__, url_prefix="/v1/admin/sources",
@@ -44,10 +44,7 @@ MANAGE = ("scheme_manager",)
 
 
 def _source(source_id: uuid.UUID) -> Source:
-    source = db.session.get(Source, source_id)
-    if source is None:
-        abort(404, message="No such source.")
-    return source
+    return found_or_404(Source, source_id, "No such source.")
 
 
 # -- the source ---------------------------------------------------------------------

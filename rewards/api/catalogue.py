@@ -22,7 +22,7 @@ from ..models.partner import FULFILMENTS, LIMIT_PERIODS, OFFER_STATUSES, PARTNER
 from ..security import api_key_hash, new_api_key
 from ..settlement import pounds
 from .auth import BEARER, current_member, member_required, staff_required
-from .common import audit, paginate
+from .common import audit, found_or_404, paginate
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
                        description="The reward catalogue")
@@ -280,10 +280,7 @@ class SecretOut(Schema):
 
 
 def _partner(partner_id: uuid.UUID) -> Partner:
-    partner = db.session.get(Partner, partner_id)
-    if partner is None:
-        abort(404, message="No such partner.")
-    return partner
+    return found_or_404(Partner, partner_id, "No such partner.")
 
 
 @admin_blp.route("/partners")
@@ -369,10 +366,7 @@ class OfferRejectIn(Schema):
 
 
 def _offer(offer_id: uuid.UUID, lock: bool = False) -> Offer:
-    offer = db.session.get(Offer, offer_id, with_for_update=lock)
-    if offer is None:
-        abort(404, message="No such offer.")
-    return offer
+    return found_or_404(Offer, offer_id, "No such offer.", lock=lock)
 
 
 @admin_blp.route("/offers")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Response, g, jsonify, request
 from flask_smorest import abort
@@ -127,3 +127,15 @@ def _replay(scope: str, key: str, digest: str) -> Response | None:
     response = _respond(body, status)
     response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+Row = TypeVar("Row")
+
+
+def found_or_404(model: type[Row], key: Any, message: str, *, lock: bool = False) -> Row:
+    """The row of `model` with primary key `key` (locked FOR UPDATE with `lock`), or a
+    404 saying `message`."""
+    row = db.session.get(model, key, with_for_update=lock or None)
+    if row is None:
+        abort(404, message=message)
+    return row

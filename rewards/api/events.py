@@ -18,7 +18,7 @@ from ..models import ActionType
 from ..models.event import EVENT_MODES, Event, EventCode
 from .auth import BEARER, staff_required
 from .checks import storable_json, storable_text
-from .common import audit, paginate
+from .common import audit, found_or_404, paginate
 
 blp = Blueprint("events", __name__, url_prefix="/v1/admin/events",
                 description="Events with claim codes (volunteering, one-off activities)")
@@ -151,8 +151,6 @@ class Events(MethodView):
 @staff_required(*MANAGE)
 def get_event(event_id: uuid.UUID):
     """An event with its code(s), how many claims it has had, and a fresh sheet link."""
-    event = db.session.get(Event, event_id)
-    if event is None:
-        abort(404, message="No such event.")
+    event = found_or_404(Event, event_id, "No such event.")
     codes = list(db.session.scalars(select(EventCode).where(EventCode.event_id == event.id)))
     return _detail(event, codes)
