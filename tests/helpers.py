@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -145,3 +147,29 @@ def postgres_only(app: Flask, why: str) -> None:
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
             pytest.skip(why)
+
+
+def at_once(app: Flask, count: int, send: Callable[[FlaskClient, int], Any]) -> list[Any]:
+    """Run `send(client, index)` in `count` threads, each with its own test client,
+    released at the same moment; their results in thread order. A thread that raised or
+    hung fails the test."""
+    barrier = threading.Barrier(count)
+    answers: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            own = app.test_client()
+            barrier.wait(timeout=30)
+            answers[index] = send(own, index)
+        except BaseException as error:  # reported in the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a request hung"
+    assert not errors, errors
+    return answers

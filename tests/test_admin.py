@@ -4,7 +4,6 @@ versions, sources, partners, offers, who may do what, and the audit log."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +16,7 @@ from werkzeug.security import generate_password_hash
 from rewards.extensions import db
 from rewards.models import Partner, StaffUser
 
-from .helpers import bearer, iso, member_token, signed_post, staff_token, tap
+from .helpers import at_once, bearer, iso, member_token, signed_post, staff_token, tap
 
 CARD = "6335001234567890"
 
@@ -871,20 +870,7 @@ def _uuid(value: str):
 # -- at the same time -------------------------------------------------------------
 
 def _at_once(app: Flask, calls: list[Any]) -> list[Any]:
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        client = app.test_client()
-        barrier.wait()
-        results[index] = calls[index](client)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
+    return at_once(app, len(calls), lambda client, index: calls[index](client))
 
 
 def test_concurrent_rule_edits_each_make_a_version(client: FlaskClient, app: Flask,

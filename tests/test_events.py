@@ -18,7 +18,7 @@ from rewards.extensions import db
 from rewards.models import Action, AuditEntry
 from rewards.models.event import Event, EventClaim
 
-from .helpers import bearer, iso, staff_token
+from .helpers import at_once, bearer, iso, staff_token
 from .ways_in import add_type_and_rule, assert_error, balance, counts, resident
 
 
@@ -245,27 +245,7 @@ def test_an_event_that_has_ended_is_410_even_if_it_was_open(
 
 def _from_threads(app: Flask, calls: list[tuple[dict[str, str], str]]) -> list[Any]:
     """Each claim from its own thread and client, all released at once."""
-    import threading
-
-    start = threading.Barrier(len(calls))
-    answers: list[Any] = [None] * len(calls)
-
-    def send(index: int) -> None:
-        client = app.test_client()
-        me, code = calls[index]
-        start.wait()
-        try:
-            answers[index] = _claim(client, me, code)
-        except Exception as error:  # reported below
-            answers[index] = error
-
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert all(not isinstance(a, Exception | type(None)) for a in answers), answers
-    return answers
+    return at_once(app, len(calls), lambda client, n: _claim(client, *calls[n]))
 
 
 def test_concurrent_claims_respect_the_limit_and_once_per_member(

@@ -28,6 +28,7 @@ from rewards.security import signature_header
 
 from .helpers import (
     Scheme,
+    at_once,
     bearer,
     build_scheme,
     iso,
@@ -191,20 +192,7 @@ def test_a_repeated_ref_written_in_bulk_is_an_integrity_error(
 
 def _post_at_once(app: Flask, source: dict[str, Any], bodies: list[Any]) -> list[Any]:
     """Each body from its own thread and client, released together."""
-    start = threading.Barrier(len(bodies))
-    answers: list[Any] = [None] * len(bodies)
-
-    def send(index: int) -> None:
-        client = app.test_client()
-        start.wait()
-        answers[index] = signed_post(client, source, bodies[index])
-
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(bodies))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return answers
+    return at_once(app, len(bodies), lambda client, n: signed_post(client, source, bodies[n]))
 
 
 def _send_the_same_refs_at_once(client: FlaskClient, app: Flask, scheme: Scheme,

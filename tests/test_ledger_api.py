@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -26,7 +25,16 @@ from rewards.extensions import db
 from rewards.ledger import account_balance, scheme_account, verify
 from rewards.models import Action, Award, Posting, Rule
 
-from .helpers import Scheme, bearer, build_scheme, member_token, signed_post, staff_token, tap
+from .helpers import (
+    Scheme,
+    at_once,
+    bearer,
+    build_scheme,
+    member_token,
+    signed_post,
+    staff_token,
+    tap,
+)
 
 POINTS = 10  # build_scheme's rule: 10 points for a daytime bus journey, at most 4 a day
 _people = itertools.count(1)
@@ -489,30 +497,6 @@ def test_the_support_view(client: FlaskClient, app: Flask):
 
 # -- concurrency ------------------------------------------------------------------------
 
-def together(app: Flask, count: int, send: Any) -> list[Any]:
-    """Run `send(client, index)` in `count` threads released at once."""
-    barrier = threading.Barrier(count)
-    answers: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            own = app.test_client()
-            barrier.wait(timeout=30)
-            answers[index] = send(own, index)
-        except BaseException as error:  # reported in the main thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a request hung"
-    assert not errors, errors
-    return answers
-
-
 def test_claims_adjustments_revocations_and_jobs_at_once(client: FlaskClient, app: Flask):
     """Everything that moves one member's points, at the same moment: the balance never
     goes below zero, every point is accounted for, and `verify` finds nothing wrong."""
@@ -532,7 +516,7 @@ def test_claims_adjustments_revocations_and_jobs_at_once(client: FlaskClient, ap
             return "revoke", revoke(own, scheme, me.refs[4:])
         return "expire", run_job(app, workers.ledger.expire_points)
 
-    answers = together(app, 9, send)
+    answers = at_once(app, 9, send)
 
     statuses = Counter((kind, getattr(answer, "status_code", None)) for kind, answer in answers)
     assert statuses[("expire", None)] == 1
@@ -565,7 +549,7 @@ def test_the_same_revocation_sent_at_once_reverses_once(client: FlaskClient, app
                                                         threads: int):
     scheme = build_scheme(client, app)
     me = person(client, app, scheme, journeys=3)
-    answers = together(app, threads, lambda own, _: revoke(own, scheme, me.refs))
+    answers = at_once(app, threads, lambda own, _: revoke(own, scheme, me.refs))
     assert [answer.status_code for answer in answers] == [200] * threads
     for index in range(3):
         statuses = sorted(answer.json["results"][index]["status"] for answer in answers)

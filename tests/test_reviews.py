@@ -18,7 +18,7 @@ from rewards.extensions import db
 from rewards.models import Action, AuditEntry
 from rewards.models.review import Review, SelfReport, SelfReportPhoto
 
-from .helpers import bearer, build_scheme, iso, signed_post, staff_token, tap
+from .helpers import at_once, bearer, build_scheme, iso, signed_post, staff_token, tap
 from .ways_in import add_type_and_rule, assert_error, balance, counts, daytime, resident
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200
@@ -233,25 +233,17 @@ def test_a_flagged_action_approved_keeps_what_it_earned_and_rejected_reverses_it
 
 def test_concurrent_decisions_decide_once(client: FlaskClient, app: Flask,
                                           staff: dict[str, dict[str, str]]) -> None:
-    import threading
 
     me, _ = resident(client, app, "amira@example.org")
     action_id = _report(client, me).json["action_id"]
     calls = [("approve", {})] * 3 + [("reject", {"reason": "Duplicate report"})] * 2
-    start = threading.Barrier(len(calls))
-    answers: list[Any] = [None] * len(calls)
 
-    def send(index: int) -> None:
+    def send(client: FlaskClient, index: int) -> Any:
         verb, body = calls[index]
-        start.wait()
-        answers[index] = app.test_client().post(f"/v1/admin/reviews/{action_id}/{verb}",
-                                                json=body, headers=staff["reviewer"])
+        return client.post(f"/v1/admin/reviews/{action_id}/{verb}", json=body,
+                           headers=staff["reviewer"])
 
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    answers = at_once(app, len(calls), send)
     codes = [a.status_code for a in answers]
     assert sorted(codes) == [200] + [409] * 4, codes
     with app.app_context():

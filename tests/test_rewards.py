@@ -34,7 +34,7 @@ from rewards.models import (
     StaffUser,
 )
 
-from .helpers import Scheme, bearer, build_scheme, member_token, signed_post, tap
+from .helpers import Scheme, at_once, bearer, build_scheme, member_token, signed_post, tap
 
 COST = 10  # build_scheme's rule gives 10 points for a daytime bus journey
 
@@ -141,28 +141,7 @@ def together(app: Flask, count: int,
              send: Callable[[FlaskClient, int], Any]) -> list[tuple[int, Any]]:
     """Run `send` in `count` threads released at the same moment, each with its own
     test client; returns (status code, JSON body) per thread, in thread order."""
-    barrier = threading.Barrier(count)
-    answers: list[tuple[int, Any] | None] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        own_client = app.test_client()
-        try:
-            barrier.wait(timeout=30)
-            response = send(own_client, index)
-            answers[index] = (response.status_code, response.get_json())
-        except BaseException as error:  # reported in the main thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a request hung"
-    assert not errors, errors
-    assert all(answer is not None for answer in answers)
-    return answers  # type: ignore[return-value]
+    return [(response.status_code, response.get_json()) for response in at_once(app, count, send)]
 
 
 def no_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,6 @@ and caps, rules that fail at run time, and the same batch sent from several thre
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from rewards.rules import build_context, compile_rule, evaluate, validate_expres
 from rewards.rules.engine import RuleSpec, Usage
 from rewards.security import signature_header
 
-from .helpers import Scheme, bearer, build_scheme, iso, member_token, signed_post, tap
+from .helpers import Scheme, at_once, bearer, build_scheme, iso, member_token, signed_post, tap
 
 CARD = "6335 0012 3456 7890"
 OTHER_CARD = "6335 0098 7654 3210"
@@ -605,24 +604,9 @@ def test_engine_failing_outside_a_rule_flags_the_action_not_500(
 
 def post_from_threads(app: Flask, source: dict[str, Any], bodies: list[Any]) -> list[Any]:
     """Each body posted from its own thread and client, all released at once."""
-    start = threading.Barrier(len(bodies))
-    answers: list[Any] = [None] * len(bodies)
-
-    def send(index: int) -> None:
-        client = app.test_client()
-        start.wait()
-        try:
-            answers[index] = signed_post(client, source, bodies[index])
-        except Exception as error:  # reported below, with the thread's index
-            answers[index] = error
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    answers = at_once(app, len(bodies),
+                      lambda client, i: signed_post(client, source, bodies[i]))
     for index, answer in enumerate(answers):
-        assert not isinstance(answer, Exception | type(None)), (index, answer)
         assert answer.status_code == 200, (index, answer.status_code, answer.json)
     return answers
 
