@@ -27,6 +27,12 @@ class Config:
         self.SQLALCHEMY_DATABASE_URI: str = env.get("DATABASE_URL") or (
             f"sqlite:///{instance / 'rewards.db'}"
         )
+        # "development" relaxes what only a local run may relax (generated keys kept in
+        # instance/, http webhooks, mail to the log); the embedded default is development,
+        # anything with DATABASE_URL set is production unless REWARDS_ENV says otherwise.
+        self.REWARDS_ENV: str = env.get("REWARDS_ENV") or (
+            "production" if env.get("DATABASE_URL") else "development")
+        self.INSTANCE_DIR: str = str(instance)
         self.REDIS_URL: str | None = env.get("REDIS_URL") or None
         self.SMTP_URL: str | None = env.get("SMTP_URL") or None
         self.MAIL_FROM: str = env.get("MAIL_FROM", "rewards@localhost")
@@ -103,6 +109,10 @@ class Config:
 
         for key, value in overrides.items():
             setattr(self, key, value)
+
+    @property
+    def DEVELOPMENT(self) -> bool:  # read as app.config["DEVELOPMENT"]
+        return self.REWARDS_ENV == "development"
 
     @property
     def jobs_inline(self) -> bool:
