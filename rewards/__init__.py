@@ -45,4 +45,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             app.logger.exception("could not dispatch jobs after commit")
         return response
 
+    # `flask --app rewards ...` has the `rewards ...` commands.
+    from .cli import register_commands
+
+    register_commands(app)
     return app
