@@ -220,6 +220,11 @@ from .cli_staff import staff_group  # noqa: E402
 
 main.add_command(staff_group)
 
+# `rewards backup ...` (create, restore, check).
+from .cli_backup import backup_group  # noqa: E402
+
+main.add_command(backup_group)
+
 # Flask's own commands, which `flask --app rewards` has already.
 _FLASK_OWN = frozenset({"run", "shell", "routes"})
 
