@@ -101,7 +101,8 @@ class Config:
         self.API_SPEC_OPTIONS = {
             "info": {
                 "description": "Citizen rewards scheme: actions earn points, "
-                "residents spend them with local partners. See API.md for conventions."
+                "residents spend them with local partners. Conventions (errors, pagination, "
+                "idempotency, request ids): docs/architecture.md in the repository."
             },
             "components": {
                 "securitySchemes": {
