@@ -8,11 +8,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, in their own layer, so code changes do not reinstall them.
+# Dependencies first, in their own layer, so code changes do not reinstall them: the
+# exact versions in requirements.lock (`make lock` writes it from pyproject.toml).
+COPY requirements.lock ./
+RUN pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
 
 COPY rewards/ rewards/
 COPY workers/ workers/
@@ -20,7 +20,9 @@ COPY migrations/ migrations/
 COPY alembic.ini docker-entrypoint.sh ./
 
 # Editable on purpose: `rewards db upgrade` finds migrations/ next to the package.
-RUN pip install --no-cache-dir -e . \
+# --no-deps: everything it needs came from the lock above.
+RUN pip install --no-cache-dir --no-deps -e . \
+    && pip check \
     && chmod 0755 /app/docker-entrypoint.sh \
     && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin rewards \

@@ -4,6 +4,8 @@
 #   make test     run the test suite (PYTEST_ARGS="-k ledger -x" to narrow it)
 #   make lint     ruff
 #   make openapi  write openapi.yaml
+#   make lock     re-resolve requirements.lock / requirements-dev.lock from pyproject.toml
+#                 (LOCK_ARGS=--upgrade to move every pin to the newest allowed release)
 #   make clean    remove the virtualenv and the local instance/ data
 
 PYTHON ?= python3
@@ -15,11 +17,19 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
 
+# Pinned versions every install uses (image: LOCK; venv and CI: DEV_LOCK, the same pins
+# plus the test tools). Regenerate with `make lock` after changing dependencies.
+LOCK       := requirements.lock
+DEV_LOCK   := requirements-dev.lock
+LOCK_ARGS  ?=
+UV_COMPILE  = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 \
+              --custom-compile-command "make lock" $(LOCK_ARGS)
+
 # Only directories that exist (git does not keep empty ones, e.g. bench/).
 LINT_PATHS := $(wildcard rewards workers tests bench migrations)
 
 .DEFAULT_GOAL := run
-.PHONY: run venv test lint openapi clean
+.PHONY: run venv test lint openapi lock clean
 
 run: venv
 	$(BIN)/rewards db upgrade
@@ -28,11 +38,21 @@ run: venv
 
 venv: $(STAMP)
 
-# Reinstall only when pyproject.toml is newer than the last successful install.
-$(STAMP): pyproject.toml
+# Reinstall only when pyproject.toml or the lock is newer than the last install. The
+# locked versions first, then the project itself without resolving anything again;
+# `pip check` catches a dependency added to pyproject.toml but not yet locked.
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -r $(DEV_LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip check || { echo "$(DEV_LOCK) is behind pyproject.toml: run make lock" >&2; exit 1; }
 	touch $@
+
+lock:
+	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv
+	$(UV_COMPILE) pyproject.toml -o $(LOCK)
+	$(UV_COMPILE) pyproject.toml --extra test -c $(LOCK) -o $(DEV_LOCK)
 
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -16,6 +16,12 @@ role=$1
 case "$role" in
     api)
         shift
+        # Prometheus multiprocess mode: the workers' metric files from a previous run
+        # would be added to this one's, so start from an empty directory.
+        if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+            mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+            find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -type f -delete
+        fi
         exec gunicorn --config python:rewards.gunicorn_conf --bind "0.0.0.0:${PORT:-8000}" \
             --workers "${WEB_CONCURRENCY:-4}" --access-logfile - "$@" "rewards:create_app()"
         ;;

@@ -17,8 +17,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         config = Config(**config)
     app = Flask(__name__)
     app.config.from_object(config)
-    logging.basicConfig(level=app.config["LOG_LEVEL"],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import logs, metrics
+
+    logs.configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     from .api import register_api
@@ -28,6 +29,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from .web.partner import bp as partner_pages
 
     db.init_app(app)
+    logs.init_app(app)  # request ids, first so every later hook and log line has one
+    metrics.init_app(app)
     api.init_app(app)
     register_api(api)
     app.register_blueprint(web_bp)
@@ -45,4 +48,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             app.logger.exception("could not dispatch jobs after commit")
         return response
 
+    # `flask --app rewards ...` has the `rewards ...` commands.
+    from .cli import register_commands
+
+    register_commands(app)
     return app

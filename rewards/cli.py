@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
@@ -51,8 +51,10 @@ def db_downgrade(revision: str) -> None:
 @click.option("--role", required=True,
               type=click.Choice(["admin", "scheme_manager", "reviewer", "analyst", "desk",
                                  "partner"]))
-@click.option("--password", required=True)
-@click.option("--partner-id", default=None, help="For role partner: the partner they work for.")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Asked for (twice, not echoed) when not given.")
+@click.option("--partner-id", default=None,
+              help="For role partner: the partner they work for (`rewards staff partners`).")
 @with_appcontext
 def create_staff(email: str, role: str, password: str, partner_id: str | None) -> None:
     """Create a staff or partner user (or reset their password and role)."""
@@ -67,7 +69,10 @@ def create_staff(email: str, role: str, password: str, partner_id: str | None) -
     if role == "partner":
         if not partner_id:
             raise click.BadParameter("a partner user needs --partner-id", param_hint="--partner-id")
-        partner = db.session.get(Partner, uuid.UUID(partner_id))
+        try:
+            partner = db.session.get(Partner, uuid.UUID(partner_id))
+        except ValueError:
+            partner = None
         if partner is None:
             raise click.BadParameter("no such partner", param_hint="--partner-id")
     email = email.strip().lower()
@@ -208,6 +213,27 @@ def openapi(output: str) -> None:
 
     Path(output).write_text(spec_text(json_format=output.endswith(".json")))
     click.echo(f"wrote {output}")
+
+
+# `rewards staff ...` (list, deactivate, partners' ids).
+from .cli_staff import staff_group  # noqa: E402
+
+main.add_command(staff_group)
+
+# `rewards backup ...` (create, restore, check).
+from .cli_backup import backup_group  # noqa: E402
+
+main.add_command(backup_group)
+
+# Flask's own commands, which `flask --app rewards` has already.
+_FLASK_OWN = frozenset({"run", "shell", "routes"})
+
+
+def register_commands(app: Flask) -> None:
+    """Give `flask --app rewards ...` the same commands as `rewards ...`."""
+    for name, command in main.commands.items():
+        if name not in _FLASK_OWN:
+            app.cli.add_command(command, name)
 
 
 if __name__ == "__main__":  # pragma: no cover

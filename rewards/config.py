@@ -84,6 +84,11 @@ class Config:
         self.SESSION_COOKIE_SECURE: bool = env.get("SESSION_COOKIE_SECURE", "0") == "1"
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
+        # Observability: log lines as JSON (outside development) or text; /metrics needs this
+        # bearer token and is off (404) without it.
+        self.LOG_FORMAT: str = env.get("LOG_FORMAT") or (
+            "text" if self.REWARDS_ENV == "development" else "json")
+        self.METRICS_TOKEN: str | None = env.get("METRICS_TOKEN") or None
 
         # flask-smorest
         self.API_TITLE = "Citizen Rewards API"
@@ -96,7 +101,8 @@ class Config:
         self.API_SPEC_OPTIONS = {
             "info": {
                 "description": "Citizen rewards scheme: actions earn points, "
-                "residents spend them with local partners. See API.md for conventions."
+                "residents spend them with local partners. Conventions (errors, pagination, "
+                "idempotency, request ids): docs/architecture.md in the repository."
             },
             "components": {
                 "securitySchemes": {

@@ -18,3 +18,14 @@ def post_worker_init(worker: Any) -> None:
     gc.freeze()
     worker.log.info("worker %s: %d start-up objects frozen out of garbage collection",
                     worker.pid, gc.get_freeze_count())
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone: Prometheus' multiprocess mode (PROMETHEUS_MULTIPROC_DIR) stops
+    counting its live gauges; its counters and histograms stay in the totals."""
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

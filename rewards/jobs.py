@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from .extensions import db, redis
+from .logs import current_request_id
 from .models import OutboxMessage, utcnow
 
 log = logging.getLogger("rewards.jobs")
@@ -138,6 +139,8 @@ def _push_to_rq(ids: list[uuid.UUID]) -> int:
                                                                  RETRY_INTERVALS))),
                 result_ttl=3600,
                 failure_ttl=7 * 24 * 3600,
+                # The request that asked for the job; workers.job logs under it.
+                meta={"request_id": current_request_id()} if current_request_id() else None,
             )
         except RedisError as error:
             session.rollback()

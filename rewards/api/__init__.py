@@ -24,5 +24,8 @@ def register_api(api: Api) -> None:
     api.register_blueprint(settlement_blp)
     api.register_blueprint(donations_blp)
     api.register_blueprint(admin_members.blp)
+    from .admin_staff import blp as admin_staff_blp
+
+    api.register_blueprint(admin_staff_blp)
     for blueprint in ways_in_blueprints:
         api.register_blueprint(blueprint)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 from flask import Blueprint, current_app, render_template
 from sqlalchemy import func, select
 
@@ -10,6 +13,16 @@ from ..models import Action, Member, Offer, Partner, Reward
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
+
+
+@bp.app_template_filter("local_time")
+def local_time(moment: datetime | None, fmt: str = "%d %B %Y %H:%M %Z") -> str:
+    """A stored (UTC) time as the scheme's people read it: in SCHEME_TIMEZONE, with the
+    zone's abbreviation (GMT or BST for Europe/London) unless `fmt` leaves it out."""
+    if moment is None:
+        return ""
+    zone = ZoneInfo(current_app.config["SCHEME_TIMEZONE"])
+    return moment.astimezone(zone).strftime(fmt)
 
 
 @bp.route("/")

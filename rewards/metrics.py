@@ -1,0 +1,165 @@
+"""Prometheus metrics at `/metrics`, for the operators' Prometheus only.
+
+The endpoint is off (404) until METRICS_TOKEN is set; then it needs
+`Authorization: Bearer <METRICS_TOKEN>`. Request latency is a histogram by route
+template (`/v1/me/rewards/<uuid:reward_id>`, never the raw path), method and status
+class, observed in every process: under gunicorn set PROMETHEUS_MULTIPROC_DIR to an
+empty directory the workers share (docker-entrypoint.sh empties it at start) and a
+scrape of any worker adds up all of them. The queue and backlog figures are read from
+the database and Redis at scrape time, so every process reports the same values."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from flask_smorest import abort
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+log = logging.getLogger("rewards.metrics")
+
+REQUEST_SECONDS = Histogram(
+    "rewards_http_request_duration_seconds",
+    "Time to answer a request, by route template, method and status class.",
+    ["route", "method", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+def _registry() -> CollectorRegistry:
+    """This process's metrics, or every worker's under PROMETHEUS_MULTIPROC_DIR."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def _age(now: datetime, then: datetime | None) -> float:
+    return max(0.0, (now - then).total_seconds()) if then is not None else 0.0
+
+
+class BacklogCollector(Collector):
+    """Figures read at scrape time: what waits in the outbox and in RQ's queues, what
+    failed, and how long the oldest reward has waited for its voucher."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from .extensions import db
+        from .models import OutboxMessage, Reward, utcnow
+
+        now = utcnow()
+        depth, oldest_job = db.session.execute(
+            select(func.count(OutboxMessage.id), func.min(OutboxMessage.created_at))
+            .where(OutboxMessage.dispatched_at.is_(None))
+        ).one()
+        pending, oldest_reward = db.session.execute(
+            select(func.count(Reward.id), func.min(Reward.created_at))
+            .where(Reward.status == "pending")
+        ).one()
+        db.session.rollback()
+        yield GaugeMetricFamily("rewards_outbox_depth",
+                                "Jobs written to the outbox and not yet handed to the queue.",
+                                value=depth)
+        yield GaugeMetricFamily("rewards_outbox_oldest_age_seconds",
+                                "Age of the oldest job still waiting in the outbox (0: none).",
+                                value=_age(now, oldest_job))
+        yield GaugeMetricFamily("rewards_pending_rewards",
+                                "Claimed rewards whose voucher is not issued yet.", value=pending)
+        yield GaugeMetricFamily("rewards_oldest_pending_reward_age_seconds",
+                                "How long the oldest pending reward has waited (0: none).",
+                                value=_age(now, oldest_reward))
+        yield from self._queues()
+
+    def _queues(self) -> Iterator[GaugeMetricFamily]:
+        from .extensions import redis
+        from .jobs import QUEUES, queue_name
+
+        connection = redis.get()
+        if connection is None:  # jobs run in-process: nothing queues
+            return
+        up = GaugeMetricFamily("rewards_redis_up", "1 when Redis answered this scrape.")
+        families = {
+            "queued": GaugeMetricFamily("rewards_jobs_queued",
+                                        "Jobs waiting in an RQ queue.", labels=["queue"]),
+            "started": GaugeMetricFamily("rewards_jobs_started",
+                                         "Jobs a worker is running now.", labels=["queue"]),
+            "retrying": GaugeMetricFamily(
+                "rewards_jobs_retrying",
+                "Jobs that failed an attempt and wait for their next one.", labels=["queue"]),
+            "failed": GaugeMetricFamily(
+                "rewards_jobs_failed",
+                "Jobs that spent every attempt (kept 7 days in RQ's failed registry).",
+                labels=["queue"]),
+        }
+        try:
+            from redis.exceptions import RedisError
+            from rq import Queue
+
+            for name in QUEUES:
+                queue = Queue(queue_name(name), connection=connection)
+                families["queued"].add_metric([name], queue.count)
+                families["started"].add_metric([name], queue.started_job_registry.count)
+                families["retrying"].add_metric([name], queue.scheduled_job_registry.count)
+                families["failed"].add_metric([name], queue.failed_job_registry.count)
+        except RedisError as error:
+            log.warning("metrics: Redis did not answer: %s", error)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families.values()
+
+
+def _authorised() -> bool:
+    token = current_app.config.get("METRICS_TOKEN")
+    if not token:
+        abort(404, message="Metrics are off: set METRICS_TOKEN to turn them on.")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                              token.encode())
+
+
+def metrics_view() -> Response:
+    if not _authorised():
+        abort(401, message="Authorization: Bearer <METRICS_TOKEN> is required.")
+    backlog = CollectorRegistry()
+    backlog.register(BacklogCollector())
+    body = generate_latest(_registry()) + generate_latest(backlog)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+                    headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
+
+
+def init_app(app: Flask) -> None:
+    app.add_url_rule("/metrics", "metrics", metrics_view)
+
+    @app.before_request
+    def _start_clock() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Any) -> Any:
+        started = g.get("request_started")
+        if started is not None:
+            rule = request.url_rule
+            REQUEST_SECONDS.labels(rule.rule if rule is not None else "<unmatched>",
+                                   request.method, f"{response.status_code // 100}xx"
+                                   ).observe(time.perf_counter() - started)
+        return response
