@@ -17,6 +17,11 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         config = Config(**config)
     app = Flask(__name__)
     app.config.from_object(config)
+    # Keys and login safety: refuse to start with a key anyone can know (rewards/keys.py).
+    from .keys import check_login_settings, settle_keys
+
+    settle_keys(app.config)
+    check_login_settings(app.config)
     logging.basicConfig(level=app.config["LOG_LEVEL"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
@@ -33,6 +38,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(web_bp)
     app.register_blueprint(partner_pages)
     app.register_blueprint(event_pages)
+    from .limits import init_limits
+
+    init_limits(app)  # after every route exists: it wraps the limited ones
 
     from . import jobs
 
