@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models.event import Event, EventCode
 from ..security import read_token
 from ..sessions import staff_for_token
+from ..staff import needs_enrolment
 
 bp = Blueprint("event_pages", __name__, url_prefix="/staff/events", template_folder="templates")
 
@@ -28,7 +29,8 @@ def _staff_may_see() -> bool:
     payload = read_token(token.strip())
     if payload is None or payload.get("role") not in SHEET_ROLES:
         return False
-    return staff_for_token(db.session, payload) is not None
+    user = staff_for_token(db.session, payload)
+    return user is not None and not needs_enrolment(user)
 
 
 def _qr(code: str, scale: int) -> Markup:

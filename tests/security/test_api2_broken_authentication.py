@@ -285,6 +285,29 @@ def test_an_admin_must_enrol_totp_and_then_log_in_with_it(
     assert _login(client, email, password, totp_code=following).status_code == 401
 
 
+def test_an_unenrolled_managers_token_opens_no_page_either(
+    client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ..ways_in import add_type_and_rule
+
+    admin = bearer(staff_token(client, app, "admin"))
+    manager = bearer(staff_token(client, app, "scheme_manager"))
+    add_type_and_rule(client, admin, "volunteer_session", "volunteering", "10")
+    now = time.time()
+    event = client.post("/v1/admin/events", headers=manager, json={
+        "name": "Beach clean", "action_type": "volunteer_session",
+        "starts_at": _iso(now - 3600), "ends_at": _iso(now + 3600)})
+    assert event.status_code == 201, event.json
+    sheet = f"/staff/events/{event.json['id']}/sheet"
+    assert client.get(sheet, headers=manager).status_code == 200
+    monkeypatch.setitem(app.config, "STAFF_TOTP_REQUIRED", True)
+    assert client.get(sheet, headers=manager).status_code == 401
+
+
+def _iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
 def test_roles_without_totp_need_no_enrolment(
     client: FlaskClient, app: Flask, totp_required: None
 ) -> None:
