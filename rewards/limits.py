@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
@@ -74,10 +75,15 @@ def trust_proxies(app: Flask) -> None:
                                 x_host=hops)
 
 
+def storage_uri(config: Any) -> str:
+    """Shared counters in Redis when the scheme has one; else this process's memory."""
+    return config.get("REDIS_URL") or "memory://"
+
+
 def init_limits(app: Flask) -> None:
     config = app.config
     trust_proxies(app)
-    config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
+    config.setdefault("RATELIMIT_STORAGE_URI", storage_uri(config))
     config.setdefault("RATELIMIT_KEY_PREFIX", f"{config.get('RQ_QUEUE_PREFIX', '')}rewards-limits")
     config.setdefault("RATELIMIT_HEADER_LIMIT", "RateLimit-Limit")
     config.setdefault("RATELIMIT_HEADER_REMAINING", "RateLimit-Remaining")

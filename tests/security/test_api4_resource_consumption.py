@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from rewards.extensions import db
-from rewards.limits import LIMITS, client_key, trust_proxies
+from rewards.limits import LIMITS, client_key, storage_uri, trust_proxies
 from rewards.members import PinRefused, check_card_pin
 from rewards.models import AuditEntry, Member, OtpCode, utcnow
 from rewards.models.review import SelfReport
@@ -128,6 +128,12 @@ def test_each_way_to_guess_or_spend_is_rate_limited(
     first, second, third = send(), send(), send()
     assert first.status_code != 429 and second.status_code != 429
     _assert_429(third, 2)
+
+
+def test_counters_are_shared_in_redis_when_there_is_one(app: Flask) -> None:
+    assert storage_uri({"REDIS_URL": "redis://cache:6379/0"}) == "redis://cache:6379/0"
+    assert storage_uri({"REDIS_URL": None}) == "memory://"
+    assert app.config["RATELIMIT_STORAGE_URI"] == "memory://"  # the suite runs without
 
 
 def test_behind_a_trusted_proxy_the_client_is_the_forwarded_address() -> None:
