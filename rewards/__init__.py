@@ -17,8 +17,12 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         config = Config(**config)
     app = Flask(__name__)
     app.config.from_object(config)
+    # Keys and login safety: refuse to start with a key anyone can know (rewards/keys.py).
     from . import logs, metrics
+    from .keys import check_login_settings, settle_keys
 
+    settle_keys(app.config)
+    check_login_settings(app.config)
     logs.configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
@@ -36,6 +40,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(web_bp)
     app.register_blueprint(partner_pages)
     app.register_blueprint(event_pages)
+    from .limits import init_limits
+
+    init_limits(app)  # after every route exists: it wraps the limited ones
 
     from . import jobs
 

@@ -10,7 +10,6 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
 
 from . import create_app
 
@@ -52,19 +51,20 @@ def db_downgrade(revision: str) -> None:
               type=click.Choice(["admin", "scheme_manager", "reviewer", "analyst", "desk",
                                  "partner"]))
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="Asked for (twice, not echoed) when not given.")
+              help="At least 12 characters (STAFF_PASSWORD_MIN_LENGTH), not a common password; "
+                   "asked for (twice, not echoed) when not given.")
 @click.option("--partner-id", default=None,
               help="For role partner: the partner they work for (`rewards staff partners`).")
 @with_appcontext
 def create_staff(email: str, role: str, password: str, partner_id: str | None) -> None:
-    """Create a staff or partner user (or reset their password and role)."""
+    """Create a staff or partner user (or reset their password, role and second factor:
+    their logins end). Admins and scheme managers get a TOTP secret, printed once."""
     import uuid
 
     from .extensions import db
     from .models import Partner, StaffUser
+    from .staff import TOTP_ROLES, enrol_now, set_password
 
-    if len(password) < 8:
-        raise click.BadParameter("use at least 8 characters", param_hint="--password")
     partner = None
     if role == "partner":
         if not partner_id:
@@ -80,12 +80,44 @@ def create_staff(email: str, role: str, password: str, partner_id: str | None) -
     if user is None:
         user = StaffUser(email=email, password_hash="", role=role)
         db.session.add(user)
-    user.password_hash = generate_password_hash(password)
+        db.session.flush()
+    try:
+        set_password(db.session, user, password)  # also ends the user's logins
+    except ValueError as problem:
+        raise click.BadParameter(str(problem), param_hint="--password") from None
     user.role = role
     user.partner_id = partner.id if partner else None
     user.active = True
+    uri = enrol_now(user) if role in TOTP_ROLES else None
+    if uri is None:
+        user.totp_secret = user.totp_enabled_at = user.totp_last_step = None
     db.session.commit()
     click.echo(f"{role} {email} ready")
+    if uri is not None:
+        click.echo(f"TOTP secret: {user.totp_secret}")
+        click.echo(f"TOTP URI: {uri}")
+        click.echo("Add it to an authenticator app; logging in needs its 6-digit code as "
+                   "totp_code (docs/authentication.md).")
+
+
+@main.command("identifier-keys")
+@with_appcontext
+def identifier_keys() -> None:
+    """How many linked cards are hashed under the current IDENTIFIER_KEY and how many
+    not yet (still under IDENTIFIER_KEY_PREVIOUS, or from before key ids were kept)."""
+    from sqlalchemy import func
+
+    from .extensions import db
+    from .models import Identifier
+    from .security import identifier_key_id
+
+    current = identifier_key_id()
+    total = db.session.scalar(select(func.count(Identifier.id))) or 0
+    on_current = db.session.scalar(select(func.count(Identifier.id))
+                                   .where(Identifier.key_id == current)) or 0
+    remaining = total - on_current
+    click.echo(f"current key {current}: {on_current} card(s); "
+               f"not yet on it: {remaining} card(s)")
 
 
 @main.command("demo")

@@ -20,7 +20,7 @@ def staff_list(active_only: bool) -> None:
     """Every staff account: email, role, partner, whether it is active."""
     from .extensions import db
     from .models import Partner
-    from .staff import list_staff
+    from .staff_accounts import list_staff
 
     users = list_staff(db.session, include_inactive=not active_only)
     names = {p.id: p.name for p in db.session.scalars(select(Partner))}
@@ -41,7 +41,7 @@ def staff_deactivate(email: str) -> None:
     """Take the account EMAIL out of use: it can no longer log in and its tokens stop
     working. `rewards create-staff` with the same email brings it back."""
     from .extensions import db
-    from .staff import COMMAND_LINE, StaffRefused, deactivate, find_by_email
+    from .staff_accounts import COMMAND_LINE, StaffRefused, deactivate, find_by_email
 
     user = find_by_email(db.session, email)
     if user is None:

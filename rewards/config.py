@@ -36,12 +36,13 @@ class Config:
         self.REDIS_URL: str | None = env.get("REDIS_URL") or None
         self.SMTP_URL: str | None = env.get("SMTP_URL") or None
         self.MAIL_FROM: str = env.get("MAIL_FROM", "rewards@localhost")
-        self.SECRET_KEY: str = (
-            env.get("SECRET_KEY") or "dev-only-secret-change-me-before-going-live"
-        )
-        # Keyed hash of card numbers; rotating it orphans every linked card, so it is
-        # separate from SECRET_KEY (which signs tokens and can rotate freely).
-        self.IDENTIFIER_KEY: str = env.get("IDENTIFIER_KEY") or self.SECRET_KEY
+        # Signs tokens and cookies. Unset in development: generated once and kept in
+        # instance/; anywhere else create_app refuses to start without one (rewards/keys.py).
+        self.SECRET_KEY: str | None = env.get("SECRET_KEY") or None
+        # Keyed hash of card numbers, never SECRET_KEY. To rotate it, move the old value to
+        # IDENTIFIER_KEY_PREVIOUS (cards found under it are re-hashed on sight).
+        self.IDENTIFIER_KEY: str | None = env.get("IDENTIFIER_KEY") or None
+        self.IDENTIFIER_KEY_PREVIOUS: str | None = env.get("IDENTIFIER_KEY_PREVIOUS") or None
         self.SCHEME_NAME: str = env.get("SCHEME_NAME", "Leeds Rewards")
         self.SCHEME_TIMEZONE: str = env.get("SCHEME_TIMEZONE", "Europe/London")
         self.ACCESS_TOKEN_TTL: int = _env_int("ACCESS_TOKEN_TTL", 15 * 60)
@@ -112,6 +113,29 @@ class Config:
             },
         }
         self.JSON_SORT_KEYS = False
+
+        # Logins: lockout per account, rate limits per client, TOTP, sessions.
+        self.LOGIN_LOCK_AFTER: int = _env_int("LOGIN_LOCK_AFTER", 5)
+        self.LOGIN_LOCK_SECONDS: int = _env_int("LOGIN_LOCK_SECONDS", 60)
+        self.LOGIN_LOCK_MAX_SECONDS: int = _env_int("LOGIN_LOCK_MAX_SECONDS", 3600)
+        self.PIN_MAX_LOCKS: int = _env_int("PIN_MAX_LOCKS", 3)
+        self.STAFF_PASSWORD_MIN_LENGTH: int = _env_int("STAFF_PASSWORD_MIN_LENGTH", 12)
+        # Admins and scheme managers must enrol TOTP before their token does anything
+        # else; "0" relaxes that (development and tests only; create_app refuses it otherwise).
+        self.STAFF_TOTP_REQUIRED: bool = env.get("STAFF_TOTP_REQUIRED", "1") != "0"
+        self.PARTNER_SESSION_TTL: int = _env_int("PARTNER_SESSION_TTL", 12 * 3600)
+        self.TRUSTED_PROXIES: int = _env_int("TRUSTED_PROXIES", 0)
+        self.RATELIMIT_ENABLED: bool = env.get("RATELIMIT_ENABLED", "1") != "0"
+        self.RATE_LIMIT_LOGIN: str = env.get("RATE_LIMIT_LOGIN", "20 per minute;200 per day")
+        self.RATE_LIMIT_OTP: str = env.get("RATE_LIMIT_OTP", "30 per minute;300 per hour")
+        self.RATE_LIMIT_CODE_CHECK: str = env.get("RATE_LIMIT_CODE_CHECK",
+                                                  "30 per minute;300 per hour")
+        self.RATE_LIMIT_REFRESH: str = env.get("RATE_LIMIT_REFRESH", "60 per minute")
+        self.RATE_LIMIT_LINK_CARD: str = env.get("RATE_LIMIT_LINK_CARD", "10 per hour")
+        self.RATE_LIMIT_CLAIM: str = env.get("RATE_LIMIT_CLAIM", "60 per minute")
+        self.RATE_LIMIT_SELF_REPORT: str = env.get("RATE_LIMIT_SELF_REPORT", "20 per hour")
+        self.RATE_LIMIT_REDEEM: str = env.get("RATE_LIMIT_REDEEM", "120 per minute")
+        self.RATE_LIMIT_PIN: str = env.get("RATE_LIMIT_PIN", "30 per minute")
 
         for key, value in overrides.items():
             setattr(self, key, value)

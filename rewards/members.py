@@ -19,7 +19,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .ledger import ensure_member_accounts
 from .mail import send_mail
 from .models import Identifier, Member, OtpCode, utcnow
-from .security import keyed_hash, normalise_card_number
+from .security import identifier_key_id, keyed_hash, normalise_card_number
+from .throttle import lock_row, throttle_key
 
 
 class OtpRateLimited(Exception):
@@ -36,6 +37,9 @@ def request_otp(session: Session, email: str) -> None:
     """Mail a fresh 6-digit code; earlier codes for the address stop working."""
     email = normalise_email(email)
     config = current_app.config
+    # Requests for one address take turns on its row, so the count below is exact even
+    # when many arrive at once (PostgreSQL would otherwise let each see the same count).
+    lock_row(session, throttle_key("otp", email))
     now = utcnow()
     window = now - timedelta(hours=1)
     recent, oldest = session.execute(
@@ -116,17 +120,43 @@ class CardAlreadyLinked(Exception):
     pass
 
 
-def card_hash(kind: str, number: str) -> str:
-    return keyed_hash(f"{kind}:{normalise_card_number(number)}", "card")
+def card_hash(kind: str, number: str, key: str | None = None) -> str:
+    return keyed_hash(f"{kind}:{normalise_card_number(number)}", "card", key)
+
+
+def previous_card_hash(kind: str, number: str) -> str | None:
+    """The card's hash under IDENTIFIER_KEY_PREVIOUS, while a rotation is under way."""
+    previous = current_app.config.get("IDENTIFIER_KEY_PREVIOUS")
+    return card_hash(kind, number, previous) if previous else None
+
+
+def rehash_cards(session: Session, cards: set[tuple[str, str]]) -> dict[str, uuid.UUID]:
+    """During a rotation: cards among `cards` still hashed under the previous key are
+    re-hashed under the current one. Their members, by current hash."""
+    if not current_app.config.get("IDENTIFIER_KEY_PREVIOUS") or not cards:
+        return {}
+    old_to_new = {previous_card_hash(*card): card_hash(*card) for card in cards}
+    found: dict[str, uuid.UUID] = {}
+    key_id = identifier_key_id()
+    for identifier in session.scalars(select(Identifier).where(
+            Identifier.number_hash.in_(list(old_to_new))).with_for_update()):
+        identifier.number_hash = old_to_new[identifier.number_hash]
+        identifier.key_id = key_id
+        found[identifier.number_hash] = identifier.member_id
+    session.flush()
+    return found
 
 
 def link_card(session: Session, member: Member, kind: str, number: str) -> Identifier:
     normalised = normalise_card_number(number)
+    if rehash_cards(session, {(kind, number)}):
+        raise CardAlreadyLinked()  # linked already, under the previous key
     identifier = Identifier(
         member_id=member.id,
         kind=kind,
         number_hash=card_hash(kind, number),
         last4=normalised[-4:],
+        key_id=identifier_key_id(),
     )
     try:
         # A savepoint: a clash undoes only this card, not the caller's transaction.
@@ -138,15 +168,18 @@ def link_card(session: Session, member: Member, kind: str, number: str) -> Ident
 
 
 def find_member_by_card(session: Session, kind: str, number: str) -> uuid.UUID | None:
-    return session.scalar(
+    found = session.scalar(
         select(Identifier.member_id).where(Identifier.number_hash == card_hash(kind, number))
     )
+    if found is None:
+        found = rehash_cards(session, {(kind, number)}).get(card_hash(kind, number))
+    return found
 
 
 # -- card and PIN (members enrolled at a council desk, without a phone) ---------------
 
 PIN_MAX_FAILURES = 5
-PIN_LOCK_MINUTES = 15
+PIN_LOCK_MINUTES = 15  # the first lock; each further one doubles, then PIN_MAX_LOCKS blocks
 
 
 class PinRefused(Exception):
@@ -165,13 +198,28 @@ def set_pin(member: Member, pin: str) -> None:
     if not valid_pin(pin):
         raise ValueError("a PIN is 4 to 6 digits")
     member.pin_hash = generate_password_hash(pin)
+    unlock_pin(member)
+
+
+def unlock_pin(member: Member) -> None:
+    """Lift a PIN lock or block (a desk, after checking who the member is)."""
     member.pin_failures = 0
+    member.pin_locks = 0
     member.pin_locked_until = None
+    member.pin_blocked_at = None
+
+
+def pin_lock_minutes(locks_before: int) -> int:
+    """The lock after the (locks_before + 1)th run of wrong PINs: 15, 30, 60... minutes."""
+    return PIN_LOCK_MINUTES * 2 ** locks_before
 
 
 def check_card_pin(session: Session, kind: str, number: str, pin: str) -> Member:
     """The member whose card this is, if the PIN is right. Five wrong PINs lock the
-    card's PIN for 15 minutes. The caller commits (wrong tries must be kept)."""
+    card's PIN for 15 minutes, the next five for 30, and so on; after PIN_MAX_LOCKS
+    locks the card is blocked until a desk unlocks it (so a finder of the card gets
+    a few dozen guesses, not 480 a day). A right PIN clears the count. The caller
+    commits (wrong tries must be kept)."""
     member_id = find_member_by_card(session, kind, number)
     member = (
         session.scalar(select(Member).where(Member.id == member_id).with_for_update())
@@ -180,17 +228,32 @@ def check_card_pin(session: Session, kind: str, number: str, pin: str) -> Member
     if member is None or member.erased_at is not None or not member.pin_hash:
         raise PinRefused("Card or PIN not recognised.")
     now = utcnow()
+    if member.pin_blocked_at is not None:
+        raise PinRefused("This card's PIN is blocked after many wrong tries; the member "
+                         "can have it unlocked at a council desk.")
     if member.pin_locked_until is not None and member.pin_locked_until > now:
         raise PinRefused("Too many wrong PINs; try again later or ask at a council desk.")
     if not check_password_hash(member.pin_hash, pin):
         member.pin_failures += 1
         if member.pin_failures >= PIN_MAX_FAILURES:
             member.pin_failures = 0
-            member.pin_locked_until = now + timedelta(minutes=PIN_LOCK_MINUTES)
+            if member.pin_locks + 1 >= current_app.config["PIN_MAX_LOCKS"]:
+                member.pin_blocked_at = now
+            else:
+                member.pin_locked_until = now + timedelta(
+                    minutes=pin_lock_minutes(member.pin_locks))
+            member.pin_locks += 1
         raise PinRefused("Card or PIN not recognised.")
     member.pin_failures = 0
+    member.pin_locks = 0
     member.pin_locked_until = None
     return member
+
+
+def lock_member(session: Session, member_id: uuid.UUID) -> None:
+    """Hold the member's row until the transaction ends: a per-member limit counted
+    after this is exact under concurrent requests."""
+    session.execute(select(Member.id).where(Member.id == member_id).with_for_update())
 
 
 # Postcode districts (the outward code: LS6, LS10, WF1, EC1A): enough for ward-level

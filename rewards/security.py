@@ -14,11 +14,17 @@ import jwt
 from flask import current_app
 
 
-def keyed_hash(value: str, purpose: str) -> str:
-    """HMAC-SHA256 of a value under the server key, so a leaked table reveals no card
-    numbers or codes. `purpose` keeps hashes of different kinds apart."""
-    key = current_app.config["IDENTIFIER_KEY"].encode()
-    return hmac.new(key, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+def keyed_hash(value: str, purpose: str, key: str | None = None) -> str:
+    """HMAC-SHA256 of a value under IDENTIFIER_KEY (or `key`), so a leaked table reveals
+    no card numbers or codes. `purpose` keeps hashes of different kinds apart."""
+    secret = (key or current_app.config["IDENTIFIER_KEY"]).encode()
+    return hmac.new(secret, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def identifier_key_id(key: str | None = None) -> str:
+    """A fingerprint naming an IDENTIFIER_KEY (not revealing it): which key hashed a card."""
+    secret = (key or current_app.config["IDENTIFIER_KEY"]).encode()
+    return hmac.new(secret, b"key-id", hashlib.sha256).hexdigest()[:16]
 
 
 def normalise_card_number(number: str) -> str:

@@ -1,67 +1,169 @@
-"""Staff accounts: listing them and taking one out of use. Shared by `rewards staff ...`
-and the admin API (`/v1/admin/staff`); both write an audit entry for a deactivation."""
+"""Staff and partner users' credentials: the password rule, logging in (with the
+lockout and the TOTP second factor), TOTP enrolment, password changes."""
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
+import functools
+import gzip
+import re
+import secrets
+import time
+from importlib import resources
 
+import pyotp
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
 
-from .models import AuditEntry, StaffUser
+from .models import StaffUser, utcnow
+from .sessions import revoke_all
+from .throttle import (
+    Locked,
+    check_not_locked,
+    lock_row,
+    record_failure,
+    record_success,
+    throttle_key,
+)
+
+# Roles whose token can change the scheme's money and people: they need a second factor.
+TOTP_ROLES = ("admin", "scheme_manager")
+TOTP_PERIOD = 30
 
 
-class StaffRefused(Exception):
-    """The change would leave the scheme in a state nobody wants (e.g. without an admin)."""
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    data = resources.files("rewards").joinpath("data/common-passwords.txt.gz").read_bytes()
+    return frozenset(gzip.decompress(data).decode().split())
 
-    def __init__(self, message: str, status: int = 409) -> None:
+
+def password_problem(password: str, min_length: int = 12) -> str | None:
+    """Why a staff password will not do, or None: long enough, and not a common
+    password (nor one with spaces, digits or symbols added around it)."""
+    if len(password) < min_length:
+        return f"Use at least {min_length} characters."
+    lowered = password.lower()
+    candidates = {lowered, re.sub(r"\s+", "", lowered),
+                  re.sub(r"^[\W\d_]+|[\W\d_]+$", "", lowered)}
+    common = common_passwords()
+    if len(set(lowered)) <= 2 or any(c in common for c in candidates if c):
+        return "This password is on a list of common passwords; choose another."
+    return None
+
+
+def set_password(session: Session, user: StaffUser, password: str) -> None:
+    """Set a new password (ValueError with the reason if it will not do) and end every
+    session the old one opened. In the caller's transaction."""
+    problem = password_problem(password, current_app.config["STAFF_PASSWORD_MIN_LENGTH"])
+    if problem:
+        raise ValueError(problem)
+    user.password_hash = generate_password_hash(password)
+    if user.id is not None:
+        revoke_all(session, "password_changed", staff_user_id=user.id)
+
+
+# -- logging in -----------------------------------------------------------------------
+
+class LoginRefused(Exception):
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.status = status
+        self.retry_after = retry_after  # set when the account is locked
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who asks: a staff user through the API, or the operator at the command line."""
-
-    id: uuid.UUID | None
-    role: str
+WRONG = "Email or password is not right."
 
 
-COMMAND_LINE = Actor(None, "command_line")
+@functools.cache
+def _dummy_password_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16))
 
 
-def list_staff(session: Session, include_inactive: bool = True) -> list[StaffUser]:
-    query = select(StaffUser).order_by(StaffUser.email)
-    if not include_inactive:
-        query = query.where(StaffUser.active.is_(True))
-    return list(session.scalars(query))
+def authenticate(session: Session, email: str, password: str,
+                 totp_code: str | None = None) -> StaffUser:
+    """The user these credentials open, or LoginRefused. Commits (failures are kept).
+    An address locked after wrong tries is refused even with the right password, and
+    unknown addresses lock the same way, so the answers say nothing about who exists."""
+    email = email.strip().lower()
+    throttle = lock_row(session, throttle_key("login", email))
+    try:
+        check_not_locked(throttle)
+    except Locked as locked:
+        session.commit()
+        raise LoginRefused(f"Too many failed logins for this account; try again in "
+                           f"{locked.retry_after} seconds.",
+                           retry_after=locked.retry_after) from None
+    user = session.scalar(select(StaffUser).where(StaffUser.email == email))
+    # Hash the password even for an unknown address, so timing does not tell them apart.
+    password_ok = check_password_hash(
+        user.password_hash if user is not None else _dummy_password_hash(), password)
+    if user is None or not user.active or not password_ok:
+        record_failure(throttle)
+        session.commit()
+        raise LoginRefused(WRONG)
+    if user.totp_enabled_at is not None:
+        if not totp_code:
+            session.commit()
+            raise LoginRefused("This account needs the 6-digit code from its authenticator "
+                               "app: send it as totp_code.")
+        if not verify_totp(user, totp_code):
+            record_failure(throttle)
+            session.commit()
+            raise LoginRefused("The authenticator code is not right.")
+    record_success(throttle)
+    session.commit()
+    return user
 
 
-def find_by_email(session: Session, email: str) -> StaffUser | None:
-    return session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
+# -- TOTP -----------------------------------------------------------------------------
+
+def needs_enrolment(user: StaffUser) -> bool:
+    """An admin or scheme manager who has not confirmed a second factor yet: their
+    token may only enrol (unless STAFF_TOTP_REQUIRED is off, for demos and tests)."""
+    return (user.role in TOTP_ROLES and user.totp_enabled_at is None
+            and current_app.config["STAFF_TOTP_REQUIRED"])
 
 
-def deactivate(session: Session, user: StaffUser, actor: Actor) -> bool:
-    """Take `user` out of use (they can no longer log in, and tokens already given stop
-    working on their next request). Returns False when they were inactive already.
-    Refuses to deactivate the caller themself or the last active admin. Does not commit."""
-    if actor.id is not None and actor.id == user.id:
-        raise StaffRefused("You cannot deactivate your own account.")
-    if not user.active:
+def provisioning_uri(user: StaffUser) -> str:
+    assert user.totp_secret
+    return pyotp.TOTP(user.totp_secret, interval=TOTP_PERIOD).provisioning_uri(
+        name=user.email, issuer_name=current_app.config["SCHEME_NAME"])
+
+
+def begin_enrolment(user: StaffUser) -> str:
+    """A fresh secret (replacing an unconfirmed one); its otpauth:// URI for the app."""
+    user.totp_secret = pyotp.random_base32()
+    user.totp_enabled_at = None
+    user.totp_last_step = None
+    return provisioning_uri(user)
+
+
+def verify_totp(user: StaffUser, code: str, now: float | None = None) -> bool:
+    """The code of the current 30-second step (or one either side, for clock drift),
+    never one already used: a code seen over a shoulder cannot be replayed."""
+    if not user.totp_secret or not re.fullmatch(r"\d{6}", code or ""):
         return False
-    if user.role == "admin":
-        # Lock the admins so two deactivations at once cannot remove the last two.
-        admins = session.scalars(
-            select(StaffUser.id).where(StaffUser.role == "admin", StaffUser.active.is_(True))
-            .with_for_update()
-        ).all()
-        if len(admins) <= 1:
-            raise StaffRefused("This is the last active admin; make another admin first.")
-    user.active = False
-    session.add(AuditEntry(actor_id=actor.id, actor_role=actor.role, action="deactivate",
-                           target_type="staff_user", target_id=str(user.id),
-                           details={"email": user.email, "role": user.role}))
+    totp = pyotp.TOTP(user.totp_secret, interval=TOTP_PERIOD)
+    step_now = int((time.time() if now is None else now) // TOTP_PERIOD)
+    for step in (step_now - 1, step_now, step_now + 1):
+        if user.totp_last_step is not None and step <= user.totp_last_step:
+            continue
+        if secrets.compare_digest(totp.generate_otp(step), code):
+            user.totp_last_step = step
+            return True
+    return False
+
+
+def confirm_enrolment(user: StaffUser, code: str) -> bool:
+    if user.totp_secret is None or not verify_totp(user, code):
+        return False
+    user.totp_enabled_at = utcnow()
     return True
 
+
+def enrol_now(user: StaffUser) -> str:
+    """Enrolled at once (the command line, whose operator receives the secret)."""
+    uri = begin_enrolment(user)
+    user.totp_enabled_at = utcnow()
+    return uri

@@ -68,8 +68,20 @@ def app(database_url: str) -> Flask:
             "IDENTIFIER_KEY": "test-identifier-key",
             "RQ_QUEUE_PREFIX": f"test-{RUN_ID}-",
             "LOG_LEVEL": "WARNING",
+            # Suite-wide: admins need not enrol TOTP (tests/security/ turn it on).
+            "STAFF_TOTP_REQUIRED": False,
         }
     )
+
+
+@pytest.fixture(autouse=True)
+def reset_rate_limits(app: Flask) -> Iterator[None]:
+    """Each test starts with no requests counted against the per-client limits."""
+    from rewards.limits import limiter
+
+    with app.app_context():
+        limiter.reset()
+    yield
 
 
 @pytest.fixture(autouse=True)

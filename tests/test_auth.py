@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import jwt
+import pyotp
 import pytest
 from click.testing import CliRunner
 from flask import Flask
@@ -300,7 +301,7 @@ def test_staff_login_checks_a_password_hash_even_for_an_unknown_email(
     client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Otherwise the quick answer for an unknown address tells which addresses exist."""
-    import rewards.api.auth_views as views
+    import rewards.staff as views
 
     checked: list[str] = []
     real = views.check_password_hash
@@ -404,8 +405,15 @@ def test_create_staff_command_makes_a_user_who_can_log_in(
         assert user.email == "chief@council.example" and user.role == "admin"
         assert "a long password" not in user.password_hash
 
+    # An admin gets a second factor at once: its secret is printed, and login needs a code.
+    secret = re.search(r"TOTP secret: ([A-Z2-7]+)", result.output).group(1)
+    assert f"secret={secret}" in result.output  # the otpauth:// URI for an app
+    no_code = client.post("/v1/auth/login",
+                          json={"email": "chief@council.example", "password": "a long password"})
+    assert no_code.status_code == 401 and "totp_code" in no_code.json["message"]
     login = client.post("/v1/auth/login",
-                        json={"email": "chief@council.example", "password": "a long password"})
+                        json={"email": "chief@council.example", "password": "a long password",
+                              "totp_code": pyotp.TOTP(secret).now()})
     assert login.status_code == 200, login.json
     assert login.json["role"] == "admin"
     made = client.post("/v1/admin/action-types", json=ACTION_TYPE,
@@ -430,7 +438,10 @@ def test_create_staff_command_refuses_bad_input(
 ) -> None:
     short = _cli(app, monkeypatch, "create-staff", "--email", "a@council.example",
                  "--role", "admin", "--password", "short")
-    assert short.exit_code == 2 and "at least 8" in short.output
+    assert short.exit_code == 2 and "at least 12" in short.output
+    common = _cli(app, monkeypatch, "create-staff", "--email", "a@council.example",
+                  "--role", "admin", "--password", "Password123456")
+    assert common.exit_code == 2 and "common passwords" in common.output
     bad_role = _cli(app, monkeypatch, "create-staff", "--email", "a@council.example",
                     "--role", "emperor", "--password", "long enough")
     assert bad_role.exit_code == 2

@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def rewards(*args: str, db_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(DATABASE_URL=db_url, LOG_LEVEL="WARNING")
+    env.update(DATABASE_URL=db_url, LOG_LEVEL="WARNING",
+               SECRET_KEY="cli-test-secret-key-that-is-32-bytes-or-more",
+               IDENTIFIER_KEY="cli-test-identifier-key")
     return subprocess.run([str(BIN / "rewards"), *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=300)
 
@@ -28,7 +30,7 @@ def test_upgrade_create_staff_login_and_verify_on_a_fresh_database(
     upgraded = rewards("db", "upgrade", db_url=url, cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
     made = rewards("create-staff", "--email", "Ops@Leeds.example", "--role", "admin",
-                   "--password", "long enough", db_url=url, cwd=tmp_path)
+                   "--password", "long enough please", db_url=url, cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     assert "admin ops@leeds.example" in made.stdout
     short = rewards("create-staff", "--email", "x@leeds.example", "--role", "admin",

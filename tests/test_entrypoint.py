@@ -26,6 +26,8 @@ def test_the_api_role_serves_with_start_up_objects_frozen(tmp_path: Path) -> Non
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(DATABASE_URL=url, PORT=str(port), WEB_CONCURRENCY="1", LOG_LEVEL="WARNING",
+               SECRET_KEY="entrypoint-test-secret-key-32-bytes-or-more",
+               IDENTIFIER_KEY="entrypoint-test-identifier-key",
                PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
     server = subprocess.Popen(["sh", str(ROOT / "docker-entrypoint.sh"), "api",
                                "--log-level", "info"],

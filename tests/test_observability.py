@@ -267,6 +267,8 @@ def test_gunicorn_workers_report_together_in_multiprocess_mode(tmp_path) -> None
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(DATABASE_URL=url, PORT=str(port), WEB_CONCURRENCY="2", LOG_LEVEL="WARNING",
                METRICS_TOKEN=TOKEN, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+               SECRET_KEY="metrics-test-secret-key-32-bytes-or-more",
+               IDENTIFIER_KEY="metrics-test-identifier-key",
                PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
     server = subprocess.Popen(["sh", str(ROOT / "docker-entrypoint.sh"), "api"], cwd=ROOT,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

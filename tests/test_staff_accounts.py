@@ -3,9 +3,11 @@ password, a partner user by the partner's id, listing and deactivating (audited)
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
+import pyotp
 import pytest
 from click.testing import CliRunner
 from flask import Flask
@@ -53,8 +55,10 @@ def test_the_first_admin_password_can_be_prompted_for_and_is_not_echoed(
     assert result.exit_code == 0, result.output
     assert "Password:" in result.output and "Repeat for confirmation:" in result.output
     assert "a secret phrase" not in result.output
+    secret = re.search(r"TOTP secret: (\w+)", result.output).group(1)
     login = client.post("/v1/auth/login", json={"email": "first@leeds.example",
-                                                "password": "a secret phrase"})
+                                                "password": "a secret phrase",
+                                                "totp_code": pyotp.TOTP(secret).now()})
     assert login.status_code == 200 and login.json["role"] == "admin"
 
 

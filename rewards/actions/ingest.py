@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from ..ids import IdPool
 from ..ledger import LedgerError, add_points_awarded, check_balanced, earn_terms, scheme_account
-from ..members import card_hash
+from ..members import card_hash, rehash_cards
 from ..models import (
     Account,
     Action,
@@ -557,6 +557,9 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
             select(Identifier.number_hash, Identifier.member_id).where(condition)
         ):
             card_members[number_hash] = member_id
+    # While IDENTIFIER_KEY rotates, cards still under the previous key (re-hashed now).
+    card_members.update(rehash_cards(session, {card for card, digest in card_hashes.items()
+                                               if digest not in card_members}))
     wanted = {item.member_id for item in valid if item.member_id} | set(card_members.values())
 
     # Locks first, then every read that decides (members, duplicates, caps, budgets)

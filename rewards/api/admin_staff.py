@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from ..extensions import Blueprint, db
 from ..models import StaffUser
-from ..staff import Actor, StaffRefused, deactivate
+from ..staff_accounts import Actor, StaffRefused, deactivate
 from .auth import BEARER, staff_required
 from .common import found_or_404, paginate
 

@@ -14,10 +14,14 @@ from sqlalchemy import select
 
 from ..actions.sources import KeyRefused, source_for_key
 from ..extensions import db
-from ..models import Member, Partner, StaffUser
+from ..models import Member, Partner
 from ..security import api_key_hash, check_signature, read_token
+from ..sessions import member_for_token, staff_for_token
+from ..staff import needs_enrolment
 
 STAFF_ROLES = ("admin", "scheme_manager", "reviewer", "analyst", "desk")
+ENDED = ("The session has ended (logged out, password changed), or the account is disabled "
+         "or its role has changed; log in again.")
 
 
 @dataclass
@@ -49,9 +53,10 @@ def member_required(view: Callable[..., Any]) -> Callable[..., Any]:
         payload = _bearer()
         if payload.get("role") != "member":
             abort(403, message="This is for residents' own accounts.")
-        member = db.session.get(Member, uuid.UUID(payload["sub"]))
+        member = member_for_token(db.session, payload)
         if member is None or member.erased_at is not None:
-            abort(401, message="The account no longer exists.")
+            abort(401, message="The session has ended (logged out, or the account no "
+                               "longer exists); log in again.")
         g.member = member
         g.caller = Caller("member", "member", member.id)
         return view(*args, **kwargs)
@@ -70,9 +75,12 @@ def staff_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
             role = payload.get("role")
             if role not in STAFF_ROLES and role != "partner":
                 abort(403, message="This needs a staff account.")
-            user = db.session.get(StaffUser, uuid.UUID(payload["sub"]))
-            if user is None or not user.active or user.role != role:
-                abort(401, message="The account is disabled or its role has changed.")
+            user = staff_for_token(db.session, payload)
+            if user is None:
+                abort(401, message=ENDED)
+            if needs_enrolment(user) and not getattr(view, "enrolment_allowed", False):
+                abort(403, message="Set up your second factor first: POST /v1/auth/totp, "
+                                   "then POST /v1/auth/totp/confirm with a code from the app.")
             if role not in allowed:
                 abort(403, message=f"This needs one of the roles: {', '.join(sorted(allowed))}.")
             g.caller = Caller("staff", role, user.id, user.partner_id)
@@ -102,9 +110,9 @@ def partner_required(view: Callable[..., Any]) -> Callable[..., Any]:
         payload = _bearer()
         if payload.get("role") != "partner" or not payload.get("partner_id"):
             abort(403, message="This is for partners.")
-        user = db.session.get(StaffUser, uuid.UUID(payload["sub"]))
-        if user is None or not user.active or user.role != "partner" or user.partner_id is None:
-            abort(401, message="The account is disabled or its role has changed.")
+        user = staff_for_token(db.session, payload)
+        if user is None or user.partner_id is None:
+            abort(401, message=ENDED)
         partner = db.session.get(Partner, user.partner_id)
         if partner is None or not partner.active:
             abort(401, message="The partner is no longer part of the scheme.")

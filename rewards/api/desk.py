@@ -18,6 +18,7 @@ from ..members import (
     normalise_postcode_district,
     pin_problem,
     set_pin,
+    unlock_pin,
 )
 from ..models import Member
 from .auth import BEARER, staff_required
@@ -114,3 +115,28 @@ def reset_pin(args: dict[str, Any], member_id: uuid.UUID):
     set_pin(member, args["pin"])
     audit("reset_pin", "member", member.id)
     db.session.commit()
+
+
+class PinStateOut(Schema):
+    id = fields.UUID()
+    pin_locked_until = fields.DateTime(allow_none=True)
+    pin_blocked_at = fields.DateTime(allow_none=True)
+    pin_locks = fields.Integer()
+
+
+@blp.route("/<uuid:member_id>/pin-unlock", methods=["POST"])
+@blp.doc(security=BEARER)
+@staff_required("desk", "scheme_manager")
+@blp.response(200, PinStateOut)
+@blp.alt_response(404, description="No such member")
+def unlock(member_id: uuid.UUID):
+    """Unlock a card whose PIN is locked or blocked after wrong tries, keeping the PIN
+    (after the desk has checked who the member is). Audited with what was lifted."""
+    member = db.session.get(Member, member_id)
+    if member is None or member.erased_at is not None:
+        abort(404, message="No such member.")
+    audit("unlock_pin", "member", member.id, pin_locks=member.pin_locks,
+          pin_locked_until=member.pin_locked_until, pin_blocked_at=member.pin_blocked_at)
+    unlock_pin(member)
+    db.session.commit()
+    return member

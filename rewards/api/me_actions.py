@@ -16,6 +16,7 @@ from sqlalchemy import Select, func, select
 from ..actions.claims import ClaimRefused, claim
 from ..actions.reviews import photo_type, reports_today, self_report_status, submit_self_report
 from ..extensions import db
+from ..members import lock_member
 from ..models import Action, ActionType, utcnow
 from ..models.review import Review, SelfReport
 from .auth import BEARER, current_member, member_required
@@ -192,6 +193,7 @@ class SelfReports(MethodView):
                                         "the file's content, not its name)."]})
             photo = photo or None
         limit = config["SELF_REPORTS_PER_DAY"]
+        lock_member(db.session, member.id)  # concurrent reports take turns: the count is exact
         count, oldest = reports_today(db.session, member.id, now)
         if count >= limit:
             wait = max(1, math.ceil((oldest + timedelta(days=1) - now).total_seconds()))

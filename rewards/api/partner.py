@@ -223,11 +223,17 @@ def undo(redemption_id: uuid.UUID):
 
 # -- offers a partner proposes ---------------------------------------------------------------
 
+class PartnerOfferOut(OfferOut):
+    class Meta:
+        # Who at the council reviewed it is staff's business: no staff ids to partners.
+        exclude = ("reviewed_by",)
+
+
 @blp.route("/offers")
 class PartnerOffers(MethodView):
     @blp.doc(security=PARTNER_AUTH)
     @partner_required
-    @blp.response(200, OfferOut(many=True))
+    @blp.response(200, PartnerOfferOut(many=True))
     @blp.paginate()
     def get(self, pagination_parameters):
         """This partner's offers, whatever their status (proposed, live, rejected, retired)."""
@@ -238,7 +244,7 @@ class PartnerOffers(MethodView):
     @blp.doc(security=[{"bearerAuth": []}])
     @partner_required
     @blp.arguments(OfferTerms)
-    @blp.response(201, OfferOut)
+    @blp.response(201, PartnerOfferOut)
     @blp.alt_response(403, description="A till key, or a charity")
     def post(self, args):
         """Propose an offer. It waits, `proposed`, until a scheme manager approves it;

@@ -5,6 +5,7 @@ from .action import Action, Award
 from .base import Base, utcnow
 from .infra import IdempotencyRecord, OutboxMessage
 from .ledger import Account, Posting, PostingLine
+from .login import LoginSession, LoginThrottle  # noqa: F401  (logins that can end)
 from .member import Identifier, Member, OtpCode
 from .partner import Offer, Partner
 from .reward import Redemption, Reward

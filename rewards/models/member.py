@@ -25,6 +25,10 @@ class Member(IdMixin, Base):
     pin_hash: Mapped[str | None] = mapped_column(String(255))
     pin_failures: Mapped[int] = mapped_column(default=0)
     pin_locked_until: Mapped[datetime | None] = mapped_column()
+    # Lockouts so far (each doubles the next); after PIN_MAX_LOCKS, blocked until a desk
+    # unlocks the card.
+    pin_locks: Mapped[int] = mapped_column(default=0)
+    pin_blocked_at: Mapped[datetime | None] = mapped_column()
     enrolled_by: Mapped[uuid.UUID | None] = mapped_column()
 
     identifiers: Mapped[list[Identifier]] = relationship(back_populates="member")
@@ -39,6 +43,8 @@ class Identifier(IdMixin, Base):
     kind: Mapped[str] = mapped_column(String(32))
     number_hash: Mapped[str] = mapped_column(String(64), unique=True)
     last4: Mapped[str] = mapped_column(String(4))
+    # Which IDENTIFIER_KEY made number_hash (a fingerprint, not the key); None: before 0006.
+    key_id: Mapped[str | None] = mapped_column(String(16))
 
     member: Mapped[Member] = relationship(back_populates="identifiers")
 

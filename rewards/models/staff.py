@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String
@@ -21,6 +22,11 @@ class StaffUser(IdMixin, Base):
     role: Mapped[str] = mapped_column(String(32))
     partner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("partners.id"))
     active: Mapped[bool] = mapped_column(default=True)
+    # Lockout after wrong passwords is in login_throttles (it also covers unknown emails).
+    # TOTP second factor: the secret, when it was confirmed, the last time step used.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column()
+    totp_last_step: Mapped[int | None] = mapped_column()
 
 
 class AuditEntry(IdMixin, Base):

@@ -11,9 +11,10 @@ from sqlalchemy import select
 
 from ..actions.claims import display_code, sheet_token_opens
 from ..extensions import db
-from ..models import StaffUser
 from ..models.event import Event, EventCode
 from ..security import read_token
+from ..sessions import staff_for_token
+from ..staff import needs_enrolment
 
 bp = Blueprint("event_pages", __name__, url_prefix="/staff/events", template_folder="templates")
 
@@ -28,8 +29,8 @@ def _staff_may_see() -> bool:
     payload = read_token(token.strip())
     if payload is None or payload.get("role") not in SHEET_ROLES:
         return False
-    user = db.session.get(StaffUser, uuid.UUID(payload["sub"]))
-    return user is not None and user.active and user.role == payload["role"]
+    user = staff_for_token(db.session, payload)
+    return user is not None and not needs_enrolment(user)
 
 
 def _qr(code: str, scale: int) -> Markup:

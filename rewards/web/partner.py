@@ -12,14 +12,16 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
-from werkzeug.security import check_password_hash
 
 from ..extensions import db
 from ..members import PinRefused, check_card_pin
 from ..models import Offer, Partner, Redemption, Reward, StaffUser, utcnow
+from ..models.login import LoginSession
+from ..sessions import live, revoke, start_session
+from ..staff import LoginRefused, authenticate
 from ..vouchers import (
     UNDO_WINDOW,
     ClaimRefused,
@@ -57,11 +59,20 @@ def _csrf_ok() -> bool:
 
 
 def _current_user() -> tuple[StaffUser, Partner] | None:
-    user_id = session.get("partner_user_id")
-    if not user_id:
+    # The cookie holds only the id of a server-side session: logging out (or a password
+    # change, or "sign out everywhere") revokes the row and the cookie is worth nothing.
+    try:
+        login_id = uuid.UUID(session.get("partner_login", ""))
+    except ValueError:
         return None
-    user = db.session.get(StaffUser, uuid.UUID(user_id))
-    if user is None or not user.active or user.role != "partner" or user.partner_id is None:
+    row = db.session.execute(
+        select(StaffUser, LoginSession).join(LoginSession,
+                                             LoginSession.staff_user_id == StaffUser.id)
+        .where(LoginSession.id == login_id, LoginSession.kind == "partner_page")).first()
+    if row is None or not live(row.LoginSession):
+        return None
+    user = row.StaffUser
+    if not user.active or user.role != "partner" or user.partner_id is None:
         return None
     partner = db.session.get(Partner, user.partner_id)
     if partner is None or not partner.active:
@@ -74,8 +85,9 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         found = _current_user()
         if found is None:
-            session.pop("partner_user_id", None)
+            session.pop("partner_login", None)
             return redirect(url_for("partner_pages.login"))
+        g.partner_user_id = found[0].id
         return view(found[1], *args, **kwargs)
 
     return wrapper
@@ -97,13 +109,21 @@ def login():
     if request.method == "POST":
         if not _csrf_ok():
             return render_template("partner_login.html", error="The form expired; try again."), 400
-        email = request.form.get("email", "").strip().lower()
-        user = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
-        password = request.form.get("password", "")
-        if (user is not None and user.active and user.role == "partner"
-                and check_password_hash(user.password_hash, password)):
+        try:
+            user = authenticate(db.session, request.form.get("email", ""),
+                                request.form.get("password", ""))
+        except LoginRefused as refused:
+            if refused.retry_after:
+                return (render_template("partner_login.html", error=refused.message), 429,
+                        {"Retry-After": str(refused.retry_after)})
+            user = None
+        if user is not None and user.role == "partner" and user.partner_id is not None:
+            login_row = start_session(db.session, "partner_page",
+                                      current_app.config["PARTNER_SESSION_TTL"],
+                                      staff_user_id=user.id)
+            db.session.commit()
             session.clear()
-            session["partner_user_id"] = str(user.id)
+            session["partner_login"] = str(login_row.id)
             return redirect(url_for("partner_pages.redeem_page"))
         error = "Email or password is not right, or the account is not a partner's."
     return render_template("partner_login.html", error=error), (401 if error else 200)
@@ -113,6 +133,11 @@ def login():
 def logout():
     if not _csrf_ok():
         return redirect(url_for("partner_pages.redeem_page"))
+    try:
+        revoke(db.session, uuid.UUID(session.get("partner_login", "")), "logout")
+        db.session.commit()
+    except ValueError:
+        pass  # no session to end
     session.clear()
     return redirect(url_for("partner_pages.login"))
 
@@ -150,8 +175,7 @@ def _undo_minutes() -> int:
 
 
 def _user_id() -> uuid.UUID | None:
-    user_id = session.get("partner_user_id")
-    return uuid.UUID(user_id) if user_id else None
+    return g.get("partner_user_id")
 
 
 @bp.route("/redeem", methods=["GET"])

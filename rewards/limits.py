@@ -1,0 +1,99 @@
+"""Per-client rate limits (flask-limiter), all in one table: which endpoint, which
+setting holds its limit. Counters live in Redis when REDIS_URL is set (shared by every
+worker), in memory otherwise. A client is the account a valid bearer token names, or
+the till an API key names, else the address (behind TRUSTED_PROXIES proxies, the one
+they saw). A 429 carries Retry-After and RateLimit-Limit/-Remaining/-Reset."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .security import read_token
+
+# endpoint -> (setting with its limit, methods it applies to)
+LIMITS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "auth.login": ("RATE_LIMIT_LOGIN", ("POST",)),
+    "partner_pages.login": ("RATE_LIMIT_LOGIN", ("POST",)),
+    "auth.otp": ("RATE_LIMIT_OTP", ("POST",)),
+    "auth.token": ("RATE_LIMIT_CODE_CHECK", ("POST",)),
+    "auth.refresh": ("RATE_LIMIT_REFRESH", ("POST",)),
+    "me.Identifiers": ("RATE_LIMIT_LINK_CARD", ("POST",)),
+    "me_actions.post_claim": ("RATE_LIMIT_CLAIM", ("POST",)),
+    "me.Rewards": ("RATE_LIMIT_CLAIM", ("POST",)),
+    "me_actions.SelfReports": ("RATE_LIMIT_SELF_REPORT", ("POST",)),
+    "partner.check_voucher": ("RATE_LIMIT_REDEEM", ("GET",)),
+    "partner.Redemptions": ("RATE_LIMIT_REDEEM", ("POST",)),
+    "partner_pages.redeem_submit": ("RATE_LIMIT_REDEEM", ("POST",)),
+    # Card and PIN: a PIN check at a till, by API or on the partner page.
+    "partner.post_card_redemption": ("RATE_LIMIT_PIN", ("POST",)),
+    "partner_pages.card_submit": ("RATE_LIMIT_PIN", ("POST",)),
+}
+
+TOO_MANY = "Too many requests from this client; wait before trying again (see Retry-After)."
+
+
+def client_key() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        payload = read_token(token.strip())
+        if payload is not None:
+            return f"{payload.get('role')}:{payload.get('sub')}"
+    api_key = request.headers.get("X-Api-Key")
+    if api_key:
+        return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
+    return f"addr:{request.remote_addr}"
+
+
+limiter = Limiter(client_key, headers_enabled=True, swallow_errors=True)
+
+
+@functools.cache
+def _setting(name: str) -> Callable[[], str]:
+    # One function per setting, so re-applying the table (a second app) adds nothing.
+    def value() -> str:
+        return current_app.config[name]
+
+    value.__name__ = f"limit_{name}"
+    return value
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind TRUSTED_PROXIES reverse proxies, the client is the address the nearest of
+    them saw (X-Forwarded-For), not the proxy; with 0 the header is ignored, since
+    anyone can send it."""
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
+                                x_host=hops)
+
+
+def storage_uri(config: Any) -> str:
+    """Shared counters in Redis when the scheme has one; else this process's memory."""
+    return config.get("REDIS_URL") or "memory://"
+
+
+def init_limits(app: Flask) -> None:
+    config = app.config
+    trust_proxies(app)
+    config.setdefault("RATELIMIT_STORAGE_URI", storage_uri(config))
+    config.setdefault("RATELIMIT_KEY_PREFIX", f"{config.get('RQ_QUEUE_PREFIX', '')}rewards-limits")
+    config.setdefault("RATELIMIT_HEADER_LIMIT", "RateLimit-Limit")
+    config.setdefault("RATELIMIT_HEADER_REMAINING", "RateLimit-Remaining")
+    config.setdefault("RATELIMIT_HEADER_RESET", "RateLimit-Reset")
+    config.setdefault("RATELIMIT_HEADER_RETRY_AFTER_VALUE", "delta-seconds")
+    limiter.init_app(app)
+    for endpoint, (setting, methods) in LIMITS.items():
+        view = app.view_functions.get(endpoint)
+        if view is None:
+            app.logger.warning("rate limit for %s: no such endpoint", endpoint)
+            continue
+        app.view_functions[endpoint] = limiter.limit(
+            _setting(setting), methods=list(methods), error_message=TOO_MANY)(view)

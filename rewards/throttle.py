@@ -1,0 +1,75 @@
+"""Slowing guessing down, per account: failed logins lock the account with a back-off
+that doubles (whether or not the account exists, so the answer tells nothing), and a
+row per key that concurrent requests for one address queue on."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .models import utcnow
+from .models.login import LoginThrottle
+
+
+def throttle_key(purpose: str, value: str) -> str:
+    # A digest: the table must not become a list of addresses someone tried.
+    return f"{purpose}:{hashlib.sha256(value.strip().lower().encode()).hexdigest()}"
+
+
+def lock_row(session: Session, key: str) -> LoginThrottle:
+    """The key's row, created if need be, locked until the caller's transaction ends:
+    concurrent requests for one key take turns (SQLite serialises writers already)."""
+    row = session.scalar(select(LoginThrottle).where(LoginThrottle.key == key)
+                         .with_for_update())
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            session.execute(insert(LoginThrottle).values(key=key, failures=0))
+    except IntegrityError:
+        pass  # made by a concurrent request just now; wait for its lock below
+    return session.scalars(select(LoginThrottle).where(LoginThrottle.key == key)
+                           .with_for_update().execution_options(populate_existing=True)).one()
+
+
+def lock_seconds(failures: int, after: int, base: int, ceiling: int) -> int:
+    """How long `failures` wrong tries in a row lock the account: none below `after`,
+    then `base` seconds, doubling with each further failure, at most `ceiling`."""
+    if failures < after:
+        return 0
+    return min(ceiling, base * 2 ** min(failures - after, 30))
+
+
+@dataclass
+class Locked(Exception):
+    retry_after: int
+
+
+def check_not_locked(row: LoginThrottle, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    if row.locked_until is not None and row.locked_until > now:
+        raise Locked(max(1, math.ceil((row.locked_until - now).total_seconds())))
+
+
+def record_failure(row: LoginThrottle, now: datetime | None = None) -> None:
+    config = current_app.config
+    now = now or utcnow()
+    row.failures += 1
+    row.updated_at = now
+    seconds = lock_seconds(row.failures, config["LOGIN_LOCK_AFTER"],
+                           config["LOGIN_LOCK_SECONDS"], config["LOGIN_LOCK_MAX_SECONDS"])
+    if seconds:
+        row.locked_until = now + timedelta(seconds=seconds)
+
+
+def record_success(row: LoginThrottle) -> None:
+    row.failures = 0
+    row.locked_until = None
+    row.updated_at = utcnow()
