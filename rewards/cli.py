@@ -14,7 +14,17 @@ from sqlalchemy import select
 from . import create_app
 
 
-@click.group(cls=FlaskGroup, create_app=lambda: create_app())
+def _app_or_refusal() -> Flask:
+    """The app, or a one-line refusal (no traceback) when a key is missing or unsafe."""
+    from .keys import UnsafeConfiguration
+
+    try:
+        return create_app()
+    except UnsafeConfiguration as refusal:
+        raise click.ClickException(str(refusal)) from None
+
+
+@click.group(cls=FlaskGroup, create_app=_app_or_refusal)
 def main() -> None:
     """Citizen rewards scheme."""
 
