@@ -25,7 +25,8 @@ from .test_worker import BIN, ROOT, worker_env
 def test_a_database_outage_answers_503_with_retry_after(client: FlaskClient, app: Flask) -> None:
     me = resident(client, app, points=10)
     assert client.get("/v1/offers", headers=me.headers).status_code == 200
-    requests = [("get", "/v1/offers", me.headers, None), ("get", "/v1/me/balance", me.headers, None),
+    requests = [("get", "/v1/offers", me.headers, None),
+                ("get", "/v1/me/balance", me.headers, None),
                 ("post", "/v1/me/rewards", me.headers,
                  {"offer_id": "00000000-0000-0000-0000-000000000000"})]
     for method, path, headers, body in requests:
