@@ -130,7 +130,9 @@ def issue_all(app: Any, env: dict[str, str], workers: int, expected: int, fork: 
               limit: float) -> float:
     """Vouchers/s issued by `workers` worker processes, first voucher to last."""
     already = _issued(app)
-    command = [str(Path(sys.executable).parent / "rewards"), "worker", *(["--fork"] if fork else [])]
+    command = [str(Path(sys.executable).parent / "rewards"), "worker"]
+    if fork:
+        command.append("--fork")
     procs = [subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
              for _ in range(workers)]
