@@ -61,6 +61,8 @@ class _RelayingWorker:
     """Relays due outbox rows between jobs and while waiting for them."""
 
     _last_relay = 0.0
+    # RQ's own back-off while Redis is away, capped like ours.
+    max_connection_wait_time = BACKOFF_MOST
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         super().heartbeat(timeout, pipeline)  # type: ignore[misc]
