@@ -363,3 +363,27 @@ def test_a_child_killed_mid_transaction_leaves_nothing_open(app: Flask) -> None:
         _wait_for(lambda: stuck() == 0, 10, "the killed child's transaction to end")
         assert db.session.scalar(text("SELECT pg_try_advisory_xact_lock(4242)")) is True
         db.session.commit()
+
+
+def test_the_scheduler_waits_for_redis(app: Flask, private_redis: PrivateRedis,
+                                       tmp_path: Path) -> None:
+    log_path = tmp_path / "cron.log"
+    with open(log_path, "w") as log_file:
+        cron = subprocess.Popen([str(BIN / "rewards"), "cron"],
+                                env=worker_env(app, private_redis.url), cwd=ROOT,
+                                stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        _wait_for(lambda: "reconnecting the scheduler in" in log_path.read_text(), 30,
+                  "the scheduler to report Redis unavailable")
+        assert cron.poll() is None, log_path.read_text()
+        private_redis.start()
+        connection = Redis.from_url(private_redis.url)
+        _wait_for(lambda: list(connection.scan_iter("rq:cron_scheduler:*")), 60,
+                  "the scheduler to register")
+        assert cron.poll() is None, log_path.read_text()
+    finally:
+        if cron.poll() is None:
+            os.killpg(cron.pid, signal.SIGTERM)
+        cron.wait(timeout=30)
+    assert cron.returncode == 0, log_path.read_text()
