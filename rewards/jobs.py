@@ -176,6 +176,7 @@ def run_attempt(message_id: uuid.UUID, func: Callable[..., Any], args: tuple[Any
         return run_plain(func, args, kwargs)
     assert isinstance(message, OutboxMessage)
     attempt, most = message.attempts, int(current_app.config["JOB_MAX_ATTEMPTS"])
+    job = message.job
     try:
         with _attempt(attempt, most):
             result = func(*args, **kwargs)
@@ -184,7 +185,7 @@ def run_attempt(message_id: uuid.UUID, func: Callable[..., Any], args: tuple[Any
         session.rollback()
         try:
             again = _finish(message_id, attempt, error)
-            log.warning("job %s failed (attempt %d of %d)%s: %r", message.job, attempt, most,
+            log.warning("job %s failed (attempt %d of %d)%s: %r", job, attempt, most,
                         "; it will be retried" if again else "", error)
         except Exception:  # the lease lapses and the relay sends it again
             session.rollback()
