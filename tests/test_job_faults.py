@@ -33,18 +33,27 @@ from .test_worker import BIN, ROOT, handed_over, run_rewards_worker, worker_env
 COST = 10
 
 
-def _claims(client: FlaskClient, app: Flask, count: int) -> list[str]:
+def _claimer(client: FlaskClient, app: Flask, most: int) -> Any:
+    """claim(n): n more claims of one offer by one resident, up to `most` in all."""
     admin = admin_headers(client, app)
     partner = make_partner(client, admin)
-    offer = make_offer(client, admin, partner["id"], cost_points=COST, stock=count + 5)
-    me = resident(client, app, points=COST * count)
-    ids = []
-    for _ in range(count):
-        claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]},
-                              headers=me.headers)
-        assert claimed.status_code == 202, claimed.json
-        ids.append(claimed.json["id"])
-    return ids
+    offer = make_offer(client, admin, partner["id"], cost_points=COST, stock=most + 5)
+    me = resident(client, app, points=COST * most)
+
+    def claim(count: int) -> list[str]:
+        ids = []
+        for _ in range(count):
+            claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]},
+                                  headers=me.headers)
+            assert claimed.status_code == 202, claimed.json
+            ids.append(claimed.json["id"])
+        return ids
+
+    return claim
+
+
+def _claims(client: FlaskClient, app: Flask, count: int) -> list[str]:
+    return list(_claimer(client, app, count)(count))
 
 
 def _issued(app: Flask, ids: list[str]) -> dict[str, int]:
@@ -387,3 +396,43 @@ def test_the_scheduler_waits_for_redis(app: Flask, private_redis: PrivateRedis,
             os.killpg(cron.pid, signal.SIGTERM)
         cron.wait(timeout=30)
     assert cron.returncode == 0, log_path.read_text()
+
+
+@pytest.mark.parametrize("mode", [[], ["--fork"]], ids=["own-process", "forking"])
+def test_workers_recover_when_the_database_drops_their_connections(
+    client: FlaskClient, app: Flask, rq_mode: str, tmp_path: Path, mode: list[str]
+) -> None:
+    """What a PostgreSQL restart does to a worker: every connection it holds dies. The
+    next job must run on fresh connections, in its first attempt."""
+    from sqlalchemy import text
+
+    with app.app_context():
+        _postgres_only()
+        name = db.engine.url.database
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "w") as log_file:
+        worker = subprocess.Popen([str(BIN / "rewards"), "worker", *mode],
+                                  env=worker_env(app, rq_mode), cwd=ROOT, stdout=log_file,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    claim = _claimer(client, app, 2)
+    try:
+        [first] = claim(1)
+        handed_over()
+        _wait_for(lambda: _issued(app, [first])["issued"] == 1, 60, "the first voucher")
+        with app.app_context():
+            killed = db.session.scalar(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
+            db.session.commit()
+        assert killed >= 1
+        db.session.remove()
+        [second] = claim(1)
+        handed_over()
+        _wait_for(lambda: _issued(app, [second])["issued"] == 1, 60, "the second voucher")
+        assert worker.poll() is None, log_path.read_text()
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+    rows = _outbox(app)
+    assert {(row.attempts, row.due_at, row.last_error) for row in rows} == {(1, None, None)}
