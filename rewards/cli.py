@@ -144,23 +144,28 @@ def demo(members: int, weeks: int, force: bool) -> None:
 
 
 @main.command("worker")
-@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty and no job is due.")
+@click.option("--fork", is_flag=True, help="Run each job in a forked work horse.")
 @with_appcontext
-def worker(burst: bool) -> None:
-    """Run an RQ worker for the scheme's queues inside the app context."""
-    from rq import Worker
+def worker(burst: bool, fork: bool) -> None:
+    """Run an RQ worker for the scheme's queues inside the app context; it relays
+    due outbox jobs and outlives Redis outages (workers/runner.py)."""
+    from workers.runner import run_worker
 
-    from . import jobs
-    from .extensions import redis
-
-    connection = redis.get()
-    if connection is None:
+    if not current_app.config.get("REDIS_URL"):
         raise click.ClickException("REDIS_URL is not set: jobs run in-process, no worker needed.")
-    sent = jobs.relay(older_than_seconds=0)
-    if sent:
-        click.echo(f"sent {sent} outbox job(s) left from before")
-    queues = [jobs.queue_name(name) for name in jobs.QUEUES]
-    Worker(queues, connection=connection).work(burst=burst, with_scheduler=True)
+    run_worker(current_app._get_current_object(), burst=burst, fork=fork)
+
+
+@main.command("cron")
+@with_appcontext
+def cron() -> None:
+    """Run the scheduler (`rq cron workers.cron`), reconnecting when Redis goes away."""
+    from workers.runner import run_cron
+
+    if not current_app.config.get("REDIS_URL"):
+        raise click.ClickException("REDIS_URL is not set: nothing to schedule.")
+    run_cron(current_app._get_current_object())
 
 
 @main.group("jobs")
@@ -174,7 +179,7 @@ def jobs_relay() -> None:
     """Send jobs still waiting in the outbox."""
     from . import jobs
 
-    click.echo(f"sent {jobs.relay(older_than_seconds=0)}")
+    click.echo(f"sent {jobs.relay(everything=True)}")
 
 
 @main.group("ledger")

@@ -78,6 +78,15 @@ class Config:
         # How long a printable claim-code sheet's signed link works, in seconds.
         self.EVENT_SHEET_LINK_TTL: int = _env_int("EVENT_SHEET_LINK_TTL", 3600)
         self.JOB_MAX_ATTEMPTS: int = _env_int("JOB_MAX_ATTEMPTS", 4)
+        # Jobs and partners under faults (docs/jobs.md): seconds before the 2nd, 3rd, ...
+        # attempt; one attempt's time limit (a killed worker's job is sent again after
+        # it); a partner's fulfilment call; rewards still pending this long are failed.
+        self.JOB_RETRY_INTERVALS: list[int] = [
+            int(item) for item in env.get("JOB_RETRY_INTERVALS", "5,30,120").split(",")
+            if item.strip()] or [5]
+        self.JOB_TIMEOUT_SECONDS: int = _env_int("JOB_TIMEOUT_SECONDS", 30)
+        self.PARTNER_TIMEOUT_SECONDS: float = float(env.get("PARTNER_TIMEOUT_SECONDS") or 10)
+        self.REWARD_STUCK_AFTER_SECONDS: int = _env_int("REWARD_STUCK_AFTER_SECONDS", 6 * 3600)
         self.RQ_QUEUE_PREFIX: str = env.get("RQ_QUEUE_PREFIX", "")
         self.LOG_LEVEL: str = env.get("LOG_LEVEL", "INFO")
         self.TESTING: bool = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import flask_smorest
@@ -43,6 +44,25 @@ class Database:
     def dialect(self) -> str:
         assert self.engine is not None, "database not bound: call create_app() first"
         return self.engine.dialect.name
+
+    def after_fork(self) -> None:
+        """In a forked child (an RQ work horse, a gunicorn worker): never touch the
+        parent's connections. The inherited session is set aside unclosed (closing or
+        collecting it would end the parent's transaction on their shared socket) and
+        the pool forgets the parent's connections without closing them."""
+        if self.session.registry.has():
+            _inherited_sessions.append(self.session.registry())
+            self.session.registry.clear()
+        if self.engine is not None:
+            self.engine.dispose(close=False)
+
+
+# Sessions a forked child inherited: kept referenced so they are never closed there.
+_inherited_sessions: list[Session] = []
+
+
+def _after_fork_in_child() -> None:
+    db.after_fork()
 
 
 def make_engine(url: str) -> Engine:
@@ -132,8 +152,39 @@ class Api(flask_smorest.Api):
     def handle_unexpected_exception(self, error: Exception):
         if isinstance(error, HTTPException):
             return self.handle_http_exception(error)
+        if _database_unavailable(error):
+            # The database is down or restarting: a client should come back shortly.
+            current_app.logger.error("database unavailable: %s", error)
+            _discard_session()
+            return error_response(503, "The service is briefly unavailable; please try "
+                                       "again shortly.", headers={"Retry-After": DB_RETRY_AFTER})
         current_app.logger.exception("unhandled error", exc_info=error)
         return error_response(500, "Something went wrong on our side; it has been logged.")
+
+
+# Seconds a client is asked to wait when the database is unavailable.
+DB_RETRY_AFTER = "5"
+
+
+def _database_unavailable(error: BaseException) -> bool:
+    """Errors that mean the database cannot be reached (down, restarting, connection
+    lost, pool exhausted), not that a statement was wrong."""
+    from sqlalchemy import exc
+
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)):
+        return True
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    cause = error.__cause__ or error.__context__
+    return cause is not None and cause is not error and _database_unavailable(cause)
+
+
+def _discard_session() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # the connection is gone; removing the session is what matters
+        pass
+    db.session.remove()
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -159,3 +210,4 @@ class RedisHolder:
 db = Database()
 api = Api()
 redis = RedisHolder()
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -137,7 +137,7 @@ def test_a_500_then_success_on_retry(client: FlaskClient, app: Flask, leisure) -
 def test_a_partner_that_never_answers_in_time(client: FlaskClient, app: Flask, leisure,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     admin, partner = leisure
-    monkeypatch.setitem(app.config, "FULFILMENT_TIMEOUT", 0.3)
+    monkeypatch.setitem(app.config, "PARTNER_TIMEOUT_SECONDS", 0.3)
     monkeypatch.setitem(app.config, "JOB_MAX_ATTEMPTS", 2)
     with partner_system(partner["webhook_secret"], script=["slow", "slow"]) as system:
         offer = _webhook_offer(client, app, system, partner, admin, stock=1)

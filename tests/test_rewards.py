@@ -541,7 +541,7 @@ def test_issuing_that_keeps_failing_returns_the_points(client: FlaskClient, app:
     monkeypatch.setattr(vouchers, "issue", broken)
 
     # A retry is still to come: the reward waits, the points stay held.
-    monkeypatch.setattr(workers.rewards, "_last_attempt", lambda: False)
+    monkeypatch.setattr(rewards.jobs, "last_attempt", lambda: False)
     with app.app_context(), pytest.raises(RuntimeError):
         workers.rewards.issue_reward(reward_id)
     assert reward_row(app, reward_id)["status"] == "pending"
@@ -549,7 +549,7 @@ def test_issuing_that_keeps_failing_returns_the_points(client: FlaskClient, app:
     assert counts(app)["releases"] == 0
 
     # The last attempt fails too: the reward is failed, points and stock come back.
-    monkeypatch.setattr(workers.rewards, "_last_attempt", lambda: True)
+    monkeypatch.setattr(rewards.jobs, "last_attempt", lambda: True)
     with app.app_context(), pytest.raises(RuntimeError):
         workers.rewards.issue_reward(reward_id)
     failed = reward_row(app, reward_id)

@@ -173,7 +173,7 @@ def test_rewards_stuck_pending_are_failed(client: FlaskClient, app: Flask,
 
     assert _run(app, workers.rewards.fail_stuck_rewards, later) == {"failed": 0}  # in outbox
     with app.app_context():
-        db.session.execute(update(OutboxMessage).values(dispatched_at=datetime.now(UTC)))
+        db.session.execute(update(OutboxMessage).values(due_at=None, done_at=datetime.now(UTC)))
         db.session.commit()
     assert _run(app, workers.rewards.fail_stuck_rewards) == {"failed": 0}  # not stuck yet
     assert _run(app, workers.rewards.fail_stuck_rewards, later) == {"failed": 1}

@@ -1,4 +1,4 @@
-"""Schedules for `rq cron` (see docker-entrypoint.sh): `rq cron workers.cron`."""
+"""Schedules for the scheduler: `rewards cron` (or `rq cron workers.cron`)."""
 
 import os
 
@@ -11,7 +11,8 @@ from workers.rewards import expire_vouchers, fail_stuck_rewards, remind_expiring
 _default = os.environ.get("RQ_QUEUE_PREFIX", "") + "default"
 _rewards = os.environ.get("RQ_QUEUE_PREFIX", "") + "rewards"
 
-# Jobs left in the outbox while Redis was down go out within a minute of its return.
+# Outbox jobs due (never handed over, lost by Redis, abandoned by a killed worker, or
+# waiting for a retry) go out within a minute even if no worker relays them.
 cron.register(relay, queue_name=_default, interval=60)
 # Pending points become spendable within an hour of their hold ending.
 cron.register(release_pending, queue_name=_default, cron="7 * * * *", job_timeout=1800)
@@ -24,5 +25,5 @@ cron.register(expire_vouchers, queue_name=_rewards, cron="15 * * * *", job_timeo
 # "Your voucher expires in 3 days": once a day at a civil hour (UTC), once per voucher.
 cron.register(remind_expiring_vouchers, queue_name=_rewards, cron="0 9 * * *",
               job_timeout=1800)
-# Rewards whose issuing never finished (a worker killed on the last attempt).
+# Rewards whose issuing never finished and whose job the outbox gave up on.
 cron.register(fail_stuck_rewards, queue_name=_rewards, cron="40 * * * *", job_timeout=600)

@@ -34,18 +34,6 @@ def _moment(now: str | None) -> datetime:
     return datetime.fromisoformat(now.replace("Z", "+00:00"))
 
 
-def _last_attempt() -> bool:
-    from rq import get_current_job
-
-    current = get_current_job()
-    if current is not None:
-        return not current.retries_left
-    # In-process: the outbox runner says which attempt this is; called directly
-    # (a shell, a test) there is no retry to wait for.
-    attempt = jobs.inline_attempt()
-    return attempt is None or attempt[0] >= attempt[1]
-
-
 @job
 def issue_reward(reward_id: str) -> str:
     """Issue the voucher for a pending reward. Running it twice issues one voucher;
@@ -66,8 +54,10 @@ def issue_reward(reward_id: str) -> str:
         else:
             reward = vouchers.issue(session, rid)
         # Only the run that moved the reward from pending tells the member; a rerun
-        # finds it issued already and must not mail the code again.
+        # finds it issued already and must not mail the code again. The notice is read
+        # before the commit, so nothing reads the database after it.
         issued_now = reward is not None and inspect(reward).attrs.status.history.has_changes()
+        notice = _voucher_notice(reward) if issued_now and reward is not None else None
         session.commit()
     except PermanentFulfilmentError as error:
         session.rollback()
@@ -76,14 +66,14 @@ def issue_reward(reward_id: str) -> str:
         return "failed"
     except Exception as error:
         session.rollback()
-        if _last_attempt():
+        if jobs.last_attempt():
             vouchers.fail(session, rid, f"could not issue the voucher: {error}")
             session.commit()
         raise
     if reward is None:
         return "missing"
-    if issued_now and reward.status == "issued":
-        _tell_member(reward)
+    if notice is not None:
+        _send_notice(reward.id, *notice)
     return reward.status
 
 
@@ -99,7 +89,7 @@ def _issue_by_partner(session: Session, reward: Reward, offer: Offer) -> Reward 
                         offer.title, expires_at)
     url, secret, rid = partner.fulfilment_url, partner.webhook_secret, reward.id
     session.commit()
-    timeout = float(current_app.config.get("FULFILMENT_TIMEOUT", 5))
+    timeout = float(current_app.config.get("PARTNER_TIMEOUT_SECONDS", 10))
     answer = call_partner(url, secret, str(rid), body, timeout)
     return vouchers.issue(session, rid, expires_at=expires_at, partner_code=answer.code,
                           partner_reference=answer.reference)
@@ -111,24 +101,30 @@ def _title(reward: Reward, member: Member) -> str:
                     preferences(None, member.locale))[0]
 
 
-def _tell_member(reward: Reward) -> None:
+def _voucher_notice(reward: Reward) -> tuple[str, str, str] | None:
+    """(to, subject, body) of the "your voucher is ready" mail; None for a member
+    with no email address."""
     member = db.session.get(Member, reward.member_id)
     if member is None or not member.email:
-        return
+        return None
     title = _title(reward, member)
     code = reward.code or reward.partner_code
     reference = f"\nBooking reference: {reward.partner_reference}" \
         if reward.partner_reference else ""
+    return (
+        member.email,
+        f"Your voucher is ready: {title}",
+        f"Your voucher for {title} at {reward.offer.partner.name} is ready.\n"
+        f"Code: {code}{reference}\nShow it at the till before "
+        f"{reward.expires_at:%d %B %Y}.\n\n{current_app.config['SCHEME_NAME']}",
+    )
+
+
+def _send_notice(reward_id: uuid.UUID, to: str, subject: str, body: str) -> None:
     try:
-        send_mail(
-            member.email,
-            f"Your voucher is ready: {title}",
-            f"Your voucher for {title} at {reward.offer.partner.name} is ready.\n"
-            f"Code: {code}{reference}\nShow it at the till before "
-            f"{reward.expires_at:%d %B %Y}.\n\n{current_app.config['SCHEME_NAME']}",
-        )
+        send_mail(to, subject, body)
     except Exception:  # the voucher stands; a lost notice must not re-run the job
-        log.exception("could not mail voucher notice for reward %s", reward.id)
+        log.exception("could not mail voucher notice for reward %s", reward_id)
 
 
 # -- scheduled (workers/cron.py) -----------------------------------------------------------
@@ -207,7 +203,8 @@ def remind_expiring_vouchers(now: str | None = None) -> dict[str, int]:
 def fail_stuck_rewards(now: str | None = None) -> dict[str, int]:
     """Give up on rewards still pending long after every retry of their job is over
     (a worker killed on the last attempt never gets to fail it): the points and stock
-    go back. Rewards whose job still waits in the outbox (Redis down) are left alone."""
+    go back. Rewards whose job the outbox still holds (waiting for Redis, queued,
+    running or due for a retry) are left alone: they are issued or failed by it."""
     session = db.session
     moment = _moment(now)
     after = int(current_app.config.get("REWARD_STUCK_AFTER_SECONDS", 6 * 3600))
@@ -215,7 +212,7 @@ def fail_stuck_rewards(now: str | None = None) -> dict[str, int]:
     waiting = {
         str((kwargs or {}).get("reward_id"))
         for kwargs in session.scalars(select(OutboxMessage.kwargs).where(
-            OutboxMessage.job == ISSUE_JOB, OutboxMessage.dispatched_at.is_(None)))
+            OutboxMessage.job == ISSUE_JOB, OutboxMessage.due_at.is_not(None)))
     }
     session.commit()
     failed = 0
