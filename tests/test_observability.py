@@ -139,8 +139,10 @@ def test_a_claims_request_id_follows_its_job_into_the_worker(
     from redis import Redis
 
     from rewards.extensions import db
+    from rewards.handover import handover
     from rewards.models import OutboxMessage
 
+    assert handover.wait()  # the hand-over to Redis happens after the response
     with app.app_context():
         message_id = str(db.session.query(OutboxMessage.id).one()[0])
     assert Job.fetch(message_id, connection=Redis.from_url(rq_mode)).meta == {
