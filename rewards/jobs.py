@@ -376,6 +376,18 @@ def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everythi
     return 1
 
 
+def purge_done(before: datetime, limit: int = 10_000) -> int:
+    """Delete rows of jobs done before `before` (the outbox is a record of work in
+    flight, not an archive). Returns how many went."""
+    from sqlalchemy import delete
+
+    ids = select(OutboxMessage.id).where(OutboxMessage.due_at.is_(None),
+                                         OutboxMessage.done_at < before).limit(limit)
+    result = db.session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+    db.session.commit()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def pending_count() -> int:
     """Outbox rows not done (waiting, queued, running or due for a retry)."""
     from sqlalchemy import func
