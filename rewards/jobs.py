@@ -81,9 +81,10 @@ def retry_delay(attempt: int) -> float:
     return float(intervals[min(attempt, len(intervals)) - 1])
 
 
-def dispatch_pending() -> None:
+def dispatch_pending(meta: dict[str, Any] | None = None) -> None:
     """Send the jobs this session wrote, now that its transaction has committed; from
-    a request, off its critical path."""
+    a request, off its critical path. `meta` goes with each job to RQ (read in the
+    request: the hand-over thread does not see the request's context)."""
     ids = db.session.info.pop("outbox", [])
     if not ids:
         return
@@ -91,18 +92,18 @@ def dispatch_pending() -> None:
         from .handover import handover
 
         handover.submit(current_app._get_current_object(),  # type: ignore[attr-defined]
-                        current_app.config["REDIS_URL"], ids)
+                        current_app.config["REDIS_URL"], ids, meta)
     else:
-        dispatch(ids)
+        dispatch(ids, meta)
 
 
 def discard_pending() -> None:
     db.session.info.pop("outbox", None)
 
 
-def dispatch(ids: Iterable[uuid.UUID]) -> None:
+def dispatch(ids: Iterable[uuid.UUID], meta: dict[str, Any] | None = None) -> None:
     if current_app.config.get("REDIS_URL"):
-        push(list(ids), redis.get())
+        push(list(ids), redis.get(), meta)
     else:
         for message_id in ids:
             run_inline(message_id)
@@ -236,15 +237,16 @@ def run_inline(message_id: uuid.UUID) -> None:
 # -- hand-over and relay -------------------------------------------------------------------
 
 def _rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
-                kwargs: dict[str, Any]) -> None:
+                kwargs: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
     from rq import Queue
 
     Queue(queue_name(queue), connection=connection).enqueue(
         job, kwargs=kwargs, job_id=str(message_id), job_timeout=job_timeout(job),
-        result_ttl=3600, failure_ttl=7 * 24 * 3600)
+        result_ttl=3600, failure_ttl=7 * 24 * 3600, meta=meta or None)
 
 
-def push(ids: list[uuid.UUID], connection: Redis | None) -> int:
+def push(ids: list[uuid.UUID], connection: Redis | None,
+         meta: dict[str, Any] | None = None) -> int:
     """Hand these rows to RQ right after their commit (no status checks: they are
     new). Stops at the first Redis error; the relay sends the rest later."""
     assert connection is not None
@@ -258,7 +260,7 @@ def push(ids: list[uuid.UUID], connection: Redis | None) -> int:
         job, queue, kwargs = message.job, message.queue, dict(message.kwargs)
         session.rollback()
         try:
-            _rq_enqueue(connection, message_id, job, queue, kwargs)
+            _rq_enqueue(connection, message_id, job, queue, kwargs, meta)
         except RedisError as error:
             log.warning("queue unavailable, %s stays in the outbox: %s", job, error)
             return pushed
