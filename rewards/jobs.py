@@ -389,12 +389,3 @@ def purge_done(before: datetime, limit: int = 10_000) -> int:
     db.session.commit()
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-
-def pending_count() -> int:
-    """Outbox rows not done (waiting, queued, running or due for a retry)."""
-    from sqlalchemy import func
-
-    count = db.session.scalar(select(func.count()).select_from(OutboxMessage)
-                              .where(OutboxMessage.due_at.is_not(None)))
-    db.session.commit()
-    return int(count or 0)
