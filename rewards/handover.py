@@ -13,11 +13,10 @@ import queue
 import threading
 import time
 import uuid
+from typing import Any
 
 from flask import Flask
 from redis import Redis
-
-from .logs import request_id_set
 
 log = logging.getLogger("rewards.jobs")
 
@@ -26,19 +25,22 @@ HANDOVER_TIMEOUT = 1.0
 QUEUE_SIZE = 10_000
 
 
+# The app, its Redis URL, the outbox ids and the RQ meta for them.
+Batch = tuple[Flask, str, list[uuid.UUID], dict[str, Any] | None]
+
+
 class Handover:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._queue: queue.Queue[tuple[Flask, str, list[uuid.UUID], str | None]] = (
-            queue.Queue(QUEUE_SIZE))
+        self._queue: queue.Queue[Batch] = queue.Queue(QUEUE_SIZE)
         self._clients: dict[str, Redis] = {}
 
     def submit(self, app: Flask, redis_url: str, ids: list[uuid.UUID],
-               request_id: str | None = None) -> None:
+               meta: dict[str, Any] | None = None) -> None:
         self._ensure_thread()
         try:
-            self._queue.put_nowait((app, redis_url, list(ids), request_id))
+            self._queue.put_nowait((app, redis_url, list(ids), meta))
         except queue.Full:
             log.warning("hand-over queue full: %d job(s) wait in the outbox for the relay",
                         len(ids))
@@ -81,12 +83,11 @@ class Handover:
 
         work = self._queue
         while True:
-            app, url, ids, request_id = work.get()
+            app, url, ids, meta = work.get()
             try:
-                # The jobs carry the id of the request that asked for them (workers.job).
-                with app.app_context(), request_id_set(request_id):
+                with app.app_context():
                     try:
-                        jobs.push(ids, self._client(url))
+                        jobs.push(ids, self._client(url), meta)
                     finally:
                         db.session.remove()
             except Exception:  # the outbox keeps them; the relay sends them

@@ -82,28 +82,32 @@ def retry_delay(attempt: int) -> float:
     return float(intervals[min(attempt, len(intervals)) - 1])
 
 
-def dispatch_pending() -> None:
+def dispatch_pending(meta: dict[str, Any] | None = None) -> None:
     """Send the jobs this session wrote, now that its transaction has committed; from
-    a request, off its critical path."""
+    a request, off its critical path. `meta` goes with each job to RQ (read in the
+    request: the hand-over thread does not see the request's context)."""
     ids = db.session.info.pop("outbox", [])
     if not ids:
         return
+    if meta is None and current_request_id():
+        # The request that asked for the jobs; workers.job logs under it.
+        meta = {"request_id": current_request_id()}
     if current_app.config.get("REDIS_URL") and has_request_context():
         from .handover import handover
 
         handover.submit(current_app._get_current_object(),  # type: ignore[attr-defined]
-                        current_app.config["REDIS_URL"], ids, current_request_id())
+                        current_app.config["REDIS_URL"], ids, meta)
     else:
-        dispatch(ids)
+        dispatch(ids, meta)
 
 
 def discard_pending() -> None:
     db.session.info.pop("outbox", None)
 
 
-def dispatch(ids: Iterable[uuid.UUID]) -> None:
+def dispatch(ids: Iterable[uuid.UUID], meta: dict[str, Any] | None = None) -> None:
     if current_app.config.get("REDIS_URL"):
-        push(list(ids), redis.get())
+        push(list(ids), redis.get(), meta)
     else:
         for message_id in ids:
             run_inline(message_id)
@@ -237,17 +241,16 @@ def run_inline(message_id: uuid.UUID) -> None:
 # -- hand-over and relay -------------------------------------------------------------------
 
 def _rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
-                kwargs: dict[str, Any]) -> None:
+                kwargs: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
     from rq import Queue
 
     Queue(queue_name(queue), connection=connection).enqueue(
         job, kwargs=kwargs, job_id=str(message_id), job_timeout=job_timeout(job),
-        result_ttl=3600, failure_ttl=7 * 24 * 3600,
-        # The request that asked for the job; workers.job logs under it.
-        meta={"request_id": current_request_id()} if current_request_id() else None)
+        result_ttl=3600, failure_ttl=7 * 24 * 3600, meta=meta or None)
 
 
-def push(ids: list[uuid.UUID], connection: Redis | None) -> int:
+def push(ids: list[uuid.UUID], connection: Redis | None,
+         meta: dict[str, Any] | None = None) -> int:
     """Hand these rows to RQ right after their commit (no status checks: they are
     new). Stops at the first Redis error; the relay sends the rest later."""
     assert connection is not None
@@ -261,7 +264,7 @@ def push(ids: list[uuid.UUID], connection: Redis | None) -> int:
         job, queue, kwargs = message.job, message.queue, dict(message.kwargs)
         session.rollback()
         try:
-            _rq_enqueue(connection, message_id, job, queue, kwargs)
+            _rq_enqueue(connection, message_id, job, queue, kwargs, meta)
         except RedisError as error:
             log.warning("queue unavailable, %s stays in the outbox: %s", job, error)
             return pushed
@@ -379,11 +382,14 @@ def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everythi
     return 1
 
 
-def pending_count() -> int:
-    """Outbox rows not done (waiting, queued, running or due for a retry)."""
-    from sqlalchemy import func
+def purge_done(before: datetime, limit: int = 10_000) -> int:
+    """Delete rows of jobs done before `before` (the outbox is a record of work in
+    flight, not an archive). Returns how many went."""
+    from sqlalchemy import delete
 
-    count = db.session.scalar(select(func.count()).select_from(OutboxMessage)
-                              .where(OutboxMessage.due_at.is_not(None)))
+    ids = select(OutboxMessage.id).where(OutboxMessage.due_at.is_(None),
+                                         OutboxMessage.done_at < before).limit(limit)
+    result = db.session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
     db.session.commit()
-    return int(count or 0)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+

@@ -436,3 +436,30 @@ def test_workers_recover_when_the_database_drops_their_connections(
         worker.wait(timeout=30)
     rows = _outbox(app)
     assert {(row.attempts, row.due_at, row.last_error) for row in rows} == {(1, None, None)}
+
+
+def test_rows_of_jobs_done_a_week_ago_are_purged(app: Flask) -> None:
+    from datetime import timedelta
+
+    import workers.outbox
+
+    now = utcnow()
+    with app.app_context():
+        rows = {
+            "old and done": OutboxMessage(job="workers.outbox.relay",
+                                          done_at=now - timedelta(days=8)),
+            "recent": OutboxMessage(job="workers.outbox.relay", done_at=now - timedelta(days=1)),
+            "old, not done": OutboxMessage(job="workers.outbox.relay",
+                                           due_at=now + timedelta(seconds=30),
+                                           created_at=now - timedelta(days=30)),
+        }
+        db.session.add_all(rows.values())
+        db.session.flush()
+        db.session.execute(update(OutboxMessage).where(OutboxMessage.done_at.is_not(None))
+                           .values(due_at=None))
+        db.session.commit()
+        kept = {rows["recent"].id, rows["old, not done"].id}
+        assert workers.outbox.purge_done() == 1
+        assert set(db.session.scalars(select(OutboxMessage.id))) == kept
+        assert workers.outbox.purge_done() == 0
+        db.session.commit()

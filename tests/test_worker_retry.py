@@ -193,8 +193,9 @@ def test_a_worker_killed_on_the_last_attempt_is_finished_by_another(
             _, errors = second.communicate(timeout=30)
     assert second.returncode == 0, errors
     # The bound (docs/jobs.md): the attempt's time limit, the lease's grace and one
-    # relay pass (3 + 5 + 5 s here), plus start-up.
-    assert took < 30, (took, errors[-3000:])
+    # relay pass (3 + 5 + 5 s here), plus the second worker's start-up on a busy machine;
+    # RQ's own clean-up of abandoned jobs would take ten minutes.
+    assert took < 45, (took, errors[-3000:])
 
     assert len(system.calls) == 2
     assert [call.headers["Idempotency-Key"] for call in system.calls] == [reward_id] * 2

@@ -5,7 +5,7 @@ import os
 from rq import cron
 
 from workers.ledger import expire_points, release_pending, verify_ledger
-from workers.outbox import relay
+from workers.outbox import purge_done, relay
 from workers.rewards import expire_vouchers, fail_stuck_rewards, remind_expiring_vouchers
 
 _default = os.environ.get("RQ_QUEUE_PREFIX", "") + "default"
@@ -14,6 +14,8 @@ _rewards = os.environ.get("RQ_QUEUE_PREFIX", "") + "rewards"
 # Outbox jobs due (never handed over, lost by Redis, abandoned by a killed worker, or
 # waiting for a retry) go out within a minute even if no worker relays them.
 cron.register(relay, queue_name=_default, interval=60)
+# Outbox rows of jobs done more than a week ago go, daily at a quiet hour (UTC).
+cron.register(purge_done, queue_name=_default, cron="50 3 * * *", job_timeout=1800)
 # Pending points become spendable within an hour of their hold ending.
 cron.register(release_pending, queue_name=_default, cron="7 * * * *", job_timeout=1800)
 # Lots past their expiry go once a day, at a quiet hour (UTC).
