@@ -5,6 +5,7 @@
 #   make lint     ruff
 #   make openapi  write openapi.yaml
 #   make clean    remove the virtualenv and the local instance/ data
+#   make browser-deps  Chromium (apt) and axe-core (npm, into .cache/npm) for tests/browser
 
 PYTHON ?= python3
 VENV   := .venv
@@ -19,7 +20,7 @@ PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard rewards workers tests bench migrations)
 
 .DEFAULT_GOAL := run
-.PHONY: run venv test lint openapi clean
+.PHONY: run venv test lint openapi clean browser-deps
 
 run: venv
 	$(BIN)/rewards db upgrade
@@ -45,3 +46,12 @@ openapi: venv
 
 clean:
 	rm -rf $(VENV) instance/
+
+# The staff pages' browser tests: Debian's Chromium (never a downloaded browser) and
+# axe-core, which the tests inject into each page (they look in $(AXE_DIR)).
+AXE_DIR ?= .cache/npm
+browser-deps:
+	test -x /usr/bin/chromium || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
+	test -f $(AXE_DIR)/node_modules/axe-core/axe.min.js || \
+		npm install --prefix $(AXE_DIR) --no-audit --no-fund --no-save axe-core@4

@@ -33,6 +33,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(web_bp)
     app.register_blueprint(partner_pages)
     app.register_blueprint(event_pages)
+    from .web.staff import bp as staff_pages  # the council staff dashboard pages
+    app.register_blueprint(staff_pages)
 
     from . import jobs
 
