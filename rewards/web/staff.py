@@ -42,7 +42,9 @@ from .staff_auth import (
 )
 from .staff_figures import GROUPS, REPORT_FIGURES, FigureView, figure_view, headline
 
-bp = Blueprint("staff_pages", __name__, url_prefix="/staff", template_folder="templates")
+# Own static route (/staff/static/...): the app's /static route would shadow the web one.
+bp = Blueprint("staff_pages", __name__, url_prefix="/staff", template_folder="templates",
+               static_folder="static", static_url_path="/static")
 
 FILTER_ARGS = ("from", "to", "ward", "category", "action_type")
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")

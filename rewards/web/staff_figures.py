@@ -22,8 +22,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 # The printable monthly report: what a cabinet paper quotes.
 REPORT_FIGURES = ("active", "actions", "impact", "money", "fairness_deprivation")
 
-MONEY_KINDS = {"money", "pounds", "gbp", "currency"}
-SHARE_KINDS = {"percent", "share", "ratio", "rate"}
+
 
 
 @dataclass
@@ -47,24 +46,31 @@ class FigureView:
     chart_data: dict[str, Any] = field(default_factory=dict)
 
 
-def format_value(value: Any, kind: str, language: str = "en") -> str:
-    """A cell as a person reads it: thousands separated, pounds with pence, shares as
-    per cent. Welsh uses the same digits and separators as English."""
+def format_value(value: Any, kind: str) -> str:
+    """A cell as a person reads it: thousands separated, pounds with pence, percentages
+    with a % sign (the figures give them as 0-100). The raw value stays in the page's
+    data-value attribute, so nothing is lost to rounding. Welsh writes numbers the same."""
     if value is None:
         return ""
     if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (date,)):
+        return str(value).lower()
+    if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, (int, float, Decimal)):
-        if kind in MONEY_KINDS:
-            return f"£{value:,.2f}"
-        if kind in SHARE_KINDS:
-            return f"{float(value) * 100:.1f}%" if abs(float(value)) <= 1 else f"{value:.1f}%"
-        if isinstance(value, int) or (isinstance(value, Decimal) and value == value.to_integral()):
-            return f"{int(value):,}"
-        return f"{float(value):,.2f}"
-    return str(value)
+    if not isinstance(value, (int, float, Decimal)):
+        return str(value)
+    if kind == "money":
+        return f"£{value:,.2f}"
+    if kind == "percent":
+        return f"{float(value):,.2f}%"
+    if isinstance(value, int) or (isinstance(value, Decimal) and value == value.to_integral()):
+        return f"{int(value):,}"
+    return f"{float(value):,.2f}"
+
+
+def is_total(label: Any) -> bool:
+    """A row that sums the others ("All wards", "Total"): shown in the table, not charted."""
+    text = str(label or "").strip().lower()
+    return text.startswith(("all ", "total")) or text in ("all", "cyfanswm")
 
 
 def _label(column: Any, language: str) -> str:
@@ -88,7 +94,7 @@ def figure_view(table: Any, spec: Any, language: str, suppressed_text: str) -> F
             value = row.get(key)
             is_suppressed = key in hidden
             suppressed_count += is_suppressed
-            text = suppressed_text if is_suppressed else format_value(value, kinds[key], language)
+            text = suppressed_text if is_suppressed else format_value(value, kinds[key])
             cells.append(Cell(key, None if is_suppressed else value, text, is_suppressed))
         rows.append(cells)
     title = (getattr(spec, "title_cy", None) if language == "cy" else None) or spec.title
@@ -122,6 +128,8 @@ def chart_data(view: FigureView, spec: Any) -> dict[str, Any]:
     labels = []
     series: dict[str, list[Any]] = {key: [] for key in ys if key in index}
     for cells in view.rows:
+        if x in index and is_total(cells[index[x]].value):
+            continue
         labels.append(cells[index[x]].text if x in index else "")
         for key in series:
             cell = cells[index[key]]
@@ -135,8 +143,8 @@ def chart_data(view: FigureView, spec: Any) -> dict[str, Any]:
 
 
 def headline(view: FigureView | None, key: str) -> Cell | None:
-    """The figure's total of column `key`: its last row if that row is a total, else its
-    only row. None when there is no such single number (the page then shows the table)."""
+    """The figure's whole-scheme value of column `key`: its total row ("All wards",
+    "Total"), or its only row. None when it has no such single number."""
     if view is None or not view.rows:
         return None
     keys = [c["key"] for c in view.columns]
@@ -144,8 +152,7 @@ def headline(view: FigureView | None, key: str) -> Cell | None:
         return None
     if len(view.rows) == 1:
         return view.rows[0][keys.index(key)]
-    last = view.rows[-1]
-    first = str(last[0].value or "").lower()
-    if first in ("total", "all", "cyfanswm"):
-        return last[keys.index(key)]
+    for cells in view.rows:
+        if is_total(cells[0].value):
+            return cells[keys.index(key)]
     return None
