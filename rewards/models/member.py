@@ -26,6 +26,8 @@ class Member(IdMixin, Base):
     pin_failures: Mapped[int] = mapped_column(default=0)
     pin_locked_until: Mapped[datetime | None] = mapped_column()
     enrolled_by: Mapped[uuid.UUID | None] = mapped_column()
+    # Optional, given by the member: only ever shown as an age band in aggregates.
+    birth_year: Mapped[int | None] = mapped_column()
 
     identifiers: Mapped[list[Identifier]] = relationship(back_populates="member")
 
