@@ -199,6 +199,43 @@ def ledger_release(now: datetime | None) -> None:
     click.echo(f"released {summary.points} pending points of {summary.members} member(s)")
 
 
+@main.group("dashboard")
+def dashboard_group() -> None:
+    """The staff dashboard's rollups."""
+
+
+@dashboard_group.command("refresh")
+@with_appcontext
+def dashboard_refresh() -> None:
+    """Bring the rollups up to date with what changed since the last refresh."""
+    from .dashboard.refresh import refresh
+    from .extensions import db
+
+    report = refresh(db.session)
+    click.echo(f"refreshed {report.days} day(s), {report.ledger_days} ledger day(s), "
+               f"{report.months} month(s) in {report.took_ms} ms")
+
+
+@dashboard_group.command("rebuild")
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="First day (scheme time zone), YYYY-MM-DD.")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="Last day (scheme time zone), YYYY-MM-DD.")
+@with_appcontext
+def dashboard_rebuild(first: datetime, last: datetime) -> None:
+    """Recompute every rollup for a range of days from the raw tables."""
+    from .dashboard.refresh import rebuild
+    from .extensions import db
+
+    if first > last:
+        click.echo("--from must not be after --to", err=True)
+        sys.exit(2)
+    report = rebuild(db.session, first.date(), last.date())
+    db.session.commit()
+    click.echo(f"rebuilt {report.days} day(s), {report.months} month(s) in "
+               f"{report.took_ms} ms")
+
+
 @main.command("openapi")
 @click.option("--output", "-o", default="openapi.yaml", show_default=True)
 @with_appcontext

@@ -258,9 +258,11 @@ def rebuild(session: Session, first: date, last: date) -> RefreshReport:
     return report
 
 
-def refresh(session: Session, now: datetime | None = None) -> RefreshReport:
-    """Bring the rollups up to date with what changed since the last refresh; the first
-    refresh builds them from the start of the scheme's history. Commits."""
+def refresh(session: Session, now: datetime | None = None,
+            margin: timedelta = MARGIN) -> RefreshReport:
+    """Bring the rollups up to date with what changed since the last refresh (less
+    `margin`); the first refresh builds them from the start of the scheme's history.
+    Commits."""
     started = clock.monotonic()
     now = now or utcnow()
     if not _locked(session):
@@ -275,8 +277,8 @@ def refresh(session: Session, now: datetime | None = None) -> RefreshReport:
         days = [start + timedelta(days=n) for n in range((today() - start).days + 1)]
         report = _apply(session, days, days, whole_months=True)
     else:
-        report = _apply(session, sorted(touched_days(session, since - MARGIN)),
-                        sorted(touched_ledger_days(session, since - MARGIN)),
+        report = _apply(session, sorted(touched_days(session, since - margin)),
+                        sorted(touched_ledger_days(session, since - margin)),
                         whole_months=False)
     report.took_ms = int((clock.monotonic() - started) * 1000)
     state = session.get(DashboardRefresh, STATE)
