@@ -102,9 +102,9 @@ def earn(session: Session, world: World, rng: random.Random, member_id: uuid.UUI
 
 
 def random_round(session: Session, world: World, rng: random.Random, now: datetime,
-                 actions: int = 80) -> None:
+                 actions: int = 80, members: int | None = None) -> None:
     """One round of a random mix, committed."""
-    for _ in range(rng.randint(2, 6)):
+    for _ in range(members if members is not None else rng.randint(2, 6)):
         add_member(session, world, rng, now)
     for _ in range(actions):
         earn(session, world, rng, rng.choice(world.members), now)
