@@ -40,7 +40,7 @@ from .staff_auth import (
     log_out,
     safe_next,
 )
-from .staff_figures import GROUPS, REPORT_FIGURES, FigureView, figure_view, headline
+from .staff_figures import GROUPS, REPORT_FIGURES, FigureView, figure_view, headlines
 
 # Own static route (/staff/static/...): the app's /static route would shadow the web one.
 bp = Blueprint("staff_pages", __name__, url_prefix="/staff", template_folder="templates",
@@ -53,9 +53,19 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 
 def _dashboard() -> Any:
-    from .. import dashboard  # the data side; imported late so the pages load without it
+    from .. import dashboard  # imported late: the pages' module loads without the figures
 
     return dashboard
+
+
+def _fresh() -> None:
+    """As the API does: without a cron (no Redis, the embedded default) a request brings
+    the rollups up to date, at most once every DASHBOARD_REFRESH_SECONDS."""
+    if current_app.config.get("REDIS_URL"):
+        return
+    from ..dashboard.refresh import refresh_if_stale
+
+    refresh_if_stale(db.session, current_app.config["DASHBOARD_REFRESH_SECONDS"])
 
 
 def min_cell() -> int:
@@ -185,6 +195,7 @@ def _render_group(group: str, names: tuple[str, ...], template: str = "staff/gro
     filters, problem = _filters()
     figures = []
     if filters is not None:
+        _fresh()
         figures = [view for view in (_figure(name, filters) for name in names) if view]
     form = _filter_form(filters)
     return render_template(
@@ -199,33 +210,19 @@ def overview():
     filters, problem = _filters()
     views: dict[str, FigureView] = {}
     if filters is not None:
+        _fresh()
         for name in ("active", "actions", "money"):
             view = _figure(name, filters)
             if view is not None:
                 views[name] = view
-    headlines = _headlines(views)
+    found = headlines(views)
     form = _filter_form(filters)
     suppressed = sum(view.suppressed_count for view in views.values())
     return render_template(
         "staff/overview.html", group="overview", figures=list(views.values()),
-        headlines=headlines, suppressed=suppressed, problem=problem, form=form,
+        headlines=found, suppressed=suppressed, problem=problem, form=form,
         choices=_choices(), query={k: v for k, v in form.items() if v},
     ), (400 if problem else 200)
-
-
-def _headlines(views: dict[str, FigureView]) -> list[tuple[str, Any]]:
-    wanted = (("active_members", "active", ("active_30d", "active_members", "members")),
-              ("actions", "actions", ("actions",)),
-              ("points_issued", "money", ("points_issued", "issued", "points")),
-              ("liability", "money", ("outstanding", "liability", "points_outstanding")))
-    found = []
-    for label, figure, keys in wanted:
-        for key in keys:
-            cell = headline(views.get(figure), key)
-            if cell is not None:
-                found.append((label, cell))
-                break
-    return found
 
 
 @bp.route("/<group>")
@@ -245,6 +242,7 @@ def figure_csv(name: str):
     filters, problem = _filters()
     if filters is None:
         return _error(400, f"{t('bad_filters')}: {problem}")
+    _fresh()
     body = dashboard.compute(name, filters).to_csv()
     stamp = f"{filters.date_from.isoformat()}_{filters.date_to.isoformat()}"
     return Response(body, mimetype="text/csv", headers={
@@ -274,23 +272,34 @@ def report():
     start, end = span
     dashboard = _dashboard()
     filters = dashboard.Filters(date_from=start, date_to=end)
+    _fresh()
     figures = [view for view in (_figure(name, filters) for name in REPORT_FIGURES) if view]
     return render_template("staff/report.html", group="report", figures=figures,
                            month=start.strftime("%Y-%m"), start=start, end=end,
                            query={"from": start.isoformat(), "to": end.isoformat()})
 
 
-@bp.route("/open-data")
+@bp.route("/open-data.zip")
 @dashboard_login_required
 def open_data():
-    """The open-data export (suppressed aggregates and their data dictionary), as the
-    council would publish it."""
-    dashboard = _dashboard()
-    export = getattr(dashboard, "open_data_csv", None)
-    if export is None:
-        abort(404)
-    filters, problem = _filters()
+    """The open-data export: the published figures' suppressed aggregates as CSV files
+    with a data dictionary, in one zip (the last 12 months unless from/to are given)."""
+    from ..dashboard.opendata import archive, default_filters
+
+    filters, problem = _filters() if request.args.get("from") or request.args.get("to") \
+        else (default_filters(), None)
     if filters is None:
         return _error(400, f"{t('bad_filters')}: {problem}")
-    return Response(export(filters), mimetype="text/csv", headers={
-        "Content-Disposition": 'attachment; filename="open-data.csv"'})
+    _fresh()
+    return Response(archive(filters, min_cell()), mimetype="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="open-data-{filters.date_to}.zip"'})
+
+
+@bp.route("/open-data/dictionary.csv")
+@dashboard_login_required
+def open_data_dictionary():
+    from ..dashboard.opendata import default_filters, dictionary, tables
+
+    _fresh()
+    return Response(dictionary(tables(default_filters()), min_cell()), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="dictionary.csv"'})

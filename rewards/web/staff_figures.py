@@ -44,6 +44,7 @@ class FigureView:
     notes: list[str]
     suppressed_count: int
     chart_data: dict[str, Any] = field(default_factory=dict)
+    raw_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def format_value(value: Any, kind: str) -> str:
@@ -95,6 +96,8 @@ def figure_view(table: Any, spec: Any, language: str, suppressed_text: str) -> F
             is_suppressed = key in hidden
             suppressed_count += is_suppressed
             text = suppressed_text if is_suppressed else format_value(value, kinds[key])
+            if language == "cy" and kinds[key] == "text" and row.get(f"{key}_cy"):
+                text = str(row[f"{key}_cy"])  # a row's own Welsh label ("label_cy")
             cells.append(Cell(key, None if is_suppressed else value, text, is_suppressed))
         rows.append(cells)
     title = (getattr(spec, "title_cy", None) if language == "cy" else None) or spec.title
@@ -103,7 +106,7 @@ def figure_view(table: Any, spec: Any, language: str, suppressed_text: str) -> F
     view = FigureView(name=table.name, title=title, description=description,
                       chart=getattr(spec, "chart", "bar") or "bar", columns=columns, rows=rows,
                       notes=[str(note) for note in (table.notes or ())],
-                      suppressed_count=suppressed_count)
+                      suppressed_count=suppressed_count, raw_rows=list(table.rows))
     view.chart_data = chart_data(view, spec)
     return view
 
@@ -142,17 +145,50 @@ def chart_data(view: FigureView, spec: Any) -> dict[str, Any]:
     }
 
 
-def headline(view: FigureView | None, key: str) -> Cell | None:
-    """The figure's whole-scheme value of column `key`: its total row ("All wards",
-    "Total"), or its only row. None when it has no such single number."""
-    if view is None or not view.rows:
+def cell_where(view: FigureView | None, column: str, **match: Any) -> Cell | None:
+    """The cell of `column` in the first row whose raw values equal `match` (e.g.
+    measure="issued"), or whose first cell is a total row when `match` is empty."""
+    if view is None:
         return None
     keys = [c["key"] for c in view.columns]
-    if key not in keys:
+    if column not in keys:
         return None
-    if len(view.rows) == 1:
-        return view.rows[0][keys.index(key)]
-    for cells in view.rows:
-        if is_total(cells[0].value):
-            return cells[keys.index(key)]
+    for raw, cells in zip(view.raw_rows, view.rows, strict=True):
+        if match and all(raw.get(k) == v for k, v in match.items()):
+            return cells[keys.index(column)]
+        if not match and is_total(cells[0].value):
+            return cells[keys.index(column)]
     return None
+
+
+@dataclass
+class Headline:
+    key: str  # the catalogue key of its label
+    value: Any  # None when suppressed
+    text: str
+    suppressed: bool = False
+    hidden_parts: int = 0  # cells left out of a sum because they are suppressed
+
+
+def headlines(views: dict[str, FigureView]) -> list[Headline]:
+    """The overview's few numbers, each read from a figure's table as it is shown. A
+    sum over a figure's rows counts only the cells shown and says how many it leaves
+    out: adding the suppressed ones back would let the total reveal them."""
+    found: list[Headline] = []
+    for key, figure, column, match in (
+            ("active_30d", "active", "active_30d", {}),
+            ("active_7d", "active", "active_7d", {}),
+            ("points_issued", "money", "points", {"measure": "issued"}),
+            ("liability", "money", "points", {"measure": "outstanding"}),
+            ("liability_pounds", "money", "pounds", {"measure": "outstanding"})):
+        cell = cell_where(views.get(figure), column, **match)
+        if cell is not None:
+            found.append(Headline(key, cell.value, cell.text, cell.suppressed))
+    actions = views.get("actions")
+    if actions is not None and "actions" in [c["key"] for c in actions.columns]:
+        index = [c["key"] for c in actions.columns].index("actions")
+        shown = [row[index] for row in actions.rows if not row[index].suppressed]
+        total = sum(int(cell.value or 0) for cell in shown)
+        found.insert(2, Headline("actions", total, format_value(total, "int"),
+                                 hidden_parts=len(actions.rows) - len(shown)))
+    return found
