@@ -31,6 +31,7 @@ class Cell:
     value: Any
     text: str
     suppressed: bool
+    numeric: bool = False
 
 
 @dataclass
@@ -98,7 +99,8 @@ def figure_view(table: Any, spec: Any, language: str, suppressed_text: str) -> F
             text = suppressed_text if is_suppressed else format_value(value, kinds[key])
             if language == "cy" and kinds[key] == "text" and row.get(f"{key}_cy"):
                 text = str(row[f"{key}_cy"])  # a row's own Welsh label ("label_cy")
-            cells.append(Cell(key, None if is_suppressed else value, text, is_suppressed))
+            cells.append(Cell(key, None if is_suppressed else value, text, is_suppressed,
+                              kinds[key] not in ("text", "date")))
         rows.append(cells)
     title = (getattr(spec, "title_cy", None) if language == "cy" else None) or spec.title
     description = ((getattr(spec, "description_cy", None) if language == "cy" else None)
