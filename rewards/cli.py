@@ -87,12 +87,17 @@ def create_staff(email: str, role: str, password: str, partner_id: str | None) -
 @click.option("--members", default=300, show_default=True)
 @click.option("--weeks", default=4, show_default=True)
 @click.option("--force", is_flag=True, help="Load even if demo data is already there.")
+@click.option("--history-members", type=int, default=None,
+              help="Members with months of history written in bulk [default: 10 x members].")
+@click.option("--history-months", default=6, show_default=True)
 @with_appcontext
-def demo(members: int, weeks: int, force: bool) -> None:
+def demo(members: int, weeks: int, force: bool, history_members: int | None,
+         history_months: int) -> None:
     """Load a Leeds-like demo scheme (skipped if it is already loaded)."""
     from .demo import load_demo
 
-    summary = load_demo(members=members, weeks=weeks, force=force)
+    summary = load_demo(members=members, weeks=weeks, force=force,
+                        history_members=history_members, history_months=history_months)
     click.echo(summary)
 
 
