@@ -38,10 +38,11 @@ def _filters() -> Filters:
 
 def _fresh() -> None:
     """Without a cron (the embedded default) a request brings the rollups up to date,
-    at most once a minute."""
-    if current_app.config.get("REDIS_URL"):
+    at most once every DASHBOARD_REFRESH_SECONDS (0: never on a request)."""
+    seconds = current_app.config["DASHBOARD_REFRESH_SECONDS"]
+    if current_app.config.get("REDIS_URL") or seconds <= 0:  # the cron job keeps them
         return
-    refresh_if_stale(db.session, current_app.config["DASHBOARD_REFRESH_SECONDS"])
+    refresh_if_stale(db.session, seconds)
 
 
 def _wants_csv() -> bool:
