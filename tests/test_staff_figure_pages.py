@@ -186,6 +186,7 @@ def test_report_and_open_data(client: FlaskClient, app: Flask, world: None) -> N
     this_month = now_utc().strftime("%Y-%m")
     html = client.get(f"/staff/report?month={this_month}").data.decode()
     assert f"Monthly impact report: {this_month}" in html
+    assert 'data-headline="active_30d"' in html and 'data-headline="liability"' in html
     for name in ("active", "actions", "impact", "money", "fairness_deprivation"):
         assert f'id="{name}-table"' in html or f'id="figure-{name}"' in html
     css = client.get("/staff/static/staff/staff.css").data

@@ -274,7 +274,10 @@ def report():
     filters = dashboard.Filters(date_from=start, date_to=end)
     _fresh()
     figures = [view for view in (_figure(name, filters) for name in REPORT_FIGURES) if view]
+    found = headlines({view.name: view for view in figures})
     return render_template("staff/report.html", group="report", figures=figures,
+                           headlines=found,
+                           suppressed=sum(view.suppressed_count for view in figures),
                            month=start.strftime("%Y-%m"), start=start, end=end,
                            query={"from": start.isoformat(), "to": end.isoformat()})
 
