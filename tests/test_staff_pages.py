@@ -147,3 +147,16 @@ def test_pages_forbid_inline_script_and_framing(client: FlaskClient) -> None:
     policy = page.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_a_session_lapses_after_the_staff_token_lifetime(client: FlaskClient,
+                                                         app: Flask) -> None:
+    make_staff(app, "ana@council.example", "analyst")
+    assert log_in(client, "ana@council.example").status_code == 302
+    assert client.get("/staff/report?month=2026-01").status_code == 200
+    saved = app.config["STAFF_TOKEN_TTL"]
+    app.config["STAFF_TOKEN_TTL"] = -1  # every session is now older than its lifetime
+    try:
+        assert client.get("/staff/report?month=2026-01").status_code == 302
+    finally:
+        app.config["STAFF_TOKEN_TTL"] = saved
