@@ -6,14 +6,14 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Integer, case, func, literal, select, text
 
 from ..models import Member
 from .context import Context, col, ratio, ward_name
 from .filters import day_bounds, month_start, scheme_zone
 from .settings import wards
 from .sources import as_date
-from .table import suppress, suppress_columns
+from .table import hide, suppress, suppress_columns
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAYS_EN = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -61,14 +61,12 @@ def reach_channel(ctx: Context) -> tuple[list, list, list]:
         counts[month_start(joined_at.astimezone(zone).date())]["desk" if desk else "app"] += 1
     rows = [{"month": month, "app": c["app"], "desk": c["desk"]}
             for month, c in sorted(counts.items())]
-    for row in rows:  # both channels of a month add up to its total in reach_wards
-        suppress([row_a := {"n": row["app"]}, row_d := {"n": row["desk"]}],
-                 ctx.threshold, "n", [], group=None)
-        hidden = [key for key, cell in (("app", row_a), ("desk", row_d)) if cell["n"] is None]
-        if hidden:
-            row["_suppressed"] = hidden
-            for key in hidden:
-                row[key] = None
+    for row in rows:
+        small = [key for key in ("app", "desk") if 0 < row[key] < ctx.threshold]
+        if len(small) == 1:  # the month's total (reach_wards) less one gives the other
+            small = [key for key in ("app", "desk") if row[key]]
+        if small:
+            hide(row, small)
     columns = [col("month", "Month", "Mis", "date"),
                col("app", "Joined in the app", "Ymunodd yn yr ap"),
                col("desk", "Enrolled at a desk (card only)", "Cofrestrwyd wrth ddesg (cerdyn)")]
@@ -94,12 +92,10 @@ def active(ctx: Context) -> tuple[list, list, list]:
     total_row = rows_by_ward.pop("\x00all")
     rows = [rows_by_ward[ward] for ward in sorted(rows_by_ward)]
     suppress_columns(rows, ctx.threshold, [("active_7d", []), ("active_30d", [])])
-    if 0 < total_row["active_7d"] < ctx.threshold:
-        total_row["active_7d"] = None
-        total_row["_suppressed"] = ["active_7d"]
-    if 0 < total_row["active_30d"] < ctx.threshold:
-        total_row["active_30d"] = None
-        total_row.setdefault("_suppressed", []).append("active_30d")
+    hide(total_row, [key for key in ("active_7d", "active_30d")
+                     if 0 < total_row[key] < ctx.threshold])
+    if not total_row["_suppressed"]:
+        del total_row["_suppressed"]
     columns = [col("ward", "Ward", "Ward", "text"),
                col("active_7d", "Active in the last 7 days", "Yn weithgar yn y 7 diwrnod olaf"),
                col("active_30d", "Active in the last 30 days",
@@ -277,15 +273,15 @@ def fairness_deprivation(ctx: Context) -> tuple[list, list, list]:
     facts = wards(ctx.session)
     mm = ctx.source.member_months()
     deciles = {name: f.imd_decile for name, f in facts.items() if f.imd_decile}
+    # Wards without a decile (or no deciles set at all) fall in 0, "not set".
     decile = case(*((mm.c.ward == name, value) for name, value in deciles.items()),
-                  else_=0) if deciles else None
-    key = decile if decile is not None else mm.c.ward.is_(None)
+                  else_=0) if deciles else literal(0, Integer)
     stmt = ctx.where(
-        select(key, func.count(func.distinct(mm.c.member_id)), func.sum(mm.c.actions),
-               func.sum(mm.c.points))
+        select(decile.label("decile"), func.count(func.distinct(mm.c.member_id)),
+               func.sum(mm.c.actions), func.sum(mm.c.points))
         .where(mm.c.month >= ctx.first_month, mm.c.month < ctx.end_month), mm)
     found = {int(value or 0): (m, int(a or 0), int(p or 0))
-             for value, m, a, p in ctx.session.execute(stmt.group_by(key))}
+             for value, m, a, p in ctx.session.execute(stmt.group_by(text("1")))}
     rows = []
     for value in [*range(1, 11), 0]:
         in_decile = [f for f in facts.values() if (f.imd_decile or 0) == value and value]

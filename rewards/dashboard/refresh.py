@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select
+from sqlalchemy import delete, func, insert, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from ..models import Account, Action, ActionType, Award, Member, Posting, PostingLine, utcnow
@@ -40,8 +40,6 @@ STATE = "rollups"
 # began before it and committed after it is still seen.
 MARGIN = timedelta(minutes=10)
 CHUNK_DAYS = 7
-# Past this many members, a month is rebuilt whole rather than member by member.
-WHOLE_MONTH = 2000
 LOCK_KEY = 0x6461736862  # "dashb"
 
 
@@ -118,18 +116,21 @@ def _number(value: Any) -> float:
     return number if number == number and abs(number) < 1e9 else 0.0  # no NaN or absurd
 
 
-def _rebuild_days(session: Session, days: list[date]) -> dict[date, set[uuid.UUID]]:
+def _rebuild_days(session: Session, days: list[date], deltas: Deltas | None = None,
+                  ) -> dict[date, set[uuid.UUID]]:
     """Member-day rows for `days` (consecutive runs read together); returns the
-    members whose rows changed, by month."""
+    members whose rows changed, by month. With `deltas`, the old rows are taken off
+    and the new ones added to it, for the month rows."""
     touched: dict[date, set[uuid.UUID]] = defaultdict(set)
     zone = scheme_zone()
     table = MemberDay.__table__
     for run in _runs(days):
         start, end = day_bounds(run[0], run[-1])
-        for member_id, day in session.execute(
-                select(table.c.member_id, table.c.day)
-                .where(table.c.day >= run[0], table.c.day <= run[-1]).distinct()):
-            touched[month_start(day)].add(member_id)
+        for row in session.execute(
+                select(table).where(table.c.day >= run[0], table.c.day <= run[-1])).mappings():
+            touched[month_start(row["day"])].add(row["member_id"])
+            if deltas is not None:
+                deltas.add(row, -1)
         session.execute(delete(table).where(table.c.day >= run[0], table.c.day <= run[-1]))
         cells: dict[tuple[date, uuid.UUID, str], dict[str, Any]] = {}
         rows = session.execute(
@@ -161,7 +162,80 @@ def _rebuild_days(session: Session, days: list[date]) -> dict[date, set[uuid.UUI
         values = list(cells.values())
         for start_at in range(0, len(values), 5000):
             session.execute(insert(table), values[start_at:start_at + 5000])
+        if deltas is not None:
+            for value in values:
+                deltas.add(value, 1)
     return touched
+
+
+MEASURES = ("actions", "points", "km", "duration_h", "days")
+
+
+class Deltas:
+    """What a refresh changes in the month and month-hour rows: day rows taken off
+    (-1) and put back (+1), summed per row key, then applied as increments."""
+
+    def __init__(self) -> None:
+        self.months: dict[tuple[date, uuid.UUID, str], dict[str, Any]] = {}
+        self.hours: dict[tuple[date, uuid.UUID, str, int, int], dict[str, Any]] = {}
+
+    def add(self, row: Any, sign: int) -> None:
+        month = month_start(row["day"])
+        key = (month, row["member_id"], row["type_code"])
+        cell = self.months.get(key)
+        if cell is None:
+            cell = self.months[key] = {
+                "month": month, "member_id": key[1], "type_code": key[2],
+                "category": row["category"], "ward": row["ward"], "actions": 0, "points": 0,
+                "km": 0.0, "duration_h": 0.0, "days": 0}
+        if sign > 0:  # a day's current row says the member's current ward and category
+            cell["category"], cell["ward"] = row["category"], row["ward"]
+        cell["actions"] += sign * row["actions"]
+        cell["points"] += sign * row["points"]
+        cell["km"] += sign * row["km"]
+        cell["duration_h"] += sign * row["duration_h"]
+        cell["days"] += sign
+        weekday = row["day"].isoweekday()
+        for hour, count in (row["by_hour"] or {}).items():
+            hkey = (month, key[1], key[2], weekday, int(hour))
+            hcell = self.hours.get(hkey)
+            if hcell is None:
+                hcell = self.hours[hkey] = {
+                    "month": month, "member_id": key[1], "type_code": key[2],
+                    "weekday": weekday, "hour": int(hour), "category": row["category"],
+                    "ward": row["ward"], "actions": 0}
+            if sign > 0:
+                hcell["category"], hcell["ward"] = row["category"], row["ward"]
+            hcell["actions"] += sign * int(count)
+
+    def apply(self, session: Session) -> None:
+        dialect = session.get_bind().dialect.name
+        for table, cells, keys, measures in (
+                (MemberMonth.__table__, self.months, ("month", "member_id", "type_code"),
+                 MEASURES),
+                (MemberHourMonth.__table__, self.hours,
+                 ("month", "member_id", "type_code", "weekday", "hour"), ("actions",))):
+            # A day recomputed unchanged changes nothing; rows that lost actions may be
+            # left with none and go.
+            changed = [cell for cell in cells.values() if any(cell[m] for m in measures)]
+            emptied = [tuple(cell[k] for k in keys) for cell in changed if cell["actions"] < 0]
+            for start in range(0, len(changed), 2000):
+                stmt = _upsert(dialect, table, keys, measures)
+                session.execute(stmt, changed[start:start + 2000])
+            for start in range(0, len(emptied), 500):
+                session.execute(delete(table).where(
+                    tuple_(*(table.c[k] for k in keys)).in_(emptied[start:start + 500]),
+                    table.c.actions <= 0))
+
+
+def _upsert(dialect: str, table: Any, keys: tuple[str, ...], measures: tuple[str, ...]) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE adding the measures (PostgreSQL and SQLite)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    updates = {m: table.c[m] + stmt.excluded[m] for m in measures}
+    updates.update(category=stmt.excluded.category, ward=stmt.excluded.ward)
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
 
 
 def _runs(days: list[date]) -> Iterable[list[date]]:
@@ -296,14 +370,15 @@ def refresh(session: Session, now: datetime | None = None,
 
 def _apply(session: Session, days: list[date], ledger_days: list[date],
            whole_months: bool) -> RefreshReport:
-    touched = _rebuild_days(session, days)
-    for month in sorted(touched):
-        members = touched[month]
-        _rebuild_month(session, month, None if whole_months or len(members) > WHOLE_MONTH
-                       else members)
-    if whole_months:  # months with no member left still lose their old rows
-        for month in sorted({month_start(day) for day in days} - set(touched)):
+    if whole_months:
+        touched = _rebuild_days(session, days)
+        # Every month the days cover, including those with no member left.
+        for month in sorted(set(touched) | {month_start(day) for day in days}):
             _rebuild_month(session, month, None)
+    else:  # only what the touched days change: their old rows off, their new rows on
+        deltas = Deltas()
+        touched = _rebuild_days(session, days, deltas)
+        deltas.apply(session)
     ledger = _rebuild_ledger(session, ledger_days)
     session.flush()
     return RefreshReport(len(days), ledger, len(touched), 0)
