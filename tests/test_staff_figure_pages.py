@@ -177,8 +177,13 @@ def test_welsh_labels_on_figure_pages(client: FlaskClient, app: Flask, world: No
     assert "Aelodau a ymunodd fesul ward" in html  # the figure's Welsh title
     assert ">Poblogaeth oedolion</th>" in html  # a column's Welsh label
     assert "Lawrlwytho CSV" in html and "wedi&#39;i atal" in html
+    # The figures' descriptions and notes are English only: marked as such on a Welsh page.
+    assert '<p class="description" lang="en">Members who joined' in html
+    assert re.search(r'<ul class="notes" aria-label="Nodiadau" lang="en">', html)
     money = client.get("/staff/money").data.decode()  # the choice is remembered
     assert ">Pwyntiau a roddwyd</th>" in money and ">Points issued<" not in money
+    english = client.get("/staff/reach?lang=en").data.decode()
+    assert '<p class="description">Members who joined' in english
 
 
 def test_report_and_open_data(client: FlaskClient, app: Flask, world: None) -> None:

@@ -45,6 +45,9 @@ class FigureView:
     notes: list[str]
     suppressed_count: int
     chart_data: dict[str, Any] = field(default_factory=dict)
+    # The language of the description and notes: the figures give them in English only
+    # unless a Welsh description exists, and a Welsh page marks them (WCAG 3.1.2).
+    description_lang: str = "en"
     raw_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -103,12 +106,13 @@ def figure_view(table: Any, spec: Any, language: str, suppressed_text: str) -> F
                               kinds[key] not in ("text", "date")))
         rows.append(cells)
     title = (getattr(spec, "title_cy", None) if language == "cy" else None) or spec.title
-    description = ((getattr(spec, "description_cy", None) if language == "cy" else None)
-                   or getattr(spec, "description", "") or "")
+    welsh_description = getattr(spec, "description_cy", None) if language == "cy" else None
+    description = welsh_description or getattr(spec, "description", "") or ""
     view = FigureView(name=table.name, title=title, description=description,
                       chart=getattr(spec, "chart", "bar") or "bar", columns=columns, rows=rows,
                       notes=[str(note) for note in (table.notes or ())],
-                      suppressed_count=suppressed_count, raw_rows=list(table.rows))
+                      suppressed_count=suppressed_count, raw_rows=list(table.rows),
+                      description_lang="cy" if welsh_description else "en")
     view.chart_data = chart_data(view, spec)
     return view
 
