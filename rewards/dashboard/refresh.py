@@ -386,7 +386,10 @@ def _apply(session: Session, days: list[date], ledger_days: list[date],
 
 def refresh_if_stale(session: Session, max_age_seconds: int) -> RefreshReport | None:
     """For the embedded default (no cron): refresh when the rollups are older than
-    `max_age_seconds`, so a dashboard request sees changes within about a minute."""
+    `max_age_seconds`, so a dashboard request sees changes within about a minute;
+    0 or less: never (something else, a cron or a script, keeps them)."""
+    if max_age_seconds <= 0:
+        return None
     since = last_refresh(session)
     if since is not None and (utcnow() - since).total_seconds() < max_age_seconds:
         return None
