@@ -138,6 +138,9 @@ def test_welsh_from_the_switch_or_the_browser(client: FlaskClient) -> None:
     again = client.get("/staff/login", headers={"Accept-Language": "en"}).data.decode()
     assert '<html lang="cy">' in again
     assert 'href="/staff/login?lang=en"' in again  # the switch back to English
+    odd = client.get("/staff/login?next=/staff/money&group=x&_external=1&lang=cy")
+    assert odd.status_code == 200
+    assert 'href="/staff/login?next=/staff/money&amp;lang=en"' in odd.data.decode()
     back = client.get("/staff/login?lang=en").data.decode()
     assert "<h1>Staff login</h1>" in back
 

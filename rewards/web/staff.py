@@ -99,7 +99,8 @@ def _headers(response: Response) -> Response:
 
 def _switch_language_url() -> str:
     other = "en" if g.get("lang") == "cy" else "cy"
-    args = {k: v for k, v in request.args.items() if k != "lang"}
+    # Only the arguments the pages read: anything else could clash with url_for's own.
+    args = {k: request.args[k] for k in (*FILTER_ARGS, "month", "next") if k in request.args}
     return url_for(request.endpoint or "staff_pages.overview", **(request.view_args or {}),
                    **args, lang=other)
 
