@@ -173,3 +173,20 @@ def test_printable_report(page: Any) -> None:
     assert page.locator("table").count() >= 3
     pdf_bytes = page.pdf(format="A4")
     assert pdf_bytes[:4] == b"%PDF"
+
+
+def test_charts_draw_under_the_pages_content_security_policy(
+        browser: Any, live_server: str, analyst_session: dict[str, Any]) -> None:
+    context = browser.new_context(storage_state=analyst_session)  # CSP enforced
+    tab = context.new_page()
+    console: list[str] = []
+    tab.on("console", lambda message: console.append(message.text))
+    try:
+        response = tab.goto(f"{live_server}/staff/behaviour")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        drawn = tab.evaluate("() => [...document.querySelectorAll('canvas[data-chart-for]')]"
+                             ".map(c => !!Chart.getChart(c))")
+        assert drawn and all(drawn)
+        assert [text for text in console if "Content Security Policy" in text] == []
+    finally:
+        context.close()
