@@ -3,9 +3,9 @@
 A day is touched when an action that happened on it is created, awarded or revoked,
 or reviewed. The refresh finds those since the last refresh (less a margin, so a
 transaction that committed late is not missed; redoing a day is harmless), rebuilds
-their member-day rows from the actions, then the month rows of the members whose
-days changed, then the ledger days that had new postings. `rebuild` does the same for
-any range of days."""
+their member-day rows from the actions, changes the month rows by what each day's
+rows changed, then rebuilds the ledger days that had new postings. `rebuild`
+recomputes any range of days, and their months whole."""
 
 from __future__ import annotations
 
