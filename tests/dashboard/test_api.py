@@ -175,3 +175,22 @@ def test_settings_change_figures_and_are_audited(client: FlaskClient, app: Flask
     point = next(entry for entry in entries if entry.target_id == "value_per_point")
     assert point.details == {"before": None, "after": {"pence": 2.5}}
     assert point.actor_role == "scheme_manager"
+
+
+def test_a_member_may_give_a_birth_year_and_it_shows_only_as_a_band(client: FlaskClient,
+                                                                    app: Flask) -> None:
+    from ..helpers import member_token
+
+    token = member_token(client, app, "aisha@example.org")
+    bad = client.patch("/v1/me", json={"birth_year": 1850}, headers=bearer(token))
+    assert bad.status_code == 422
+    ok = client.patch("/v1/me", json={"birth_year": 1990}, headers=bearer(token))
+    assert ok.status_code == 200 and ok.json["birth_year"] == 1990
+    with app.app_context():
+        from rewards.models import Member
+
+        member = db.session.scalar(select(Member).where(Member.email == "aisha@example.org"))
+        assert member.birth_year == 1990
+    assert client.delete("/v1/me", headers=bearer(token)).status_code == 204
+    with app.app_context():
+        assert db.session.get(Member, member.id).birth_year is None
