@@ -142,13 +142,18 @@ INSERT INTO redemptions (id, created_at, reward_id, partner_id, channel, value_p
 
 
 def _run(sql: str, **params: Any) -> None:
-    with db.engine.begin() as connection:
-        # Generated rows are consistent by construction: skip the per-row foreign key
-        # triggers (the benchmark's own database; needs a superuser, as postgres is).
-        connection.execute(text("SET LOCAL session_replication_role = replica"))
-        for statement in sql.split(";\n"):
-            if statement.strip():
-                connection.execute(text(statement), params)
+    for statement in sql.split(";\n"):
+        if not statement.strip():
+            continue
+        with db.engine.begin() as connection:
+            # Generated rows are consistent by construction: skip the per-row foreign key
+            # triggers (the benchmark's own database; needs a superuser, as postgres is).
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+            connection.execute(text(statement), params)
+        # Fresh statistics for the next statement's plan: a join planned on an empty
+        # table's estimates would loop over every row of the other.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.execute(text("ANALYZE"))
 
 
 BULK_TABLES = ("actions", "postings", "posting_lines", "awards")
