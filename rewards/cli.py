@@ -134,12 +134,17 @@ def identifier_keys() -> None:
 @click.option("--members", default=300, show_default=True)
 @click.option("--weeks", default=4, show_default=True)
 @click.option("--force", is_flag=True, help="Load even if demo data is already there.")
+@click.option("--history-members", type=int, default=None,
+              help="Members with months of history written in bulk [default: 10 x members].")
+@click.option("--history-months", default=6, show_default=True)
 @with_appcontext
-def demo(members: int, weeks: int, force: bool) -> None:
+def demo(members: int, weeks: int, force: bool, history_members: int | None,
+         history_months: int) -> None:
     """Load a Leeds-like demo scheme (skipped if it is already loaded)."""
     from .demo import load_demo
 
-    summary = load_demo(members=members, weeks=weeks, force=force)
+    summary = load_demo(members=members, weeks=weeks, force=force,
+                        history_members=history_members, history_months=history_months)
     click.echo(summary)
 
 
@@ -249,6 +254,43 @@ def ledger_release(now: datetime | None) -> None:
         click.echo(str(failed), err=True)
         sys.exit(1)
     click.echo(f"released {summary.points} pending points of {summary.members} member(s)")
+
+
+@main.group("dashboard")
+def dashboard_group() -> None:
+    """The staff dashboard's rollups."""
+
+
+@dashboard_group.command("refresh")
+@with_appcontext
+def dashboard_refresh() -> None:
+    """Bring the rollups up to date with what changed since the last refresh."""
+    from .dashboard.refresh import refresh
+    from .extensions import db
+
+    report = refresh(db.session)
+    click.echo(f"refreshed {report.days} day(s), {report.ledger_days} ledger day(s), "
+               f"{report.months} month(s) in {report.took_ms} ms")
+
+
+@dashboard_group.command("rebuild")
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="First day (scheme time zone), YYYY-MM-DD.")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="Last day (scheme time zone), YYYY-MM-DD.")
+@with_appcontext
+def dashboard_rebuild(first: datetime, last: datetime) -> None:
+    """Recompute every rollup for a range of days from the raw tables."""
+    from .dashboard.refresh import rebuild
+    from .extensions import db
+
+    if first > last:
+        click.echo("--from must not be after --to", err=True)
+        sys.exit(2)
+    report = rebuild(db.session, first.date(), last.date())
+    db.session.commit()
+    click.echo(f"rebuilt {report.days} day(s), {report.months} month(s) in "
+               f"{report.took_ms} ms")
 
 
 @main.command("openapi")

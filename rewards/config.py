@@ -89,6 +89,10 @@ class Config:
         self.REWARD_STUCK_AFTER_SECONDS: int = _env_int("REWARD_STUCK_AFTER_SECONDS", 6 * 3600)
         self.RQ_QUEUE_PREFIX: str = env.get("RQ_QUEUE_PREFIX", "")
         self.LOG_LEVEL: str = env.get("LOG_LEVEL", "INFO")
+        # Dashboard: cells counting fewer members than this are suppressed; on the
+        # embedded default a dashboard request refreshes rollups older than this many seconds.
+        self.DASHBOARD_MIN_CELL: int = _env_int("DASHBOARD_MIN_CELL", 10)
+        self.DASHBOARD_REFRESH_SECONDS: int = _env_int("DASHBOARD_REFRESH_SECONDS", 60)
         self.TESTING: bool = False
         # Cookies of the partner pages: HTTPS-only unless told otherwise (local runs).
         self.SESSION_COOKIE_SECURE: bool = env.get("SESSION_COOKIE_SECURE", "0") == "1"

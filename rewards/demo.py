@@ -27,6 +27,8 @@ from sqlalchemy.orm import Session
 
 from . import jobs
 from .actions.ingest import ingest_batch
+from .dashboard.refresh import refresh
+from .demo_history import CAMPAIGN, load_history
 from .extensions import db
 from .ledger import member_balances
 from .members import create_member, find_member_by_card, link_card, normalise_email
@@ -280,10 +282,14 @@ class Totals:
     reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-def load_demo(members: int = 300, weeks: int = 4, force: bool = False) -> str:
+def load_demo(members: int = 300, weeks: int = 4, force: bool = False,
+              history_members: int | None = None, history_months: int = 6) -> str:
     """Load the Leeds demo scheme; returns a short summary. Does nothing (and says
     so) if it is already loaded, unless `force`: then what exists is reused and
-    another `weeks` of activity is added."""
+    another `weeks` of activity is added. Besides the `members` whose weeks go
+    through ingest, `history_members` (default ten times as many) joined over the
+    last `history_months` months with their activity written in bulk (see
+    demo_history), so the staff dashboard has months of figures."""
     session = db.session
     if members < 1 or weeks < 1:
         raise ValueError("members and weeks must be at least 1")
@@ -319,18 +325,27 @@ def load_demo(members: int = 300, weeks: int = 4, force: bool = False) -> str:
         residents = _residents(rng, members, window_start)
         _members(session, residents)
         session.commit()
+        history = load_history(
+            session, random.Random(f"{SEED}:history:{earlier}"),
+            members=10 * members if history_members is None else history_members,
+            months=history_months, until=now - timedelta(minutes=5),
+            timezone=config["SCHEME_TIMEZONE"], wards=LEEDS_WARDS)
 
         totals = _activity(session, activity_rng, residents, sources, now, window_start,
                            config["SCHEME_TIMEZONE"])
 
         claimed, issued, redeemed = _rewards(session, rng, residents, offers)
+        refresh(session)  # the dashboard's rollups, so its first page is current
     finally:
         config["ACTION_MAX_AGE_DAYS"] = saved_max_age
         mail_log.setLevel(saved_mail_level)
 
     elapsed = time.monotonic() - started
     return _summary(session, members, weeks, types, rules, sources, partners, offers, totals,
-                    claimed, issued, redeemed, residents, elapsed)
+                    claimed, issued, redeemed, residents, elapsed) + (
+        f"\n  history: {history['members']:,} more members over {history_months} months, "
+        f"{history['actions']:,} actions written in bulk (campaign rule {CAMPAIGN!r}); "
+        "ward populations and deprivation deciles are illustrative")
 
 
 # -- scheme -------------------------------------------------------------------------

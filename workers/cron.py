@@ -4,6 +4,7 @@ import os
 
 from rq import cron
 
+from workers.dashboard import rebuild_recent, refresh_rollups
 from workers.ledger import expire_points, release_pending, verify_ledger
 from workers.outbox import purge_done, relay
 from workers.rewards import expire_vouchers, fail_stuck_rewards, remind_expiring_vouchers
@@ -29,3 +30,6 @@ cron.register(remind_expiring_vouchers, queue_name=_rewards, cron="0 9 * * *",
               job_timeout=1800)
 # Rewards whose issuing never finished and whose job the outbox gave up on.
 cron.register(fail_stuck_rewards, queue_name=_rewards, cron="40 * * * *", job_timeout=600)
+# Dashboard rollups: what changed in the last minute; the last two months whole nightly.
+cron.register(refresh_rollups, queue_name=_default, interval=60, job_timeout=600)
+cron.register(rebuild_recent, queue_name=_default, cron="50 3 * * *", job_timeout=3600)

@@ -29,3 +29,6 @@ def register_api(api: Api) -> None:
     api.register_blueprint(admin_staff_blp)
     for blueprint in ways_in_blueprints:
         api.register_blueprint(blueprint)
+    from .dashboard import blp as dashboard_blp  # the staff dashboard's figures
+
+    api.register_blueprint(dashboard_blp)

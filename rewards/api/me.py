@@ -10,7 +10,7 @@ import segno
 from flask import Response, current_app, g, has_request_context, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import delete, func, select
 
 from ..extensions import Blueprint, db
@@ -27,12 +27,20 @@ blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's o
 IDENTIFIER_KINDS = ("travel_card", "leisure_card", "library_card", "resident_card")
 
 
+def _birth_year(year: int) -> None:
+    if not 1900 <= year <= utcnow().year:
+        raise ValidationError("A year from 1900 to this year.")
+
+
 class MemberSchema(Schema):
     id = fields.UUID(dump_only=True)
     email = fields.String(dump_only=True)
     display_name = fields.String(allow_none=True, validate=validate.Length(max=100))
     ward = fields.String(allow_none=True, validate=validate.Length(max=100))
     locale = fields.String(validate=validate.Regexp(r"^[a-z]{2}(-[A-Z]{2})?$"))
+    # Optional; the staff dashboard shows it only as an age band, in aggregate.
+    birth_year = fields.Integer(allow_none=True, validate=_birth_year,
+                                metadata={"description": "Optional."})
     joined_at = fields.DateTime(dump_only=True)
 
 
@@ -149,7 +157,7 @@ class Me(MethodView):
     @blp.arguments(ProfilePatch(partial=True))
     @blp.response(200, MemberSchema)
     def patch(self, args):
-        """Change display name, ward or language."""
+        """Change display name, ward, language or (optional) birth year."""
         member = current_member()
         for key, value in args.items():
             setattr(member, key, value)
@@ -165,6 +173,7 @@ class Me(MethodView):
         member.email = None
         member.display_name = None
         member.ward = None
+        member.birth_year = None
         member.erased_at = utcnow()
         db.session.execute(delete(Identifier).where(Identifier.member_id == member.id))
         db.session.commit()

@@ -30,6 +30,8 @@ class Member(IdMixin, Base):
     pin_locks: Mapped[int] = mapped_column(default=0)
     pin_blocked_at: Mapped[datetime | None] = mapped_column()
     enrolled_by: Mapped[uuid.UUID | None] = mapped_column()
+    # Optional, given by the member: only ever shown as an age band in aggregates.
+    birth_year: Mapped[int | None] = mapped_column()
 
     identifiers: Mapped[list[Identifier]] = relationship(back_populates="member")
 
