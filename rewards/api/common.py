@@ -24,11 +24,25 @@ class PageArgs(Schema):
 
 
 def paginate(stmt: Select[Any], pagination_parameters: Any) -> list[Any]:
-    """Run a select for one page and tell flask-smorest the total for X-Pagination."""
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    pagination_parameters.item_count = int(total or 0)
+    """Run a select of one entity for one page and tell flask-smorest the total for
+    X-Pagination."""
+    return [row[0] for row in page_rows(stmt, pagination_parameters)]
+
+
+def page_rows(stmt: Select[Any], pagination_parameters: Any) -> list[Any]:
+    """One page of `stmt`'s rows, with the total for X-Pagination counted in the same
+    query (a window over the whole result, before LIMIT); a separate count only for a
+    page past the end. The rows carry the total as a last extra column."""
     page, size = pagination_parameters.page, pagination_parameters.page_size
-    return list(db.session.scalars(stmt.limit(size).offset((page - 1) * size)))
+    rows = db.session.execute(stmt.add_columns(func.count().over().label("_total"))
+                              .limit(size).offset((page - 1) * size)).all()
+    if rows:
+        total = rows[0][-1]
+    else:
+        total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None)
+                                                                   .subquery()))
+    pagination_parameters.item_count = int(total or 0)
+    return rows
 
 
 def audit(action: str, target_type: str, target_id: Any, **details: Any) -> None:

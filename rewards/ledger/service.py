@@ -102,29 +102,51 @@ class MemberBalances:
     available: int
     pending: int
     lifetime_earned: int
+    # What is left of the available points' lots, soonest-expiring first.
+    lots: tuple[Lot, ...] = ()
 
 
 def member_balances(session: Session, member_id: uuid.UUID) -> MemberBalances:
+    """The member's balances and lots in two queries, both through the member's own
+    rows (accounts.member_id, posting_lines.account_id, postings.member_id): the cost
+    follows the member's history, never the scheme's."""
     rows = session.execute(
-        select(Account.kind, func.coalesce(func.sum(PostingLine.points), 0))
-        .join(PostingLine, PostingLine.account_id == Account.id, isouter=True)
-        .where(Account.member_id == member_id)
-        .group_by(Account.kind)
-    ).all()
-    by_kind = {kind: int(total) for kind, total in rows}
-    # Issued to the member by awards, less what reversals took back or wrote off.
-    issued = session.scalar(
-        select(func.coalesce(func.sum(PostingLine.points), 0))
+        select(Account.kind, PostingLine.points, Posting.kind, Posting.expires_at)
+        .join(PostingLine, PostingLine.account_id == Account.id)
         .join(Posting, Posting.id == PostingLine.posting_id)
+        .where(Account.member_id == member_id)
+        .order_by(Account.kind, PostingLine.created_at, PostingLine.id)
+    ).all()
+    movements = [Movement(points, kind, expires_at)
+                 for account, points, kind, expires_at in rows if account == "available"]
+    # Issued to the member by awards, less what reversals took back or wrote off: the
+    # issuance side of the member's earn and reversal postings. Summed per account and
+    # picked here, not filtered by the issuance account in SQL: that filter would let
+    # the planner start from issuance's lines, which are every award of the scheme.
+    by_account = session.execute(
+        select(Account.code, func.sum(PostingLine.points))
+        .select_from(Posting)
+        .join(PostingLine, PostingLine.posting_id == Posting.id)
         .join(Account, Account.id == PostingLine.account_id)
-        .where(Posting.member_id == member_id, Posting.kind.in_(("earn", "reversal")),
-               Account.code == "scheme:issuance")
-    )
+        .where(Posting.member_id == member_id, Posting.kind.in_(("earn", "reversal")))
+        .group_by(Account.code)
+    ).all()
+    issued = next((int(total) for code, total in by_account if code == "scheme:issuance"), 0)
     return MemberBalances(
-        available=by_kind.get("available", 0),
-        pending=by_kind.get("pending", 0),
-        lifetime_earned=-int(issued or 0),
+        available=sum(movement.points for movement in movements),
+        pending=sum(points for account, points, _, _ in rows if account == "pending"),
+        lifetime_earned=-issued,
+        lots=tuple(lots_of(movements)),
     )
+
+
+def member_available(session: Session, member_id: uuid.UUID) -> int:
+    """The member's spendable points, in one query."""
+    return int(session.scalar(
+        select(func.coalesce(func.sum(PostingLine.points), 0))
+        .join(Account, Account.id == PostingLine.account_id)
+        .where(Account.code == f"member:{member_id}:available")
+    ) or 0)
 
 
 def _movements_stmt() -> Select[tuple[uuid.UUID, int, str, datetime | None]]:
