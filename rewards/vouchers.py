@@ -116,7 +116,7 @@ def claim(
         if (session.scalar(counted) or 0) >= offer.per_member_limit:
             raise ClaimRefused(409, limit_message(offer.per_member_limit, offer.limit_period))
     # Points past their expiry are not spendable, even before the daily job takes them.
-    expire_member(session, member.id, now)
+    expire_member(session, member.id, now, locked=account)
     available = account_balance(session, account.id)
     if available < offer.cost_points:
         raise ClaimRefused(

@@ -23,7 +23,7 @@ from ..models.partner import FULFILMENTS, LIMIT_PERIODS, OFFER_STATUSES, PARTNER
 from ..security import api_key_hash, new_api_key
 from ..settlement import pounds
 from .auth import BEARER, current_member, member_required, staff_required
-from .common import audit, found_or_404, paginate
+from .common import audit, found_or_404, paginate, reads_only
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
                        description="The reward catalogue")
@@ -198,6 +198,7 @@ def _available(member: Member) -> int:
 
 @offers_blp.route("")
 @offers_blp.doc(security=BEARER)
+@reads_only
 @member_required
 @offers_blp.arguments(CatalogueQuery, location="query")
 @offers_blp.response(200, CatalogueOffer(many=True))

@@ -21,7 +21,7 @@ from ..members import CardAlreadyLinked, link_card
 from ..models import Account, Action, Identifier, Posting, PostingLine, Reward, utcnow
 from ..vouchers import ClaimRefused, claim, voucher_state
 from .auth import BEARER, current_member, member_required
-from .common import idempotent, page_rows, paginate
+from .common import idempotent, page_rows, paginate, reads_only
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
 
@@ -217,6 +217,7 @@ def unlink(identifier_id: uuid.UUID):
 @blp.route("/balance")
 @blp.doc(security=BEARER)
 @blp.response(200, BalanceSchema)
+@reads_only
 @member_required
 def balance():
     """Points to spend, points on hold, all ever earned, and what expires soon.
@@ -238,6 +239,7 @@ def balance():
 @blp.doc(security=BEARER)
 @blp.response(200, LedgerLineSchema(many=True))
 @blp.paginate()
+@reads_only
 @member_required
 def ledger(pagination_parameters):
     """Statement of the available account, newest first; the lines add up to `available`."""
@@ -258,6 +260,7 @@ def ledger(pagination_parameters):
 @blp.doc(security=BEARER)
 @blp.response(200, ActionSchema(many=True))
 @blp.paginate()
+@reads_only
 @member_required
 def actions(pagination_parameters):
     """Actions with their status, points, and the rule behind each award."""
@@ -275,6 +278,7 @@ class Rewards(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(200, RewardSchema(many=True))
     @blp.paginate()
+    @reads_only
     @member_required
     def get(self, pagination_parameters):
         """The resident's rewards, newest first."""

@@ -107,35 +107,37 @@ class MemberBalances:
 
 
 def member_balances(session: Session, member_id: uuid.UUID) -> MemberBalances:
-    """The member's balances and lots in two queries, both through the member's own
-    rows (accounts.member_id, posting_lines.account_id, postings.member_id): the cost
-    follows the member's history, never the scheme's."""
+    """The member's balances and lots in one statement (one snapshot, even outside a
+    transaction), through the member's own rows only (accounts.member_id,
+    posting_lines.account_id, postings.member_id): the cost follows the member's
+    history, never the scheme's."""
+    issuance_line = case((Account.code == "scheme:issuance", PostingLine.points), else_=0)
+    # Issued to the member by awards, less what reversals took back or wrote off: the
+    # issuance side of the member's earn and reversal postings. The issuance account
+    # is picked in the sum, not in WHERE: filtering on it would let the planner start
+    # from issuance's lines, which are every award of the scheme.
+    issued = (
+        select(func.coalesce(func.sum(issuance_line), 0))
+        .select_from(Posting)
+        .join(PostingLine, PostingLine.posting_id == Posting.id)
+        .join(Account, Account.id == PostingLine.account_id)
+        .where(Posting.member_id == member_id, Posting.kind.in_(("earn", "reversal")))
+        .scalar_subquery()
+    )
+    # A member with no lines has no awards either, so no rows means nothing issued.
     rows = session.execute(
-        select(Account.kind, PostingLine.points, Posting.kind, Posting.expires_at)
+        select(Account.kind, PostingLine.points, Posting.kind, Posting.expires_at, issued)
         .join(PostingLine, PostingLine.account_id == Account.id)
         .join(Posting, Posting.id == PostingLine.posting_id)
         .where(Account.member_id == member_id)
         .order_by(Account.kind, PostingLine.created_at, PostingLine.id)
     ).all()
     movements = [Movement(points, kind, expires_at)
-                 for account, points, kind, expires_at in rows if account == "available"]
-    # Issued to the member by awards, less what reversals took back or wrote off: the
-    # issuance side of the member's earn and reversal postings. Summed per account and
-    # picked here, not filtered by the issuance account in SQL: that filter would let
-    # the planner start from issuance's lines, which are every award of the scheme.
-    by_account = session.execute(
-        select(Account.code, func.sum(PostingLine.points))
-        .select_from(Posting)
-        .join(PostingLine, PostingLine.posting_id == Posting.id)
-        .join(Account, Account.id == PostingLine.account_id)
-        .where(Posting.member_id == member_id, Posting.kind.in_(("earn", "reversal")))
-        .group_by(Account.code)
-    ).all()
-    issued = next((int(total) for code, total in by_account if code == "scheme:issuance"), 0)
+                 for account, points, kind, expires_at, _ in rows if account == "available"]
     return MemberBalances(
         available=sum(movement.points for movement in movements),
-        pending=sum(points for account, points, _, _ in rows if account == "pending"),
-        lifetime_earned=-issued,
+        pending=sum(row[1] for row in rows if row[0] == "pending"),
+        lifetime_earned=-int(rows[0][4]) if rows else 0,
         lots=tuple(lots_of(movements)),
     )
 
