@@ -125,7 +125,7 @@ def claim(
     reward = Reward(
         id=uuid.uuid4(),
         member_id=member.id,
-        offer_id=offer.id,
+        offer=offer,  # held by the reward: its answer names the offer and partner
         status="pending",
         cost_points=offer.cost_points,
         created_at=now,

@@ -312,8 +312,7 @@ class Rewards(MethodView):
             except ClaimRefused as refused:
                 db.session.rollback()
                 abort(refused.status, message=refused.message)
-            db.session.flush()
-            db.session.refresh(reward)
+            db.session.flush()  # the reward's row is complete now: nothing to read back
             return RewardSchema().dump(reward), 202
 
         return idempotent(f"member:{member.id}:rewards", produce)
