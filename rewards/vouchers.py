@@ -14,7 +14,7 @@ from typing import Any
 from flask import current_app, has_app_context
 from sqlalchemy import Select, bindparam, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import jobs
@@ -91,7 +91,8 @@ def claim(
     With `enqueue_issue` false the caller issues the voucher itself."""
     now = now or utcnow()
     account = lock_member(session, member.id)
-    offer = session.get(Offer, offer_id)
+    # With its partner: the claim's answer names it.
+    offer = session.get(Offer, offer_id, options=[joinedload(Offer.partner)])
     if offer is None or offer.status != "live":
         raise ClaimRefused(404, "No such offer.")
     window = window_state(offer.starts_at, offer.ends_at, now)
@@ -115,25 +116,16 @@ def claim(
         if (session.scalar(counted) or 0) >= offer.per_member_limit:
             raise ClaimRefused(409, limit_message(offer.per_member_limit, offer.limit_period))
     # Points past their expiry are not spendable, even before the daily job takes them.
-    expire_member(session, member.id, now)
+    expire_member(session, member.id, now, locked=account)
     available = account_balance(session, account.id)
     if available < offer.cost_points:
         raise ClaimRefused(
             409, f"Not enough points: this costs {offer.cost_points}, you have {available}."
         )
-    # Conditional increment: two claims for the last item cannot both succeed.
-    reserved = session.execute(
-        update(Offer)
-        .where(Offer.id == offer.id, (Offer.stock.is_(None)) | (Offer.claimed < Offer.stock))
-        .values(claimed=Offer.claimed + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if reserved.rowcount != 1:
-        raise ClaimRefused(409, "Sold out.")
     reward = Reward(
         id=uuid.uuid4(),
         member_id=member.id,
-        offer_id=offer.id,
+        offer=offer,  # held by the reward: its answer names the offer and partner
         status="pending",
         cost_points=offer.cost_points,
         created_at=now,
@@ -150,6 +142,17 @@ def claim(
         member_id=member.id,
         reward_id=reward.id,
     )
+    # Conditional increment: two claims for the last item cannot both succeed. Last of
+    # the claim's writes, so the offer's row (which every claim of the offer takes) is
+    # held from here to the commit only; a sold-out claim's writes are rolled back.
+    reserved = session.execute(
+        update(Offer)
+        .where(Offer.id == offer.id, (Offer.stock.is_(None)) | (Offer.claimed < Offer.stock))
+        .values(claimed=Offer.claimed + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if reserved.rowcount != 1:
+        raise ClaimRefused(409, "Sold out.")
     if enqueue_issue:
         jobs.enqueue("workers.rewards.issue_reward", queue="rewards", reward_id=str(reward.id))
     return reward

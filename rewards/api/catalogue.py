@@ -12,17 +12,18 @@ from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from ..catalogue import eligible, live_offers, stock_left
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
-from ..ledger import account_balance, member_account
+from ..ledger import member_available
 from ..models import Member, Offer, Partner, utcnow
 from ..models.partner import FULFILMENTS, LIMIT_PERIODS, OFFER_STATUSES, PARTNER_KINDS
 from ..security import api_key_hash, new_api_key
 from ..settlement import pounds
 from .auth import BEARER, current_member, member_required, staff_required
-from .common import audit, found_or_404, paginate
+from .common import audit, found_or_404, paginate, reads_only
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
                        description="The reward catalogue")
@@ -192,11 +193,12 @@ def _catalogue_view(offer: Offer, wanted: list[str], available: int) -> dict[str
 
 
 def _available(member: Member) -> int:
-    return account_balance(db.session, member_account(db.session, member.id).id)
+    return member_available(db.session, member.id)
 
 
 @offers_blp.route("")
 @offers_blp.doc(security=BEARER)
+@reads_only
 @member_required
 @offers_blp.arguments(CatalogueQuery, location="query")
 @offers_blp.response(200, CatalogueOffer(many=True))
@@ -214,7 +216,8 @@ def list_offers(args, pagination_parameters):
     if args.get("affordable"):
         stmt = stmt.where(Offer.cost_points <= available)
     # Eligibility is decided per offer in Python: the live catalogue is small.
-    offers = eligible(db.session.scalars(stmt.order_by(Offer.cost_points, Offer.id)),
+    offers = eligible(db.session.scalars(stmt.order_by(Offer.cost_points, Offer.id)
+                                         .options(joinedload(Offer.partner))),
                       member.ward, member.joined_at)
     pagination_parameters.item_count = len(offers)
     page, size = pagination_parameters.page, pagination_parameters.page_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Response, g, jsonify, request
@@ -24,11 +25,40 @@ class PageArgs(Schema):
 
 
 def paginate(stmt: Select[Any], pagination_parameters: Any) -> list[Any]:
-    """Run a select for one page and tell flask-smorest the total for X-Pagination."""
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    pagination_parameters.item_count = int(total or 0)
+    """Run a select of one entity for one page and tell flask-smorest the total for
+    X-Pagination."""
+    return [row[0] for row in page_rows(stmt, pagination_parameters)]
+
+
+def page_rows(stmt: Select[Any], pagination_parameters: Any) -> list[Any]:
+    """One page of `stmt`'s rows, with the total for X-Pagination counted in the same
+    query (a window over the whole result, before LIMIT); a separate count only for a
+    page past the end. The rows carry the total as a last extra column."""
     page, size = pagination_parameters.page, pagination_parameters.page_size
-    return list(db.session.scalars(stmt.limit(size).offset((page - 1) * size)))
+    rows = db.session.execute(stmt.add_columns(func.count().over().label("_total"))
+                              .limit(size).offset((page - 1) * size)).all()
+    if rows:
+        total = rows[0][-1]
+    else:
+        total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None)
+                                                                   .subquery()))
+    pagination_parameters.item_count = int(total or 0)
+    return rows
+
+
+def reads_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    """For views that only read, each answer from one statement or from statements that
+    need not agree to the instant: on PostgreSQL their statements run in autocommit, so
+    the request spends no round trip on BEGIN or ROLLBACK. Put it above the
+    authentication decorator, so the caller's lookup runs so too."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if db.dialect == "postgresql":
+            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def audit(action: str, target_type: str, target_id: Any, **details: Any) -> None:

@@ -11,16 +11,17 @@ from flask import Response, current_app, g, has_request_context, request, url_fo
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
+from sqlalchemy.orm import selectinload
 
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
-from ..ledger import expiring, member_account, member_balances, member_lots
+from ..ledger import expiring, member_balances
 from ..members import CardAlreadyLinked, link_card
-from ..models import Action, Identifier, Posting, PostingLine, Reward, utcnow
+from ..models import Account, Action, Identifier, Posting, PostingLine, Reward, utcnow
 from ..vouchers import ClaimRefused, claim, voucher_state
 from .auth import BEARER, current_member, member_required
-from .common import idempotent, paginate
+from .common import idempotent, page_rows, paginate, reads_only
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
 
@@ -225,21 +226,21 @@ def unlink(identifier_id: uuid.UUID):
 @blp.route("/balance")
 @blp.doc(security=BEARER)
 @blp.response(200, BalanceSchema)
+@reads_only
 @member_required
 def balance():
     """Points to spend, points on hold, all ever earned, and what expires soon.
 
     Spending takes the points that expire first; `expiring` lists what is left of the
     points expiring in the next 30 days, soonest first."""
-    member_id = current_member().id
-    balances = member_balances(db.session, member_id)
+    balances = member_balances(db.session, current_member().id)
     soon = timedelta(days=current_app.config["POINTS_EXPIRING_SOON_DAYS"])
     return {
         "available": balances.available,
         "pending": balances.pending,
         "lifetime_earned": balances.lifetime_earned,
         "expiring": [{"points": lot.points, "expires_at": lot.expires_at}
-                     for lot in expiring(member_lots(db.session, member_id), utcnow(), soon)],
+                     for lot in expiring(balances.lots, utcnow(), soon)],
     }
 
 
@@ -247,28 +248,28 @@ def balance():
 @blp.doc(security=BEARER)
 @blp.response(200, LedgerLineSchema(many=True))
 @blp.paginate()
+@reads_only
 @member_required
 def ledger(pagination_parameters):
     """Statement of the available account, newest first; the lines add up to `available`."""
-    account = member_account(db.session, current_member().id)
+    account = (select(Account.id)
+               .where(Account.code == f"member:{current_member().id}:available")
+               .scalar_subquery())
     stmt = (
         select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
                PostingLine.created_at)
         .join(Posting, Posting.id == PostingLine.posting_id)
-        .where(PostingLine.account_id == account.id)
+        .where(PostingLine.account_id == account)
         .order_by(PostingLine.created_at.desc(), PostingLine.id)
     )
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    pagination_parameters.item_count = int(total or 0)
-    page, size = pagination_parameters.page, pagination_parameters.page_size
-    rows = db.session.execute(stmt.limit(size).offset((page - 1) * size)).all()
-    return [row._asdict() for row in rows]
+    return [row._asdict() for row in page_rows(stmt, pagination_parameters)]
 
 
 @blp.route("/actions")
 @blp.doc(security=BEARER)
 @blp.response(200, ActionSchema(many=True))
 @blp.paginate()
+@reads_only
 @member_required
 def actions(pagination_parameters):
     """Actions with their status, points, and the rule behind each award."""
@@ -276,6 +277,7 @@ def actions(pagination_parameters):
         select(Action)
         .where(Action.member_id == current_member().id)
         .order_by(Action.occurred_at.desc(), Action.id)
+        .options(selectinload(Action.awards))  # one query for the page's awards
     )
     return paginate(stmt, pagination_parameters)
 
@@ -285,6 +287,7 @@ class Rewards(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(200, RewardSchema(many=True))
     @blp.paginate()
+    @reads_only
     @member_required
     def get(self, pagination_parameters):
         """The resident's rewards, newest first."""
@@ -318,8 +321,7 @@ class Rewards(MethodView):
             except ClaimRefused as refused:
                 db.session.rollback()
                 abort(refused.status, message=refused.message)
-            db.session.flush()
-            db.session.refresh(reward)
+            db.session.flush()  # the reward's row is complete now: nothing to read back
             return RewardSchema().dump(reward), 202
 
         return idempotent(f"member:{member.id}:rewards", produce)
