@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from PIL import Image
 from flask.testing import FlaskClient
+from PIL import Image
 from sqlalchemy import select
 
 from rewards.extensions import db
@@ -21,7 +21,6 @@ from rewards.models.review import Review, SelfReport, SelfReportPhoto
 
 from .helpers import at_once, bearer, build_scheme, iso, signed_post, staff_token, tap
 from .ways_in import add_type_and_rule, assert_error, balance, counts, daytime, resident
-
 
 
 def _image(kind: str) -> bytes:
