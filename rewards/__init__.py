@@ -33,6 +33,12 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(web_bp)
     app.register_blueprint(partner_pages)
     app.register_blueprint(event_pages)
+    # Security headers, JSON nesting limit, /docs served from a package (no CDN).
+    from . import hardening
+    from .web.docs import bp as docs_pages
+
+    hardening.init_app(app)
+    app.register_blueprint(docs_pages)
 
     from . import jobs
 

@@ -81,7 +81,8 @@ class Config:
         self.LOG_LEVEL: str = env.get("LOG_LEVEL", "INFO")
         self.TESTING: bool = False
         # Cookies of the partner pages: HTTPS-only unless told otherwise (local runs).
-        self.SESSION_COOKIE_SECURE: bool = env.get("SESSION_COOKIE_SECURE", "0") == "1"
+        self.SESSION_COOKIE_SECURE: bool = env.get(
+            "SESSION_COOKIE_SECURE", "0" if self.REWARDS_ENV == "development" else "1") == "1"
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
 
@@ -92,7 +93,7 @@ class Config:
         self.OPENAPI_URL_PREFIX = "/"
         self.OPENAPI_JSON_PATH = "openapi.json"
         self.OPENAPI_SWAGGER_UI_PATH = "docs"
-        self.OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+        self.OPENAPI_SWAGGER_UI_URL = None  # /docs is rewards/web/docs.py: no CDN
         self.API_SPEC_OPTIONS = {
             "info": {
                 "description": "Citizen rewards scheme: actions earn points, "
@@ -106,6 +107,10 @@ class Config:
             },
         }
         self.JSON_SORT_KEYS = False
+
+        # Privacy and hardening (docs/security.md).
+        self.JSON_MAX_DEPTH: int = _env_int("JSON_MAX_DEPTH", 32)
+        self.MAIL_DROP_RESERVED: bool = env.get("MAIL_DROP_RESERVED", "1") == "1"
 
         for key, value in overrides.items():
             setattr(self, key, value)

@@ -1,0 +1,54 @@
+"""What every response carries and what every request is checked for before a view runs:
+security headers, and a limit on how deeply a JSON body may nest (Python's parser would
+otherwise recurse until it fails)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from flask import Flask, Response, request
+from flask_smorest import abort
+
+# Strings removed first, so brackets inside them do not count.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_OPEN = frozenset(b"[{")
+
+# JSON answers are never a page; the HTML pages load nothing but their own origin's
+# files (inline <style> blocks only, no scripts from anywhere else), and no page of this
+# origin can be framed (clickjacking of the partner redemption page).
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (0 for a scalar)."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    return max(itertools.accumulate(1 if b in _OPEN else -1 for b in brackets))
+
+
+def security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    html = response.mimetype == "text/html"
+    headers.setdefault("Content-Security-Policy", PAGE_CSP if html else API_CSP)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def _limit_json_nesting() -> None:
+        if not request.is_json or not request.content_length:
+            return
+        limit = int(app.config.get("JSON_MAX_DEPTH", 32))
+        if json_depth(request.get_data(cache=True)) > limit:
+            abort(400, message=f"The JSON body nests more than {limit} levels deep.")
+
+    app.after_request(security_headers)
