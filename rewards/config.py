@@ -111,6 +111,11 @@ class Config:
         # Privacy and hardening (docs/security.md).
         self.JSON_MAX_DEPTH: int = _env_int("JSON_MAX_DEPTH", 32)
         self.MAIL_DROP_RESERVED: bool = env.get("MAIL_DROP_RESERVED", "1") == "1"
+        # Partner endpoints: private/loopback addresses and plain http refused unless this is
+        # set (tests, a partner system on the council's own network); a whole call's deadline.
+        self.WEBHOOK_ALLOW_PRIVATE_NETWORKS: bool = env.get(
+            "WEBHOOK_ALLOW_PRIVATE_NETWORKS", "0") == "1"
+        self.PARTNER_TIMEOUT_SECONDS: float = float(env.get("PARTNER_TIMEOUT_SECONDS") or 10)
 
         for key, value in overrides.items():
             setattr(self, key, value)

@@ -30,6 +30,9 @@ def worker_env(app: Flask, redis_url: str) -> dict[str, str]:
         IDENTIFIER_KEY=app.config["IDENTIFIER_KEY"],
         RQ_QUEUE_PREFIX=app.config["RQ_QUEUE_PREFIX"],
         LOG_LEVEL="WARNING",
+        # The worker process follows the test's app (on for fake partners on 127.0.0.1).
+        WEBHOOK_ALLOW_PRIVATE_NETWORKS=(
+            "1" if app.config.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS") else "0"),
     )
     return env
 
