@@ -109,6 +109,8 @@ class Config:
         self.JSON_SORT_KEYS = False
 
         # Privacy and hardening (docs/security.md).
+        # Figures about fewer distinct members than this are hidden from staff (null).
+        self.DASHBOARD_MIN_CELL: int = _env_int("DASHBOARD_MIN_CELL", 10)
         self.JSON_MAX_DEPTH: int = _env_int("JSON_MAX_DEPTH", 32)
         self.MAIL_DROP_RESERVED: bool = env.get("MAIL_DROP_RESERVED", "1") == "1"
         # Partner endpoints: private/loopback addresses and plain http refused unless this is

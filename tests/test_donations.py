@@ -102,7 +102,7 @@ def test_staff_see_totals_and_the_share_donated(client: FlaskClient, app: Flask)
     assert client.get("/v1/admin/donations", headers=donors[0].headers).status_code == 403
 
 
-def test_earned_points_and_share(client: FlaskClient, app: Flask) -> None:
+def test_earned_points_and_share(client: FlaskClient, app: Flask, monkeypatch) -> None:
     from .helpers import bearer, build_scheme, member_token, signed_post, tap
     from .test_flow import _daytime
 
@@ -115,6 +115,11 @@ def test_earned_points_and_share(client: FlaskClient, app: Flask) -> None:
         tap(f"t{i}", "4444333322221111", _daytime(1, 9 + i)) for i in range(4)]})
     assert [r["status"] for r in sent.json["results"]] == ["accepted"] * 4
     assert _give(client, me, charity["id"], 10).status_code == 201
+    body = client.get("/v1/admin/donations", headers=bearer(scheme.admin)).json
+    # One donor: their gift is personal, so the charity's figures and the total are hidden.
+    assert (body["donated"], body["earned"], body["share"]) == (None, 40, None)
+    assert body["charities"][0]["points"] is None
+    monkeypatch.setitem(app.config, "DASHBOARD_MIN_CELL", 1)
     body = client.get("/v1/admin/donations", headers=bearer(scheme.admin)).json
     assert (body["donated"], body["earned"], body["share"]) == (10, 40, 0.25)
 
