@@ -111,6 +111,9 @@ class Config:
         # Privacy and hardening (docs/security.md).
         # Figures about fewer distinct members than this are hidden from staff (null).
         self.DASHBOARD_MIN_CELL: int = _env_int("DASHBOARD_MIN_CELL", 10)
+        # Cards a member may link, and how many days a card's link code works.
+        self.IDENTIFIERS_PER_MEMBER: int = _env_int("IDENTIFIERS_PER_MEMBER", 5)
+        self.LINK_CODE_VALID_DAYS: int = _env_int("LINK_CODE_VALID_DAYS", 3)
         self.JSON_MAX_DEPTH: int = _env_int("JSON_MAX_DEPTH", 32)
         self.MAIL_DROP_RESERVED: bool = env.get("MAIL_DROP_RESERVED", "1") == "1"
         # Partner endpoints: private/loopback addresses and plain http refused unless this is

@@ -49,6 +49,8 @@ def init_app(app: Flask) -> None:
             return
         limit = int(app.config.get("JSON_MAX_DEPTH", 32))
         if json_depth(request.get_data(cache=True)) > limit:
-            abort(400, message=f"The JSON body nests more than {limit} levels deep.")
+            # 422 like any other body the API cannot take (API.md lists no 400).
+            problem = f"The JSON body nests more than {limit} levels deep."
+            abort(422, message=problem, errors={"body": [problem]})
 
     app.after_request(security_headers)

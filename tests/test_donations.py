@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from rewards.donations import suppress
 
+from .helpers import link
 from .reward_support import (
     admin_headers,
     available,
@@ -109,8 +110,7 @@ def test_earned_points_and_share(client: FlaskClient, app: Flask, monkeypatch) -
     scheme = build_scheme(client, app, cost_points=10)
     charity = make_partner(client, bearer(scheme.admin), "St George's Crypt", kind="charity")
     me = bearer(member_token(client, app, "giver@example.org"))
-    client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": "4444333322221111"},
-                headers=me)
+    link(client, app, me, "4444333322221111")
     sent = signed_post(client, scheme.source, {"items": [
         tap(f"t{i}", "4444333322221111", _daytime(1, 9 + i)) for i in range(4)]})
     assert [r["status"] for r in sent.json["results"]] == ["accepted"] * 4

@@ -13,7 +13,7 @@ from werkzeug.security import generate_password_hash
 from rewards.extensions import db
 from rewards.models import Redemption, Reward, StaffUser, utcnow
 
-from .helpers import bearer, build_scheme, member_token, signed_post, tap
+from .helpers import bearer, build_scheme, link, member_token, signed_post, tap
 from .test_flow import _daytime
 
 
@@ -49,8 +49,7 @@ def _check(client: FlaskClient, code: str):
 def _voucher(client: FlaskClient, app: Flask) -> tuple[object, str]:
     scheme = build_scheme(client, app, cost_points=10)
     me = bearer(member_token(client, app, "nia@example.org"))
-    client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": "5555666677778888"},
-                headers=me)
+    link(client, app, me, "5555666677778888")
     signed_post(client, scheme.source, {"items": [tap("p1", "5555666677778888", _daytime(1))]})
     reward = client.post("/v1/me/rewards", json={"offer_id": scheme.offer["id"]}, headers=me)
     code = client.get(f"/v1/me/rewards/{reward.json['id']}", headers=me).json["code"]

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from rewards.extensions import db
 from rewards.models import Base
 
-from .helpers import Scheme, bearer, build_scheme, member_token, signed_post, staff_token, tap
+from .helpers import Scheme, bearer, build_scheme, link, member_token, signed_post, staff_token, tap
 
 CARD = "6335009876543210"
 
@@ -49,8 +49,7 @@ LIVE_POINTS = 10 + 10 + 15 + 0 + 10
 def scheme(client: FlaskClient, app: Flask) -> Scheme:
     scheme = build_scheme(client, app)
     me = bearer(member_token(client, app, "sim@example.org"))
-    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": CARD},
-                         headers=me)
+    linked = link(client, app, me, CARD)
     assert linked.status_code == 201, linked.json
     items = [tap(ref, CARD, _local(days, hour), distance) for ref, days, hour, distance in TAPS]
     response = signed_post(client, scheme.source, {"items": items})

@@ -59,7 +59,7 @@ def test_docs_work_offline_from_our_origin(client: FlaskClient) -> None:
     assert_json_error(client.get("/docs/assets/..%2Fpyproject.toml"), 404)
 
 
-def test_deeply_nested_json_is_400_on_every_kind_of_route(client: FlaskClient,
+def test_deeply_nested_json_is_422_on_every_kind_of_route(client: FlaskClient,
                                                            app: Flask) -> None:
     admin = bearer(staff_token(client, app, "admin"))
     for depth in (33, 1_000, 100_000):
@@ -67,7 +67,7 @@ def test_deeply_nested_json_is_400_on_every_kind_of_route(client: FlaskClient,
                               ("/v1/admin/action-types", admin)):
             answer = client.post(path, data=_nested(depth), headers=headers,
                                  content_type="application/json")
-            body = assert_json_error(answer, 400)
+            body = assert_json_error(answer, 422)
             assert "nests more than 32 levels" in body["message"]
     # Ordinary nesting, and brackets inside strings, are not counted against the limit.
     assert client.post("/v1/auth/otp", json={"email": "[[[[" * 40 + "@example.org"}
