@@ -38,4 +38,26 @@ def link_secret_command(kind: str) -> None:
     click.echo(secret)
 
 
-COMMANDS = [link_code_command, link_secret_command]
+@click.group("privacy")
+def privacy_group() -> None:
+    """Retention of personal data."""
+
+
+@privacy_group.command("retention")
+@click.option("--days", type=int, default=None,
+              help="Override ACTION_DETAIL_RETENTION_DAYS for this run.")
+@with_appcontext
+def retention_command(days: int | None) -> None:
+    """Coarsen the details (places, routes) of actions older than the retention period."""
+    from flask import current_app
+
+    from .extensions import db
+    from .models import utcnow
+    from .retention import coarsen_old_actions
+
+    period = days if days is not None else int(current_app.config["ACTION_DETAIL_RETENTION_DAYS"])
+    count = coarsen_old_actions(db.session, utcnow(), period)
+    click.echo(f"{count} actions older than {period} days coarsened")
+
+
+COMMANDS = [link_code_command, link_secret_command, privacy_group]

@@ -114,6 +114,11 @@ class Config:
         # Cards a member may link, and how many days a card's link code works.
         self.IDENTIFIERS_PER_MEMBER: int = _env_int("IDENTIFIERS_PER_MEMBER", 5)
         self.LINK_CODE_VALID_DAYS: int = _env_int("LINK_CODE_VALID_DAYS", 3)
+        # Versions of the terms and privacy notice a first login accepts (kept as consents).
+        self.TERMS_VERSION: str = env.get("TERMS_VERSION", "1")
+        self.PRIVACY_NOTICE_VERSION: str = env.get("PRIVACY_NOTICE_VERSION", "1")
+        # Action attributes (places, routes) older than this many days are coarsened.
+        self.ACTION_DETAIL_RETENTION_DAYS: int = _env_int("ACTION_DETAIL_RETENTION_DAYS", 400)
         self.JSON_MAX_DEPTH: int = _env_int("JSON_MAX_DEPTH", 32)
         self.MAIL_DROP_RESERVED: bool = env.get("MAIL_DROP_RESERVED", "1") == "1"
         # Partner endpoints: private/loopback addresses and plain http refused unless this is

@@ -6,6 +6,7 @@ from rq import cron
 
 from workers.ledger import expire_points, release_pending, verify_ledger
 from workers.outbox import relay
+from workers.privacy import apply_retention
 from workers.rewards import expire_vouchers, fail_stuck_rewards, remind_expiring_vouchers
 
 _default = os.environ.get("RQ_QUEUE_PREFIX", "") + "default"
@@ -26,3 +27,5 @@ cron.register(remind_expiring_vouchers, queue_name=_rewards, cron="0 9 * * *",
               job_timeout=1800)
 # Rewards whose issuing never finished (a worker killed on the last attempt).
 cron.register(fail_stuck_rewards, queue_name=_rewards, cron="40 * * * *", job_timeout=600)
+# Old actions' places and routes are coarsened (ACTION_DETAIL_RETENTION_DAYS), nightly.
+cron.register(apply_retention, queue_name=_default, cron="50 3 * * *", job_timeout=3600)

@@ -6,6 +6,8 @@ Create Date: 2026-11-30 23:00:00
 
 - consents: each consent given or withdrawn by a member for a purpose, a history; the
   latest row per purpose is the member's current choice.
+- members.travel_data_withheld: the member withdrew travel-data consent (ingest reads
+  it with the member's row and refuses their travel items).
 - card_link_secrets: per card kind, the secret its issuer makes link codes with (a
   resident linking a card in the app proves holding it with such a code).
 """
@@ -48,7 +50,14 @@ def upgrade() -> None:
     )
 
 
+    with op.batch_alter_table("members") as batch:
+        batch.add_column(sa.Column("travel_data_withheld", sa.Boolean(), nullable=False,
+                                   server_default=sa.false()))
+
+
 def downgrade() -> None:
+    with op.batch_alter_table("members") as batch:
+        batch.drop_column("travel_data_withheld")
     op.drop_table("card_link_secrets")
     op.drop_index("ix_consents_member_purpose_created", table_name="consents")
     op.drop_table("consents")

@@ -28,5 +28,7 @@ def register_api(api: Api) -> None:
         api.register_blueprint(blueprint)
     # Privacy: link secrets, export, consents (rewards/api/admin_privacy.py, me_privacy.py).
     from .admin_privacy import blp as admin_privacy_blp
+    from .me_privacy import blp as me_privacy_blp
 
     api.register_blueprint(admin_privacy_blp)
+    api.register_blueprint(me_privacy_blp)

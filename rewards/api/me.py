@@ -13,6 +13,7 @@ from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import delete, func, select
 
+from ..erasure import erase_member
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
 from ..ledger import expiring, member_account, member_balances, member_lots
@@ -163,13 +164,10 @@ class Me(MethodView):
     @blp.response(204)
     @member_required
     def delete(self):
-        """Erase the account's personal data. Ledger sums stay, under an anonymous id."""
-        member = current_member()
-        member.email = None
-        member.display_name = None
-        member.ward = None
-        member.erased_at = utcnow()
-        db.session.execute(delete(Identifier).where(Identifier.member_id == member.id))
+        """Erase the account's personal data (docs/security.md lists it): cards, login
+        codes, self-report text and photos, action details; vouchers not yet redeemed
+        are cancelled. Ledger sums stay, under an id that no longer leads to a person."""
+        erase_member(db.session, current_member(), utcnow())
         db.session.commit()
 
 
