@@ -69,11 +69,16 @@ def test_deeply_nested_json_is_422_on_every_kind_of_route(client: FlaskClient,
                                  content_type="application/json")
             body = assert_json_error(answer, 422)
             assert "nests more than 32 levels" in body["message"]
+    # Never closed: not JSON, and still refused before the parser recurses.
+    unclosed = client.post("/v1/auth/otp", data="[" * 50_000, content_type="application/json")
+    assert "nests more than 32 levels" in assert_json_error(unclosed, 422)["message"]
     # Ordinary nesting, and brackets inside strings, are not counted against the limit.
     assert client.post("/v1/auth/otp", json={"email": "[[[[" * 40 + "@example.org"}
                        ).status_code in (202, 422)
     assert json_depth(b'{"a": [[1], {"b": "]]]]"}]}') == 3
     assert json_depth(b'"[[["') == 0
+    assert json_depth(rb'{"a": "x\"[[[", "b": [1]}') == 2  # an escaped quote
+    assert json_depth(rb'{"a": "x\\", "b": [[2]]}') == 3  # an escaped backslash
 
 
 def test_no_route_answers_a_traceback(client: FlaskClient, monkeypatch: pytest.MonkeyPatch,
