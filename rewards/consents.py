@@ -39,8 +39,9 @@ class ConsentState:
 
 
 def history(session: Session, member_id: uuid.UUID) -> list[Consent]:
-    return list(session.scalars(select(Consent).where(Consent.member_id == member_id)
-                                .order_by(Consent.created_at, Consent.id)))
+    """Oldest first; choices made at the same moment in the order purposes are listed."""
+    rows = session.scalars(select(Consent).where(Consent.member_id == member_id))
+    return sorted(rows, key=lambda row: (row.created_at, CONSENT_PURPOSES.index(row.purpose)))
 
 
 def current(session: Session, member_id: uuid.UUID) -> list[ConsentState]:
