@@ -328,3 +328,14 @@ def register_commands(app: Flask) -> None:
 if __name__ == "__main__":  # pragma: no cover
     main()
 
+
+
+# Privacy commands (rewards/cli_privacy.py).
+def _add_privacy_commands() -> None:
+    from . import cli_privacy
+
+    for command in cli_privacy.COMMANDS:
+        main.add_command(command)
+
+
+_add_privacy_commands()

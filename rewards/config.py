@@ -95,7 +95,8 @@ class Config:
         self.DASHBOARD_REFRESH_SECONDS: int = _env_int("DASHBOARD_REFRESH_SECONDS", 60)
         self.TESTING: bool = False
         # Cookies of the partner pages: HTTPS-only unless told otherwise (local runs).
-        self.SESSION_COOKIE_SECURE: bool = env.get("SESSION_COOKIE_SECURE", "0") == "1"
+        self.SESSION_COOKIE_SECURE: bool = env.get(
+            "SESSION_COOKIE_SECURE", "0" if self.REWARDS_ENV == "development" else "1") == "1"
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         # Observability: log lines as JSON (outside development) or text; /metrics needs this
@@ -111,7 +112,7 @@ class Config:
         self.OPENAPI_URL_PREFIX = "/"
         self.OPENAPI_JSON_PATH = "openapi.json"
         self.OPENAPI_SWAGGER_UI_PATH = "docs"
-        self.OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+        self.OPENAPI_SWAGGER_UI_URL = None  # /docs is rewards/web/docs.py: no CDN
         self.API_SPEC_OPTIONS = {
             "info": {
                 "description": "Citizen rewards scheme: actions earn points, "
@@ -149,6 +150,22 @@ class Config:
         self.RATE_LIMIT_SELF_REPORT: str = env.get("RATE_LIMIT_SELF_REPORT", "20 per hour")
         self.RATE_LIMIT_REDEEM: str = env.get("RATE_LIMIT_REDEEM", "120 per minute")
         self.RATE_LIMIT_PIN: str = env.get("RATE_LIMIT_PIN", "30 per minute")
+        # Privacy and hardening (docs/security.md).
+        # Cards a member may link, and how many days a card's link code works.
+        self.IDENTIFIERS_PER_MEMBER: int = _env_int("IDENTIFIERS_PER_MEMBER", 5)
+        self.LINK_CODE_VALID_DAYS: int = _env_int("LINK_CODE_VALID_DAYS", 3)
+        # Versions of the terms and privacy notice a first login accepts (kept as consents).
+        self.TERMS_VERSION: str = env.get("TERMS_VERSION", "1")
+        self.PRIVACY_NOTICE_VERSION: str = env.get("PRIVACY_NOTICE_VERSION", "1")
+        # Action attributes (places, routes) older than this many days are coarsened.
+        self.ACTION_DETAIL_RETENTION_DAYS: int = _env_int("ACTION_DETAIL_RETENTION_DAYS", 400)
+        self.JSON_MAX_DEPTH: int = _env_int("JSON_MAX_DEPTH", 32)
+        self.MAIL_DROP_RESERVED: bool = env.get("MAIL_DROP_RESERVED", "1") == "1"
+        # Partner endpoints: private/loopback addresses and plain http refused unless this is
+        # set (tests, a partner system on the council's own network). PARTNER_TIMEOUT_SECONDS
+        # (above) is the whole call's deadline.
+        self.WEBHOOK_ALLOW_PRIVATE_NETWORKS: bool = env.get(
+            "WEBHOOK_ALLOW_PRIVATE_NETWORKS", "0") == "1"
 
         for key, value in overrides.items():
             setattr(self, key, value)

@@ -31,6 +31,7 @@ from .dashboard.refresh import refresh
 from .demo_history import CAMPAIGN, load_history
 from .extensions import db
 from .ledger import member_balances
+from .linking import rotate_secret, secret_for
 from .members import create_member, find_member_by_card, link_card, normalise_email
 from .models import (
     Action,
@@ -504,6 +505,10 @@ def _residents(rng: random.Random, count: int, window_start: datetime) -> list[R
 
 
 def _members(session: Session, residents: list[Resident]) -> None:
+    # Cards linked in the app need a link code: the demo's travel operator has a
+    # secret, so `rewards link-code --number ...` works on the demo scheme.
+    if secret_for(session, "travel_card") is None:
+        rotate_secret(session, "travel_card")
     for resident in residents:
         member = session.scalar(
             select(Member).where(Member.email == normalise_email(resident.email))

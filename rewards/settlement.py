@@ -4,17 +4,18 @@ see those redeemed) the passes it issued that month, at the offer's value."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .csvfile import csv_text
 from .models import Offer, Partner, Redemption, Reward
 
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -110,14 +111,13 @@ CSV_COLUMNS = ("month", "partner_id", "partner_name", "offer_id", "offer_title",
 
 def as_csv(month: str, settlements: list[PartnerSettlement]) -> str:
     """One row per partner and offer, then a total row per partner."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for item in settlements:
-        for line in item.offers:
-            writer.writerow((month, item.partner_id, item.partner_name, line.offer_id,
-                             line.title, line.basis, line.count, line.value_pence,
-                             pounds(line.value_pence)))
-        writer.writerow((month, item.partner_id, item.partner_name, "", "TOTAL", "",
-                         item.count, item.value_pence, pounds(item.value_pence)))
-    return out.getvalue()
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for item in settlements:
+            for line in item.offers:
+                yield (month, item.partner_id, item.partner_name, line.offer_id,
+                       line.title, line.basis, line.count, line.value_pence,
+                       pounds(line.value_pence))
+            yield (month, item.partner_id, item.partner_name, "", "TOTAL", "",
+                   item.count, item.value_pence, pounds(item.value_pence))
+
+    return csv_text(CSV_COLUMNS, rows())

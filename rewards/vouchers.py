@@ -225,6 +225,23 @@ def fail(session: Session, reward_id: uuid.UUID, reason: str) -> Reward | None:
     return reward
 
 
+def cancel_unredeemed(session: Session, reward_id: uuid.UUID, reason: str) -> Reward | None:
+    """Cancel a reward not yet redeemed (its member closed the account): a pending one's
+    held points are released, an issued voucher's points refunded, and the stock freed;
+    the code stops working. Redeemed, expired and settled rewards are left as they are."""
+    reward = session.scalar(_locked(select(Reward).where(Reward.id == reward_id)))
+    if reward is None or reward.status not in ("pending", "issued"):
+        return reward
+    if reward.status == "pending":
+        fail(session, reward.id, reason)
+    else:
+        _refund_spent(session, reward, f"Voucher cancelled: {reason}", "cancel_refund")
+        _release_stock(session, reward.offer_id)
+    reward.status = "cancelled"
+    reward.failure_reason = reason[:500]
+    return reward
+
+
 def _release_stock(session: Session, offer_id: uuid.UUID) -> None:
     session.execute(
         update(Offer).where(Offer.id == offer_id, Offer.claimed > 0)

@@ -28,6 +28,10 @@ from .reward_support import (
     till,
 )
 
+# Their fake partner systems listen on 127.0.0.1 over http.
+pytestmark = pytest.mark.usefixtures("allow_private_webhooks")
+
+
 WELSH = {"cy": {"title": "Nofio am ddim", "description": "Un nofio i oedolyn."}}
 
 

@@ -31,6 +31,9 @@ from .reward_support import (
     resident,
 )
 
+# Their fake partner systems listen on 127.0.0.1 over http.
+pytestmark = pytest.mark.usefixtures("allow_private_webhooks")
+
 
 def _webhook_offer(client: FlaskClient, app: Flask, system: PartnerSystem,
                    partner: dict[str, Any], admin: dict[str, str],

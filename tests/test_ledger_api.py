@@ -30,6 +30,7 @@ from .helpers import (
     at_once,
     bearer,
     build_scheme,
+    link,
     member_token,
     signed_post,
     staff_token,
@@ -59,8 +60,7 @@ def person(client: FlaskClient, app: Flask, scheme: Scheme, journeys: int) -> Pe
     n = next(_people)
     headers = bearer(member_token(client, app, f"person{n}@example.org"))
     card = f"6335{n:012d}"
-    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": card},
-                         headers=headers)
+    linked = link(client, app, headers, card)
     assert linked.status_code == 201, linked.json
     refs = [f"{card}-{i}" for i in range(journeys)]
     if journeys:

@@ -34,7 +34,7 @@ from rewards.models import (
     StaffUser,
 )
 
-from .helpers import Scheme, at_once, bearer, build_scheme, member_token, signed_post, tap
+from .helpers import Scheme, at_once, bearer, build_scheme, link, member_token, signed_post, tap
 
 COST = 10  # build_scheme's rule gives 10 points for a daytime bus journey
 
@@ -61,8 +61,7 @@ def resident(client: FlaskClient, app: Flask, scheme: Scheme, journeys: int) -> 
     n = next(_residents)
     headers = bearer(member_token(client, app, f"resident{n}@example.org"))
     card = f"6335{n:012d}"
-    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": card},
-                         headers=headers)
+    linked = link(client, app, headers, card)
     assert linked.status_code == 201, linked.json
     if journeys:
         items = [tap(f"{card}-{i}", card, _daytime(1 + i // 4, 9 + i % 4))

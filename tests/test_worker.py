@@ -15,7 +15,7 @@ from rewards.extensions import db
 from rewards.handover import handover
 from rewards.models import OutboxMessage, Reward
 
-from .helpers import bearer, build_scheme, member_token, signed_post, tap
+from .helpers import bearer, build_scheme, link, member_token, signed_post, tap
 from .test_flow import _daytime, run_flow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,9 @@ def worker_env(app: Flask, redis_url: str) -> dict[str, str]:
         JOB_MAX_ATTEMPTS=str(app.config["JOB_MAX_ATTEMPTS"]),
         JOB_TIMEOUT_SECONDS=str(app.config["JOB_TIMEOUT_SECONDS"]),
         PARTNER_TIMEOUT_SECONDS=str(app.config["PARTNER_TIMEOUT_SECONDS"]),
+        # The worker process follows the test's app (on for fake partners on 127.0.0.1).
+        WEBHOOK_ALLOW_PRIVATE_NETWORKS=(
+            "1" if app.config.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS") else "0"),
     )
     return env
 
@@ -81,8 +84,7 @@ def test_flow_with_a_real_rq_worker(client: FlaskClient, app: Flask, rq_mode: st
 def _member_with_points(client: FlaskClient, app: Flask):
     scheme = build_scheme(client, app, cost_points=10)
     me = bearer(member_token(client, app, "kai@example.org"))
-    client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": "1111222233334444"},
-                headers=me)
+    link(client, app, me, "1111222233334444")
     result = signed_post(client, scheme.source,
                          {"items": [tap("t1", "1111222233334444", _daytime(1))]})
     assert result.json["results"][0]["status"] == "accepted"

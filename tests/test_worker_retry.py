@@ -34,6 +34,9 @@ from .reward_support import (
 )
 from .test_worker import BIN, ROOT, handed_over, run_rewards_worker, worker_env
 
+# Their fake partner systems listen on 127.0.0.1 over http.
+pytestmark = pytest.mark.usefixtures("allow_private_webhooks")
+
 
 def _reward(app: Flask, reward_id: str) -> Reward:
     with app.app_context():

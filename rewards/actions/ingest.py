@@ -462,7 +462,8 @@ def lock_for_awards(session: Session, member_ids: set[uuid.UUID]) -> dict[uuid.U
     members: dict[uuid.UUID, Row[Any]] = {}
     for condition in _one_of(postgres, Member.id, member_ids):
         for row in session.execute(
-            select(Member.id, Member.ward, Member.joined_at, Member.erased_at)
+            select(Member.id, Member.ward, Member.joined_at, Member.erased_at,
+                   Member.travel_data_withheld)
             .where(condition)
             .order_by(Member.id)
             .with_for_update(key_share=True)
@@ -518,6 +519,9 @@ class Accepted:
     windows: dict[str, datetime]  # period -> start of the window it falls in
 
 
+NO_CONSENT = "no_consent: the member has withdrawn consent to travel data"
+
+
 def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutcome:
     config = current_app.config
     tz = config["SCHEME_TIMEZONE"]
@@ -531,10 +535,13 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
         max_age=timedelta(days=config["ACTION_MAX_AGE_DAYS"] if max_age_days is None
                           else max_age_days),
     )
-    type_ids: dict[str, uuid.UUID] = {
-        code: type_id
-        for code, type_id in session.execute(select(ActionType.code, ActionType.id))
-    }
+    type_ids: dict[str, uuid.UUID] = {}
+    travel_types: set[str] = set()  # refused for members who withdrew travel consent
+    for code, type_id, category in session.execute(
+            select(ActionType.code, ActionType.id, ActionType.category)):
+        type_ids[code] = type_id
+        if category == "travel":
+            travel_types.add(code)
     known_types = set(type_ids)
     allowed = set(source.action_types or ()) & known_types
 
@@ -612,6 +619,9 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
             reason = "unknown member_id: no member has this id"
         if member_id is None or member_id not in members:
             results[item.index] = _result(ref, "rejected", reason=reason)
+            continue
+        if item.type_code in travel_types and members[member_id].travel_data_withheld:
+            results[item.index] = _result(ref, "rejected", reason=NO_CONSENT)
             continue
         action_id = writes.new_id()
         seen[ref] = action_id

@@ -32,3 +32,9 @@ def register_api(api: Api) -> None:
     from .dashboard import blp as dashboard_blp  # the staff dashboard's figures
 
     api.register_blueprint(dashboard_blp)
+    # Privacy: link secrets, export, consents (rewards/api/admin_privacy.py, me_privacy.py).
+    from .admin_privacy import blp as admin_privacy_blp
+    from .me_privacy import blp as me_privacy_blp
+
+    api.register_blueprint(admin_privacy_blp)
+    api.register_blueprint(me_privacy_blp)

@@ -15,7 +15,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ..actions.simulate import simulate
+from ..actions.simulate import simulate, suppress_small_cells
 from ..extensions import Blueprint, db
 from ..models import (
     ActionType,
@@ -370,16 +370,22 @@ class SimulateIn(Schema):
 
 class RuleFiguresOut(Schema):
     name = fields.String()
-    points = fields.Integer()
-    actions = fields.Integer(metadata={"description": "Actions it awarded points for."})
-    capped = fields.Integer(metadata={"description": "Actions it matched but a cap stopped."})
+    points = fields.Integer(allow_none=True)
+    actions = fields.Integer(allow_none=True,
+                             metadata={"description": "Actions it awarded points for."})
+    capped = fields.Integer(allow_none=True,
+                            metadata={"description": "Actions it matched but a cap stopped."})
+    suppressed = fields.Boolean(metadata={
+        "description": "True: it matched fewer members than DASHBOARD_MIN_CELL, so its "
+                       "figures are hidden (null)."})
 
 
 class SimulationErrorOut(Schema):
     rule = fields.String()
     draft = fields.Boolean()
     message = fields.String()
-    count = fields.Integer()
+    count = fields.Integer(allow_none=True, metadata={
+        "description": "Null when under DASHBOARD_MIN_CELL."})
 
 
 class SimulationOut(Schema):
@@ -390,11 +396,14 @@ class SimulationOut(Schema):
     actions_considered = fields.Integer(
         metadata={"description": "Accepted actions replayed, in the order they happened."})
     actions_matched = fields.Integer(
+        allow_none=True,
         metadata={"description": "Actions the drafts would have awarded points for."})
-    members_touched = fields.Integer()
-    points = fields.Integer(metadata={"description": "Points the drafts would have awarded."})
+    members_touched = fields.Integer(allow_none=True)
+    points = fields.Integer(allow_none=True,
+                            metadata={"description": "Points the drafts would have awarded."})
     points_by_rule = fields.List(fields.Nested(RuleFiguresOut))
     live_points = fields.Integer(
+        allow_none=True,
         metadata={"description": "Points the live rules award beside the drafts."})
     baseline_points = fields.Integer(
         metadata={"description": "Points the live rules alone award over the same actions."})
@@ -402,16 +411,20 @@ class SimulationOut(Schema):
         allow_none=True,
         metadata={"description": "points + live_points - baseline_points (with include_live)."})
     errors = fields.List(fields.Nested(SimulationErrorOut))
+    suppressed = fields.Boolean(metadata={
+        "description": "True: some figures concern fewer members than DASHBOARD_MIN_CELL "
+                       "and are hidden, with every total that would reveal them."})
 
 
 @blp.route("/rules/simulate", methods=["POST"])
 @blp.doc(security=BEARER)
-@staff_required(*MANAGE, "analyst")
+@staff_required(*MANAGE)
 @blp.arguments(SimulateIn)
 @blp.response(200, SimulationOut)
 def simulate_rules(args):
     """What draft rules would have awarded over the last `days` of real accepted actions,
-    with caps and budgets counted from the start of that window. Writes nothing."""
+    with caps and budgets counted from the start of that window. Writes nothing.
+    Scheme managers only; figures about fewer members than DASHBOARD_MIN_CELL are hidden."""
     for index, body in enumerate(args["rules"]):
         missing = sorted(set(body["action_types"]) - set(db.session.scalars(
             select(ActionType.code).where(ActionType.code.in_(body["action_types"])))))
@@ -419,9 +432,10 @@ def simulate_rules(args):
             abort(422, message="Unknown action types.", errors={"rules": {str(index): {
                 "action_types": [f"unknown action type {c!r}" for c in missing]}}})
     try:
-        return simulate(db.session, args["rules"], days=args["days"],
-                        include_live=args["include_live"],
-                        tz=current_app.config["SCHEME_TIMEZONE"], now=utcnow())
+        result = simulate(db.session, args["rules"], days=args["days"],
+                          include_live=args["include_live"],
+                          tz=current_app.config["SCHEME_TIMEZONE"], now=utcnow())
+        return suppress_small_cells(result, int(current_app.config["DASHBOARD_MIN_CELL"]))
     finally:
         db.session.rollback()  # nothing to keep: say so to the database too
 

@@ -7,7 +7,7 @@ import secrets
 import uuid
 from typing import Any
 
-from flask import g, request
+from flask import current_app, g, request
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -20,6 +20,7 @@ from ..i18n import localise, preferences
 from ..ledger import member_available
 from ..models import Member, Offer, Partner, utcnow
 from ..models.partner import FULFILMENTS, LIMIT_PERIODS, OFFER_STATUSES, PARTNER_KINDS
+from ..outbound import url_problem
 from ..security import api_key_hash, new_api_key
 from ..settlement import pounds
 from .auth import BEARER, current_member, member_required, staff_required
@@ -241,9 +242,22 @@ def get_offer(offer_id: uuid.UUID):
 
 # -- partners (staff) ----------------------------------------------------------------------
 
+def _public_endpoint(url: str | None) -> None:
+    """Refused at save time as at call time: loopback, private, metadata addresses, and
+    plain http outside development (rewards/outbound.py)."""
+    if url is None:
+        return
+    config = current_app.config
+    allow_private = bool(config.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS"))
+    problem = url_problem(url, allow_private=allow_private,
+                          allow_http=allow_private or bool(config.get("DEVELOPMENT")))
+    if problem:
+        raise ValidationError(problem)
+
+
 def _http_url() -> fields.Url:
     return fields.Url(schemes={"http", "https"}, require_tld=False, allow_none=True,
-                      validate=validate.Length(max=500),
+                      validate=[validate.Length(max=500), _public_endpoint],
                       metadata={"description": "Where the partner's own system issues passes "
                                                "for its offers with fulfilment webhook."})
 

@@ -14,10 +14,11 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import delete, select
 from sqlalchemy.orm import selectinload
 
+from ..erasure import erase_member
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
 from ..ledger import expiring, member_balances
-from ..members import CardAlreadyLinked, link_card
+from ..linking import LinkRefused, link_proven_card
 from ..models import Account, Action, Identifier, Posting, PostingLine, Reward, utcnow
 from ..vouchers import ClaimRefused, claim, voucher_state
 from .auth import BEARER, current_member, member_required
@@ -54,6 +55,9 @@ class IdentifierIn(Schema):
     number = fields.String(required=True, load_only=True,
                            validate=validate.Regexp(r"^[0-9A-Za-z \-]{6,32}$",
                                                     error="6 to 32 letters and digits."))
+    link_code = fields.String(required=True, load_only=True, validate=validate.Length(max=16),
+                              metadata={"description": "The 8-digit code the card's operator "
+                                                       "shows its holder (docs/security.md)."})
 
 
 class IdentifierOut(Schema):
@@ -169,14 +173,10 @@ class Me(MethodView):
     @blp.response(204)
     @member_required
     def delete(self):
-        """Erase the account's personal data. Ledger sums stay, under an anonymous id."""
-        member = current_member()
-        member.email = None
-        member.display_name = None
-        member.ward = None
-        member.birth_year = None
-        member.erased_at = utcnow()
-        db.session.execute(delete(Identifier).where(Identifier.member_id == member.id))
+        """Erase the account's personal data (docs/security.md lists it): cards, login
+        codes, self-report text and photos, action details; vouchers not yet redeemed
+        are cancelled. Ledger sums stay, under an id that no longer leads to a person."""
+        erase_member(db.session, current_member(), utcnow())
         db.session.commit()
 
 
@@ -196,13 +196,20 @@ class Identifiers(MethodView):
     @member_required
     @blp.arguments(IdentifierIn)
     @blp.response(201, IdentifierOut)
-    @blp.alt_response(409, description="The card is linked to an account already")
+    @blp.alt_response(409, description="Too many cards, or this card cannot be linked here")
+    @blp.alt_response(422, description="No link code, or a wrong or expired one")
     def post(self, args):
-        """Link a card so a source's taps reach this account."""
+        """Link a card so a source's taps reach this account, with the link code its
+        operator gave the holder (proof of holding the card)."""
+        config = current_app.config
         try:
-            identifier = link_card(db.session, current_member(), args["kind"], args["number"])
-        except CardAlreadyLinked:
-            abort(409, message="This card is already linked to an account.")
+            identifier = link_proven_card(
+                db.session, current_member(), args["kind"], args["number"], args["link_code"],
+                now=utcnow(), valid_days=config["LINK_CODE_VALID_DAYS"],
+                most=config["IDENTIFIERS_PER_MEMBER"])
+        except LinkRefused as refused:
+            db.session.rollback()
+            abort(refused.status, message=refused.message, errors=refused.errors)
         db.session.commit()
         return identifier
 

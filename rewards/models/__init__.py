@@ -1,6 +1,6 @@
 """Database models, one module per aggregate. Importing this registers them all."""
 
-from . import dashboard, donation, event, review  # noqa: F401  (their tables join the metadata)
+from . import dashboard, donation, event, privacy, review  # noqa: F401  (their tables join the metadata)
 from .action import Action, Award
 from .base import Base, utcnow
 from .infra import IdempotencyRecord, OutboxMessage
