@@ -22,7 +22,8 @@ def test_the_profile_takes_only_its_own_fields(client: FlaskClient, app: Flask) 
         assert answer.status_code == 422, (field, answer.json)
     profile = client.get("/v1/me", headers=me.headers).json
     assert profile["id"] == me.id and profile["email"] == me.email
-    assert set(profile) == {"id", "email", "display_name", "ward", "locale", "joined_at"}
+    assert set(profile) == {"id", "email", "display_name", "ward", "locale", "joined_at",
+                            "birth_year"}
 
 
 def test_cards_show_kind_and_last_four_only(client: FlaskClient, app: Flask) -> None:
