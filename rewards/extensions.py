@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import flask_smorest
 from flask import Flask, current_app, jsonify
+from marshmallow import Schema, ValidationError, fields, validate
 from redis import Redis
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+
+from .reasons import Reason, reason_for
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +88,26 @@ def _flatten_errors(errors: Any) -> Any:
     return errors
 
 
-def error_response(code: int, message: str, errors: Any = None, headers: Any = None):
+class ErrorSchema(Schema):
+    """The one error body: every 4xx and 5xx the API sends has this shape."""
+
+    code = fields.Integer(required=True, metadata={"description": "The HTTP status code."})
+    status = fields.String(required=True, metadata={"description": "The HTTP status name."})
+    reason = fields.String(required=True, validate=validate.OneOf([r.value for r in Reason]),
+                           metadata={"description": "Why, as a stable code to branch on "
+                                                    "(docs/api.md lists them)."})
+    message = fields.String(required=True, metadata={
+        "description": "Why, in words for a person, in the caller's language."})
+    errors = fields.Dict(keys=fields.String(), values=fields.Raw(), metadata={
+        "description": "For 422: what is wrong with each field, by field name."})
+
+
+def error_response(code: int, message: str, errors: Any = None, headers: Any = None,
+                   reason: str | None = None):
     payload: dict[str, Any] = {
         "code": code,
         "status": _status_name(code),
+        "reason": reason_for(code, reason),
         "message": message,
     }
     if errors or code == 422:
@@ -104,6 +127,8 @@ def _status_name(code: int) -> str:
 class Api(flask_smorest.Api):
     """flask-smorest's Api with one JSON error shape for every error, even ones
     raised outside a view (unknown route, too-large body, unexpected exception)."""
+
+    ERROR_SCHEMA = ErrorSchema
 
     def _register_error_handlers(self) -> None:
         self._app.register_error_handler(HTTPException, self.handle_http_exception)
@@ -127,17 +152,51 @@ class Api(flask_smorest.Api):
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             # HTTP requires Allow on a 405; werkzeug only adds it to its own HTML page.
             headers.setdefault("Allow", ", ".join(error.valid_methods))
-        return error_response(code, message, errors, headers)
+        return error_response(code, message, errors, headers, data.get("reason"))
 
     def handle_unexpected_exception(self, error: Exception):
         if isinstance(error, HTTPException):
             return self.handle_http_exception(error)
+        if isinstance(error, OperationalError):  # database down or a lock timed out
+            current_app.logger.warning("database unavailable: %s", error.orig)
+            return error_response(503, "The scheme is busy or briefly unavailable; try again "
+                                  "shortly.", headers={"Retry-After": "5"})
         current_app.logger.exception("unhandled error", exc_info=error)
         return error_response(500, "Something went wrong on our side; it has been logged.")
 
 
+class StorableParser(FlaskParser):
+    """Arguments the database can store: a JSON body or query string with a NUL
+    character or half a UTF-16 surrogate pair anywhere is a 422, field by field, before
+    any view sees it (PostgreSQL refuses both in text and JSON)."""
+
+    def _load_location_data(self, *, schema: Any, req: Any, location: str) -> Any:
+        data = super()._load_location_data(schema=schema, req=req, location=location)
+        from .api.checks import TEXT_PROBLEM, storable_json
+
+        if isinstance(data, MultiDict):
+            pairs: Any = data.items(multi=True)
+        elif isinstance(data, Mapping):
+            pairs = data.items()
+        else:
+            pairs = [("_schema", data)]
+        problems: dict[str, list[str]] = {}
+        for key, value in pairs:
+            try:
+                storable_json({key: value})
+            except ValidationError as error:
+                name = key if isinstance(key, str) and "\x00" not in key else "_schema"
+                problems[name] = [TEXT_PROBLEM] if "NUL" in str(error.messages) else list(
+                    error.messages)
+        if problems:
+            raise ValidationError(problems)
+        return data
+
+
 class Blueprint(flask_smorest.Blueprint):
     """Place for project-wide blueprint behaviour."""
+
+    ARGUMENTS_PARSER = StorableParser()
 
 
 class RedisHolder:
@@ -159,3 +218,21 @@ class RedisHolder:
 db = Database()
 api = Api()
 redis = RedisHolder()
+
+
+# Page numbers are bounded so that no offset overflows the database's 64-bit integers.
+MAX_PAGE = 1_000_000
+
+
+def _bounded_pagination_schema(*args: Any) -> type[Schema]:
+    unbounded = _smorest_pagination_schema(*args)
+
+    class PaginationParametersSchema(unbounded):  # type: ignore[misc, valid-type]
+        page = fields.Integer(load_default=args[0],
+                              validate=validate.Range(min=1, max=MAX_PAGE))
+
+    return PaginationParametersSchema
+
+
+_smorest_pagination_schema = flask_smorest.pagination._pagination_parameters_schema_factory
+flask_smorest.pagination._pagination_parameters_schema_factory = _bounded_pagination_schema

@@ -26,3 +26,6 @@ def register_api(api: Api) -> None:
     api.register_blueprint(admin_members.blp)
     for blueprint in ways_in_blueprints:
         api.register_blueprint(blueprint)
+
+    from .contract import finish_spec  # last: it finishes what the blueprints declared
+    finish_spec(api.spec)

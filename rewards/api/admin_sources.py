@@ -217,7 +217,8 @@ class SourceImportOut(Schema):
     points = fields.Integer()
     error = fields.String(allow_none=True)
     report_url = fields.Function(
-        lambda upload: f"/v1/admin/sources/{upload.source_id}/imports/{upload.id}/report.csv")
+        lambda upload: f"/v1/admin/sources/{upload.source_id}/imports/{upload.id}/report.csv",
+        metadata={"type": "string"})
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)

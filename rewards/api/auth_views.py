@@ -13,6 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..extensions import Blueprint, db
 from ..members import OtpRateLimited, request_otp, verify_otp
 from ..models import Member, StaffUser
+from ..models.staff import ROLES
 from ..security import issue_token, read_token
 
 blp = Blueprint("auth", __name__, url_prefix="/v1/auth", description="Logging in")
@@ -42,7 +43,7 @@ class Tokens(Schema):
     refresh_token = fields.String()
     token_type = fields.String()
     expires_in = fields.Integer()
-    role = fields.String()
+    role = fields.String(metadata={"enum": ["member", *ROLES]})
 
 
 class Accepted(Schema):

@@ -20,7 +20,7 @@ from ..ledger import account_balance, member_account
 from ..models import Member, Offer, Partner, utcnow
 from ..models.partner import FULFILMENTS, LIMIT_PERIODS, OFFER_STATUSES, PARTNER_KINDS
 from ..security import api_key_hash, new_api_key
-from ..settlement import pounds
+from ..settlement import GBP_DOC, pounds
 from .auth import BEARER, current_member, member_required, staff_required
 from .common import audit, found_or_404, paginate
 
@@ -93,24 +93,24 @@ class OfferOut(Schema):
     partner_id = fields.UUID()
     title = fields.String()
     description = fields.String(allow_none=True)
-    translations = fields.Dict()
+    translations = fields.Dict(keys=fields.String(), values=fields.Nested(TranslationSchema))
     category = fields.String(allow_none=True)
     cost_points = fields.Integer()
     stock = fields.Integer(allow_none=True)
     claimed = fields.Integer()
-    stock_left = fields.Function(stock_left, allow_none=True)
+    stock_left = fields.Function(stock_left, allow_none=True, metadata={"type": "integer"})
     per_member_limit = fields.Integer(allow_none=True)
-    limit_period = fields.String()
+    limit_period = fields.String(metadata={"enum": list(LIMIT_PERIODS)})
     voucher_valid_days = fields.Integer()
     starts_at = fields.DateTime(allow_none=True)
     ends_at = fields.DateTime(allow_none=True)
     eligible_wards = fields.List(fields.String(), allow_none=True)
     joined_after = fields.DateTime(allow_none=True)
     value_pence = fields.Integer()
-    value_gbp = fields.Function(lambda offer: pounds(offer.value_pence))
+    value_gbp = fields.Function(lambda offer: pounds(offer.value_pence), metadata=GBP_DOC)
     points_back_on_expiry = fields.Boolean()
-    fulfilment = fields.String()
-    status = fields.String()
+    fulfilment = fields.String(metadata={"enum": list(FULFILMENTS)})
+    status = fields.String(metadata={"enum": list(OFFER_STATUSES)})
     proposed_by = fields.UUID(allow_none=True)
     reviewed_by = fields.UUID(allow_none=True)
     reviewed_at = fields.DateTime(allow_none=True)
@@ -158,7 +158,7 @@ class CatalogueOffer(Schema):
     stock = fields.Integer(allow_none=True)
     stock_left = fields.Integer(allow_none=True, metadata={"description": "None: unlimited."})
     per_member_limit = fields.Integer(allow_none=True)
-    limit_period = fields.String()
+    limit_period = fields.String(metadata={"enum": list(LIMIT_PERIODS)})
     voucher_valid_days = fields.Integer()
     points_back_on_expiry = fields.Boolean()
     fulfilment = fields.String()
@@ -262,7 +262,7 @@ class PartnerPatch(Schema):
 class PartnerOut(Schema):
     id = fields.UUID()
     name = fields.String()
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": list(PARTNER_KINDS)})
     description = fields.String(allow_none=True)
     fulfilment_url = fields.String(allow_none=True)
     active = fields.Boolean()

@@ -19,7 +19,7 @@ from ..models import AuditEntry, IdempotencyRecord
 
 
 class PageArgs(Schema):
-    page = fields.Integer(load_default=1, validate=lambda n: n >= 1)
+    page = fields.Integer(load_default=1, validate=lambda n: 1 <= n <= 1_000_000)
     page_size = fields.Integer(load_default=20, validate=lambda n: 1 <= n <= 100)
 
 

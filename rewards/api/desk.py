@@ -63,7 +63,7 @@ class DeskEnrolIn(DeskPinIn):
 
 class DeskCardOut(Schema):
     id = fields.UUID()
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": list(IDENTIFIER_KINDS)})
     last4 = fields.String()
 
 

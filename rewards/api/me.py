@@ -18,8 +18,13 @@ from ..i18n import localise, preferences
 from ..ledger import expiring, member_account, member_balances, member_lots
 from ..members import CardAlreadyLinked, link_card
 from ..models import Action, Identifier, Posting, PostingLine, Reward, utcnow
+from ..models.action import ACTION_STATUSES
+from ..models.ledger import POSTING_KINDS
+from ..models.partner import FULFILMENTS
+from ..models.reward import REWARD_STATUSES
 from ..vouchers import ClaimRefused, claim, voucher_state
 from .auth import BEARER, current_member, member_required
+from .catalogue import PartnerBrief
 from .common import idempotent, paginate
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
@@ -49,7 +54,7 @@ class IdentifierIn(Schema):
 
 class IdentifierOut(Schema):
     id = fields.UUID()
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": list(IDENTIFIER_KINDS)})
     last4 = fields.String()
     created_at = fields.DateTime()
 
@@ -72,7 +77,9 @@ class BalanceSchema(Schema):
 class LedgerLineSchema(Schema):
     id = fields.UUID()
     points = fields.Integer()
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": list(POSTING_KINDS)})
+    reason = fields.String()
+    created_at = fields.DateTime()
     reason = fields.String()
     created_at = fields.DateTime()
 
@@ -89,7 +96,7 @@ class ActionSchema(Schema):
     id = fields.UUID()
     type = fields.String(attribute="type_code")
     occurred_at = fields.DateTime()
-    status = fields.String()
+    status = fields.String(metadata={"enum": list(ACTION_STATUSES)})
     points = fields.Integer()
     attributes = fields.Dict()
     reason = fields.String(attribute="flag_reason", allow_none=True)
@@ -113,16 +120,19 @@ def _title(reward: Reward) -> str:
 class RewardSchema(Schema):
     id = fields.UUID()
     offer_id = fields.UUID()
-    title = fields.Function(_title)
-    partner = fields.Function(lambda r: r.offer.partner.name)
-    status = fields.Function(voucher_state)
+    title = fields.Function(_title, metadata={"type": "string"})
+    partner = fields.Nested(PartnerBrief, attribute="offer.partner")
+    status = fields.Function(voucher_state, metadata={"type": "string",
+                                                      "enum": list(REWARD_STATUSES)})
     cost_points = fields.Integer()
     fulfilment = fields.Function(lambda r: r.offer.fulfilment, metadata={
+        "type": "string", "enum": list(FULFILMENTS),
         "description": "internal: show the code at the till; webhook: a pass from the "
                        "partner's own booking system."})
-    code = fields.Function(lambda r: r.code or r.partner_code, allow_none=True)
+    code = fields.Function(lambda r: r.code or r.partner_code, allow_none=True,
+                           metadata={"type": "string"})
     partner_reference = fields.String(allow_none=True)
-    qr_svg_url = fields.Method("qr_url", allow_none=True)
+    qr_svg_url = fields.Method("qr_url", allow_none=True, metadata={"type": "string"})
     issued_at = fields.DateTime(allow_none=True)
     expires_at = fields.DateTime(allow_none=True)
     redeemed_at = fields.DateTime(allow_none=True)

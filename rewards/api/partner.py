@@ -17,6 +17,7 @@ from sqlalchemy.orm import joinedload
 from ..extensions import Blueprint, db
 from ..members import PinRefused, check_card_pin
 from ..models import Offer, Partner, Redemption, Reward
+from ..models.reward import REDEMPTION_CHANNELS, REWARD_STATUSES
 from ..settlement import MONTH, month_bounds, pounds
 from ..vouchers import (
     UNDO_WINDOW,
@@ -54,8 +55,10 @@ class OfferBrief(Schema):
 
 class VoucherSchema(Schema):
     code = fields.String()
-    status = fields.Function(voucher_state)
-    valid = fields.Function(lambda r: voucher_state(r) == "issued")
+    status = fields.Function(voucher_state, metadata={"type": "string",
+                                                      "enum": list(REWARD_STATUSES)})
+    valid = fields.Function(lambda r: voucher_state(r) == "issued",
+                            metadata={"type": "boolean"})
     offer = fields.Nested(OfferBrief)
     issued_at = fields.DateTime(allow_none=True)
     expires_at = fields.DateTime(allow_none=True)
@@ -70,10 +73,11 @@ class RedemptionOut(Schema):
     id = fields.UUID()
     code = fields.String()
     offer = fields.Nested(OfferBrief)
-    channel = fields.String(metadata={"description": "code, or card (card and PIN)."})
+    channel = fields.String(metadata={"enum": list(REDEMPTION_CHANNELS),
+                                      "description": "code, or card (card and PIN)."})
     redeemed_at = fields.DateTime()
     value_pence = fields.Integer(metadata={"description": "What the council owes for it."})
-    value_gbp = fields.String()
+    value_gbp = fields.String(metadata={"pattern": r"^\d+\.\d\d$"})
     undone_at = fields.DateTime(allow_none=True)
     undo_until = fields.DateTime(
         allow_none=True, metadata={"description": "Until when it can be undone (none: undone)."})
