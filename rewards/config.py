@@ -96,7 +96,7 @@ class Config:
         self.API_SPEC_OPTIONS = {
             "info": {
                 "description": "Citizen rewards scheme: actions earn points, "
-                "residents spend them with local partners. See API.md for conventions."
+                "residents spend them with local partners. See docs/api.md for conventions."
             },
             "components": {
                 "securitySchemes": {
@@ -106,6 +106,8 @@ class Config:
             },
         }
         self.JSON_SORT_KEYS = False
+        # Longest request address (path and query) the API reads; longer is a JSON 414.
+        self.MAX_URL_LENGTH: int = _env_int("MAX_URL_LENGTH", 4096)
 
         for key, value in overrides.items():
             setattr(self, key, value)

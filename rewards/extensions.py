@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import flask_smorest
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 from redis import Redis
 from sqlalchemy import create_engine, event
@@ -129,6 +129,19 @@ class Api(flask_smorest.Api):
     raised outside a view (unknown route, too-large body, unexpected exception)."""
 
     ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app: Flask, *args: Any, **kwargs: Any) -> None:
+        super().init_app(app, *args, **kwargs)
+
+        @app.before_request
+        def _refuse_long_urls() -> Any:
+            # gunicorn's own limit (limit_request_line) sits above this one, so a long
+            # address gets this JSON answer rather than gunicorn's HTML page.
+            limit = app.config.get("MAX_URL_LENGTH", 4096)
+            if len(request.full_path) > limit:
+                return error_response(414, f"The address is longer than {limit} "
+                                      "characters; send fewer or shorter query parameters.")
+            return None
 
     def _register_error_handlers(self) -> None:
         self._app.register_error_handler(HTTPException, self.handle_http_exception)

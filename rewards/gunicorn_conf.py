@@ -11,6 +11,8 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+limit_request_line = 8190  # gunicorn's most; the app answers JSON 414 past MAX_URL_LENGTH
+
 
 def post_worker_init(worker: Any) -> None:
     """Called by gunicorn in each worker once it has loaded the app."""

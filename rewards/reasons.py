@@ -33,8 +33,6 @@ class Reason(StrEnum):
     INVALID_CODE = "invalid_code"
     WRONG_ROLE = "wrong_role"
     ACCOUNT_GONE = "account_gone"
-    KEY_RETIRED = "key_retired"
-    KEY_EXPIRED = "key_expired"
     PIN_LOCKED = "pin_locked"
     # Claiming offers (and events, donations).
     INSUFFICIENT_POINTS = "insufficient_points"

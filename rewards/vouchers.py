@@ -28,6 +28,7 @@ from .ledger import (
     scheme_account,
 )
 from .models import Member, Offer, Redemption, Reward, utcnow
+from .reasons import Reason
 
 # No 0/O, 1/I/L: codes are read aloud and typed at tills.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -39,10 +40,11 @@ PERIOD_WORDS = {"day": "today", "week": "this week", "month": "this month"}
 
 
 class ClaimRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason
 
 
 def new_voucher_code() -> str:
@@ -93,16 +95,17 @@ def claim(
     account = lock_member(session, member.id)
     offer = session.get(Offer, offer_id)
     if offer is None or offer.status != "live":
-        raise ClaimRefused(404, "No such offer.")
+        raise ClaimRefused(404, "No such offer.", Reason.NOT_FOUND)
     window = window_state(offer.starts_at, offer.ends_at, now)
     if window == "not_yet":
         assert offer.starts_at is not None
-        raise ClaimRefused(409, f"This offer opens on {offer.starts_at:%d %B %Y at %H:%M} UTC.")
+        raise ClaimRefused(409, f"This offer opens on {offer.starts_at:%d %B %Y at %H:%M} UTC.",
+                           Reason.NOT_OPEN)
     if window == "ended":
-        raise ClaimRefused(410, "This offer has ended.")
+        raise ClaimRefused(410, "This offer has ended.", Reason.ENDED)
     why_not = ineligible_because(eligibility_of(offer), member.ward, member.joined_at)
     if why_not:
-        raise ClaimRefused(409, why_not)
+        raise ClaimRefused(409, why_not, Reason.NOT_ELIGIBLE)
     if offer.per_member_limit is not None:
         counted = select(func.count(Reward.id)).where(
             Reward.member_id == member.id,
@@ -113,14 +116,15 @@ def claim(
         if since is not None:
             counted = counted.where(Reward.created_at >= since)
         if (session.scalar(counted) or 0) >= offer.per_member_limit:
-            raise ClaimRefused(409, limit_message(offer.per_member_limit, offer.limit_period))
+            raise ClaimRefused(409, limit_message(offer.per_member_limit, offer.limit_period),
+                               Reason.LIMIT_REACHED)
     # Points past their expiry are not spendable, even before the daily job takes them.
     expire_member(session, member.id, now)
     available = account_balance(session, account.id)
     if available < offer.cost_points:
         raise ClaimRefused(
-            409, f"Not enough points: this costs {offer.cost_points}, you have {available}."
-        )
+            409, f"Not enough points: this costs {offer.cost_points}, you have {available}.",
+            Reason.INSUFFICIENT_POINTS)
     # Conditional increment: two claims for the last item cannot both succeed.
     reserved = session.execute(
         update(Offer)
@@ -129,7 +133,7 @@ def claim(
         .execution_options(synchronize_session=False)
     )
     if reserved.rowcount != 1:
-        raise ClaimRefused(409, "Sold out.")
+        raise ClaimRefused(409, "Sold out.", Reason.SOLD_OUT)
     reward = Reward(
         id=uuid.uuid4(),
         member_id=member.id,
@@ -278,6 +282,7 @@ class RedeemOutcome:
     message: str
     reward: Reward | None = None
     receipt: Receipt | None = None
+    reason: Reason | None = None
 
 
 def voucher_state(reward: Reward) -> str:
@@ -318,10 +323,14 @@ def _take(
 def _why_not(reward: Reward) -> RedeemOutcome:
     state = voucher_state(reward)
     if state == "redeemed":
-        return RedeemOutcome(409, "This voucher has already been used.", reward)
+        return RedeemOutcome(409, "This voucher has already been used.", reward,
+                             reason=Reason.VOUCHER_USED)
     if state == "expired":
-        return RedeemOutcome(410, "This voucher has expired.", reward)
-    return RedeemOutcome(409, f"This voucher cannot be used: it is {state}.", reward)
+        return RedeemOutcome(410, "This voucher has expired.", reward,
+                             reason=Reason.VOUCHER_EXPIRED)
+    return RedeemOutcome(409, f"This voucher cannot be used: it is {state}.", reward,
+                         reason=Reason.VOUCHER_CANCELLED if state in ("cancelled", "failed")
+                         else Reason.VOUCHER_NOT_ISSUED)
 
 
 _REWARDS, _OFFERS, _REDEMPTIONS = Reward.__table__, Offer.__table__, Redemption.__table__
@@ -425,13 +434,14 @@ def redeem(
                 session.commit()
         except IntegrityError:
             session.rollback()
-            return RedeemOutcome(409, "This voucher has already been used.")
+            return RedeemOutcome(409, "This voucher has already been used.",
+                                 reason=Reason.VOUCHER_USED)
     if receipt is not None:
         return RedeemOutcome(201, "Redeemed.", receipt=receipt)
     session.rollback()
     reward = find_voucher(session, partner_id, code)
     if reward is None:
-        return RedeemOutcome(404, "No such voucher here.")
+        return RedeemOutcome(404, "No such voucher here.", reason=Reason.VOUCHER_NOT_FOUND)
     return _why_not(reward)
 
 
@@ -450,10 +460,11 @@ def redeem_by_card(
     now = now or utcnow()
     offer = session.get(Offer, offer_id)
     if offer is None or offer.partner_id != partner_id or offer.status != "live":
-        raise ClaimRefused(404, "No such offer here.")
+        raise ClaimRefused(404, "No such offer here.", Reason.NOT_FOUND)
     if offer.fulfilment != "internal":
         raise ClaimRefused(409, "This offer is issued by your own booking system; it cannot "
-                                "be redeemed with a card and PIN.")
+                                "be redeemed with a card and PIN.",
+                           Reason.PARTNER_FULFILS)
     reward = claim(session, member, offer.id, now, enqueue_issue=False)
     issued = issue(session, reward.id, now=now)
     assert issued is not None and issued.status == "issued"
@@ -478,23 +489,26 @@ def undo_redemption(
     found = session.scalar(select(Redemption.reward_id).where(
         Redemption.id == redemption_id, Redemption.partner_id == partner_id))
     if found is None:
-        return RedeemOutcome(404, "No such redemption here.")
+        return RedeemOutcome(404, "No such redemption here.", reason=Reason.NOT_FOUND)
     # Lock the voucher first, as redeeming does, then the redemption.
     reward = session.scalar(_locked(select(Reward).where(Reward.id == found)))
     redemption = session.scalar(
         _locked(select(Redemption).where(Redemption.id == redemption_id)))
     assert reward is not None and redemption is not None
     if redemption.undone_at is not None:
-        return RedeemOutcome(409, "This redemption has already been undone.", reward)
+        return RedeemOutcome(409, "This redemption has already been undone.", reward,
+                             reason=Reason.ALREADY_UNDONE)
     if now - redemption.created_at > UNDO_WINDOW:
         minutes = int(UNDO_WINDOW.total_seconds() // 60)
         return RedeemOutcome(409, f"Too late to undo: a redemption can be undone within "
-                                  f"{minutes} minutes.", reward)
+                                  f"{minutes} minutes.", reward,
+                             reason=Reason.UNDO_WINDOW_PASSED)
     undone_before = session.scalar(select(func.count(Redemption.id)).where(
         Redemption.reward_id == reward.id, Redemption.undone_at.is_not(None)))
     if undone_before:
         return RedeemOutcome(409, "This voucher's redemption was undone once already; it "
-                                  "cannot be undone again.", reward)
+                                  "cannot be undone again.", reward,
+                             reason=Reason.ALREADY_UNDONE)
     redemption.undone_at = now
     redemption.undone_by = undone_by
     if redemption.channel == "card":

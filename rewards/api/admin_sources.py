@@ -269,7 +269,7 @@ class Imports(MethodView):
         try:
             rows = check_upload(content, config["CSV_IMPORT_MAX_ROWS"])
         except UploadRefused as refused:
-            abort(refused.status, message=refused.message)
+            abort(refused.status, message=refused.message, reason=refused.reason)
         filename = clean_text((storage.filename or "upload.csv").replace("\\", "/")
                               .rsplit("/", 1)[-1]) or "upload.csv"
         upload = SourceImport(id=uuid.uuid4(), source_id=source.id, filename=filename[:200],

@@ -14,6 +14,7 @@ from ..extensions import Blueprint, db
 from ..members import OtpRateLimited, request_otp, verify_otp
 from ..models import Member, StaffUser
 from ..models.staff import ROLES
+from ..reasons import Reason
 from ..security import issue_token, read_token
 
 blp = Blueprint("auth", __name__, url_prefix="/v1/auth", description="Logging in")
@@ -89,7 +90,7 @@ def token(args):
     """Exchange a mailed code for tokens. The first login creates the member."""
     result = verify_otp(db.session, args["email"], args["code"])
     if result.member is None:
-        abort(401, message=result.problem)
+        abort(401, message=result.problem, reason=Reason.INVALID_CODE)
     return member_tokens(result.member.id)
 
 
@@ -100,7 +101,8 @@ def refresh(args):
     """A new access token from a refresh token."""
     payload = read_token(args["refresh_token"], kind="refresh")
     if payload is None or payload.get("role") != "member":
-        abort(401, message="The refresh token is invalid or has expired.")
+        abort(401, message="The refresh token is invalid or has expired.",
+              reason=Reason.INVALID_TOKEN)
     member = db.session.get(Member, uuid.UUID(payload["sub"]))
     if member is None or member.erased_at is not None:
         abort(401, message="The account no longer exists.")
@@ -120,7 +122,8 @@ def login(args):
         user.password_hash if user is not None else _dummy_password_hash(), args["password"]
     )
     if user is None or not user.active or not password_ok:
-        abort(401, message="Email or password is not right.")
+        abort(401, message="Email or password is not right.",
+              reason=Reason.INVALID_CREDENTIALS)
     ttl = current_app.config["STAFF_TOKEN_TTL"]
     claims = {"partner_id": str(user.partner_id)} if user.partner_id else {}
     return {

@@ -19,6 +19,7 @@ from ..i18n import localise, preferences
 from ..ledger import account_balance, member_account
 from ..models import Member, Offer, Partner, utcnow
 from ..models.partner import FULFILMENTS, LIMIT_PERIODS, OFFER_STATUSES, PARTNER_KINDS
+from ..reasons import Reason
 from ..security import api_key_hash, new_api_key
 from ..settlement import GBP_DOC, pounds
 from .auth import BEARER, current_member, member_required, staff_required
@@ -419,7 +420,8 @@ def _decide(offer_id: uuid.UUID, status: str, action: str, note: str | None,
             changes: dict[str, Any]) -> Offer:
     offer = _offer(offer_id, lock=True)
     if offer.status != "proposed":
-        abort(409, message=f"Only a proposed offer can be {action}d; this one is "
+        abort(409, reason=Reason.WRONG_STATE,
+              message=f"Only a proposed offer can be {action}d; this one is "
                            f"{offer.status}.")
     for name, value in changes.items():
         setattr(offer, name, value)
@@ -464,7 +466,8 @@ def retire_offer(offer_id: uuid.UUID):
     """Take a live offer out of the catalogue. Vouchers already issued stay valid."""
     offer = _offer(offer_id, lock=True)
     if offer.status != "live":
-        abort(409, message=f"Only live offers can be retired; this one is {offer.status}.")
+        abort(409, message=f"Only live offers can be retired; this one is {offer.status}.",
+              reason=Reason.WRONG_STATE)
     offer.status = "retired"
     audit("retire", "offer", offer.id)
     db.session.commit()

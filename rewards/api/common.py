@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..jobs import discard_pending
 from ..models import AuditEntry, IdempotencyRecord
+from ..reasons import Reason
 
 
 class PageArgs(Schema):
@@ -123,7 +124,8 @@ def _replay(scope: str, key: str, digest: str) -> Response | None:
     same_body, body, status = record.request_hash == digest, record.response, record.status_code
     db.session.rollback()  # end the transaction; read before, as rollback expires the row
     if not same_body:
-        abort(422, message="This Idempotency-Key was used with a different request body.")
+        abort(422, message="This Idempotency-Key was used with a different request body.",
+              reason=Reason.IDEMPOTENCY_KEY_REUSED)
     response = _respond(body, status)
     response.headers["Idempotent-Replayed"] = "true"
     return response

@@ -20,6 +20,7 @@ from ..members import (
     set_pin,
 )
 from ..models import Member
+from ..reasons import Reason
 from .auth import BEARER, staff_required
 from .common import audit
 from .me import IDENTIFIER_KINDS
@@ -90,7 +91,8 @@ def enrol(args: dict[str, Any]):
                                           args["pin"], g.caller.id)
     except CardAlreadyLinked:
         db.session.rollback()
-        abort(409, message="This card is already linked to an account; look the member up "
+        abort(409, reason=Reason.CARD_LINKED,
+              message="This card is already linked to an account; look the member up "
                            "instead of enrolling them again.")
     audit("enrol", "member", member.id, card_kind=identifier.kind, card_last4=identifier.last4,
           postcode_district=district)

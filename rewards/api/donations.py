@@ -102,7 +102,7 @@ class MyDonations(MethodView):
                 donation = donate(db.session, member.id, args["charity_id"], args["points"])
             except DonationRefused as refused:
                 db.session.rollback()
-                abort(refused.status, message=refused.message)
+                abort(refused.status, message=refused.message, reason=refused.reason)
             db.session.flush()
             left = account_balance(db.session, member_account(db.session, member.id).id)
             body = DonationMade().dump({"id": donation.id, "charity": donation.charity,

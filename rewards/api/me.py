@@ -22,6 +22,7 @@ from ..models.action import ACTION_STATUSES
 from ..models.ledger import POSTING_KINDS
 from ..models.partner import FULFILMENTS
 from ..models.reward import REWARD_STATUSES
+from ..reasons import Reason
 from ..vouchers import ClaimRefused, claim, voucher_state
 from .auth import BEARER, current_member, member_required
 from .catalogue import PartnerBrief
@@ -202,7 +203,8 @@ class Identifiers(MethodView):
         try:
             identifier = link_card(db.session, current_member(), args["kind"], args["number"])
         except CardAlreadyLinked:
-            abort(409, message="This card is already linked to an account.")
+            abort(409, message="This card is already linked to an account.",
+                  reason=Reason.CARD_LINKED)
         db.session.commit()
         return identifier
 
@@ -318,7 +320,7 @@ class Rewards(MethodView):
                 reward = claim(db.session, member, args["offer_id"])
             except ClaimRefused as refused:
                 db.session.rollback()
-                abort(refused.status, message=refused.message)
+                abort(refused.status, message=refused.message, reason=refused.reason)
             db.session.flush()
             db.session.refresh(reward)
             return RewardSchema().dump(reward), 202
@@ -353,7 +355,8 @@ def reward_qr(reward_id: uuid.UUID):
     item = _own_reward(reward_id)
     code = item.code or item.partner_code
     if not code:
-        abort(409, message="The voucher has not been issued yet.")
+        abort(409, message="The voucher has not been issued yet.",
+              reason=Reason.VOUCHER_NOT_ISSUED)
     buffer = io.BytesIO()
     segno.make(code, error="m").save(buffer, kind="svg", scale=8, border=2)
     return Response(buffer.getvalue(), mimetype="image/svg+xml")

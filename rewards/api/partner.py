@@ -18,6 +18,7 @@ from ..extensions import Blueprint, db
 from ..members import PinRefused, check_card_pin
 from ..models import Offer, Partner, Redemption, Reward
 from ..models.reward import REDEMPTION_CHANNELS, REWARD_STATUSES
+from ..reasons import Reason
 from ..settlement import MONTH, month_bounds, pounds
 from ..vouchers import (
     UNDO_WINDOW,
@@ -105,7 +106,7 @@ def check_voucher(code: str):
     """Is this voucher valid here, for which offer, until when. Redeems nothing."""
     reward = find_voucher(db.session, g.caller.partner_id, code)
     if reward is None or reward.status in ("pending", "failed"):
-        abort(404, message="No such voucher here.")
+        abort(404, message="No such voucher here.", reason=Reason.VOUCHER_NOT_FOUND)
     return reward
 
 
@@ -147,7 +148,7 @@ class Redemptions(MethodView):
         outcome = redeem(db.session, g.caller.partner_id, args["code"],
                          redeemed_by=partner_user_id())
         if outcome.status != 201:
-            abort(outcome.status, message=outcome.message)
+            abort(outcome.status, message=outcome.message, reason=outcome.reason)
         assert outcome.receipt is not None
         return redemption_view(outcome.receipt)
 
@@ -187,7 +188,8 @@ def post_card_redemption(args):
     except PinRefused as refused:
         db.session.commit()  # the wrong try is kept: five lock the PIN
         locked = refused.message.startswith("Too many")
-        abort(403 if locked else 401, message=refused.message)
+        abort(403 if locked else 401, message=refused.message,
+              reason=Reason.PIN_LOCKED if locked else Reason.INVALID_CREDENTIALS)
     db.session.commit()  # the right PIN clears earlier wrong tries, whatever happens next
 
     def produce() -> tuple[dict[str, Any], int]:
@@ -196,7 +198,7 @@ def post_card_redemption(args):
                                      redeemed_by=partner_user_id())
         except ClaimRefused as refused:
             db.session.rollback()
-            abort(refused.status, message=refused.message)
+            abort(refused.status, message=refused.message, reason=refused.reason)
         assert outcome.receipt is not None
         db.session.flush()
         return RedemptionOut().dump(redemption_view(outcome.receipt)), 201
@@ -219,7 +221,7 @@ def undo(redemption_id: uuid.UUID):
                               undone_by=partner_user_id())
     if outcome.status != 200:
         db.session.rollback()
-        abort(outcome.status, message=outcome.message)
+        abort(outcome.status, message=outcome.message, reason=outcome.reason)
     assert outcome.receipt is not None
     db.session.commit()
     return redemption_view(outcome.receipt)
@@ -248,7 +250,8 @@ class PartnerOffers(MethodView):
         """Propose an offer. It waits, `proposed`, until a scheme manager approves it;
         only then do residents see it. For a partner's user (not a till key)."""
         if partner_user_id() is None:
-            abort(403, message="Offers are proposed by a partner's user account, not a till key.")
+            abort(403, message="Offers are proposed by a partner's user account, not a till key.",
+                  reason=Reason.WRONG_ROLE)
         partner = db.session.get(Partner, g.caller.partner_id)
         assert partner is not None
         if partner.kind != "business":
