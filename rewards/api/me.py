@@ -11,7 +11,7 @@ from flask import Response, current_app, g, has_request_context, request, url_fo
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
@@ -26,7 +26,7 @@ from ..reasons import Reason
 from ..vouchers import ClaimRefused, claim, voucher_state
 from .auth import BEARER, current_member, member_required
 from .catalogue import PartnerBrief
-from .common import idempotent, paginate
+from .common import CursorArgs, idempotent, keyset_page, paginate
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
 
@@ -248,11 +248,13 @@ def balance():
 
 @blp.route("/ledger")
 @blp.doc(security=BEARER)
+@blp.arguments(CursorArgs, location="query")
 @blp.response(200, LedgerLineSchema(many=True))
 @blp.paginate()
 @member_required
-def ledger(pagination_parameters):
-    """Statement of the available account, newest first; the lines add up to `available`."""
+def ledger(args, pagination_parameters):
+    """Statement of the available account, newest first; the lines add up to `available`.
+    Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
     account = member_account(db.session, current_member().id)
     stmt = (
         select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
@@ -261,26 +263,28 @@ def ledger(pagination_parameters):
         .where(PostingLine.account_id == account.id)
         .order_by(PostingLine.created_at.desc(), PostingLine.id)
     )
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    pagination_parameters.item_count = int(total or 0)
-    page, size = pagination_parameters.page, pagination_parameters.page_size
-    rows = db.session.execute(stmt.limit(size).offset((page - 1) * size)).all()
-    return [row._asdict() for row in rows]
+    rows, headers = keyset_page(stmt, PostingLine.created_at, PostingLine.id,
+                                args.get("cursor"), pagination_parameters, scalars=False)
+    return [row._asdict() for row in rows], 200, headers
 
 
 @blp.route("/actions")
 @blp.doc(security=BEARER)
+@blp.arguments(CursorArgs, location="query")
 @blp.response(200, ActionSchema(many=True))
 @blp.paginate()
 @member_required
-def actions(pagination_parameters):
-    """Actions with their status, points, and the rule behind each award."""
+def actions(args, pagination_parameters):
+    """Actions with their status, points, and the rule behind each award, latest first.
+    Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
     stmt = (
         select(Action)
         .where(Action.member_id == current_member().id)
         .order_by(Action.occurred_at.desc(), Action.id)
     )
-    return paginate(stmt, pagination_parameters)
+    rows, headers = keyset_page(stmt, Action.occurred_at, Action.id, args.get("cursor"),
+                                pagination_parameters)
+    return rows, 200, headers
 
 
 @blp.route("/rewards")
