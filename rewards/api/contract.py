@@ -73,6 +73,13 @@ def finish_spec(spec: APISpec) -> None:
             response["headers"] = {"Retry-After": RETRY_AFTER}
         if name not in spec.components.responses:
             spec.components.response(name, response)
+    if "PAGINATION" in spec.components.headers:
+        # What is sent is JSON text in the header: say so, with the shape of that JSON.
+        spec.components.headers["PAGINATION"] = {
+            "description": "Page metadata as JSON: total, total_pages, first_page, "
+                           "last_page, page, previous_page, next_page.",
+            "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/PaginationMetadata"}}}}
     paths: dict[str, dict[str, Any]] = spec._paths
     for path, item in paths.items():
         for method, operation in item.items():
