@@ -268,12 +268,13 @@ class Receipt:
     redeemed_at: datetime
     value_pence: int
     undone_at: datetime | None = None
+    reference: str | None = None  # the till's own
 
     @classmethod
     def of(cls, redemption: Redemption, reward: Reward) -> Receipt:
         return cls(redemption.id, reward.code, reward.offer.id, reward.offer.title,
                    redemption.channel, redemption.created_at, redemption.value_pence,
-                   redemption.undone_at)
+                   redemption.undone_at, redemption.till_reference)
 
 
 @dataclass
@@ -299,6 +300,7 @@ def _take(
     *,
     channel: str,
     redeemed_by: uuid.UUID | None,
+    reference: str | None = None,
 ) -> Redemption | None:
     """Redeem `reward` in the caller's transaction: the conditional update from
     `issued` decides the one winner; None if this call did not win."""
@@ -315,7 +317,8 @@ def _take(
     set_committed_value(reward, "redeemed_at", now)
     redemption = Redemption(id=uuid.uuid4(), reward_id=reward.id, partner_id=partner_id,
                             channel=channel, value_pence=reward.offer.value_pence,
-                            redeemed_by=redeemed_by, created_at=now)
+                            redeemed_by=redeemed_by, created_at=now,
+                            till_reference=reference)
     session.add(redemption)
     return redemption
 
@@ -371,11 +374,13 @@ def _redeem_statements(dialect: str) -> tuple[Any, ...]:
         insert(_REDEMPTIONS)
         .from_select(
             ["id", "reward_id", "partner_id", "channel", "value_pence", "redeemed_by",
-             "created_at"],
+             "created_at", "idempotency_key", "till_reference"],
             select(_param("new_id", _REDEMPTIONS.c.id), won.c.id,
                    _param("partner", _REDEMPTIONS.c.partner_id), literal("code"),
                    _OFFERS.c.value_pence, _param("user", _REDEMPTIONS.c.redeemed_by),
-                   _param("moment", _REDEMPTIONS.c.created_at))
+                   _param("moment", _REDEMPTIONS.c.created_at),
+                   _param("key", _REDEMPTIONS.c.idempotency_key),
+                   _param("reference", _REDEMPTIONS.c.till_reference))
             .select_from(won.join(_OFFERS, _OFFERS.c.id == won.c.offer_id)))
         .returning(_REDEMPTIONS.c.reward_id, _REDEMPTIONS.c.value_pence)
         .cte("made")
@@ -388,7 +393,8 @@ def _redeem_statements(dialect: str) -> tuple[Any, ...]:
 
 
 def _redeem_code(session: Session, partner_id: uuid.UUID, code: str, now: datetime,
-                 redeemed_by: uuid.UUID | None) -> Receipt | None:
+                 redeemed_by: uuid.UUID | None, key: str | None = None,
+                 reference: str | None = None) -> Receipt | None:
     """Redeem by code in the open transaction; None if nothing was redeemed. On
     PostgreSQL one statement does it all (update, record what is owed, read the offer):
     a till's redemption is one round trip and a commit. Elsewhere, three statements."""
@@ -398,7 +404,8 @@ def _redeem_code(session: Session, partner_id: uuid.UUID, code: str, now: dateti
     redemption_id = uuid.uuid4()
     if len(statements) == 1:
         row = connection.execute(statements[0], {
-            **params, "new_id": redemption_id, "user": redeemed_by}).first()
+            **params, "new_id": redemption_id, "user": redeemed_by, "key": key,
+            "reference": reference}).first()
         if row is None:
             return None
         value_pence, offer_id, title = row
@@ -412,8 +419,9 @@ def _redeem_code(session: Session, partner_id: uuid.UUID, code: str, now: dateti
         connection.execute(record, {
             "id": redemption_id, "reward_id": reward_id, "partner_id": partner_id,
             "channel": "code", "value_pence": value_pence, "redeemed_by": redeemed_by,
-            "created_at": now})
-    return Receipt(redemption_id, code, offer_id, title, "code", now, value_pence)
+            "created_at": now, "idempotency_key": key, "till_reference": reference})
+    return Receipt(redemption_id, code, offer_id, title, "code", now, value_pence,
+                   reference=reference)
 
 
 def redeem(
@@ -422,14 +430,18 @@ def redeem(
     code: str,
     *,
     redeemed_by: uuid.UUID | None = None,
+    idempotency_key: str | None = None,
+    reference: str | None = None,
 ) -> RedeemOutcome:
     """Redeem at most once, and commit: the conditional update decides the one winner,
-    and the unique index on standing redemptions backs it up. A refusal says why."""
+    and the unique index on standing redemptions backs it up. A refusal says why. The
+    till's Idempotency-Key and reference are kept with the redemption."""
     code = normalise_code(code)
     receipt = None
     if code:
         try:
-            receipt = _redeem_code(session, partner_id, code, utcnow(), redeemed_by)
+            receipt = _redeem_code(session, partner_id, code, utcnow(), redeemed_by,
+                                   idempotency_key, reference)
             if receipt is not None:
                 session.commit()
         except IntegrityError:
@@ -453,6 +465,7 @@ def redeem_by_card(
     *,
     redeemed_by: uuid.UUID | None = None,
     now: datetime | None = None,
+    reference: str | None = None,
 ) -> RedeemOutcome:
     """A member without a phone, at the till with card and PIN (checked by the caller):
     claim, issue and redeem in the caller's transaction, so either all happen or none.
@@ -468,7 +481,8 @@ def redeem_by_card(
     reward = claim(session, member, offer.id, now, enqueue_issue=False)
     issued = issue(session, reward.id, now=now)
     assert issued is not None and issued.status == "issued"
-    redemption = _take(session, issued, partner_id, now, channel="card", redeemed_by=redeemed_by)
+    redemption = _take(session, issued, partner_id, now, channel="card", redeemed_by=redeemed_by,
+                       reference=reference)
     assert redemption is not None  # issued a moment ago in this transaction
     return RedeemOutcome(201, "Redeemed.", issued, Receipt.of(redemption, issued))
 

@@ -25,6 +25,7 @@ from ..vouchers import (
     ClaimRefused,
     Receipt,
     find_voucher,
+    normalise_code,
     redeem,
     redeem_by_card,
     undo_redemption,
@@ -66,8 +67,15 @@ class VoucherSchema(Schema):
     redeemed_at = fields.DateTime(allow_none=True)
 
 
+TILL_REFERENCE = fields.String(
+    allow_none=True, validate=validate.Length(min=1, max=64),
+    metadata={"description": "The till's own reference for the sale (a receipt number); "
+                             "kept with the redemption and shown with it."})
+
+
 class RedemptionIn(Schema):
     code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    reference = TILL_REFERENCE
 
 
 class RedemptionOut(Schema):
@@ -82,6 +90,8 @@ class RedemptionOut(Schema):
     undone_at = fields.DateTime(allow_none=True)
     undo_until = fields.DateTime(
         allow_none=True, metadata={"description": "Until when it can be undone (none: undone)."})
+    reference = fields.String(allow_none=True, metadata={
+        "description": "The till's own reference, as it sent it."})
 
 
 def redemption_view(receipt: Receipt) -> dict[str, Any]:
@@ -95,6 +105,7 @@ def redemption_view(receipt: Receipt) -> dict[str, Any]:
         "value_gbp": pounds(receipt.value_pence),
         "undone_at": receipt.undone_at,
         "undo_until": None if receipt.undone_at else receipt.redeemed_at + UNDO_WINDOW,
+        "reference": receipt.reference,
     }
 
 
@@ -113,6 +124,10 @@ def check_voucher(code: str):
 class RedemptionQuery(Schema):
     month = fields.String(validate=validate.Regexp(MONTH, error="A month as YYYY-MM."),
                           metadata={"description": "Only this month (scheme time zone)."})
+    code = fields.String(validate=validate.Length(min=1, max=64), metadata={
+        "description": "Only the redemptions of this voucher code (undone ones too)."})
+    reference = fields.String(validate=validate.Length(min=1, max=64), metadata={
+        "description": "Only those the till gave this reference."})
 
 
 @blp.route("/redemptions")
@@ -133,24 +148,60 @@ class Redemptions(MethodView):
         if "month" in args:
             start, end = month_bounds(args["month"], current_app.config["SCHEME_TIMEZONE"])
             stmt = stmt.where(Redemption.created_at >= start, Redemption.created_at < end)
+        if "code" in args:
+            stmt = stmt.where(Redemption.reward_id.in_(
+                select(Reward.id).where(Reward.code == normalise_code(args["code"]))))
+        if "reference" in args:
+            stmt = stmt.where(Redemption.till_reference == args["reference"])
         return [redemption_view(Receipt.of(r, r.reward))
                 for r in paginate(stmt, pagination_parameters)]
 
-    @blp.doc(security=PARTNER_AUTH)
+    @blp.doc(security=PARTNER_AUTH, parameters=IDEMPOTENCY_HEADER)
     @partner_required
     @blp.arguments(RedemptionIn)
-    @blp.response(201, RedemptionOut)
+    @blp.response(201, RedemptionOut, headers={"Idempotent-Replayed": {
+        "description": "true when this is the answer to an earlier try with the same "
+                       "Idempotency-Key", "schema": {"type": "string", "enum": ["true"]}}})
     @blp.alt_response(404, description="Unknown code, or another partner's")
     @blp.alt_response(409, description="Already redeemed")
     @blp.alt_response(410, description="Expired")
     def post(self, args):
-        """Redeem a voucher: exactly once, even when two tills try at the same moment."""
-        outcome = redeem(db.session, g.caller.partner_id, args["code"],
-                         redeemed_by=partner_user_id())
+        """Redeem a voucher: exactly once, even when two tills try at the same moment.
+        With an Idempotency-Key, a retry (after a lost answer, say) gets the first
+        redemption back, marked Idempotent-Replayed, instead of a 409."""
+        partner_id = g.caller.partner_id
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 1 <= len(key) <= 200:
+            abort(422, message="Idempotency-Key must be 1 to 200 characters.",
+                  errors={"Idempotency-Key": ["1 to 200 characters."]})
+        earlier = _replay(partner_id, key, args["code"])
+        if earlier is not None:
+            return earlier
+        outcome = redeem(db.session, partner_id, args["code"], redeemed_by=partner_user_id(),
+                         idempotency_key=key or None, reference=args.get("reference"))
         if outcome.status != 201:
+            earlier = _replay(partner_id, key, args["code"])  # the same key won a race
+            if earlier is not None:
+                return earlier
             abort(outcome.status, message=outcome.message, reason=outcome.reason)
         assert outcome.receipt is not None
         return redemption_view(outcome.receipt)
+
+
+def _replay(partner_id: uuid.UUID, key: str | None, code: str) -> Any:
+    """The answer to an earlier redemption with this Idempotency-Key, if there was one."""
+    if not key:
+        return None
+    redemption = db.session.scalar(
+        select(Redemption).options(joinedload(Redemption.reward).joinedload(Reward.offer))
+        .where(Redemption.partner_id == partner_id, Redemption.idempotency_key == key))
+    if redemption is None:
+        return None
+    if redemption.reward.code != normalise_code(code):
+        abort(422, message="This Idempotency-Key was used with a different voucher code.",
+              reason=Reason.IDEMPOTENCY_KEY_REUSED)
+    return (redemption_view(Receipt.of(redemption, redemption.reward)), 201,
+            {"Idempotent-Replayed": "true"})
 
 
 class TillCardIn(Schema):
@@ -164,6 +215,7 @@ class CardRedemptionIn(Schema):
     pin = fields.String(required=True, load_only=True,
                         validate=validate.Regexp(r"^[0-9]{4,6}$", error="4 to 6 digits."))
     offer_id = fields.UUID(required=True)
+    reference = TILL_REFERENCE
 
 
 @blp.route("/card-redemptions", methods=["POST"])
@@ -195,7 +247,8 @@ def post_card_redemption(args):
     def produce() -> tuple[dict[str, Any], int]:
         try:
             outcome = redeem_by_card(db.session, partner_id, member, args["offer_id"],
-                                     redeemed_by=partner_user_id())
+                                     redeemed_by=partner_user_id(),
+                                     reference=args.get("reference"))
         except ClaimRefused as refused:
             db.session.rollback()
             abort(refused.status, message=refused.message, reason=refused.reason)

@@ -6,7 +6,7 @@ from .base import Base, utcnow
 from .infra import IdempotencyRecord, OutboxMessage
 from .ledger import Account, Posting, PostingLine
 from .member import Identifier, Member, OtpCode
-from .partner import Offer, Partner
+from .partner import Offer, Partner, PartnerKey
 from .reward import Redemption, Reward
 from .scheme import ActionType, Rule, RuleVersion
 from .source import Source
@@ -26,6 +26,7 @@ __all__ = [
     "OtpCode",
     "OutboxMessage",
     "Partner",
+    "PartnerKey",
     "Posting",
     "PostingLine",
     "Redemption",

@@ -36,6 +36,24 @@ class Partner(IdMixin, Base):
     offers: Mapped[list[Offer]] = relationship(back_populates="partner")
 
 
+
+class PartnerKey(IdMixin, Base):
+    """One till API key of a partner. The key a partner was registered with stays in
+    partners.api_key_hash until the first rotation copies it here; from then on its row
+    here decides. A key works until it expires (the overlap after a newer key was
+    issued) or is retired."""
+
+    __tablename__ = "partner_keys"
+
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The key's first characters, to tell keys apart; None for the registration key.
+    key_prefix: Mapped[str | None] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(String(100))
+    expires_at: Mapped[datetime | None] = mapped_column()
+    retired_at: Mapped[datetime | None] = mapped_column()
+    created_by: Mapped[uuid.UUID | None] = mapped_column()
+
 class Offer(IdMixin, Base):
     """A reward in the catalogue, paid for in points, honoured by one partner.
     Columns added after the first release carry server defaults: they filled the rows

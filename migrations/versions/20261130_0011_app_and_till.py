@@ -1,0 +1,65 @@
+"""App and till: several till keys per partner, idempotent redemptions, till references
+
+Revision ID: 0011
+Revises: 0005
+Create Date: 2026-11-30 23:15:00
+
+- partner_keys: a partner's till API keys, each with its own expiry (the overlap after
+  a rotation) and retirement, as source_keys are for sources. The key a partner was
+  registered with stays in partners.api_key_hash until the first rotation copies it in.
+- redemptions.idempotency_key: the till's Idempotency-Key for the request that made the
+  redemption, unique per partner, so a retry after a lost answer finds it.
+- redemptions.till_reference: the till's own reference for the sale (a receipt number),
+  indexed per partner for looking a redemption up by it.
+"""
+from alembic import op
+import sqlalchemy as sa
+import rewards.models.base
+
+revision = '0011'
+down_revision = '0005'
+branch_labels = None
+depends_on = None
+
+UTC_TIME = rewards.models.base.UTCDateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        'partner_keys',
+        sa.Column('partner_id', sa.Uuid(), nullable=False),
+        sa.Column('key_hash', sa.String(length=64), nullable=False),
+        sa.Column('key_prefix', sa.String(length=16), nullable=True),
+        sa.Column('label', sa.String(length=100), nullable=True),
+        sa.Column('expires_at', UTC_TIME, nullable=True),
+        sa.Column('retired_at', UTC_TIME, nullable=True),
+        sa.Column('created_by', sa.Uuid(), nullable=True),
+        sa.Column('id', sa.Uuid(), nullable=False),
+        sa.Column('created_at', UTC_TIME, nullable=False),
+        sa.ForeignKeyConstraint(['partner_id'], ['partners.id'],
+                                name=op.f('fk_partner_keys_partner_id_partners')),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_partner_keys')),
+        sa.UniqueConstraint('key_hash', name=op.f('uq_partner_keys_key_hash')),
+    )
+    op.create_index(op.f('ix_partner_keys_partner_id'), 'partner_keys', ['partner_id'])
+    with op.batch_alter_table('redemptions') as batch:
+        batch.add_column(sa.Column('idempotency_key', sa.String(length=200), nullable=True))
+        batch.add_column(sa.Column('till_reference', sa.String(length=64), nullable=True))
+    op.create_index('uq_redemptions_partner_idempotency_key', 'redemptions',
+                    ['partner_id', 'idempotency_key'], unique=True,
+                    sqlite_where=sa.text('idempotency_key IS NOT NULL'),
+                    postgresql_where=sa.text('idempotency_key IS NOT NULL'))
+    op.create_index('ix_redemptions_partner_till_reference', 'redemptions',
+                    ['partner_id', 'till_reference'],
+                    sqlite_where=sa.text('till_reference IS NOT NULL'),
+                    postgresql_where=sa.text('till_reference IS NOT NULL'))
+
+
+def downgrade() -> None:
+    op.drop_index('ix_redemptions_partner_till_reference', table_name='redemptions')
+    op.drop_index('uq_redemptions_partner_idempotency_key', table_name='redemptions')
+    with op.batch_alter_table('redemptions') as batch:
+        batch.drop_column('till_reference')
+        batch.drop_column('idempotency_key')
+    op.drop_index(op.f('ix_partner_keys_partner_id'), table_name='partner_keys')
+    op.drop_table('partner_keys')
