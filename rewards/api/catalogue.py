@@ -23,6 +23,7 @@ from ..reasons import Reason
 from ..security import api_key_hash, new_api_key
 from ..settlement import GBP_DOC, pounds
 from .auth import BEARER, current_member, member_required, staff_required
+from .caching import cached
 from .common import audit, found_or_404, paginate
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
@@ -197,6 +198,7 @@ def _available(member: Member) -> int:
 
 
 @offers_blp.route("")
+@cached(60, private=True)
 @offers_blp.doc(security=BEARER)
 @member_required
 @offers_blp.arguments(CatalogueQuery, location="query")
@@ -225,6 +227,7 @@ def list_offers(args, pagination_parameters):
 
 
 @offers_blp.route("/<uuid:offer_id>")
+@cached(60, private=True)
 @offers_blp.doc(security=BEARER)
 @offers_blp.response(200, CatalogueOffer)
 @member_required

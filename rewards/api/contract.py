@@ -7,6 +7,7 @@ describing what is particular to them; what follows from how a route is built
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
 from apispec import APISpec
@@ -58,6 +59,18 @@ CURSOR_HEADERS = {
 }
 CURSOR_LISTS = {("GET", "/v1/me/ledger"), ("GET", "/v1/me/actions")}
 CALLBACKS = {("POST", "/v1/me/rewards"): FULFILMENT_CALLBACK}
+# Answers with an ETag and Cache-Control (rewards/api/caching.py): 304 on If-None-Match.
+CACHED = {("GET", "/v1/offers"), ("GET", "/v1/offers/{offer_id}"), ("GET", "/v1/charities"),
+          ("GET", "/v1/action-types")}
+CACHE_HEADERS = {
+    "ETag": {"description": "Send it back as If-None-Match: 304 while nothing changed.",
+             "schema": {"type": "string"}},
+    "Cache-Control": {"description": "How long the answer stays fresh, and for whom.",
+                      "schema": {"type": "string"}},
+}
+IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False,
+                 "schema": {"type": "string"},
+                 "description": "The ETag of the copy held: 304 if it is still current."}
 
 
 def finish_spec(spec: APISpec) -> None:
@@ -111,13 +124,19 @@ def _finish_operation(method: str, path: str, operation: dict[str, Any]) -> None
                 "schema": {"$ref": "#/components/schemas/Error"}}}}
         else:
             responses.setdefault(str(status), {"$ref": f"#/components/responses/{name}"})
+    # Copies, so that no two operations share a dict (YAML would write anchors).
     if key in MEDIA:
         ok = next(s for s in responses if s.startswith("2"))
-        responses[ok]["content"] = MEDIA[key]
+        responses[ok]["content"] = deepcopy(MEDIA[key])
     if key in CURSOR_LISTS:
-        responses["200"].setdefault("headers", {}).update(CURSOR_HEADERS)
+        responses["200"].setdefault("headers", {}).update(deepcopy(CURSOR_HEADERS))
     if key in CALLBACKS:
-        operation["callbacks"] = CALLBACKS[key]
+        operation["callbacks"] = deepcopy(CALLBACKS[key])
+    if key in CACHED:
+        responses["200"].setdefault("headers", {}).update(deepcopy(CACHE_HEADERS))
+        responses["304"] = {"description": "Not Modified: the copy held is current.",
+                            "headers": {"ETag": deepcopy(CACHE_HEADERS["ETag"])}}
+        operation.setdefault("parameters", []).append(deepcopy(IF_NONE_MATCH))
 
 
 def _require_response_fields(paths: dict[str, Any], schemas: dict[str, Any]) -> None:

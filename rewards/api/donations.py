@@ -14,6 +14,7 @@ from ..ledger import account_balance, member_account
 from ..models import Partner
 from ..models.donation import Donation
 from .auth import BEARER, current_member, member_required, staff_required
+from .caching import cached
 from .common import idempotent, paginate
 
 blp = Blueprint("donations", __name__, url_prefix="/v1",
@@ -61,6 +62,7 @@ class DonationTotalsOut(Schema):
 
 
 @blp.route("/charities")
+@cached(300, private=False)
 @blp.doc(security=BEARER)
 @member_required
 @blp.response(200, CharityOut(many=True))

@@ -33,6 +33,8 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/v1/me/donations"): "listMyDonations",
     ("POST", "/v1/me/donations"): "donatePoints",
     ("GET", "/v1/charities"): "listCharities",
+    # the scheme, for apps
+    ("GET", "/v1/action-types"): "listPublicActionTypes",
     # the catalogue
     ("GET", "/v1/offers"): "listOffers",
     ("GET", "/v1/offers/{offer_id}"): "getOffer",
