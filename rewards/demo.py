@@ -49,11 +49,17 @@ from .models.scheme import CATEGORIES
 from .rules import PERIODS, validate_expression
 from .security import api_key_hash, new_api_key
 from .vouchers import ClaimRefused, claim, redeem
+from .wards import load_wards
 
 SEED = 2026
 BATCH_SIZE = 1000
 MARKER_TYPE = "bus_journey"  # its presence means the demo has been loaded
 EMAIL_DOMAIN = "example.org"
+
+def _ward_code(name: str) -> str:
+    """A readable code for a demo ward (the council loads its real codes)."""
+    return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
 
 # Leeds City Council wards, 2018 boundaries.
 LEEDS_WARDS: tuple[str, ...] = (
@@ -310,6 +316,7 @@ def load_demo(members: int = 300, weeks: int = 4, force: bool = False) -> str:
         config["ACTION_MAX_AGE_DAYS"] = max(saved_max_age, weeks * 7 + 2)
 
         types = _action_types(session)
+        load_wards(session, ((_ward_code(name), name) for name in LEEDS_WARDS))  # GET /v1/wards
         rules = _rules(session, window_start - timedelta(days=1))
         sources = _sources(session)
         partners = _partners(session)

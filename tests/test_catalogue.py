@@ -21,6 +21,7 @@ from .helpers import iso
 from .reward_support import (
     admin_headers,
     available,
+    load_test_wards,
     make_offer,
     make_partner,
     partner_user,
@@ -153,6 +154,7 @@ def test_eligibility_hides_offers_and_refuses_claims(client: FlaskClient, app: F
     newcomers = make_offer(client, admin, partner["id"],
                            joined_after=iso(datetime.now(UTC) - timedelta(days=1)))
     everyone = make_offer(client, admin, partner["id"])
+    load_test_wards(app, "Pudsey", "Roundhay", "Armley")
     outsider = resident(client, app, points=100, ward="Pudsey")
     insider = resident(client, app, points=100, ward="roundhay")
 

@@ -11,6 +11,8 @@ Create Date: 2026-11-30 23:15:00
   redemption, unique per partner, so a retry after a lost answer finds it.
 - redemptions.till_reference: the till's own reference for the sale (a receipt number),
   indexed per partner for looking a redemption up by it.
+- wards and ward_postcodes: the wards the council publishes and its postcode lookup; a
+  member's ward is chosen from them.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -53,9 +55,28 @@ def upgrade() -> None:
                     ['partner_id', 'till_reference'],
                     sqlite_where=sa.text('till_reference IS NOT NULL'),
                     postgresql_where=sa.text('till_reference IS NOT NULL'))
+    op.create_table(
+        'wards',
+        sa.Column('code', sa.String(length=32), nullable=False),
+        sa.Column('name', sa.String(length=100), nullable=False),
+        sa.PrimaryKeyConstraint('code', name=op.f('pk_wards')),
+        sa.UniqueConstraint('name', name=op.f('uq_wards_name')),
+    )
+    op.create_table(
+        'ward_postcodes',
+        sa.Column('postcode', sa.String(length=8), nullable=False),
+        sa.Column('ward_code', sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(['ward_code'], ['wards.code'],
+                                name=op.f('fk_ward_postcodes_ward_code_wards')),
+        sa.PrimaryKeyConstraint('postcode', name=op.f('pk_ward_postcodes')),
+    )
+    op.create_index(op.f('ix_ward_postcodes_ward_code'), 'ward_postcodes', ['ward_code'])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_ward_postcodes_ward_code'), table_name='ward_postcodes')
+    op.drop_table('ward_postcodes')
+    op.drop_table('wards')
     op.drop_index('ix_redemptions_partner_till_reference', table_name='redemptions')
     op.drop_index('uq_redemptions_partner_idempotency_key', table_name='redemptions')
     with op.batch_alter_table('redemptions') as batch:

@@ -24,6 +24,7 @@ from ..models.partner import FULFILMENTS
 from ..models.reward import REWARD_STATUSES
 from ..reasons import Reason
 from ..vouchers import ClaimRefused, claim, voucher_state
+from ..wards import ward_for_postcode, ward_named
 from .auth import BEARER, current_member, member_required
 from .catalogue import PartnerBrief
 from .common import CursorArgs, idempotent, keyset_page, paginate
@@ -37,13 +38,17 @@ class MemberSchema(Schema):
     id = fields.UUID(dump_only=True)
     email = fields.String(dump_only=True)
     display_name = fields.String(allow_none=True, validate=validate.Length(max=100))
-    ward = fields.String(allow_none=True, validate=validate.Length(max=100))
+    ward = fields.String(allow_none=True, validate=validate.Length(max=100), metadata={
+        "description": "One of GET /v1/wards (its code or name); null to clear it."})
     locale = fields.String(validate=validate.Regexp(r"^[a-z]{2}(-[A-Z]{2})?$"))
     joined_at = fields.DateTime(dump_only=True)
 
 
 class ProfilePatch(MemberSchema):
     """Fields a resident may change."""
+
+    postcode = fields.String(load_only=True, validate=validate.Length(max=10), metadata={
+        "description": "Sets the ward from the council's postcode lookup; not stored."})
 
 
 class IdentifierIn(Schema):
@@ -162,6 +167,7 @@ class Me(MethodView):
     def patch(self, args):
         """Change display name, ward or language."""
         member = current_member()
+        args = _ward_from_list(args)
         for key, value in args.items():
             setattr(member, key, value)
         db.session.commit()
@@ -179,6 +185,26 @@ class Me(MethodView):
         member.erased_at = utcnow()
         db.session.execute(delete(Identifier).where(Identifier.member_id == member.id))
         db.session.commit()
+
+
+def _ward_from_list(args: dict) -> dict:
+    """The ward as the scheme names it, from its code or name or the postcode; 422 for
+    anything else (a ward unlocks ward-only offers, so it is never free text)."""
+    args = dict(args)
+    postcode = args.pop("postcode", None)
+    if postcode is not None:
+        found = ward_for_postcode(db.session, postcode)
+        if found is None:
+            abort(422, message="That postcode is not in the scheme's area.",
+                  errors={"postcode": ["Not a postcode of the scheme's wards."]})
+        args["ward"] = found.name
+    elif args.get("ward") is not None:
+        found = ward_named(db.session, args["ward"])
+        if found is None:
+            abort(422, message="That is not one of the scheme's wards.",
+                  errors={"ward": ["Not one of GET /v1/wards."]})
+        args["ward"] = found.name
+    return args
 
 
 @blp.route("/identifiers")

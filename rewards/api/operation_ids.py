@@ -35,6 +35,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/v1/charities"): "listCharities",
     # the scheme, for apps
     ("GET", "/v1/action-types"): "listPublicActionTypes",
+    ("GET", "/v1/wards"): "listWards",
     # the catalogue
     ("GET", "/v1/offers"): "listOffers",
     ("GET", "/v1/offers/{offer_id}"): "getOffer",

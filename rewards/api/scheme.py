@@ -9,6 +9,7 @@ from sqlalchemy import select
 from ..extensions import Blueprint, db
 from ..models import ActionType
 from ..models.scheme import CATEGORIES
+from ..wards import all_wards
 from .caching import cached
 
 blp = Blueprint("scheme", __name__, url_prefix="/v1", description="The scheme, for apps")
@@ -27,3 +28,17 @@ class PublicActionType(Schema):
 def action_types():
     """The kinds of action that earn points, with names and descriptions to show."""
     return db.session.scalars(select(ActionType).order_by(ActionType.name, ActionType.code))
+
+
+class WardOut(Schema):
+    code = fields.String(metadata={"description": "The council's code for the ward."})
+    name = fields.String()
+
+
+@blp.route("/wards")
+@cached(300, private=False)
+@blp.response(200, WardOut(many=True))
+def wards():
+    """The scheme's wards, by name: a member's ward (PATCH /v1/me) is one of these, or
+    comes from their postcode."""
+    return all_wards(db.session)

@@ -11,6 +11,7 @@ from .reward import Redemption, Reward
 from .scheme import ActionType, Rule, RuleVersion
 from .source import Source
 from .staff import AuditEntry, StaffUser
+from .ward import Ward, WardPostcode
 
 __all__ = [
     "Account",
@@ -35,5 +36,7 @@ __all__ = [
     "RuleVersion",
     "Source",
     "StaffUser",
+    "Ward",
+    "WardPostcode",
     "utcnow",
 ]
