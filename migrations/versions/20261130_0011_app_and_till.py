@@ -13,6 +13,8 @@ Create Date: 2026-11-30 23:15:00
   indexed per partner for looking a redemption up by it.
 - wards and ward_postcodes: the wards the council publishes and its postcode lookup; a
   member's ward is chosen from them.
+- partners.address, latitude, longitude, opening_hours, logo_url: the place, for maps;
+  offers.image_url.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -71,9 +73,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('postcode', name=op.f('pk_ward_postcodes')),
     )
     op.create_index(op.f('ix_ward_postcodes_ward_code'), 'ward_postcodes', ['ward_code'])
+    with op.batch_alter_table('partners') as batch:
+        batch.add_column(sa.Column('address', sa.String(length=300), nullable=True))
+        batch.add_column(sa.Column('latitude', sa.Float(), nullable=True))
+        batch.add_column(sa.Column('longitude', sa.Float(), nullable=True))
+        batch.add_column(sa.Column('opening_hours', rewards.models.base.JSONType,
+                                   nullable=True))
+        batch.add_column(sa.Column('logo_url', sa.String(length=500), nullable=True))
+    with op.batch_alter_table('offers') as batch:
+        batch.add_column(sa.Column('image_url', sa.String(length=500), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('offers') as batch:
+        batch.drop_column('image_url')
+    with op.batch_alter_table('partners') as batch:
+        for column in ('logo_url', 'opening_hours', 'longitude', 'latitude', 'address'):
+            batch.drop_column(column)
     op.drop_index(op.f('ix_ward_postcodes_ward_code'), table_name='ward_postcodes')
     op.drop_table('ward_postcodes')
     op.drop_table('wards')

@@ -27,9 +27,11 @@ def register_api(api: Api) -> None:
     for blueprint in ways_in_blueprints:
         api.register_blueprint(blueprint)
     from .partner_keys import blp as partner_keys_blp
+    from .places import blp as places_blp
     from .scheme import blp as scheme_blp
     api.register_blueprint(partner_keys_blp)
     api.register_blueprint(scheme_blp)
+    api.register_blueprint(places_blp)
 
     from .contract import finish_spec  # last: it finishes what the blueprints declared
     finish_spec(api.spec)

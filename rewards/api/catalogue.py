@@ -25,6 +25,7 @@ from ..settlement import GBP_DOC, pounds
 from .auth import BEARER, current_member, member_required, staff_required
 from .caching import cached
 from .common import audit, found_or_404, paginate
+from .places import PlaceIn, PlaceOut, image_url_field
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
                        description="The reward catalogue")
@@ -79,6 +80,7 @@ class OfferTerms(Schema):
         load_default="internal", validate=validate.OneOf(FULFILMENTS),
         metadata={"description": "internal: the scheme issues a code; webhook: the partner's "
                                  "own system issues the pass (its fulfilment_url)."})
+    image_url = image_url_field("A picture of the offer")
 
     @validates_schema
     def check(self, data: dict[str, Any], **_: Any) -> None:
@@ -117,6 +119,7 @@ class OfferOut(Schema):
     reviewed_by = fields.UUID(allow_none=True)
     reviewed_at = fields.DateTime(allow_none=True)
     review_note = fields.String(allow_none=True)
+    image_url = fields.String(allow_none=True)
     created_at = fields.DateTime()
 
 
@@ -163,9 +166,10 @@ class CatalogueOffer(Schema):
     limit_period = fields.String(metadata={"enum": list(LIMIT_PERIODS)})
     voucher_valid_days = fields.Integer()
     points_back_on_expiry = fields.Boolean()
-    fulfilment = fields.String()
+    fulfilment = fields.String(metadata={"enum": list(FULFILMENTS)})
     starts_at = fields.DateTime(allow_none=True)
     ends_at = fields.DateTime(allow_none=True)
+    image_url = fields.String(allow_none=True)
 
 
 class CatalogueQuery(Schema):
@@ -189,7 +193,7 @@ def _catalogue_view(offer: Offer, wanted: list[str], available: int) -> dict[str
         "stock_left": stock_left(offer), "per_member_limit": offer.per_member_limit,
         "limit_period": offer.limit_period, "voucher_valid_days": offer.voucher_valid_days,
         "points_back_on_expiry": offer.points_back_on_expiry, "fulfilment": offer.fulfilment,
-        "starts_at": offer.starts_at, "ends_at": offer.ends_at,
+        "starts_at": offer.starts_at, "ends_at": offer.ends_at, "image_url": offer.image_url,
     }
 
 
@@ -249,21 +253,21 @@ def _http_url() -> fields.Url:
                                                "for its offers with fulfilment webhook."})
 
 
-class PartnerIn(Schema):
+class PartnerIn(PlaceIn):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     kind = fields.String(required=True, validate=validate.OneOf(PARTNER_KINDS))
     description = fields.String(allow_none=True, validate=validate.Length(max=2000))
     fulfilment_url = _http_url()
 
 
-class PartnerPatch(Schema):
+class PartnerPatch(PlaceIn):
     name = fields.String(validate=validate.Length(min=1, max=200))
     description = fields.String(allow_none=True, validate=validate.Length(max=2000))
     fulfilment_url = _http_url()
     active = fields.Boolean()
 
 
-class PartnerOut(Schema):
+class PartnerOut(PlaceOut):
     id = fields.UUID()
     name = fields.String()
     kind = fields.String(metadata={"enum": list(PARTNER_KINDS)})

@@ -61,7 +61,8 @@ CURSOR_LISTS = {("GET", "/v1/me/ledger"), ("GET", "/v1/me/actions")}
 CALLBACKS = {("POST", "/v1/me/rewards"): FULFILMENT_CALLBACK}
 # Answers with an ETag and Cache-Control (rewards/api/caching.py): 304 on If-None-Match.
 CACHED = {("GET", "/v1/offers"), ("GET", "/v1/offers/{offer_id}"), ("GET", "/v1/charities"),
-          ("GET", "/v1/action-types"), ("GET", "/v1/wards")}
+          ("GET", "/v1/action-types"), ("GET", "/v1/wards"),
+          ("GET", "/v1/partners")}
 CACHE_HEADERS = {
     "ETag": {"description": "Send it back as If-None-Match: 304 while nothing changed.",
              "schema": {"type": "string"}},

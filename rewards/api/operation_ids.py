@@ -36,6 +36,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     # the scheme, for apps
     ("GET", "/v1/action-types"): "listPublicActionTypes",
     ("GET", "/v1/wards"): "listWards",
+    ("GET", "/v1/partners"): "listPartnerPlaces",
     # the catalogue
     ("GET", "/v1/offers"): "listOffers",
     ("GET", "/v1/offers/{offer_id}"): "getOffer",

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, false, text
+from sqlalchemy import CheckConstraint, Float, ForeignKey, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, IdMixin
@@ -32,6 +32,12 @@ class Partner(IdMixin, Base):
     fulfilment_url: Mapped[str | None] = mapped_column(String(500))
     # Needed in clear to sign requests (HMAC is symmetric).
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    # The place, for an app's map: {"mon": [{"opens": "09:00", "closes": "17:30"}], ...}.
+    address: Mapped[str | None] = mapped_column(String(300))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    opening_hours: Mapped[dict[str, Any] | None] = mapped_column()
+    logo_url: Mapped[str | None] = mapped_column(String(500))
 
     offers: Mapped[list[Offer]] = relationship(back_populates="partner")
 
@@ -85,6 +91,7 @@ class Offer(IdMixin, Base):
     joined_after: Mapped[datetime | None] = mapped_column()
     # What the council pays the partner for each redemption, in pence.
     value_pence: Mapped[int] = mapped_column(default=0, server_default="0")
+    image_url: Mapped[str | None] = mapped_column(String(500))
     points_back_on_expiry: Mapped[bool] = mapped_column(default=False, server_default=false())
     fulfilment: Mapped[str] = mapped_column(String(16), default="internal",
                                             server_default="internal")
