@@ -108,6 +108,11 @@ class Config:
         self.JSON_SORT_KEYS = False
         # Longest request address (path and query) the API reads; longer is a JSON 414.
         self.MAX_URL_LENGTH: int = _env_int("MAX_URL_LENGTH", 4096)
+        # Push through Firebase Cloud Messaging (HTTP v1): a service-account JSON file;
+        # unset, push notifications go to the log.
+        self.FCM_CREDENTIALS: str | None = env.get("FCM_CREDENTIALS") or None
+        self.FCM_PROJECT_ID: str | None = env.get("FCM_PROJECT_ID") or None
+        self.FCM_ENDPOINT: str = env.get("FCM_ENDPOINT", "https://fcm.googleapis.com")
 
         for key, value in overrides.items():
             setattr(self, key, value)

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from rewards import jobs, vouchers
 from rewards.extensions import db
 from rewards.i18n import localise, preferences
-from rewards.mail import send_mail
 from rewards.models import Member, Offer, OutboxMessage, Reward, utcnow
+from rewards.notify import notify
 
 from . import job
 from .fulfilment import PermanentFulfilmentError, call_partner, request_body
@@ -113,19 +113,20 @@ def _title(reward: Reward, member: Member) -> str:
 
 def _tell_member(reward: Reward) -> None:
     member = db.session.get(Member, reward.member_id)
-    if member is None or not member.email:
+    if member is None:
         return
     title = _title(reward, member)
     code = reward.code or reward.partner_code
     reference = f"\nBooking reference: {reward.partner_reference}" \
         if reward.partner_reference else ""
     try:
-        send_mail(
-            member.email,
+        notify(
+            db.session, member, "voucher_ready",
             f"Your voucher is ready: {title}",
             f"Your voucher for {title} at {reward.offer.partner.name} is ready.\n"
             f"Code: {code}{reference}\nShow it at the till before "
             f"{reward.expires_at:%d %B %Y}.\n\n{current_app.config['SCHEME_NAME']}",
+            {"reward_id": str(reward.id)},
         )
     except Exception:  # the voucher stands; a lost notice must not re-run the job
         log.exception("could not mail voucher notice for reward %s", reward.id)
@@ -181,17 +182,18 @@ def remind_expiring_vouchers(now: str | None = None) -> dict[str, int]:
             continue
         member = session.get(Member, reward.member_id)
         session.commit()
-        if member is None or not member.email:
-            continue  # a card-only member: nobody to mail; recorded so it is not looked at again
+        if member is None:
+            continue
         title = _title(reward, member)
         try:
-            send_mail(
-                member.email,
+            delivered = notify(
+                session, member, "voucher_expiring",
                 f"Your voucher expires soon: {title}",
                 f"Your voucher for {title} at {reward.offer.partner.name} expires on "
                 f"{reward.expires_at:%d %B %Y at %H:%M} UTC.\n"
                 f"Code: {reward.code or reward.partner_code}\n\n"
                 f"{current_app.config['SCHEME_NAME']}",
+                {"reward_id": str(rid)},
             )
         except Exception:
             log.exception("could not mail the expiry reminder for reward %s", rid)
@@ -199,7 +201,8 @@ def remind_expiring_vouchers(now: str | None = None) -> dict[str, int]:
             session.commit()
             failed += 1
             continue
-        sent += 1
+        if any(delivered.values()):  # nobody to tell (a card-only member): recorded anyway
+            sent += 1
     return {"sent": sent, "failed": failed}
 
 

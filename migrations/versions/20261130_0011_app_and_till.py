@@ -15,6 +15,7 @@ Create Date: 2026-11-30 23:15:00
   member's ward is chosen from them.
 - partners.address, latitude, longitude, opening_hours, logo_url: the place, for maps;
   offers.image_url.
+- devices (members' push tokens) and notification_preferences (per kind and channel).
 """
 from alembic import op
 import sqlalchemy as sa
@@ -82,9 +83,37 @@ def upgrade() -> None:
         batch.add_column(sa.Column('logo_url', sa.String(length=500), nullable=True))
     with op.batch_alter_table('offers') as batch:
         batch.add_column(sa.Column('image_url', sa.String(length=500), nullable=True))
+    op.create_table(
+        'devices',
+        sa.Column('member_id', sa.Uuid(), nullable=False),
+        sa.Column('platform', sa.String(length=8), nullable=False),
+        sa.Column('token', sa.String(length=400), nullable=False),
+        sa.Column('last_seen_at', UTC_TIME, nullable=True),
+        sa.Column('id', sa.Uuid(), nullable=False),
+        sa.Column('created_at', UTC_TIME, nullable=False),
+        sa.ForeignKeyConstraint(['member_id'], ['members.id'],
+                                name=op.f('fk_devices_member_id_members')),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_devices')),
+        sa.UniqueConstraint('token', name=op.f('uq_devices_token')),
+    )
+    op.create_index(op.f('ix_devices_member_id'), 'devices', ['member_id'])
+    op.create_table(
+        'notification_preferences',
+        sa.Column('member_id', sa.Uuid(), nullable=False),
+        sa.Column('kind', sa.String(length=32), nullable=False),
+        sa.Column('channel', sa.String(length=8), nullable=False),
+        sa.Column('enabled', sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(['member_id'], ['members.id'],
+                                name=op.f('fk_notification_preferences_member_id_members')),
+        sa.PrimaryKeyConstraint('member_id', 'kind', 'channel',
+                                name=op.f('pk_notification_preferences')),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('notification_preferences')
+    op.drop_index(op.f('ix_devices_member_id'), table_name='devices')
+    op.drop_table('devices')
     with op.batch_alter_table('offers') as batch:
         batch.drop_column('image_url')
     with op.batch_alter_table('partners') as batch:

@@ -26,12 +26,14 @@ def register_api(api: Api) -> None:
     api.register_blueprint(admin_members.blp)
     for blueprint in ways_in_blueprints:
         api.register_blueprint(blueprint)
+    from .devices import blp as devices_blp
     from .partner_keys import blp as partner_keys_blp
     from .places import blp as places_blp
     from .scheme import blp as scheme_blp
     api.register_blueprint(partner_keys_blp)
     api.register_blueprint(scheme_blp)
     api.register_blueprint(places_blp)
+    api.register_blueprint(devices_blp)
 
     from .contract import finish_spec  # last: it finishes what the blueprints declared
     finish_spec(api.spec)

@@ -48,7 +48,7 @@ EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/v1/me/rewards/{reward_id}/qr.svg"): (409,),
     ("POST", "/v1/partner/redemptions"): (409, 410),
     ("GET", "/v1/partner/vouchers/{code}"): (404,),
-    ("GET", "/v1/partner/redemptions/by-code/{code}"): (404,),
+    ("POST", "/v1/me/devices"): (409,),
 }
 # Keyset-paginated lists: the cursor of the next page comes back in headers.
 CURSOR_HEADERS = {

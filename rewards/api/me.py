@@ -17,7 +17,7 @@ from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
 from ..ledger import expiring, member_account, member_balances, member_lots
 from ..members import CardAlreadyLinked, link_card
-from ..models import Action, Identifier, Posting, PostingLine, Reward, utcnow
+from ..models import Action, Device, Identifier, Posting, PostingLine, Reward, utcnow
 from ..models.action import ACTION_STATUSES
 from ..models.ledger import POSTING_KINDS
 from ..models.partner import FULFILMENTS
@@ -184,6 +184,7 @@ class Me(MethodView):
         member.ward = None
         member.erased_at = utcnow()
         db.session.execute(delete(Identifier).where(Identifier.member_id == member.id))
+        db.session.execute(delete(Device).where(Device.member_id == member.id))
         db.session.commit()
 
 

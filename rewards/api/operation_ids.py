@@ -33,6 +33,11 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/v1/me/donations"): "listMyDonations",
     ("POST", "/v1/me/donations"): "donatePoints",
     ("GET", "/v1/charities"): "listCharities",
+    ("GET", "/v1/me/devices"): "listDevices",
+    ("POST", "/v1/me/devices"): "registerDevice",
+    ("DELETE", "/v1/me/devices/{device_id}"): "forgetDevice",
+    ("GET", "/v1/me/notification-preferences"): "getNotificationPreferences",
+    ("PATCH", "/v1/me/notification-preferences"): "updateNotificationPreferences",
     # the scheme, for apps
     ("GET", "/v1/action-types"): "listPublicActionTypes",
     ("GET", "/v1/wards"): "listWards",

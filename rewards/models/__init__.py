@@ -3,6 +3,7 @@
 from . import donation, event, review  # noqa: F401  (their tables join the metadata)
 from .action import Action, Award
 from .base import Base, utcnow
+from .device import Device, NotificationPreference
 from .infra import IdempotencyRecord, OutboxMessage
 from .ledger import Account, Posting, PostingLine
 from .member import Identifier, Member, OtpCode
@@ -20,9 +21,11 @@ __all__ = [
     "AuditEntry",
     "Award",
     "Base",
+    "Device",
     "IdempotencyRecord",
     "Identifier",
     "Member",
+    "NotificationPreference",
     "Offer",
     "OtpCode",
     "OutboxMessage",
