@@ -33,6 +33,8 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/v1/me/donations"): "listMyDonations",
     ("POST", "/v1/me/donations"): "donatePoints",
     ("GET", "/v1/charities"): "listCharities",
+    ("POST", "/v1/me/email"): "requestEmailChange",
+    ("POST", "/v1/me/email/confirm"): "confirmEmailChange",
     ("GET", "/v1/me/devices"): "listDevices",
     ("POST", "/v1/me/devices"): "registerDevice",
     ("DELETE", "/v1/me/devices/{device_id}"): "forgetDevice",
