@@ -113,6 +113,10 @@ class Config:
         self.FCM_CREDENTIALS: str | None = env.get("FCM_CREDENTIALS") or None
         self.FCM_PROJECT_ID: str | None = env.get("FCM_PROJECT_ID") or None
         self.FCM_ENDPOINT: str = env.get("FCM_ENDPOINT", "https://fcm.googleapis.com")
+        # The languages the scheme speaks (a member's locale is one of them), English first.
+        self.SCHEME_LANGUAGES: tuple[str, ...] = tuple(
+            part.strip() for part in env.get("SCHEME_LANGUAGES", "en,cy").split(",")
+            if part.strip())
 
         for key, value in overrides.items():
             setattr(self, key, value)

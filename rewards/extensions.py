@@ -143,6 +143,12 @@ class Api(flask_smorest.Api):
                                       "characters; send fewer or shorter query parameters.")
             return None
 
+        @app.after_request
+        def _language(response: Any) -> Any:
+            from .api.language import finish
+
+            return finish(response)
+
     def _register_error_handlers(self) -> None:
         self._app.register_error_handler(HTTPException, self.handle_http_exception)
         self._app.register_error_handler(Exception, self.handle_unexpected_exception)

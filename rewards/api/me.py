@@ -28,6 +28,7 @@ from ..wards import ward_for_postcode, ward_named
 from .auth import BEARER, current_member, member_required
 from .catalogue import PartnerBrief
 from .common import CursorArgs, idempotent, keyset_page, paginate
+from .language import check_scheme_language
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
 
@@ -40,7 +41,8 @@ class MemberSchema(Schema):
     display_name = fields.String(allow_none=True, validate=validate.Length(max=100))
     ward = fields.String(allow_none=True, validate=validate.Length(max=100), metadata={
         "description": "One of GET /v1/wards (its code or name); null to clear it."})
-    locale = fields.String(validate=validate.Regexp(r"^[a-z]{2}(-[A-Z]{2})?$"))
+    locale = fields.String(validate=check_scheme_language, metadata={
+        "description": "One of the scheme's languages (SCHEME_LANGUAGES), e.g. en or cy."})
     joined_at = fields.DateTime(dump_only=True)
 
 
