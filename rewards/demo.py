@@ -113,6 +113,19 @@ ACTION_TYPES: tuple[tuple[str, str, str, str], ...] = (
      "Recycling left at a household waste and recycling centre."),
 )
 
+# Welsh names and descriptions of the action types above.
+ACTION_TYPES_CY: dict[str, tuple[str, str]] = {
+    "bus_journey": ("Taith fws", "Tap ar fws yng Ngorllewin Swydd Efrog."),
+    "train_journey": ("Taith trên", "Taith reilffordd; y pellter gan y cwmni trenau."),
+    "cycle_hire": ("Llogi beic", "Llogi un o feiciau'r ddinas."),
+    "volunteering_hour": ("Gwirfoddoli", "Sesiwn wirfoddoli wedi'i chadarnhau gan y trefnydd."),
+    "leisure_visit": ("Ymweliad â chanolfan hamdden", "Ymweliad â chanolfan Active Leeds."),
+    "parkrun": ("parkrun", "parkrun ar fore Sadwrn, drwy god hawlio'r digwyddiad."),
+    "home_insulation": ("Inswleiddio'r cartref", "Inswleiddio'r llofft neu'r waliau, wedi'i "
+                        "gadarnhau gan dystysgrif y gosodwr."),
+    "recycling_drop": ("Ailgylchu", "Ailgylchu wedi'i adael mewn canolfan ailgylchu."),
+}
+
 EAST_LEEDS = ("Gipton & Harehills", "Killingbeck & Seacroft", "Burmantofts & Richmond Hill")
 
 
@@ -355,8 +368,11 @@ def _action_types(session: Session) -> list[ActionType]:
         assert category in CATEGORIES, category
         action_type = session.scalar(select(ActionType).where(ActionType.code == code))
         if action_type is None:
+            welsh = ACTION_TYPES_CY.get(code)
             action_type = ActionType(code=code, name=name, category=category,
-                                     description=description)
+                                     description=description, translations={
+                                         "cy": {"name": welsh[0], "description": welsh[1]}}
+                                     if welsh else {})
             session.add(action_type)
             session.flush()
             _audit(session, "action_type", action_type.id, code=code)

@@ -44,13 +44,17 @@ def test_action_types_are_listed_publicly_with_names(client: FlaskClient, app: F
     admin = admin_headers(client, app, "admin")
     made = client.post("/v1/admin/action-types", headers=admin, json={
         "code": "volunteering_hour", "name": "An hour volunteering", "category": "volunteering",
-        "description": "With a registered Leeds charity."})
+        "description": "With a registered Leeds charity.",
+        "translations": {"cy": {"name": "Awr o wirfoddoli"}}})
     assert made.status_code == 201, made.json
     listed = client.get("/v1/action-types")
     assert listed.status_code == 200
     assert listed.json == [{"code": "volunteering_hour", "name": "An hour volunteering",
                             "description": "With a registered Leeds charity.",
-                            "category": "volunteering"}]
+                            "category": "volunteering", "language": "en"}]
+    welsh = client.get("/v1/action-types", headers={"Accept-Language": "cy"}).json[0]
+    assert (welsh["name"], welsh["language"]) == ("Awr o wirfoddoli", "cy")
+    assert welsh["description"] == "With a registered Leeds charity."  # not translated
     assert "public" in listed.headers["Cache-Control"]
     assert client.get("/v1/action-types", headers={
         "If-None-Match": listed.headers["ETag"]}).status_code == 304

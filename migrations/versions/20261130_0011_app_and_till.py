@@ -16,6 +16,7 @@ Create Date: 2026-11-30 23:15:00
 - partners.address, latitude, longitude, opening_hours, logo_url: the place, for maps;
   offers.image_url.
 - devices (members' push tokens) and notification_preferences (per kind and channel).
+- action_types.translations: names and descriptions in other languages (Welsh).
 """
 from alembic import op
 import sqlalchemy as sa
@@ -97,6 +98,9 @@ def upgrade() -> None:
         sa.UniqueConstraint('token', name=op.f('uq_devices_token')),
     )
     op.create_index(op.f('ix_devices_member_id'), 'devices', ['member_id'])
+    with op.batch_alter_table('action_types') as batch:
+        batch.add_column(sa.Column('translations', rewards.models.base.JSONType,
+                                   nullable=False, server_default=sa.text("'{}'")))
     op.create_table(
         'notification_preferences',
         sa.Column('member_id', sa.Uuid(), nullable=False),
@@ -111,6 +115,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('action_types') as batch:
+        batch.drop_column('translations')
     op.drop_table('notification_preferences')
     op.drop_index(op.f('ix_devices_member_id'), table_name='devices')
     op.drop_table('devices')

@@ -41,12 +41,21 @@ CODE = validate.Regexp(r"^[a-z][a-z0-9_]{1,63}$",
 
 # -- action types -----------------------------------------------------------------
 
+class ActionTypeTranslation(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True, validate=validate.Length(max=2000))
+
+
 class ActionTypeSchema(Schema):
     id = fields.UUID(dump_only=True)
     code = fields.String(required=True, validate=CODE)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
     description = fields.String(allow_none=True)
+    translations = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[a-z]{2,3}$")),
+        values=fields.Nested(ActionTypeTranslation), load_default=dict,
+        metadata={"description": 'Other languages: {"cy": {"name": .., "description": ..}}.'})
     created_at = fields.DateTime(dump_only=True)
 
 
