@@ -304,6 +304,48 @@ def openapi(output: str) -> None:
     click.echo(f"wrote {output}")
 
 
+# Wards: the list the council publishes, and its postcode lookup (CSV files with a header).
+@main.group("wards")
+def wards_group() -> None:
+    """The scheme's wards and the postcode lookup."""
+
+
+def _csv_pairs(path: str, first: str, second: str) -> list[tuple[str, str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and not {first, second} <= set(rows[0]):
+        raise click.BadParameter(f"the header must name {first} and {second}")
+    return [(row[first] or "", row[second] or "") for row in rows]
+
+
+@wards_group.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def wards_load(path: str) -> None:
+    """Add or rename wards from a CSV with columns code,name."""
+    from .extensions import db
+    from .wards import load_wards
+
+    count = load_wards(db.session, _csv_pairs(path, "code", "name"))
+    db.session.commit()
+    click.echo(f"{count} wards loaded")
+
+
+@wards_group.command("postcodes")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def wards_postcodes(path: str) -> None:
+    """Replace the postcode lookup from a CSV with columns postcode,ward_code."""
+    from .extensions import db
+    from .wards import load_postcodes
+
+    loaded, skipped = load_postcodes(db.session, _csv_pairs(path, "postcode", "ward_code"))
+    db.session.commit()
+    click.echo(f"{loaded} postcodes loaded, {skipped} rows skipped")
+
+
 # `rewards staff ...` (list, deactivate, partners' ids).
 from .cli_staff import staff_group  # noqa: E402
 

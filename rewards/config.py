@@ -116,8 +116,8 @@ class Config:
         self.API_SPEC_OPTIONS = {
             "info": {
                 "description": "Citizen rewards scheme: actions earn points, "
-                "residents spend them with local partners. Conventions (errors, pagination, "
-                "idempotency, request ids): docs/architecture.md in the repository."
+                "residents spend them with local partners. Conventions (errors and their "
+                "reasons, pagination, idempotency, caching): docs/api.md in the repository."
             },
             "components": {
                 "securitySchemes": {
@@ -127,6 +127,17 @@ class Config:
             },
         }
         self.JSON_SORT_KEYS = False
+        # Longest request address (path and query) the API reads; longer is a JSON 414.
+        self.MAX_URL_LENGTH: int = _env_int("MAX_URL_LENGTH", 4096)
+        # Push through Firebase Cloud Messaging (HTTP v1): a service-account JSON file;
+        # unset, push notifications go to the log.
+        self.FCM_CREDENTIALS: str | None = env.get("FCM_CREDENTIALS") or None
+        self.FCM_PROJECT_ID: str | None = env.get("FCM_PROJECT_ID") or None
+        self.FCM_ENDPOINT: str = env.get("FCM_ENDPOINT", "https://fcm.googleapis.com")
+        # The languages the scheme speaks (a member's locale is one of them), English first.
+        self.SCHEME_LANGUAGES: tuple[str, ...] = tuple(
+            part.strip() for part in env.get("SCHEME_LANGUAGES", "en,cy").split(",")
+            if part.strip())
 
         # Logins: lockout per account, rate limits per client, TOTP, sessions.
         self.LOGIN_LOCK_AFTER: int = _env_int("LOGIN_LOCK_AFTER", 5)

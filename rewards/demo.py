@@ -52,11 +52,17 @@ from .models.scheme import CATEGORIES
 from .rules import PERIODS, validate_expression
 from .security import api_key_hash, new_api_key
 from .vouchers import ClaimRefused, claim, redeem
+from .wards import load_wards
 
 SEED = 2026
 BATCH_SIZE = 1000
 MARKER_TYPE = "bus_journey"  # its presence means the demo has been loaded
 EMAIL_DOMAIN = "example.org"
+
+def _ward_code(name: str) -> str:
+    """A readable code for a demo ward (the council loads its real codes)."""
+    return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
 
 # Leeds City Council wards, 2018 boundaries.
 LEEDS_WARDS: tuple[str, ...] = (
@@ -109,6 +115,19 @@ ACTION_TYPES: tuple[tuple[str, str, str, str], ...] = (
     ("recycling_drop", "Recycling drop-off", "climate",
      "Recycling left at a household waste and recycling centre."),
 )
+
+# Welsh names and descriptions of the action types above.
+ACTION_TYPES_CY: dict[str, tuple[str, str]] = {
+    "bus_journey": ("Taith fws", "Tap ar fws yng Ngorllewin Swydd Efrog."),
+    "train_journey": ("Taith trên", "Taith reilffordd; y pellter gan y cwmni trenau."),
+    "cycle_hire": ("Llogi beic", "Llogi un o feiciau'r ddinas."),
+    "volunteering_hour": ("Gwirfoddoli", "Sesiwn wirfoddoli wedi'i chadarnhau gan y trefnydd."),
+    "leisure_visit": ("Ymweliad â chanolfan hamdden", "Ymweliad â chanolfan Active Leeds."),
+    "parkrun": ("parkrun", "parkrun ar fore Sadwrn, drwy god hawlio'r digwyddiad."),
+    "home_insulation": ("Inswleiddio'r cartref", "Inswleiddio'r llofft neu'r waliau, wedi'i "
+                        "gadarnhau gan dystysgrif y gosodwr."),
+    "recycling_drop": ("Ailgylchu", "Ailgylchu wedi'i adael mewn canolfan ailgylchu."),
+}
 
 EAST_LEEDS = ("Gipton & Harehills", "Killingbeck & Seacroft", "Burmantofts & Richmond Hill")
 
@@ -317,6 +336,7 @@ def load_demo(members: int = 300, weeks: int = 4, force: bool = False,
         config["ACTION_MAX_AGE_DAYS"] = max(saved_max_age, weeks * 7 + 2)
 
         types = _action_types(session)
+        load_wards(session, ((_ward_code(name), name) for name in LEEDS_WARDS))  # GET /v1/wards
         rules = _rules(session, window_start - timedelta(days=1))
         sources = _sources(session)
         partners = _partners(session)
@@ -364,8 +384,11 @@ def _action_types(session: Session) -> list[ActionType]:
         assert category in CATEGORIES, category
         action_type = session.scalar(select(ActionType).where(ActionType.code == code))
         if action_type is None:
+            welsh = ACTION_TYPES_CY.get(code)
             action_type = ActionType(code=code, name=name, category=category,
-                                     description=description)
+                                     description=description, translations={
+                                         "cy": {"name": welsh[0], "description": welsh[1]}}
+                                     if welsh else {})
             session.add(action_type)
             session.flush()
             _audit(session, "action_type", action_type.id, code=code)

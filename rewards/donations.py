@@ -13,15 +13,17 @@ from sqlalchemy.orm import Session
 from .ledger import account_balance, expire_member, lock_member, post, scheme_account
 from .models import Account, Partner, utcnow
 from .models.donation import Donation
+from .reasons import Reason
 
 MAX_DONATION = 1_000_000
 
 
 class DonationRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason
 
 
 def charity(session: Session, charity_id: uuid.UUID) -> Partner | None:
@@ -46,7 +48,8 @@ def donate(
     available = account_balance(session, account.id)
     if available < points:
         raise DonationRefused(
-            409, f"Not enough points: you have {available}, you offered {points}.")
+            409, f"Not enough points: you have {available}, you offered {points}.",
+            Reason.INSUFFICIENT_POINTS)
     posting = post(
         session,
         "donation",

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import flask_smorest
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify, request
+from marshmallow import Schema, ValidationError, fields, validate
 from redis import Redis
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+
+from .reasons import Reason, reason_for
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +107,26 @@ def _flatten_errors(errors: Any) -> Any:
     return errors
 
 
-def error_response(code: int, message: str, errors: Any = None, headers: Any = None):
+class ErrorSchema(Schema):
+    """The one error body: every 4xx and 5xx the API sends has this shape."""
+
+    code = fields.Integer(required=True, metadata={"description": "The HTTP status code."})
+    status = fields.String(required=True, metadata={"description": "The HTTP status name."})
+    reason = fields.String(required=True, validate=validate.OneOf([r.value for r in Reason]),
+                           metadata={"description": "Why, as a stable code to branch on "
+                                                    "(docs/api.md lists them)."})
+    message = fields.String(required=True, metadata={
+        "description": "Why, in words for a person, in the caller's language."})
+    errors = fields.Dict(keys=fields.String(), values=fields.Raw(), metadata={
+        "description": "For 422: what is wrong with each field, by field name."})
+
+
+def error_response(code: int, message: str, errors: Any = None, headers: Any = None,
+                   reason: str | None = None):
     payload: dict[str, Any] = {
         "code": code,
         "status": _status_name(code),
+        "reason": reason_for(code, reason),
         "message": message,
     }
     if errors or code == 422:
@@ -124,6 +146,27 @@ def _status_name(code: int) -> str:
 class Api(flask_smorest.Api):
     """flask-smorest's Api with one JSON error shape for every error, even ones
     raised outside a view (unknown route, too-large body, unexpected exception)."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app: Flask, *args: Any, **kwargs: Any) -> None:
+        super().init_app(app, *args, **kwargs)
+
+        @app.before_request
+        def _refuse_long_urls() -> Any:
+            # gunicorn's own limit (limit_request_line) sits above this one, so a long
+            # address gets this JSON answer rather than gunicorn's HTML page.
+            limit = app.config.get("MAX_URL_LENGTH", 4096)
+            if len(request.full_path) > limit:
+                return error_response(414, f"The address is longer than {limit} "
+                                      "characters; send fewer or shorter query parameters.")
+            return None
+
+        @app.after_request
+        def _language(response: Any) -> Any:
+            from .api.language import finish
+
+            return finish(response)
 
     def _register_error_handlers(self) -> None:
         self._app.register_error_handler(HTTPException, self.handle_http_exception)
@@ -147,7 +190,7 @@ class Api(flask_smorest.Api):
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             # HTTP requires Allow on a 405; werkzeug only adds it to its own HTML page.
             headers.setdefault("Allow", ", ".join(error.valid_methods))
-        return error_response(code, message, errors, headers)
+        return error_response(code, message, errors, headers, data.get("reason"))
 
     def handle_unexpected_exception(self, error: Exception):
         if isinstance(error, HTTPException):
@@ -185,10 +228,38 @@ def _discard_session() -> None:
     except Exception:  # the connection is gone; removing the session is what matters
         pass
     db.session.remove()
+class StorableParser(FlaskParser):
+    """Arguments the database can store: a JSON body or query string with a NUL
+    character or half a UTF-16 surrogate pair anywhere is a 422, field by field, before
+    any view sees it (PostgreSQL refuses both in text and JSON)."""
+
+    def _load_location_data(self, *, schema: Any, req: Any, location: str) -> Any:
+        data = super()._load_location_data(schema=schema, req=req, location=location)
+        from .api.checks import TEXT_PROBLEM, storable_json
+
+        if isinstance(data, MultiDict):
+            pairs: Any = data.items(multi=True)
+        elif isinstance(data, Mapping):
+            pairs = data.items()
+        else:
+            pairs = [("_schema", data)]
+        problems: dict[str, list[str]] = {}
+        for key, value in pairs:
+            try:
+                storable_json({key: value})
+            except ValidationError as error:
+                name = key if isinstance(key, str) and "\x00" not in key else "_schema"
+                problems[name] = [TEXT_PROBLEM] if "NUL" in str(error.messages) else list(
+                    error.messages)
+        if problems:
+            raise ValidationError(problems)
+        return data
 
 
 class Blueprint(flask_smorest.Blueprint):
     """Place for project-wide blueprint behaviour."""
+
+    ARGUMENTS_PARSER = StorableParser()
 
 
 class RedisHolder:
@@ -211,3 +282,21 @@ db = Database()
 api = Api()
 redis = RedisHolder()
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# Page numbers are bounded so that no offset overflows the database's 64-bit integers.
+MAX_PAGE = 1_000_000
+
+
+def _bounded_pagination_schema(*args: Any) -> type[Schema]:
+    unbounded = _smorest_pagination_schema(*args)
+
+    class PaginationParametersSchema(unbounded):  # type: ignore[misc, valid-type]
+        page = fields.Integer(load_default=args[0],
+                              validate=validate.Range(min=1, max=MAX_PAGE))
+
+    return PaginationParametersSchema
+
+
+_smorest_pagination_schema = flask_smorest.pagination._pagination_parameters_schema_factory
+flask_smorest.pagination._pagination_parameters_schema_factory = _bounded_pagination_schema

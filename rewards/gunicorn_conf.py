@@ -19,6 +19,7 @@ import signal
 import threading
 from typing import Any
 
+limit_request_line = 8190  # gunicorn's most; the app answers JSON 414 past MAX_URL_LENGTH
 drain_seconds = float(os.environ.get("SHUTDOWN_DRAIN_SECONDS") or 5)
 graceful_timeout = int(drain_seconds) + 30
 

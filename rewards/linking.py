@@ -80,10 +80,11 @@ def code_for_card(session: Session, kind: str, number: str, now: datetime | None
 class LinkRefused(Exception):
     """The card was not linked; `message` (and `errors`, by field) say why, to the member."""
 
-    def __init__(self, status: int, message: str, errors: dict[str, list[str]] | None = None
-                 ) -> None:
+    def __init__(self, status: int, message: str, errors: dict[str, list[str]] | None = None,
+                 reason: str = "conflict") -> None:
         super().__init__(message)
         self.status, self.message, self.errors = status, message, errors
+        self.reason = reason  # never says whose card it is (rewards/reasons.py)
 
 
 # Said to a member whose proven card is someone else's, or already theirs: it never says
@@ -102,13 +103,15 @@ def link_proven_card(session: Session, member: Member, kind: str, number: str, c
                             .where(Identifier.member_id == member.id)) or 0
     if linked >= most:
         raise LinkRefused(409, f"This account has {linked} cards linked, the most allowed; "
-                               "unlink one first.")
+                               "unlink one first.", reason="limit_reached")
     secret = secret_for(session, kind)
     if secret is None:
         raise LinkRefused(422, "Cards of this kind cannot be linked in the app yet; ask at a "
-                               "council desk.", {"kind": ["No link codes for this kind yet."]})
+                               "council desk.", {"kind": ["No link codes for this kind yet."]},
+                          reason="card_not_proven")
     if not code_matches(secret, kind, number, code, now, valid_days):
-        raise LinkRefused(422, WRONG_CODE, {"link_code": [WRONG_CODE]})
+        raise LinkRefused(422, WRONG_CODE, {"link_code": [WRONG_CODE]},
+                          reason="card_not_proven")
     try:
         return link_card(session, member, kind, number)
     except CardAlreadyLinked:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from .csvfile import csv_text
 from .models import Offer, Partner, Redemption, Reward
 
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"^(19\d\d|2\d\d\d)-(0[1-9]|1[0-2])$")  # years 1900 to 2999
 
 
 def month_bounds(month: str, tz: str) -> tuple[datetime, datetime]:
@@ -31,6 +31,11 @@ def month_bounds(month: str, tz: str) -> tuple[datetime, datetime]:
     start = datetime(year, number, 1, tzinfo=zone)
     end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone)
     return start.astimezone(ZoneInfo("UTC")), end.astimezone(ZoneInfo("UTC"))
+
+
+# How an amount in pounds (from `pounds`) is described in the API.
+GBP_DOC = {"type": "string", "pattern": r"^\d+\.\d\d$",
+           "description": "Pounds and pence, e.g. 4.50."}
 
 
 def pounds(pence: int) -> str:

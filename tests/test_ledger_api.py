@@ -36,6 +36,7 @@ from .helpers import (
     staff_token,
     tap,
 )
+from .reward_support import load_test_wards
 
 POINTS = 10  # build_scheme's rule: 10 points for a daytime bus journey, at most 4 a day
 _people = itertools.count(1)
@@ -468,7 +469,9 @@ def test_the_support_view(client: FlaskClient, app: Flask):
     scheme = build_scheme(client, app, cost_points=5)
     admin = bearer(scheme.admin)
     me = person(client, app, scheme, journeys=3)
-    client.patch("/v1/me", json={"ward": "Headingley"}, headers=me.headers)
+    load_test_wards(app, "Headingley")
+    assert client.patch("/v1/me", json={"ward": "Headingley"},
+                        headers=me.headers).status_code == 200
     now = datetime.now(UTC).replace(microsecond=0)
     first, second, _ = earn_postings(app, me.id)
     set_expiry(app, first, now + timedelta(days=3))

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from rewards import jobs, vouchers
 from rewards.extensions import db
 from rewards.i18n import localise, preferences
-from rewards.mail import send_mail
 from rewards.models import Member, Offer, OutboxMessage, Reward, utcnow
+from rewards.notify import Notice, deliver, notify, plan
 
 from . import job
 from .fulfilment import PermanentFulfilmentError, call_partner, request_body
@@ -73,7 +73,7 @@ def issue_reward(reward_id: str) -> str:
     if reward is None:
         return "missing"
     if notice is not None:
-        _send_notice(reward.id, *notice)
+        _send_notice(reward.id, notice)
     return reward.status
 
 
@@ -105,28 +105,29 @@ def _title(reward: Reward, member: Member) -> str:
                     preferences(None, member.locale))[0]
 
 
-def _voucher_notice(reward: Reward) -> tuple[str, str, str] | None:
-    """(to, subject, body) of the "your voucher is ready" mail; None for a member
-    with no email address."""
+def _voucher_notice(reward: Reward) -> Notice | None:
+    """The "your voucher is ready" notice, on the channels the member chose (read now,
+    before the commit); None for an erased member."""
     member = db.session.get(Member, reward.member_id)
-    if member is None or not member.email:
+    if member is None or member.erased_at is not None:
         return None
     title = _title(reward, member)
     code = reward.code or reward.partner_code
     reference = f"\nBooking reference: {reward.partner_reference}" \
         if reward.partner_reference else ""
-    return (
-        member.email,
+    return plan(
+        db.session, member, "voucher_ready",
         f"Your voucher is ready: {title}",
         f"Your voucher for {title} at {reward.offer.partner.name} is ready.\n"
         f"Code: {code}{reference}\nShow it at the till before "
         f"{reward.expires_at:%d %B %Y}.\n\n{current_app.config['SCHEME_NAME']}",
+        {"reward_id": str(reward.id)},
     )
 
 
-def _send_notice(reward_id: uuid.UUID, to: str, subject: str, body: str) -> None:
+def _send_notice(reward_id: uuid.UUID, notice: Notice) -> None:
     try:
-        send_mail(to, subject, body)
+        deliver(db.session, notice)
     except Exception:  # the voucher stands; a lost notice must not re-run the job
         log.exception("could not mail voucher notice for reward %s", reward_id)
 
@@ -181,17 +182,18 @@ def remind_expiring_vouchers(now: str | None = None) -> dict[str, int]:
             continue
         member = session.get(Member, reward.member_id)
         session.commit()
-        if member is None or not member.email:
-            continue  # a card-only member: nobody to mail; recorded so it is not looked at again
+        if member is None:
+            continue
         title = _title(reward, member)
         try:
-            send_mail(
-                member.email,
+            delivered = notify(
+                session, member, "voucher_expiring",
                 f"Your voucher expires soon: {title}",
                 f"Your voucher for {title} at {reward.offer.partner.name} expires on "
                 f"{reward.expires_at:%d %B %Y at %H:%M} UTC.\n"
                 f"Code: {reward.code or reward.partner_code}\n\n"
                 f"{current_app.config['SCHEME_NAME']}",
+                {"reward_id": str(rid)},
             )
         except Exception:
             log.exception("could not mail the expiry reminder for reward %s", rid)
@@ -199,7 +201,8 @@ def remind_expiring_vouchers(now: str | None = None) -> dict[str, int]:
             session.commit()
             failed += 1
             continue
-        sent += 1
+        if any(delivered.values()):  # nobody to tell (a card-only member): recorded anyway
+            sent += 1
     return {"sent": sent, "failed": failed}
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from ..csvfile import csv_text
 from ..models import Action, Source, utcnow
 from ..models.source import SourceImport, SourceImportRow
+from ..reasons import Reason
 from .controls import HELD
 from .ingest import ingest_batch
 
@@ -43,10 +44,11 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 class UploadRefused(Exception):
     """The file as a whole cannot be imported (said to staff as 413 or 422)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason
 
 
 def _text(content: bytes) -> str:

@@ -38,3 +38,16 @@ def register_api(api: Api) -> None:
 
     api.register_blueprint(admin_privacy_blp)
     api.register_blueprint(me_privacy_blp)
+    from .devices import blp as devices_blp
+    from .email_change import blp as email_change_blp
+    from .partner_keys import blp as partner_keys_blp
+    from .places import blp as places_blp
+    from .scheme import blp as scheme_blp
+    api.register_blueprint(partner_keys_blp)
+    api.register_blueprint(scheme_blp)
+    api.register_blueprint(places_blp)
+    api.register_blueprint(devices_blp)
+    api.register_blueprint(email_change_blp)
+
+    from .contract import finish_spec  # last: it finishes what the blueprints declared
+    finish_spec(api.spec)

@@ -14,6 +14,7 @@ from ..ledger import account_balance, member_account
 from ..models import Partner
 from ..models.donation import Donation
 from .auth import BEARER, current_member, member_required, staff_required
+from .caching import cached
 from .common import idempotent, paginate
 
 blp = Blueprint("donations", __name__, url_prefix="/v1",
@@ -63,6 +64,7 @@ class DonationTotalsOut(Schema):
 
 
 @blp.route("/charities")
+@cached(300, private=False)
 @blp.doc(security=BEARER)
 @member_required
 @blp.response(200, CharityOut(many=True))
@@ -104,7 +106,7 @@ class MyDonations(MethodView):
                 donation = donate(db.session, member.id, args["charity_id"], args["points"])
             except DonationRefused as refused:
                 db.session.rollback()
-                abort(refused.status, message=refused.message)
+                abort(refused.status, message=refused.message, reason=refused.reason)
             db.session.flush()
             left = account_balance(db.session, member_account(db.session, member.id).id)
             body = DonationMade().dump({"id": donation.id, "charity": donation.charity,

@@ -17,12 +17,20 @@ from sqlalchemy.orm import selectinload
 from ..erasure import erase_member
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
-from ..ledger import expiring, member_balances
+from ..ledger import expiring, member_account, member_balances
 from ..linking import LinkRefused, link_proven_card
-from ..models import Account, Action, Identifier, Posting, PostingLine, Reward, utcnow
+from ..models import Action, Identifier, Posting, PostingLine, Reward, utcnow
+from ..models.action import ACTION_STATUSES
+from ..models.ledger import POSTING_KINDS
+from ..models.partner import FULFILMENTS
+from ..models.reward import REWARD_STATUSES
+from ..reasons import Reason
 from ..vouchers import ClaimRefused, claim, voucher_state
+from ..wards import ward_for_postcode, ward_named
 from .auth import BEARER, current_member, member_required
-from .common import idempotent, page_rows, paginate, reads_only
+from .catalogue import PartnerBrief
+from .common import CursorArgs, idempotent, keyset_page, paginate, reads_only
+from .language import check_scheme_language
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
 
@@ -38,8 +46,10 @@ class MemberSchema(Schema):
     id = fields.UUID(dump_only=True)
     email = fields.String(dump_only=True)
     display_name = fields.String(allow_none=True, validate=validate.Length(max=100))
-    ward = fields.String(allow_none=True, validate=validate.Length(max=100))
-    locale = fields.String(validate=validate.Regexp(r"^[a-z]{2}(-[A-Z]{2})?$"))
+    ward = fields.String(allow_none=True, validate=validate.Length(max=100), metadata={
+        "description": "One of GET /v1/wards (its code or name); null to clear it."})
+    locale = fields.String(validate=check_scheme_language, metadata={
+        "description": "One of the scheme's languages (SCHEME_LANGUAGES), e.g. en or cy."})
     # Optional; the staff dashboard shows it only as an age band, in aggregate.
     birth_year = fields.Integer(allow_none=True, validate=_birth_year,
                                 metadata={"description": "Optional."})
@@ -48,6 +58,9 @@ class MemberSchema(Schema):
 
 class ProfilePatch(MemberSchema):
     """Fields a resident may change."""
+
+    postcode = fields.String(load_only=True, validate=validate.Length(max=10), metadata={
+        "description": "Sets the ward from the council's postcode lookup; not stored."})
 
 
 class IdentifierIn(Schema):
@@ -62,7 +75,7 @@ class IdentifierIn(Schema):
 
 class IdentifierOut(Schema):
     id = fields.UUID()
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": list(IDENTIFIER_KINDS)})
     last4 = fields.String()
     created_at = fields.DateTime()
 
@@ -85,7 +98,9 @@ class BalanceSchema(Schema):
 class LedgerLineSchema(Schema):
     id = fields.UUID()
     points = fields.Integer()
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": list(POSTING_KINDS)})
+    reason = fields.String()
+    created_at = fields.DateTime()
     reason = fields.String()
     created_at = fields.DateTime()
 
@@ -102,7 +117,7 @@ class ActionSchema(Schema):
     id = fields.UUID()
     type = fields.String(attribute="type_code")
     occurred_at = fields.DateTime()
-    status = fields.String()
+    status = fields.String(metadata={"enum": list(ACTION_STATUSES)})
     points = fields.Integer()
     attributes = fields.Dict()
     reason = fields.String(attribute="flag_reason", allow_none=True)
@@ -126,16 +141,19 @@ def _title(reward: Reward) -> str:
 class RewardSchema(Schema):
     id = fields.UUID()
     offer_id = fields.UUID()
-    title = fields.Function(_title)
-    partner = fields.Function(lambda r: r.offer.partner.name)
-    status = fields.Function(voucher_state)
+    title = fields.Function(_title, metadata={"type": "string"})
+    partner = fields.Nested(PartnerBrief, attribute="offer.partner")
+    status = fields.Function(voucher_state, metadata={"type": "string",
+                                                      "enum": list(REWARD_STATUSES)})
     cost_points = fields.Integer()
     fulfilment = fields.Function(lambda r: r.offer.fulfilment, metadata={
+        "type": "string", "enum": list(FULFILMENTS),
         "description": "internal: show the code at the till; webhook: a pass from the "
                        "partner's own booking system."})
-    code = fields.Function(lambda r: r.code or r.partner_code, allow_none=True)
+    code = fields.Function(lambda r: r.code or r.partner_code, allow_none=True,
+                           metadata={"type": "string"})
     partner_reference = fields.String(allow_none=True)
-    qr_svg_url = fields.Method("qr_url", allow_none=True)
+    qr_svg_url = fields.Method("qr_url", allow_none=True, metadata={"type": "string"})
     issued_at = fields.DateTime(allow_none=True)
     expires_at = fields.DateTime(allow_none=True)
     redeemed_at = fields.DateTime(allow_none=True)
@@ -164,6 +182,7 @@ class Me(MethodView):
     def patch(self, args):
         """Change display name, ward, language or (optional) birth year."""
         member = current_member()
+        args = _ward_from_list(args)
         for key, value in args.items():
             setattr(member, key, value)
         db.session.commit()
@@ -178,6 +197,26 @@ class Me(MethodView):
         are cancelled. Ledger sums stay, under an id that no longer leads to a person."""
         erase_member(db.session, current_member(), utcnow())
         db.session.commit()
+
+
+def _ward_from_list(args: dict) -> dict:
+    """The ward as the scheme names it, from its code or name or the postcode; 422 for
+    anything else (a ward unlocks ward-only offers, so it is never free text)."""
+    args = dict(args)
+    postcode = args.pop("postcode", None)
+    if postcode is not None:
+        found = ward_for_postcode(db.session, postcode)
+        if found is None:
+            abort(422, message="That postcode is not in the scheme's area.",
+                  errors={"postcode": ["Not a postcode of the scheme's wards."]})
+        args["ward"] = found.name
+    elif args.get("ward") is not None:
+        found = ward_named(db.session, args["ward"])
+        if found is None:
+            abort(422, message="That is not one of the scheme's wards.",
+                  errors={"ward": ["Not one of GET /v1/wards."]})
+        args["ward"] = found.name
+    return args
 
 
 @blp.route("/identifiers")
@@ -209,7 +248,8 @@ class Identifiers(MethodView):
                 most=config["IDENTIFIERS_PER_MEMBER"])
         except LinkRefused as refused:
             db.session.rollback()
-            abort(refused.status, message=refused.message, errors=refused.errors)
+            abort(refused.status, message=refused.message, errors=refused.errors,
+                  reason=refused.reason)
         db.session.commit()
         return identifier
 
@@ -253,15 +293,15 @@ def balance():
 
 @blp.route("/ledger")
 @blp.doc(security=BEARER)
+@blp.arguments(CursorArgs, location="query")
 @blp.response(200, LedgerLineSchema(many=True))
 @blp.paginate()
 @reads_only
 @member_required
-def ledger(pagination_parameters):
-    """Statement of the available account, newest first; the lines add up to `available`."""
-    account = (select(Account.id)
-               .where(Account.code == f"member:{current_member().id}:available")
-               .scalar_subquery())
+def ledger(args, pagination_parameters):
+    """Statement of the available account, newest first; the lines add up to `available`.
+    Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
+    account = member_account(db.session, current_member().id)
     stmt = (
         select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
                PostingLine.created_at)
@@ -269,24 +309,30 @@ def ledger(pagination_parameters):
         .where(PostingLine.account_id == account)
         .order_by(PostingLine.created_at.desc(), PostingLine.id)
     )
-    return [row._asdict() for row in page_rows(stmt, pagination_parameters)]
+    rows, headers = keyset_page(stmt, PostingLine.created_at, PostingLine.id,
+                                args.get("cursor"), pagination_parameters, scalars=False)
+    return [row._asdict() for row in rows], 200, headers
 
 
 @blp.route("/actions")
 @blp.doc(security=BEARER)
+@blp.arguments(CursorArgs, location="query")
 @blp.response(200, ActionSchema(many=True))
 @blp.paginate()
 @reads_only
 @member_required
-def actions(pagination_parameters):
-    """Actions with their status, points, and the rule behind each award."""
+def actions(args, pagination_parameters):
+    """Actions with their status, points, and the rule behind each award, latest first.
+    Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
     stmt = (
         select(Action)
         .where(Action.member_id == current_member().id)
         .order_by(Action.occurred_at.desc(), Action.id)
         .options(selectinload(Action.awards))  # one query for the page's awards
     )
-    return paginate(stmt, pagination_parameters)
+    rows, headers = keyset_page(stmt, Action.occurred_at, Action.id, args.get("cursor"),
+                                pagination_parameters)
+    return rows, 200, headers
 
 
 @blp.route("/rewards")
@@ -327,7 +373,7 @@ class Rewards(MethodView):
                 reward = claim(db.session, member, args["offer_id"])
             except ClaimRefused as refused:
                 db.session.rollback()
-                abort(refused.status, message=refused.message)
+                abort(refused.status, message=refused.message, reason=refused.reason)
             db.session.flush()  # the reward's row is complete now: nothing to read back
             return RewardSchema().dump(reward), 202
 
@@ -361,7 +407,8 @@ def reward_qr(reward_id: uuid.UUID):
     item = _own_reward(reward_id)
     code = item.code or item.partner_code
     if not code:
-        abort(409, message="The voucher has not been issued yet.")
+        abort(409, message="The voucher has not been issued yet.",
+              reason=Reason.VOUCHER_NOT_ISSUED)
     buffer = io.BytesIO()
     segno.make(code, error="m").save(buffer, kind="svg", scale=8, border=2)
     return Response(buffer.getvalue(), mimetype="image/svg+xml")

@@ -79,7 +79,7 @@ def post_claim(args: dict[str, Any]):
             claimed = claim(db.session, member, args["code"])
         except ClaimRefused as refused:
             db.session.rollback()
-            abort(refused.status, message=refused.message)
+            abort(refused.status, message=refused.message, reason=refused.reason)
         db.session.flush()
         action = claimed.action
         body = EventClaimOut().dump({

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 from .base import Base, IdMixin, utcnow
 
 # Scheme-side accounts. Member accounts are "member:<id>:available" and ":pending".
+# What a posting records (LedgerLine.kind in the API).
+POSTING_KINDS = ("earn", "pending_release", "adjustment", "hold", "capture", "release",
+                 "refund", "reversal", "expiry", "donation")
+
 SCHEME_ACCOUNTS = (
     "scheme:issuance",  # where earned points come from (goes negative as points are issued)
     "scheme:rewards_held",  # points reserved by a pending reward claim
