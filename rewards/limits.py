@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -90,7 +90,12 @@ def init_limits(app: Flask) -> None:
     config.setdefault("RATELIMIT_HEADER_REMAINING", "RateLimit-Remaining")
     config.setdefault("RATELIMIT_HEADER_RESET", "RateLimit-Reset")
     config.setdefault("RATELIMIT_HEADER_RETRY_AFTER_VALUE", "delta-seconds")
+    # flask-limiter puts Retry-After (its window's reset) on every answer of a limited
+    # route: only a 429 means it; any other answer keeps its own, or has none. Hooks run
+    # in reverse order: this one after the limiter's, the one below before it.
+    app.after_request(_own_retry_after)
     limiter.init_app(app)
+    app.after_request(_note_retry_after)
     for endpoint, (setting, methods) in LIMITS.items():
         view = app.view_functions.get(endpoint)
         if view is None:
@@ -98,3 +103,18 @@ def init_limits(app: Flask) -> None:
             continue
         app.view_functions[endpoint] = limiter.limit(
             _setting(setting), methods=list(methods), error_message=TOO_MANY)(view)
+
+
+def _note_retry_after(response: Response) -> Response:
+    g.own_retry_after = response.headers.get("Retry-After")
+    return response
+
+
+def _own_retry_after(response: Response) -> Response:
+    if response.status_code != 429:
+        own = g.pop("own_retry_after", None)
+        if own is None:
+            response.headers.pop("Retry-After", None)
+        else:
+            response.headers["Retry-After"] = own
+    return response

@@ -89,9 +89,14 @@ def resident(client: FlaskClient, app: Flask, points: int = 0, **profile: Any) -
 
 def add_ward(app: Flask, name: str) -> None:
     """Make `name` one of the scheme's wards (GET /v1/wards), as the council loads them."""
+    from sqlalchemy import func, select
+
+    from rewards.models.ward import Ward
     from rewards.wards import load_wards
 
     with app.app_context():
+        if db.session.scalar(select(Ward.code).where(func.lower(Ward.name) == name.lower())):
+            return
         load_wards(db.session, [(name.upper().replace(" ", "_")[:32], name)])
         db.session.commit()
 

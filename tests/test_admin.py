@@ -437,12 +437,13 @@ def test_rule_window_bounds_awards(client: FlaskClient, app: Flask,
                                    manager: dict[str, str]) -> None:
     action_type(client, manager)
     create(client, "/v1/admin/rules",
-           rule_body(starts_at=iso(_daytime(3, 0)), ends_at=iso(_daytime(1, 0))), manager)
+           rule_body(starts_at=iso(_daytime(4, 0)), ends_at=iso(_daytime(2, 0))), manager)
     source = _source(client, manager)
     _resident_with_card(client, app)
-    assert _send(client, source, "before", _daytime(4))["points"] == 0
-    assert _send(client, source, "inside", _daytime(2))["points"] == 10
-    assert _send(client, source, "after", _daytime(0, 1))["points"] == 0
+    # All three in the past whatever the time of day the test runs.
+    assert _send(client, source, "before", _daytime(5))["points"] == 0
+    assert _send(client, source, "inside", _daytime(3))["points"] == 10
+    assert _send(client, source, "after", _daytime(1))["points"] == 0
 
 
 # -- lifecycle: activate and retire -----------------------------------------------

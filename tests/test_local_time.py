@@ -44,7 +44,8 @@ def test_the_partner_page_shows_valid_until_and_redeemed_in_london_time(
         db.session.execute(update(Reward).values(expires_at=expires))
         db.session.commit()
 
-    check = client.get(f"/partner/redeem?code={code}")
+    page = client.get("/partner/redeem")
+    check = client.post("/partner/check", data={"code": code, "csrf": _csrf(page.data)})
     assert b"02 July 2099 00:30 BST" in check.data
     assert b"UTC" not in check.data
 
@@ -56,7 +57,8 @@ def test_the_partner_page_shows_valid_until_and_redeemed_in_london_time(
         made_at = db.session.scalars(select(Redemption.created_at)).one()
     london = ZoneInfo("Europe/London")
     zone_name = "BST" if redeemed_at.astimezone(london).dst() else "GMT"
-    used = client.get(f"/partner/redeem?code={code}")
+    page = client.get("/partner/redeem")
+    used = client.post("/partner/check", data={"code": code, "csrf": _csrf(page.data)})
     expected_used = redeemed_at.astimezone(london).strftime("%d %B %Y %H:%M ") + zone_name
     assert expected_used.encode() in used.data
     recent = re.search(rb'<section id="recent">.*?</section>', used.data, re.S)

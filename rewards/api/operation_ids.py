@@ -13,6 +13,11 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("POST", "/v1/auth/token"): "exchangeLoginCode",
     ("POST", "/v1/auth/refresh"): "refreshToken",
     ("POST", "/v1/auth/login"): "loginWithPassword",
+    ("POST", "/v1/auth/logout"): "logout",
+    ("POST", "/v1/auth/logout-everywhere"): "logoutEverywhere",
+    ("POST", "/v1/auth/password"): "changePassword",
+    ("POST", "/v1/auth/totp"): "beginSecondFactor",
+    ("POST", "/v1/auth/totp/confirm"): "confirmSecondFactor",
     # a resident's own account
     ("GET", "/v1/me"): "getProfile",
     ("PATCH", "/v1/me"): "updateProfile",
@@ -111,4 +116,24 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/v1/admin/sources/{source_id}/keys"): "listSourceKeys",
     ("POST", "/v1/admin/sources/{source_id}/keys"): "issueSourceKey",
     ("DELETE", "/v1/admin/sources/{source_id}/keys/{key_id}"): "retireSourceKey",
+    # staff accounts, desks
+    ("GET", "/v1/admin/staff"): "listStaff",
+    ("POST", "/v1/admin/staff/{staff_id}/deactivate"): "deactivateStaff",
+    ("POST", "/v1/admin/members/{member_id}/pin-unlock"): "unlockMemberPin",
+    # the staff dashboard (aggregates only)
+    ("GET", "/v1/admin/dashboard"): "listDashboardFigures",
+    ("GET", "/v1/admin/dashboard/{name}"): "getDashboardFigure",
+    ("GET", "/v1/admin/dashboard/{name}.csv"): "getDashboardFigureCsv",
+    ("GET", "/v1/admin/dashboard/open-data.zip"): "getOpenDataZip",
+    ("GET", "/v1/admin/dashboard/open-data/dictionary.csv"): "getOpenDataDictionary",
+    ("GET", "/v1/admin/dashboard/open-data/{name}.csv"): "getOpenDataFigureCsv",
+    ("GET", "/v1/admin/dashboard/settings"): "getDashboardSettings",
+    ("PUT", "/v1/admin/dashboard/settings/value-per-point"): "setValuePerPoint",
+    ("PUT", "/v1/admin/dashboard/settings/impact/{type_code}"): "setImpactFactors",
+    ("PUT", "/v1/admin/dashboard/settings/wards/{ward}"): "setWardFigures",
+    # privacy
+    ("POST", "/v1/admin/card-kinds/{kind}/link-secret"): "rotateCardLinkSecret",
+    ("GET", "/v1/me/consents"): "getConsents",
+    ("PUT", "/v1/me/consents"): "setConsents",
+    ("GET", "/v1/me/export"): "exportMyData",
 }

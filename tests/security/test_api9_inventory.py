@@ -16,6 +16,9 @@ PUBLIC = {
     ("GET", "/healthz"), ("GET", "/readyz"),
     ("POST", "/v1/auth/otp"), ("POST", "/v1/auth/token"), ("POST", "/v1/auth/refresh"),
     ("POST", "/v1/auth/login"),
+    # What the app shows before anyone signs in: places on the map, what earns points,
+    # the wards to choose from. Public data, no member's.
+    ("GET", "/v1/action-types"), ("GET", "/v1/partners"), ("GET", "/v1/wards"),
 }
 
 
