@@ -3,12 +3,12 @@ source's batch and a CSV import (through actions.ingest), an event claim
 (actions.claims) and a reviewer's approval (actions.reviews) through award_stored;
 rule simulation (actions.simulate) counts caps and budgets with ReplayUsage.
 
-The path reads top to bottom, each module calling only those below it:
+Each module imports only those listed after it (and the ledger, never back):
   stored.py     one stored action, start to end (claims, reviews)
-  locks.py      member rows, then live rule rows, in id order: taken before any read
-  usage.py      cap and budget use, read once under the locks, counted forward
+  rows.py       the action and award rows; the earn postings go to ledger.post_earns
   decisions.py  which awards an action earns (pure: the rules engine, no database)
-  rows.py       the action, award rows; the earn postings go to ledger.post_earns
+  usage.py      cap and budget use, read once under the locks, counted forward
+  locks.py      member rows, then live rule rows, in id order: taken before any read
 """
 
 from .decisions import MAX_AWARD_POINTS, Accepted, Item, decide, flag_reason
