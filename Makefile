@@ -7,6 +7,7 @@
 #   make lock     re-resolve requirements.lock / requirements-dev.lock from pyproject.toml
 #                 (LOCK_ARGS=--upgrade to move every pin to the newest allowed release)
 #   make clean    remove the virtualenv and the local instance/ data
+#   make browser-deps  Chromium (apt) and axe-core (npm, into .cache/npm) for tests/browser
 
 PYTHON ?= python3
 VENV   := .venv
@@ -29,7 +30,7 @@ UV_COMPILE  = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 \
 LINT_PATHS := $(wildcard rewards workers tests bench migrations)
 
 .DEFAULT_GOAL := run
-.PHONY: run venv test lint openapi lock clean
+.PHONY: run venv test lint openapi lock clean browser-deps
 
 run: venv
 	$(BIN)/rewards db upgrade
@@ -65,3 +66,12 @@ openapi: venv
 
 clean:
 	rm -rf $(VENV) instance/
+
+# The staff pages' browser tests: Debian's Chromium (never a downloaded browser) and
+# axe-core, which the tests inject into each page (they look in $(AXE_DIR)).
+AXE_DIR ?= .cache/npm
+browser-deps:
+	test -x /usr/bin/chromium || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
+	test -f $(AXE_DIR)/node_modules/axe-core/axe.min.js || \
+		npm install --prefix $(AXE_DIR) --no-audit --no-fund --no-save axe-core@4

@@ -1,8 +1,8 @@
 #!/bin/sh
 # One image, several roles. The first argument picks the role:
 #   api      gunicorn serving the Flask app (default)
-#   worker   an RQ worker (rewards worker)
-#   cron     the RQ cron scheduler, schedules in workers/cron.py
+#   worker   an RQ worker (rewards worker; outlives Redis outages)
+#   cron     the RQ cron scheduler, schedules in workers/cron.py (rewards cron)
 #   migrate  apply database migrations, then exit
 #   demo     migrate, then load the demo scheme (skipped if already loaded)
 # Anything else is executed as given, e.g. `docker run IMAGE rewards create-staff ...`.
@@ -32,7 +32,7 @@ case "$role" in
     cron)
         shift
         : "${REDIS_URL:?REDIS_URL must be set for the cron role}"
-        exec rq cron --url "$REDIS_URL" --path /app "$@" workers.cron
+        exec rewards cron "$@"
         ;;
     migrate)
         shift

@@ -40,6 +40,14 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(web_bp)
     app.register_blueprint(partner_pages)
     app.register_blueprint(event_pages)
+    from .web.staff import bp as staff_pages  # the council staff dashboard pages
+    app.register_blueprint(staff_pages)
+    # Security headers, JSON nesting limit, /docs served from a package (no CDN).
+    from . import hardening
+    from .web.docs import bp as docs_pages
+
+    hardening.init_app(app)
+    app.register_blueprint(docs_pages)
     from .limits import init_limits
 
     init_limits(app)  # after every route exists: it wraps the limited ones

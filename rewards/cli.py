@@ -14,7 +14,17 @@ from sqlalchemy import select
 from . import create_app
 
 
-@click.group(cls=FlaskGroup, create_app=lambda: create_app())
+def _app_or_refusal() -> Flask:
+    """The app, or a one-line refusal (no traceback) when a key is missing or unsafe."""
+    from .keys import UnsafeConfiguration
+
+    try:
+        return create_app()
+    except UnsafeConfiguration as refusal:
+        raise click.ClickException(str(refusal)) from None
+
+
+@click.group(cls=FlaskGroup, create_app=_app_or_refusal)
 def main() -> None:
     """Citizen rewards scheme."""
 
@@ -124,33 +134,43 @@ def identifier_keys() -> None:
 @click.option("--members", default=300, show_default=True)
 @click.option("--weeks", default=4, show_default=True)
 @click.option("--force", is_flag=True, help="Load even if demo data is already there.")
+@click.option("--history-members", type=int, default=None,
+              help="Members with months of history written in bulk [default: 10 x members].")
+@click.option("--history-months", default=6, show_default=True)
 @with_appcontext
-def demo(members: int, weeks: int, force: bool) -> None:
+def demo(members: int, weeks: int, force: bool, history_members: int | None,
+         history_months: int) -> None:
     """Load a Leeds-like demo scheme (skipped if it is already loaded)."""
     from .demo import load_demo
 
-    summary = load_demo(members=members, weeks=weeks, force=force)
+    summary = load_demo(members=members, weeks=weeks, force=force,
+                        history_members=history_members, history_months=history_months)
     click.echo(summary)
 
 
 @main.command("worker")
-@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty and no job is due.")
+@click.option("--fork", is_flag=True, help="Run each job in a forked work horse.")
 @with_appcontext
-def worker(burst: bool) -> None:
-    """Run an RQ worker for the scheme's queues inside the app context."""
-    from rq import Worker
+def worker(burst: bool, fork: bool) -> None:
+    """Run an RQ worker for the scheme's queues inside the app context; it relays
+    due outbox jobs and outlives Redis outages (workers/runner.py)."""
+    from workers.runner import run_worker
 
-    from . import jobs
-    from .extensions import redis
-
-    connection = redis.get()
-    if connection is None:
+    if not current_app.config.get("REDIS_URL"):
         raise click.ClickException("REDIS_URL is not set: jobs run in-process, no worker needed.")
-    sent = jobs.relay(older_than_seconds=0)
-    if sent:
-        click.echo(f"sent {sent} outbox job(s) left from before")
-    queues = [jobs.queue_name(name) for name in jobs.QUEUES]
-    Worker(queues, connection=connection).work(burst=burst, with_scheduler=True)
+    run_worker(current_app._get_current_object(), burst=burst, fork=fork)
+
+
+@main.command("cron")
+@with_appcontext
+def cron() -> None:
+    """Run the scheduler (`rq cron workers.cron`), reconnecting when Redis goes away."""
+    from workers.runner import run_cron
+
+    if not current_app.config.get("REDIS_URL"):
+        raise click.ClickException("REDIS_URL is not set: nothing to schedule.")
+    run_cron(current_app._get_current_object())
 
 
 @main.group("jobs")
@@ -164,7 +184,7 @@ def jobs_relay() -> None:
     """Send jobs still waiting in the outbox."""
     from . import jobs
 
-    click.echo(f"sent {jobs.relay(older_than_seconds=0)}")
+    click.echo(f"sent {jobs.relay(everything=True)}")
 
 
 @main.group("ledger")
@@ -236,6 +256,43 @@ def ledger_release(now: datetime | None) -> None:
     click.echo(f"released {summary.points} pending points of {summary.members} member(s)")
 
 
+@main.group("dashboard")
+def dashboard_group() -> None:
+    """The staff dashboard's rollups."""
+
+
+@dashboard_group.command("refresh")
+@with_appcontext
+def dashboard_refresh() -> None:
+    """Bring the rollups up to date with what changed since the last refresh."""
+    from .dashboard.refresh import refresh
+    from .extensions import db
+
+    report = refresh(db.session)
+    click.echo(f"refreshed {report.days} day(s), {report.ledger_days} ledger day(s), "
+               f"{report.months} month(s) in {report.took_ms} ms")
+
+
+@dashboard_group.command("rebuild")
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="First day (scheme time zone), YYYY-MM-DD.")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="Last day (scheme time zone), YYYY-MM-DD.")
+@with_appcontext
+def dashboard_rebuild(first: datetime, last: datetime) -> None:
+    """Recompute every rollup for a range of days from the raw tables."""
+    from .dashboard.refresh import rebuild
+    from .extensions import db
+
+    if first > last:
+        click.echo("--from must not be after --to", err=True)
+        sys.exit(2)
+    report = rebuild(db.session, first.date(), last.date())
+    db.session.commit()
+    click.echo(f"rebuilt {report.days} day(s), {report.months} month(s) in "
+               f"{report.took_ms} ms")
+
+
 @main.command("openapi")
 @click.option("--output", "-o", default="openapi.yaml", show_default=True)
 @with_appcontext
@@ -245,6 +302,48 @@ def openapi(output: str) -> None:
 
     Path(output).write_text(spec_text(json_format=output.endswith(".json")))
     click.echo(f"wrote {output}")
+
+
+# Wards: the list the council publishes, and its postcode lookup (CSV files with a header).
+@main.group("wards")
+def wards_group() -> None:
+    """The scheme's wards and the postcode lookup."""
+
+
+def _csv_pairs(path: str, first: str, second: str) -> list[tuple[str, str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and not {first, second} <= set(rows[0]):
+        raise click.BadParameter(f"the header must name {first} and {second}")
+    return [(row[first] or "", row[second] or "") for row in rows]
+
+
+@wards_group.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def wards_load(path: str) -> None:
+    """Add or rename wards from a CSV with columns code,name."""
+    from .extensions import db
+    from .wards import load_wards
+
+    count = load_wards(db.session, _csv_pairs(path, "code", "name"))
+    db.session.commit()
+    click.echo(f"{count} wards loaded")
+
+
+@wards_group.command("postcodes")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def wards_postcodes(path: str) -> None:
+    """Replace the postcode lookup from a CSV with columns postcode,ward_code."""
+    from .extensions import db
+    from .wards import load_postcodes
+
+    loaded, skipped = load_postcodes(db.session, _csv_pairs(path, "postcode", "ward_code"))
+    db.session.commit()
+    click.echo(f"{loaded} postcodes loaded, {skipped} rows skipped")
 
 
 # `rewards staff ...` (list, deactivate, partners' ids).
@@ -271,3 +370,14 @@ def register_commands(app: Flask) -> None:
 if __name__ == "__main__":  # pragma: no cover
     main()
 
+
+
+# Privacy commands (rewards/cli_privacy.py).
+def _add_privacy_commands() -> None:
+    from . import cli_privacy
+
+    for command in cli_privacy.COMMANDS:
+        main.add_command(command)
+
+
+_add_privacy_commands()

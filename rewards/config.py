@@ -78,11 +78,25 @@ class Config:
         # How long a printable claim-code sheet's signed link works, in seconds.
         self.EVENT_SHEET_LINK_TTL: int = _env_int("EVENT_SHEET_LINK_TTL", 3600)
         self.JOB_MAX_ATTEMPTS: int = _env_int("JOB_MAX_ATTEMPTS", 4)
+        # Jobs and partners under faults (docs/jobs.md): seconds before the 2nd, 3rd, ...
+        # attempt; one attempt's time limit (a killed worker's job is sent again after
+        # it); a partner's fulfilment call; rewards still pending this long are failed.
+        self.JOB_RETRY_INTERVALS: list[int] = [
+            int(item) for item in env.get("JOB_RETRY_INTERVALS", "5,30,120").split(",")
+            if item.strip()] or [5]
+        self.JOB_TIMEOUT_SECONDS: int = _env_int("JOB_TIMEOUT_SECONDS", 30)
+        self.PARTNER_TIMEOUT_SECONDS: float = float(env.get("PARTNER_TIMEOUT_SECONDS") or 10)
+        self.REWARD_STUCK_AFTER_SECONDS: int = _env_int("REWARD_STUCK_AFTER_SECONDS", 6 * 3600)
         self.RQ_QUEUE_PREFIX: str = env.get("RQ_QUEUE_PREFIX", "")
         self.LOG_LEVEL: str = env.get("LOG_LEVEL", "INFO")
+        # Dashboard: cells counting fewer members than this are suppressed; on the
+        # embedded default a dashboard request refreshes rollups older than this many seconds.
+        self.DASHBOARD_MIN_CELL: int = _env_int("DASHBOARD_MIN_CELL", 10)
+        self.DASHBOARD_REFRESH_SECONDS: int = _env_int("DASHBOARD_REFRESH_SECONDS", 60)
         self.TESTING: bool = False
         # Cookies of the partner pages: HTTPS-only unless told otherwise (local runs).
-        self.SESSION_COOKIE_SECURE: bool = env.get("SESSION_COOKIE_SECURE", "0") == "1"
+        self.SESSION_COOKIE_SECURE: bool = env.get(
+            "SESSION_COOKIE_SECURE", "0" if self.REWARDS_ENV == "development" else "1") == "1"
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         # Observability: log lines as JSON (outside development) or text; /metrics needs this
@@ -98,12 +112,12 @@ class Config:
         self.OPENAPI_URL_PREFIX = "/"
         self.OPENAPI_JSON_PATH = "openapi.json"
         self.OPENAPI_SWAGGER_UI_PATH = "docs"
-        self.OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+        self.OPENAPI_SWAGGER_UI_URL = None  # /docs is rewards/web/docs.py: no CDN
         self.API_SPEC_OPTIONS = {
             "info": {
                 "description": "Citizen rewards scheme: actions earn points, "
-                "residents spend them with local partners. Conventions (errors, pagination, "
-                "idempotency, request ids): docs/architecture.md in the repository."
+                "residents spend them with local partners. Conventions (errors and their "
+                "reasons, pagination, idempotency, caching): docs/api.md in the repository."
             },
             "components": {
                 "securitySchemes": {
@@ -113,6 +127,17 @@ class Config:
             },
         }
         self.JSON_SORT_KEYS = False
+        # Longest request address (path and query) the API reads; longer is a JSON 414.
+        self.MAX_URL_LENGTH: int = _env_int("MAX_URL_LENGTH", 4096)
+        # Push through Firebase Cloud Messaging (HTTP v1): a service-account JSON file;
+        # unset, push notifications go to the log.
+        self.FCM_CREDENTIALS: str | None = env.get("FCM_CREDENTIALS") or None
+        self.FCM_PROJECT_ID: str | None = env.get("FCM_PROJECT_ID") or None
+        self.FCM_ENDPOINT: str = env.get("FCM_ENDPOINT", "https://fcm.googleapis.com")
+        # The languages the scheme speaks (a member's locale is one of them), English first.
+        self.SCHEME_LANGUAGES: tuple[str, ...] = tuple(
+            part.strip() for part in env.get("SCHEME_LANGUAGES", "en,cy").split(",")
+            if part.strip())
 
         # Logins: lockout per account, rate limits per client, TOTP, sessions.
         self.LOGIN_LOCK_AFTER: int = _env_int("LOGIN_LOCK_AFTER", 5)
@@ -136,6 +161,22 @@ class Config:
         self.RATE_LIMIT_SELF_REPORT: str = env.get("RATE_LIMIT_SELF_REPORT", "20 per hour")
         self.RATE_LIMIT_REDEEM: str = env.get("RATE_LIMIT_REDEEM", "120 per minute")
         self.RATE_LIMIT_PIN: str = env.get("RATE_LIMIT_PIN", "30 per minute")
+        # Privacy and hardening (docs/security.md).
+        # Cards a member may link, and how many days a card's link code works.
+        self.IDENTIFIERS_PER_MEMBER: int = _env_int("IDENTIFIERS_PER_MEMBER", 5)
+        self.LINK_CODE_VALID_DAYS: int = _env_int("LINK_CODE_VALID_DAYS", 3)
+        # Versions of the terms and privacy notice a first login accepts (kept as consents).
+        self.TERMS_VERSION: str = env.get("TERMS_VERSION", "1")
+        self.PRIVACY_NOTICE_VERSION: str = env.get("PRIVACY_NOTICE_VERSION", "1")
+        # Action attributes (places, routes) older than this many days are coarsened.
+        self.ACTION_DETAIL_RETENTION_DAYS: int = _env_int("ACTION_DETAIL_RETENTION_DAYS", 400)
+        self.JSON_MAX_DEPTH: int = _env_int("JSON_MAX_DEPTH", 32)
+        self.MAIL_DROP_RESERVED: bool = env.get("MAIL_DROP_RESERVED", "1") == "1"
+        # Partner endpoints: private/loopback addresses and plain http refused unless this is
+        # set (tests, a partner system on the council's own network). PARTNER_TIMEOUT_SECONDS
+        # (above) is the whole call's deadline.
+        self.WEBHOOK_ALLOW_PRIVATE_NETWORKS: bool = env.get(
+            "WEBHOOK_ALLOW_PRIVATE_NETWORKS", "0") == "1"
 
         for key, value in overrides.items():
             setattr(self, key, value)

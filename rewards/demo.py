@@ -27,8 +27,11 @@ from sqlalchemy.orm import Session
 
 from . import jobs
 from .actions.ingest import ingest_batch
+from .dashboard.refresh import refresh
+from .demo_history import CAMPAIGN, load_history
 from .extensions import db
 from .ledger import member_balances
+from .linking import rotate_secret, secret_for
 from .members import create_member, find_member_by_card, link_card, normalise_email
 from .models import (
     Action,
@@ -49,11 +52,17 @@ from .models.scheme import CATEGORIES
 from .rules import PERIODS, validate_expression
 from .security import api_key_hash, new_api_key
 from .vouchers import ClaimRefused, claim, redeem
+from .wards import load_wards
 
 SEED = 2026
 BATCH_SIZE = 1000
 MARKER_TYPE = "bus_journey"  # its presence means the demo has been loaded
 EMAIL_DOMAIN = "example.org"
+
+def _ward_code(name: str) -> str:
+    """A readable code for a demo ward (the council loads its real codes)."""
+    return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
 
 # Leeds City Council wards, 2018 boundaries.
 LEEDS_WARDS: tuple[str, ...] = (
@@ -106,6 +115,19 @@ ACTION_TYPES: tuple[tuple[str, str, str, str], ...] = (
     ("recycling_drop", "Recycling drop-off", "climate",
      "Recycling left at a household waste and recycling centre."),
 )
+
+# Welsh names and descriptions of the action types above.
+ACTION_TYPES_CY: dict[str, tuple[str, str]] = {
+    "bus_journey": ("Taith fws", "Tap ar fws yng Ngorllewin Swydd Efrog."),
+    "train_journey": ("Taith trên", "Taith reilffordd; y pellter gan y cwmni trenau."),
+    "cycle_hire": ("Llogi beic", "Llogi un o feiciau'r ddinas."),
+    "volunteering_hour": ("Gwirfoddoli", "Sesiwn wirfoddoli wedi'i chadarnhau gan y trefnydd."),
+    "leisure_visit": ("Ymweliad â chanolfan hamdden", "Ymweliad â chanolfan Active Leeds."),
+    "parkrun": ("parkrun", "parkrun ar fore Sadwrn, drwy god hawlio'r digwyddiad."),
+    "home_insulation": ("Inswleiddio'r cartref", "Inswleiddio'r llofft neu'r waliau, wedi'i "
+                        "gadarnhau gan dystysgrif y gosodwr."),
+    "recycling_drop": ("Ailgylchu", "Ailgylchu wedi'i adael mewn canolfan ailgylchu."),
+}
 
 EAST_LEEDS = ("Gipton & Harehills", "Killingbeck & Seacroft", "Burmantofts & Richmond Hill")
 
@@ -280,10 +302,14 @@ class Totals:
     reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-def load_demo(members: int = 300, weeks: int = 4, force: bool = False) -> str:
+def load_demo(members: int = 300, weeks: int = 4, force: bool = False,
+              history_members: int | None = None, history_months: int = 6) -> str:
     """Load the Leeds demo scheme; returns a short summary. Does nothing (and says
     so) if it is already loaded, unless `force`: then what exists is reused and
-    another `weeks` of activity is added."""
+    another `weeks` of activity is added. Besides the `members` whose weeks go
+    through ingest, `history_members` (default ten times as many) joined over the
+    last `history_months` months with their activity written in bulk (see
+    demo_history), so the staff dashboard has months of figures."""
     session = db.session
     if members < 1 or weeks < 1:
         raise ValueError("members and weeks must be at least 1")
@@ -310,6 +336,7 @@ def load_demo(members: int = 300, weeks: int = 4, force: bool = False) -> str:
         config["ACTION_MAX_AGE_DAYS"] = max(saved_max_age, weeks * 7 + 2)
 
         types = _action_types(session)
+        load_wards(session, ((_ward_code(name), name) for name in LEEDS_WARDS))  # GET /v1/wards
         rules = _rules(session, window_start - timedelta(days=1))
         sources = _sources(session)
         partners = _partners(session)
@@ -319,18 +346,27 @@ def load_demo(members: int = 300, weeks: int = 4, force: bool = False) -> str:
         residents = _residents(rng, members, window_start)
         _members(session, residents)
         session.commit()
+        history = load_history(
+            session, random.Random(f"{SEED}:history:{earlier}"),
+            members=10 * members if history_members is None else history_members,
+            months=history_months, until=now - timedelta(minutes=5),
+            timezone=config["SCHEME_TIMEZONE"], wards=LEEDS_WARDS)
 
         totals = _activity(session, activity_rng, residents, sources, now, window_start,
                            config["SCHEME_TIMEZONE"])
 
         claimed, issued, redeemed = _rewards(session, rng, residents, offers)
+        refresh(session)  # the dashboard's rollups, so its first page is current
     finally:
         config["ACTION_MAX_AGE_DAYS"] = saved_max_age
         mail_log.setLevel(saved_mail_level)
 
     elapsed = time.monotonic() - started
     return _summary(session, members, weeks, types, rules, sources, partners, offers, totals,
-                    claimed, issued, redeemed, residents, elapsed)
+                    claimed, issued, redeemed, residents, elapsed) + (
+        f"\n  history: {history['members']:,} more members over {history_months} months, "
+        f"{history['actions']:,} actions written in bulk (campaign rule {CAMPAIGN!r}); "
+        "ward populations and deprivation deciles are illustrative")
 
 
 # -- scheme -------------------------------------------------------------------------
@@ -348,8 +384,11 @@ def _action_types(session: Session) -> list[ActionType]:
         assert category in CATEGORIES, category
         action_type = session.scalar(select(ActionType).where(ActionType.code == code))
         if action_type is None:
+            welsh = ACTION_TYPES_CY.get(code)
             action_type = ActionType(code=code, name=name, category=category,
-                                     description=description)
+                                     description=description, translations={
+                                         "cy": {"name": welsh[0], "description": welsh[1]}}
+                                     if welsh else {})
             session.add(action_type)
             session.flush()
             _audit(session, "action_type", action_type.id, code=code)
@@ -489,6 +528,10 @@ def _residents(rng: random.Random, count: int, window_start: datetime) -> list[R
 
 
 def _members(session: Session, residents: list[Resident]) -> None:
+    # Cards linked in the app need a link code: the demo's travel operator has a
+    # secret, so `rewards link-code --number ...` works on the demo scheme.
+    if secret_for(session, "travel_card") is None:
+        rotate_secret(session, "travel_card")
     for resident in residents:
         member = session.scalar(
             select(Member).where(Member.email == normalise_email(resident.email))

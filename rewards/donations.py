@@ -13,15 +13,17 @@ from sqlalchemy.orm import Session
 from .ledger import account_balance, expire_member, lock_member, post, scheme_account
 from .models import Account, Partner, utcnow
 from .models.donation import Donation
+from .reasons import Reason
 
 MAX_DONATION = 1_000_000
 
 
 class DonationRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason
 
 
 def charity(session: Session, charity_id: uuid.UUID) -> Partner | None:
@@ -46,7 +48,8 @@ def donate(
     available = account_balance(session, account.id)
     if available < points:
         raise DonationRefused(
-            409, f"Not enough points: you have {available}, you offered {points}.")
+            409, f"Not enough points: you have {available}, you offered {points}.",
+            Reason.INSUFFICIENT_POINTS)
     posting = post(
         session,
         "donation",
@@ -64,19 +67,21 @@ def donate(
 class CharityTotal:
     charity_id: uuid.UUID
     name: str
-    points: int
-    donations: int
+    points: int | None
+    donations: int | None
     donors: int | None  # None: fewer than the suppression threshold; not shown
 
 
 @dataclass(frozen=True)
 class DonationTotals:
     charities: list[CharityTotal]
-    donated: int
+    donated: int | None  # None when a hidden charity's points could be worked out from it
     earned: int
 
     @property
-    def share(self) -> float:
+    def share(self) -> float | None:
+        if self.donated is None:
+            return None
         return round(self.donated / self.earned, 4) if self.earned > 0 else 0.0
 
 
@@ -97,13 +102,20 @@ def totals(session: Session, threshold: int) -> DonationTotals:
         .group_by(Partner.id, Partner.name)
         .order_by(Partner.name)
     ).all()
-    charities = [CharityTotal(cid, name, int(points), int(count), suppress(int(donors), threshold))
-                 for cid, name, points, count, donors in rows]
+    # A charity given to by a few members hides its points and donations as well as
+    # its donors (one donor's total is that person's gift), and then the scheme total
+    # hides too, or the hidden figure would be the total less the others.
+    charities = [
+        CharityTotal(cid, name, int(points), int(count), suppress(int(donors), threshold))
+        if not 0 < donors < threshold else CharityTotal(cid, name, None, None, None)
+        for cid, name, points, count, donors in rows]
+    hidden = any(charity.points is None for charity in charities)
 
     def balance(code: str) -> int:
         account_id = session.scalar(select(Account.id).where(Account.code == code))
         return 0 if account_id is None else account_balance(session, account_id)
 
     # Issuance goes negative as points are awarded; reversals bring it back.
-    return DonationTotals(charities, balance("scheme:donated"), -balance("scheme:issuance"))
+    return DonationTotals(charities, None if hidden else balance("scheme:donated"),
+                          -balance("scheme:issuance"))
 

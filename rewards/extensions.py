@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import flask_smorest
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify, request
+from marshmallow import Schema, ValidationError, fields, validate
 from redis import Redis
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+
+from .reasons import Reason, reason_for
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,25 @@ class Database:
     def dialect(self) -> str:
         assert self.engine is not None, "database not bound: call create_app() first"
         return self.engine.dialect.name
+
+    def after_fork(self) -> None:
+        """In a forked child (an RQ work horse, a gunicorn worker): never touch the
+        parent's connections. The inherited session is set aside unclosed (closing or
+        collecting it would end the parent's transaction on their shared socket) and
+        the pool forgets the parent's connections without closing them."""
+        if self.session.registry.has():
+            _inherited_sessions.append(self.session.registry())
+            self.session.registry.clear()
+        if self.engine is not None:
+            self.engine.dispose(close=False)
+
+
+# Sessions a forked child inherited: kept referenced so they are never closed there.
+_inherited_sessions: list[Session] = []
+
+
+def _after_fork_in_child() -> None:
+    db.after_fork()
 
 
 def make_engine(url: str) -> Engine:
@@ -81,10 +107,26 @@ def _flatten_errors(errors: Any) -> Any:
     return errors
 
 
-def error_response(code: int, message: str, errors: Any = None, headers: Any = None):
+class ErrorSchema(Schema):
+    """The one error body: every 4xx and 5xx the API sends has this shape."""
+
+    code = fields.Integer(required=True, metadata={"description": "The HTTP status code."})
+    status = fields.String(required=True, metadata={"description": "The HTTP status name."})
+    reason = fields.String(required=True, validate=validate.OneOf([r.value for r in Reason]),
+                           metadata={"description": "Why, as a stable code to branch on "
+                                                    "(docs/api.md lists them)."})
+    message = fields.String(required=True, metadata={
+        "description": "Why, in words for a person, in the caller's language."})
+    errors = fields.Dict(keys=fields.String(), values=fields.Raw(), metadata={
+        "description": "For 422: what is wrong with each field, by field name."})
+
+
+def error_response(code: int, message: str, errors: Any = None, headers: Any = None,
+                   reason: str | None = None):
     payload: dict[str, Any] = {
         "code": code,
         "status": _status_name(code),
+        "reason": reason_for(code, reason),
         "message": message,
     }
     if errors or code == 422:
@@ -104,6 +146,27 @@ def _status_name(code: int) -> str:
 class Api(flask_smorest.Api):
     """flask-smorest's Api with one JSON error shape for every error, even ones
     raised outside a view (unknown route, too-large body, unexpected exception)."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app: Flask, *args: Any, **kwargs: Any) -> None:
+        super().init_app(app, *args, **kwargs)
+
+        @app.before_request
+        def _refuse_long_urls() -> Any:
+            # gunicorn's own limit (limit_request_line) sits above this one, so a long
+            # address gets this JSON answer rather than gunicorn's HTML page.
+            limit = app.config.get("MAX_URL_LENGTH", 4096)
+            if len(request.full_path) > limit:
+                return error_response(414, f"The address is longer than {limit} "
+                                      "characters; send fewer or shorter query parameters.")
+            return None
+
+        @app.after_request
+        def _language(response: Any) -> Any:
+            from .api.language import finish
+
+            return finish(response)
 
     def _register_error_handlers(self) -> None:
         self._app.register_error_handler(HTTPException, self.handle_http_exception)
@@ -127,17 +190,76 @@ class Api(flask_smorest.Api):
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             # HTTP requires Allow on a 405; werkzeug only adds it to its own HTML page.
             headers.setdefault("Allow", ", ".join(error.valid_methods))
-        return error_response(code, message, errors, headers)
+        return error_response(code, message, errors, headers, data.get("reason"))
 
     def handle_unexpected_exception(self, error: Exception):
         if isinstance(error, HTTPException):
             return self.handle_http_exception(error)
+        if _database_unavailable(error):
+            # The database is down or restarting: a client should come back shortly.
+            current_app.logger.error("database unavailable: %s", error)
+            _discard_session()
+            return error_response(503, "The service is briefly unavailable; please try "
+                                       "again shortly.", headers={"Retry-After": DB_RETRY_AFTER})
         current_app.logger.exception("unhandled error", exc_info=error)
         return error_response(500, "Something went wrong on our side; it has been logged.")
 
 
+# Seconds a client is asked to wait when the database is unavailable.
+DB_RETRY_AFTER = "5"
+
+
+def _database_unavailable(error: BaseException) -> bool:
+    """Errors that mean the database cannot be reached (down, restarting, connection
+    lost, pool exhausted), not that a statement was wrong."""
+    from sqlalchemy import exc
+
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)):
+        return True
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    cause = error.__cause__ or error.__context__
+    return cause is not None and cause is not error and _database_unavailable(cause)
+
+
+def _discard_session() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # the connection is gone; removing the session is what matters
+        pass
+    db.session.remove()
+class StorableParser(FlaskParser):
+    """Arguments the database can store: a JSON body or query string with a NUL
+    character or half a UTF-16 surrogate pair anywhere is a 422, field by field, before
+    any view sees it (PostgreSQL refuses both in text and JSON)."""
+
+    def _load_location_data(self, *, schema: Any, req: Any, location: str) -> Any:
+        data = super()._load_location_data(schema=schema, req=req, location=location)
+        from .api.checks import TEXT_PROBLEM, storable_json
+
+        if isinstance(data, MultiDict):
+            pairs: Any = data.items(multi=True)
+        elif isinstance(data, Mapping):
+            pairs = data.items()
+        else:
+            pairs = [("_schema", data)]
+        problems: dict[str, list[str]] = {}
+        for key, value in pairs:
+            try:
+                storable_json({key: value})
+            except ValidationError as error:
+                name = key if isinstance(key, str) and "\x00" not in key else "_schema"
+                problems[name] = [TEXT_PROBLEM] if "NUL" in str(error.messages) else list(
+                    error.messages)
+        if problems:
+            raise ValidationError(problems)
+        return data
+
+
 class Blueprint(flask_smorest.Blueprint):
     """Place for project-wide blueprint behaviour."""
+
+    ARGUMENTS_PARSER = StorableParser()
 
 
 class RedisHolder:
@@ -159,3 +281,22 @@ class RedisHolder:
 db = Database()
 api = Api()
 redis = RedisHolder()
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# Page numbers are bounded so that no offset overflows the database's 64-bit integers.
+MAX_PAGE = 1_000_000
+
+
+def _bounded_pagination_schema(*args: Any) -> type[Schema]:
+    unbounded = _smorest_pagination_schema(*args)
+
+    class PaginationParametersSchema(unbounded):  # type: ignore[misc, valid-type]
+        page = fields.Integer(load_default=args[0],
+                              validate=validate.Range(min=1, max=MAX_PAGE))
+
+    return PaginationParametersSchema
+
+
+_smorest_pagination_schema = flask_smorest.pagination._pagination_parameters_schema_factory
+flask_smorest.pagination._pagination_parameters_schema_factory = _bounded_pagination_schema

@@ -77,3 +77,95 @@ def localise(
         return title, description, DEFAULT_LANGUAGE
     text = translations[language] or {}
     return (text.get("title") or title, text.get("description") or description, language)
+
+
+# -- the staff pages' own words (English, Welsh) ----------------------------------------------
+# Figure titles and column labels come with the figures (title_cy, label_cy); these are the
+# words around them. A key missing here is a bug the staff page tests catch.
+
+STAFF_LANGUAGES = ("en", "cy")
+
+STAFF_TEXT: dict[str, tuple[str, str]] = {
+    "dashboard": ("Dashboard", "Dangosfwrdd"),
+    "staff_dashboard": ("Staff dashboard", "Dangosfwrdd staff"),
+    "skip": ("Skip to main content", "Neidio i'r prif gynnwys"),
+    "main_nav": ("Dashboard pages", "Tudalennau'r dangosfwrdd"),
+    "overview": ("Overview", "Trosolwg"),
+    "reach": ("Reach", "Cyrhaeddiad"),
+    "engagement": ("Engagement", "Ymgysylltiad"),
+    "behaviour": ("Behaviour change", "Newid ymddygiad"),
+    "impact": ("Impact", "Effaith"),
+    "money": ("Money", "Arian"),
+    "fairness": ("Fairness", "Tegwch"),
+    "report": ("Monthly impact report", "Adroddiad effaith misol"),
+    "open_data": ("Open data export (zip of CSV files)",
+                  "Allforio data agored (zip o ffeiliau CSV)"),
+    "open_data_dictionary": ("Open data dictionary", "Geiriadur data agored"),
+    "log_in": ("Log in", "Mewngofnodi"),
+    "log_out": ("Log out", "Allgofnodi"),
+    "staff_login": ("Staff login", "Mewngofnodi staff"),
+    "email": ("Email", "E-bost"),
+    "password": ("Password", "Cyfrinair"),
+    "one_time_code": ("One-time code (if your account has one)",
+                      "Cod untro (os oes gan eich cyfrif un)"),
+    "login_failed": ("Email or password is not right.", "Nid yw'r e-bost na'r cyfrinair yn gywir."),
+    "login_role": ("This account cannot see the dashboard.",
+                   "Ni all y cyfrif hwn weld y dangosfwrdd."),
+    "form_expired": ("The form expired; try again.",
+                     "Daeth y ffurflen i ben; rhowch gynnig arall."),
+    "signed_in_as": ("Signed in as", "Wedi mewngofnodi fel"),
+    "language": ("Language", "Iaith"),
+    "other_language": ("Cymraeg", "English"),
+    "filters": ("Filters", "Hidlyddion"),
+    "date_from": ("From", "O"),
+    "date_to": ("To", "I"),
+    "ward": ("Ward", "Ward"),
+    "category": ("Category", "Categori"),
+    "action_type": ("Action type", "Math o weithred"),
+    "all": ("All", "Pob un"),
+    "apply": ("Show figures", "Dangos ffigurau"),
+    "bad_filters": ("The filters are not valid", "Nid yw'r hidlyddion yn ddilys"),
+    "download_csv": ("Download CSV", "Lawrlwytho CSV"),
+    "data_table": ("Data table", "Tabl data"),
+    "chart_label": ("Chart of {title}. The same figures are in the table below.",
+                    "Siart o {title}. Mae'r un ffigurau yn y tabl isod."),
+    "suppressed": ("suppressed (fewer than {n} members)", "wedi'i atal (llai na {n} aelod)"),
+    "suppressed_short": ("suppressed", "wedi'i atal"),
+    "suppressed_why": ("(fewer than {n} members)", "(llai na {n} aelod)"),
+    "plus_suppressed": ("not counting {n} suppressed cells", "heb gyfrif {n} cell wedi'u hatal"),
+    "suppressed_cells": ("Suppressed cells", "Celloedd wedi'u hatal"),
+    "suppressed_note": ("Cells counting fewer than {n} members are suppressed to protect privacy.",
+                        "Mae celloedd sy'n cyfrif llai na {n} aelod wedi'u hatal i ddiogelu "
+                        "preifatrwydd."),
+    "no_rows": ("No figures for these filters.", "Dim ffigurau ar gyfer yr hidlyddion hyn."),
+    "notes": ("Notes", "Nodiadau"),
+    "headlines": ("Headline figures", "Prif ffigurau"),
+    "active_30d": ("Active members, last 30 days", "Aelodau gweithgar, 30 diwrnod olaf"),
+    "active_7d": ("Active members, last 7 days", "Aelodau gweithgar, 7 diwrnod olaf"),
+    "liability_pounds": ("Liability in pounds", "Rhwymedigaeth mewn punnoedd"),
+    "actions": ("Verified actions", "Gweithredoedd wedi'u gwirio"),
+    "points_issued": ("Points issued", "Pwyntiau a roddwyd"),
+    "liability": ("Points outstanding (liability)", "Pwyntiau heb eu gwario (rhwymedigaeth)"),
+    "figures_in_period": ("Figures for {start} to {end}", "Ffigurau ar gyfer {start} i {end}"),
+    "month": ("Month", "Mis"),
+    "show_report": ("Show report", "Dangos adroddiad"),
+    "print": ("Print this report", "Argraffu'r adroddiad hwn"),
+    "bad_month": ("The month must be written YYYY-MM.", "Rhaid ysgrifennu'r mis fel BBBB-MM."),
+    "not_found": ("No such page.", "Nid oes tudalen o'r fath."),
+    "forbidden": ("Your role cannot see this page.", "Ni all eich rôl weld y dudalen hon."),
+}
+
+
+def staff_language(requested: str | None, saved: str | None, accept_language: str | None) -> str:
+    """The staff pages' language: ?lang= first, then the one chosen earlier, then the
+    browser's Accept-Language, else English."""
+    for choice in (primary(requested), primary(saved)):
+        if choice in STAFF_LANGUAGES:
+            return choice
+    return choose(parse_accept_language(accept_language), STAFF_LANGUAGES)
+
+
+def staff_text(key: str, language: str, **values: object) -> str:
+    english, welsh = STAFF_TEXT[key]
+    text = welsh if language == "cy" else english
+    return text.format(**values) if values else text

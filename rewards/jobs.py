@@ -1,9 +1,15 @@
-"""Background jobs through a database outbox.
+"""Background jobs through a database outbox that records completion.
 
-`enqueue` writes the job into the outbox in the caller's transaction; after commit
-`dispatch_pending` either runs it in-process (embedded default) or hands it to RQ.
-If Redis is down the row stays undispatched and `relay` sends it later. Jobs are
-named by dotted path ("workers.rewards.issue_reward") so this package never
+`enqueue` writes the job into the outbox in the caller's transaction. After commit
+`dispatch_pending` runs it in-process (embedded default) or hands it to RQ: from a
+request, on a background thread (rewards/handover.py), so a slow or hung Redis never
+holds the request. The row stays until the job has finished: each attempt takes a
+lease (`due_at`), a failed attempt sets `due_at` to its retry's moment, success (or
+the last attempt) clears it. `relay` sends every row whose `due_at` has passed, so a
+job lost with Redis, abandoned by a killed worker or waiting for its retry runs
+again; every job is safe to run twice. See docs/jobs.md.
+
+Jobs are named by dotted path ("workers.rewards.issue_reward") so this package never
 imports the workers."""
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app
+from flask import current_app, has_request_context
+from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from .extensions import db, redis
 from .logs import current_request_id
@@ -29,14 +36,27 @@ from .models import OutboxMessage, utcnow
 log = logging.getLogger("rewards.jobs")
 
 QUEUES = ("rewards", "default")
-# Seconds before the 2nd, 3rd, ... attempt of a job on RQ (JOB_RETRY_INTERVALS).
+# Seconds before the 2nd, 3rd, ... attempt of a job (JOB_RETRY_INTERVALS).
 RETRY_INTERVALS = (5, 30, 120)
-# Attempt number and the most there will be, while a job runs in-process.
-_inline_attempt: ContextVar[tuple[int, int] | None] = ContextVar("inline_attempt", default=None)
+# A row not handed over this long after it was written is sent by the relay.
+HANDOVER_GRACE = timedelta(seconds=10)
+# A job handed over is looked at again after this long; if it is still queued (a
+# backlog) the lease is renewed, if Redis lost it, it is sent again.
+QUEUED_LEASE = timedelta(seconds=60)
+# Beyond an attempt's time limit, before its lease lapses.
+LEASE_GRACE = timedelta(seconds=5)
+# Jobs that may run longer than JOB_TIMEOUT_SECONDS.
+LONG_JOBS = {"workers.imports.import_csv": 1800}
+# Attempts lost to killed workers after the last one before the relay stops sending.
+ABANDONED_EXTRA = 2
+
+# Attempt number and the most there will be, while an outbox job runs.
+_attempt_var: ContextVar[tuple[int, int] | None] = ContextVar("job_attempt", default=None)
 
 
 def enqueue(job: str, queue: str = "default", **kwargs: Any) -> OutboxMessage:
-    message = OutboxMessage(id=uuid.uuid4(), job=job, queue=queue, kwargs=kwargs)
+    message = OutboxMessage(id=uuid.uuid4(), job=job, queue=queue, kwargs=kwargs,
+                            due_at=utcnow() + HANDOVER_GRACE)
     db.session.add(message)
     db.session.info.setdefault("outbox", []).append(message.id)
     return message
@@ -51,125 +71,325 @@ def resolve(job: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def dispatch_pending() -> None:
-    """Send the jobs this session wrote, now that its transaction has committed."""
+def job_timeout(job: str) -> int:
+    """Seconds one attempt of `job` may run before RQ stops it."""
+    return LONG_JOBS.get(job, int(current_app.config.get("JOB_TIMEOUT_SECONDS", 30)))
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait after attempt number `attempt` (1, 2, ...) failed."""
+    intervals = list(current_app.config.get("JOB_RETRY_INTERVALS") or RETRY_INTERVALS)
+    return float(intervals[min(attempt, len(intervals)) - 1])
+
+
+def dispatch_pending(meta: dict[str, Any] | None = None) -> None:
+    """Send the jobs this session wrote, now that its transaction has committed; from
+    a request, off its critical path. `meta` goes with each job to RQ (read in the
+    request: the hand-over thread does not see the request's context)."""
     ids = db.session.info.pop("outbox", [])
-    if ids:
-        dispatch(ids)
+    if not ids:
+        return
+    if meta is None and current_request_id():
+        # The request that asked for the jobs; workers.job logs under it.
+        meta = {"request_id": current_request_id()}
+    if current_app.config.get("REDIS_URL") and has_request_context():
+        from .handover import handover
+
+        handover.submit(current_app._get_current_object(),  # type: ignore[attr-defined]
+                        current_app.config["REDIS_URL"], ids, meta)
+    else:
+        dispatch(ids, meta)
 
 
 def discard_pending() -> None:
     db.session.info.pop("outbox", None)
 
 
-def dispatch(ids: Iterable[uuid.UUID]) -> None:
+def dispatch(ids: Iterable[uuid.UUID], meta: dict[str, Any] | None = None) -> None:
     if current_app.config.get("REDIS_URL"):
-        _push_to_rq(list(ids))
+        push(list(ids), redis.get(), meta)
     else:
         for message_id in ids:
             run_inline(message_id)
 
 
-def inline_attempt() -> tuple[int, int] | None:
-    """(attempt, max attempts) of the in-process job running now; None outside one."""
-    return _inline_attempt.get()
+# -- attempts ------------------------------------------------------------------------------
+
+def current_attempt() -> tuple[int, int] | None:
+    """(attempt, max attempts) of the outbox job running now; None outside one."""
+    return _attempt_var.get()
+
+
+def last_attempt() -> bool:
+    """Whether the job running now has no retry left (called directly: no retry)."""
+    attempt = _attempt_var.get()
+    return attempt is None or attempt[0] >= attempt[1]
 
 
 @contextmanager
 def _attempt(number: int, most: int) -> Iterator[None]:
-    token = _inline_attempt.set((number, most))
+    token = _attempt_var.set((number, most))
     try:
         yield
     finally:
-        _inline_attempt.reset(token)
+        _attempt_var.reset(token)
+
+
+def _begin(message_id: uuid.UUID) -> OutboxMessage | None | bool:
+    """Count the attempt and take its lease; False if the job is done already, None
+    if the outbox has no such row (a job queued straight to RQ)."""
+    session = db.session
+    message = session.get(OutboxMessage, message_id, populate_existing=True)
+    if message is None or message.due_at is None:
+        session.rollback()
+        return None if message is None else False
+    now = utcnow()
+    message.attempts += 1
+    message.due_at = now + timedelta(seconds=job_timeout(message.job)) + LEASE_GRACE
+    session.commit()
+    return message
+
+
+def _finish(message_id: uuid.UUID, attempt: int, error: BaseException | None) -> bool:
+    """Record how an attempt ended; True if another attempt is due."""
+    session = db.session
+    most = int(current_app.config["JOB_MAX_ATTEMPTS"])
+    now = utcnow()
+    values: dict[str, Any] = {"due_at": None, "done_at": now}
+    again = error is not None and attempt < most
+    if error is not None:
+        values["last_error"] = repr(error)[:2000]
+    if again:
+        values = {"due_at": now + timedelta(seconds=retry_delay(attempt)),
+                  "last_error": values["last_error"]}
+    session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values))
+    session.commit()
+    return again
+
+
+def run_attempt(message_id: uuid.UUID, func: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+    """One attempt of an outbox job handed to a worker: counted and leased before it
+    runs, marked done (or due again) right after. A copy of a job that is done
+    already does nothing."""
+    session = db.session
+    message = _begin(message_id)
+    if message is False:
+        log.info("job %s is done already", message_id)
+        return "done already"
+    if message is None:
+        return run_plain(func, args, kwargs)
+    assert isinstance(message, OutboxMessage)
+    attempt, most = message.attempts, int(current_app.config["JOB_MAX_ATTEMPTS"])
+    job = message.job
+    try:
+        with _attempt(attempt, most):
+            result = func(*args, **kwargs)
+        session.commit()
+    except Exception as error:
+        session.rollback()
+        try:
+            again = _finish(message_id, attempt, error)
+            log.warning("job %s failed (attempt %d of %d)%s: %r", job, attempt, most,
+                        "; it will be retried" if again else "", error)
+        except Exception:  # the lease lapses and the relay sends it again
+            session.rollback()
+            log.exception("could not record the failure of job %s", message_id)
+        raise
+    _finish(message_id, attempt, None)
+    return result
+
+
+def run_plain(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        result = func(*args, **kwargs)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return result
 
 
 def run_inline(message_id: uuid.UUID) -> None:
     """Run an outbox job in this process, retrying a failure at once (after a short
-    pause) up to JOB_MAX_ATTEMPTS times, as RQ would with its retries; the job can
-    ask `inline_attempt()` whether this is its last chance."""
+    pause) up to JOB_MAX_ATTEMPTS times; the job can ask `last_attempt()`."""
     session = db.session
-    most = int(current_app.config["JOB_MAX_ATTEMPTS"])
     pause = float(current_app.config.get("JOB_INLINE_RETRY_PAUSE", 0.05))
+    most = int(current_app.config["JOB_MAX_ATTEMPTS"])
     while True:
-        message = session.get(OutboxMessage, message_id)
-        if message is None or message.dispatched_at is not None:
+        message = _begin(message_id)
+        if not isinstance(message, OutboxMessage):
             return
-        message.dispatched_at = utcnow()
-        message.attempts += 1
         attempt, job, kwargs = message.attempts, message.job, dict(message.kwargs)
+        message.dispatched_at = utcnow()
         session.commit()
         try:
             with _attempt(attempt, most):
                 resolve(job)(**kwargs)
-            return
+            session.commit()
         except Exception as error:  # a failed job must not fail the request that queued it
             session.rollback()
             log.exception("job %s failed in-process (attempt %d of %d)", job, attempt, most)
-            message = session.get(OutboxMessage, message_id)
-            if message is None:
-                return
-            message.last_error = repr(error)[:2000]
-            again = attempt < most
-            if again:
-                message.dispatched_at = None
-            session.commit()
-            if not again:
+            if not _finish(message_id, attempt, error):
                 return
             time.sleep(pause * 2 ** (attempt - 1))
+            continue
+        _finish(message_id, attempt, None)
+        return
 
 
-def _push_to_rq(ids: list[uuid.UUID]) -> int:
-    from rq import Queue, Retry
+# -- hand-over and relay -------------------------------------------------------------------
 
-    connection = redis.get()
+def _rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
+                kwargs: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
+    from rq import Queue
+
+    Queue(queue_name(queue), connection=connection).enqueue(
+        job, kwargs=kwargs, job_id=str(message_id), job_timeout=job_timeout(job),
+        result_ttl=3600, failure_ttl=7 * 24 * 3600, meta=meta or None)
+
+
+def push(ids: list[uuid.UUID], connection: Redis | None,
+         meta: dict[str, Any] | None = None) -> int:
+    """Hand these rows to RQ right after their commit (no status checks: they are
+    new). Stops at the first Redis error; the relay sends the rest later."""
+    assert connection is not None
     session = db.session
     pushed = 0
     for message_id in ids:
         message = session.get(OutboxMessage, message_id)
-        if message is None or message.dispatched_at is not None:
-            continue
-        try:
-            Queue(queue_name(message.queue), connection=connection).enqueue(
-                message.job,
-                kwargs=message.kwargs,
-                job_id=str(message.id),
-                retry=Retry(max=current_app.config["JOB_MAX_ATTEMPTS"] - 1,
-                            interval=list(current_app.config.get("JOB_RETRY_INTERVALS",
-                                                                 RETRY_INTERVALS))),
-                result_ttl=3600,
-                failure_ttl=7 * 24 * 3600,
-                # The request that asked for the job; workers.job logs under it.
-                meta={"request_id": current_request_id()} if current_request_id() else None,
-            )
-        except RedisError as error:
+        if message is None or message.due_at is None or message.attempts:
             session.rollback()
-            log.warning("queue unavailable, %s stays in the outbox: %s", message.job, error)
+            continue
+        job, queue, kwargs = message.job, message.queue, dict(message.kwargs)
+        session.rollback()
+        try:
+            _rq_enqueue(connection, message_id, job, queue, kwargs, meta)
+        except RedisError as error:
+            log.warning("queue unavailable, %s stays in the outbox: %s", job, error)
             return pushed
-        message.dispatched_at = utcnow()
-        message.attempts += 1
-        session.commit()
+        _handed_over(message_id, 0)
         pushed += 1
     return pushed
 
 
-def relay(older_than_seconds: int = 10, limit: int = 500) -> int:
-    """Dispatch outbox rows that were not sent after their commit (Redis was down,
-    or the process died in between). Returns how many were sent."""
-    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    ids = list(
-        db.session.scalars(
-            select(OutboxMessage.id)
-            .where(OutboxMessage.dispatched_at.is_(None), OutboxMessage.created_at <= cutoff)
-            .order_by(OutboxMessage.created_at)
-            .limit(limit)
-        )
-    )
+def _handed_over(message_id: uuid.UUID, attempts: int) -> None:
+    # Unless an attempt began meanwhile (it holds its own lease).
+    now = utcnow()
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.attempts == attempts,
+               OutboxMessage.due_at.is_not(None))
+        .values(dispatched_at=now, due_at=now + QUEUED_LEASE))
     db.session.commit()
+
+
+def _rq_status(connection: Redis, message_id: uuid.UUID) -> str | None:
+    """RQ's status of this job: "queued", "started", "failed", ...; None if Redis
+    does not have it."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        return str(Job.fetch(str(message_id), connection=connection).get_status().value)
+    except NoSuchJobError:
+        return None
+
+
+def _forget_in_rq(connection: Redis, message_id: uuid.UUID, queue: str) -> None:
+    """Drop what RQ's registries still say about an attempt that is over (a killed
+    worker's entry in the started registry, the failed registry's copy)."""
+    from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+    name = queue_name(queue)
+    started = StartedJobRegistry(name, connection=connection)
+    prefix = f"{message_id}:".encode()
+    stale = [entry for entry in connection.zrange(started.key, 0, -1)
+             if entry.startswith(prefix) or entry == str(message_id).encode()]
+    if stale:
+        connection.zrem(started.key, *stale)
+    connection.zrem(FailedJobRegistry(name, connection=connection).key, str(message_id))
+
+
+def relay(limit: int = 500, everything: bool = False) -> int:
+    """Send outbox rows whose `due_at` has passed (with `everything`, every row not
+    done): never handed over, lost by Redis, abandoned by a killed worker, or waiting
+    for a retry. A job RQ still holds is left alone and its lease renewed. Returns
+    how many were sent."""
+    session = db.session
+    now = utcnow()
+    query = select(OutboxMessage.id).where(OutboxMessage.due_at.is_not(None))
+    if not everything:
+        query = query.where(OutboxMessage.due_at <= now)
+    ids = list(session.scalars(query.order_by(OutboxMessage.due_at).limit(limit)))
+    session.commit()
     if not ids:
         return 0
-    if current_app.config.get("REDIS_URL"):
-        return _push_to_rq(ids)
+    if not current_app.config.get("REDIS_URL"):
+        for message_id in ids:
+            run_inline(message_id)
+        return len(ids)
+    connection = redis.get()
+    assert connection is not None
+    sent = 0
     for message_id in ids:
-        run_inline(message_id)
-    return len(ids)
+        try:
+            sent += _relay_one(connection, message_id, now, everything)
+        except RedisError as error:
+            session.rollback()
+            log.warning("queue unavailable, the outbox keeps its jobs: %s", error)
+            break
+    return sent
+
+
+def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everything: bool) -> int:
+    session = db.session
+    query = select(OutboxMessage).where(OutboxMessage.id == message_id,
+                                        OutboxMessage.due_at.is_not(None))
+    if not everything:
+        query = query.where(OutboxMessage.due_at <= now)
+    # One relay at a time per row; another relay busy with it skips it.
+    message = session.scalar(query.with_for_update(skip_locked=True)
+                             .execution_options(populate_existing=True))
+    if message is None:
+        session.rollback()
+        return 0
+    assert message.due_at is not None
+    status = _rq_status(connection, message_id)
+    if status in ("queued", "scheduled", "deferred"):  # a backlog: look again later
+        message.due_at = max(message.due_at, now + QUEUED_LEASE)
+        session.commit()
+        return 0
+    if status is not None and message.due_at > now:
+        # Not due yet (`everything`): running within its lease, or waiting for a retry.
+        session.rollback()
+        return 0
+    most = int(current_app.config["JOB_MAX_ATTEMPTS"])
+    if message.attempts >= most + ABANDONED_EXTRA:
+        log.error("job %s (%s) abandoned after %d attempts; giving up", message.job,
+                  message_id, message.attempts)
+        message.due_at, message.done_at = None, now
+        message.last_error = f"abandoned: {message.attempts} attempts never finished"
+        session.commit()
+        return 0
+    if message.attempts:
+        log.warning("sending job %s (%s) again after %d attempt(s)", message.job, message_id,
+                    message.attempts)
+    _forget_in_rq(connection, message_id, message.queue)
+    _rq_enqueue(connection, message_id, message.job, message.queue, dict(message.kwargs))
+    message.dispatched_at, message.due_at = now, now + QUEUED_LEASE
+    session.commit()
+    return 1
+
+
+def purge_done(before: datetime, limit: int = 10_000) -> int:
+    """Delete rows of jobs done before `before` (the outbox is a record of work in
+    flight, not an archive). Returns how many went."""
+    from sqlalchemy import delete
+
+    ids = select(OutboxMessage.id).where(OutboxMessage.due_at.is_(None),
+                                         OutboxMessage.done_at < before).limit(limit)
+    result = db.session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+    db.session.commit()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+

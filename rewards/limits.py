@@ -21,6 +21,7 @@ from .security import read_token
 LIMITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "auth.login": ("RATE_LIMIT_LOGIN", ("POST",)),
     "partner_pages.login": ("RATE_LIMIT_LOGIN", ("POST",)),
+    "staff_pages.login": ("RATE_LIMIT_LOGIN", ("POST",)),
     "auth.otp": ("RATE_LIMIT_OTP", ("POST",)),
     "auth.token": ("RATE_LIMIT_CODE_CHECK", ("POST",)),
     "auth.refresh": ("RATE_LIMIT_REFRESH", ("POST",)),

@@ -1,15 +1,21 @@
-"""Outgoing mail: SMTP when SMTP_URL is set, otherwise printed to the log."""
+"""Outgoing mail: SMTP when SMTP_URL is set, otherwise printed to the log (in development
+only: elsewhere the log never holds a message's text, which carries one-time codes)."""
 
 from __future__ import annotations
 
 import logging
 import smtplib
+import ssl
 from email.message import EmailMessage
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from flask import current_app
 
 log = logging.getLogger("rewards.mail")
+
+
+class InsecureRelay(RuntimeError):
+    """The relay does not offer STARTTLS, so its password would travel in clear."""
 
 
 def send_mail(to: str, subject: str, body: str) -> None:
@@ -24,24 +30,53 @@ def send_mail(to: str, subject: str, body: str) -> None:
         sent.append(message)
     url = app.config.get("SMTP_URL")
     if not url:
-        log.info("mail to %s: %s\n%s", to, subject, body)
+        if app.config.get("DEVELOPMENT") or app.config.get("TESTING"):
+            log.info("mail to %s: %s\n%s", to, subject, body)
+        else:
+            # Subject and body hold login codes: never in a production log.
+            log.warning("mail to %s not sent: SMTP_URL is not set", masked(to))
         return
-    if _reserved(to):
+    if app.config.get("MAIL_DROP_RESERVED", True) and reserved(to):
         # RFC 2606 names (the demo's residents): never handed to a real mail server.
-        log.info("mail to reserved address %s not sent: %s", to, subject)
+        log.info("mail to reserved address %s dropped (MAIL_DROP_RESERVED=1)", masked(to))
         return
+    deliver(url, message)
+
+
+def deliver(url: str, message: EmailMessage) -> None:
+    """smtps:// is TLS from the start; smtp:// upgrades with STARTTLS whenever the relay
+    offers it, and a relay that does not is never sent the password."""
     parts = urlparse(url)
-    smtp_class = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
-    with smtp_class(parts.hostname or "localhost", parts.port or 25, timeout=10) as smtp:
+    context = ssl.create_default_context()
+    host = parts.hostname or "localhost"
+    if parts.scheme == "smtps":
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465, timeout=10,
+                                              context=context)
+    else:
+        smtp = smtplib.SMTP(host, parts.port or 25, timeout=10)
+    with smtp:
+        if parts.scheme != "smtps":
+            smtp.ehlo()
+            if smtp.has_extn("starttls"):
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            elif parts.username:
+                raise InsecureRelay(f"{host} offers no STARTTLS: not sending the password")
         if parts.username:
-            smtp.login(parts.username, parts.password or "")
+            smtp.login(unquote(parts.username), unquote(parts.password or ""))
         smtp.send_message(message)
+
+
+def masked(address: str) -> str:
+    """a***@example.org: enough to tell addresses apart in a log, not to collect them."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}***@{domain}" if local else "***"
 
 
 RESERVED_DOMAINS = ("example.org", "example.com", "example.net")
 RESERVED_SUFFIXES = (".example", ".test", ".invalid", ".localhost")
 
 
-def _reserved(address: str) -> bool:
+def reserved(address: str) -> bool:
     domain = address.rpartition("@")[2].lower()
     return domain in RESERVED_DOMAINS or domain.endswith(RESERVED_SUFFIXES)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .consents import accept_at_first_login
 from .ledger import ensure_member_accounts
 from .mail import send_mail
 from .models import Identifier, Member, OtpCode, utcnow
@@ -104,6 +105,7 @@ def verify_otp(session: Session, email: str, code: str) -> LoginResult:
     member = session.scalar(select(Member).where(Member.email == email))
     if member is None:
         member = create_member(session, email=email)
+        accept_at_first_login(session, member)
     session.commit()
     return LoginResult(member)
 

@@ -67,7 +67,7 @@ class BacklogCollector(Collector):
         now = utcnow()
         depth, oldest_job = db.session.execute(
             select(func.count(OutboxMessage.id), func.min(OutboxMessage.created_at))
-            .where(OutboxMessage.dispatched_at.is_(None))
+            .where(OutboxMessage.done_at.is_(None))
         ).one()
         pending, oldest_reward = db.session.execute(
             select(func.count(Reward.id), func.min(Reward.created_at))
@@ -75,7 +75,7 @@ class BacklogCollector(Collector):
         ).one()
         db.session.rollback()
         yield GaugeMetricFamily("rewards_outbox_depth",
-                                "Jobs written to the outbox and not yet handed to the queue.",
+                                "Jobs in the outbox not yet done (waiting, queued or running).",
                                 value=depth)
         yield GaugeMetricFamily("rewards_outbox_oldest_age_seconds",
                                 "Age of the oldest job still waiting in the outbox (0: none).",

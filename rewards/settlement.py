@@ -4,20 +4,21 @@ see those redeemed) the passes it issued that month, at the offer's value."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .csvfile import csv_text
 from .models import Offer, Partner, Redemption, Reward
 
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"^(19\d\d|2\d\d\d)-(0[1-9]|1[0-2])$")  # years 1900 to 2999
 
 
 def month_bounds(month: str, tz: str) -> tuple[datetime, datetime]:
@@ -30,6 +31,11 @@ def month_bounds(month: str, tz: str) -> tuple[datetime, datetime]:
     start = datetime(year, number, 1, tzinfo=zone)
     end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone)
     return start.astimezone(ZoneInfo("UTC")), end.astimezone(ZoneInfo("UTC"))
+
+
+# How an amount in pounds (from `pounds`) is described in the API.
+GBP_DOC = {"type": "string", "pattern": r"^\d+\.\d\d$",
+           "description": "Pounds and pence, e.g. 4.50."}
 
 
 def pounds(pence: int) -> str:
@@ -110,14 +116,13 @@ CSV_COLUMNS = ("month", "partner_id", "partner_name", "offer_id", "offer_title",
 
 def as_csv(month: str, settlements: list[PartnerSettlement]) -> str:
     """One row per partner and offer, then a total row per partner."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for item in settlements:
-        for line in item.offers:
-            writer.writerow((month, item.partner_id, item.partner_name, line.offer_id,
-                             line.title, line.basis, line.count, line.value_pence,
-                             pounds(line.value_pence)))
-        writer.writerow((month, item.partner_id, item.partner_name, "", "TOTAL", "",
-                         item.count, item.value_pence, pounds(item.value_pence)))
-    return out.getvalue()
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for item in settlements:
+            for line in item.offers:
+                yield (month, item.partner_id, item.partner_name, line.offer_id,
+                       line.title, line.basis, line.count, line.value_pence,
+                       pounds(line.value_pence))
+            yield (month, item.partner_id, item.partner_name, "", "TOTAL", "",
+                   item.count, item.value_pence, pounds(item.value_pence))
+
+    return csv_text(CSV_COLUMNS, rows())

@@ -66,10 +66,12 @@ def set_password(session: Session, user: StaffUser, password: str) -> None:
 # -- logging in -----------------------------------------------------------------------
 
 class LoginRefused(Exception):
-    def __init__(self, message: str, retry_after: int | None = None) -> None:
+    def __init__(self, message: str, retry_after: int | None = None,
+                 reason: str = "invalid_credentials") -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after  # set when the account is locked
+        self.reason = reason  # a rewards.reasons.Reason value for the API's error body
 
 
 WRONG = "Email or password is not right."
@@ -105,7 +107,8 @@ def authenticate(session: Session, email: str, password: str,
     if user.totp_enabled_at is not None:
         if not totp_code:
             session.commit()
-            raise LoginRefused("This account needs the 6-digit code from its authenticator "
+            raise LoginRefused(reason="second_factor_required", message="This account needs "
+                               "the 6-digit code from its authenticator "
                                "app: send it as totp_code.")
         if not verify_totp(user, totp_code):
             record_failure(throttle)

@@ -14,7 +14,7 @@ from typing import Any
 from flask import current_app, has_app_context
 from sqlalchemy import Select, bindparam, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import jobs
@@ -28,6 +28,7 @@ from .ledger import (
     scheme_account,
 )
 from .models import Member, Offer, Redemption, Reward, utcnow
+from .reasons import Reason
 
 # No 0/O, 1/I/L: codes are read aloud and typed at tills.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -39,10 +40,11 @@ PERIOD_WORDS = {"day": "today", "week": "this week", "month": "this month"}
 
 
 class ClaimRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason
 
 
 def new_voucher_code() -> str:
@@ -91,18 +93,20 @@ def claim(
     With `enqueue_issue` false the caller issues the voucher itself."""
     now = now or utcnow()
     account = lock_member(session, member.id)
-    offer = session.get(Offer, offer_id)
+    # With its partner: the claim's answer names it.
+    offer = session.get(Offer, offer_id, options=[joinedload(Offer.partner)])
     if offer is None or offer.status != "live":
-        raise ClaimRefused(404, "No such offer.")
+        raise ClaimRefused(404, "No such offer.", Reason.NOT_FOUND)
     window = window_state(offer.starts_at, offer.ends_at, now)
     if window == "not_yet":
         assert offer.starts_at is not None
-        raise ClaimRefused(409, f"This offer opens on {offer.starts_at:%d %B %Y at %H:%M} UTC.")
+        raise ClaimRefused(409, f"This offer opens on {offer.starts_at:%d %B %Y at %H:%M} UTC.",
+                           Reason.NOT_OPEN)
     if window == "ended":
-        raise ClaimRefused(410, "This offer has ended.")
+        raise ClaimRefused(410, "This offer has ended.", Reason.ENDED)
     why_not = ineligible_because(eligibility_of(offer), member.ward, member.joined_at)
     if why_not:
-        raise ClaimRefused(409, why_not)
+        raise ClaimRefused(409, why_not, Reason.NOT_ELIGIBLE)
     if offer.per_member_limit is not None:
         counted = select(func.count(Reward.id)).where(
             Reward.member_id == member.id,
@@ -113,27 +117,19 @@ def claim(
         if since is not None:
             counted = counted.where(Reward.created_at >= since)
         if (session.scalar(counted) or 0) >= offer.per_member_limit:
-            raise ClaimRefused(409, limit_message(offer.per_member_limit, offer.limit_period))
+            raise ClaimRefused(409, limit_message(offer.per_member_limit, offer.limit_period),
+                               Reason.LIMIT_REACHED)
     # Points past their expiry are not spendable, even before the daily job takes them.
-    expire_member(session, member.id, now)
+    expire_member(session, member.id, now, locked=account)
     available = account_balance(session, account.id)
     if available < offer.cost_points:
         raise ClaimRefused(
-            409, f"Not enough points: this costs {offer.cost_points}, you have {available}."
-        )
-    # Conditional increment: two claims for the last item cannot both succeed.
-    reserved = session.execute(
-        update(Offer)
-        .where(Offer.id == offer.id, (Offer.stock.is_(None)) | (Offer.claimed < Offer.stock))
-        .values(claimed=Offer.claimed + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if reserved.rowcount != 1:
-        raise ClaimRefused(409, "Sold out.")
+            409, f"Not enough points: this costs {offer.cost_points}, you have {available}.",
+            Reason.INSUFFICIENT_POINTS)
     reward = Reward(
         id=uuid.uuid4(),
         member_id=member.id,
-        offer_id=offer.id,
+        offer=offer,  # held by the reward: its answer names the offer and partner
         status="pending",
         cost_points=offer.cost_points,
         created_at=now,
@@ -150,6 +146,17 @@ def claim(
         member_id=member.id,
         reward_id=reward.id,
     )
+    # Conditional increment: two claims for the last item cannot both succeed. Last of
+    # the claim's writes, so the offer's row (which every claim of the offer takes) is
+    # held from here to the commit only; a sold-out claim's writes are rolled back.
+    reserved = session.execute(
+        update(Offer)
+        .where(Offer.id == offer.id, (Offer.stock.is_(None)) | (Offer.claimed < Offer.stock))
+        .values(claimed=Offer.claimed + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if reserved.rowcount != 1:
+        raise ClaimRefused(409, "Sold out.", Reason.SOLD_OUT)
     if enqueue_issue:
         jobs.enqueue("workers.rewards.issue_reward", queue="rewards", reward_id=str(reward.id))
     return reward
@@ -222,6 +229,23 @@ def fail(session: Session, reward_id: uuid.UUID, reason: str) -> Reward | None:
     return reward
 
 
+def cancel_unredeemed(session: Session, reward_id: uuid.UUID, reason: str) -> Reward | None:
+    """Cancel a reward not yet redeemed (its member closed the account): a pending one's
+    held points are released, an issued voucher's points refunded, and the stock freed;
+    the code stops working. Redeemed, expired and settled rewards are left as they are."""
+    reward = session.scalar(_locked(select(Reward).where(Reward.id == reward_id)))
+    if reward is None or reward.status not in ("pending", "issued"):
+        return reward
+    if reward.status == "pending":
+        fail(session, reward.id, reason)
+    else:
+        _refund_spent(session, reward, f"Voucher cancelled: {reason}", "cancel_refund")
+        _release_stock(session, reward.offer_id)
+    reward.status = "cancelled"
+    reward.failure_reason = reason[:500]
+    return reward
+
+
 def _release_stock(session: Session, offer_id: uuid.UUID) -> None:
     session.execute(
         update(Offer).where(Offer.id == offer_id, Offer.claimed > 0)
@@ -264,12 +288,13 @@ class Receipt:
     redeemed_at: datetime
     value_pence: int
     undone_at: datetime | None = None
+    reference: str | None = None  # the till's own
 
     @classmethod
     def of(cls, redemption: Redemption, reward: Reward) -> Receipt:
         return cls(redemption.id, reward.code, reward.offer.id, reward.offer.title,
                    redemption.channel, redemption.created_at, redemption.value_pence,
-                   redemption.undone_at)
+                   redemption.undone_at, redemption.till_reference)
 
 
 @dataclass
@@ -278,6 +303,7 @@ class RedeemOutcome:
     message: str
     reward: Reward | None = None
     receipt: Receipt | None = None
+    reason: Reason | None = None
 
 
 def voucher_state(reward: Reward) -> str:
@@ -294,6 +320,7 @@ def _take(
     *,
     channel: str,
     redeemed_by: uuid.UUID | None,
+    reference: str | None = None,
 ) -> Redemption | None:
     """Redeem `reward` in the caller's transaction: the conditional update from
     `issued` decides the one winner; None if this call did not win."""
@@ -310,7 +337,8 @@ def _take(
     set_committed_value(reward, "redeemed_at", now)
     redemption = Redemption(id=uuid.uuid4(), reward_id=reward.id, partner_id=partner_id,
                             channel=channel, value_pence=reward.offer.value_pence,
-                            redeemed_by=redeemed_by, created_at=now)
+                            redeemed_by=redeemed_by, created_at=now,
+                            till_reference=reference)
     session.add(redemption)
     return redemption
 
@@ -318,10 +346,14 @@ def _take(
 def _why_not(reward: Reward) -> RedeemOutcome:
     state = voucher_state(reward)
     if state == "redeemed":
-        return RedeemOutcome(409, "This voucher has already been used.", reward)
+        return RedeemOutcome(409, "This voucher has already been used.", reward,
+                             reason=Reason.VOUCHER_USED)
     if state == "expired":
-        return RedeemOutcome(410, "This voucher has expired.", reward)
-    return RedeemOutcome(409, f"This voucher cannot be used: it is {state}.", reward)
+        return RedeemOutcome(410, "This voucher has expired.", reward,
+                             reason=Reason.VOUCHER_EXPIRED)
+    return RedeemOutcome(409, f"This voucher cannot be used: it is {state}.", reward,
+                         reason=Reason.VOUCHER_CANCELLED if state in ("cancelled", "failed")
+                         else Reason.VOUCHER_NOT_ISSUED)
 
 
 _REWARDS, _OFFERS, _REDEMPTIONS = Reward.__table__, Offer.__table__, Redemption.__table__
@@ -362,11 +394,13 @@ def _redeem_statements(dialect: str) -> tuple[Any, ...]:
         insert(_REDEMPTIONS)
         .from_select(
             ["id", "reward_id", "partner_id", "channel", "value_pence", "redeemed_by",
-             "created_at"],
+             "created_at", "idempotency_key", "till_reference"],
             select(_param("new_id", _REDEMPTIONS.c.id), won.c.id,
                    _param("partner", _REDEMPTIONS.c.partner_id), literal("code"),
                    _OFFERS.c.value_pence, _param("user", _REDEMPTIONS.c.redeemed_by),
-                   _param("moment", _REDEMPTIONS.c.created_at))
+                   _param("moment", _REDEMPTIONS.c.created_at),
+                   _param("key", _REDEMPTIONS.c.idempotency_key),
+                   _param("reference", _REDEMPTIONS.c.till_reference))
             .select_from(won.join(_OFFERS, _OFFERS.c.id == won.c.offer_id)))
         .returning(_REDEMPTIONS.c.reward_id, _REDEMPTIONS.c.value_pence)
         .cte("made")
@@ -379,7 +413,8 @@ def _redeem_statements(dialect: str) -> tuple[Any, ...]:
 
 
 def _redeem_code(session: Session, partner_id: uuid.UUID, code: str, now: datetime,
-                 redeemed_by: uuid.UUID | None) -> Receipt | None:
+                 redeemed_by: uuid.UUID | None, key: str | None = None,
+                 reference: str | None = None) -> Receipt | None:
     """Redeem by code in the open transaction; None if nothing was redeemed. On
     PostgreSQL one statement does it all (update, record what is owed, read the offer):
     a till's redemption is one round trip and a commit. Elsewhere, three statements."""
@@ -389,7 +424,8 @@ def _redeem_code(session: Session, partner_id: uuid.UUID, code: str, now: dateti
     redemption_id = uuid.uuid4()
     if len(statements) == 1:
         row = connection.execute(statements[0], {
-            **params, "new_id": redemption_id, "user": redeemed_by}).first()
+            **params, "new_id": redemption_id, "user": redeemed_by, "key": key,
+            "reference": reference}).first()
         if row is None:
             return None
         value_pence, offer_id, title = row
@@ -403,8 +439,9 @@ def _redeem_code(session: Session, partner_id: uuid.UUID, code: str, now: dateti
         connection.execute(record, {
             "id": redemption_id, "reward_id": reward_id, "partner_id": partner_id,
             "channel": "code", "value_pence": value_pence, "redeemed_by": redeemed_by,
-            "created_at": now})
-    return Receipt(redemption_id, code, offer_id, title, "code", now, value_pence)
+            "created_at": now, "idempotency_key": key, "till_reference": reference})
+    return Receipt(redemption_id, code, offer_id, title, "code", now, value_pence,
+                   reference=reference)
 
 
 def redeem(
@@ -413,25 +450,30 @@ def redeem(
     code: str,
     *,
     redeemed_by: uuid.UUID | None = None,
+    idempotency_key: str | None = None,
+    reference: str | None = None,
 ) -> RedeemOutcome:
     """Redeem at most once, and commit: the conditional update decides the one winner,
-    and the unique index on standing redemptions backs it up. A refusal says why."""
+    and the unique index on standing redemptions backs it up. A refusal says why. The
+    till's Idempotency-Key and reference are kept with the redemption."""
     code = normalise_code(code)
     receipt = None
     if code:
         try:
-            receipt = _redeem_code(session, partner_id, code, utcnow(), redeemed_by)
+            receipt = _redeem_code(session, partner_id, code, utcnow(), redeemed_by,
+                                   idempotency_key, reference)
             if receipt is not None:
                 session.commit()
         except IntegrityError:
             session.rollback()
-            return RedeemOutcome(409, "This voucher has already been used.")
+            return RedeemOutcome(409, "This voucher has already been used.",
+                                 reason=Reason.VOUCHER_USED)
     if receipt is not None:
         return RedeemOutcome(201, "Redeemed.", receipt=receipt)
     session.rollback()
     reward = find_voucher(session, partner_id, code)
     if reward is None:
-        return RedeemOutcome(404, "No such voucher here.")
+        return RedeemOutcome(404, "No such voucher here.", reason=Reason.VOUCHER_NOT_FOUND)
     return _why_not(reward)
 
 
@@ -443,6 +485,7 @@ def redeem_by_card(
     *,
     redeemed_by: uuid.UUID | None = None,
     now: datetime | None = None,
+    reference: str | None = None,
 ) -> RedeemOutcome:
     """A member without a phone, at the till with card and PIN (checked by the caller):
     claim, issue and redeem in the caller's transaction, so either all happen or none.
@@ -450,14 +493,16 @@ def redeem_by_card(
     now = now or utcnow()
     offer = session.get(Offer, offer_id)
     if offer is None or offer.partner_id != partner_id or offer.status != "live":
-        raise ClaimRefused(404, "No such offer here.")
+        raise ClaimRefused(404, "No such offer here.", Reason.NOT_FOUND)
     if offer.fulfilment != "internal":
         raise ClaimRefused(409, "This offer is issued by your own booking system; it cannot "
-                                "be redeemed with a card and PIN.")
+                                "be redeemed with a card and PIN.",
+                           Reason.PARTNER_FULFILS)
     reward = claim(session, member, offer.id, now, enqueue_issue=False)
     issued = issue(session, reward.id, now=now)
     assert issued is not None and issued.status == "issued"
-    redemption = _take(session, issued, partner_id, now, channel="card", redeemed_by=redeemed_by)
+    redemption = _take(session, issued, partner_id, now, channel="card", redeemed_by=redeemed_by,
+                       reference=reference)
     assert redemption is not None  # issued a moment ago in this transaction
     return RedeemOutcome(201, "Redeemed.", issued, Receipt.of(redemption, issued))
 
@@ -478,23 +523,26 @@ def undo_redemption(
     found = session.scalar(select(Redemption.reward_id).where(
         Redemption.id == redemption_id, Redemption.partner_id == partner_id))
     if found is None:
-        return RedeemOutcome(404, "No such redemption here.")
+        return RedeemOutcome(404, "No such redemption here.", reason=Reason.NOT_FOUND)
     # Lock the voucher first, as redeeming does, then the redemption.
     reward = session.scalar(_locked(select(Reward).where(Reward.id == found)))
     redemption = session.scalar(
         _locked(select(Redemption).where(Redemption.id == redemption_id)))
     assert reward is not None and redemption is not None
     if redemption.undone_at is not None:
-        return RedeemOutcome(409, "This redemption has already been undone.", reward)
+        return RedeemOutcome(409, "This redemption has already been undone.", reward,
+                             reason=Reason.ALREADY_UNDONE)
     if now - redemption.created_at > UNDO_WINDOW:
         minutes = int(UNDO_WINDOW.total_seconds() // 60)
         return RedeemOutcome(409, f"Too late to undo: a redemption can be undone within "
-                                  f"{minutes} minutes.", reward)
+                                  f"{minutes} minutes.", reward,
+                             reason=Reason.UNDO_WINDOW_PASSED)
     undone_before = session.scalar(select(func.count(Redemption.id)).where(
         Redemption.reward_id == reward.id, Redemption.undone_at.is_not(None)))
     if undone_before:
         return RedeemOutcome(409, "This voucher's redemption was undone once already; it "
-                                  "cannot be undone again.", reward)
+                                  "cannot be undone again.", reward,
+                             reason=Reason.ALREADY_UNDONE)
     redemption.undone_at = now
     redemption.undone_by = undone_by
     if redemption.channel == "card":

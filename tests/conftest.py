@@ -99,6 +99,13 @@ def clean_database(app: Flask) -> Iterator[None]:
 
 
 @pytest.fixture
+def allow_private_webhooks(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Partner endpoints on 127.0.0.1 over http (the tests' fake partner systems); off
+    everywhere else, as in production."""
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", True)
+
+
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 

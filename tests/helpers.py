@@ -49,6 +49,24 @@ def member_token(client: FlaskClient, app: Flask, email: str) -> str:
     return response.json["access_token"]
 
 
+def link_code_for(app: Flask, number: str, kind: str = "travel_card") -> str:
+    """Today's link code for a card, as its operator would show it (the kind's link
+    secret is made if the scheme has none yet)."""
+    from rewards.linking import code_for_card
+
+    with app.app_context():
+        code = code_for_card(db.session, kind, number)
+        db.session.commit()
+    return code
+
+
+def link(client: FlaskClient, app: Flask, headers: dict[str, str], number: str,
+         kind: str = "travel_card") -> Any:
+    """POST /v1/me/identifiers with a valid link code: the resident holds the card."""
+    return client.post("/v1/me/identifiers", headers=headers, json={
+        "kind": kind, "number": number, "link_code": link_code_for(app, number, kind)})
+
+
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 

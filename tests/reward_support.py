@@ -23,6 +23,7 @@ from rewards.extensions import db
 from rewards.ledger import adjust, verify
 from rewards.members import create_member, link_card, set_pin
 from rewards.models import Member, Posting, Reward, StaffUser
+from rewards.wards import load_wards
 
 from .helpers import bearer, member_token, staff_token
 
@@ -53,6 +54,13 @@ def make_offer(client: FlaskClient, admin: dict[str, str], partner_id: str,
 def give_points(app: Flask, member_id: uuid.UUID | str, points: int) -> None:
     with app.app_context():
         adjust(db.session, uuid.UUID(str(member_id)), points, "test points")
+        db.session.commit()
+
+
+def load_test_wards(app: Flask, *names: str) -> None:
+    """The scheme's wards, as `rewards wards load` would load them (code: the name)."""
+    with app.app_context():
+        load_wards(db.session, [(name, name) for name in names])
         db.session.commit()
 
 

@@ -16,7 +16,7 @@ from werkzeug.security import generate_password_hash
 from rewards.extensions import db
 from rewards.models import Partner, StaffUser
 
-from .helpers import at_once, bearer, iso, member_token, signed_post, staff_token, tap
+from .helpers import at_once, bearer, iso, link, member_token, signed_post, staff_token, tap
 
 CARD = "6335001234567890"
 
@@ -349,8 +349,7 @@ def test_unknown_rule_is_404(client: FlaskClient, manager: dict[str, str]) -> No
 
 def _resident_with_card(client: FlaskClient, app: Flask) -> dict[str, str]:
     me = bearer(member_token(client, app, "amira@example.org"))
-    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": CARD},
-                         headers=me)
+    linked = link(client, app, me, CARD)
     assert linked.status_code == 201, linked.json
     return me
 

@@ -27,7 +27,7 @@ from rewards.models import Identifier, Member, OtpCode, StaffUser
 from rewards.security import issue_token
 
 from .conftest import otp_from_mail
-from .helpers import bearer, make_staff, member_token, staff_token
+from .helpers import bearer, link, make_staff, member_token, staff_token
 
 OTP_SENT = {"message": "If the address can receive mail, a code is on its way."}
 ACTION_TYPE = {"code": "bus_journey", "name": "Bus journey", "category": "travel"}
@@ -459,7 +459,7 @@ CARD = {"kind": "travel_card", "number": "6335 0012 3456 7890"}
 
 def test_a_card_is_stored_as_a_keyed_hash_and_last_four(client: FlaskClient, app: Flask) -> None:
     me = bearer(member_token(client, app, "card@example.org"))
-    linked = client.post("/v1/me/identifiers", json=CARD, headers=me)
+    linked = link(client, app, me, CARD["number"])
     assert linked.status_code == 201, linked.json
     assert set(linked.json) == {"id", "kind", "last4", "created_at"}
     assert linked.json["kind"] == "travel_card" and linked.json["last4"] == "7890"
@@ -485,14 +485,13 @@ def test_a_card_linked_by_someone_else_is_409_and_changes_nothing(
 ) -> None:
     first = bearer(member_token(client, app, "first@example.org"))
     second = bearer(member_token(client, app, "second@example.org"))
-    linked = client.post("/v1/me/identifiers", json=CARD, headers=first)
+    linked = link(client, app, first, CARD["number"])
     assert linked.status_code == 201
     # The same card written another way is still the same card.
     for number in (CARD["number"], "6335-0012-3456-7890", "6335001234567890"):
-        assert_error(client.post("/v1/me/identifiers",
-                                 json={"kind": "travel_card", "number": number},
-                                 headers=second), 409)
-    assert_error(client.post("/v1/me/identifiers", json=CARD, headers=first), 409)
+        refused = assert_error(link(client, app, second, number), 409)
+        assert "registered" not in refused["message"] and "already" not in refused["message"]
+    assert_error(link(client, app, first, CARD["number"]), 409)
     assert client.get("/v1/me/identifiers", headers=second).json == []
     assert client.get("/v1/me/identifiers", headers=first).json == [linked.json]
     with app.app_context():
@@ -503,7 +502,7 @@ def test_a_card_linked_by_someone_else_is_409_and_changes_nothing(
 def test_another_members_card_cannot_be_unlinked(client: FlaskClient, app: Flask) -> None:
     owner = bearer(member_token(client, app, "owner@example.org"))
     other = bearer(member_token(client, app, "other@example.org"))
-    card_id = client.post("/v1/me/identifiers", json=CARD, headers=owner).json["id"]
+    card_id = link(client, app, owner, CARD["number"]).json["id"]
 
     assert_error(client.delete(f"/v1/me/identifiers/{card_id}", headers=other), 404)
     assert_error(client.delete(f"/v1/me/identifiers/{uuid.uuid4()}", headers=owner), 404)
@@ -513,16 +512,17 @@ def test_another_members_card_cannot_be_unlinked(client: FlaskClient, app: Flask
     assert client.get("/v1/me/identifiers", headers=owner).json == []
     assert_error(client.delete(f"/v1/me/identifiers/{card_id}", headers=owner), 404)
     # Once unlinked, the card is free for someone else.
-    assert client.post("/v1/me/identifiers", json=CARD, headers=other).status_code == 201
+    assert link(client, app, other, CARD["number"]).status_code == 201
 
 
 def test_card_numbers_are_validated(client: FlaskClient, app: Flask) -> None:
     me = bearer(member_token(client, app, "typo@example.org"))
     body = assert_error(client.post("/v1/me/identifiers",
-                                    json={"kind": "travel_card", "number": "12"}, headers=me), 422)
+                                    json={"kind": "travel_card", "number": "12",
+                                          "link_code": "12345678"}, headers=me), 422)
     assert list(body["errors"]) == ["number"]
     body = assert_error(client.post("/v1/me/identifiers",
-                                    json={"kind": "credit_card", "number": "6335001234567890"},
-                                    headers=me), 422)
+                                    json={"kind": "credit_card", "number": "6335001234567890",
+                                          "link_code": "12345678"}, headers=me), 422)
     assert list(body["errors"]) == ["kind"]
     assert client.get("/v1/me/identifiers", headers=me).json == []

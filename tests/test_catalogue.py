@@ -21,12 +21,17 @@ from .helpers import iso
 from .reward_support import (
     admin_headers,
     available,
+    load_test_wards,
     make_offer,
     make_partner,
     partner_user,
     resident,
     till,
 )
+
+# Their fake partner systems listen on 127.0.0.1 over http.
+pytestmark = pytest.mark.usefixtures("allow_private_webhooks")
+
 
 WELSH = {"cy": {"title": "Nofio am ddim", "description": "Un nofio i oedolyn."}}
 
@@ -90,7 +95,8 @@ def test_period_starts_in_the_scheme_time_zone() -> None:
 
 # -- what residents see -------------------------------------------------------------------
 
-def test_catalogue_language_filters_and_stock(client: FlaskClient, app: Flask) -> None:
+def test_catalogue_language_filters_and_stock(client: FlaskClient, app: Flask,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     admin = admin_headers(client, app)
     leisure = make_partner(client, admin, "Active Leeds")
     cafe = make_partner(client, admin, "Laynes Espresso")
@@ -120,7 +126,9 @@ def test_catalogue_language_filters_and_stock(client: FlaskClient, app: Flask) -
     assert by_id[swim["id"]]["description"] == "Un nofio i oedolyn."
     assert (by_id[coffee["id"]]["title"], by_id[coffee["id"]]["language"]) == (
         "Any hot drink", "en")
-    # Without the header, the member's saved language.
+    # Without the header, the member's saved language (one the scheme offers).
+    assert client.patch("/v1/me", json={"locale": "pl"}, headers=me.headers).status_code == 422
+    monkeypatch.setitem(app.config, "SCHEME_LANGUAGES", ("en", "cy", "pl"))
     assert client.patch("/v1/me", json={"locale": "pl"}, headers=me.headers).status_code == 200
     polish = client.get(f"/v1/offers/{coffee['id']}", headers=me.headers).json
     assert (polish["title"], polish["language"]) == ("Gorący napój", "pl")
@@ -153,6 +161,7 @@ def test_eligibility_hides_offers_and_refuses_claims(client: FlaskClient, app: F
     newcomers = make_offer(client, admin, partner["id"],
                            joined_after=iso(datetime.now(UTC) - timedelta(days=1)))
     everyone = make_offer(client, admin, partner["id"])
+    load_test_wards(app, "Pudsey", "Roundhay", "Armley")
     outsider = resident(client, app, points=100, ward="Pudsey")
     insider = resident(client, app, points=100, ward="roundhay")
 

@@ -136,6 +136,13 @@ def test_the_entry_point_runs_migrate_and_rewards_commands(tmp_path: Path) -> No
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'e.db'}", LOG_LEVEL="WARNING",
                PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    env.pop("SECRET_KEY", None)
+    refused = subprocess.run(["sh", str(ROOT / "docker-entrypoint.sh"), "migrate"], env=env,
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "SECRET_KEY" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    env.update(SECRET_KEY="deployment-test-secret-key-32-bytes-or-more",
+               IDENTIFIER_KEY="deployment-test-identifier-key")
 
     def entry(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["sh", str(ROOT / "docker-entrypoint.sh"), *args], env=env,
@@ -186,7 +193,9 @@ def test_the_lock_files_cover_pyproject_and_the_image_installs_from_them() -> No
 
 def test_flask_app_has_the_rewards_commands(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'f.db'}", LOG_LEVEL="WARNING")
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'f.db'}", LOG_LEVEL="WARNING",
+               SECRET_KEY="deployment-test-secret-key-32-bytes-or-more",
+               IDENTIFIER_KEY="deployment-test-identifier-key")
     assert rewards("db", "upgrade", db_url=env["DATABASE_URL"], cwd=tmp_path).returncode == 0
     done = subprocess.run([str(BIN / "flask"), "--app", "rewards", "ledger", "verify"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)

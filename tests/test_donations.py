@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from rewards.donations import suppress
 
+from .helpers import link
 from .reward_support import (
     admin_headers,
     available,
@@ -102,19 +103,23 @@ def test_staff_see_totals_and_the_share_donated(client: FlaskClient, app: Flask)
     assert client.get("/v1/admin/donations", headers=donors[0].headers).status_code == 403
 
 
-def test_earned_points_and_share(client: FlaskClient, app: Flask) -> None:
+def test_earned_points_and_share(client: FlaskClient, app: Flask, monkeypatch) -> None:
     from .helpers import bearer, build_scheme, member_token, signed_post, tap
     from .test_flow import _daytime
 
     scheme = build_scheme(client, app, cost_points=10)
     charity = make_partner(client, bearer(scheme.admin), "St George's Crypt", kind="charity")
     me = bearer(member_token(client, app, "giver@example.org"))
-    client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": "4444333322221111"},
-                headers=me)
+    link(client, app, me, "4444333322221111")
     sent = signed_post(client, scheme.source, {"items": [
         tap(f"t{i}", "4444333322221111", _daytime(1, 9 + i)) for i in range(4)]})
     assert [r["status"] for r in sent.json["results"]] == ["accepted"] * 4
     assert _give(client, me, charity["id"], 10).status_code == 201
+    body = client.get("/v1/admin/donations", headers=bearer(scheme.admin)).json
+    # One donor: their gift is personal, so the charity's figures and the total are hidden.
+    assert (body["donated"], body["earned"], body["share"]) == (None, 40, None)
+    assert body["charities"][0]["points"] is None
+    monkeypatch.setitem(app.config, "DASHBOARD_MIN_CELL", 1)
     body = client.get("/v1/admin/donations", headers=bearer(scheme.admin)).json
     assert (body["donated"], body["earned"], body["share"]) == (10, 40, 0.25)
 

@@ -11,15 +11,14 @@ from sqlalchemy import select
 from rewards.extensions import db
 from rewards.models import Posting, utcnow
 
-from .helpers import bearer, build_scheme, member_token, signed_post, tap
+from .helpers import bearer, build_scheme, link, member_token, signed_post, tap
 from .test_flow import _daytime
 
 
 def test_earned_points_expire_after_the_scheme_period(client: FlaskClient, app: Flask) -> None:
     scheme = build_scheme(client, app)
     me = bearer(member_token(client, app, "eve@example.org"))
-    client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": "4444333322221111"},
-                headers=me)
+    link(client, app, me, "4444333322221111")
     before = utcnow()
     result = signed_post(client, scheme.source,
                          {"items": [tap("e1", "4444333322221111", _daytime(1))]})

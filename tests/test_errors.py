@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import rewards.api.me
+from rewards.reasons import Reason
 
 from .helpers import bearer, member_token, signed_post, staff_token
 
@@ -23,12 +24,13 @@ def assert_json_error(response: Any, code: int) -> dict[str, Any]:
     assert response.headers["Content-Type"] == "application/json"
     body = response.json
     assert isinstance(body, dict), text
-    expected_keys = {"code", "status", "message"} | ({"errors"} if code == 422 else set())
+    expected_keys = {"code", "status", "reason", "message"} | ({"errors"} if code == 422 else set())
     assert set(body) <= expected_keys | {"errors"}
     assert expected_keys <= set(body)
     assert body["code"] == code
     assert isinstance(body["status"], str) and body["status"]
     assert isinstance(body["message"], str) and body["message"]
+    assert body["reason"] in {reason.value for reason in Reason}
     if code == 422:
         assert isinstance(body["errors"], dict)
     for leak in ("Traceback", "<html", "<!doctype", "File \"/", "werkzeug", "sqlalchemy"):

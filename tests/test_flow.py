@@ -12,7 +12,7 @@ from sqlalchemy import select
 from rewards.extensions import db
 from rewards.models import Identifier, OtpCode
 
-from .helpers import bearer, build_scheme, member_token, signed_post, tap
+from .helpers import bearer, build_scheme, link, member_token, signed_post, tap
 
 
 def _daytime(days_ago: int, hour: int = 12) -> datetime:
@@ -27,8 +27,7 @@ def run_flow(client: FlaskClient, app: Flask, wait_for_voucher) -> None:
     # A resident logs in with a mailed code and links a travel card.
     token = member_token(client, app, "amira@example.org")
     me = bearer(token)
-    linked = client.post("/v1/me/identifiers",
-                         json={"kind": "travel_card", "number": "6335 0012 3456 7890"}, headers=me)
+    linked = link(client, app, me, "6335 0012 3456 7890")
     assert linked.status_code == 201, linked.json
     assert linked.json["last4"] == "7890"
     assert "number" not in linked.json

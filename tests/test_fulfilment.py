@@ -31,6 +31,9 @@ from .reward_support import (
     resident,
 )
 
+# Their fake partner systems listen on 127.0.0.1 over http.
+pytestmark = pytest.mark.usefixtures("allow_private_webhooks")
+
 
 def _webhook_offer(client: FlaskClient, app: Flask, system: PartnerSystem,
                    partner: dict[str, Any], admin: dict[str, str],
@@ -137,7 +140,7 @@ def test_a_500_then_success_on_retry(client: FlaskClient, app: Flask, leisure) -
 def test_a_partner_that_never_answers_in_time(client: FlaskClient, app: Flask, leisure,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     admin, partner = leisure
-    monkeypatch.setitem(app.config, "FULFILMENT_TIMEOUT", 0.3)
+    monkeypatch.setitem(app.config, "PARTNER_TIMEOUT_SECONDS", 0.3)
     monkeypatch.setitem(app.config, "JOB_MAX_ATTEMPTS", 2)
     with partner_system(partner["webhook_secret"], script=["slow", "slow"]) as system:
         offer = _webhook_offer(client, app, system, partner, admin, stock=1)

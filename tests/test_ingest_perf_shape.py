@@ -32,6 +32,7 @@ from .helpers import (
     bearer,
     build_scheme,
     iso,
+    link,
     member_token,
     postgres_only,
     signed_post,
@@ -46,8 +47,7 @@ def _daytime(days_ago: int, hour: int, minute: int = 0) -> datetime:
 
 def _resident(client: FlaskClient, app: Flask, email: str, card: str) -> str:
     token = member_token(client, app, email)
-    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": card},
-                         headers=bearer(token))
+    linked = link(client, app, bearer(token), card)
     assert linked.status_code == 201, linked.json
     return client.get("/v1/me", headers=bearer(token)).json["id"]
 

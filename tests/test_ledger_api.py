@@ -30,11 +30,13 @@ from .helpers import (
     at_once,
     bearer,
     build_scheme,
+    link,
     member_token,
     signed_post,
     staff_token,
     tap,
 )
+from .reward_support import load_test_wards
 
 POINTS = 10  # build_scheme's rule: 10 points for a daytime bus journey, at most 4 a day
 _people = itertools.count(1)
@@ -59,8 +61,7 @@ def person(client: FlaskClient, app: Flask, scheme: Scheme, journeys: int) -> Pe
     n = next(_people)
     headers = bearer(member_token(client, app, f"person{n}@example.org"))
     card = f"6335{n:012d}"
-    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": card},
-                         headers=headers)
+    linked = link(client, app, headers, card)
     assert linked.status_code == 201, linked.json
     refs = [f"{card}-{i}" for i in range(journeys)]
     if journeys:
@@ -468,7 +469,9 @@ def test_the_support_view(client: FlaskClient, app: Flask):
     scheme = build_scheme(client, app, cost_points=5)
     admin = bearer(scheme.admin)
     me = person(client, app, scheme, journeys=3)
-    client.patch("/v1/me", json={"ward": "Headingley"}, headers=me.headers)
+    load_test_wards(app, "Headingley")
+    assert client.patch("/v1/me", json={"ward": "Headingley"},
+                        headers=me.headers).status_code == 200
     now = datetime.now(UTC).replace(microsecond=0)
     first, second, _ = earn_postings(app, me.id)
     set_expiry(app, first, now + timedelta(days=3))

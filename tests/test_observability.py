@@ -139,8 +139,10 @@ def test_a_claims_request_id_follows_its_job_into_the_worker(
     from redis import Redis
 
     from rewards.extensions import db
+    from rewards.handover import handover
     from rewards.models import OutboxMessage
 
+    assert handover.wait()  # the hand-over to Redis happens after the response
     with app.app_context():
         message_id = str(db.session.query(OutboxMessage.id).one()[0])
     assert Job.fetch(message_id, connection=Redis.from_url(rq_mode)).meta == {
@@ -234,15 +236,16 @@ def test_backlog_figures_come_from_the_database_and_redis(
     from rewards import jobs
 
     with app.app_context():
-        assert jobs.relay(older_than_seconds=0) == 1
+        assert jobs.relay(everything=True) == 1
     queued = client.get("/metrics", headers=metrics_on).get_data(as_text=True)
-    assert sample(queued, "rewards_outbox_depth") == 0
+    assert sample(queued, "rewards_outbox_depth") == 1  # queued, not yet done
     assert sample(queued, "rewards_jobs_queued", queue="rewards") == 1
     assert sample(queued, "rewards_jobs_failed", queue="rewards") == 0
     assert sample(queued, "rewards_pending_rewards") == 1
 
     assert run_rq_worker(app, rq_mode).returncode == 0
     done = client.get("/metrics", headers=metrics_on).get_data(as_text=True)
+    assert sample(done, "rewards_outbox_depth") == 0
     assert sample(done, "rewards_jobs_queued", queue="rewards") == 0
     assert sample(done, "rewards_pending_rewards") == 0
     assert sample(done, "rewards_oldest_pending_reward_age_seconds") == 0

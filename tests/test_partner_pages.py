@@ -13,7 +13,7 @@ from werkzeug.security import generate_password_hash
 from rewards.extensions import db
 from rewards.models import Redemption, Reward, StaffUser, utcnow
 
-from .helpers import bearer, build_scheme, member_token, signed_post, tap
+from .helpers import bearer, build_scheme, link, member_token, signed_post, tap
 from .test_flow import _daytime
 
 
@@ -40,11 +40,16 @@ def _log_in(client: FlaskClient, email: str, password: str = "till password"):
                                                "csrf": _csrf(form.data)})
 
 
+def _check(client: FlaskClient, code: str):
+    """What a till sees after typing `code` into the check form (a POST: no code in URLs)."""
+    form = client.get("/partner/redeem")
+    return client.post("/partner/check", data={"code": code, "csrf": _csrf(form.data)})
+
+
 def _voucher(client: FlaskClient, app: Flask) -> tuple[object, str]:
     scheme = build_scheme(client, app, cost_points=10)
     me = bearer(member_token(client, app, "nia@example.org"))
-    client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": "5555666677778888"},
-                headers=me)
+    link(client, app, me, "5555666677778888")
     signed_post(client, scheme.source, {"items": [tap("p1", "5555666677778888", _daytime(1))]})
     reward = client.post("/v1/me/rewards", json={"offer_id": scheme.offer["id"]}, headers=me)
     code = client.get(f"/v1/me/rewards/{reward.json['id']}", headers=me).json["code"]
@@ -53,7 +58,7 @@ def _voucher(client: FlaskClient, app: Flask) -> tuple[object, str]:
 
 
 def test_pages_need_a_partner_login(client: FlaskClient, app: Flask) -> None:
-    page = client.get("/partner/redeem?code=ABC")
+    page = client.get("/partner/redeem")
     assert page.status_code == 302
     assert page.headers["Location"].endswith("/partner/login")
 
@@ -72,7 +77,7 @@ def test_check_then_redeem_then_already_used(client: FlaskClient, app: Flask) ->
     email = _partner_user(app, scheme.partner["id"])
     assert _log_in(client, email).status_code == 302
 
-    check = client.get(f"/partner/redeem?code={code.lower()}")
+    check = _check(client, code.lower())
     assert check.status_code == 200
     assert b'id="verdict"' in check.data and b"VALID" in check.data
     assert b"Flat white" in check.data
@@ -100,11 +105,11 @@ def test_expired_unknown_and_other_partners_codes(client: FlaskClient, app: Flas
                         headers=bearer(scheme.admin)).json
     other_email = _partner_user(app, other["id"], "till@elsewhere.example")
     assert _log_in(client, other_email).status_code == 302
-    page = client.get(f"/partner/redeem?code={code}")
+    page = _check(client, code)
     assert b"NOT FOUND" in page.data and b"Flat white" not in page.data
     refused = client.post("/partner/redeem", data={"code": code, "csrf": _csrf(page.data)})
     assert refused.status_code == 404
-    assert client.get("/partner/redeem?code=NOSUCHCODE").data.count(b"NOT FOUND") == 1
+    assert _check(client, "NOSUCHCODE").data.count(b"NOT FOUND") == 1
 
     assert client.post("/partner/logout", data={"csrf": _csrf(page.data)}).status_code == 302
     assert client.get("/partner/redeem").status_code == 302
@@ -114,7 +119,7 @@ def test_expired_unknown_and_other_partners_codes(client: FlaskClient, app: Flas
         reward = db.session.scalars(select(Reward)).one()
         reward.expires_at = utcnow() - timedelta(minutes=1)
         db.session.commit()
-    page = client.get(f"/partner/redeem?code={code}")
+    page = _check(client, code)
     assert b"EXPIRED" in page.data
     gone = client.post("/partner/redeem", data={"code": code, "csrf": _csrf(page.data)})
     assert gone.status_code == 410

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
@@ -28,6 +29,10 @@ from .reward_support import (
     till,
 )
 from .test_partner_pages import _csrf, _log_in, _partner_user
+
+# Their fake partner systems listen on 127.0.0.1 over http.
+pytestmark = pytest.mark.usefixtures("allow_private_webhooks")
+
 
 CARD = "6335 0099 8877 6655"
 

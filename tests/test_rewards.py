@@ -34,7 +34,7 @@ from rewards.models import (
     StaffUser,
 )
 
-from .helpers import Scheme, at_once, bearer, build_scheme, member_token, signed_post, tap
+from .helpers import Scheme, at_once, bearer, build_scheme, link, member_token, signed_post, tap
 
 COST = 10  # build_scheme's rule gives 10 points for a daytime bus journey
 
@@ -61,8 +61,7 @@ def resident(client: FlaskClient, app: Flask, scheme: Scheme, journeys: int) -> 
     n = next(_residents)
     headers = bearer(member_token(client, app, f"resident{n}@example.org"))
     card = f"6335{n:012d}"
-    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": card},
-                         headers=headers)
+    linked = link(client, app, headers, card)
     assert linked.status_code == 201, linked.json
     if journeys:
         items = [tap(f"{card}-{i}", card, _daytime(1 + i // 4, 9 + i % 4))
@@ -541,7 +540,7 @@ def test_issuing_that_keeps_failing_returns_the_points(client: FlaskClient, app:
     monkeypatch.setattr(vouchers, "issue", broken)
 
     # A retry is still to come: the reward waits, the points stay held.
-    monkeypatch.setattr(workers.rewards, "_last_attempt", lambda: False)
+    monkeypatch.setattr(rewards.jobs, "last_attempt", lambda: False)
     with app.app_context(), pytest.raises(RuntimeError):
         workers.rewards.issue_reward(reward_id)
     assert reward_row(app, reward_id)["status"] == "pending"
@@ -549,7 +548,7 @@ def test_issuing_that_keeps_failing_returns_the_points(client: FlaskClient, app:
     assert counts(app)["releases"] == 0
 
     # The last attempt fails too: the reward is failed, points and stock come back.
-    monkeypatch.setattr(workers.rewards, "_last_attempt", lambda: True)
+    monkeypatch.setattr(rewards.jobs, "last_attempt", lambda: True)
     with app.app_context(), pytest.raises(RuntimeError):
         workers.rewards.issue_reward(reward_id)
     failed = reward_row(app, reward_id)

@@ -21,6 +21,9 @@ from rewards.settlement import month_bounds
 
 from .reward_support import admin_headers, make_offer, make_partner, partner_user, resident, till
 
+# Their fake partner systems listen on 127.0.0.1 over http.
+pytestmark = pytest.mark.usefixtures("allow_private_webhooks")
+
 
 def _redeemed(client: FlaskClient, app: Flask, member: dict[str, str], offer_id: str,
               partner: dict, when: datetime) -> str:

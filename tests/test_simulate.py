@@ -16,9 +16,16 @@ from sqlalchemy import func, select
 from rewards.extensions import db
 from rewards.models import Base
 
-from .helpers import Scheme, bearer, build_scheme, member_token, signed_post, staff_token, tap
+from .helpers import Scheme, bearer, build_scheme, link, member_token, signed_post, staff_token, tap
 
 CARD = "6335009876543210"
+
+
+@pytest.fixture(autouse=True)
+def every_cell_shown(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the arithmetic on one resident's taps; hiding small cells is
+    tests/security/test_api5_function_level.py's subject."""
+    monkeypatch.setitem(app.config, "DASHBOARD_MIN_CELL", 1)
 
 
 def _local(days_ago: int, hour: int) -> datetime:
@@ -42,8 +49,7 @@ LIVE_POINTS = 10 + 10 + 15 + 0 + 10
 def scheme(client: FlaskClient, app: Flask) -> Scheme:
     scheme = build_scheme(client, app)
     me = bearer(member_token(client, app, "sim@example.org"))
-    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": CARD},
-                         headers=me)
+    linked = link(client, app, me, CARD)
     assert linked.status_code == 201, linked.json
     items = [tap(ref, CARD, _local(days, hour), distance) for ref, days, hour, distance in TAPS]
     response = signed_post(client, scheme.source, {"items": items})
@@ -78,8 +84,8 @@ def test_totals_match_hand_computed_caps_and_budget(client: FlaskClient,
     ]})
     assert result["actions_considered"] == 5
     assert result["points_by_rule"] == [
-        {"name": "Distance bonus", "points": 24, "actions": 3, "capped": 1},
-        {"name": "Budgeted", "points": 25, "actions": 3, "capped": 2},
+        {"name": "Distance bonus", "points": 24, "actions": 3, "capped": 1, "suppressed": False},
+        {"name": "Budgeted", "points": 25, "actions": 3, "capped": 2, "suppressed": False},
     ]
     assert result["points"] == 49
     assert result["actions_matched"] == 4  # a4: too short, and over the budget
@@ -99,13 +105,13 @@ def test_exclusive_draft_with_and_without_the_live_rules(client: FlaskClient,
     together = simulate(client, headers, {"rules": [exclusive]})
     # Below the live rule and exclusive: it awards only where the live rule gives nothing.
     assert together["points_by_rule"] == [
-        {"name": "Flat 20", "points": 20, "actions": 1, "capped": 0}]
+        {"name": "Flat 20", "points": 20, "actions": 1, "capped": 0, "suppressed": False}]
     assert together["live_points"] == LIVE_POINTS
     assert together["cost_change"] == 20
 
     alone = simulate(client, headers, {"rules": [exclusive], "include_live": False})
     assert alone["points_by_rule"] == [
-        {"name": "Flat 20", "points": 100, "actions": 5, "capped": 0}]
+        {"name": "Flat 20", "points": 100, "actions": 5, "capped": 0, "suppressed": False}]
     assert alone["live_points"] == 0 and alone["cost_change"] is None
     assert alone["baseline_points"] == LIVE_POINTS
 
@@ -176,7 +182,8 @@ def test_bad_request_is_422(client: FlaskClient, scheme: Scheme, body: dict[str,
 
 def test_who_may_simulate(client: FlaskClient, app: Flask, scheme: Scheme) -> None:
     body = {"rules": [draft()]}
-    for role, status in (("scheme_manager", 200), ("analyst", 200), ("reviewer", 403)):
+    # Simulation reads individual actions: scheme managers only (tests/security too).
+    for role, status in (("scheme_manager", 200), ("analyst", 403), ("reviewer", 403)):
         headers = bearer(staff_token(client, app, role))
         response = client.post("/v1/admin/rules/simulate", json=body, headers=headers)
         assert response.status_code == status, (role, response.json)

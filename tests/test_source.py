@@ -24,7 +24,17 @@ from rewards.rules import build_context, compile_rule, evaluate, validate_expres
 from rewards.rules.engine import RuleSpec, Usage
 from rewards.security import signature_header
 
-from .helpers import Scheme, at_once, bearer, build_scheme, iso, member_token, signed_post, tap
+from .helpers import (
+    Scheme,
+    at_once,
+    bearer,
+    build_scheme,
+    iso,
+    link,
+    member_token,
+    signed_post,
+    tap,
+)
 
 CARD = "6335 0012 3456 7890"
 OTHER_CARD = "6335 0098 7654 3210"
@@ -52,8 +62,7 @@ class World:
 def resident(client: FlaskClient, app: Flask, email: str, card: str) -> tuple[str, str]:
     """A resident with a linked travel card: (token, member id)."""
     token = member_token(client, app, email)
-    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": card},
-                         headers=bearer(token))
+    linked = link(client, app, bearer(token), card)
     assert linked.status_code == 201, linked.json
     member_id = client.get("/v1/me", headers=bearer(token)).json["id"]
     return token, member_id

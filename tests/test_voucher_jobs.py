@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 import rewards.jobs
+import rewards.notify
 import workers.rewards
 from rewards.extensions import db
 from rewards.models import Offer, OutboxMessage, Reward
@@ -139,7 +140,7 @@ def test_reminder_three_days_before_expiry_once(client: FlaskClient, app: Flask,
     assert _run(app, workers.rewards.remind_expiring_vouchers,
                 expires_at - timedelta(days=4)) == {"sent": 0, "failed": 0}
     # The mail server is down at the first try: the reminder is not lost.
-    monkeypatch.setattr(workers.rewards, "send_mail", _broken_mail)
+    monkeypatch.setattr(rewards.notify, "send_mail", _broken_mail)
     when = expires_at - timedelta(days=2, hours=23)
     assert _run(app, workers.rewards.remind_expiring_vouchers, when) == {"sent": 0, "failed": 1}
     monkeypatch.undo()
@@ -173,7 +174,7 @@ def test_rewards_stuck_pending_are_failed(client: FlaskClient, app: Flask,
 
     assert _run(app, workers.rewards.fail_stuck_rewards, later) == {"failed": 0}  # in outbox
     with app.app_context():
-        db.session.execute(update(OutboxMessage).values(dispatched_at=datetime.now(UTC)))
+        db.session.execute(update(OutboxMessage).values(due_at=None, done_at=datetime.now(UTC)))
         db.session.commit()
     assert _run(app, workers.rewards.fail_stuck_rewards) == {"failed": 0}  # not stuck yet
     assert _run(app, workers.rewards.fail_stuck_rewards, later) == {"failed": 1}

@@ -12,9 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from rewards.extensions import db
+from rewards.handover import handover
 from rewards.models import OutboxMessage, Reward
 
-from .helpers import bearer, build_scheme, member_token, signed_post, tap
+from .helpers import bearer, build_scheme, link, member_token, signed_post, tap
 from .test_flow import _daytime, run_flow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,12 +31,26 @@ def worker_env(app: Flask, redis_url: str) -> dict[str, str]:
         IDENTIFIER_KEY=app.config["IDENTIFIER_KEY"],
         RQ_QUEUE_PREFIX=app.config["RQ_QUEUE_PREFIX"],
         LOG_LEVEL="WARNING",
+        JOB_RETRY_INTERVALS=",".join(str(n) for n in app.config["JOB_RETRY_INTERVALS"]),
+        JOB_MAX_ATTEMPTS=str(app.config["JOB_MAX_ATTEMPTS"]),
+        JOB_TIMEOUT_SECONDS=str(app.config["JOB_TIMEOUT_SECONDS"]),
+        PARTNER_TIMEOUT_SECONDS=str(app.config["PARTNER_TIMEOUT_SECONDS"]),
+        # The worker process follows the test's app (on for fake partners on 127.0.0.1).
+        WEBHOOK_ALLOW_PRIVATE_NETWORKS=(
+            "1" if app.config.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS") else "0"),
     )
     return env
 
 
+def handed_over() -> None:
+    """Wait until the jobs requests wrote are in Redis (handed over after the response)."""
+    assert handover.wait(timeout=30)
+
+
 def run_rq_worker(app: Flask, redis_url: str) -> subprocess.CompletedProcess[str]:
-    """A plain `rq worker` process, as a council would run it, in burst mode."""
+    """A plain `rq worker` process in burst mode: it runs what is queued (retries
+    and the outbox need `rewards worker`)."""
+    handed_over()
     prefix = app.config["RQ_QUEUE_PREFIX"]
     return subprocess.run(
         [str(BIN / "rq"), "worker", "--burst", "--url", redis_url, "--path", str(ROOT),
@@ -44,10 +59,13 @@ def run_rq_worker(app: Flask, redis_url: str) -> subprocess.CompletedProcess[str
     )
 
 
-def run_rewards_worker(app: Flask, redis_url: str) -> subprocess.CompletedProcess[str]:
-    """`rewards worker`, which also sends what the outbox still holds."""
+def run_rewards_worker(app: Flask, redis_url: str,
+                       *extra: str) -> subprocess.CompletedProcess[str]:
+    """`rewards worker --burst`: sends what the outbox holds due, runs the queues,
+    again while retries fall due at once."""
+    handed_over()
     return subprocess.run(
-        [str(BIN / "rewards"), "worker", "--burst"],
+        [str(BIN / "rewards"), "worker", "--burst", *extra],
         env=worker_env(app, redis_url), cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
 
@@ -66,8 +84,7 @@ def test_flow_with_a_real_rq_worker(client: FlaskClient, app: Flask, rq_mode: st
 def _member_with_points(client: FlaskClient, app: Flask):
     scheme = build_scheme(client, app, cost_points=10)
     me = bearer(member_token(client, app, "kai@example.org"))
-    client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": "1111222233334444"},
-                headers=me)
+    link(client, app, me, "1111222233334444")
     result = signed_post(client, scheme.source,
                          {"items": [tap("t1", "1111222233334444", _daytime(1))]})
     assert result.json["results"][0]["status"] == "accepted"
@@ -81,13 +98,14 @@ def test_claim_is_kept_in_the_outbox_while_redis_is_down(
     app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
     claim = client.post("/v1/me/rewards", json={"offer_id": scheme.offer["id"]}, headers=me)
     assert claim.status_code == 202
+    handed_over()
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json["checks"]["redis"] == "unavailable"
     with app.app_context():
         message = db.session.scalars(select(OutboxMessage)).one()
         assert message.job == "workers.rewards.issue_reward"
-        assert message.dispatched_at is None
+        assert message.dispatched_at is None and message.due_at is not None
     assert client.get(f"/v1/me/rewards/{claim.json['id']}", headers=me).json["status"] == "pending"
 
     # Redis is back: `rewards worker` sends what the outbox holds, then runs it.
@@ -98,7 +116,10 @@ def test_claim_is_kept_in_the_outbox_while_redis_is_down(
     assert reward["status"] == "issued"
     assert reward["code"]
     with app.app_context():
-        assert db.session.scalars(select(OutboxMessage)).one().dispatched_at is not None
+        message = db.session.scalars(select(OutboxMessage)).one()
+        assert message.dispatched_at is not None
+        assert (message.due_at, message.attempts) == (None, 1)
+        assert message.done_at is not None
         assert db.session.scalars(select(Reward)).one().code == reward["code"]
 
 
@@ -113,6 +134,7 @@ def test_a_job_enqueued_twice_issues_one_voucher(
     claim = client.post("/v1/me/rewards", json={"offer_id": scheme.offer["id"]}, headers=me)
     assert claim.status_code == 202
     queue = Queue(f"{app.config['RQ_QUEUE_PREFIX']}rewards", connection=Redis.from_url(rq_mode))
+    handed_over()
     queue.enqueue("workers.rewards.issue_reward", kwargs={"reward_id": claim.json["id"]})
     assert queue.count == 2
     done = run_rq_worker(app, rq_mode)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from rewards.extensions import db
 from rewards.models import Action, Award, Member, Posting, PostingLine
 
-from .helpers import bearer, member_token
+from .helpers import bearer, link, member_token
 
 ERROR_KEYS = {"code", "status", "message"}
 
@@ -30,8 +30,7 @@ def resident(client: FlaskClient, app: Flask, email: str,
     """A resident (optionally with a linked travel card): (auth headers, member id)."""
     token = member_token(client, app, email)
     if card:
-        linked = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": card},
-                             headers=bearer(token))
+        linked = link(client, app, bearer(token), card)
         assert linked.status_code == 201, linked.json
     member_id = client.get("/v1/me", headers=bearer(token)).json["id"]
     return bearer(token), member_id

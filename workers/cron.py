@@ -1,18 +1,23 @@
-"""Schedules for `rq cron` (see docker-entrypoint.sh): `rq cron workers.cron`."""
+"""Schedules for the scheduler: `rewards cron` (or `rq cron workers.cron`)."""
 
 import os
 
 from rq import cron
 
+from workers.dashboard import rebuild_recent, refresh_rollups
 from workers.ledger import expire_points, release_pending, verify_ledger
-from workers.outbox import relay
+from workers.outbox import purge_done, relay
+from workers.privacy import apply_retention
 from workers.rewards import expire_vouchers, fail_stuck_rewards, remind_expiring_vouchers
 
 _default = os.environ.get("RQ_QUEUE_PREFIX", "") + "default"
 _rewards = os.environ.get("RQ_QUEUE_PREFIX", "") + "rewards"
 
-# Jobs left in the outbox while Redis was down go out within a minute of its return.
+# Outbox jobs due (never handed over, lost by Redis, abandoned by a killed worker, or
+# waiting for a retry) go out within a minute even if no worker relays them.
 cron.register(relay, queue_name=_default, interval=60)
+# Outbox rows of jobs done more than a week ago go, daily at a quiet hour (UTC).
+cron.register(purge_done, queue_name=_default, cron="50 3 * * *", job_timeout=1800)
 # Pending points become spendable within an hour of their hold ending.
 cron.register(release_pending, queue_name=_default, cron="7 * * * *", job_timeout=1800)
 # Lots past their expiry go once a day, at a quiet hour (UTC).
@@ -24,5 +29,10 @@ cron.register(expire_vouchers, queue_name=_rewards, cron="15 * * * *", job_timeo
 # "Your voucher expires in 3 days": once a day at a civil hour (UTC), once per voucher.
 cron.register(remind_expiring_vouchers, queue_name=_rewards, cron="0 9 * * *",
               job_timeout=1800)
-# Rewards whose issuing never finished (a worker killed on the last attempt).
+# Rewards whose issuing never finished and whose job the outbox gave up on.
 cron.register(fail_stuck_rewards, queue_name=_rewards, cron="40 * * * *", job_timeout=600)
+# Dashboard rollups: what changed in the last minute; the last two months whole nightly.
+cron.register(refresh_rollups, queue_name=_default, interval=60, job_timeout=600)
+cron.register(rebuild_recent, queue_name=_default, cron="50 3 * * *", job_timeout=3600)
+# Old actions' places and routes are coarsened (ACTION_DETAIL_RETENTION_DAYS), nightly.
+cron.register(apply_retention, queue_name=_default, cron="20 3 * * *", job_timeout=3600)

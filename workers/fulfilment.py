@@ -11,25 +11,15 @@ worth retrying."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rewards import outbound
 from rewards.security import keyed_hash, signature_header
 
 MAX_ANSWER_BYTES = 64 * 1024
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect would turn the POST into a GET elsewhere: treat it as an answer.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
 
 
 class FulfilmentError(Exception):
@@ -68,7 +58,7 @@ def parse_answer(status: int, raw: bytes) -> Pass:
         raise FulfilmentError(problem)
     try:
         data: Any = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # a deeply nested answer too
         raise FulfilmentError("the partner's system answered with something not JSON") from None
     code = data.get("code") if isinstance(data, dict) else None
     if not isinstance(code, str) or not code.strip() or len(code) > 200:
@@ -80,26 +70,28 @@ def parse_answer(status: int, raw: bytes) -> Pass:
 
 
 def call_partner(url: str, secret: str, idempotency_key: str, body: bytes,
-                 timeout: float) -> Pass:
-    """POST the signed body and read the pass from the answer (at most `timeout`
-    seconds for connecting and for each read)."""
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": "citizen-rewards-fulfilment/1",
-            "Idempotency-Key": idempotency_key,
-            "X-Signature": signature_header(secret, body),
-        },
-    )
+                 timeout: float, *, allow_private: bool = False,
+                 allow_http: bool = False) -> Pass:
+    """POST the signed body and read the pass from the answer, all within `timeout`
+    seconds however slowly the partner answers. Only to a public address (checked after
+    resolving the name, and the checked address is the one connected to), unless
+    `allow_private` (tests, a partner system on the council's own network)."""
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": "citizen-rewards-fulfilment/1",
+        "Idempotency-Key": idempotency_key,
+        "X-Signature": signature_header(secret, body),
+    }
     try:
-        with _opener.open(request, timeout=timeout) as answer:
-            return parse_answer(answer.status, answer.read(MAX_ANSWER_BYTES))
-    except urllib.error.HTTPError as error:
-        return parse_answer(error.code, b"")
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise FulfilmentError(f"could not reach the partner's system: {reason}") from None
+        answer = outbound.post(url, body, headers, deadline_seconds=timeout,
+                               allow_private=allow_private, allow_http=allow_http,
+                               max_answer_bytes=MAX_ANSWER_BYTES)
+    except outbound.UnsafeAddress as error:
+        raise PermanentFulfilmentError(f"the partner's address is not allowed: {error}") \
+            from None
+    except outbound.Deadline as error:
+        raise FulfilmentError(f"the partner's system timed out: {error}") from None
+    except OSError as error:
+        raise FulfilmentError(f"could not reach the partner's system: {error}") from None
+    return parse_answer(answer.status, answer.body)

@@ -5,20 +5,13 @@ from __future__ import annotations
 import logging
 import uuid
 
+from rewards import jobs
 from rewards.actions.csv_import import fail_import, run_import
 from rewards.extensions import db
 
 from . import job
 
 log = logging.getLogger("workers.imports")
-
-
-def _last_attempt() -> bool:
-    from rq import get_current_job
-
-    current = get_current_job()
-    # In-process (no RQ job) there is no retry to wait for.
-    return current is None or not current.retries_left
 
 
 @job
@@ -31,6 +24,6 @@ def import_csv(import_id: str) -> str:
     except Exception as error:
         db.session.rollback()
         log.exception("CSV import %s failed", import_id)
-        if _last_attempt():
+        if jobs.last_attempt():
             fail_import(db.session, upload_id, f"the import stopped: {error}")
         raise

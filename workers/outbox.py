@@ -1,8 +1,11 @@
-"""Sends outbox rows that were not dispatched after their commit."""
+"""The outbox's scheduled jobs: sending rows that are due, forgetting rows long done."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from rewards import jobs
+from rewards.models import utcnow
 
 from . import job
 
@@ -10,3 +13,12 @@ from . import job
 @job
 def relay() -> int:
     return jobs.relay()
+
+
+# Rows of finished jobs are kept this long (for looking into what happened), then go.
+KEEP_DONE = timedelta(days=7)
+
+
+@job
+def purge_done() -> int:
+    return jobs.purge_done(utcnow() - KEEP_DONE)

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from rewards import jobs, vouchers
 from rewards.extensions import db
 from rewards.i18n import localise, preferences
-from rewards.mail import send_mail
 from rewards.models import Member, Offer, OutboxMessage, Reward, utcnow
+from rewards.notify import Notice, deliver, notify, plan
 
 from . import job
 from .fulfilment import PermanentFulfilmentError, call_partner, request_body
@@ -32,18 +32,6 @@ def _moment(now: str | None) -> datetime:
     if now is None:
         return utcnow()
     return datetime.fromisoformat(now.replace("Z", "+00:00"))
-
-
-def _last_attempt() -> bool:
-    from rq import get_current_job
-
-    current = get_current_job()
-    if current is not None:
-        return not current.retries_left
-    # In-process: the outbox runner says which attempt this is; called directly
-    # (a shell, a test) there is no retry to wait for.
-    attempt = jobs.inline_attempt()
-    return attempt is None or attempt[0] >= attempt[1]
 
 
 @job
@@ -66,8 +54,10 @@ def issue_reward(reward_id: str) -> str:
         else:
             reward = vouchers.issue(session, rid)
         # Only the run that moved the reward from pending tells the member; a rerun
-        # finds it issued already and must not mail the code again.
+        # finds it issued already and must not mail the code again. The notice is read
+        # before the commit, so nothing reads the database after it.
         issued_now = reward is not None and inspect(reward).attrs.status.history.has_changes()
+        notice = _voucher_notice(reward) if issued_now and reward is not None else None
         session.commit()
     except PermanentFulfilmentError as error:
         session.rollback()
@@ -76,14 +66,14 @@ def issue_reward(reward_id: str) -> str:
         return "failed"
     except Exception as error:
         session.rollback()
-        if _last_attempt():
+        if jobs.last_attempt():
             vouchers.fail(session, rid, f"could not issue the voucher: {error}")
             session.commit()
         raise
     if reward is None:
         return "missing"
-    if issued_now and reward.status == "issued":
-        _tell_member(reward)
+    if notice is not None:
+        _send_notice(reward.id, notice)
     return reward.status
 
 
@@ -99,8 +89,12 @@ def _issue_by_partner(session: Session, reward: Reward, offer: Offer) -> Reward 
                         offer.title, expires_at)
     url, secret, rid = partner.fulfilment_url, partner.webhook_secret, reward.id
     session.commit()
-    timeout = float(current_app.config.get("FULFILMENT_TIMEOUT", 5))
-    answer = call_partner(url, secret, str(rid), body, timeout)
+    config = current_app.config
+    allow_private = bool(config.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS"))
+    answer = call_partner(url, secret, str(rid), body,
+                          float(config.get("PARTNER_TIMEOUT_SECONDS", 10)),
+                          allow_private=allow_private,
+                          allow_http=allow_private or bool(config.get("DEVELOPMENT")))
     return vouchers.issue(session, rid, expires_at=expires_at, partner_code=answer.code,
                           partner_reference=answer.reference)
 
@@ -111,24 +105,31 @@ def _title(reward: Reward, member: Member) -> str:
                     preferences(None, member.locale))[0]
 
 
-def _tell_member(reward: Reward) -> None:
+def _voucher_notice(reward: Reward) -> Notice | None:
+    """The "your voucher is ready" notice, on the channels the member chose (read now,
+    before the commit); None for an erased member."""
     member = db.session.get(Member, reward.member_id)
-    if member is None or not member.email:
-        return
+    if member is None or member.erased_at is not None:
+        return None
     title = _title(reward, member)
     code = reward.code or reward.partner_code
     reference = f"\nBooking reference: {reward.partner_reference}" \
         if reward.partner_reference else ""
+    return plan(
+        db.session, member, "voucher_ready",
+        f"Your voucher is ready: {title}",
+        f"Your voucher for {title} at {reward.offer.partner.name} is ready.\n"
+        f"Code: {code}{reference}\nShow it at the till before "
+        f"{reward.expires_at:%d %B %Y}.\n\n{current_app.config['SCHEME_NAME']}",
+        {"reward_id": str(reward.id)},
+    )
+
+
+def _send_notice(reward_id: uuid.UUID, notice: Notice) -> None:
     try:
-        send_mail(
-            member.email,
-            f"Your voucher is ready: {title}",
-            f"Your voucher for {title} at {reward.offer.partner.name} is ready.\n"
-            f"Code: {code}{reference}\nShow it at the till before "
-            f"{reward.expires_at:%d %B %Y}.\n\n{current_app.config['SCHEME_NAME']}",
-        )
+        deliver(db.session, notice)
     except Exception:  # the voucher stands; a lost notice must not re-run the job
-        log.exception("could not mail voucher notice for reward %s", reward.id)
+        log.exception("could not mail voucher notice for reward %s", reward_id)
 
 
 # -- scheduled (workers/cron.py) -----------------------------------------------------------
@@ -181,17 +182,18 @@ def remind_expiring_vouchers(now: str | None = None) -> dict[str, int]:
             continue
         member = session.get(Member, reward.member_id)
         session.commit()
-        if member is None or not member.email:
-            continue  # a card-only member: nobody to mail; recorded so it is not looked at again
+        if member is None:
+            continue
         title = _title(reward, member)
         try:
-            send_mail(
-                member.email,
+            delivered = notify(
+                session, member, "voucher_expiring",
                 f"Your voucher expires soon: {title}",
                 f"Your voucher for {title} at {reward.offer.partner.name} expires on "
                 f"{reward.expires_at:%d %B %Y at %H:%M} UTC.\n"
                 f"Code: {reward.code or reward.partner_code}\n\n"
                 f"{current_app.config['SCHEME_NAME']}",
+                {"reward_id": str(rid)},
             )
         except Exception:
             log.exception("could not mail the expiry reminder for reward %s", rid)
@@ -199,7 +201,8 @@ def remind_expiring_vouchers(now: str | None = None) -> dict[str, int]:
             session.commit()
             failed += 1
             continue
-        sent += 1
+        if any(delivered.values()):  # nobody to tell (a card-only member): recorded anyway
+            sent += 1
     return {"sent": sent, "failed": failed}
 
 
@@ -207,7 +210,8 @@ def remind_expiring_vouchers(now: str | None = None) -> dict[str, int]:
 def fail_stuck_rewards(now: str | None = None) -> dict[str, int]:
     """Give up on rewards still pending long after every retry of their job is over
     (a worker killed on the last attempt never gets to fail it): the points and stock
-    go back. Rewards whose job still waits in the outbox (Redis down) are left alone."""
+    go back. Rewards whose job the outbox still holds (waiting for Redis, queued,
+    running or due for a retry) are left alone: they are issued or failed by it."""
     session = db.session
     moment = _moment(now)
     after = int(current_app.config.get("REWARD_STUCK_AFTER_SECONDS", 6 * 3600))
@@ -215,7 +219,7 @@ def fail_stuck_rewards(now: str | None = None) -> dict[str, int]:
     waiting = {
         str((kwargs or {}).get("reward_id"))
         for kwargs in session.scalars(select(OutboxMessage.kwargs).where(
-            OutboxMessage.job == ISSUE_JOB, OutboxMessage.dispatched_at.is_(None)))
+            OutboxMessage.job == ISSUE_JOB, OutboxMessage.due_at.is_not(None)))
     }
     session.commit()
     failed = 0

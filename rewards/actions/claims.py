@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from ..awarding import MemberGone, award_stored, lock_for_awards
 from ..models import Action, ActionType, Member, utcnow
 from ..models.event import Event, EventClaim, EventCode
+from ..reasons import Reason
 from .screening import control_book
 
 # No 0/O, 1/I/L: codes are read off paper and typed as well as scanned.
@@ -77,10 +78,11 @@ def create_event(
 
 
 class ClaimRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -106,21 +108,23 @@ def claim(session: Session, member: Member, text: str, now: datetime | None = No
                            .execution_options(populate_existing=True))
     assert event is not None
     if now < event.starts_at:
-        raise ClaimRefused(409, f"Claims for {event.name!r} open at {_iso(event.starts_at)}.")
+        raise ClaimRefused(409, f"Claims for {event.name!r} open at {_iso(event.starts_at)}.",
+                           Reason.NOT_OPEN)
     if now >= event.ends_at:
-        raise ClaimRefused(410, f"Claims for {event.name!r} closed at {_iso(event.ends_at)}.")
+        raise ClaimRefused(410, f"Claims for {event.name!r} closed at {_iso(event.ends_at)}.",
+                           Reason.ENDED)
     if session.scalar(select(EventClaim.id).where(EventClaim.event_id == event.id,
                                                   EventClaim.member_id == member.id)):
         raise ClaimRefused(409, f"You have already claimed {event.name!r}: each member "
-                                "claims an event once.")
+                                "claims an event once.", Reason.ALREADY_CLAIMED)
     if event.mode == "single_use":
         session.refresh(found, with_for_update=True)
         if found.claimed_at is not None:
             raise ClaimRefused(409, "This code has been used already: each code on the "
-                                    "sheet works once.")
+                                    "sheet works once.", Reason.CODE_USED)
     if event.max_claims is not None and event.claims >= event.max_claims:
         raise ClaimRefused(409, f"{event.name!r} has had all the claims it allows "
-                                f"({event.max_claims}).")
+                                f"({event.max_claims}).", Reason.SOLD_OUT)
     action_type = session.get(ActionType, event.action_type_id)
     assert action_type is not None
     attributes = {**(event.attributes or {}), "event_id": str(event.id)}
@@ -145,14 +149,14 @@ def claim(session: Session, member: Member, text: str, now: datetime | None = No
         session.flush()
     except IntegrityError:  # the same member's claim committed first
         raise ClaimRefused(409, f"You have already claimed {event.name!r}: each member "
-                                "claims an event once.") from None
+                                "claims an event once.", Reason.ALREADY_CLAIMED) from None
     if held:
         action.status, action.flag_reason = "flagged", held
         return Claimed(event, action, 0)
     try:
         awarded = award_stored(session, action, now)
     except MemberGone:
-        raise ClaimRefused(404, "The account no longer exists.") from None
+        raise ClaimRefused(404, "The account no longer exists.", Reason.ACCOUNT_GONE) from None
     if awarded.rule_errors:
         action.status, action.flag_reason = "flagged", awarded.rule_errors
     return Claimed(event, action, awarded.points)

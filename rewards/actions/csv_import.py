@@ -23,8 +23,10 @@ from flask import current_app
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from ..csvfile import csv_text
 from ..models import Action, Source, utcnow
 from ..models.source import SourceImport, SourceImportRow
+from ..reasons import Reason
 from .controls import HELD
 from .ingest import ingest_batch
 
@@ -42,10 +44,11 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 class UploadRefused(Exception):
     """The file as a whole cannot be imported (said to staff as 413 or 422)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason
 
 
 def _text(content: bytes) -> str:
@@ -260,17 +263,6 @@ def report_rows(session: Session, import_id: uuid.UUID) -> Iterator[SourceImport
                                 .order_by(SourceImportRow.row_number)))
 
 
-def _cell(value: Any) -> str:
-    """A report cell; text a spreadsheet would run as a formula is quoted."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def report_csv(rows: Iterator[SourceImportRow]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(REPORT_HEADER)
-    for row in rows:
-        writer.writerow([row.row_number, _cell(row.external_ref), row.status,
-                         _cell(row.reason), row.action_id or ""])
-    return buffer.getvalue()
+    return csv_text(REPORT_HEADER, ([row.row_number, row.external_ref, row.status,
+                                     row.reason, row.action_id or ""] for row in rows))

@@ -86,6 +86,9 @@ def ingest_batch(session: Session, source: Source, items: Sequence[Any]) -> Batc
     raise AssertionError("unreachable")
 
 
+NO_CONSENT = "no_consent: the member has withdrawn consent to travel data"
+
+
 def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutcome:
     config = current_app.config
     tz = config["SCHEME_TIMEZONE"]
@@ -99,10 +102,13 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
         max_age=timedelta(days=config["ACTION_MAX_AGE_DAYS"] if max_age_days is None
                           else max_age_days),
     )
-    type_ids: dict[str, uuid.UUID] = {
-        code: type_id
-        for code, type_id in session.execute(select(ActionType.code, ActionType.id))
-    }
+    type_ids: dict[str, uuid.UUID] = {}
+    travel_types: set[str] = set()  # refused for members who withdrew travel consent
+    for code, type_id, category in session.execute(
+            select(ActionType.code, ActionType.id, ActionType.category)):
+        type_ids[code] = type_id
+        if category == "travel":
+            travel_types.add(code)
     known_types = set(type_ids)
     allowed = set(source.action_types or ()) & known_types
 
@@ -178,6 +184,9 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
             reason = "unknown member_id: no member has this id"
         if member_id is None or member_id not in members:
             results[item.index] = _result(ref, "rejected", reason=reason)
+            continue
+        if item.type_code in travel_types and members[member_id].travel_data_withheld:
+            results[item.index] = _result(ref, "rejected", reason=NO_CONSENT)
             continue
         action_id = writes.new_id()
         seen[ref] = action_id

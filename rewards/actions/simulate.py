@@ -36,9 +36,12 @@ CHUNK = 2000
 @dataclass
 class RuleFigures:
     name: str
-    points: int = 0
-    actions: int = 0
-    capped: int = 0
+    points: int | None = 0
+    actions: int | None = 0
+    capped: int | None = 0
+    # Figures about fewer members than the small-cell threshold are hidden (None).
+    suppressed: bool = False
+    members: set[int] = field(default_factory=set, repr=False)
 
 
 @dataclass
@@ -48,21 +51,46 @@ class Simulation:
     starts_at: datetime
     ends_at: datetime
     actions_considered: int = 0
-    actions_matched: int = 0
-    members_touched: int = 0
-    points: int = 0
-    live_points: int = 0
+    actions_matched: int | None = 0
+    members_touched: int | None = 0
+    points: int | None = 0
+    live_points: int | None = 0
     baseline_points: int = 0
     points_by_rule: list[RuleFigures] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    suppressed: bool = False
 
     @property
     def cost_change(self) -> int | None:
         """Points the scheme would issue with the drafts added to the live rules, less
         what the live rules issue alone (only when they were evaluated together)."""
-        if not self.include_live:
+        if not self.include_live or self.points is None or self.live_points is None:
             return None
         return self.points + self.live_points - self.baseline_points
+
+
+def suppress_small_cells(result: Simulation, threshold: int) -> Simulation:
+    """Staff see aggregates only: a draft rule that matched fewer than `threshold`
+    members hides its figures (a condition matching one trip's distance would otherwise
+    describe one resident's travel). Totals that include a hidden figure are hidden
+    too, so no hidden figure can be worked out by subtraction; the live rules' baseline
+    does not depend on the drafts and stays."""
+    hidden = False
+    for rule in result.points_by_rule:
+        if len(rule.members) < threshold and (rule.points or rule.actions or rule.capped):
+            rule.points = rule.actions = rule.capped = None
+            rule.suppressed = hidden = True
+    touched = result.members_touched or 0
+    if 0 < touched < threshold:
+        result.members_touched = None
+        hidden = True
+    if hidden:
+        result.points = result.live_points = result.actions_matched = None
+        result.suppressed = True
+    for error in result.errors:
+        if error["count"] < threshold:
+            error["count"] = None
+    return result
 
 
 def _windows(occurred_at: datetime, zone: ZoneInfo) -> dict[str, Any]:
@@ -193,8 +221,10 @@ def simulate(
             draft.points += decision.points
             if decision.points > 0:
                 draft.actions += 1
+                draft.members.add(action.member)
             if decision.capped_by is not None:
                 draft.capped += 1
+                draft.members.add(action.member)
         for spec, message in evaluation.errors:
             errors[(spec.name, spec.rule_id in figures, message)] += 1
         if draft_points > 0:

@@ -29,3 +29,25 @@ def register_api(api: Api) -> None:
     api.register_blueprint(admin_staff_blp)
     for blueprint in ways_in_blueprints:
         api.register_blueprint(blueprint)
+    from .dashboard import blp as dashboard_blp  # the staff dashboard's figures
+
+    api.register_blueprint(dashboard_blp)
+    # Privacy: link secrets, export, consents (rewards/api/admin_privacy.py, me_privacy.py).
+    from .admin_privacy import blp as admin_privacy_blp
+    from .me_privacy import blp as me_privacy_blp
+
+    api.register_blueprint(admin_privacy_blp)
+    api.register_blueprint(me_privacy_blp)
+    from .devices import blp as devices_blp
+    from .email_change import blp as email_change_blp
+    from .partner_keys import blp as partner_keys_blp
+    from .places import blp as places_blp
+    from .scheme import blp as scheme_blp
+    api.register_blueprint(partner_keys_blp)
+    api.register_blueprint(scheme_blp)
+    api.register_blueprint(places_blp)
+    api.register_blueprint(devices_blp)
+    api.register_blueprint(email_change_blp)
+
+    from .contract import finish_spec  # last: it finishes what the blueprints declared
+    finish_spec(api.spec)

@@ -15,7 +15,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ..actions.simulate import simulate
+from ..actions.simulate import simulate, suppress_small_cells
 from ..extensions import Blueprint, db
 from ..models import (
     ActionType,
@@ -26,6 +26,7 @@ from ..models import (
     utcnow,
 )
 from ..models.scheme import CATEGORIES
+from ..reasons import Reason
 from ..rules import PERIODS, ExpressionError, validate_expression
 from ..security import api_key_hash, new_api_key
 from .auth import BEARER, staff_required
@@ -40,12 +41,21 @@ CODE = validate.Regexp(r"^[a-z][a-z0-9_]{1,63}$",
 
 # -- action types -----------------------------------------------------------------
 
+class ActionTypeTranslation(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True, validate=validate.Length(max=2000))
+
+
 class ActionTypeSchema(Schema):
     id = fields.UUID(dump_only=True)
     code = fields.String(required=True, validate=CODE)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
     description = fields.String(allow_none=True)
+    translations = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[a-z]{2,3}$")),
+        values=fields.Nested(ActionTypeTranslation), load_default=dict,
+        metadata={"description": 'Other languages: {"cy": {"name": .., "description": ..}}.'})
     created_at = fields.DateTime(dump_only=True)
 
 
@@ -67,14 +77,16 @@ class ActionTypes(MethodView):
     def post(self, args):
         """Add an action type."""
         if db.session.scalar(select(ActionType.id).where(ActionType.code == args["code"])):
-            abort(409, message=f"Action type {args['code']!r} exists already.")
+            abort(409, message=f"Action type {args['code']!r} exists already.",
+                  reason=Reason.ALREADY_EXISTS)
         action_type = ActionType(**args)
         db.session.add(action_type)
         try:
             db.session.flush()
         except IntegrityError:  # the same code added at the same moment
             db.session.rollback()
-            abort(409, message=f"Action type {args['code']!r} exists already.")
+            abort(409, message=f"Action type {args['code']!r} exists already.",
+                  reason=Reason.ALREADY_EXISTS)
         audit("create", "action_type", action_type.id, code=action_type.code)
         db.session.commit()
         return action_type
@@ -136,9 +148,9 @@ class RuleVersionSchema(Schema):
     action_types = fields.List(fields.String())
     condition = fields.String()
     points = fields.String()
-    status = fields.String()
-    caps = fields.Dict()
-    points_caps = fields.Dict()
+    status = fields.String(metadata={"enum": list(RULE_STATUSES)})
+    caps = fields.Nested(CapsSchema)
+    points_caps = fields.Nested(CapsSchema)
     starts_at = fields.DateTime()
     ends_at = fields.DateTime(allow_none=True)
     budget_points = fields.Integer(allow_none=True)
@@ -293,7 +305,8 @@ def _change_status(rule_id: uuid.UUID, status: str, verb: str) -> RuleVersion:
     rule = found_or_404(Rule, rule_id, "No such rule.", lock=True)
     current = _current_version(rule_id)
     if current.status == status:
-        abort(409, message=f"The rule is already {status} (version {current.version}).")
+        abort(409, message=f"The rule is already {status} (version {current.version}).",
+              reason=Reason.WRONG_STATE)
     fields_ = {column: getattr(current, column) for column in _RULE_COLUMNS}
     fields_["status"] = status
     return _save_version(rule, fields_, verb, status=status, previous_status=current.status)
@@ -311,7 +324,8 @@ def _save_version(rule: Rule, fields_: dict[str, Any], verb: str,
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
-        abort(409, message="The rule was edited at the same time; fetch it and try again.")
+        abort(409, message="The rule was edited at the same time; fetch it and try again.",
+              reason=Reason.EDIT_CONFLICT)
     audit(verb, "rule", rule.id, version=rule.current_version, **details)
     db.session.commit()
     return version
@@ -370,16 +384,22 @@ class SimulateIn(Schema):
 
 class RuleFiguresOut(Schema):
     name = fields.String()
-    points = fields.Integer()
-    actions = fields.Integer(metadata={"description": "Actions it awarded points for."})
-    capped = fields.Integer(metadata={"description": "Actions it matched but a cap stopped."})
+    points = fields.Integer(allow_none=True)
+    actions = fields.Integer(allow_none=True,
+                             metadata={"description": "Actions it awarded points for."})
+    capped = fields.Integer(allow_none=True,
+                            metadata={"description": "Actions it matched but a cap stopped."})
+    suppressed = fields.Boolean(metadata={
+        "description": "True: it matched fewer members than DASHBOARD_MIN_CELL, so its "
+                       "figures are hidden (null)."})
 
 
 class SimulationErrorOut(Schema):
     rule = fields.String()
     draft = fields.Boolean()
     message = fields.String()
-    count = fields.Integer()
+    count = fields.Integer(allow_none=True, metadata={
+        "description": "Null when under DASHBOARD_MIN_CELL."})
 
 
 class SimulationOut(Schema):
@@ -390,11 +410,14 @@ class SimulationOut(Schema):
     actions_considered = fields.Integer(
         metadata={"description": "Accepted actions replayed, in the order they happened."})
     actions_matched = fields.Integer(
+        allow_none=True,
         metadata={"description": "Actions the drafts would have awarded points for."})
-    members_touched = fields.Integer()
-    points = fields.Integer(metadata={"description": "Points the drafts would have awarded."})
+    members_touched = fields.Integer(allow_none=True)
+    points = fields.Integer(allow_none=True,
+                            metadata={"description": "Points the drafts would have awarded."})
     points_by_rule = fields.List(fields.Nested(RuleFiguresOut))
     live_points = fields.Integer(
+        allow_none=True,
         metadata={"description": "Points the live rules award beside the drafts."})
     baseline_points = fields.Integer(
         metadata={"description": "Points the live rules alone award over the same actions."})
@@ -402,16 +425,20 @@ class SimulationOut(Schema):
         allow_none=True,
         metadata={"description": "points + live_points - baseline_points (with include_live)."})
     errors = fields.List(fields.Nested(SimulationErrorOut))
+    suppressed = fields.Boolean(metadata={
+        "description": "True: some figures concern fewer members than DASHBOARD_MIN_CELL "
+                       "and are hidden, with every total that would reveal them."})
 
 
 @blp.route("/rules/simulate", methods=["POST"])
 @blp.doc(security=BEARER)
-@staff_required(*MANAGE, "analyst")
+@staff_required(*MANAGE)
 @blp.arguments(SimulateIn)
 @blp.response(200, SimulationOut)
 def simulate_rules(args):
     """What draft rules would have awarded over the last `days` of real accepted actions,
-    with caps and budgets counted from the start of that window. Writes nothing."""
+    with caps and budgets counted from the start of that window. Writes nothing.
+    Scheme managers only; figures about fewer members than DASHBOARD_MIN_CELL are hidden."""
     for index, body in enumerate(args["rules"]):
         missing = sorted(set(body["action_types"]) - set(db.session.scalars(
             select(ActionType.code).where(ActionType.code.in_(body["action_types"])))))
@@ -419,9 +446,10 @@ def simulate_rules(args):
             abort(422, message="Unknown action types.", errors={"rules": {str(index): {
                 "action_types": [f"unknown action type {c!r}" for c in missing]}}})
     try:
-        return simulate(db.session, args["rules"], days=args["days"],
-                        include_live=args["include_live"],
-                        tz=current_app.config["SCHEME_TIMEZONE"], now=utcnow())
+        result = simulate(db.session, args["rules"], days=args["days"],
+                          include_live=args["include_live"],
+                          tz=current_app.config["SCHEME_TIMEZONE"], now=utcnow())
+        return suppress_small_cells(result, int(current_app.config["DASHBOARD_MIN_CELL"]))
     finally:
         db.session.rollback()  # nothing to keep: say so to the database too
 

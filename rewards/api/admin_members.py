@@ -23,6 +23,7 @@ from ..ledger import (
     member_lots,
 )
 from ..models import Account, Action, Identifier, Member, Posting, PostingLine, Reward, utcnow
+from ..reasons import Reason
 from .auth import BEARER, staff_required
 from .common import audit, found_or_404, idempotent
 
@@ -184,7 +185,8 @@ def post_adjustment(args: dict[str, Any], member_id: uuid.UUID):
     reason shows on the member's statement; the adjustment is audit-logged."""
     member = _member(member_id)
     if member.erased_at is not None:
-        abort(409, message="This account has been erased; its points cannot change.")
+        abort(409, message="This account has been erased; its points cannot change.",
+              reason=Reason.ACCOUNT_ERASED)
     points, reason = args["points"], args["reason"].strip()
 
     def produce() -> tuple[dict[str, Any], int]:
@@ -192,7 +194,8 @@ def post_adjustment(args: dict[str, Any], member_id: uuid.UUID):
             posting = adjust(db.session, member.id, points, reason)
         except NotEnoughPoints as refused:
             db.session.rollback()
-            abort(409, message=f"The member has {refused.available} points available; "
+            abort(409, reason=Reason.INSUFFICIENT_POINTS,
+                  message=f"The member has {refused.available} points available; "
                                f"an adjustment cannot take {refused.wanted}.")
         db.session.flush()
         audit("adjust_points", "member", member.id, points=points, reason=reason,

@@ -217,7 +217,8 @@ class SourceImportOut(Schema):
     points = fields.Integer()
     error = fields.String(allow_none=True)
     report_url = fields.Function(
-        lambda upload: f"/v1/admin/sources/{upload.source_id}/imports/{upload.id}/report.csv")
+        lambda upload: f"/v1/admin/sources/{upload.source_id}/imports/{upload.id}/report.csv",
+        metadata={"type": "string"})
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)
@@ -268,7 +269,7 @@ class Imports(MethodView):
         try:
             rows = check_upload(content, config["CSV_IMPORT_MAX_ROWS"])
         except UploadRefused as refused:
-            abort(refused.status, message=refused.message)
+            abort(refused.status, message=refused.message, reason=refused.reason)
         filename = clean_text((storage.filename or "upload.csv").replace("\\", "/")
                               .rsplit("/", 1)[-1]) or "upload.csv"
         upload = SourceImport(id=uuid.uuid4(), source_id=source.id, filename=filename[:200],

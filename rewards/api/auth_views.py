@@ -13,6 +13,8 @@ from werkzeug.security import check_password_hash
 from ..extensions import Blueprint, db
 from ..members import OtpRateLimited, request_otp, verify_otp
 from ..models import StaffUser
+from ..models.staff import ROLES
+from ..reasons import Reason
 from ..security import read_token
 from ..sessions import (
     RefreshRefused,
@@ -64,7 +66,7 @@ class Tokens(Schema):
     refresh_token = fields.String()
     token_type = fields.String()
     expires_in = fields.Integer()
-    role = fields.String()
+    role = fields.String(metadata={"enum": ["member", *ROLES]})
 
 
 class Accepted(Schema):
@@ -117,7 +119,7 @@ def token(args):
     """Exchange a mailed code for tokens. The first login creates the member."""
     result = verify_otp(db.session, args["email"], args["code"])
     if result.member is None:
-        abort(401, message=result.problem)
+        abort(401, message=result.problem, reason=Reason.INVALID_CODE)
     return start_member_session(db.session, result.member.id)
 
 
@@ -129,12 +131,13 @@ def refresh(args):
     good once. Using one a second time ends the whole login (someone has a copy)."""
     payload = read_token(args["refresh_token"], kind="refresh")
     if payload is None or payload.get("role") != "member":
-        abort(401, message="The refresh token is invalid or has expired.")
+        abort(401, message="The refresh token is invalid or has expired.",
+              reason=Reason.INVALID_TOKEN)
     try:
         return refresh_member_session(db.session, payload)
     except RefreshRefused:
         abort(401, message="The refresh token is no longer good (used already, logged out, "
-                           "or expired); log in again.")
+                           "or expired); log in again.", reason=Reason.SESSION_ENDED)
 
 
 @blp.route("/login", methods=["POST"])
@@ -150,9 +153,9 @@ def login(args):
         user = authenticate(db.session, args["email"], args["password"], args["totp_code"])
     except LoginRefused as refused:
         if refused.retry_after:
-            abort(429, message=refused.message,
+            abort(429, message=refused.message, reason=Reason.ACCOUNT_LOCKED,
                   headers={"Retry-After": str(refused.retry_after)})
-        abort(401, message=refused.message)
+        abort(401, message=refused.message, reason=refused.reason)
     return staff_token(db.session, user)
 
 
@@ -167,7 +170,8 @@ def _logged_in(view: Callable[..., Any]) -> Callable[..., Any]:
         found = (member_for_token(db.session, payload) if payload.get("role") == "member"
                  else staff_for_token(db.session, payload))
         if found is None:
-            abort(401, message="The session has ended; log in again.")
+            abort(401, message="The session has ended; log in again.",
+                  reason=Reason.SESSION_ENDED)
         g.login_id = uuid.UUID(payload["sid"])
         g.user = found if isinstance(found, StaffUser) else None
         g.member_id = None if isinstance(found, StaffUser) else found.id

@@ -7,22 +7,27 @@ import secrets
 import uuid
 from typing import Any
 
-from flask import g, request
+from flask import current_app, g, request
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from ..catalogue import eligible, live_offers, stock_left
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
-from ..ledger import account_balance, member_account
+from ..ledger import member_available
 from ..models import Member, Offer, Partner, utcnow
 from ..models.partner import FULFILMENTS, LIMIT_PERIODS, OFFER_STATUSES, PARTNER_KINDS
+from ..outbound import url_problem
+from ..reasons import Reason
 from ..security import api_key_hash, new_api_key
-from ..settlement import pounds
+from ..settlement import GBP_DOC, pounds
 from .auth import BEARER, current_member, member_required, staff_required
-from .common import audit, found_or_404, paginate
+from .caching import cached
+from .common import audit, found_or_404, paginate, reads_only
+from .places import PlaceIn, PlaceOut, image_url_field
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
                        description="The reward catalogue")
@@ -77,6 +82,7 @@ class OfferTerms(Schema):
         load_default="internal", validate=validate.OneOf(FULFILMENTS),
         metadata={"description": "internal: the scheme issues a code; webhook: the partner's "
                                  "own system issues the pass (its fulfilment_url)."})
+    image_url = image_url_field("A picture of the offer")
 
     @validates_schema
     def check(self, data: dict[str, Any], **_: Any) -> None:
@@ -93,28 +99,29 @@ class OfferOut(Schema):
     partner_id = fields.UUID()
     title = fields.String()
     description = fields.String(allow_none=True)
-    translations = fields.Dict()
+    translations = fields.Dict(keys=fields.String(), values=fields.Nested(TranslationSchema))
     category = fields.String(allow_none=True)
     cost_points = fields.Integer()
     stock = fields.Integer(allow_none=True)
     claimed = fields.Integer()
-    stock_left = fields.Function(stock_left, allow_none=True)
+    stock_left = fields.Function(stock_left, allow_none=True, metadata={"type": "integer"})
     per_member_limit = fields.Integer(allow_none=True)
-    limit_period = fields.String()
+    limit_period = fields.String(metadata={"enum": list(LIMIT_PERIODS)})
     voucher_valid_days = fields.Integer()
     starts_at = fields.DateTime(allow_none=True)
     ends_at = fields.DateTime(allow_none=True)
     eligible_wards = fields.List(fields.String(), allow_none=True)
     joined_after = fields.DateTime(allow_none=True)
     value_pence = fields.Integer()
-    value_gbp = fields.Function(lambda offer: pounds(offer.value_pence))
+    value_gbp = fields.Function(lambda offer: pounds(offer.value_pence), metadata=GBP_DOC)
     points_back_on_expiry = fields.Boolean()
-    fulfilment = fields.String()
-    status = fields.String()
+    fulfilment = fields.String(metadata={"enum": list(FULFILMENTS)})
+    status = fields.String(metadata={"enum": list(OFFER_STATUSES)})
     proposed_by = fields.UUID(allow_none=True)
     reviewed_by = fields.UUID(allow_none=True)
     reviewed_at = fields.DateTime(allow_none=True)
     review_note = fields.String(allow_none=True)
+    image_url = fields.String(allow_none=True)
     created_at = fields.DateTime()
 
 
@@ -158,12 +165,13 @@ class CatalogueOffer(Schema):
     stock = fields.Integer(allow_none=True)
     stock_left = fields.Integer(allow_none=True, metadata={"description": "None: unlimited."})
     per_member_limit = fields.Integer(allow_none=True)
-    limit_period = fields.String()
+    limit_period = fields.String(metadata={"enum": list(LIMIT_PERIODS)})
     voucher_valid_days = fields.Integer()
     points_back_on_expiry = fields.Boolean()
-    fulfilment = fields.String()
+    fulfilment = fields.String(metadata={"enum": list(FULFILMENTS)})
     starts_at = fields.DateTime(allow_none=True)
     ends_at = fields.DateTime(allow_none=True)
+    image_url = fields.String(allow_none=True)
 
 
 class CatalogueQuery(Schema):
@@ -187,16 +195,18 @@ def _catalogue_view(offer: Offer, wanted: list[str], available: int) -> dict[str
         "stock_left": stock_left(offer), "per_member_limit": offer.per_member_limit,
         "limit_period": offer.limit_period, "voucher_valid_days": offer.voucher_valid_days,
         "points_back_on_expiry": offer.points_back_on_expiry, "fulfilment": offer.fulfilment,
-        "starts_at": offer.starts_at, "ends_at": offer.ends_at,
+        "starts_at": offer.starts_at, "ends_at": offer.ends_at, "image_url": offer.image_url,
     }
 
 
 def _available(member: Member) -> int:
-    return account_balance(db.session, member_account(db.session, member.id).id)
+    return member_available(db.session, member.id)
 
 
 @offers_blp.route("")
+@cached(60, private=True)
 @offers_blp.doc(security=BEARER)
+@reads_only
 @member_required
 @offers_blp.arguments(CatalogueQuery, location="query")
 @offers_blp.response(200, CatalogueOffer(many=True))
@@ -214,7 +224,8 @@ def list_offers(args, pagination_parameters):
     if args.get("affordable"):
         stmt = stmt.where(Offer.cost_points <= available)
     # Eligibility is decided per offer in Python: the live catalogue is small.
-    offers = eligible(db.session.scalars(stmt.order_by(Offer.cost_points, Offer.id)),
+    offers = eligible(db.session.scalars(stmt.order_by(Offer.cost_points, Offer.id)
+                                         .options(joinedload(Offer.partner))),
                       member.ward, member.joined_at)
     pagination_parameters.item_count = len(offers)
     page, size = pagination_parameters.page, pagination_parameters.page_size
@@ -224,6 +235,7 @@ def list_offers(args, pagination_parameters):
 
 
 @offers_blp.route("/<uuid:offer_id>")
+@cached(60, private=True)
 @offers_blp.doc(security=BEARER)
 @offers_blp.response(200, CatalogueOffer)
 @member_required
@@ -238,31 +250,44 @@ def get_offer(offer_id: uuid.UUID):
 
 # -- partners (staff) ----------------------------------------------------------------------
 
+def _public_endpoint(url: str | None) -> None:
+    """Refused at save time as at call time: loopback, private, metadata addresses, and
+    plain http outside development (rewards/outbound.py)."""
+    if url is None:
+        return
+    config = current_app.config
+    allow_private = bool(config.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS"))
+    problem = url_problem(url, allow_private=allow_private,
+                          allow_http=allow_private or bool(config.get("DEVELOPMENT")))
+    if problem:
+        raise ValidationError(problem)
+
+
 def _http_url() -> fields.Url:
     return fields.Url(schemes={"http", "https"}, require_tld=False, allow_none=True,
-                      validate=validate.Length(max=500),
+                      validate=[validate.Length(max=500), _public_endpoint],
                       metadata={"description": "Where the partner's own system issues passes "
                                                "for its offers with fulfilment webhook."})
 
 
-class PartnerIn(Schema):
+class PartnerIn(PlaceIn):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     kind = fields.String(required=True, validate=validate.OneOf(PARTNER_KINDS))
     description = fields.String(allow_none=True, validate=validate.Length(max=2000))
     fulfilment_url = _http_url()
 
 
-class PartnerPatch(Schema):
+class PartnerPatch(PlaceIn):
     name = fields.String(validate=validate.Length(min=1, max=200))
     description = fields.String(allow_none=True, validate=validate.Length(max=2000))
     fulfilment_url = _http_url()
     active = fields.Boolean()
 
 
-class PartnerOut(Schema):
+class PartnerOut(PlaceOut):
     id = fields.UUID()
     name = fields.String()
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": list(PARTNER_KINDS)})
     description = fields.String(allow_none=True)
     fulfilment_url = fields.String(allow_none=True)
     active = fields.Boolean()
@@ -419,7 +444,8 @@ def _decide(offer_id: uuid.UUID, status: str, action: str, note: str | None,
             changes: dict[str, Any]) -> Offer:
     offer = _offer(offer_id, lock=True)
     if offer.status != "proposed":
-        abort(409, message=f"Only a proposed offer can be {action}d; this one is "
+        abort(409, reason=Reason.WRONG_STATE,
+              message=f"Only a proposed offer can be {action}d; this one is "
                            f"{offer.status}.")
     for name, value in changes.items():
         setattr(offer, name, value)
@@ -464,7 +490,8 @@ def retire_offer(offer_id: uuid.UUID):
     """Take a live offer out of the catalogue. Vouchers already issued stay valid."""
     offer = _offer(offer_id, lock=True)
     if offer.status != "live":
-        abort(409, message=f"Only live offers can be retired; this one is {offer.status}.")
+        abort(409, message=f"Only live offers can be retired; this one is {offer.status}.",
+              reason=Reason.WRONG_STATE)
     offer.status = "retired"
     audit("retire", "offer", offer.id)
     db.session.commit()

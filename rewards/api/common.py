@@ -2,33 +2,69 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from flask import Response, g, jsonify, request
 from flask_smorest import abort
-from marshmallow import Schema, fields
-from sqlalchemy import Select, func, select
+from marshmallow import Schema, fields, validate
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..jobs import discard_pending
 from ..models import AuditEntry, IdempotencyRecord
+from ..reasons import Reason
 
 
 class PageArgs(Schema):
-    page = fields.Integer(load_default=1, validate=lambda n: n >= 1)
+    page = fields.Integer(load_default=1, validate=lambda n: 1 <= n <= 1_000_000)
     page_size = fields.Integer(load_default=20, validate=lambda n: 1 <= n <= 100)
 
 
 def paginate(stmt: Select[Any], pagination_parameters: Any) -> list[Any]:
-    """Run a select for one page and tell flask-smorest the total for X-Pagination."""
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    pagination_parameters.item_count = int(total or 0)
+    """Run a select of one entity for one page and tell flask-smorest the total for
+    X-Pagination."""
+    return [row[0] for row in page_rows(stmt, pagination_parameters)]
+
+
+def page_rows(stmt: Select[Any], pagination_parameters: Any) -> list[Any]:
+    """One page of `stmt`'s rows, with the total for X-Pagination counted in the same
+    query (a window over the whole result, before LIMIT); a separate count only for a
+    page past the end. The rows carry the total as a last extra column."""
     page, size = pagination_parameters.page, pagination_parameters.page_size
-    return list(db.session.scalars(stmt.limit(size).offset((page - 1) * size)))
+    rows = db.session.execute(stmt.add_columns(func.count().over().label("_total"))
+                              .limit(size).offset((page - 1) * size)).all()
+    if rows:
+        total = rows[0][-1]
+    else:
+        total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None)
+                                                                   .subquery()))
+    pagination_parameters.item_count = int(total or 0)
+    return rows
+
+
+def reads_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    """For views that only read, each answer from one statement or from statements that
+    need not agree to the instant: on PostgreSQL their statements run in autocommit, so
+    the request spends no round trip on BEGIN or ROLLBACK. Put it above the
+    authentication decorator, so the caller's lookup runs so too."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if db.dialect == "postgresql":
+            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def audit(action: str, target_type: str, target_id: Any, **details: Any) -> None:
@@ -123,7 +159,8 @@ def _replay(scope: str, key: str, digest: str) -> Response | None:
     same_body, body, status = record.request_hash == digest, record.response, record.status_code
     db.session.rollback()  # end the transaction; read before, as rollback expires the row
     if not same_body:
-        abort(422, message="This Idempotency-Key was used with a different request body.")
+        abort(422, message="This Idempotency-Key was used with a different request body.",
+              reason=Reason.IDEMPOTENCY_KEY_REUSED)
     response = _respond(body, status)
     response.headers["Idempotent-Replayed"] = "true"
     return response
@@ -139,3 +176,59 @@ def found_or_404(model: type[Row], key: Any, message: str, *, lock: bool = False
     if row is None:
         abort(404, message=message)
     return row
+
+
+# -- keyset pages: a cursor names the last row seen, so new rows never shift a page ----------
+
+class CursorArgs(Schema):
+    cursor = fields.String(validate=validate.Length(min=1, max=200), metadata={
+        "description": "From X-Next-Cursor of the previous page. With a cursor, `page` is "
+                       "ignored and rows added since do not shift what follows."})
+
+
+def _encode_cursor(moment: datetime, row_id: uuid.UUID) -> str:
+    raw = json.dumps([moment.isoformat(), str(row_id)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        moment, row_id = json.loads(raw)
+        when = datetime.fromisoformat(moment)
+        if when.tzinfo is None:
+            raise ValueError("naive")
+        return when, uuid.UUID(row_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        abort(422, message="The cursor is not one this API gave out.",
+              errors={"cursor": ["Not a valid cursor."]})
+        raise  # unreachable: abort raises
+
+
+def keyset_page(stmt: Select[Any], moment: Any, row_id: Any, cursor: str | None,
+                pagination_parameters: Any, scalars: bool = True) -> tuple[list[Any], dict]:
+    """One page of `stmt`, ordered newest `moment` first then by `row_id`: after
+    `cursor` when given, else by page number (X-Pagination has the total). The
+    headers carry the next page's cursor (X-Next-Cursor, and Link) when one follows."""
+    size = pagination_parameters.page_size
+    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    pagination_parameters.item_count = int(total or 0)
+    if cursor is None:
+        stmt = stmt.offset((pagination_parameters.page - 1) * size)
+    else:
+        last_moment, last_id = _decode_cursor(cursor)
+        stmt = stmt.where(or_(moment < last_moment,
+                              and_(moment == last_moment, row_id > last_id)))
+    result = db.session.execute(stmt.limit(size + 1))
+    rows = list(result.scalars() if scalars else result.all())
+    headers: dict[str, str] = {}
+    if len(rows) > size:
+        rows = rows[:size]
+        last = rows[-1]
+        key = moment.key, row_id.key
+        following = _encode_cursor(getattr(last, key[0]), getattr(last, key[1]))
+        headers["X-Next-Cursor"] = following
+        query = {**request.args, "cursor": following}
+        query.pop("page", None)
+        headers["Link"] = f'<{request.base_url}?{urlencode(query)}>; rel="next"'
+    return rows, headers

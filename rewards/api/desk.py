@@ -21,6 +21,7 @@ from ..members import (
     unlock_pin,
 )
 from ..models import Member
+from ..reasons import Reason
 from .auth import BEARER, staff_required
 from .common import audit
 from .me import IDENTIFIER_KINDS
@@ -64,7 +65,7 @@ class DeskEnrolIn(DeskPinIn):
 
 class DeskCardOut(Schema):
     id = fields.UUID()
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": list(IDENTIFIER_KINDS)})
     last4 = fields.String()
 
 
@@ -91,7 +92,8 @@ def enrol(args: dict[str, Any]):
                                           args["pin"], g.caller.id)
     except CardAlreadyLinked:
         db.session.rollback()
-        abort(409, message="This card is already linked to an account; look the member up "
+        abort(409, reason=Reason.CARD_LINKED,
+              message="This card is already linked to an account; look the member up "
                            "instead of enrolling them again.")
     audit("enrol", "member", member.id, card_kind=identifier.kind, card_last4=identifier.last4,
           postcode_district=district)

@@ -14,6 +14,7 @@ from ..ledger import account_balance, member_account
 from ..models import Partner
 from ..models.donation import Donation
 from .auth import BEARER, current_member, member_required, staff_required
+from .caching import cached
 from .common import idempotent, paginate
 
 blp = Blueprint("donations", __name__, url_prefix="/v1",
@@ -46,21 +47,24 @@ class DonationMade(DonationOut):
 class CharityTotalOut(Schema):
     charity_id = fields.UUID()
     name = fields.String()
-    points = fields.Integer()
-    donations = fields.Integer()
+    points = fields.Integer(allow_none=True)
+    donations = fields.Integer(allow_none=True)
     donors = fields.Integer(allow_none=True, metadata={
-        "description": "Members who gave; hidden (null) under the suppression threshold."})
+        "description": "Members who gave; with points and donations hidden (null) when "
+                       "fewer than DASHBOARD_MIN_CELL members gave."})
 
 
 class DonationTotalsOut(Schema):
-    donated = fields.Integer(metadata={"description": "Points ever donated."})
+    donated = fields.Integer(allow_none=True, metadata={
+        "description": "Points ever donated; null while a charity's figures are hidden."})
     earned = fields.Integer(metadata={"description": "Points ever earned (awarded, less "
                                                      "reversed awards)."})
-    share = fields.Float(metadata={"description": "donated / earned."})
+    share = fields.Float(allow_none=True, metadata={"description": "donated / earned."})
     charities = fields.List(fields.Nested(CharityTotalOut))
 
 
 @blp.route("/charities")
+@cached(300, private=False)
 @blp.doc(security=BEARER)
 @member_required
 @blp.response(200, CharityOut(many=True))
@@ -102,7 +106,7 @@ class MyDonations(MethodView):
                 donation = donate(db.session, member.id, args["charity_id"], args["points"])
             except DonationRefused as refused:
                 db.session.rollback()
-                abort(refused.status, message=refused.message)
+                abort(refused.status, message=refused.message, reason=refused.reason)
             db.session.flush()
             left = account_balance(db.session, member_account(db.session, member.id).id)
             body = DonationMade().dump({"id": donation.id, "charity": donation.charity,
@@ -120,6 +124,6 @@ class MyDonations(MethodView):
 def donation_totals():
     """Points donated per charity, and the share of all points ever earned that were
     donated. Donor counts under the suppression threshold are hidden."""
-    result = totals(db.session, int(current_app.config.get("SUPPRESSION_THRESHOLD", 10)))
+    result = totals(db.session, int(current_app.config["DASHBOARD_MIN_CELL"]))
     return {"donated": result.donated, "earned": result.earned, "share": result.share,
             "charities": result.charities}

@@ -1,11 +1,25 @@
 from __future__ import annotations
 
+import threading
+
 from flask import current_app
 from sqlalchemy import text
 
 from ..extensions import Blueprint, db, redis
 
 blp = Blueprint("health", __name__, description="Liveness and readiness")
+
+# Set when this process starts shutting down (rewards/gunicorn_conf.py): /readyz answers
+# 503 so a load balancer stops sending traffic while requests in flight finish.
+_draining = threading.Event()
+
+
+def start_draining() -> None:
+    _draining.set()
+
+
+def draining() -> bool:
+    return _draining.is_set()
 
 
 @blp.route("/healthz")
@@ -19,9 +33,13 @@ def healthz():
 @blp.response(200)
 @blp.alt_response(503, description="A dependency is down")
 def readyz():
-    """The database answers, and Redis does when jobs go through it."""
+    """The database answers, and Redis does when jobs go through it; 503 while the
+    process shuts down, so a load balancer drains it first."""
     checks: dict[str, str] = {}
     ok = True
+    if _draining.is_set():
+        checks["process"] = "shutting down"
+        ok = False
     try:
         db.session.execute(text("SELECT 1"))
         checks["database"] = "ok"

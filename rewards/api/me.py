@@ -10,34 +10,57 @@ import segno
 from flask import Response, current_app, g, has_request_context, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
-from marshmallow import Schema, fields, validate
-from sqlalchemy import delete, func, select
+from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy import delete, select
+from sqlalchemy.orm import selectinload
 
+from ..erasure import erase_member
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
-from ..ledger import expiring, member_account, member_balances, member_lots
-from ..members import CardAlreadyLinked, link_card
+from ..ledger import expiring, member_account, member_balances
+from ..linking import LinkRefused, link_proven_card
 from ..models import Action, Identifier, Posting, PostingLine, Reward, utcnow
+from ..models.action import ACTION_STATUSES
+from ..models.ledger import POSTING_KINDS
+from ..models.partner import FULFILMENTS
+from ..models.reward import REWARD_STATUSES
+from ..reasons import Reason
 from ..vouchers import ClaimRefused, claim, voucher_state
+from ..wards import ward_for_postcode, ward_named
 from .auth import BEARER, current_member, member_required
-from .common import idempotent, paginate
+from .catalogue import PartnerBrief
+from .common import CursorArgs, idempotent, keyset_page, paginate, reads_only
+from .language import check_scheme_language
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
 
 IDENTIFIER_KINDS = ("travel_card", "leisure_card", "library_card", "resident_card")
 
 
+def _birth_year(year: int) -> None:
+    if not 1900 <= year <= utcnow().year:
+        raise ValidationError("A year from 1900 to this year.")
+
+
 class MemberSchema(Schema):
     id = fields.UUID(dump_only=True)
     email = fields.String(dump_only=True)
     display_name = fields.String(allow_none=True, validate=validate.Length(max=100))
-    ward = fields.String(allow_none=True, validate=validate.Length(max=100))
-    locale = fields.String(validate=validate.Regexp(r"^[a-z]{2}(-[A-Z]{2})?$"))
+    ward = fields.String(allow_none=True, validate=validate.Length(max=100), metadata={
+        "description": "One of GET /v1/wards (its code or name); null to clear it."})
+    locale = fields.String(validate=check_scheme_language, metadata={
+        "description": "One of the scheme's languages (SCHEME_LANGUAGES), e.g. en or cy."})
+    # Optional; the staff dashboard shows it only as an age band, in aggregate.
+    birth_year = fields.Integer(allow_none=True, validate=_birth_year,
+                                metadata={"description": "Optional."})
     joined_at = fields.DateTime(dump_only=True)
 
 
 class ProfilePatch(MemberSchema):
     """Fields a resident may change."""
+
+    postcode = fields.String(load_only=True, validate=validate.Length(max=10), metadata={
+        "description": "Sets the ward from the council's postcode lookup; not stored."})
 
 
 class IdentifierIn(Schema):
@@ -45,11 +68,14 @@ class IdentifierIn(Schema):
     number = fields.String(required=True, load_only=True,
                            validate=validate.Regexp(r"^[0-9A-Za-z \-]{6,32}$",
                                                     error="6 to 32 letters and digits."))
+    link_code = fields.String(required=True, load_only=True, validate=validate.Length(max=16),
+                              metadata={"description": "The 8-digit code the card's operator "
+                                                       "shows its holder (docs/security.md)."})
 
 
 class IdentifierOut(Schema):
     id = fields.UUID()
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": list(IDENTIFIER_KINDS)})
     last4 = fields.String()
     created_at = fields.DateTime()
 
@@ -72,7 +98,9 @@ class BalanceSchema(Schema):
 class LedgerLineSchema(Schema):
     id = fields.UUID()
     points = fields.Integer()
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": list(POSTING_KINDS)})
+    reason = fields.String()
+    created_at = fields.DateTime()
     reason = fields.String()
     created_at = fields.DateTime()
 
@@ -89,7 +117,7 @@ class ActionSchema(Schema):
     id = fields.UUID()
     type = fields.String(attribute="type_code")
     occurred_at = fields.DateTime()
-    status = fields.String()
+    status = fields.String(metadata={"enum": list(ACTION_STATUSES)})
     points = fields.Integer()
     attributes = fields.Dict()
     reason = fields.String(attribute="flag_reason", allow_none=True)
@@ -113,16 +141,19 @@ def _title(reward: Reward) -> str:
 class RewardSchema(Schema):
     id = fields.UUID()
     offer_id = fields.UUID()
-    title = fields.Function(_title)
-    partner = fields.Function(lambda r: r.offer.partner.name)
-    status = fields.Function(voucher_state)
+    title = fields.Function(_title, metadata={"type": "string"})
+    partner = fields.Nested(PartnerBrief, attribute="offer.partner")
+    status = fields.Function(voucher_state, metadata={"type": "string",
+                                                      "enum": list(REWARD_STATUSES)})
     cost_points = fields.Integer()
     fulfilment = fields.Function(lambda r: r.offer.fulfilment, metadata={
+        "type": "string", "enum": list(FULFILMENTS),
         "description": "internal: show the code at the till; webhook: a pass from the "
                        "partner's own booking system."})
-    code = fields.Function(lambda r: r.code or r.partner_code, allow_none=True)
+    code = fields.Function(lambda r: r.code or r.partner_code, allow_none=True,
+                           metadata={"type": "string"})
     partner_reference = fields.String(allow_none=True)
-    qr_svg_url = fields.Method("qr_url", allow_none=True)
+    qr_svg_url = fields.Method("qr_url", allow_none=True, metadata={"type": "string"})
     issued_at = fields.DateTime(allow_none=True)
     expires_at = fields.DateTime(allow_none=True)
     redeemed_at = fields.DateTime(allow_none=True)
@@ -149,8 +180,9 @@ class Me(MethodView):
     @blp.arguments(ProfilePatch(partial=True))
     @blp.response(200, MemberSchema)
     def patch(self, args):
-        """Change display name, ward or language."""
+        """Change display name, ward, language or (optional) birth year."""
         member = current_member()
+        args = _ward_from_list(args)
         for key, value in args.items():
             setattr(member, key, value)
         db.session.commit()
@@ -160,14 +192,31 @@ class Me(MethodView):
     @blp.response(204)
     @member_required
     def delete(self):
-        """Erase the account's personal data. Ledger sums stay, under an anonymous id."""
-        member = current_member()
-        member.email = None
-        member.display_name = None
-        member.ward = None
-        member.erased_at = utcnow()
-        db.session.execute(delete(Identifier).where(Identifier.member_id == member.id))
+        """Erase the account's personal data (docs/security.md lists it): cards, login
+        codes, self-report text and photos, action details; vouchers not yet redeemed
+        are cancelled. Ledger sums stay, under an id that no longer leads to a person."""
+        erase_member(db.session, current_member(), utcnow())
         db.session.commit()
+
+
+def _ward_from_list(args: dict) -> dict:
+    """The ward as the scheme names it, from its code or name or the postcode; 422 for
+    anything else (a ward unlocks ward-only offers, so it is never free text)."""
+    args = dict(args)
+    postcode = args.pop("postcode", None)
+    if postcode is not None:
+        found = ward_for_postcode(db.session, postcode)
+        if found is None:
+            abort(422, message="That postcode is not in the scheme's area.",
+                  errors={"postcode": ["Not a postcode of the scheme's wards."]})
+        args["ward"] = found.name
+    elif args.get("ward") is not None:
+        found = ward_named(db.session, args["ward"])
+        if found is None:
+            abort(422, message="That is not one of the scheme's wards.",
+                  errors={"ward": ["Not one of GET /v1/wards."]})
+        args["ward"] = found.name
+    return args
 
 
 @blp.route("/identifiers")
@@ -186,13 +235,21 @@ class Identifiers(MethodView):
     @member_required
     @blp.arguments(IdentifierIn)
     @blp.response(201, IdentifierOut)
-    @blp.alt_response(409, description="The card is linked to an account already")
+    @blp.alt_response(409, description="Too many cards, or this card cannot be linked here")
+    @blp.alt_response(422, description="No link code, or a wrong or expired one")
     def post(self, args):
-        """Link a card so a source's taps reach this account."""
+        """Link a card so a source's taps reach this account, with the link code its
+        operator gave the holder (proof of holding the card)."""
+        config = current_app.config
         try:
-            identifier = link_card(db.session, current_member(), args["kind"], args["number"])
-        except CardAlreadyLinked:
-            abort(409, message="This card is already linked to an account.")
+            identifier = link_proven_card(
+                db.session, current_member(), args["kind"], args["number"], args["link_code"],
+                now=utcnow(), valid_days=config["LINK_CODE_VALID_DAYS"],
+                most=config["IDENTIFIERS_PER_MEMBER"])
+        except LinkRefused as refused:
+            db.session.rollback()
+            abort(refused.status, message=refused.message, errors=refused.errors,
+                  reason=refused.reason)
         db.session.commit()
         return identifier
 
@@ -216,59 +273,66 @@ def unlink(identifier_id: uuid.UUID):
 @blp.route("/balance")
 @blp.doc(security=BEARER)
 @blp.response(200, BalanceSchema)
+@reads_only
 @member_required
 def balance():
     """Points to spend, points on hold, all ever earned, and what expires soon.
 
     Spending takes the points that expire first; `expiring` lists what is left of the
     points expiring in the next 30 days, soonest first."""
-    member_id = current_member().id
-    balances = member_balances(db.session, member_id)
+    balances = member_balances(db.session, current_member().id)
     soon = timedelta(days=current_app.config["POINTS_EXPIRING_SOON_DAYS"])
     return {
         "available": balances.available,
         "pending": balances.pending,
         "lifetime_earned": balances.lifetime_earned,
         "expiring": [{"points": lot.points, "expires_at": lot.expires_at}
-                     for lot in expiring(member_lots(db.session, member_id), utcnow(), soon)],
+                     for lot in expiring(balances.lots, utcnow(), soon)],
     }
 
 
 @blp.route("/ledger")
 @blp.doc(security=BEARER)
+@blp.arguments(CursorArgs, location="query")
 @blp.response(200, LedgerLineSchema(many=True))
 @blp.paginate()
+@reads_only
 @member_required
-def ledger(pagination_parameters):
-    """Statement of the available account, newest first; the lines add up to `available`."""
+def ledger(args, pagination_parameters):
+    """Statement of the available account, newest first; the lines add up to `available`.
+    Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
     account = member_account(db.session, current_member().id)
     stmt = (
         select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
                PostingLine.created_at)
         .join(Posting, Posting.id == PostingLine.posting_id)
-        .where(PostingLine.account_id == account.id)
+        .where(PostingLine.account_id == account)
         .order_by(PostingLine.created_at.desc(), PostingLine.id)
     )
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    pagination_parameters.item_count = int(total or 0)
-    page, size = pagination_parameters.page, pagination_parameters.page_size
-    rows = db.session.execute(stmt.limit(size).offset((page - 1) * size)).all()
-    return [row._asdict() for row in rows]
+    rows, headers = keyset_page(stmt, PostingLine.created_at, PostingLine.id,
+                                args.get("cursor"), pagination_parameters, scalars=False)
+    return [row._asdict() for row in rows], 200, headers
 
 
 @blp.route("/actions")
 @blp.doc(security=BEARER)
+@blp.arguments(CursorArgs, location="query")
 @blp.response(200, ActionSchema(many=True))
 @blp.paginate()
+@reads_only
 @member_required
-def actions(pagination_parameters):
-    """Actions with their status, points, and the rule behind each award."""
+def actions(args, pagination_parameters):
+    """Actions with their status, points, and the rule behind each award, latest first.
+    Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
     stmt = (
         select(Action)
         .where(Action.member_id == current_member().id)
         .order_by(Action.occurred_at.desc(), Action.id)
+        .options(selectinload(Action.awards))  # one query for the page's awards
     )
-    return paginate(stmt, pagination_parameters)
+    rows, headers = keyset_page(stmt, Action.occurred_at, Action.id, args.get("cursor"),
+                                pagination_parameters)
+    return rows, 200, headers
 
 
 @blp.route("/rewards")
@@ -276,6 +340,7 @@ class Rewards(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(200, RewardSchema(many=True))
     @blp.paginate()
+    @reads_only
     @member_required
     def get(self, pagination_parameters):
         """The resident's rewards, newest first."""
@@ -308,9 +373,8 @@ class Rewards(MethodView):
                 reward = claim(db.session, member, args["offer_id"])
             except ClaimRefused as refused:
                 db.session.rollback()
-                abort(refused.status, message=refused.message)
-            db.session.flush()
-            db.session.refresh(reward)
+                abort(refused.status, message=refused.message, reason=refused.reason)
+            db.session.flush()  # the reward's row is complete now: nothing to read back
             return RewardSchema().dump(reward), 202
 
         return idempotent(f"member:{member.id}:rewards", produce)
@@ -343,7 +407,8 @@ def reward_qr(reward_id: uuid.UUID):
     item = _own_reward(reward_id)
     code = item.code or item.partner_code
     if not code:
-        abort(409, message="The voucher has not been issued yet.")
+        abort(409, message="The voucher has not been issued yet.",
+              reason=Reason.VOUCHER_NOT_ISSUED)
     buffer = io.BytesIO()
     segno.make(code, error="m").save(buffer, kind="svg", scale=8, border=2)
     return Response(buffer.getvalue(), mimetype="image/svg+xml")

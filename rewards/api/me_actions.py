@@ -19,6 +19,7 @@ from ..extensions import db
 from ..members import lock_member
 from ..models import Action, ActionType, utcnow
 from ..models.review import Review, SelfReport
+from ..photos import UnreadablePhoto, without_metadata
 from .auth import BEARER, current_member, member_required
 from .checks import storable_text
 from .common import idempotent
@@ -78,7 +79,7 @@ def post_claim(args: dict[str, Any]):
             claimed = claim(db.session, member, args["code"])
         except ClaimRefused as refused:
             db.session.rollback()
-            abort(refused.status, message=refused.message)
+            abort(refused.status, message=refused.message, reason=refused.reason)
         db.session.flush()
         action = claimed.action
         body = EventClaimOut().dump({
@@ -191,6 +192,12 @@ class SelfReports(MethodView):
                 abort(422, message="The photo must be a JPEG or PNG image.",
                       errors={"photo": ["Only JPEG or PNG images are accepted (checked by "
                                         "the file's content, not its name)."]})
+            if photo:
+                try:
+                    photo = without_metadata(photo)[0]
+                except UnreadablePhoto as problem:
+                    abort(422, message="The photo could not be read.",
+                          errors={"photo": [f"{str(problem).capitalize()}."]})
             photo = photo or None
         limit = config["SELF_REPORTS_PER_DAY"]
         lock_member(db.session, member.id)  # concurrent reports take turns: the count is exact

@@ -17,12 +17,15 @@ from sqlalchemy.orm import joinedload
 from ..extensions import Blueprint, db
 from ..members import PinRefused, check_card_pin
 from ..models import Offer, Partner, Redemption, Reward
+from ..models.reward import REDEMPTION_CHANNELS, REWARD_STATUSES
+from ..reasons import Reason
 from ..settlement import MONTH, month_bounds, pounds
 from ..vouchers import (
     UNDO_WINDOW,
     ClaimRefused,
     Receipt,
     find_voucher,
+    normalise_code,
     redeem,
     redeem_by_card,
     undo_redemption,
@@ -54,29 +57,41 @@ class OfferBrief(Schema):
 
 class VoucherSchema(Schema):
     code = fields.String()
-    status = fields.Function(voucher_state)
-    valid = fields.Function(lambda r: voucher_state(r) == "issued")
+    status = fields.Function(voucher_state, metadata={"type": "string",
+                                                      "enum": list(REWARD_STATUSES)})
+    valid = fields.Function(lambda r: voucher_state(r) == "issued",
+                            metadata={"type": "boolean"})
     offer = fields.Nested(OfferBrief)
     issued_at = fields.DateTime(allow_none=True)
     expires_at = fields.DateTime(allow_none=True)
     redeemed_at = fields.DateTime(allow_none=True)
 
 
+TILL_REFERENCE = fields.String(
+    allow_none=True, validate=validate.Length(min=1, max=64),
+    metadata={"description": "The till's own reference for the sale (a receipt number); "
+                             "kept with the redemption and shown with it."})
+
+
 class RedemptionIn(Schema):
     code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    reference = TILL_REFERENCE
 
 
 class RedemptionOut(Schema):
     id = fields.UUID()
     code = fields.String()
     offer = fields.Nested(OfferBrief)
-    channel = fields.String(metadata={"description": "code, or card (card and PIN)."})
+    channel = fields.String(metadata={"enum": list(REDEMPTION_CHANNELS),
+                                      "description": "code, or card (card and PIN)."})
     redeemed_at = fields.DateTime()
     value_pence = fields.Integer(metadata={"description": "What the council owes for it."})
-    value_gbp = fields.String()
+    value_gbp = fields.String(metadata={"pattern": r"^\d+\.\d\d$"})
     undone_at = fields.DateTime(allow_none=True)
     undo_until = fields.DateTime(
         allow_none=True, metadata={"description": "Until when it can be undone (none: undone)."})
+    reference = fields.String(allow_none=True, metadata={
+        "description": "The till's own reference, as it sent it."})
 
 
 def redemption_view(receipt: Receipt) -> dict[str, Any]:
@@ -90,6 +105,7 @@ def redemption_view(receipt: Receipt) -> dict[str, Any]:
         "value_gbp": pounds(receipt.value_pence),
         "undone_at": receipt.undone_at,
         "undo_until": None if receipt.undone_at else receipt.redeemed_at + UNDO_WINDOW,
+        "reference": receipt.reference,
     }
 
 
@@ -101,13 +117,17 @@ def check_voucher(code: str):
     """Is this voucher valid here, for which offer, until when. Redeems nothing."""
     reward = find_voucher(db.session, g.caller.partner_id, code)
     if reward is None or reward.status in ("pending", "failed"):
-        abort(404, message="No such voucher here.")
+        abort(404, message="No such voucher here.", reason=Reason.VOUCHER_NOT_FOUND)
     return reward
 
 
 class RedemptionQuery(Schema):
     month = fields.String(validate=validate.Regexp(MONTH, error="A month as YYYY-MM."),
                           metadata={"description": "Only this month (scheme time zone)."})
+    code = fields.String(validate=validate.Length(min=1, max=64), metadata={
+        "description": "Only the redemptions of this voucher code (undone ones too)."})
+    reference = fields.String(validate=validate.Length(min=1, max=64), metadata={
+        "description": "Only those the till gave this reference."})
 
 
 @blp.route("/redemptions")
@@ -128,24 +148,60 @@ class Redemptions(MethodView):
         if "month" in args:
             start, end = month_bounds(args["month"], current_app.config["SCHEME_TIMEZONE"])
             stmt = stmt.where(Redemption.created_at >= start, Redemption.created_at < end)
+        if "code" in args:
+            stmt = stmt.where(Redemption.reward_id.in_(
+                select(Reward.id).where(Reward.code == normalise_code(args["code"]))))
+        if "reference" in args:
+            stmt = stmt.where(Redemption.till_reference == args["reference"])
         return [redemption_view(Receipt.of(r, r.reward))
                 for r in paginate(stmt, pagination_parameters)]
 
-    @blp.doc(security=PARTNER_AUTH)
+    @blp.doc(security=PARTNER_AUTH, parameters=IDEMPOTENCY_HEADER)
     @partner_required
     @blp.arguments(RedemptionIn)
-    @blp.response(201, RedemptionOut)
+    @blp.response(201, RedemptionOut, headers={"Idempotent-Replayed": {
+        "description": "true when this is the answer to an earlier try with the same "
+                       "Idempotency-Key", "schema": {"type": "string", "enum": ["true"]}}})
     @blp.alt_response(404, description="Unknown code, or another partner's")
     @blp.alt_response(409, description="Already redeemed")
     @blp.alt_response(410, description="Expired")
     def post(self, args):
-        """Redeem a voucher: exactly once, even when two tills try at the same moment."""
-        outcome = redeem(db.session, g.caller.partner_id, args["code"],
-                         redeemed_by=partner_user_id())
+        """Redeem a voucher: exactly once, even when two tills try at the same moment.
+        With an Idempotency-Key, a retry (after a lost answer, say) gets the first
+        redemption back, marked Idempotent-Replayed, instead of a 409."""
+        partner_id = g.caller.partner_id
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 1 <= len(key) <= 200:
+            abort(422, message="Idempotency-Key must be 1 to 200 characters.",
+                  errors={"Idempotency-Key": ["1 to 200 characters."]})
+        earlier = _replay(partner_id, key, args["code"])
+        if earlier is not None:
+            return earlier
+        outcome = redeem(db.session, partner_id, args["code"], redeemed_by=partner_user_id(),
+                         idempotency_key=key or None, reference=args.get("reference"))
         if outcome.status != 201:
-            abort(outcome.status, message=outcome.message)
+            earlier = _replay(partner_id, key, args["code"])  # the same key won a race
+            if earlier is not None:
+                return earlier
+            abort(outcome.status, message=outcome.message, reason=outcome.reason)
         assert outcome.receipt is not None
         return redemption_view(outcome.receipt)
+
+
+def _replay(partner_id: uuid.UUID, key: str | None, code: str) -> Any:
+    """The answer to an earlier redemption with this Idempotency-Key, if there was one."""
+    if not key:
+        return None
+    redemption = db.session.scalar(
+        select(Redemption).options(joinedload(Redemption.reward).joinedload(Reward.offer))
+        .where(Redemption.partner_id == partner_id, Redemption.idempotency_key == key))
+    if redemption is None:
+        return None
+    if redemption.reward.code != normalise_code(code):
+        abort(422, message="This Idempotency-Key was used with a different voucher code.",
+              reason=Reason.IDEMPOTENCY_KEY_REUSED)
+    return (redemption_view(Receipt.of(redemption, redemption.reward)), 201,
+            {"Idempotent-Replayed": "true"})
 
 
 class TillCardIn(Schema):
@@ -159,6 +215,7 @@ class CardRedemptionIn(Schema):
     pin = fields.String(required=True, load_only=True,
                         validate=validate.Regexp(r"^[0-9]{4,6}$", error="4 to 6 digits."))
     offer_id = fields.UUID(required=True)
+    reference = TILL_REFERENCE
 
 
 @blp.route("/card-redemptions", methods=["POST"])
@@ -183,16 +240,18 @@ def post_card_redemption(args):
     except PinRefused as refused:
         db.session.commit()  # the wrong try is kept: five lock the PIN
         locked = refused.message.startswith("Too many")
-        abort(403 if locked else 401, message=refused.message)
+        abort(403 if locked else 401, message=refused.message,
+              reason=Reason.PIN_LOCKED if locked else Reason.INVALID_CREDENTIALS)
     db.session.commit()  # the right PIN clears earlier wrong tries, whatever happens next
 
     def produce() -> tuple[dict[str, Any], int]:
         try:
             outcome = redeem_by_card(db.session, partner_id, member, args["offer_id"],
-                                     redeemed_by=partner_user_id())
+                                     redeemed_by=partner_user_id(),
+                                     reference=args.get("reference"))
         except ClaimRefused as refused:
             db.session.rollback()
-            abort(refused.status, message=refused.message)
+            abort(refused.status, message=refused.message, reason=refused.reason)
         assert outcome.receipt is not None
         db.session.flush()
         return RedemptionOut().dump(redemption_view(outcome.receipt)), 201
@@ -215,7 +274,7 @@ def undo(redemption_id: uuid.UUID):
                               undone_by=partner_user_id())
     if outcome.status != 200:
         db.session.rollback()
-        abort(outcome.status, message=outcome.message)
+        abort(outcome.status, message=outcome.message, reason=outcome.reason)
     assert outcome.receipt is not None
     db.session.commit()
     return redemption_view(outcome.receipt)
@@ -250,7 +309,8 @@ class PartnerOffers(MethodView):
         """Propose an offer. It waits, `proposed`, until a scheme manager approves it;
         only then do residents see it. For a partner's user (not a till key)."""
         if partner_user_id() is None:
-            abort(403, message="Offers are proposed by a partner's user account, not a till key.")
+            abort(403, message="Offers are proposed by a partner's user account, not a till key.",
+                  reason=Reason.WRONG_ROLE)
         partner = db.session.get(Partner, g.caller.partner_id)
         assert partner is not None
         if partner.kind != "business":

@@ -187,7 +187,7 @@ def _decide(action_id: uuid.UUID, verb: str, run: Any, **details: Any) -> Respon
             decided = run()
         except ReviewRefused as refused:
             db.session.rollback()
-            abort(refused.status, message=refused.message)
+            abort(refused.status, message=refused.message, reason=refused.reason)
         audit(verb, "action", action_id, member_id=decided.action.member_id,
               points=decided.review.points, held_reason=decided.review.held_reason,
               rule_errors=decided.rule_errors, **details)

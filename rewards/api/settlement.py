@@ -9,7 +9,7 @@ from flask import Response, current_app, g, request
 from marshmallow import Schema, fields, validate
 
 from ..extensions import Blueprint, db
-from ..settlement import MONTH, PartnerSettlement, as_csv, month_bounds, pounds, settle
+from ..settlement import GBP_DOC, MONTH, PartnerSettlement, as_csv, month_bounds, pounds, settle
 from .auth import BEARER, partner_required, staff_required
 from .partner import PARTNER_AUTH
 
@@ -34,7 +34,7 @@ class OfferLineOut(Schema):
                                                    "partner's own system issued."})
     count = fields.Integer()
     value_pence = fields.Integer()
-    value_gbp = fields.Function(lambda line: pounds(line.value_pence))
+    value_gbp = fields.Function(lambda line: pounds(line.value_pence), metadata=GBP_DOC)
 
 
 class PartnerSettlementOut(Schema):
@@ -42,7 +42,7 @@ class PartnerSettlementOut(Schema):
     partner_name = fields.String()
     count = fields.Integer()
     value_pence = fields.Integer()
-    value_gbp = fields.Function(lambda item: pounds(item.value_pence))
+    value_gbp = fields.Function(lambda item: pounds(item.value_pence), metadata=GBP_DOC)
     offers = fields.List(fields.Nested(OfferLineOut))
 
 

@@ -31,7 +31,8 @@ def lock_for_awards(session: Session, member_ids: set[uuid.UUID]) -> dict[uuid.U
     members: dict[uuid.UUID, Row[Any]] = {}
     for condition in one_of(postgres, Member.id, member_ids):
         for row in session.execute(
-            select(Member.id, Member.ward, Member.joined_at, Member.erased_at)
+            select(Member.id, Member.ward, Member.joined_at, Member.erased_at,
+                   Member.travel_data_withheld)
             .where(condition)
             .order_by(Member.id)
             .with_for_update(key_share=True)

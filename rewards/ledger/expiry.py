@@ -33,11 +33,13 @@ def members_with_expired_lots(session: Session, now: datetime) -> list[uuid.UUID
     ))
 
 
-def expire_member(session: Session, member_id: uuid.UUID, now: datetime) -> int:
+def expire_member(session: Session, member_id: uuid.UUID, now: datetime, *,
+                  locked: Account | None = None) -> int:
     """Post one expiry for everything left of the member's lots that expired by `now`,
-    in the caller's transaction; returns the points expired. Under the member lock,
+    in the caller's transaction; returns the points expired. Under the member lock
+    (`locked`: the available account the caller has locked already, see lock_member),
     and from the lots as they are after it: a second run finds nothing left to expire."""
-    account = lock_member(session, member_id)
+    account = locked if locked is not None else lock_member(session, member_id)
     points = expired_points(lots_of(account_movements(session, account.id)), now)
     if points <= 0:
         return 0

@@ -102,29 +102,53 @@ class MemberBalances:
     available: int
     pending: int
     lifetime_earned: int
+    # What is left of the available points' lots, soonest-expiring first.
+    lots: tuple[Lot, ...] = ()
 
 
 def member_balances(session: Session, member_id: uuid.UUID) -> MemberBalances:
-    rows = session.execute(
-        select(Account.kind, func.coalesce(func.sum(PostingLine.points), 0))
-        .join(PostingLine, PostingLine.account_id == Account.id, isouter=True)
-        .where(Account.member_id == member_id)
-        .group_by(Account.kind)
-    ).all()
-    by_kind = {kind: int(total) for kind, total in rows}
-    # Issued to the member by awards, less what reversals took back or wrote off.
-    issued = session.scalar(
-        select(func.coalesce(func.sum(PostingLine.points), 0))
-        .join(Posting, Posting.id == PostingLine.posting_id)
+    """The member's balances and lots in one statement (one snapshot, even outside a
+    transaction), through the member's own rows only (accounts.member_id,
+    posting_lines.account_id, postings.member_id): the cost follows the member's
+    history, never the scheme's."""
+    issuance_line = case((Account.code == "scheme:issuance", PostingLine.points), else_=0)
+    # Issued to the member by awards, less what reversals took back or wrote off: the
+    # issuance side of the member's earn and reversal postings. The issuance account
+    # is picked in the sum, not in WHERE: filtering on it would let the planner start
+    # from issuance's lines, which are every award of the scheme.
+    issued = (
+        select(func.coalesce(func.sum(issuance_line), 0))
+        .select_from(Posting)
+        .join(PostingLine, PostingLine.posting_id == Posting.id)
         .join(Account, Account.id == PostingLine.account_id)
-        .where(Posting.member_id == member_id, Posting.kind.in_(("earn", "reversal")),
-               Account.code == "scheme:issuance")
+        .where(Posting.member_id == member_id, Posting.kind.in_(("earn", "reversal")))
+        .scalar_subquery()
     )
+    # A member with no lines has no awards either, so no rows means nothing issued.
+    rows = session.execute(
+        select(Account.kind, PostingLine.points, Posting.kind, Posting.expires_at, issued)
+        .join(PostingLine, PostingLine.account_id == Account.id)
+        .join(Posting, Posting.id == PostingLine.posting_id)
+        .where(Account.member_id == member_id)
+        .order_by(Account.kind, PostingLine.created_at, PostingLine.id)
+    ).all()
+    movements = [Movement(points, kind, expires_at)
+                 for account, points, kind, expires_at, _ in rows if account == "available"]
     return MemberBalances(
-        available=by_kind.get("available", 0),
-        pending=by_kind.get("pending", 0),
-        lifetime_earned=-int(issued or 0),
+        available=sum(movement.points for movement in movements),
+        pending=sum(row[1] for row in rows if row[0] == "pending"),
+        lifetime_earned=-int(rows[0][4]) if rows else 0,
+        lots=tuple(lots_of(movements)),
     )
+
+
+def member_available(session: Session, member_id: uuid.UUID) -> int:
+    """The member's spendable points, in one query."""
+    return int(session.scalar(
+        select(func.coalesce(func.sum(PostingLine.points), 0))
+        .join(Account, Account.id == PostingLine.account_id)
+        .where(Account.code == f"member:{member_id}:available")
+    ) or 0)
 
 
 def _movements_stmt() -> Select[tuple[uuid.UUID, int, str, datetime | None]]:

@@ -32,6 +32,9 @@ class Action(IdMixin, Base):
         # costs the accepted majority nothing.
         Index("ix_actions_flagged", "created_at", postgresql_where=text("status = 'flagged'"),
               sqlite_where=text("status = 'flagged'")),
+        # The dashboard's rollups read actions by day, and find what changed since.
+        Index("ix_actions_occurred_at", "occurred_at"),
+        Index("ix_actions_created_at", "created_at"),
     )
 
     source_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sources.id"))
@@ -59,6 +62,9 @@ class Award(IdMixin, Base):
     __table_args__ = (
         UniqueConstraint("action_id", "rule_id"),
         Index("ix_awards_rule_member_occurred", "rule_id", "member_id", "occurred_at"),
+        # Revocations since the dashboard's last refresh; only revoked awards are in it.
+        Index("ix_awards_revoked_at", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL"),
+              sqlite_where=text("revoked_at IS NOT NULL")),
     )
 
     action_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("actions.id"))

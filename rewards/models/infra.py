@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, IdMixin
+from .base import Base, IdMixin, utcnow
 
 
 class IdempotencyRecord(IdMixin, Base):
@@ -23,14 +23,20 @@ class IdempotencyRecord(IdMixin, Base):
 
 
 class OutboxMessage(IdMixin, Base):
-    """A job written in the same transaction as the change that needs it, dispatched
-    to the queue after commit, so Redis being down loses nothing."""
+    """A job written in the same transaction as the change that needs it, handed to the
+    queue after commit, and kept until the job has finished: a row whose `due_at` has
+    passed is sent (again) by the relay, so neither Redis being down or losing its data
+    nor a worker killed mid-job loses anything (see docs/jobs.md)."""
 
     __tablename__ = "outbox"
 
     job: Mapped[str] = mapped_column(String(200))
     queue: Mapped[str] = mapped_column(String(64), default="default")
     kwargs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Last hand-over to the queue.
     dispatched_at: Mapped[datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # When the relay should send it (again); None once done.
+    due_at: Mapped[datetime | None] = mapped_column(index=True, default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column()

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 from .base import Base, IdMixin, utcnow
 
 # Scheme-side accounts. Member accounts are "member:<id>:available" and ":pending".
+# What a posting records (LedgerLine.kind in the API).
+POSTING_KINDS = ("earn", "pending_release", "adjustment", "hold", "capture", "release",
+                 "refund", "reversal", "expiry", "donation")
+
 SCHEME_ACCOUNTS = (
     "scheme:issuance",  # where earned points come from (goes negative as points are issued)
     "scheme:rewards_held",  # points reserved by a pending reward claim
@@ -52,7 +56,8 @@ class Posting(IdMixin, Base):
     key: Mapped[str | None] = mapped_column(String(200), unique=True)
     # Whose posting it is, for listing; no foreign key (the lines' accounts say it too).
     member_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
-    action_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("actions.id"))
+    # Indexed: reversing an action and releasing pending points look up its postings.
+    action_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("actions.id"), index=True)
     reward_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("rewards.id"))
     # A credit of points is a lot: spendable from available_at (pending until then),
     # gone at expires_at. Both are terms of the posting, not state; lots are derived.

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, IdMixin, utcnow
@@ -30,6 +30,11 @@ class Member(IdMixin, Base):
     pin_locks: Mapped[int] = mapped_column(default=0)
     pin_blocked_at: Mapped[datetime | None] = mapped_column()
     enrolled_by: Mapped[uuid.UUID | None] = mapped_column()
+    # Optional, given by the member: only ever shown as an age band in aggregates.
+    birth_year: Mapped[int | None] = mapped_column()
+    # The member withdrew consent to travel data (see consents): sources' travel items
+    # for them are refused. Kept here so ingest reads it with the member's row.
+    travel_data_withheld: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     identifiers: Mapped[list[Identifier]] = relationship(back_populates="member")
 

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, false, text
+from sqlalchemy import CheckConstraint, Float, ForeignKey, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, IdMixin
@@ -32,9 +32,33 @@ class Partner(IdMixin, Base):
     fulfilment_url: Mapped[str | None] = mapped_column(String(500))
     # Needed in clear to sign requests (HMAC is symmetric).
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    # The place, for an app's map: {"mon": [{"opens": "09:00", "closes": "17:30"}], ...}.
+    address: Mapped[str | None] = mapped_column(String(300))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    opening_hours: Mapped[dict[str, Any] | None] = mapped_column()
+    logo_url: Mapped[str | None] = mapped_column(String(500))
 
     offers: Mapped[list[Offer]] = relationship(back_populates="partner")
 
+
+
+class PartnerKey(IdMixin, Base):
+    """One till API key of a partner. The key a partner was registered with stays in
+    partners.api_key_hash until the first rotation copies it here; from then on its row
+    here decides. A key works until it expires (the overlap after a newer key was
+    issued) or is retired."""
+
+    __tablename__ = "partner_keys"
+
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The key's first characters, to tell keys apart; None for the registration key.
+    key_prefix: Mapped[str | None] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(String(100))
+    expires_at: Mapped[datetime | None] = mapped_column()
+    retired_at: Mapped[datetime | None] = mapped_column()
+    created_by: Mapped[uuid.UUID | None] = mapped_column()
 
 class Offer(IdMixin, Base):
     """A reward in the catalogue, paid for in points, honoured by one partner.
@@ -67,6 +91,7 @@ class Offer(IdMixin, Base):
     joined_after: Mapped[datetime | None] = mapped_column()
     # What the council pays the partner for each redemption, in pence.
     value_pence: Mapped[int] = mapped_column(default=0, server_default="0")
+    image_url: Mapped[str | None] = mapped_column(String(500))
     points_back_on_expiry: Mapped[bool] = mapped_column(default=False, server_default=false())
     fulfilment: Mapped[str] = mapped_column(String(16), default="internal",
                                             server_default="internal")

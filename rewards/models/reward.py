@@ -54,6 +54,13 @@ class Redemption(IdMixin, Base):
               sqlite_where=text("undone_at IS NULL"),
               postgresql_where=text("undone_at IS NULL")),
         Index("ix_redemptions_partner_created", "partner_id", "created_at"),
+        # A till's retry with the same Idempotency-Key finds the redemption it made.
+        Index("uq_redemptions_partner_idempotency_key", "partner_id", "idempotency_key",
+              unique=True, sqlite_where=text("idempotency_key IS NOT NULL"),
+              postgresql_where=text("idempotency_key IS NOT NULL")),
+        Index("ix_redemptions_partner_till_reference", "partner_id", "till_reference",
+              sqlite_where=text("till_reference IS NOT NULL"),
+              postgresql_where=text("till_reference IS NOT NULL")),
     )
 
     reward_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rewards.id"))
@@ -64,6 +71,10 @@ class Redemption(IdMixin, Base):
     redeemed_by: Mapped[uuid.UUID | None] = mapped_column()  # the partner's user, if any
     undone_at: Mapped[datetime | None] = mapped_column()
     undone_by: Mapped[uuid.UUID | None] = mapped_column()
+    # The till's Idempotency-Key for the request that made it, and the till's own
+    # reference for the sale (a receipt number), both as the till sent them.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    till_reference: Mapped[str | None] = mapped_column(String(64))
 
     reward: Mapped[Reward] = relationship()
     partner: Mapped[Partner] = relationship()

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, IdMixin
@@ -21,6 +21,9 @@ class ActionType(IdMixin, Base):
     name: Mapped[str] = mapped_column(String(200))
     category: Mapped[str] = mapped_column(String(32))
     description: Mapped[str | None] = mapped_column(Text)
+    # Other languages: {"cy": {"name": .., "description": ..}}; name and description are English.
+    translations: Mapped[dict[str, Any]] = mapped_column(default=dict,
+                                                         server_default=text("'{}'"))
 
 
 class Rule(IdMixin, Base):

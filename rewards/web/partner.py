@@ -181,8 +181,20 @@ def _user_id() -> uuid.UUID | None:
 @bp.route("/redeem", methods=["GET"])
 @login_required
 def redeem_page(partner: Partner):
-    code = request.args.get("code", "").strip()
-    return _page(partner, _verdict(partner, code) if code else None)
+    # A voucher code never travels in a URL (access logs, browser history, Referer):
+    # checking one is a POST to /partner/check; a ?code= here is ignored.
+    return _page(partner)
+
+
+@bp.route("/check", methods=["POST"])
+@login_required
+def check_submit(partner: Partner):
+    if not _csrf_ok():
+        return _page(partner, error="The form expired; try again.", status=400)
+    code = request.form.get("code", "").strip()
+    if not code:
+        return _page(partner, error="Type or scan a voucher code.", status=422)
+    return _page(partner, _verdict(partner, code))
 
 
 @bp.route("/redeem", methods=["POST"])

@@ -33,7 +33,7 @@ from rewards.staff import password_problem
 from rewards.throttle import lock_seconds
 
 from ..conftest import otp_from_mail
-from ..helpers import bearer, build_scheme, make_staff, signed_post, staff_token, tap
+from ..helpers import bearer, build_scheme, link, make_staff, signed_post, staff_token, tap
 from ..reward_support import resident
 from ..test_flow import _daytime
 from ..test_partner_pages import _csrf, _log_in, _partner_user
@@ -145,9 +145,7 @@ def test_identifier_key_rotation_keeps_cards_and_moves_them_to_the_new_key(
     person = resident(client, app)
     cards = ["6335001111222233", "6335004444555566"]
     for number in cards:
-        linked = client.post("/v1/me/identifiers", json={"kind": "travel_card",
-                                                         "number": number},
-                             headers=person.headers)
+        linked = link(client, app, person.headers, number)
         assert linked.status_code == 201, linked.json
     old, new = app.config["IDENTIFIER_KEY"], "rotated-identifier-key-0123456789"
     report = _cli(app, monkeypatch, "identifier-keys")
@@ -169,8 +167,7 @@ def test_identifier_key_rotation_keeps_cards_and_moves_them_to_the_new_key(
     assert "1 card(s); not yet on it: 1" in report.output
     # Someone else linking the second card is refused as before (found under the old key).
     other = resident(client, app)
-    clash = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": cards[1]},
-                        headers=other.headers)
+    clash = link(client, app, other.headers, cards[1])
     assert clash.status_code == 409
     sent = signed_post(client, scheme.source, {"items": [tap("r2", cards[1], _daytime(2))]})
     assert sent.json["results"][0]["status"] == "accepted", sent.json

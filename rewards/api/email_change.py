@@ -1,0 +1,97 @@
+"""Changing a resident's email address: the new address is confirmed before it is used.
+
+The confirmation is a signed token mailed to the new address (valid 24 hours, bound to
+the address the account has now, so it stops working once that changes); the app sends
+it back, signed in, and only then does the address change. The old address is told."""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import current_app
+from flask_smorest import abort
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+
+from ..extensions import Blueprint, db
+from ..mail import send_mail
+from ..members import normalise_email
+from ..models import Member
+from ..reasons import Reason
+from ..security import issue_token, read_token
+from .auth import BEARER, current_member, member_required
+from .auth_views import Accepted
+from .me import MemberSchema
+
+blp = Blueprint("email_change", __name__, url_prefix="/v1/me/email",
+                description="Changing a resident's email address")
+
+CONFIRM_TTL = 24 * 3600
+KIND = "email_change"
+
+
+class EmailChangeIn(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+
+
+class EmailConfirmIn(Schema):
+    token = fields.String(required=True, validate=validate.Length(min=10, max=2000))
+
+
+def _bound_to(email: str | None) -> str:
+    return hashlib.sha256(f"email-change:{email or ''}".encode()).hexdigest()[:32]
+
+
+@blp.route("", methods=["POST"])
+@blp.doc(security=BEARER)
+@member_required
+@blp.arguments(EmailChangeIn)
+@blp.response(202, Accepted)
+@blp.alt_response(409, description="Another account has this address")
+def request_change(args):
+    """Ask to change the account's address: a confirmation goes to the new address;
+    nothing changes until it is confirmed (POST /v1/me/email/confirm)."""
+    member = current_member()
+    new = normalise_email(args["email"])
+    if db.session.scalar(select(Member.id).where(Member.email == new, Member.id != member.id)):
+        abort(409, message="Another account uses this address.", reason=Reason.ALREADY_EXISTS)
+    token = issue_token(str(member.id), "member", CONFIRM_TTL, kind=KIND, email=new,
+                        bound=_bound_to(member.email))
+    scheme = current_app.config["SCHEME_NAME"]
+    send_mail(new, f"Confirm your new address for {scheme}",
+              f"Someone (we hope you) asked to use this address for a {scheme} account.\n"
+              f"To confirm, open the app with this code within 24 hours:\n\n{token}\n\n"
+              "If you did not ask for it, ignore this message: nothing changes.")
+    return {"message": "We have mailed a confirmation to the new address."}
+
+
+@blp.route("/confirm", methods=["POST"])
+@blp.doc(security=BEARER)
+@member_required
+@blp.arguments(EmailConfirmIn)
+@blp.response(200, MemberSchema)
+@blp.alt_response(409, description="Another account took the address meanwhile")
+def confirm_change(args):
+    """Confirm the new address with the code mailed to it: the account's address
+    changes, and the old address is told."""
+    member = current_member()
+    payload = read_token(args["token"].strip(), kind=KIND)
+    if (payload is None or payload.get("sub") != str(member.id)
+            or payload.get("bound") != _bound_to(member.email)):
+        abort(422, message="The confirmation is not valid, has expired, or was for "
+                           "another address.", errors={"token": ["Not valid."]},
+              reason=Reason.INVALID_TOKEN)
+    new = payload["email"]
+    if db.session.scalar(select(Member.id).where(Member.email == new, Member.id != member.id)):
+        abort(409, message="Another account uses this address.", reason=Reason.ALREADY_EXISTS)
+    old, member.email = member.email, new
+    db.session.commit()
+    if old and old != new:
+        scheme = current_app.config["SCHEME_NAME"]
+        try:
+            send_mail(old, f"Your {scheme} address has changed",
+                      f"Your account's address is now {new}. If you did not do this, "
+                      "contact the council's help desk.")
+        except Exception:  # the change stands; the notice is a courtesy
+            current_app.logger.exception("could not tell the old address of a change")
+    return member

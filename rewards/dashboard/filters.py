@@ -1,0 +1,107 @@
+"""What a dashboard request asks for: a date range and optional ward, category, type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import current_app, has_app_context
+
+from ..models.scheme import CATEGORIES
+
+DEFAULT_DAYS = 90
+# The widest range one request may ask for: ten years of months is still small.
+MAX_DAYS = 3660
+
+
+def scheme_zone() -> ZoneInfo:
+    name = current_app.config["SCHEME_TIMEZONE"] if has_app_context() else "Europe/London"
+    return ZoneInfo(name)
+
+
+def today() -> date:
+    return datetime.now(UTC).astimezone(scheme_zone()).date()
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def months_between(first: date, last: date) -> list[date]:
+    """The 1sts of every month from `first`'s to `last`'s."""
+    months, month = [], month_start(first)
+    while month <= last:
+        months.append(month)
+        month = next_month(month)
+    return months
+
+
+def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
+    """UTC instants from the start of `first` to the start of the day after `last`,
+    in the scheme's zone."""
+    zone = scheme_zone()
+    start = datetime.combine(first, time(), zone).astimezone(UTC)
+    end = datetime.combine(last + timedelta(days=1), time(), zone).astimezone(UTC)
+    return start, end
+
+
+def _date(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a date as YYYY-MM-DD, not {value!r}.") from None
+
+
+def _text(args: Mapping[str, Any], name: str, longest: int = 100) -> str | None:
+    value = args.get(name)
+    if value is None or str(value).strip() == "":
+        return None
+    value = str(value).strip()
+    if len(value) > longest:
+        raise ValueError(f"{name} is longer than {longest} characters.")
+    return value
+
+
+@dataclass(frozen=True)
+class Filters:
+    date_from: date
+    date_to: date
+    ward: str | None = None
+    category: str | None = None
+    action_type: str | None = None
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any]) -> Filters:
+        """From query arguments `from`, `to` (YYYY-MM-DD), `ward`, `category`,
+        `action_type`; by default the last 90 days ending today in the scheme's zone.
+        Bad values raise ValueError with a message for the caller."""
+        end = _date(args["to"], "to") if args.get("to") else today()
+        start = (_date(args["from"], "from") if args.get("from")
+                 else end - timedelta(days=DEFAULT_DAYS - 1))
+        if start > end:
+            raise ValueError("from must not be after to.")
+        if (end - start).days >= MAX_DAYS:
+            raise ValueError(f"The range may cover at most {MAX_DAYS} days.")
+        category = _text(args, "category", 32)
+        if category is not None and category not in CATEGORIES:
+            raise ValueError(f"category must be one of: {', '.join(CATEGORIES)}.")
+        return cls(start, end, _text(args, "ward"), category, _text(args, "action_type", 64))
+
+    @property
+    def months(self) -> list[date]:
+        """Figures by month cover whole months: from the 1st of `date_from`'s month
+        to the end of `date_to`'s."""
+        return months_between(self.date_from, self.date_to)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {"from": self.date_from.isoformat(), "to": self.date_to.isoformat(),
+                "ward": data["ward"], "category": data["category"],
+                "action_type": data["action_type"]}

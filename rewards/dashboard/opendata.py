@@ -1,0 +1,65 @@
+"""The open-data export: the published figures' suppressed aggregates as CSV files,
+with a data dictionary, the form councils publish on their open-data portals."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from datetime import date
+
+from . import FIGURES, compute
+from .filters import Filters, months_between, next_month, today
+from .table import SUPPRESSED, Table, safe_cell
+
+# Figures about residents' take-up and behaviour; money owed to named partners and
+# forecasts stay internal.
+PUBLISHED = ("reach_wards", "reach_channel", "actions", "actions_by_ward", "actions_by_hour",
+             "retention", "impact", "fairness_deprivation", "fairness_age")
+UNITS = {"text": "text", "int": "count", "number": "number", "percent": "percent",
+         "money": "pounds sterling", "date": "date (YYYY-MM-DD)"}
+
+
+def default_filters() -> Filters:
+    """The last twelve whole months, ending with the current one."""
+    end = today()
+    start = months_between(date(end.year - 1, end.month, 1), end)[1]
+    return Filters(start, end)
+
+
+def tables(filters: Filters) -> list[Table]:
+    return [compute(name, filters) for name in PUBLISHED]
+
+
+def dictionary(found: list[Table], threshold: int) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["file", "column", "meaning", "meaning_cy", "unit", "suppression"])
+    rule = (f"'{SUPPRESSED}' where the cell counts fewer than {threshold} distinct members; "
+            "when only one cell of a group would be, the smallest other one is too.")
+    for table in found:
+        writer.writerow([f"{table.name}.csv", "", safe_cell(FIGURES[table.name].description),
+                         "", "", safe_cell(" ".join(table.notes))])
+        for column in table.columns:
+            writer.writerow([f"{table.name}.csv", column.key, safe_cell(column.label),
+                             safe_cell(column.label_cy), UNITS[column.kind],
+                             rule if column.kind in ("int", "number", "percent") else ""])
+    return out.getvalue()
+
+
+def archive(filters: Filters, threshold: int) -> bytes:
+    found = tables(filters)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for table in found:
+            bundle.writestr(f"{table.name}.csv", table.to_csv())
+        bundle.writestr("dictionary.csv", dictionary(found, threshold))
+        bundle.writestr("README.txt", (
+            f"Citizen rewards scheme: published aggregates from {filters.date_from} to "
+            f"{filters.date_to} (whole months). Every figure counts members in aggregate; "
+            f"cells counting fewer than {threshold} members are shown as '{SUPPRESSED}'. "
+            "See dictionary.csv for each column.\n"))
+    return buffer.getvalue()
+
+
+__all__ = ["PUBLISHED", "archive", "default_filters", "dictionary", "next_month", "tables"]

@@ -1,0 +1,398 @@
+"""Keeping the rollups up to date: recompute only the days something touched.
+
+A day is touched when an action that happened on it is created, awarded or revoked,
+or reviewed. The refresh finds those since the last refresh (less a margin, so a
+transaction that committed late is not missed; redoing a day is harmless), rebuilds
+their member-day rows from the actions, changes the month rows by what each day's
+rows changed, then rebuilds the ledger days that had new postings. `rebuild`
+recomputes any range of days, and their months whole."""
+
+from __future__ import annotations
+
+import logging
+import time as clock
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, literal, select, tuple_
+from sqlalchemy.orm import Session
+
+from ..models import Account, Action, ActionType, Award, Member, Posting, PostingLine, utcnow
+from ..models.dashboard import (
+    DashboardRefresh,
+    LedgerDay,
+    MemberDay,
+    MemberHourMonth,
+    MemberMonth,
+)
+from ..models.review import Review
+from .filters import day_bounds, month_start, next_month, scheme_zone, today
+from .sources import COUNTED
+
+log = logging.getLogger("rewards.dashboard")
+
+STATE = "rollups"
+# Changes are looked for from this long before the last refresh: a transaction that
+# began before it and committed after it is still seen.
+MARGIN = timedelta(minutes=10)
+CHUNK_DAYS = 7
+LOCK_KEY = 0x6461736862  # "dashb"
+
+
+@dataclass
+class RefreshReport:
+    days: int
+    ledger_days: int
+    months: int
+    took_ms: int
+    skipped: bool = False
+
+
+def last_refresh(session: Session) -> datetime | None:
+    state = session.get(DashboardRefresh, STATE)
+    return state.refreshed_at if state else None
+
+
+def _local_day(moment: datetime) -> date:
+    return moment.astimezone(scheme_zone()).date()
+
+
+def _locked(session: Session) -> bool:
+    """One refresh at a time; a second one finds the lock taken and leaves it."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.scalar(select(func.pg_try_advisory_xact_lock(LOCK_KEY))))
+
+
+def _scheme_account_ids(session: Session, *codes: str) -> list[uuid.UUID]:
+    stmt = select(Account.id).where(Account.member_id.is_(None))
+    if codes:
+        stmt = stmt.where(Account.code.in_(codes))
+    return list(session.scalars(stmt))
+
+
+def touched_days(session: Session, since: datetime) -> set[date]:
+    """Days (scheme zone) whose counted actions may have changed since `since`."""
+    moments: set[datetime] = set()
+    moments.update(session.scalars(
+        select(Action.occurred_at).where(Action.created_at >= since).distinct()))
+    issuance = _scheme_account_ids(session, "scheme:issuance")
+    if issuance:  # awards, approvals and revocations move points from or to issuance
+        moments.update(session.scalars(
+            select(Action.occurred_at)
+            .join(Posting, Posting.action_id == Action.id)
+            .join(PostingLine, PostingLine.posting_id == Posting.id)
+            .where(PostingLine.account_id.in_(issuance), PostingLine.created_at >= since)
+            .distinct()))
+    moments.update(session.scalars(
+        select(Award.occurred_at).where(Award.revoked_at >= since).distinct()))
+    moments.update(session.scalars(
+        select(Action.occurred_at).join(Review, Review.action_id == Action.id)
+        .where(Review.created_at >= since).distinct()))
+    return {_local_day(moment) for moment in moments}
+
+
+def touched_ledger_days(session: Session, since: datetime) -> set[date]:
+    accounts = _scheme_account_ids(session)
+    if not accounts:
+        return set()
+    first = session.scalar(select(func.min(PostingLine.created_at)).where(
+        PostingLine.account_id.in_(accounts), PostingLine.created_at >= since))
+    if first is None:
+        return set()
+    start, end = _local_day(first), today()
+    return {start + timedelta(days=n) for n in range((end - start).days + 1)}
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if number == number and abs(number) < 1e9 else 0.0  # no NaN or absurd
+
+
+def _rebuild_days(session: Session, days: list[date], deltas: Deltas | None = None,
+                  ) -> dict[date, set[uuid.UUID]]:
+    """Member-day rows for `days` (consecutive runs read together); returns the
+    members whose rows changed, by month. With `deltas`, the old rows are taken off
+    and the new ones added to it, for the month rows."""
+    touched: dict[date, set[uuid.UUID]] = defaultdict(set)
+    zone = scheme_zone()
+    table = MemberDay.__table__
+    for run in _runs(days):
+        start, end = day_bounds(run[0], run[-1])
+        for row in session.execute(
+                select(table).where(table.c.day >= run[0], table.c.day <= run[-1])).mappings():
+            touched[month_start(row["day"])].add(row["member_id"])
+            if deltas is not None:
+                deltas.add(row, -1)
+        session.execute(delete(table).where(table.c.day >= run[0], table.c.day <= run[-1]))
+        cells: dict[tuple[date, uuid.UUID, str], dict[str, Any]] = {}
+        rows = session.execute(
+            select(Action.member_id, Action.type_code, ActionType.category,
+                   func.coalesce(Member.ward, ""), Action.occurred_at, Action.points,
+                   Action.attributes["distance_km"].as_string(),
+                   Action.attributes["hours"].as_string())
+            .join(ActionType, ActionType.id == Action.action_type_id)
+            .join(Member, Member.id == Action.member_id)
+            .where(Action.status == COUNTED, Action.occurred_at >= start,
+                   Action.occurred_at < end)
+            .execution_options(yield_per=20000))
+        for member_id, type_code, category, ward, occurred_at, points, km, hours in rows:
+            local = occurred_at.astimezone(zone)
+            key = (local.date(), member_id, type_code)
+            cell = cells.get(key)
+            if cell is None:
+                cell = cells[key] = {
+                    "day": key[0], "member_id": member_id, "type_code": type_code,
+                    "category": category, "ward": ward, "actions": 0, "points": 0,
+                    "km": 0.0, "duration_h": 0.0, "by_hour": {}}
+            cell["actions"] += 1
+            cell["points"] += points or 0
+            cell["km"] += _number(km) if km is not None else 0.0
+            cell["duration_h"] += _number(hours) if hours is not None else 0.0
+            hour = str(local.hour)
+            cell["by_hour"][hour] = cell["by_hour"].get(hour, 0) + 1
+            touched[month_start(key[0])].add(member_id)
+        values = list(cells.values())
+        for start_at in range(0, len(values), 5000):
+            session.execute(insert(table), values[start_at:start_at + 5000])
+        if deltas is not None:
+            for value in values:
+                deltas.add(value, 1)
+    return touched
+
+
+MEASURES = ("actions", "points", "km", "duration_h", "days")
+
+
+class Deltas:
+    """What a refresh changes in the month and month-hour rows: day rows taken off
+    (-1) and put back (+1), summed per row key, then applied as increments."""
+
+    def __init__(self) -> None:
+        self.months: dict[tuple[date, uuid.UUID, str], dict[str, Any]] = {}
+        self.hours: dict[tuple[date, uuid.UUID, str, int, int], dict[str, Any]] = {}
+
+    def add(self, row: Any, sign: int) -> None:
+        month = month_start(row["day"])
+        key = (month, row["member_id"], row["type_code"])
+        cell = self.months.get(key)
+        if cell is None:
+            cell = self.months[key] = {
+                "month": month, "member_id": key[1], "type_code": key[2],
+                "category": row["category"], "ward": row["ward"], "actions": 0, "points": 0,
+                "km": 0.0, "duration_h": 0.0, "days": 0}
+        if sign > 0:  # a day's current row says the member's current ward and category
+            cell["category"], cell["ward"] = row["category"], row["ward"]
+        cell["actions"] += sign * row["actions"]
+        cell["points"] += sign * row["points"]
+        cell["km"] += sign * row["km"]
+        cell["duration_h"] += sign * row["duration_h"]
+        cell["days"] += sign
+        weekday = row["day"].isoweekday()
+        for hour, count in (row["by_hour"] or {}).items():
+            hkey = (month, key[1], key[2], weekday, int(hour))
+            hcell = self.hours.get(hkey)
+            if hcell is None:
+                hcell = self.hours[hkey] = {
+                    "month": month, "member_id": key[1], "type_code": key[2],
+                    "weekday": weekday, "hour": int(hour), "category": row["category"],
+                    "ward": row["ward"], "actions": 0}
+            if sign > 0:
+                hcell["category"], hcell["ward"] = row["category"], row["ward"]
+            hcell["actions"] += sign * int(count)
+
+    def apply(self, session: Session) -> None:
+        dialect = session.get_bind().dialect.name
+        for table, cells, keys, measures in (
+                (MemberMonth.__table__, self.months, ("month", "member_id", "type_code"),
+                 MEASURES),
+                (MemberHourMonth.__table__, self.hours,
+                 ("month", "member_id", "type_code", "weekday", "hour"), ("actions",))):
+            # A day recomputed unchanged changes nothing; rows that lost actions may be
+            # left with none and go.
+            changed = [cell for cell in cells.values() if any(cell[m] for m in measures)]
+            emptied = [tuple(cell[k] for k in keys) for cell in changed if cell["actions"] < 0]
+            for start in range(0, len(changed), 2000):
+                stmt = _upsert(dialect, table, keys, measures)
+                session.execute(stmt, changed[start:start + 2000])
+            for start in range(0, len(emptied), 500):
+                session.execute(delete(table).where(
+                    tuple_(*(table.c[k] for k in keys)).in_(emptied[start:start + 500]),
+                    table.c.actions <= 0))
+
+
+def _upsert(dialect: str, table: Any, keys: tuple[str, ...], measures: tuple[str, ...]) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE adding the measures (PostgreSQL and SQLite)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    updates = {m: table.c[m] + stmt.excluded[m] for m in measures}
+    updates.update(category=stmt.excluded.category, ward=stmt.excluded.ward)
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
+
+
+def _runs(days: list[date]) -> Iterable[list[date]]:
+    run: list[date] = []
+    for day in sorted(days):
+        if run and ((day - run[-1]).days != 1 or len(run) >= CHUNK_DAYS):
+            yield run
+            run = []
+        run.append(day)
+    if run:
+        yield run
+
+
+def _in_chunks(ids: list[uuid.UUID], size: int = 500) -> Iterable[list[uuid.UUID]]:
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _rebuild_month(session: Session, month: date, members: set[uuid.UUID] | None) -> None:
+    """Month and month-hour rows of `members` (every member if None) from their days."""
+    days = MemberDay.__table__
+    end = next_month(month)
+    groups: list[list[uuid.UUID] | None] = (
+        [None] if members is None else list(_in_chunks(sorted(members))))
+    for group in groups:
+        for table in (MemberMonth.__table__, MemberHourMonth.__table__):
+            stmt = delete(table).where(table.c.month == month)
+            if group is not None:
+                stmt = stmt.where(table.c.member_id.in_(group))
+            session.execute(stmt)
+        source = select(
+            literal(month).label("month"), days.c.member_id, days.c.type_code,
+            func.min(days.c.category), func.min(days.c.ward), func.sum(days.c.actions),
+            func.sum(days.c.points), func.sum(days.c.km), func.sum(days.c.duration_h),
+            func.count()).where(days.c.day >= month, days.c.day < end)
+        if group is not None:
+            source = source.where(days.c.member_id.in_(group))
+        source = source.group_by(days.c.member_id, days.c.type_code)
+        months = MemberMonth.__table__
+        session.execute(insert(months).from_select(
+            ["month", "member_id", "type_code", "category", "ward", "actions", "points",
+             "km", "duration_h", "days"], source))
+        hours: dict[tuple[uuid.UUID, str, int, int], dict[str, Any]] = {}
+        read = select(days.c.member_id, days.c.type_code, days.c.category, days.c.ward,
+                      days.c.day, days.c.by_hour).where(days.c.day >= month, days.c.day < end)
+        if group is not None:
+            read = read.where(days.c.member_id.in_(group))
+        for member_id, type_code, category, ward, day, by_hour in session.execute(
+                read.execution_options(yield_per=20000)):
+            weekday = day.isoweekday()
+            for hour, count in (by_hour or {}).items():
+                key = (member_id, type_code, weekday, int(hour))
+                cell = hours.get(key)
+                if cell is None:
+                    cell = hours[key] = {"month": month, "member_id": member_id,
+                                         "type_code": type_code, "weekday": weekday,
+                                         "hour": int(hour), "category": category,
+                                         "ward": ward, "actions": 0}
+                cell["actions"] += int(count)
+        values = list(hours.values())
+        for start_at in range(0, len(values), 5000):
+            session.execute(insert(MemberHourMonth.__table__), values[start_at:start_at + 5000])
+
+
+def _rebuild_ledger(session: Session, days: Iterable[date]) -> int:
+    accounts = _scheme_account_ids(session)
+    table = LedgerDay.__table__
+    count = 0
+    for day in sorted(days):
+        count += 1
+        start, end = day_bounds(day, day)
+        session.execute(delete(table).where(table.c.day == day))
+        if not accounts:
+            continue
+        source = (
+            select(literal(day).label("day"), Account.code, Posting.kind,
+                   func.sum(PostingLine.points), func.count())
+            .join(Account, Account.id == PostingLine.account_id)
+            .join(Posting, Posting.id == PostingLine.posting_id)
+            .where(PostingLine.account_id.in_(accounts), PostingLine.created_at >= start,
+                   PostingLine.created_at < end)
+            .group_by(Account.code, Posting.kind))
+        session.execute(insert(table).from_select(
+            ["day", "account", "kind", "points", "postings"], source))
+    return count
+
+
+def rebuild(session: Session, first: date, last: date) -> RefreshReport:
+    """Recompute every rollup for the days `first`..`last` (scheme zone)."""
+    started = clock.monotonic()
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    report = _apply(session, days, days, whole_months=True)
+    report.took_ms = int((clock.monotonic() - started) * 1000)
+    return report
+
+
+def refresh(session: Session, now: datetime | None = None,
+            margin: timedelta = MARGIN) -> RefreshReport:
+    """Bring the rollups up to date with what changed since the last refresh (less
+    `margin`); the first refresh builds them from the start of the scheme's history.
+    Commits."""
+    started = clock.monotonic()
+    now = now or utcnow()
+    if not _locked(session):
+        session.rollback()
+        return RefreshReport(0, 0, 0, 0, skipped=True)
+    since = last_refresh(session)
+    if since is None:
+        first = session.scalar(select(func.min(Action.occurred_at)))
+        first_line = session.scalar(select(func.min(PostingLine.created_at)))
+        edges = [_local_day(moment) for moment in (first, first_line) if moment is not None]
+        start = min(edges) if edges else today()
+        days = [start + timedelta(days=n) for n in range((today() - start).days + 1)]
+        report = _apply(session, days, days, whole_months=True)
+    else:
+        report = _apply(session, sorted(touched_days(session, since - margin)),
+                        sorted(touched_ledger_days(session, since - margin)),
+                        whole_months=False)
+    report.took_ms = int((clock.monotonic() - started) * 1000)
+    state = session.get(DashboardRefresh, STATE)
+    if state is None:
+        state = DashboardRefresh(name=STATE, refreshed_at=now)
+        session.add(state)
+    state.refreshed_at = now
+    state.took_ms = report.took_ms
+    state.days = report.days
+    session.commit()
+    log.info("dashboard rollups refreshed: %s days, %s ledger days, %s months in %s ms",
+             report.days, report.ledger_days, report.months, report.took_ms)
+    return report
+
+
+def _apply(session: Session, days: list[date], ledger_days: list[date],
+           whole_months: bool) -> RefreshReport:
+    if whole_months:
+        touched = _rebuild_days(session, days)
+        # Every month the days cover, including those with no member left.
+        for month in sorted(set(touched) | {month_start(day) for day in days}):
+            _rebuild_month(session, month, None)
+    else:  # only what the touched days change: their old rows off, their new rows on
+        deltas = Deltas()
+        touched = _rebuild_days(session, days, deltas)
+        deltas.apply(session)
+    ledger = _rebuild_ledger(session, ledger_days)
+    session.flush()
+    return RefreshReport(len(days), ledger, len(touched), 0)
+
+
+def refresh_if_stale(session: Session, max_age_seconds: int) -> RefreshReport | None:
+    """For the embedded default (no cron): refresh when the rollups are older than
+    `max_age_seconds`, so a dashboard request sees changes within about a minute;
+    0 or less: never (something else, a cron or a script, keeps them)."""
+    if max_age_seconds <= 0:
+        return None
+    since = last_refresh(session)
+    if since is not None and (utcnow() - since).total_seconds() < max_age_seconds:
+        return None
+    return refresh(session)
+
+

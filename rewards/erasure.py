@@ -1,0 +1,55 @@
+"""Closing an account (DELETE /v1/me): personal data goes, the books stay balanced.
+
+Removed: email, name, ward, postcode district, PIN, linked cards, login codes sent to
+the address, consents, stored idempotent answers (they hold vouchers and profile), the
+text and photos of self-reports, and the attributes of every action (places, routes)
+with the copies of them kept in awards' inputs. Rewards not yet redeemed are cancelled
+with their postings (held points released, issued vouchers refunded), so no code of
+the member's works any more. What stays, under the member's id, which no longer leads
+to a person: ledger postings and balances, actions' type, time and points, awards'
+rule and points, redemptions already settled with partners, and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from .models import Action, Award, IdempotencyRecord, Identifier, Member, OtpCode, Reward
+from .models.privacy import Consent
+from .models.review import SelfReport, SelfReportPhoto
+from .vouchers import cancel_unredeemed
+
+ERASED_TEXT = "(erased at the member's request)"
+
+
+def erase_member(session: Session, member: Member, now: datetime) -> None:
+    """Everything above, in the caller's transaction."""
+    member_id = member.id
+    session.execute(select(Member.id).where(Member.id == member_id).with_for_update())
+    if member.email:
+        session.execute(delete(OtpCode).where(OtpCode.email == member.email))
+    for reward_id in session.scalars(select(Reward.id).where(
+            Reward.member_id == member_id, Reward.status.in_(("pending", "issued")))):
+        cancel_unredeemed(session, reward_id, "the member closed their account")
+    session.execute(delete(Identifier).where(Identifier.member_id == member_id))
+    session.execute(delete(Consent).where(Consent.member_id == member_id))
+    session.execute(delete(IdempotencyRecord).where(
+        IdempotencyRecord.scope.like(f"member:{member_id}:%")))
+    reports = select(SelfReport.id).where(SelfReport.member_id == member_id)
+    session.execute(delete(SelfReportPhoto).where(SelfReportPhoto.self_report_id.in_(reports)))
+    session.execute(update(SelfReport).where(SelfReport.member_id == member_id).values(
+        description=ERASED_TEXT, photo_type=None, photo_size=None))
+    session.execute(update(Action).where(Action.member_id == member_id)
+                    .values(attributes={}).execution_options(synchronize_session=False))
+    session.execute(update(Award).where(Award.member_id == member_id)
+                    .values(inputs={}).execution_options(synchronize_session=False))
+    member.email = None
+    member.display_name = None
+    member.ward = None
+    member.birth_year = None
+    member.postcode_district = None
+    member.pin_hash = None
+    member.travel_data_withheld = True
+    member.erased_at = now

@@ -1,0 +1,94 @@
+"""GET /v1/me/export: everything the scheme holds about a member, as one JSON document
+(UK GDPR right of access and data portability). Card numbers are not held, so only
+their kind and last 4 digits can be given."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import consents
+from .ledger import member_balances
+from .models import Account, Action, Identifier, Member, Posting, PostingLine, Reward
+from .models.donation import Donation
+from .models.review import Review, SelfReport
+from .vouchers import voucher_state
+
+FORMAT = "citizen-rewards-export/1"
+
+
+def _time(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def member_export(session: Session, member: Member, now: datetime) -> dict[str, Any]:
+    member_id = member.id
+    balances = member_balances(session, member_id)
+    accounts = dict(session.execute(select(Account.id, Account.kind)
+                                    .where(Account.member_id == member_id)).all())
+    lines = session.execute(
+        select(PostingLine.account_id, PostingLine.points, PostingLine.created_at,
+               Posting.kind, Posting.reason)
+        .join(Posting, Posting.id == PostingLine.posting_id)
+        .where(PostingLine.account_id.in_(list(accounts)))
+        .order_by(PostingLine.created_at, PostingLine.id)).all() if accounts else []
+    actions = session.scalars(select(Action).where(Action.member_id == member_id)
+                              .order_by(Action.occurred_at, Action.id)).all()
+    reports = session.scalars(select(SelfReport).where(SelfReport.member_id == member_id)
+                              .order_by(SelfReport.created_at)).all()
+    reviews = session.scalars(select(Review).where(Review.member_id == member_id)
+                              .order_by(Review.created_at)).all()
+    rewards = session.scalars(select(Reward).where(Reward.member_id == member_id)
+                              .order_by(Reward.created_at)).all()
+    donations = session.scalars(select(Donation).where(Donation.member_id == member_id)
+                                .order_by(Donation.created_at)).all()
+    cards = session.scalars(select(Identifier).where(Identifier.member_id == member_id)
+                            .order_by(Identifier.created_at)).all()
+    return {
+        "format": FORMAT,
+        "exported_at": _time(now),
+        "member": {
+            "id": str(member_id), "email": member.email, "display_name": member.display_name,
+            "ward": member.ward, "locale": member.locale,
+            "postcode_district": member.postcode_district,
+            "joined_at": _time(member.joined_at), "has_pin": member.pin_hash is not None,
+        },
+        "cards": [{"kind": c.kind, "last4": c.last4, "linked_at": _time(c.created_at)}
+                  for c in cards],
+        "consents": {
+            "current": [{"purpose": s.purpose, "granted": s.granted, "version": s.version,
+                         "given_at": _time(s.given_at), "withdrawn_at": _time(s.withdrawn_at)}
+                        for s in consents.current(session, member_id)],
+            "history": [{"purpose": c.purpose, "granted": c.granted, "version": c.version,
+                         "at": _time(c.created_at)}
+                        for c in consents.history(session, member_id)],
+        },
+        "balance": {"available": balances.available, "pending": balances.pending,
+                    "lifetime_earned": balances.lifetime_earned},
+        "ledger": [{"account": accounts[line.account_id], "points": line.points,
+                    "kind": line.kind, "reason": line.reason, "at": _time(line.created_at)}
+                   for line in lines],
+        "actions": [{
+            "id": str(a.id), "type": a.type_code, "origin": a.origin,
+            "occurred_at": _time(a.occurred_at), "recorded_at": _time(a.created_at),
+            "status": a.status, "points": a.points, "reason": a.flag_reason,
+            "attributes": a.attributes,
+            "awards": [{"rule": w.rule_name, "rule_version": w.rule_version,
+                        "points": w.points, "capped_by": w.capped_by} for w in a.awards],
+        } for a in actions],
+        "self_reports": [{"action_id": str(r.action_id), "description": r.description,
+                          "photo": r.photo_type, "sent_at": _time(r.created_at)}
+                         for r in reports],
+        "reviews": [{"action_id": str(r.action_id), "decision": r.decision,
+                     "reason": r.reason, "at": _time(r.created_at)} for r in reviews],
+        "rewards": [{"id": str(r.id), "offer": r.offer.title, "partner": r.offer.partner.name,
+                     "status": voucher_state(r), "cost_points": r.cost_points,
+                     "code": r.code or r.partner_code, "claimed_at": _time(r.created_at),
+                     "issued_at": _time(r.issued_at), "expires_at": _time(r.expires_at),
+                     "redeemed_at": _time(r.redeemed_at)} for r in rewards],
+        "donations": [{"charity": d.charity.name, "points": d.points,
+                       "at": _time(d.created_at)} for d in donations],
+    }

@@ -1,0 +1,99 @@
+"""Handing a request's jobs to Redis after the response, off the request's time.
+
+Each process has one daemon thread fed by a bounded queue: a request only puts its
+outbox ids on the queue. The thread talks to Redis with short timeouts, so a hung
+Redis costs it a second per batch and never a request. Whatever it cannot hand over
+stays due in the outbox, and the relay sends it (rewards/jobs.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from typing import Any
+
+from flask import Flask
+from redis import Redis
+
+log = logging.getLogger("rewards.jobs")
+
+# Seconds the hand-over thread waits for Redis to connect or answer.
+HANDOVER_TIMEOUT = 1.0
+QUEUE_SIZE = 10_000
+
+
+# The app, its Redis URL, the outbox ids and the RQ meta for them.
+Batch = tuple[Flask, str, list[uuid.UUID], dict[str, Any] | None]
+
+
+class Handover:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._queue: queue.Queue[Batch] = queue.Queue(QUEUE_SIZE)
+        self._clients: dict[str, Redis] = {}
+
+    def submit(self, app: Flask, redis_url: str, ids: list[uuid.UUID],
+               meta: dict[str, Any] | None = None) -> None:
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait((app, redis_url, list(ids), meta))
+        except queue.Full:
+            log.warning("hand-over queue full: %d job(s) wait in the outbox for the relay",
+                        len(ids))
+
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Until everything submitted so far was handed over (or given up); for tests
+        and for a process about to exit."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _ensure_thread(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        with self._lock:
+            if self._pid == pid:
+                return
+            # A forked child has the parent's queue but not its thread: start afresh.
+            self._queue = queue.Queue(QUEUE_SIZE)
+            self._clients = {}
+            thread = threading.Thread(target=self._run, name="job-handover", daemon=True)
+            thread.start()
+            self._pid = pid
+
+    def _client(self, url: str) -> Redis:
+        client = self._clients.get(url)
+        if client is None:
+            client = Redis.from_url(url, socket_connect_timeout=HANDOVER_TIMEOUT,
+                                    socket_timeout=HANDOVER_TIMEOUT)
+            self._clients[url] = client
+        return client
+
+    def _run(self) -> None:
+        from . import jobs
+        from .extensions import db
+
+        work = self._queue
+        while True:
+            app, url, ids, meta = work.get()
+            try:
+                with app.app_context():
+                    try:
+                        jobs.push(ids, self._client(url), meta)
+                    finally:
+                        db.session.remove()
+            except Exception:  # the outbox keeps them; the relay sends them
+                log.exception("could not hand %d job(s) over to the queue", len(ids))
+            finally:
+                work.task_done()
+
+
+handover = Handover()

@@ -1,0 +1,66 @@
+"""What every response carries and what every request is checked for before a view runs:
+security headers, and a limit on how deeply a JSON body may nest (Python's parser would
+otherwise recurse until it fails)."""
+
+from __future__ import annotations
+
+import itertools
+
+from flask import Flask, Response, request
+from flask_smorest import abort
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_ONE_KIND = bytes.maketrans(b"{}", b"[]")
+
+# JSON answers are never a page; the HTML pages load nothing but their own origin's
+# files (inline <style> blocks only, no scripts from anywhere else), and no page of this
+# origin can be framed (clickjacking of the partner redemption page).
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'")
+
+
+def json_depth(raw: bytes, most: int = 1000) -> int:
+    """How deeply arrays and objects nest in a JSON text (0 for a scalar), counted up
+    to `most` + 1 (for an unbalanced text, which is not JSON, its deepest opening).
+    Bytes operations only, about what parsing a 1,000-item batch costs (bench/
+    json_depth.py), never recursing: strings are dropped (escaped
+    backslashes and quotes first, then every other piece between quotes is outside),
+    brackets kept as one kind, then each pass removes the innermost pairs."""
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(unescaped.split(b'"')[::2])
+    brackets = outside.translate(_ONE_KIND, _NOT_BRACKETS)
+    depth = 0
+    while brackets:
+        if depth > most:
+            return depth
+        shorter = brackets.replace(b"[]", b"")
+        if len(shorter) == len(brackets):  # unbalanced (not JSON): the deepest opening
+            return depth + max(itertools.accumulate(1 if b == 91 else -1 for b in brackets))
+        brackets, depth = shorter, depth + 1
+    return depth
+
+
+def security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    html = response.mimetype == "text/html"
+    headers.setdefault("Content-Security-Policy", PAGE_CSP if html else API_CSP)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def _limit_json_nesting() -> None:
+        if not request.is_json or not request.content_length:
+            return
+        limit = int(app.config.get("JSON_MAX_DEPTH", 32))
+        if json_depth(request.get_data(cache=True), limit) > limit:
+            # 422 like any other body the API cannot take (API.md lists no 400).
+            problem = f"The JSON body nests more than {limit} levels deep."
+            abort(422, message=problem, errors={"body": [problem]})
+
+    app.after_request(security_headers)

@@ -1,0 +1,105 @@
+"""Dashboard rollups and the staff settings behind its figures.
+
+The rollups are derived data: `rewards dashboard rebuild` can always make them again
+from the actions, members and ledger. Days and months are in the scheme's time zone."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Date, Float, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, utcnow
+
+
+class MemberDay(Base):
+    """One member's counted (accepted) actions of one type on one day."""
+
+    __tablename__ = "dashboard_member_days"
+    __table_args__ = (Index("ix_dashboard_member_days_member_day", "member_id", "day"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    type_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(32))
+    ward: Mapped[str] = mapped_column(String(100))
+    actions: Mapped[int] = mapped_column()
+    points: Mapped[int] = mapped_column(BigInteger)
+    # Sums of the actions' attributes.distance_km and attributes.hours, where given.
+    km: Mapped[float] = mapped_column(Float, default=0)
+    duration_h: Mapped[float] = mapped_column(Float, default=0)
+    # {"<hour>": actions} in the scheme's time zone: what the month's hour rows come from.
+    by_hour: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class MemberMonth(Base):
+    """One member's counted actions of one type in one month (`month` is its 1st)."""
+
+    __tablename__ = "dashboard_member_months"
+    __table_args__ = (Index("ix_dashboard_member_months_member", "member_id", "month"),)
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    type_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(32))
+    ward: Mapped[str] = mapped_column(String(100))
+    actions: Mapped[int] = mapped_column()
+    points: Mapped[int] = mapped_column(BigInteger)
+    km: Mapped[float] = mapped_column(Float, default=0)
+    duration_h: Mapped[float] = mapped_column(Float, default=0)
+    days: Mapped[int] = mapped_column()
+
+
+class MemberHourMonth(Base):
+    """One member's counted actions of one type in one month at one weekday and hour."""
+
+    __tablename__ = "dashboard_member_hours"
+    __table_args__ = (Index("ix_dashboard_member_hours_member", "member_id", "month"),)
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    type_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    weekday: Mapped[int] = mapped_column(primary_key=True)  # 1 Monday .. 7 Sunday
+    hour: Mapped[int] = mapped_column(primary_key=True)
+    category: Mapped[str] = mapped_column(String(32))
+    ward: Mapped[str] = mapped_column(String(100))
+    actions: Mapped[int] = mapped_column()
+
+
+class LedgerDay(Base):
+    """Points moved on one scheme account by one kind of posting on one day."""
+
+    __tablename__ = "dashboard_ledger_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    account: Mapped[str] = mapped_column(String(80), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+    postings: Mapped[int] = mapped_column()
+
+
+class DashboardRefresh(Base):
+    """When the rollups were last brought up to date: changes after `refreshed_at`
+    are what the next refresh looks for."""
+
+    __tablename__ = "dashboard_refreshes"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    refreshed_at: Mapped[datetime] = mapped_column()
+    took_ms: Mapped[int] = mapped_column(default=0)
+    days: Mapped[int] = mapped_column(default=0)
+
+
+class DashboardSetting(Base):
+    """A staff setting for the figures: value per point, impact factors per action
+    type, a ward's adult population and deprivation decile. Changes are audited."""
+
+    __tablename__ = "dashboard_settings"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[uuid.UUID | None] = mapped_column()

@@ -1,0 +1,99 @@
+"""Telling a member something, the way they chose: each kind of notification
+(voucher_ready, voucher_expiring, points_earned, scheme_news) on each channel (push to
+their devices, email) is on or off per member; without a choice, all are on but
+scheme_news. Pushes go to every device, push by push (a device that fails does not stop
+the others); push is sent before mail, and a mail that fails raises, as send_mail
+does, so the caller can try again another time."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .mail import send_mail
+from .models import Device, Member, NotificationPreference
+from .models.device import CHANNELS, NOTIFICATION_KINDS, OFF_UNLESS_CHOSEN
+from .push import INVALID_TOKEN, SENT, PushMessage, sender
+
+log = logging.getLogger(__name__)
+
+
+def preferences_of(session: Session, member_id: uuid.UUID) -> dict[str, dict[str, bool]]:
+    chosen = {(row.kind, row.channel): row.enabled for row in session.scalars(
+        select(NotificationPreference).where(NotificationPreference.member_id == member_id))}
+    return {kind: {channel: chosen.get((kind, channel), (kind, channel) not in OFF_UNLESS_CHOSEN)
+                   for channel in CHANNELS} for kind in NOTIFICATION_KINDS}
+
+
+def set_preferences(session: Session, member_id: uuid.UUID,
+                    choices: dict[str, dict[str, bool]]) -> None:
+    for kind, channels in choices.items():
+        for channel, enabled in channels.items():
+            row = session.get(NotificationPreference, (member_id, kind, channel))
+            if row is None:
+                session.add(NotificationPreference(member_id=member_id, kind=kind,
+                                                   channel=channel, enabled=enabled))
+            else:
+                row.enabled = enabled
+    session.flush()
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Everything needed to send one notification, read while the caller's transaction
+    is open; sending it (`deliver`) reads nothing more."""
+
+    kind: str
+    subject: str
+    body: str
+    data: dict[str, str]
+    email: str | None  # None: the member does not want this by email, or has no address
+    devices: tuple[tuple[uuid.UUID, str, str], ...]  # (id, platform, token) to push to
+
+
+def plan(session: Session, member: Member, kind: str, subject: str, body: str,
+         data: dict[str, str] | None = None) -> Notice:
+    assert kind in NOTIFICATION_KINDS, kind
+    wanted = preferences_of(session, member.id)[kind]
+    devices: tuple[tuple[uuid.UUID, str, str], ...] = ()
+    if wanted["push"]:
+        devices = tuple((device.id, device.platform, device.token) for device in session.scalars(
+            select(Device).where(Device.member_id == member.id)))
+    return Notice(kind, subject, body, dict(data or {}),
+                  member.email if wanted["email"] else None, devices)
+
+
+def deliver(session: Session, notice: Notice) -> dict[str, int]:
+    """Send a planned notice; how many went each way. Devices the push service says are
+    gone are removed (in a transaction of their own)."""
+    sent = {"email": 0, "push": 0}
+    message = PushMessage(notice.subject, notice.body.split("\n\n")[0],
+                          {"kind": notice.kind, **notice.data})
+    gone = []
+    for device_id, platform, token in notice.devices:
+        try:
+            result = sender().send(platform, token, message)
+        except Exception:
+            log.exception("could not push %s to device %s", notice.kind, device_id)
+            continue
+        if result == SENT:
+            sent["push"] += 1
+        elif result == INVALID_TOKEN:
+            gone.append(device_id)
+    if gone:
+        session.execute(delete(Device).where(Device.id.in_(gone)))
+        session.commit()
+    if notice.email:
+        send_mail(notice.email, notice.subject, notice.body)
+        sent["email"] = 1
+    return sent
+
+
+def notify(session: Session, member: Member, kind: str, subject: str, body: str,
+           data: dict[str, str] | None = None) -> dict[str, int]:
+    """Send `kind` to the member on the channels they want; how many went each way."""
+    return deliver(session, plan(session, member, kind, subject, body, data))

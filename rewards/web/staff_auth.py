@@ -1,0 +1,130 @@
+"""Who is looking at the staff pages: the password check staff log in with, and the
+session that remembers them.
+
+`check_staff_credentials` is the API's own login check (lockout, second factor); the
+cookie holds only the id of a server-side login session and the role, and every request
+checks both again, so logging out, a password change, disabling an account or changing
+its role ends the page session at once."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from flask import current_app, g, redirect, request, session, url_for
+from sqlalchemy.orm import Session
+
+from ..extensions import db
+from ..models import StaffUser
+from ..models.login import LoginSession
+from ..sessions import live, revoke, start_session
+from ..staff import LoginRefused, authenticate
+
+# Roles that see the dashboard: aggregates only, nothing about one member.
+DASHBOARD_ROLES = ("analyst", "scheme_manager", "admin")
+SESSION_KEY = "staff_user_id"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user: StaffUser | None
+    problem: str | None  # "credentials" | "role" | "locked" | None when the login is good
+    retry_after: int | None = None
+
+
+def check_staff_credentials(session_: Session, email: str, password: str,
+                            code: str | None = None) -> StaffUser:
+    """The staff account these credentials open, or LoginRefused: the same check as
+    POST /v1/auth/login (lockout with back-off, the second factor; rewards/staff.py)."""
+    return authenticate(session_, email, password, code)
+
+
+def log_in(email: str, password: str, code: str | None = None) -> LoginResult:
+    try:
+        user = check_staff_credentials(db.session, email, password, code or None)
+    except LoginRefused as refused:
+        if refused.retry_after:
+            return LoginResult(None, "locked", refused.retry_after)
+        return LoginResult(None, "credentials")
+    if user.role not in DASHBOARD_ROLES:
+        return LoginResult(None, "role")
+    # Kept server-side: logging out (or a password change, or deactivation) ends it.
+    login = start_session(db.session, "staff_page", current_app.config["STAFF_TOKEN_TTL"],
+                          staff_user_id=user.id)
+    db.session.commit()
+    language = session.get("lang")
+    session.clear()  # a fresh session: nothing from before the login carries over
+    if language:
+        session["lang"] = language
+    session[SESSION_KEY] = str(login.id)
+    session["staff_role"] = user.role
+    return LoginResult(user, None)
+
+
+def current_staff() -> StaffUser | None:
+    """The logged-in staff account if its login session is live (not logged out, not
+    revoked, not expired), the account is active and has the role it logged in with."""
+    try:
+        login = db.session.get(LoginSession, uuid.UUID(session.get(SESSION_KEY) or ""))
+    except ValueError:
+        return None
+    if not live(login) or login.kind != "staff_page" or login.staff_user_id is None:
+        return None
+    user = db.session.get(StaffUser, login.staff_user_id)
+    if user is None or not user.active or user.role != session.get("staff_role"):
+        return None
+    return user
+
+
+def log_out() -> None:
+    try:
+        revoke(db.session, uuid.UUID(session.get(SESSION_KEY) or ""), "logout")
+        db.session.commit()
+    except ValueError:
+        pass  # no session to end
+    language = session.get("lang")
+    session.clear()
+    if language:
+        session["lang"] = language
+
+
+def dashboard_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        user = current_staff()
+        if user is None:
+            session.pop(SESSION_KEY, None)
+            return redirect(url_for("staff_pages.login", next=request.full_path.rstrip("?")))
+        if user.role not in DASHBOARD_ROLES:
+            return redirect(url_for("staff_pages.login"))
+        g.staff_user = user
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+def csrf_ok() -> bool:
+    given = request.form.get("csrf", "")
+    expected = session.get("csrf", "")
+    return bool(expected) and hmac.compare_digest(given, expected)
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only a path on the staff pages themselves: never another site."""
+    if target and target.startswith("/staff/") and not target.startswith("//") \
+            and "\\" not in target:
+        return target
+    return None

@@ -1,0 +1,205 @@
+"""The published contract: operationIds, declared errors with a reason, typed and
+required response fields, the webhook callback; and the reasons the API really sends."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from rewards.api.operation_ids import OPERATION_IDS
+from rewards.reasons import Reason
+from workers.fulfilment import request_body
+
+from .reward_support import admin_headers, make_offer, make_partner, resident, till
+
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def _spec(client: FlaskClient) -> dict[str, Any]:
+    return client.get("/openapi.json").json
+
+
+def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(method.upper(), path, operation) for path, item in spec["paths"].items()
+            for method, operation in item.items() if method in METHODS]
+
+
+def test_every_operation_has_its_hand_chosen_unique_operation_id(client: FlaskClient) -> None:
+    operations = _operations(_spec(client))
+    ids = [operation.get("operationId") for _, _, operation in operations]
+    missing = [(m, p) for m, p, operation in operations if "operationId" not in operation]
+    assert missing == [], f"add these to rewards/api/operation_ids.py: {missing}"
+    assert len(ids) == len(set(ids)), "operationIds must be unique"
+    for method, path, operation in operations:
+        assert operation["operationId"] == OPERATION_IDS[(method, path)]
+    served = {(method, path) for method, path, _ in operations}
+    assert set(OPERATION_IDS) - served == set(), "operation_ids.py names routes that do not exist"
+
+
+def test_error_statuses_are_declared_with_the_shared_error_body(client: FlaskClient) -> None:
+    spec = _spec(client)
+    responses = spec["components"]["responses"]
+    for method, path, operation in _operations(spec):
+        declared = operation["responses"]
+        for status in ("414", "429", "503"):
+            assert status in declared, (method, path, status)
+        if operation.get("security"):
+            assert {"401", "403"} <= set(declared), (method, path)
+        if "{" in path:
+            assert "404" in declared, (method, path)
+        if "requestBody" in operation:
+            assert {"400", "413", "422"} <= set(declared), (method, path)
+        for status, response in declared.items():
+            if status == "default" or int(status) < 400:
+                continue
+            if "$ref" in response:
+                response = responses[response["$ref"].rsplit("/", 1)[1]]
+            schema = response["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/Error"}, (method, path, status)
+    error = spec["components"]["schemas"]["Error"]
+    assert set(error["required"]) == {"code", "status", "reason", "message"}
+    assert error["properties"]["reason"]["enum"] == [reason.value for reason in Reason]
+
+
+def test_response_schemas_are_typed_and_list_required_fields(client: FlaskClient) -> None:
+    spec = _spec(client)
+    schemas = spec["components"]["schemas"]
+    for name in ("Reward", "Voucher", "RedemptionOut", "CatalogueOffer", "Balance",
+                 "LedgerLine", "Action", "Tokens", "OfferOut"):
+        schema = schemas[name]
+        assert set(schema["required"]) == set(schema["properties"]), name
+        for field, prop in schema["properties"].items():
+            assert {"type", "$ref"} & set(prop), (name, field, prop)
+    assert schemas["Reward"]["properties"]["partner"] == {
+        "$ref": "#/components/schemas/PartnerBrief"}
+    assert schemas["Voucher"]["properties"]["valid"]["type"] == "boolean"
+    for name, field in (("Reward", "status"), ("Voucher", "status"), ("Action", "status"),
+                        ("LedgerLine", "kind"), ("OfferOut", "status"),
+                        ("RedemptionOut", "channel"), ("Tokens", "role")):
+        assert schemas[name]["properties"][field]["enum"], (name, field)
+
+
+def test_files_are_declared_with_their_media_types(client: FlaskClient) -> None:
+    paths = _spec(client)["paths"]
+    qr = paths["/v1/me/rewards/{reward_id}/qr.svg"]["get"]["responses"]["200"]["content"]
+    assert list(qr) == ["image/svg+xml"]
+    report = paths["/v1/admin/sources/{source_id}/imports/{import_id}/report.csv"]["get"]
+    assert list(report["responses"]["200"]["content"]) == ["text/csv"]
+    settlement = paths["/v1/partner/settlements"]["get"]["responses"]["200"]["content"]
+    assert set(settlement) == {"application/json", "text/csv"}
+
+
+def test_the_fulfilment_webhook_is_a_callback_matching_what_workers_send(
+        client: FlaskClient, app: Flask) -> None:
+    spec = _spec(client)
+    callbacks = spec["paths"]["/v1/me/rewards"]["post"]["callbacks"]
+    (operation,) = [item["post"] for item in callbacks["fulfilment"].values()]
+    headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+    assert headers == {"X-Signature", "Idempotency-Key"}
+    schema = spec["components"]["schemas"]["FulfilmentRequest"]
+    with app.app_context():
+        sent = json.loads(request_body("r", "p", "m", "o", "Swim", datetime.now(UTC)))
+    assert set(sent) == set(schema["required"]) == set(schema["properties"])
+    assert set(sent["offer"]) == set(spec["components"]["schemas"]["OfferBrief"]["properties"])
+
+
+def test_refusals_carry_their_reason(client: FlaskClient, app: Flask) -> None:
+    admin = admin_headers(client, app)
+    partner = make_partner(client, admin)
+    offer = make_offer(client, admin, partner["id"], cost_points=50, stock=1)
+    poor = resident(client, app, points=10)
+    refused = client.post("/v1/me/rewards", json={"offer_id": offer["id"]},
+                          headers=poor.headers)
+    assert (refused.status_code, refused.json["reason"]) == (409, "insufficient_points")
+
+    rich = resident(client, app, points=200)
+    claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]},
+                          headers=rich.headers)
+    assert claimed.status_code == 202, claimed.json
+    other = resident(client, app, points=200)
+    sold_out = client.post("/v1/me/rewards", json={"offer_id": offer["id"]},
+                           headers=other.headers)
+    assert (sold_out.status_code, sold_out.json["reason"]) == (409, "sold_out")
+
+    code = client.get(f"/v1/me/rewards/{claimed.json['id']}", headers=rich.headers).json["code"]
+    first = client.post("/v1/partner/redemptions", json={"code": code}, headers=till(partner))
+    assert first.status_code == 201, first.json
+    again = client.post("/v1/partner/redemptions", json={"code": code}, headers=till(partner))
+    assert (again.status_code, again.json["reason"]) == (409, "voucher_used")
+    unknown = client.post("/v1/partner/redemptions", json={"code": "ZZZZZZZZZZ"},
+                          headers=till(partner))
+    assert (unknown.status_code, unknown.json["reason"]) == (404, "voucher_not_found")
+    no_auth = client.get("/v1/me", headers={})
+    assert (no_auth.status_code, no_auth.json["reason"]) == (401, "unauthenticated")
+    invalid = client.post("/v1/me/rewards", json={"offer_id": "nope"}, headers=rich.headers)
+    assert (invalid.status_code, invalid.json["reason"]) == (422, "invalid_request")
+
+
+def test_months_outside_the_calendar_are_422_not_500(client: FlaskClient, app: Flask) -> None:
+    admin = admin_headers(client, app)
+    partner = make_partner(client, admin)
+    for month in ("0000-01", "9999-12", "0001-01"):
+        for path, headers in (("/v1/admin/settlements", admin),
+                              ("/v1/partner/redemptions", till(partner)),
+                              ("/v1/partner/settlements", till(partner))):
+            response = client.get(path, query_string={"month": month}, headers=headers)
+            assert response.status_code == 422, (path, month, response.json)
+            assert "month" in response.json["errors"]
+
+
+def test_page_numbers_past_64_bits_are_422_on_every_list(client: FlaskClient,
+                                                         app: Flask) -> None:
+    member = resident(client, app)
+    admin = admin_headers(client, app, "admin")
+    partner = make_partner(client, admin)
+    spec = _spec(client)
+    for method, path, operation in _operations(spec):
+        names = {p["name"] for p in operation.get("parameters", [])}
+        if method != "GET" or "page" not in names or "{" in path:
+            continue
+        headers = (member.headers if path.startswith(("/v1/me", "/v1/offers", "/v1/charities"))
+                   else till(partner) if path.startswith("/v1/partner") else admin)
+        for page in (2**63, 2**64 + 1, 10**30):
+            response = client.get(path, query_string={"page": page}, headers=headers)
+            assert response.status_code == 422, (path, page, response.json)
+            assert "page" in response.json["errors"], response.json
+        last = client.get(path, query_string={"page": 1_000_000}, headers=headers)
+        assert last.status_code == 200, (path, last.json)
+        assert last.json == []
+
+
+def test_nul_characters_in_bodies_are_422_and_change_nothing(client: FlaskClient,
+                                                             app: Flask) -> None:
+    member = resident(client, app, display_name="Ada")
+    response = client.patch("/v1/me", json={"display_name": "A\x00da"}, headers=member.headers)
+    assert response.status_code == 422, response.json
+    assert response.json["errors"] == {"display_name": [
+        "Must not contain NUL characters or half of a UTF-16 surrogate pair."]}
+    assert client.get("/v1/me", headers=member.headers).json["display_name"] == "Ada"
+    ward = client.patch("/v1/me", json={"ward": "Headingley\x00"}, headers=member.headers)
+    assert ward.status_code == 422
+    admin = admin_headers(client, app)
+    partner = client.post("/v1/admin/partners", json={"name": "Cafe\x00", "kind": "business"},
+                          headers=admin)
+    assert partner.status_code == 422 and "name" in partner.json["errors"]
+    made = make_partner(client, admin, name="Cafe")
+    patched = client.patch(f"/v1/admin/partners/{made['id']}",
+                           json={"description": "x\x00"}, headers=admin)
+    assert patched.status_code == 422
+    offer = client.post("/v1/admin/offers", json={
+        "partner_id": made["id"], "title": "T", "cost_points": 5,
+        "translations": {"cy": {"title": "\x00"}}}, headers=admin)
+    assert offer.status_code == 422 and "translations" in offer.json["errors"]
+    query = client.get("/v1/admin/offers", query_string={"status": "live\x00"}, headers=admin)
+    assert query.status_code == 422
+
+
+def test_an_over_long_url_is_a_json_414(client: FlaskClient, app: Flask) -> None:
+    member = resident(client, app)
+    response = client.get("/v1/me/ledger?" + "x=1&" * 3000, headers=member.headers)
+    assert response.status_code == 414
+    assert response.json["reason"] == "uri_too_long"

@@ -1,0 +1,83 @@
+"""Keyset pages on the ledger and actions: a cursor names the last line seen, so lines
+added between two pages neither repeat nor hide lines already listed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from .helpers import bearer, build_scheme, member_token, signed_post, tap
+from .reward_support import give_points, resident
+
+
+def _walk(client: FlaskClient, path: str, headers: dict[str, str], size: int,
+          between=None) -> list[str]:
+    seen: list[str] = []
+    response = client.get(path, query_string={"page_size": size}, headers=headers)
+    while True:
+        assert response.status_code == 200, response.json
+        seen += [line["id"] for line in response.json]
+        following = response.headers.get("X-Next-Cursor")
+        if following is None:
+            assert "Link" not in response.headers
+            return seen
+        assert 'rel="next"' in response.headers["Link"]
+        assert f"cursor={following}" in response.headers["Link"]
+        if between is not None:
+            between()
+        response = client.get(path, query_string={"page_size": size, "cursor": following},
+                              headers=headers)
+
+
+def test_ledger_cursor_pages_are_stable_when_lines_are_added(client: FlaskClient,
+                                                             app: Flask) -> None:
+    member = resident(client, app)
+    for points in range(1, 8):
+        give_points(app, member.id, points)
+    before = [line["id"] for line in client.get(
+        "/v1/me/ledger", query_string={"page_size": 100}, headers=member.headers).json]
+    assert len(before) == 7
+    added = iter(range(100, 200))
+    walked = _walk(client, "/v1/me/ledger", member.headers, 3,
+                   between=lambda: give_points(app, member.id, next(added)))
+    assert walked == before  # nothing repeated or skipped; the new lines are above page 1
+    after = client.get("/v1/me/ledger", query_string={"page_size": 100},
+                       headers=member.headers).json
+    assert len(after) == 7 + 2
+    first = client.get("/v1/me/ledger", query_string={"page_size": 3},
+                       headers=member.headers)
+    assert first.headers["X-Pagination"]  # page numbers still work, with their total
+    assert [line["points"] for line in after[:2]] == [101, 100]
+    assert {"id", "points", "kind", "reason", "created_at"} == set(after[0])
+    page_two = client.get("/v1/me/ledger", query_string={"page_size": 3, "page": 2},
+                          headers=member.headers).json
+    assert [line["id"] for line in page_two] == [line["id"] for line in after[3:6]]
+
+
+def test_actions_cursor_walks_every_action_once(client: FlaskClient, app: Flask) -> None:
+    scheme = build_scheme(client, app, per_day=100)
+    headers = bearer(member_token(client, app, "walker@example.org"))
+    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card",
+                                                     "number": "TRAVEL-7781"}, headers=headers)
+    assert linked.status_code == 201, linked.json
+    start = datetime.now(UTC) - timedelta(days=2)
+    taps = [tap(f"walk-{n}", "TRAVEL-7781", start + timedelta(minutes=n)) for n in range(5)]
+    reported = signed_post(client, scheme.source, {"items": taps})
+    assert reported.status_code == 200, reported.json
+    walked = _walk(client, "/v1/me/actions", headers, 2)
+    listed = client.get("/v1/me/actions", query_string={"page_size": 100},
+                        headers=headers).json
+    assert len(walked) == 5 and walked == [action["id"] for action in listed]
+    assert [datetime.fromisoformat(a["occurred_at"]) for a in listed] == [
+        start + timedelta(minutes=n) for n in reversed(range(5))]
+
+
+def test_a_cursor_not_given_out_is_422(client: FlaskClient, app: Flask) -> None:
+    member = resident(client, app)
+    for cursor in ("nonsense", "W10", "WyJ4IiwieSJd"):
+        response = client.get("/v1/me/ledger", query_string={"cursor": cursor},
+                              headers=member.headers)
+        assert response.status_code == 422, response.json
+        assert "cursor" in response.json["errors"]

@@ -1,0 +1,133 @@
+"""A database outage answers 503 with Retry-After in the one error shape; /readyz turns
+503 while the process shuts down, through a real gunicorn sent SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine
+
+from rewards.api import health
+from rewards.extensions import db
+
+from .reward_support import resident
+from .test_worker import BIN, ROOT, worker_env
+
+
+def test_a_database_outage_answers_503_with_retry_after(client: FlaskClient, app: Flask) -> None:
+    me = resident(client, app, points=10)
+    assert client.get("/v1/offers", headers=me.headers).status_code == 200
+    requests = [("get", "/v1/offers", me.headers, None),
+                ("get", "/v1/me/balance", me.headers, None),
+                ("post", "/v1/me/rewards", me.headers,
+                 {"offer_id": "00000000-0000-0000-0000-000000000000"})]
+    for method, path, headers, body in requests:
+        with _down(app):
+            answer = getattr(client, method)(path, headers=headers, json=body)
+        assert answer.status_code == 503, (path, answer.json)
+        assert answer.headers["Retry-After"] == "5"
+        assert answer.json["code"] == 503
+        assert answer.json["status"] == "Service Unavailable"
+        assert "try again" in answer.json["message"]
+        assert "Traceback" not in answer.get_data(as_text=True)
+    # Back up: the same process answers normally, with no broken session left over.
+    assert client.get("/v1/offers", headers=me.headers).status_code == 200
+    assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 10
+
+
+class _down:
+    """The database stops answering: nothing listens where the engine connects."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def __enter__(self) -> None:
+        self.live = db.engine
+        self.dead = create_engine("postgresql+psycopg://rewards@127.0.0.1:1/rewards",
+                                  connect_args={"connect_timeout": 1})
+        db.session.remove()
+        db.engine = self.dead
+        db.session.configure(bind=self.dead)
+
+    def __exit__(self, *exc: object) -> None:
+        db.session.remove()
+        db.engine = self.live
+        db.session.configure(bind=self.live)
+        self.dead.dispose()
+
+
+def test_readyz_turns_503_while_shutting_down(client: FlaskClient) -> None:
+    assert client.get("/readyz").status_code == 200
+    from rewards import gunicorn_conf
+
+    try:
+        gunicorn_conf.worker_int(object())
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json["checks"]["process"] == "shutting down"
+        assert client.get("/healthz").status_code == 200  # alive, just not taking traffic
+    finally:
+        health._draining.clear()
+    assert client.get("/readyz").status_code == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_gunicorn_drains_before_it_stops(app: Flask) -> None:
+    port = _free_port()
+    env = worker_env(app, "")
+    env.pop("REDIS_URL")
+    env["SHUTDOWN_DRAIN_SECONDS"] = "3"
+    server = subprocess.Popen(
+        [str(BIN / "gunicorn"), "--config", "python:rewards.gunicorn_conf", "--bind",
+         f"127.0.0.1:{port}", "--workers", "1", "rewards:create_app()"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}/readyz"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if _get(url) == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn never became ready"
+            time.sleep(0.2)
+        os.kill(server.pid, signal.SIGTERM)
+        seen = []
+        while server.poll() is None and len(seen) < 200:
+            try:
+                seen.append(_get(url))
+            except OSError:
+                seen.append(0)  # no longer accepting
+            time.sleep(0.05)
+        # Draining: still serving, but not ready; then it stops.
+        assert 503 in seen, seen
+        assert 200 not in seen[seen.index(503):], seen
+        _, errors = server.communicate(timeout=60)
+        assert server.returncode == 0, errors
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

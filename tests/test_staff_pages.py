@@ -1,0 +1,217 @@
+"""The staff dashboard pages through the Flask test client: logging in and out, who may
+see them, and the language they speak. The figures themselves are in
+tests/test_staff_figures_pages.py; the browser's view in tests/browser/."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from rewards.extensions import db
+from rewards.models import StaffUser
+
+from .helpers import make_staff
+
+PASSWORD = "correct horse"
+
+
+def csrf(page: bytes) -> str:
+    match = re.search(rb'name="csrf" value="([^"]+)"', page)
+    assert match, page[:500]
+    return match.group(1).decode()
+
+
+def log_in(client: FlaskClient, email: str, password: str = PASSWORD, **extra: str):
+    form = client.get("/staff/login")
+    assert form.status_code == 200
+    return client.post("/staff/login", data={"email": email, "password": password,
+                                             "csrf": csrf(form.data), **extra})
+
+
+def test_pages_need_a_login(client: FlaskClient) -> None:
+    for path in ("/staff/", "/staff/reach", "/staff/report?month=2026-01",
+                 "/staff/figures/active.csv"):
+        page = client.get(path)
+        assert page.status_code == 302, path
+        assert "/staff/login" in page.headers["Location"]
+
+
+def test_wrong_password_and_unknown_address_are_refused_alike(client: FlaskClient,
+                                                             app: Flask) -> None:
+    make_staff(app, "ana@council.example", "analyst")
+    wrong = log_in(client, "ana@council.example", "not it")
+    unknown = log_in(client, "nobody@council.example")
+    assert wrong.status_code == unknown.status_code == 401
+    assert b"Email or password is not right." in wrong.data
+    assert b"Email or password is not right." in unknown.data
+    assert client.get("/staff/").status_code == 302
+
+
+def test_roles_without_the_dashboard_cannot_log_in(client: FlaskClient, app: Flask) -> None:
+    for role in ("reviewer", "desk"):
+        make_staff(app, f"{role}@council.example", role)
+        page = log_in(client, f"{role}@council.example")
+        assert page.status_code == 403, role
+        assert b"This account cannot see the dashboard." in page.data
+        assert client.get("/staff/").status_code == 302
+
+
+def test_a_form_without_its_token_is_refused(client: FlaskClient, app: Flask) -> None:
+    make_staff(app, "ana@council.example", "analyst")
+    client.get("/staff/login")
+    page = client.post("/staff/login", data={"email": "ana@council.example",
+                                             "password": PASSWORD, "csrf": "forged"})
+    assert page.status_code == 400
+    assert client.get("/staff/").status_code == 302
+
+
+def test_login_goes_where_asked_but_only_on_the_staff_pages(client: FlaskClient,
+                                                           app: Flask) -> None:
+    make_staff(app, "ana@council.example", "analyst")
+    assert client.get("/staff/money").headers["Location"].endswith(
+        "/staff/login?next=/staff/money")
+    page = log_in(client, "ana@council.example", next="/staff/money")
+    assert page.status_code == 302
+    assert page.headers["Location"].endswith("/staff/money")
+    for elsewhere in ("https://evil.example/", "//evil.example/staff/", "/v1/admin/members"):
+        page = log_in(app.test_client(), "ana@council.example", next=elsewhere)
+        assert page.status_code == 302
+        assert page.headers["Location"].endswith("/staff/"), elsewhere
+
+
+def test_logout_needs_the_form_token_and_ends_the_session(client: FlaskClient,
+                                                          app: Flask) -> None:
+    make_staff(app, "ana@council.example", "analyst")
+    assert log_in(client, "ana@council.example").status_code == 302
+    token = csrf(_any_page_with_form(client))
+    client.post("/staff/logout", data={"csrf": "forged"})
+    assert client.get("/staff/login").status_code == 302  # still logged in
+    client.post("/staff/logout", data={"csrf": token})
+    assert client.get("/staff/login").status_code == 200
+    assert client.get("/staff/").status_code == 302
+
+
+def _any_page_with_form(client: FlaskClient) -> bytes:
+    """A logged-in page carries the logout form's token; /staff/report needs no filters."""
+    page = client.get("/staff/report?month=2026-01")
+    assert page.status_code == 200, page.data[:300]
+    return page.data
+
+
+def test_a_disabled_account_or_changed_role_ends_its_session(client: FlaskClient,
+                                                             app: Flask) -> None:
+    make_staff(app, "ana@council.example", "analyst")
+    assert log_in(client, "ana@council.example").status_code == 302
+    assert client.get("/staff/report?month=2026-01").status_code == 200
+    with app.app_context():
+        user = db.session.scalar(select(StaffUser).where(StaffUser.email == "ana@council.example"))
+        user.role = "reviewer"
+        db.session.commit()
+    assert client.get("/staff/report?month=2026-01").status_code == 302
+    with app.app_context():
+        user = db.session.scalar(select(StaffUser).where(StaffUser.email == "ana@council.example"))
+        user.role, user.active = "analyst", False
+        db.session.commit()
+    assert client.get("/staff/report?month=2026-01").status_code == 302
+
+
+def test_the_login_form_has_a_one_time_code_field(client: FlaskClient, app: Flask) -> None:
+    page = client.get("/staff/login").data.decode()
+    assert 'name="code"' in page and 'autocomplete="one-time-code"' in page
+    make_staff(app, "ana@council.example", "analyst")
+    # An account without a second factor logs in whether or not a code is typed.
+    assert log_in(client, "ana@council.example", code="123456").status_code == 302
+
+
+def test_welsh_from_the_switch_or_the_browser(client: FlaskClient) -> None:
+    english = client.get("/staff/login").data.decode()
+    assert '<html lang="en">' in english and "<h1>Staff login</h1>" in english
+    welsh = client.get("/staff/login", headers={"Accept-Language": "cy-GB,cy;q=0.9,en;q=0.5"})
+    assert welsh.headers["Content-Language"] == "cy"
+    assert '<html lang="cy">' in welsh.data.decode()
+    assert "<h1>Mewngofnodi staff</h1>" in welsh.data.decode()
+    # ?lang= wins over the browser and is remembered for the session.
+    assert "<h1>Mewngofnodi staff</h1>" in client.get("/staff/login?lang=cy").data.decode()
+    again = client.get("/staff/login", headers={"Accept-Language": "en"}).data.decode()
+    assert '<html lang="cy">' in again
+    assert 'href="/staff/login?lang=en"' in again  # the switch back to English
+    odd = client.get("/staff/login?next=/staff/money&group=x&_external=1&lang=cy")
+    assert odd.status_code == 200
+    assert 'href="/staff/login?next=/staff/money&amp;lang=en"' in odd.data.decode()
+    back = client.get("/staff/login?lang=en").data.decode()
+    assert "<h1>Staff login</h1>" in back
+
+
+def test_pages_forbid_inline_script_and_framing(client: FlaskClient) -> None:
+    page = client.get("/staff/login")
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_a_session_lapses_after_the_staff_token_lifetime(client: FlaskClient,
+                                                         app: Flask) -> None:
+    make_staff(app, "ana@council.example", "analyst")
+    assert log_in(client, "ana@council.example").status_code == 302
+    assert client.get("/staff/report?month=2026-01").status_code == 200
+    from datetime import timedelta
+
+    from rewards.models import utcnow
+    from rewards.models.login import LoginSession
+
+    with app.app_context():  # the server-side session reaches its end
+        login = db.session.scalars(select(LoginSession)).one()
+        login.expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    assert client.get("/staff/report?month=2026-01").status_code == 302
+
+
+def test_logging_out_ends_the_session_even_for_a_copied_cookie(client: FlaskClient,
+                                                              app: Flask) -> None:
+    make_staff(app, "ana@council.example", "analyst")
+    assert log_in(client, "ana@council.example").status_code == 302
+    copied = client.get_cookie("session").value
+    page = client.get("/staff/")
+    assert page.status_code == 200
+    assert client.post("/staff/logout", data={"csrf": csrf(page.data)}).status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/staff/").status_code == 302  # the session row is revoked
+
+
+def test_a_password_change_ends_page_sessions(client: FlaskClient, app: Flask) -> None:
+    from rewards.staff import set_password
+
+    make_staff(app, "ana@council.example", "analyst")
+    assert log_in(client, "ana@council.example").status_code == 302
+    with app.app_context():
+        user = db.session.scalar(select(StaffUser).where(StaffUser.email == "ana@council.example"))
+        set_password(db.session, user, "a much longer new passphrase")
+        db.session.commit()
+    assert client.get("/staff/").status_code == 302
+
+
+def test_page_logins_share_the_lockout_and_need_the_second_factor(client: FlaskClient,
+                                                                  app: Flask) -> None:
+    import pyotp
+
+    from rewards.staff import enrol_now
+
+    make_staff(app, "boss@council.example", "admin")
+    with app.app_context():
+        user = db.session.scalar(select(StaffUser).where(StaffUser.email == "boss@council.example"))
+        enrol_now(user)
+        secret = user.totp_secret
+        db.session.commit()
+    assert log_in(client, "boss@council.example").status_code == 401  # no code
+    assert log_in(client, "boss@council.example",
+                  code=pyotp.TOTP(secret).now()).status_code == 302
+    make_staff(app, "ana@council.example", "analyst")
+    other = app.test_client()
+    for _ in range(app.config["LOGIN_LOCK_AFTER"]):
+        assert log_in(other, "ana@council.example", password="wrong guess").status_code == 401
+    locked = log_in(other, "ana@council.example")  # the right password, while locked
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0

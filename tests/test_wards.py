@@ -1,0 +1,65 @@
+"""Wards: listed for apps; a member's ward is one of them (by code or name) or comes
+from the council's postcode lookup, never free text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+from flask import Flask
+from flask.cli import ScriptInfo
+from flask.testing import FlaskClient
+
+from rewards.cli import main
+
+from .reward_support import admin_headers, load_test_wards, make_offer, make_partner, resident
+
+
+def test_wards_are_listed_and_a_members_ward_is_one_of_them(client: FlaskClient,
+                                                            app: Flask) -> None:
+    load_test_wards(app, "Roundhay", "Headingley & Hyde Park")
+    listed = client.get("/v1/wards")
+    assert listed.status_code == 200
+    assert listed.json == [{"code": "Headingley & Hyde Park", "name": "Headingley & Hyde Park"},
+                           {"code": "Roundhay", "name": "Roundhay"}]
+    assert client.get("/v1/wards", headers={
+        "If-None-Match": listed.headers["ETag"]}).status_code == 304
+    member = resident(client, app)
+    made_up = client.patch("/v1/me", json={"ward": "Gotham"}, headers=member.headers)
+    assert made_up.status_code == 422 and "ward" in made_up.json["errors"]
+    chosen = client.patch("/v1/me", json={"ward": "  headingley &  hyde park "},
+                          headers=member.headers)
+    assert chosen.status_code == 200 and chosen.json["ward"] == "Headingley & Hyde Park"
+    cleared = client.patch("/v1/me", json={"ward": None}, headers=member.headers)
+    assert cleared.status_code == 200 and cleared.json["ward"] is None
+
+
+def test_a_postcode_sets_the_ward_through_the_councils_lookup(
+        client: FlaskClient, app: Flask, tmp_path: Path) -> None:
+    wards = tmp_path / "wards.csv"
+    wards.write_text("code,name\nE05011410,Roundhay\nE05011400,Armley\n")
+    postcodes = tmp_path / "postcodes.csv"
+    postcodes.write_text("postcode,ward_code\nLS8 2ET,E05011410\nls12 3aa,E05011400\n"
+                         "not a postcode,E05011400\nLS1 1AA,E0000NONE\n")
+    runner, info = CliRunner(), ScriptInfo(create_app=lambda: app)
+    loaded = runner.invoke(main, ["wards", "load", str(wards)], obj=info)
+    assert loaded.exit_code == 0, loaded.output
+    looked = runner.invoke(main, ["wards", "postcodes", str(postcodes)], obj=info)
+    assert looked.exit_code == 0, looked.output
+    assert "2 postcodes loaded, 2 rows skipped" in looked.output
+    admin = admin_headers(client, app)
+    partner = make_partner(client, admin)
+    local = make_offer(client, admin, partner["id"], eligible_wards=["Roundhay"])
+    member = resident(client, app, points=50)
+    assert client.get("/v1/offers", headers=member.headers).json == []
+    set_by_postcode = client.patch("/v1/me", json={"postcode": "ls82et"},
+                                   headers=member.headers)
+    assert set_by_postcode.status_code == 200, set_by_postcode.json
+    assert set_by_postcode.json["ward"] == "Roundhay"
+    assert "postcode" not in set_by_postcode.json
+    assert [o["id"] for o in client.get("/v1/offers", headers=member.headers).json] == [
+        local["id"]]
+    elsewhere = client.patch("/v1/me", json={"postcode": "SW1A 1AA"}, headers=member.headers)
+    assert elsewhere.status_code == 422 and "postcode" in elsewhere.json["errors"]
+    by_code = client.patch("/v1/me", json={"ward": "E05011400"}, headers=member.headers)
+    assert by_code.json["ward"] == "Armley"
