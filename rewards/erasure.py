@@ -1,11 +1,12 @@
 """Closing an account (DELETE /v1/me): personal data goes, the books stay balanced.
 
-Removed: email, name, ward, postcode district, PIN, linked cards, login codes sent to
-the address, consents, stored idempotent answers (they hold vouchers and profile), the
-text and photos of self-reports, and the attributes of every action (places, routes)
-with the copies of them kept in awards' inputs. Rewards not yet redeemed are cancelled
-with their postings (held points released, issued vouchers refunded), so no code of
-the member's works any more. What stays, under the member's id, which no longer leads
+Removed: email, name, ward, postcode district, birth year, PIN, linked cards, push
+devices and notification choices, login codes sent to the address, consents, stored
+idempotent answers (they hold vouchers and profile), every login session, the text and
+photos of self-reports, and the attributes of every action (places, routes) with the
+copies of them kept in awards' inputs. Rewards not yet redeemed are cancelled with
+their postings (held points released, issued vouchers refunded), so no code of the
+member's works any more. What stays, under the member's id, which no longer leads
 to a person: ledger postings and balances, actions' type, time and points, awards'
 rule and points, redemptions already settled with partners, and the audit log."""
 
@@ -16,9 +17,20 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from .models import Action, Award, IdempotencyRecord, Identifier, Member, OtpCode, Reward
+from .models import (
+    Action,
+    Award,
+    Device,
+    IdempotencyRecord,
+    Identifier,
+    Member,
+    NotificationPreference,
+    OtpCode,
+    Reward,
+)
 from .models.privacy import Consent
 from .models.review import SelfReport, SelfReportPhoto
+from .sessions import revoke_all
 from .vouchers import cancel_unredeemed
 
 ERASED_TEXT = "(erased at the member's request)"
@@ -34,7 +46,11 @@ def erase_member(session: Session, member: Member, now: datetime) -> None:
             Reward.member_id == member_id, Reward.status.in_(("pending", "issued")))):
         cancel_unredeemed(session, reward_id, "the member closed their account")
     session.execute(delete(Identifier).where(Identifier.member_id == member_id))
+    session.execute(delete(Device).where(Device.member_id == member_id))
+    session.execute(delete(NotificationPreference).where(
+        NotificationPreference.member_id == member_id))
     session.execute(delete(Consent).where(Consent.member_id == member_id))
+    revoke_all(session, "erased", member_id=member_id)  # every login of theirs ends
     session.execute(delete(IdempotencyRecord).where(
         IdempotencyRecord.scope.like(f"member:{member_id}:%")))
     reports = select(SelfReport.id).where(SelfReport.member_id == member_id)

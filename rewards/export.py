@@ -12,7 +12,17 @@ from sqlalchemy.orm import Session
 
 from . import consents
 from .ledger import member_balances
-from .models import Account, Action, Identifier, Member, Posting, PostingLine, Reward
+from .models import (
+    Account,
+    Action,
+    Device,
+    Identifier,
+    Member,
+    NotificationPreference,
+    Posting,
+    PostingLine,
+    Reward,
+)
 from .models.donation import Donation
 from .models.review import Review, SelfReport
 from .vouchers import voucher_state
@@ -47,6 +57,10 @@ def member_export(session: Session, member: Member, now: datetime) -> dict[str, 
                                 .order_by(Donation.created_at)).all()
     cards = session.scalars(select(Identifier).where(Identifier.member_id == member_id)
                             .order_by(Identifier.created_at)).all()
+    devices = session.scalars(select(Device).where(Device.member_id == member_id)
+                              .order_by(Device.created_at)).all()
+    choices = session.scalars(select(NotificationPreference).where(
+        NotificationPreference.member_id == member_id)).all()
     return {
         "format": FORMAT,
         "exported_at": _time(now),
@@ -55,9 +69,15 @@ def member_export(session: Session, member: Member, now: datetime) -> dict[str, 
             "ward": member.ward, "locale": member.locale,
             "postcode_district": member.postcode_district,
             "joined_at": _time(member.joined_at), "has_pin": member.pin_hash is not None,
+            "birth_year": member.birth_year,
         },
         "cards": [{"kind": c.kind, "last4": c.last4, "linked_at": _time(c.created_at)}
                   for c in cards],
+        "devices": [{"platform": d.platform, "token": d.token,
+                     "registered_at": _time(d.created_at), "last_seen_at": _time(d.last_seen_at)}
+                    for d in devices],
+        "notification_choices": [{"kind": c.kind, "channel": c.channel, "enabled": c.enabled}
+                                 for c in choices],
         "consents": {
             "current": [{"purpose": s.purpose, "granted": s.granted, "version": s.version,
                          "given_at": _time(s.given_at), "withdrawn_at": _time(s.withdrawn_at)}

@@ -76,6 +76,8 @@ def resident(client: FlaskClient, app: Flask, points: int = 0, **profile: Any) -
     and any profile fields (ward, locale) set."""
     email = f"member{next(_serial)}@example.org"
     headers = bearer(member_token(client, app, email))
+    if profile.get("ward"):
+        add_ward(app, profile["ward"])
     if profile:
         changed = client.patch("/v1/me", json=profile, headers=headers)
         assert changed.status_code == 200, changed.json
@@ -83,6 +85,15 @@ def resident(client: FlaskClient, app: Flask, points: int = 0, **profile: Any) -
     if points:
         give_points(app, member_id, points)
     return Resident(headers, member_id, email)
+
+
+def add_ward(app: Flask, name: str) -> None:
+    """Make `name` one of the scheme's wards (GET /v1/wards), as the council loads them."""
+    from rewards.wards import load_wards
+
+    with app.app_context():
+        load_wards(db.session, [(name.upper().replace(" ", "_")[:32], name)])
+        db.session.commit()
 
 
 def card_member(app: Flask, number: str, pin: str = "4729", points: int = 0,

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from rewards import backup as backups
 
-from .helpers import bearer, build_scheme, member_token, postgres_only, signed_post, tap
+from .helpers import bearer, build_scheme, link, member_token, postgres_only, signed_post, tap
 from .test_cli import BIN, ROOT
 from .test_flow import _daytime
 
@@ -35,8 +35,7 @@ def _env(app: Flask, **extra: str) -> dict[str, str]:
 def _scheme_with_points(client: FlaskClient, app: Flask) -> None:
     scheme = build_scheme(client, app, cost_points=10)
     me = bearer(member_token(client, app, "ada@example.org"))
-    client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": "4444333322221111"},
-                headers=me)
+    assert link(client, app, me, "4444333322221111").status_code == 201
     sent = signed_post(client, scheme.source, {"items": [
         tap(f"b{i}", "4444333322221111", _daytime(i)) for i in range(1, 4)]})
     assert [r["status"] for r in sent.json["results"]] == ["accepted"] * 3

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask
 from flask.testing import FlaskClient
 
-from .helpers import bearer, build_scheme, member_token, signed_post, tap
+from .helpers import bearer, build_scheme, link, member_token, signed_post, tap
 from .reward_support import give_points, resident
 
 
@@ -59,8 +59,7 @@ def test_ledger_cursor_pages_are_stable_when_lines_are_added(client: FlaskClient
 def test_actions_cursor_walks_every_action_once(client: FlaskClient, app: Flask) -> None:
     scheme = build_scheme(client, app, per_day=100)
     headers = bearer(member_token(client, app, "walker@example.org"))
-    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card",
-                                                     "number": "TRAVEL-7781"}, headers=headers)
+    linked = link(client, app, headers, "TRAVEL-7781")
     assert linked.status_code == 201, linked.json
     start = datetime.now(UTC) - timedelta(days=2)
     taps = [tap(f"walk-{n}", "TRAVEL-7781", start + timedelta(minutes=n)) for n in range(5)]

@@ -10,14 +10,13 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from .helpers import bearer, build_scheme, member_token, signed_post, tap
+from .helpers import bearer, build_scheme, link, member_token, signed_post, tap
 
 
 def _resident(client: FlaskClient, app: Flask, scheme: Any, email: str, card: str,
               journeys: int) -> dict[str, str]:
     headers = bearer(member_token(client, app, email))
-    linked = client.post("/v1/me/identifiers", json={"kind": "travel_card", "number": card},
-                         headers=headers)
+    linked = link(client, app, headers, card)
     assert linked.status_code == 201, linked.json
     day = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
     items = [tap(f"{card}-{n}", card, day - timedelta(days=1 + n)) for n in range(journeys)]

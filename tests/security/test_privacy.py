@@ -21,14 +21,15 @@ from rewards import vouchers
 from rewards.cli import main as rewards_cli
 from rewards.csvfile import csv_text, safe_cell
 from rewards.extensions import db
-from rewards.models import Action, Award, Identifier, Member, OtpCode, Reward
+from rewards.models import Action, Award, Device, Identifier, Member, OtpCode, Reward
+from rewards.models.login import LoginSession
 from rewards.models.privacy import Consent
 from rewards.models.review import SelfReport, SelfReportPhoto
 from rewards.photos import without_metadata
 from rewards.settlement import OfferLine, PartnerSettlement, as_csv
 
 from ..helpers import bearer, build_scheme, iso, link, member_token, signed_post, staff_token
-from ..reward_support import make_offer, make_partner, till
+from ..reward_support import add_ward, make_offer, make_partner, till
 
 CARD = "6335 0044 5566 7788"
 
@@ -91,7 +92,13 @@ def test_a_self_report_photo_is_stored_without_gps(client: FlaskClient, app: Fla
 def _member_with_history(client: FlaskClient, app: Flask) -> tuple[Any, dict[str, str], str]:
     scheme = build_scheme(client, app, cost_points=10)
     me = bearer(member_token(client, app, "erase.me@leeds.gov.uk"))
-    client.patch("/v1/me", json={"display_name": "Erin", "ward": "Headingley"}, headers=me)
+    add_ward(app, "Headingley")
+    changed = client.patch("/v1/me", json={"display_name": "Erin", "ward": "Headingley",
+                                           "birth_year": 1980}, headers=me)
+    assert changed.status_code == 200, changed.json
+    device = client.post("/v1/me/devices", json={"platform": "fcm", "token": "fcm-token-erin"},
+                         headers=me)
+    assert device.status_code in (200, 201), device.json
     assert link(client, app, me, CARD).status_code == 201
     sent = signed_post(client, scheme.source, {"items": [
         _trip(f"t{i}", 30 + i, lat=53.81, lon=-1.56, stop="Hyde Park Corner")
@@ -127,8 +134,11 @@ def test_erasure_leaves_no_personal_data_and_the_books_balanced(
     with app.app_context():
         member = db.session.get(Member, uuid.UUID(member_id))
         assert member.erased_at is not None
-        assert (member.email, member.display_name, member.ward, member.pin_hash) == (
-            None, None, None, None)
+        assert (member.email, member.display_name, member.ward, member.pin_hash,
+                member.birth_year) == (None, None, None, None, None)
+        assert db.session.scalars(select(Device)).all() == []
+        assert db.session.scalars(select(LoginSession).where(
+            LoginSession.member_id == member.id, LoginSession.revoked_at.is_(None))).all() == []
         assert db.session.scalar(select(func.count(OtpCode.id)).where(
             OtpCode.email == "erase.me@leeds.gov.uk")) == 0
         assert db.session.scalars(select(Identifier)).all() == []
@@ -169,6 +179,8 @@ def test_export_gives_everything_held(client: FlaskClient, app: Flask) -> None:
     assert data["member"]["id"] == member_id
     assert data["member"]["email"] == "erase.me@leeds.gov.uk"
     assert (data["member"]["display_name"], data["member"]["ward"]) == ("Erin", "Headingley")
+    assert data["member"]["birth_year"] == 1980
+    assert [d["token"] for d in data["devices"]] == ["fcm-token-erin"]
     assert data["cards"] == [{"kind": "travel_card", "last4": "7788",
                               "linked_at": data["cards"][0]["linked_at"]}]
     assert "6335004455667788" not in answer.get_data(as_text=True)
