@@ -2,7 +2,7 @@
 into PostgreSQL (validate, dedupe, evaluate the rules, post to the ledger), against a
 raw `COPY` of the same rows into a bare table, measured in the same run.
 
-    python bench/ingest.py [--database-url URL] [--members N] [--batches N]
+    python bench/ingest.py [--database-url URL] [--members N] [--batches N] [--processes N]
 
 Makes its own database (rewards_bench_<random>) from the URL, migrates it, builds a
 Leeds-like scheme (the demo's action types and rules plus a budgeted campaign, one
@@ -266,6 +266,52 @@ def run_ingest(app: Any, scheme: Scheme, bodies: list[bytes],
     return elapsed, statuses, points
 
 
+def _ingest_process(config: dict[str, Any], scheme: Scheme, bodies: list[bytes],
+                    start: Any, results: Any) -> None:
+    """One of --processes: its own app (own connections), its share of the batches,
+    sent once every process is ready."""
+    app = create_app(config)
+    results.put("ready")
+    start.wait()
+    try:
+        elapsed, statuses, points = run_ingest(app, scheme, bodies, None)
+        results.put((time.monotonic(), statuses, points))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops
+        results.put((None, {"error": 1}, str(error)[:300]))
+
+
+def run_processes(config: dict[str, Any], scheme: Scheme, bodies: list[bytes],
+                  processes: int) -> tuple[float, dict[str, int], int]:
+    """The batches dealt round-robin to `processes` forked processes posting at the
+    same time; elapsed from the common start until the last process finished."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    start, results = context.Event(), context.Queue()
+    workers = [context.Process(target=_ingest_process,
+                               args=(config, scheme, bodies[n::processes], start, results))
+               for n in range(processes)]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        if results.get(timeout=300) != "ready":
+            raise SystemExit("an ingest process failed to start")
+    started = time.monotonic()
+    start.set()
+    finished, statuses, points = started, {}, 0
+    for _ in workers:
+        ended, counted, earned = results.get(timeout=3600)
+        if ended is None:
+            raise SystemExit(f"an ingest process failed: {earned}")
+        finished = max(finished, ended)
+        for status, count in counted.items():
+            statuses[status] = statuses.get(status, 0) + count
+        points += earned
+    for worker in workers:
+        worker.join()
+    return finished - started, statuses, points
+
+
 COPY_TABLE = """CREATE {unlogged} TABLE bench_copy (
     id uuid, source_id uuid, external_ref varchar(200), member_id uuid,
     action_type_id uuid, type_code varchar(64), occurred_at timestamptz, attributes jsonb)"""
@@ -303,7 +349,8 @@ def check_database(expected: int) -> dict[str, int]:
         raise SystemExit(f"expected {expected} actions rows, found {counts['actions']}")
     problems = verify(session)
     if problems:
-        raise SystemExit(f"ledger is not sound: {problems[:5]}")
+        print(f"ledger is not sound: {problems[:5]}", file=sys.stderr, flush=True)
+    counts["verify_problems"] = len(problems)
     counts["flagged"] = int(session.scalar(
         select(func.count()).select_from(Action).where(Action.status == "flagged")) or 0)
     awarded = int(session.scalar(select(func.coalesce(func.sum(Award.points), 0))) or 0)
@@ -335,6 +382,9 @@ def main() -> None:
                         help="diagnosis: print (and add to the JSON) milliseconds a batch "
                              "spent in each main step, COPY split into Python and server")
     parser.add_argument("--keep", action="store_true", help="do not drop the database")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="ingest processes posting at once, each with its own app and "
+                             "connections, the batches dealt among them")
     parser.add_argument("--without-foreign-keys", action="store_true",
                         help="diagnosis only: drop the foreign keys of the four tables ingest "
                              "writes, to measure what their per-row checks cost")
@@ -352,11 +402,12 @@ def main() -> None:
         upgrade(url)
         if args.without_foreign_keys:
             drop_foreign_keys(url)
-        app = create_app({
+        config = {
             "SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None, "SMTP_URL": None,
             "LOG_LEVEL": "WARNING", "SECRET_KEY": "bench-secret-key-at-least-32-bytes-long",
             "IDENTIFIER_KEY": "bench-identifier-key",
-        })
+        }
+        app = create_app(config)
         with app.app_context():
             started = time.perf_counter()
             scheme = build_scheme(args.members, rng)
@@ -374,16 +425,24 @@ def main() -> None:
         gc.collect()
         if args.gc_freeze:
             gc.freeze()
+        if args.processes > 1 and (args.phases or args.profile):
+            raise SystemExit("--phases and --profile measure one process: drop --processes")
         phases = Phases() if args.phases else None
         phase_ms: dict[str, float] = {}
-        elapsed, statuses, points = run_ingest(app, scheme, bodies, args.profile)
+        if args.processes > 1:
+            with app.app_context():
+                db.engine.dispose()  # the children open their own connections
+            elapsed, statuses, points = run_processes(config, scheme, bodies, args.processes)
+        else:
+            elapsed, statuses, points = run_ingest(app, scheme, bodies, args.profile)
         if phases is not None:
             # Only the ingest loop so far: the COPY baseline below is not counted.
             phase_ms = phases.per_batch(args.batches)
             for label, ms in phase_ms.items():
                 print(f"  {label:28s} {ms:7.1f} ms a batch", flush=True)
         actions_per_s = total / elapsed
-        print(f"ingest: {total:,} actions in {args.batches} batches of {BATCH_SIZE} in "
+        print(f"ingest ({args.processes} process{'es' if args.processes > 1 else ''}): "
+              f"{total:,} actions in {args.batches} batches of {BATCH_SIZE} in "
               f"{elapsed:.2f} s: {actions_per_s:,.0f} actions/s "
               f"({elapsed / args.batches * 1000:.1f} ms a batch)", flush=True)
         if statuses.get("accepted", 0) != total:
@@ -395,7 +454,7 @@ def main() -> None:
               f"{counts['postings']:,} postings, {counts['posting_lines']:,} posting lines "
               f"({written / total:.1f} rows an action, {written / elapsed:,.0f} rows/s); "
               f"{points:,} points awarded, {counts['flagged']:,} actions held for review; "
-              "ledger balanced", flush=True)
+              f"ledger verify: {counts['verify_problems']} problems", flush=True)
 
         member_of = dict(scheme.cards)
         rows = [(uuid.uuid4(), scheme.source_id, item["external_ref"],
@@ -422,9 +481,13 @@ def main() -> None:
         "ratio_to_copy": round(ratio, 4),
         "batches": args.batches,
         "batch_size": BATCH_SIZE,
+        "processes": args.processes,
+        "verify_ok": counts["verify_problems"] == 0,  # rewards ledger verify's checks
         "rules": scheme.rules,
         **({"phases_ms_per_batch": phase_ms} if phases is not None else {}),
     }))
+    if counts["verify_problems"]:
+        raise SystemExit("the ledger is not sound after the run")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-import rewards.actions.ingest
-from rewards.actions.ingest import insert_rows
+import rewards.awarding.locks
+from rewards.bulk import insert_rows
 from rewards.extensions import db
 from rewards.models import Account, Action, Award, PostingLine, Rule, RuleVersion
 from rewards.security import signature_header
@@ -309,13 +309,13 @@ def test_a_batch_locks_only_the_rules_for_its_action_types(
     card = "6335 0012 3456 7894"
     _resident(client, app, "swim@example.org", card)
 
-    real = rewards.actions.ingest.lock_rules
+    real = rewards.awarding.locks.lock_rules
 
     def impatient(session: Any, rule_ids: Any, postgres: Any = None) -> None:
         session.execute(text("SET LOCAL lock_timeout = '2s'"))
         real(session, rule_ids, postgres)
 
-    monkeypatch.setattr(rewards.actions.ingest, "lock_rules", impatient)
+    monkeypatch.setattr(rewards.awarding.locks, "lock_rules", impatient)
     with app.app_context(), db.engine.connect() as bus_batch:
         bus_batch.execute(text("SELECT id FROM rules WHERE id = :id FOR NO KEY UPDATE"),
                           {"id": scheme.rule["id"]})

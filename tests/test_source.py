@@ -587,16 +587,16 @@ def test_absurd_points_flag_the_action_instead_of_awarding(
 def test_engine_failing_outside_a_rule_flags_the_action_not_500(
     client: FlaskClient, app: Flask, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rewards.actions.ingest as ingest
+    import rewards.awarding.decisions as decisions
 
-    real = ingest.evaluate
+    real = decisions.evaluate
 
     def evaluate(rules, action_type, occurred_at, context, usage):
         if context["action"]["attributes"].get("route") == "crash":
             raise Exception("invalid value: floating point")  # as zen raises on bad input
         return real(rules, action_type, occurred_at, context, usage)
 
-    monkeypatch.setattr(ingest, "evaluate", evaluate)
+    monkeypatch.setattr(decisions, "evaluate", evaluate)
     response = signed_post(client, world.scheme.source, {"items": [
         {**tap("crash", world.card, _daytime(1, 10)), "attributes": {"route": "crash"}},
         tap("fine", world.card, _daytime(1, 11)),

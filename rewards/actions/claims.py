@@ -18,11 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..awarding import MemberGone, award_stored, lock_for_awards
 from ..models import Action, ActionType, Member, utcnow
 from ..models.event import Event, EventClaim, EventCode
 from ..reasons import Reason
-from .awarding import MemberGone, award_stored
-from .ingest import lock_for_awards
 from .screening import control_book
 
 # No 0/O, 1/I/L: codes are read off paper and typed as well as scanned.

@@ -16,11 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..awarding import MemberGone, award_stored
 from ..ledger import lock_member, reverse_action
 from ..models import Action, ActionType, Member, utcnow
 from ..models.review import Review, SelfReport, SelfReportPhoto
 from ..reasons import Reason
-from .awarding import MemberGone, award_stored
 
 AWAITING = "self-reported: awaiting review"
 PHOTO_TYPES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}

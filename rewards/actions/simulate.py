@@ -18,13 +18,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..awarding import ReplayUsage
 from ..models import Action, Member
 from ..rules import (
-    PERIODS,
-    CompiledRule,
     RuleSet,
     RuleSpec,
-    Usage,
     build_context,
     compile_rule,
     evaluate,
@@ -93,62 +91,6 @@ def suppress_small_cells(result: Simulation, threshold: int) -> Simulation:
         if error["count"] < threshold:
             error["count"] = None
     return result
-
-
-class _Book:
-    """Cap and budget use over the replay, from nothing: per member, rule and period
-    window (named by the local day, week or month it falls in), and per rule. Only
-    what some cap or budget measures is counted."""
-
-    def __init__(self, rules: Sequence[CompiledRule]) -> None:
-        self.windows: dict[tuple[Any, ...], list[int]] = {}
-        self.spent: dict[str, int] = {}
-        # Per rule, the periods its caps measure, and whether it has a budget.
-        self._measured: dict[str, tuple[tuple[str, ...], bool]] = {}
-        for rule in rules:
-            spec = rule.spec
-            periods = tuple(p for p in PERIODS if p in spec.caps or p in spec.points_caps)
-            if periods or spec.budget_points is not None:
-                self._measured[spec.rule_id] = (periods, spec.budget_points is not None)
-        self._by_type: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {}
-        self._rules = rules
-
-    def _counting(self, action_type: str) -> list[tuple[str, tuple[str, ...], bool]]:
-        found = self._by_type.get(action_type)
-        if found is None:
-            found = self._by_type[action_type] = [
-                (rule.spec.rule_id, *self._measured[rule.spec.rule_id]) for rule in self._rules
-                if action_type in rule.spec.action_types and rule.spec.rule_id in self._measured
-            ]
-        return found
-
-    def usage(self, member: int, action_type: str, windows: dict[str, Any]) -> Usage:
-        usage = Usage()
-        for rule_id, periods, budgeted in self._counting(action_type):
-            for period in periods:
-                entry = self.windows.get((member, rule_id, period, windows[period]))
-                if entry is not None:
-                    usage.counts[(rule_id, period)] = entry[0]
-                    usage.points[(rule_id, period)] = entry[1]
-            if budgeted:
-                usage.budget_spent[rule_id] = self.spent.get(rule_id, 0)
-        return usage
-
-    def record(self, member: int, rule_id: str, points: int, windows: dict[str, Any]) -> None:
-        measured = self._measured.get(rule_id)
-        if measured is None:
-            return
-        periods, budgeted = measured
-        for period in periods:
-            key = (member, rule_id, period, windows[period])
-            entry = self.windows.get(key)
-            if entry is None:
-                self.windows[key] = [1, points]
-            else:
-                entry[0] += 1
-                entry[1] += points
-        if budgeted:
-            self.spent[rule_id] = self.spent.get(rule_id, 0) + points
 
 
 def _windows(occurred_at: datetime, zone: ZoneInfo) -> dict[str, Any]:
@@ -253,7 +195,7 @@ def simulate(
     live = list(live_rules(session))
     trial = RuleSet(draft_rules + live if include_live else draft_rules)
     baseline = RuleSet(live)
-    trial_book, baseline_book = _Book(trial), _Book(baseline)
+    trial_book, baseline_book = ReplayUsage(trial), ReplayUsage(baseline)
     zone = ZoneInfo(tz)
 
     figures = {rule.spec.rule_id: RuleFigures(rule.spec.name) for rule in draft_rules}

@@ -5,6 +5,7 @@ nothing is updated or deleted, corrections are new postings. Earned points are
 lots with an expiry, derived from the lines (see lots.py), never stored."""
 
 from .adjustments import MAX_ADJUSTMENT, NotEnoughPoints, adjust
+from .earning import Earn, post_earns
 from .expiry import expire_member, members_with_expired_lots
 from .lots import Lot, expiring
 from .pending import members_with_due_pending, pending_credits, release_member
@@ -39,6 +40,8 @@ __all__ = [
     "Reversal",
     "account_balance",
     "adjust",
+    "Earn",
+    "post_earns",
     "check_balanced",
     "earn_terms",
     "ensure_member_accounts",

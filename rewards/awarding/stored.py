@@ -1,33 +1,24 @@
-"""Awarding one stored action through the same rules path as a batch: the same locks,
-cap and budget counts, rules evaluation and ledger postings (ingest's own pieces).
-
-For actions that do not arrive in a source's batch: an event claim, and a flagged
-action (or self-report) a reviewer approves."""
+"""Awarding one stored action through the same path as a batch: the same locks, cap and
+budget use, decisions and rows. For actions that do not arrive in a source's batch: an
+event claim, and a flagged action (or self-report) a reviewer approves."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..bulk import is_postgres
 from ..models import Action, Award, utcnow
-from ..rules import member_facts, period_bounds
-from .ingest import (
-    Accepted,
-    Item,
-    UsageBook,
-    WindowKey,
-    Writes,
-    actions_totals,
-    award_points,
-    is_postgres,
-    lock_for_awards,
-    lock_live_rules,
-    rule_plans,
-)
+from ..rules import member_facts
+from .decisions import Accepted, Item
+from .locks import lock_for_awards, lock_live_rules
+from .rows import Writes, award_points
+from .usage import UsageBook, WantedUse, actions_totals, rule_plans
 
 
 class MemberGone(Exception):
@@ -59,19 +50,11 @@ def award_stored(session: Session, action: Action, now: datetime | None = None) 
     plans = rule_plans(rules)
     applicable = [plan for plan in plans.values()
                   if plan.rule.applies_to(action.type_code, action.occurred_at)]
-    windows: dict[str, datetime] = {}
-    wanted: dict[WindowKey, datetime] = {}
-    budgeted: set[str] = set()
-    for plan in applicable:
-        spec = plan.rule.spec
-        for period in plan.periods:
-            start, end = period_bounds(action.occurred_at, period, tz)
-            windows[period] = start
-            wanted[(member_id, spec.rule_id, period, start)] = end
-        if spec.budget_points is not None:
-            budgeted.add(spec.rule_id)
+    wanted = WantedUse(tz)
+    windows = wanted.add(member_id, applicable, action.occurred_at,
+                         action.occurred_at.astimezone(ZoneInfo(tz)).date())
     book = UsageBook()
-    book.load(session, postgres, wanted, budgeted)
+    book.load(session, postgres, wanted.windows, wanted.budgeted)
     totals = actions_totals(session, postgres, members, rules)
     facts = member_facts(member.ward, member.joined_at, now,
                          0 if totals is None else totals.get(member_id, 0))
