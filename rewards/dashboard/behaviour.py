@@ -3,7 +3,6 @@ before, during and after, and what the actions are estimated to have saved."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
 
@@ -45,27 +44,22 @@ def baseline(ctx: Context) -> tuple[list, list, list]:
             if days > 0:
                 exposure[key] += days / 7
                 exposed[key] += 1
-    md = ctx.source.member_days()
-    rows_stmt = ctx.where(select(md.c.member_id, md.c.type_code, md.c.category, md.c.day,
-                                 md.c.actions).where(md.c.day >= ctx.first_month), md,
-                          ward=False)
-    actions: dict[tuple[str, str, str], int] = defaultdict(int)
-    members: dict[tuple[str, str, str], set[Any]] = defaultdict(set)
-    for member_id, type_code, category, day, count in ctx.session.execute(rows_stmt):
-        first_day = joined.get(member_id)
-        if first_day is None:
-            continue
-        tenure = (as_date(day) - first_day).days
-        for key, first, last, *_ in TENURE:
-            if tenure >= first and (last is None or tenure < last):
-                actions[(category, type_code, key)] += count
-                members[(category, type_code, key)].add(member_id)
+    tc = ctx.source.tenure_cells()
+    cells = ctx.where(select(tc.c.category, tc.c.type_code, tc.c.window,
+                             func.sum(tc.c.members), func.sum(tc.c.actions))
+                      .where(tc.c.cohort >= ctx.first_month, tc.c.cohort < ctx.end_month), tc)
+    actions: dict[tuple[str, str, str], int] = {}
+    members: dict[tuple[str, str, str], int] = {}
+    for category, type_code, window, count, total in ctx.session.execute(
+            cells.group_by(tc.c.category, tc.c.type_code, tc.c.window)):
+        actions[(category, type_code, window)] = int(total or 0)
+        members[(category, type_code, window)] = int(count or 0)
     rows = []
     for category, type_code in sorted({(c, t) for c, t, _ in actions}):
         row: dict[str, Any] = {"type_code": type_code, "category": category}
         for key, *_ in TENURE:
             row[key] = ratio(actions.get((category, type_code, key), 0), exposure[key], 3)
-            row[f"_n_{key}"] = len(members.get((category, type_code, key), ()))
+            row[f"_n_{key}"] = members.get((category, type_code, key), 0)
         row["change_percent"] = (ratio(100 * (row["months_2_3"] - row["weeks_1_4"]),
                                        row["weeks_1_4"], 1)
                                  if row["weeks_1_4"] and row["months_2_3"] is not None else None)
