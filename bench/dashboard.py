@@ -62,6 +62,14 @@ INSERT INTO rule_versions (id, created_at, rule_id, version, name, action_types,
                            hold_days, status)
   SELECT gen_random_uuid(), now(), id, 1, name, '[]', 'true', '10', '{}', '{}',
          now() - interval '400 days', 0, true, 0, 'active' FROM rules;
+INSERT INTO rules (id, created_at, name, current_version, points_awarded)
+  VALUES (gen_random_uuid(), now(), 'Bus month', 1, 0);
+INSERT INTO rule_versions (id, created_at, rule_id, version, name, action_types, condition,
+                           points, caps, points_caps, starts_at, ends_at, priority, stackable,
+                           hold_days, status)
+  SELECT gen_random_uuid(), now(), id, 1, name, '["bus_journey"]', 'true', '5', '{}', '{}',
+         now() - interval '50 days', now() - interval '20 days', 1, true, 0, 'active'
+  FROM rules WHERE name = 'Bus month';
 INSERT INTO accounts (id, created_at, code, kind)
   VALUES (gen_random_uuid(), now(), 'scheme\\:issuance', 'issuance'),
          (gen_random_uuid(), now(), 'scheme\\:rewards_spent', 'rewards_spent');
@@ -230,6 +238,22 @@ def one_more_day(actions: int) -> int:
     return count
 
 
+class Counted(Raw):
+    """The raw source, noting which of its tables a figure asked for: a figure that
+    asks for none reads the same tables (members, rewards, redemptions, rules) in both
+    forms and is timed, but left out of `speedup_vs_raw`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used: set[str] = set()
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("member_days", "member_months", "member_hours", "ledger_days",
+                    "tenure_cells"):
+            object.__getattribute__(self, "used").add(name)
+        return object.__getattribute__(self, name)
+
+
 def p95(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[max(0, int(round(0.95 * len(ordered))) - 1)]
@@ -265,7 +289,8 @@ def main() -> None:
             "access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         result: dict[str, Any] = {"actions": args.actions, **made, "rollup_build_s": build_s,
-                                  "p95_ms": {}, "raw_ms": {}, "speedup": {}, "equal": {}}
+                                  "p95_ms": {}, "raw_ms": {}, "speedup": {}, "equal": {},
+                                  "direct": []}
         for name in FIGURES:
             timings = []
             for _ in range(args.repeat):
@@ -279,15 +304,19 @@ def main() -> None:
                 filters = Filters.from_args({})
                 for _ in range(args.raw_repeat):
                     started = time.perf_counter()
-                    raw = compute(name, filters, source=Raw()).to_json()
+                    source = Counted()
+                    raw = compute(name, filters, source=source).to_json()
                     raw_timings.append((time.perf_counter() - started) * 1000)
                 db.session.remove()
             result["p95_ms"][name] = round(p95(timings), 1)
             result["raw_ms"][name] = round(statistics.median(raw_timings), 1)
             result["speedup"][name] = round(result["raw_ms"][name] / max(0.1, p95(timings)), 1)
             result["equal"][name] = served["rows"] == raw["rows"]
+            if not source.used:
+                result["direct"].append(name)
             print(f"{name}: p95 {result['p95_ms'][name]} ms, raw {result['raw_ms'][name]} ms, "
-                  f"x{result['speedup'][name]}, equal={result['equal'][name]}", flush=True)
+                  f"x{result['speedup'][name]}, equal={result['equal'][name]}"
+                  f"{'' if source.used else ', direct'}", flush=True)
         with app.app_context():
             added = one_more_day(args.actions)
             started = time.perf_counter()
@@ -298,7 +327,10 @@ def main() -> None:
             result["refresh_actions_per_s"] = round(
                 added / max(0.001, result["refresh_one_day"]["ms"] / 1000))
         result["worst_p95_ms"] = max(result["p95_ms"].values())
-        result["speedup_vs_raw"] = min(result["speedup"].values())
+        # The smallest speed-up of the figures that read the rollups (the others read the
+        # same small tables both ways: see "direct").
+        result["speedup_vs_raw"] = min(speed for name, speed in result["speedup"].items()
+                                       if name not in result["direct"])
         result["all_equal"] = all(result["equal"].values())
         print(json.dumps(result))
     finally:

@@ -3,12 +3,12 @@ before, during and after, and what the actions are estimated to have saved."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Date, cast, func, select, text, type_coerce
 
+from ..extensions import db
 from ..models import Member, Rule, RuleVersion
 from .context import Context, col, ratio
 from .filters import day_bounds, scheme_zone, today
@@ -45,27 +45,22 @@ def baseline(ctx: Context) -> tuple[list, list, list]:
             if days > 0:
                 exposure[key] += days / 7
                 exposed[key] += 1
-    md = ctx.source.member_days()
-    rows_stmt = ctx.where(select(md.c.member_id, md.c.type_code, md.c.category, md.c.day,
-                                 md.c.actions).where(md.c.day >= ctx.first_month), md,
-                          ward=False)
-    actions: dict[tuple[str, str, str], int] = defaultdict(int)
-    members: dict[tuple[str, str, str], set[Any]] = defaultdict(set)
-    for member_id, type_code, category, day, count in ctx.session.execute(rows_stmt):
-        first_day = joined.get(member_id)
-        if first_day is None:
-            continue
-        tenure = (as_date(day) - first_day).days
-        for key, first, last, *_ in TENURE:
-            if tenure >= first and (last is None or tenure < last):
-                actions[(category, type_code, key)] += count
-                members[(category, type_code, key)].add(member_id)
+    tc = ctx.source.tenure_cells()
+    cells = ctx.where(select(tc.c.category, tc.c.type_code, tc.c.window,
+                             func.sum(tc.c.members), func.sum(tc.c.actions))
+                      .where(tc.c.cohort >= ctx.first_month, tc.c.cohort < ctx.end_month), tc)
+    actions: dict[tuple[str, str, str], int] = {}
+    members: dict[tuple[str, str, str], int] = {}
+    for category, type_code, window, count, total in ctx.session.execute(
+            cells.group_by(tc.c.category, tc.c.type_code, tc.c.window)):
+        actions[(category, type_code, window)] = int(total or 0)
+        members[(category, type_code, window)] = int(count or 0)
     rows = []
     for category, type_code in sorted({(c, t) for c, t, _ in actions}):
         row: dict[str, Any] = {"type_code": type_code, "category": category}
         for key, *_ in TENURE:
             row[key] = ratio(actions.get((category, type_code, key), 0), exposure[key], 3)
-            row[f"_n_{key}"] = len(members.get((category, type_code, key), ()))
+            row[f"_n_{key}"] = members.get((category, type_code, key), 0)
         row["change_percent"] = (ratio(100 * (row["months_2_3"] - row["weeks_1_4"]),
                                        row["weeks_1_4"], 1)
                                  if row["weeks_1_4"] and row["months_2_3"] is not None else None)
@@ -103,6 +98,13 @@ def _campaigns(ctx: Context) -> list[tuple[str, list[str], date, date]]:
     return sorted(found, key=lambda c: (c[2], c[0]))
 
 
+def week_of(day: Any) -> Any:
+    """The Monday of a date column's ISO week, in the database."""
+    if db.dialect == "sqlite":
+        return type_coerce(func.date(day, "weekday 0", "-6 days"), Date)
+    return cast(func.date_trunc("week", day), Date)
+
+
 def campaign(ctx: Context) -> tuple[list, list, list]:
     md = ctx.source.member_days()
     rows = []
@@ -111,27 +113,25 @@ def campaign(ctx: Context) -> tuple[list, list, list]:
         monday = first - timedelta(days=first.weekday())
         start = monday - timedelta(weeks=CAMPAIGN_WEEKS)
         end = min(last + timedelta(weeks=CAMPAIGN_WEEKS), now)
-        stmt = ctx.where(select(md.c.member_id, md.c.day, md.c.actions)
+        # Weeks (Monday to Sunday) counted in the database: a few rows come back.
+        stmt = ctx.where(select(week_of(md.c.day), func.count(func.distinct(md.c.member_id)),
+                                func.sum(md.c.actions))
                          .where(md.c.day >= start, md.c.day <= end,
-                                md.c.type_code.in_(types)), md)
+                                md.c.type_code.in_(types)), md).group_by(text("1"))
         weeks: dict[date, dict[str, Any]] = {}
         week = start
         while week <= end:
             phase = ("before" if week + timedelta(days=6) < first
                      else "after" if week > last else "during")
-            weeks[week] = {"campaign": name, "week": week, "phase": phase, "_m": set(),
+            weeks[week] = {"campaign": name, "week": week, "phase": phase, "members": 0,
                            "actions": 0}
             week += timedelta(weeks=1)
-        for member_id, day, count in ctx.session.execute(stmt):
-            day = as_date(day)
-            cell = weeks[day - timedelta(days=day.weekday())]
-            cell["_m"].add(member_id)
-            cell["actions"] += count
+        for week, members, count in ctx.session.execute(stmt):
+            cell = weeks[as_date(week)]
+            cell["members"], cell["actions"] = members, int(count or 0)
         campaign_rows = []
         for cell in weeks.values():
-            members = cell.pop("_m")
-            cell["members"] = len(members)
-            cell["actions_per_member"] = ratio(cell["actions"], len(members))
+            cell["actions_per_member"] = ratio(cell["actions"], cell["members"])
             campaign_rows.append(cell)
         suppress(campaign_rows, ctx.threshold, "members", ["actions", "actions_per_member"])
         rows.extend(campaign_rows)

@@ -32,6 +32,7 @@ from ..models.dashboard import (
 from ..models.review import Review
 from .filters import day_bounds, month_start, next_month, scheme_zone, today
 from .sources import COUNTED
+from .tenure import refresh_members
 
 log = logging.getLogger("rewards.dashboard")
 
@@ -379,6 +380,7 @@ def _apply(session: Session, days: list[date], ledger_days: list[date],
         deltas = Deltas()
         touched = _rebuild_days(session, days, deltas)
         deltas.apply(session)
+    refresh_members(session, set().union(*touched.values()))  # the tenure cells
     ledger = _rebuild_ledger(session, ledger_days)
     session.flush()
     return RefreshReport(len(days), ledger, len(touched), 0)

@@ -10,13 +10,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, Float, Integer, String, func, literal, select, type_coerce
+from sqlalchemy import Date, Float, Integer, String, case, func, literal, select, type_coerce
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..extensions import db
 from ..models import Account, Action, ActionType, Member, Posting, PostingLine
-from ..models.dashboard import LedgerDay, MemberDay, MemberHourMonth, MemberMonth
+from ..models.dashboard import LedgerDay, MemberDay, MemberHourMonth, MemberMonth, TenureCell
 from .filters import scheme_zone
 
 COUNTED = "accepted"  # flagged actions await a reviewer; revoked ones count for nothing
@@ -45,6 +45,11 @@ class Rollups:
     def ledger_days(self) -> FromClause:
         t = LedgerDay.__table__
         return select(t.c.day, t.c.account, t.c.kind, t.c.points).subquery("ld")
+
+    def tenure_cells(self) -> FromClause:
+        t = TenureCell.__table__
+        return select(t.c.cohort, t.c.ward, t.c.type_code, t.c.category, t.c.window,
+                      t.c.members, t.c.actions).subquery("tc")
 
 
 # -- the raw tables, grouped in the database ---------------------------------------
@@ -146,6 +151,30 @@ class Raw:
             .group_by(day, Account.code, Posting.kind)
             .subquery("ld")
         )
+
+
+    def tenure_cells(self) -> FromClause:
+        """Per cohort month x member's ward x type x window of membership: members
+        with counted actions and their actions (see rewards.dashboard.tenure)."""
+        joined = self._part(Member.joined_at, "day")
+        happened = self._part(Action.occurred_at, "day")
+        days = (func.julianday(happened) - func.julianday(joined) if self.sqlite
+                else happened - joined)
+        window = case((days < 28, "weeks_1_4"), (days < 91, "months_2_3"),
+                      (days < 182, "months_4_6"), else_="later")
+        each = (
+            select(self._part(Member.joined_at, "month").label("cohort"),
+                   func.coalesce(Member.ward, "").label("ward"), Action.type_code,
+                   ActionType.category.label("category"), window.label("window"),
+                   Action.member_id)
+            .join(ActionType, ActionType.id == Action.action_type_id)
+            .join(Member, Member.id == Action.member_id)
+            .where(Action.status == COUNTED, days >= 0)
+            .subquery("ea"))
+        keys = (each.c.cohort, each.c.ward, each.c.type_code, each.c.category, each.c.window)
+        return (select(*keys, func.count(func.distinct(each.c.member_id)).label("members"),
+                       func.count().label("actions"))
+                .group_by(*keys).subquery("tc"))
 
 
 def as_date(value: Any) -> date:

@@ -103,3 +103,35 @@ class DashboardSetting(Base):
     value: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[uuid.UUID | None] = mapped_column()
+
+
+class MemberTenure(Base):
+    """One member's counted actions of one type in one window of their membership
+    (weeks 1-4, months 2-3, 4-6, later), with the month they joined and their ward:
+    what the tenure cells are changed by when the member's days change."""
+
+    __tablename__ = "dashboard_member_tenure"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    type_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window: Mapped[str] = mapped_column(String(16), primary_key=True)
+    cohort: Mapped[date] = mapped_column(Date)
+    category: Mapped[str] = mapped_column(String(32))
+    ward: Mapped[str] = mapped_column(String(100))
+    actions: Mapped[int] = mapped_column()
+
+
+class TenureCell(Base):
+    """Members who joined in one month (`cohort`, its 1st) living in one ward: how many
+    had counted actions of one type in one window of their membership, and how many
+    actions. Members are counted once per cell, so cells add up exactly."""
+
+    __tablename__ = "dashboard_tenure_cells"
+
+    cohort: Mapped[date] = mapped_column(Date, primary_key=True)
+    ward: Mapped[str] = mapped_column(String(100), primary_key=True)
+    type_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    window: Mapped[str] = mapped_column(String(16), primary_key=True)
+    members: Mapped[int] = mapped_column()
+    actions: Mapped[int] = mapped_column()

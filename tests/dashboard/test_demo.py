@@ -36,7 +36,9 @@ def test_demo_history_feeds_the_dashboard(app: Flask) -> None:
         assert shown and hidden
         campaign = compute("campaign", filters)
         assert {row["phase"] for row in campaign.rows} == {"before", "during", "after"}
+        assert sum(row["actions"] or 0 for row in campaign.rows) > 0  # weeks with actions
         # The demo refreshed the rollups as it finished: they agree with the raw tables.
-        for name in ("actions", "fairness_deprivation", "retention", "money"):
+        for name in ("actions", "fairness_deprivation", "retention", "money", "campaign",
+                     "baseline"):
             assert compute(name, filters).to_json() == compute(
                 name, filters, source=Raw()).to_json(), name

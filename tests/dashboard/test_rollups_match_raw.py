@@ -17,7 +17,13 @@ from rewards.dashboard.refresh import rebuild, refresh
 from rewards.dashboard.settings import put
 from rewards.extensions import db
 from rewards.models import Action, Redemption, Reward
-from rewards.models.dashboard import MemberDay, MemberHourMonth, MemberMonth
+from rewards.models.dashboard import (
+    MemberDay,
+    MemberHourMonth,
+    MemberMonth,
+    MemberTenure,
+    TenureCell,
+)
 from rewards.models.donation import Donation
 
 from .scheme import WARDS, make_world, now_utc, random_round
@@ -67,9 +73,17 @@ def test_rollups_equal_raw_after_a_random_mix(app: Flask, seed: int) -> None:
         actions = compute("actions", Filters(today() - timedelta(days=150), today()),
                           threshold=2)
         assert sum(row["actions"] or 0 for row in actions.rows) > 100
+        baseline = compute("baseline", Filters(today() - timedelta(days=150), today()),
+                           threshold=2)
+        assert any(row["weeks_1_4"] for row in baseline.rows)
+        # The tenure cells hold every counted action of a member after joining.
+        assert session.scalar(select(func.sum(TenureCell.actions))) > 100
+        assert session.scalar(select(func.sum(TenureCell.members))) == session.scalar(
+            select(func.count()).select_from(MemberTenure))
         # A rebuild of the whole range gives the same rows as the incremental refreshes
         # (which change month rows by the difference each day made).
-        tables = (MemberDay.__table__, MemberMonth.__table__, MemberHourMonth.__table__)
+        tables = (MemberDay.__table__, MemberMonth.__table__, MemberHourMonth.__table__,
+                  MemberTenure.__table__, TenureCell.__table__)
         before = [_rows(session, table) for table in tables]
         rebuild(session, today() - timedelta(days=130), today())
         session.commit()
