@@ -1,7 +1,7 @@
 """Dashboard: pre-aggregated tenure cells for the baseline figure
 
 Revision ID: 0015
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-01 00:30:00
 
 - dashboard_member_tenure: each member's counted actions per type per window of their
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0015'
-down_revision = '0010'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
