@@ -145,6 +145,12 @@ class Config:
         self.RATE_LIMIT_SELF_REPORT: str = env.get("RATE_LIMIT_SELF_REPORT", "20 per hour")
         self.RATE_LIMIT_REDEEM: str = env.get("RATE_LIMIT_REDEEM", "120 per minute")
         self.RATE_LIMIT_PIN: str = env.get("RATE_LIMIT_PIN", "30 per minute")
+        # TOTP seeds are encrypted at rest under TOTP_KEY (else a key derived from SECRET_KEY);
+        # the previous value still opens old ones during a rotation (rewards/sealed.py).
+        # Old login_sessions and login_throttles rows are deleted after this many days.
+        self.TOTP_KEY: str | None = env.get("TOTP_KEY") or None
+        self.TOTP_KEY_PREVIOUS: str | None = env.get("TOTP_KEY_PREVIOUS") or None
+        self.LOGIN_RECORDS_RETENTION_DAYS: int = _env_int("LOGIN_RECORDS_RETENTION_DAYS", 30)
 
         for key, value in overrides.items():
             setattr(self, key, value)

@@ -5,6 +5,7 @@ import os
 from rq import cron
 
 from workers.ledger import expire_points, release_pending, verify_ledger
+from workers.logins import purge_logins
 from workers.outbox import relay
 from workers.rewards import expire_vouchers, fail_stuck_rewards, remind_expiring_vouchers
 
@@ -27,3 +28,5 @@ cron.register(remind_expiring_vouchers, queue_name=_rewards, cron="0 9 * * *",
               job_timeout=1800)
 # Rewards whose issuing never finished and whose job the outbox gave up on.
 cron.register(fail_stuck_rewards, queue_name=_rewards, cron="40 * * * *", job_timeout=600)
+# Login sessions that ended and idle lockout counters, past LOGIN_RECORDS_RETENTION_DAYS.
+cron.register(purge_logins, queue_name=_default, cron="50 3 * * *", job_timeout=1800)

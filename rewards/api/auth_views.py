@@ -243,9 +243,9 @@ def totp_begin():
     if user.totp_enabled_at is not None:
         abort(409, message="A second factor is set up already; to replace it, an admin "
                            "resets the account with `rewards create-staff`.")
-    uri = begin_enrolment(user)
+    seed, uri = begin_enrolment(user)
     db.session.commit()
-    return {"secret": user.totp_secret, "provisioning_uri": uri}
+    return {"secret": seed, "provisioning_uri": uri}
 
 
 @blp.route("/totp/confirm", methods=["POST"])
