@@ -93,11 +93,14 @@ class EventDetail(EventOut):
         "description": "single_use: every code, and when it was used."})
     sheet_url = fields.String(metadata={
         "description": "The printable sheet of QR codes: a signed link that works for "
-                       "EVENT_SHEET_LINK_TTL seconds (default an hour)."})
+                       "EVENT_SHEET_LINK_TTL seconds (default an hour), and only while the "
+                       "login that asked for it lasts."})
 
 
 def _detail(event: Event, codes: list[EventCode]) -> dict[str, Any]:
-    token = sheet_token(event.id, current_app.config["EVENT_SHEET_LINK_TTL"])
+    caller = g.caller
+    token = sheet_token(event.id, current_app.config["EVENT_SHEET_LINK_TTL"], caller.id,
+                        caller.role, caller.session_id)
     shown = sorted(codes, key=lambda c: (c.created_at, c.code))
     return {
         **{name: getattr(event, name) for name in (

@@ -1,0 +1,89 @@
+"""OWASP API2:2023 Broken Authentication, tried from outside: every credential a staff
+login hands out ends with that login (an event's signed sheet link included), and
+forged or borrowed tokens open nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from ..helpers import bearer, iso, staff_token
+from ..ways_in import add_type_and_rule
+
+PASSWORD = "correct horse"
+
+
+def _sheet_url(client: FlaskClient, app: Flask) -> tuple[str, dict[str, str]]:
+    manager = bearer(staff_token(client, app, "scheme_manager"))
+    admin = bearer(staff_token(client, app, "admin"))
+    add_type_and_rule(client, admin, "volunteer_session", "volunteering",
+                      "action.attributes.hours * 10")
+    now = datetime.now(UTC)
+    made = client.post("/v1/admin/events", headers=manager, json={
+        "name": "Beach clean", "action_type": "volunteer_session",
+        "starts_at": iso(now - timedelta(hours=1)), "ends_at": iso(now + timedelta(hours=2)),
+        "attributes": {"hours": 2}})
+    assert made.status_code == 201, made.json
+    url = made.json["sheet_url"]
+    assert client.get(url).status_code == 200
+    return url, manager
+
+
+@pytest.mark.parametrize("ending", ["logout", "logout-everywhere", "password", "deactivate"])
+def test_an_event_sheet_link_ends_with_the_login_that_made_it(
+    client: FlaskClient, app: Flask, ending: str
+) -> None:
+    url, manager = _sheet_url(client, app)
+    if ending == "password":
+        changed = client.post("/v1/auth/password", headers=manager, json={
+            "current_password": PASSWORD, "new_password": "a much longer passphrase 77"})
+        assert changed.status_code == 204, changed.json
+    elif ending == "deactivate":
+        admin = bearer(client.post("/v1/auth/login", json={
+            "email": "admin@council.example", "password": PASSWORD}).json["access_token"])
+        staff = client.get("/v1/admin/staff", headers=admin).json
+        manager_id = next(s["id"] for s in staff if s["role"] == "scheme_manager")
+        done = client.post(f"/v1/admin/staff/{manager_id}/deactivate", headers=admin)
+        assert done.status_code == 200, done.json
+    else:
+        assert client.post(f"/v1/auth/{ending}", headers=manager).status_code in (200, 204)
+    page = client.get(url)
+    assert page.status_code == 401
+    assert "<svg" not in page.get_data(as_text=True)
+
+
+def _forge(app: Flask, payload: dict[str, Any], key: str | None = None,
+           algorithm: str = "HS256", headers: dict[str, Any] | None = None) -> str:
+    return jwt.encode(payload, key or app.config["SECRET_KEY"], algorithm=algorithm,
+                      headers=headers)
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_forged_and_confused_tokens_are_refused(client: FlaskClient, app: Flask) -> None:
+    token = staff_token(client, app, "admin")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert client.get("/v1/admin/staff", headers=bearer(token)).status_code == 200
+    header, body, _sig = token.split(".")
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    attempts = {
+        "alg none": unsigned,
+        "alg none, signature kept": unsigned.rstrip(".") + "." + _sig,
+        "HS512 with the key": _forge(app, claims, algorithm="HS512"),
+        "kid pointing elsewhere": _forge(app, claims, key="x" * 40,
+                                         headers={"kid": "../../dev/null"}),
+        "another key": _forge(app, claims, key="y" * 40),
+        "a refresh-type token": _forge(app, {**claims, "typ": "refresh"}),
+        "no session": _forge(app, {k: v for k, v in claims.items() if k != "sid"}),
+        "role raised": _forge(app, {**claims, "role": "admin", "sub": claims["sub"]}),
+    }
+    for name, forged in attempts.items():
+        answer = client.get("/v1/admin/staff", headers=bearer(forged))
+        if name == "role raised":  # the same claims, re-signed: still the real admin
+            assert answer.status_code == 200, name
+        else:
+            assert answer.status_code == 401, (name, answer.json)
