@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import wraps
 from typing import Any
 
 import flask_smorest
@@ -189,6 +190,27 @@ def _discard_session() -> None:
 
 class Blueprint(flask_smorest.Blueprint):
     """Place for project-wide blueprint behaviour."""
+
+    # No list is this long: a page number past it would only make an OFFSET the
+    # database cannot hold (a 500) or has to scan for nothing.
+    MAX_PAGE = 100_000
+
+    def paginate(self, *args: Any, **kwargs: Any) -> Any:
+        paginated = super().paginate(*args, **kwargs)
+
+        def decorator(func: Any) -> Any:
+            @wraps(func)
+            def bounded(*f_args: Any, **f_kwargs: Any) -> Any:
+                params = f_kwargs.get("pagination_parameters")
+                if params is not None and params.page > self.MAX_PAGE:
+                    problem = f"Must be at most {self.MAX_PAGE}."
+                    flask_smorest.abort(422, message="The page number is too large.",
+                                        errors={"query": {"page": [problem]}})
+                return func(*f_args, **f_kwargs)
+
+            return paginated(bounded)
+
+        return decorator
 
 
 class RedisHolder:

@@ -95,3 +95,27 @@ def test_where_a_credential_is_checked_it_names_the_client(
                                   headers={"X-Api-Key": "till-key", **bearer(token)},
                                   environ_base={"REMOTE_ADDR": "192.0.2.4"}):
         assert client_key() == "addr:192.0.2.4"
+
+
+LISTS = ["/v1/admin/audit-log", "/v1/admin/action-types", "/v1/admin/partners",
+         "/v1/admin/events", "/v1/admin/staff", "/v1/me/actions", "/v1/me/ledger",
+         "/v1/me/rewards", "/v1/partner/redemptions"]
+
+
+@pytest.mark.parametrize("page", ["100000000000000000000", "9223372036854775807", "100001"])
+def test_a_page_number_past_any_list_is_refused_not_a_crash(
+    client: FlaskClient, app: Flask, page: str
+) -> None:
+    scheme = build_scheme(client, app)
+    me = bearer(member_token(client, app, "pages@example.org"))
+    till = {"X-Api-Key": scheme.partner["api_key"]}
+    for path in LISTS:
+        headers = me if path.startswith("/v1/me") else (
+            till if path.startswith("/v1/partner") else bearer(scheme.admin))
+        answer = client.get(f"{path}?page={page}", headers=headers)
+        assert answer.status_code == 422, (path, answer.status_code)
+        assert answer.json["code"] == 422 and "page" in answer.json["errors"], path
+    # The last page allowed still answers (an empty page).
+    last = client.get("/v1/admin/audit-log?page=100000&page_size=100",
+                      headers=bearer(scheme.admin))
+    assert last.status_code == 200 and last.json == []
