@@ -22,7 +22,7 @@ from ..models.partner import FULFILMENTS, LIMIT_PERIODS, OFFER_STATUSES, PARTNER
 from ..security import api_key_hash, new_api_key
 from ..settlement import pounds
 from .auth import BEARER, current_member, member_required, staff_required
-from .common import audit, found_or_404, paginate
+from .common import audit, counted, found_or_404, paginate
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
                        description="The reward catalogue")
@@ -52,9 +52,9 @@ class OfferTerms(Schema):
         metadata={"description": 'Other languages: {"cy": {"title": .., "description": ..}}.'})
     category = fields.String(allow_none=True, validate=validate.Length(max=32))
     cost_points = fields.Integer(required=True, validate=validate.Range(min=1, max=10_000_000))
-    stock = fields.Integer(allow_none=True, validate=validate.Range(min=0),
+    stock = fields.Integer(allow_none=True, validate=counted(),
                            metadata={"description": "How many can be claimed; none: unlimited."})
-    per_member_limit = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    per_member_limit = fields.Integer(allow_none=True, validate=counted(1))
     limit_period = fields.String(load_default="ever", validate=validate.OneOf(LIMIT_PERIODS),
                                  metadata={"description": "The period per_member_limit counts "
                                                           "claims over (scheme time zone)."})

@@ -9,13 +9,22 @@ from typing import Any, TypeVar
 
 from flask import Response, g, jsonify, request
 from flask_smorest import abort
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..jobs import discard_pending
 from ..models import AuditEntry, IdempotencyRecord
+
+# The largest number an INTEGER column holds (PostgreSQL's, 32 bits): every whole
+# number a client sends is bounded by it at most, so none reaches the database as a 500.
+DB_INT_MAX = 2**31 - 1
+
+
+def counted(minimum: int = 0, maximum: int = DB_INT_MAX) -> validate.Range:
+    """The bounds of a count, limit or budget a client sends."""
+    return validate.Range(min=minimum, max=maximum)
 
 
 class PageArgs(Schema):

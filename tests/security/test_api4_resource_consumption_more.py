@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -119,3 +120,71 @@ def test_a_page_number_past_any_list_is_refused_not_a_crash(
     last = client.get("/v1/admin/audit-log?page=100000&page_size=100",
                       headers=bearer(scheme.admin))
     assert last.status_code == 200 and last.json == []
+
+
+# -- numbers the database cannot hold ---------------------------------------------------
+
+INT_MAX = 2**31 - 1  # PostgreSQL's INTEGER, which the columns behind these fields are
+
+
+def _integers_without_bounds(spec: dict[str, Any]) -> list[str]:
+    schemas = spec["components"]["schemas"]
+
+    def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+        ref = schema.get("$ref")
+        return schemas[ref.rsplit("/", 1)[1]] if ref else schema
+
+    found: list[str] = []
+
+    def walk(schema: dict[str, Any], where: str) -> None:
+        schema = resolve(schema)
+        if schema.get("readOnly"):
+            return
+        kinds = schema.get("type")
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        if "integer" in kinds and not (
+                -INT_MAX - 1 <= schema.get("minimum", -INT_MAX - 2)
+                and schema.get("maximum", INT_MAX + 1) <= INT_MAX):
+            found.append(where)
+        for name, prop in (schema.get("properties") or {}).items():
+            walk(prop, f"{where}.{name}")
+        if "items" in schema:
+            walk(schema["items"], f"{where}[]")
+        for combined in ("allOf", "anyOf", "oneOf"):
+            for part in schema.get(combined, []):
+                walk(part, where)
+
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "page":
+                    continue  # bounded by the project's Blueprint.paginate (test above)
+                walk(parameter.get("schema", {}), f"{method} {path} ?{parameter.get('name')}")
+            for content in (operation.get("requestBody") or {}).get("content", {}).values():
+                walk(content.get("schema", {}), f"{method} {path} body")
+    return found
+
+
+def test_every_integer_a_client_sends_has_bounds_the_database_can_hold(app: Flask) -> None:
+    from rewards.extensions import api
+
+    with app.app_context():
+        assert _integers_without_bounds(api.spec.to_dict()) == []
+
+
+def test_an_out_of_range_number_is_a_422_not_a_crash(client: FlaskClient, app: Flask) -> None:
+    scheme = build_scheme(client, app)
+    admin = bearer(scheme.admin)
+    rule = {"name": "p", "action_types": ["bus_journey"], "points": "1"}
+    for body in ({**rule, "priority": 10**20}, {**rule, "budget_points": 2**31},
+                 {**rule, "caps": {"per_day": 10**30}}):
+        answer = client.post("/v1/admin/rules", json=body, headers=admin)
+        assert answer.status_code == 422, (body, answer.status_code)
+    offer = client.get(f"/v1/admin/offers/{scheme.offer['id']}", headers=admin).json
+    assert offer["stock"] == 100
+    answer = client.post("/v1/admin/offers", headers=admin, json={
+        "partner_id": scheme.partner["id"], "title": "Big", "cost_points": 5,
+        "stock": 3_000_000_000})
+    assert answer.status_code == 422 and "stock" in answer.json["errors"]
