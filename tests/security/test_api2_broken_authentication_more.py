@@ -87,3 +87,85 @@ def test_forged_and_confused_tokens_are_refused(client: FlaskClient, app: Flask)
             assert answer.status_code == 200, name
         else:
             assert answer.status_code == 401, (name, answer.json)
+
+
+def test_wrong_pins_answer_alike_for_a_registered_card_and_an_unknown_one(
+    client: FlaskClient, app: Flask
+) -> None:
+    """Five wrong PINs lock a real card; if an unknown number never locked, the lock
+    would tell a till-holder which card numbers belong to members."""
+    from rewards.limits import limiter
+
+    from ..helpers import build_scheme
+    from ..reward_support import card_member
+
+    scheme = build_scheme(client, app)
+    till = {"X-Api-Key": scheme.partner["api_key"]}
+    card_member(app, "6335 0099 8877 6655", pin="4729", points=100)
+
+    def tries(number: str) -> list[tuple[int, str]]:
+        with app.app_context():
+            limiter.reset()  # the per-till limit is not what is tried here
+        answers = []
+        for _ in range(16):
+            answer = client.post("/v1/partner/card-redemptions", headers=till, json={
+                "card": {"kind": "leisure_card", "number": number}, "pin": "1111",
+                "offer_id": scheme.offer["id"]})
+            answers.append((answer.status_code, answer.json["message"]))
+        return answers
+
+    registered, unknown = tries("6335 0099 8877 6655"), tries("6335 0099 0000 1111")
+    assert registered == unknown
+    assert registered[0] == (401, "Card or PIN not recognised.")
+    assert registered[5][0] == 403  # locked after five
+
+
+def test_a_lock_on_an_unknown_card_ends_like_a_real_one(
+    client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import update
+
+    from rewards.extensions import db
+    from rewards.members import PinRefused, check_card_pin
+    from rewards.models.login import LoginThrottle
+
+    with app.app_context():
+        for _ in range(5):
+            with pytest.raises(PinRefused):
+                check_card_pin(db.session, "leisure_card", "6335 0099 0000 2222", "1111")
+            db.session.commit()
+        with pytest.raises(PinRefused, match="Too many"):
+            check_card_pin(db.session, "leisure_card", "6335-0099-0000-2222", "1111")
+        db.session.rollback()
+        # Fifteen minutes later the next run of five is allowed again.
+        db.session.execute(update(LoginThrottle).where(LoginThrottle.key.like("pin:%"))
+                           .values(locked_until=None))
+        db.session.commit()
+        with pytest.raises(PinRefused, match="not recognised"):
+            check_card_pin(db.session, "leisure_card", "6335 0099 0000 2222", "1111")
+        db.session.rollback()
+
+
+@pytest.mark.parametrize("variant", [str.upper, str.title, str.swapcase])
+def test_guesses_at_once_and_in_other_spellings_share_one_lock(
+    client: FlaskClient, app: Flask, variant: Any
+) -> None:
+    """Twenty wrong passwords sent at the same moment, in spellings of the address that
+    mean the same account, are counted on one lock: at most LOGIN_LOCK_AFTER of them are
+    checked, and then even the right password is refused."""
+    from ..helpers import at_once, make_staff
+
+    make_staff(app, "target@council.example", "analyst")
+    from rewards.limits import limiter
+
+    with app.app_context():
+        limiter.reset()
+    spellings = ["target@council.example", variant("target@council.example")]
+    answers = at_once(app, 20, lambda c, i: c.post("/v1/auth/login", json={
+        "email": spellings[i % 2], "password": f"guess {i}"},
+        environ_base={"REMOTE_ADDR": f"198.51.100.{i}"}).status_code)
+    assert answers.count(401) == app.config["LOGIN_LOCK_AFTER"]
+    assert answers.count(429) == 20 - app.config["LOGIN_LOCK_AFTER"]
+    right = client.post("/v1/auth/login", json={"email": variant("target@council.example"),
+                                                "password": PASSWORD})
+    assert right.status_code == 429
