@@ -169,3 +169,35 @@ def test_guesses_at_once_and_in_other_spellings_share_one_lock(
     right = client.post("/v1/auth/login", json={"email": variant("target@council.example"),
                                                 "password": PASSWORD})
     assert right.status_code == 429
+
+
+def test_a_credential_of_one_audience_opens_nothing_of_another(
+    client: FlaskClient, app: Flask
+) -> None:
+    from ..helpers import build_scheme, member_token
+    from ..reward_support import partner_user
+
+    scheme = build_scheme(client, app)
+    member = bearer(member_token(client, app, "aud@example.org"))
+    partner = partner_user(client, app, scheme.partner["id"])
+    staff = bearer(staff_token(client, app, "reviewer"))
+    till = {"X-Api-Key": scheme.partner["api_key"]}
+    source = {"X-Api-Key": scheme.source["api_key"]}
+    tries = [
+        ("get", "/v1/admin/action-types", member, 403),
+        ("get", "/v1/admin/action-types", partner, 403),
+        ("post", "/v1/admin/partners", partner, 403),
+        ("get", "/v1/admin/staff", staff, 403),
+        ("get", "/v1/me", staff, 403),
+        ("get", "/v1/me", partner, 403),
+        ("get", "/v1/partner/redemptions", member, 403),
+        ("get", "/v1/partner/redemptions", staff, 403),
+        ("get", "/v1/partner/redemptions", source, 401),
+        ("post", "/v1/source/actions", till, 401),
+        ("get", "/v1/me", till, 401),
+        ("get", "/v1/admin/action-types", till, 401),
+    ]
+    for method, path, headers, status in tries:
+        kwargs = {"json": {}} if method == "post" else {}
+        answer = getattr(client, method)(path, headers=headers, **kwargs)
+        assert answer.status_code == status, (path, headers, answer.status_code)
