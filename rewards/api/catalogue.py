@@ -22,7 +22,7 @@ from ..models.partner import FULFILMENTS, LIMIT_PERIODS, OFFER_STATUSES, PARTNER
 from ..security import api_key_hash, new_api_key
 from ..settlement import pounds
 from .auth import BEARER, current_member, member_required, staff_required
-from .common import audit, counted, found_or_404, paginate
+from .common import Moment, audit, counted, found_or_404, paginate
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
                        description="The reward catalogue")
@@ -59,13 +59,13 @@ class OfferTerms(Schema):
                                  metadata={"description": "The period per_member_limit counts "
                                                           "claims over (scheme time zone)."})
     voucher_valid_days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=730))
-    starts_at = fields.AwareDateTime(allow_none=True)
-    ends_at = fields.AwareDateTime(allow_none=True)
+    starts_at = Moment(allow_none=True)
+    ends_at = Moment(allow_none=True)
     eligible_wards = fields.List(
         fields.String(validate=validate.Length(min=1, max=100)), allow_none=True,
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Only members in these wards; none: everyone."})
-    joined_after = fields.AwareDateTime(
+    joined_after = Moment(
         allow_none=True, metadata={"description": "Only members who joined on or after this."})
     value_pence = fields.Integer(load_default=0, validate=validate.Range(min=0, max=100_000_00),
                                  metadata={"description": "What the council pays the partner "

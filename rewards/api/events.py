@@ -18,7 +18,7 @@ from ..models import ActionType
 from ..models.event import EVENT_MODES, Event, EventCode
 from .auth import BEARER, staff_required
 from .checks import storable_json, storable_text
-from .common import audit, counted, found_or_404, paginate
+from .common import Moment, audit, counted, found_or_404, paginate
 
 blp = Blueprint("events", __name__, url_prefix="/v1/admin/events",
                 description="Events with claim codes (volunteering, one-off activities)")
@@ -32,8 +32,8 @@ class EventIn(Schema):
                          validate=[validate.Length(min=1, max=200), storable_text])
     action_type = fields.String(required=True, validate=storable_text, metadata={
         "description": "The action type code a claim becomes, e.g. volunteering_hour."})
-    starts_at = fields.AwareDateTime(required=True)
-    ends_at = fields.AwareDateTime(required=True)
+    starts_at = Moment(required=True)
+    ends_at = Moment(required=True)
     max_claims = fields.Integer(allow_none=True, validate=counted(1), metadata={
         "description": "At most this many claims in all (default: no limit; a single-use "
                        "event is limited by its codes anyway)."})

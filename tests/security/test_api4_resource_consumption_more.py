@@ -188,3 +188,49 @@ def test_an_out_of_range_number_is_a_422_not_a_crash(client: FlaskClient, app: F
         "partner_id": scheme.partner["id"], "title": "Big", "cost_points": 5,
         "stock": 3_000_000_000})
     assert answer.status_code == 422 and "stock" in answer.json["errors"]
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00+01:00",
+                                    "9999-12-31T23:59:59-12:00", "1066-10-14T09:00:00Z"])
+def test_a_moment_out_of_range_is_a_422_not_a_crash(
+    client: FlaskClient, app: Flask, moment: str
+) -> None:
+    scheme = build_scheme(client, app)
+    admin = bearer(scheme.admin)
+    later = "2990-01-01T00:00:00Z"
+    bodies = {
+        "/v1/admin/rules": {"name": "w", "action_types": ["bus_journey"], "points": "1",
+                            "starts_at": moment},
+        "/v1/admin/events": {"name": "e", "action_type": "bus_journey", "starts_at": moment,
+                             "ends_at": later},
+        "/v1/admin/offers": {"partner_id": scheme.partner["id"], "title": "T",
+                             "cost_points": 5, "starts_at": moment},
+    }
+    for path, body in bodies.items():
+        answer = client.post(path, json=body, headers=admin)
+        assert answer.status_code == 422, (path, answer.status_code)
+        assert "starts_at" in answer.json["errors"], path
+
+
+@pytest.mark.parametrize("month", ["9999-12", "0000-01", "1066-10"])
+def test_a_month_out_of_range_is_a_422_not_a_crash(
+    client: FlaskClient, app: Flask, month: str
+) -> None:
+    scheme = build_scheme(client, app)
+    till = {"X-Api-Key": scheme.partner["api_key"]}
+    for path, headers in ((f"/v1/partner/redemptions?month={month}", till),
+                          (f"/v1/admin/settlements?month={month}", bearer(scheme.admin))):
+        answer = client.get(path, headers=headers)
+        assert answer.status_code == 422, (path, answer.status_code)
+
+
+def test_every_moment_a_client_sends_is_bounded() -> None:
+    """Request schemas take moments through one bounded field (rewards/api/common.py)."""
+    from pathlib import Path
+
+    import rewards.api
+
+    offenders = [str(path) for path in Path(rewards.api.__file__).parent.glob("*.py")
+                 if path.name not in ("common.py", "me_actions.py")
+                 and "fields.AwareDateTime(" in path.read_text()]
+    assert offenders == []
