@@ -293,6 +293,9 @@ def enrol_member(session: Session, kind: str, number: str, postcode_district: st
     return member, identifier
 
 
+UNKNOWN_CARD_BLOCK = timedelta(days=3650)
+
+
 @functools.cache
 def _dummy_pin_hash() -> str:
     return generate_password_hash(secrets.token_hex(8))
@@ -313,7 +316,11 @@ def _refuse_unknown_card(session: Session, kind: str, number: str, pin: str) -> 
         raise PinRefused(PIN_LOCKED)
     row.failures += 1
     row.updated_at = now
-    if (row.failures % PIN_MAX_FAILURES == 0
-            and locks + 1 < current_app.config["PIN_MAX_LOCKS"]):
-        row.locked_until = now + timedelta(minutes=pin_lock_minutes(locks))
+    if row.failures % PIN_MAX_FAILURES == 0:
+        if locks + 1 < current_app.config["PIN_MAX_LOCKS"]:
+            row.locked_until = now + timedelta(minutes=pin_lock_minutes(locks))
+        else:
+            # Blocked, as a member's card stays until a desk unlocks it: a lock with no
+            # end also keeps the row from the nightly clearing of idle counters.
+            row.locked_until = now + UNKNOWN_CARD_BLOCK
     raise PinRefused(PIN_WRONG)

@@ -120,7 +120,7 @@ def test_wrong_pins_answer_alike_for_a_registered_card_and_an_unknown_one(
     assert registered[5][0] == 403  # locked after five
 
 
-def test_a_lock_on_an_unknown_card_ends_like_a_real_one(
+def test_a_lock_on_an_unknown_card_ends_and_blocks_like_a_real_one(
     client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy import update
@@ -128,6 +128,7 @@ def test_a_lock_on_an_unknown_card_ends_like_a_real_one(
     from rewards.extensions import db
     from rewards.members import PinRefused, check_card_pin
     from rewards.models.login import LoginThrottle
+    from workers.logins import purge_login_records
 
     with app.app_context():
         for _ in range(5):
@@ -142,6 +143,18 @@ def test_a_lock_on_an_unknown_card_ends_like_a_real_one(
                            .values(locked_until=None))
         db.session.commit()
         with pytest.raises(PinRefused, match="not recognised"):
+            check_card_pin(db.session, "leisure_card", "6335 0099 0000 2222", "1111")
+        db.session.commit()
+        # Ten wrong PINs more (the locks lifted as time would) and the card is blocked,
+        # for good, as a member's is: the nightly clearing keeps it.
+        for _ in range(9):
+            db.session.execute(update(LoginThrottle).where(LoginThrottle.key.like("pin:%"))
+                               .values(locked_until=None))
+            with pytest.raises(PinRefused):
+                check_card_pin(db.session, "leisure_card", "6335 0099 0000 2222", "1111")
+            db.session.commit()
+        assert purge_login_records(days=0)["throttles"] == 0
+        with pytest.raises(PinRefused, match="blocked"):
             check_card_pin(db.session, "leisure_card", "6335 0099 0000 2222", "1111")
         db.session.rollback()
 
