@@ -94,17 +94,15 @@ def test_purge_command_takes_a_retention(
     assert _session_ids(app) == set()
 
 
-def test_purge_is_scheduled(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_purge_is_scheduled() -> None:
     import importlib
 
     from rq import cron
 
-    registered = []
-    monkeypatch.setattr(cron, "register", lambda func, **kw: registered.append((func, kw)))
-    import workers.cron
-
-    importlib.reload(workers.cron)
-    assert any(func is purge_logins and "cron" in kw for func, kw in registered)
+    importlib.import_module("workers.cron")
+    names = {entry["func"].__name__: entry for entry in cron._job_data_registry}
+    assert names["purge_logins"]["cron"]
+    assert names["purge_logins"]["queue_name"].endswith("default")
 
 
 # -- TOTP seeds at rest ---------------------------------------------------------------
