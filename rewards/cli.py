@@ -98,13 +98,13 @@ def create_staff(email: str, role: str, password: str, partner_id: str | None) -
     user.role = role
     user.partner_id = partner.id if partner else None
     user.active = True
-    uri = enrol_now(user) if role in TOTP_ROLES else None
+    seed, uri = enrol_now(user) if role in TOTP_ROLES else (None, None)
     if uri is None:
         user.totp_secret = user.totp_enabled_at = user.totp_last_step = None
     db.session.commit()
     click.echo(f"{role} {email} ready")
     if uri is not None:
-        click.echo(f"TOTP secret: {user.totp_secret}")
+        click.echo(f"TOTP secret: {seed}")
         click.echo(f"TOTP URI: {uri}")
         click.echo("Add it to an authenticator app; logging in needs its 6-digit code as "
                    "totp_code (docs/authentication.md).")

@@ -70,3 +70,32 @@ def staff_partners() -> None:
     for partner in partners:
         state = "" if partner.active else "  (inactive)"
         click.echo(f"{partner.id}  {partner.kind}  {partner.name}{state}")
+
+
+@staff_group.command("seal-totp")
+@with_appcontext
+def staff_seal_totp() -> None:
+    """Encrypt TOTP seeds still stored in clear (from before encryption at rest) or
+    under TOTP_KEY_PREVIOUS, under the current key. Safe to run again."""
+    from .extensions import db
+    from .models import StaffUser
+    from .sealed import reseal
+
+    users = db.session.scalars(select(StaffUser).where(StaffUser.totp_secret.is_not(None)))
+    changed = sum(1 for user in users if reseal(user))
+    db.session.commit()
+    click.echo(f"{changed} TOTP seed(s) sealed under the current key")
+
+
+@staff_group.command("purge-logins")
+@click.option("--days", type=click.IntRange(min=0), default=None,
+              help="Keep this many days (default LOGIN_RECORDS_RETENTION_DAYS).")
+@with_appcontext
+def staff_purge_logins(days: int | None) -> None:
+    """Delete login sessions that ended, and lockout counters left idle, more than
+    --days ago (also scheduled nightly by `rewards cron`)."""
+    from workers.logins import purge_login_records
+
+    counts = purge_login_records(days=days)
+    click.echo(f"{counts['sessions']} login session(s) and {counts['throttles']} lockout "
+               "counter(s) deleted")

@@ -177,6 +177,12 @@ class Config:
         # (above) is the whole call's deadline.
         self.WEBHOOK_ALLOW_PRIVATE_NETWORKS: bool = env.get(
             "WEBHOOK_ALLOW_PRIVATE_NETWORKS", "0") == "1"
+        # TOTP seeds are encrypted at rest under TOTP_KEY (else a key derived from SECRET_KEY);
+        # the previous value still opens old ones during a rotation (rewards/sealed.py).
+        # Old login_sessions and login_throttles rows are deleted after this many days.
+        self.TOTP_KEY: str | None = env.get("TOTP_KEY") or None
+        self.TOTP_KEY_PREVIOUS: str | None = env.get("TOTP_KEY_PREVIOUS") or None
+        self.LOGIN_RECORDS_RETENTION_DAYS: int = _env_int("LOGIN_RECORDS_RETENTION_DAYS", 30)
 
         for key, value in overrides.items():
             setattr(self, key, value)

@@ -16,7 +16,7 @@ PUBLISHED_KEYS = frozenset({
     "dev-only-secret-change-me-before-going-live",
     "change-me", "changeme", "secret", "dev", "development", "...",
 })
-MIN_BYTES = {"SECRET_KEY": 32, "IDENTIFIER_KEY": 16}
+MIN_BYTES = {"SECRET_KEY": 32, "IDENTIFIER_KEY": 16, "TOTP_KEY": 32}
 KEY_FILES = {"SECRET_KEY": "secret_key", "IDENTIFIER_KEY": "identifier_key"}
 
 
@@ -65,6 +65,11 @@ def settle_keys(config: dict[str, Any]) -> None:
             raise UnsafeConfiguration(
                 f"{problem}. Set {name} to a long random value, e.g. "
                 f"`export {name}=$(openssl rand -hex 32)` (see docs/authentication.md).")
+    # Optional: without it TOTP seeds are sealed under a key derived from SECRET_KEY.
+    problem = config.get("TOTP_KEY") and key_problem("TOTP_KEY", config["TOTP_KEY"])
+    if problem:
+        raise UnsafeConfiguration(f"{problem}. Set TOTP_KEY to a long random value or unset "
+                                  "it (see docs/authentication.md).")
     previous = config.get("IDENTIFIER_KEY_PREVIOUS")
     if previous and previous == config["IDENTIFIER_KEY"]:
         raise UnsafeConfiguration("IDENTIFIER_KEY_PREVIOUS equals IDENTIFIER_KEY; "

@@ -1,8 +1,9 @@
 """Per-client rate limits (flask-limiter), all in one table: which endpoint, which
 setting holds its limit. Counters live in Redis when REDIS_URL is set (shared by every
 worker), in memory otherwise. A client is the account a valid bearer token names, or
-the till an API key names, else the address (behind TRUSTED_PROXIES proxies, the one
-they saw). A 429 carries Retry-After and RateLimit-Limit/-Remaining/-Reset."""
+the till an API key names, where the endpoint checks that credential; else the address
+(behind TRUSTED_PROXIES proxies, the one they saw). A 429 carries Retry-After and
+RateLimit-Limit/-Remaining/-Reset."""
 
 from __future__ import annotations
 
@@ -37,18 +38,33 @@ LIMITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "partner_pages.card_submit": ("RATE_LIMIT_PIN", ("POST",)),
 }
 
+# Which credentials name the client at an endpoint: only those the endpoint itself
+# checks (a request with a made-up one is refused there and does nothing). Anywhere
+# else a header costs nothing to vary, and a fresh value per request would be a fresh
+# count: there, and for every endpoint not listed, the client is the network address.
+CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "me.Identifiers": ("bearer",),
+    "me_actions.post_claim": ("bearer",),
+    "me.Rewards": ("bearer",),
+    "me_actions.SelfReports": ("bearer",),
+    "partner.check_voucher": ("api_key", "bearer"),
+    "partner.Redemptions": ("api_key", "bearer"),
+    "partner.post_card_redemption": ("api_key", "bearer"),
+}
+
 TOO_MANY = "Too many requests from this client; wait before trying again (see Retry-After)."
 
 
 def client_key() -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        payload = read_token(token.strip())
-        if payload is not None:
-            return f"{payload.get('role')}:{payload.get('sub')}"
+    accepted = CREDENTIALS.get(request.endpoint or "", ())
+    if "bearer" in accepted:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token:
+            payload = read_token(token.strip())
+            if payload is not None:
+                return f"{payload.get('role')}:{payload.get('sub')}"
     api_key = request.headers.get("X-Api-Key")
-    if api_key:
+    if "api_key" in accepted and api_key:
         return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
     return f"addr:{request.remote_addr}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -9,6 +10,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 from flask import current_app
 from sqlalchemy import func, select, update
@@ -182,6 +184,10 @@ def find_member_by_card(session: Session, kind: str, number: str) -> uuid.UUID |
 
 PIN_MAX_FAILURES = 5
 PIN_LOCK_MINUTES = 15  # the first lock; each further one doubles, then PIN_MAX_LOCKS blocks
+PIN_WRONG = "Card or PIN not recognised."
+PIN_LOCKED = "Too many wrong PINs; try again later or ask at a council desk."
+PIN_BLOCKED = ("This card's PIN is blocked after many wrong tries; the member can have it "
+               "unlocked at a council desk.")
 
 
 class PinRefused(Exception):
@@ -228,13 +234,12 @@ def check_card_pin(session: Session, kind: str, number: str, pin: str) -> Member
         if member_id else None
     )
     if member is None or member.erased_at is not None or not member.pin_hash:
-        raise PinRefused("Card or PIN not recognised.")
+        _refuse_unknown_card(session, kind, number, pin)
     now = utcnow()
     if member.pin_blocked_at is not None:
-        raise PinRefused("This card's PIN is blocked after many wrong tries; the member "
-                         "can have it unlocked at a council desk.")
+        raise PinRefused(PIN_BLOCKED)
     if member.pin_locked_until is not None and member.pin_locked_until > now:
-        raise PinRefused("Too many wrong PINs; try again later or ask at a council desk.")
+        raise PinRefused(PIN_LOCKED)
     if not check_password_hash(member.pin_hash, pin):
         member.pin_failures += 1
         if member.pin_failures >= PIN_MAX_FAILURES:
@@ -245,7 +250,7 @@ def check_card_pin(session: Session, kind: str, number: str, pin: str) -> Member
                 member.pin_locked_until = now + timedelta(
                     minutes=pin_lock_minutes(member.pin_locks))
             member.pin_locks += 1
-        raise PinRefused("Card or PIN not recognised.")
+        raise PinRefused(PIN_WRONG)
     member.pin_failures = 0
     member.pin_locks = 0
     member.pin_locked_until = None
@@ -288,3 +293,36 @@ def enrol_member(session: Session, kind: str, number: str, postcode_district: st
     set_pin(member, pin)
     identifier = link_card(session, member, kind, number)
     return member, identifier
+
+
+UNKNOWN_CARD_BLOCK = timedelta(days=3650)
+
+
+@functools.cache
+def _dummy_pin_hash() -> str:
+    return generate_password_hash(secrets.token_hex(8))
+
+
+def _refuse_unknown_card(session: Session, kind: str, number: str, pin: str) -> NoReturn:
+    """A card that opens no member (unknown, erased, or with no PIN) counts wrong tries,
+    locks and blocks exactly as a member's card does, in login_throttles under the
+    card's keyed hash; and a PIN hash is checked all the same. Otherwise the lock after
+    five tries, or the time taken, would tell a till which card numbers are members'."""
+    row = lock_row(session, throttle_key("pin", card_hash(kind, number)))
+    check_password_hash(_dummy_pin_hash(), pin)
+    now = utcnow()
+    locks = row.failures // PIN_MAX_FAILURES
+    if locks >= current_app.config["PIN_MAX_LOCKS"]:
+        raise PinRefused(PIN_BLOCKED)
+    if row.locked_until is not None and row.locked_until > now:
+        raise PinRefused(PIN_LOCKED)
+    row.failures += 1
+    row.updated_at = now
+    if row.failures % PIN_MAX_FAILURES == 0:
+        if locks + 1 < current_app.config["PIN_MAX_LOCKS"]:
+            row.locked_until = now + timedelta(minutes=pin_lock_minutes(locks))
+        else:
+            # Blocked, as a member's card stays until a desk unlocks it: a lock with no
+            # end also keeps the row from the nightly clearing of idle counters.
+            row.locked_until = now + UNKNOWN_CARD_BLOCK
+    raise PinRefused(PIN_WRONG)

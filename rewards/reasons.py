@@ -61,7 +61,6 @@ class Reason(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     # Logins that are locked or have ended; cards that must be proven.
     ACCOUNT_LOCKED = "account_locked"
-    SECOND_FACTOR_REQUIRED = "second_factor_required"
     SESSION_ENDED = "session_ended"
     CARD_NOT_PROVEN = "card_not_proven"
     NO_CONSENT = "no_consent"

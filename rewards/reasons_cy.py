@@ -52,7 +52,6 @@ WELSH: dict[str, str] = {
     "idempotency_key_reused": "Defnyddiwyd yr Idempotency-Key hwn gyda chais gwahanol.",
     "account_locked": "Mae'r cyfrif wedi'i gloi am ychydig ar ôl gormod o ymdrechion; "
                       "rhowch gynnig arall yn nes ymlaen.",
-    "second_factor_required": "Mae angen y cod 6 digid o'ch ap dilysu ar y cyfrif hwn.",
     "session_ended": "Mae'r sesiwn wedi dod i ben; mewngofnodwch eto.",
     "card_not_proven": "Nid yw'r cod cysylltu'n gywir i'r cerdyn hwn, neu mae wedi dod i ben.",
     "no_consent": "Mae'r aelod wedi tynnu ei ganiatâd i ddata teithio yn ôl.",

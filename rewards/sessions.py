@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from .models import Member, StaffUser, utcnow
@@ -157,3 +157,12 @@ def staff_for_token(session: Session, payload: dict[str, Any]) -> StaffUser | No
     if not user.active or user.role != payload.get("role"):
         return None
     return user
+
+
+def purge_sessions(session: Session, before: datetime) -> int:
+    """Delete logins that ended (expired or revoked) before `before`: their tokens are
+    refused already, and a row no longer there refuses them the same way. Commits."""
+    result = session.execute(delete(LoginSession).where(
+        or_(LoginSession.expires_at < before, LoginSession.revoked_at < before)))
+    session.commit()
+    return int(result.rowcount or 0)

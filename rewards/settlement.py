@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from .csvfile import csv_text
 from .models import Offer, Partner, Redemption, Reward
 
-MONTH = re.compile(r"^(19\d\d|2\d\d\d)-(0[1-9]|1[0-2])$")  # years 1900 to 2999
+# Years 2000-2999: the months a scheme can have (any other year is a 422, not a crash).
+MONTH = re.compile(r"^(2\d\d\d)-(0[1-9]|1[0-2])$")
 
 
 def month_bounds(month: str, tz: str) -> tuple[datetime, datetime]:

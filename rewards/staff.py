@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .models import StaffUser, utcnow
+from .sealed import reseal, set_totp_seed, totp_seed
 from .sessions import revoke_all
 from .throttle import (
     Locked,
@@ -66,15 +67,14 @@ def set_password(session: Session, user: StaffUser, password: str) -> None:
 # -- logging in -----------------------------------------------------------------------
 
 class LoginRefused(Exception):
-    def __init__(self, message: str, retry_after: int | None = None,
-                 reason: str = "invalid_credentials") -> None:
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after  # set when the account is locked
-        self.reason = reason  # a rewards.reasons.Reason value for the API's error body
 
 
-WRONG = "Email or password is not right."
+WRONG = ("Email, password or authenticator code is not right (admins and scheme managers "
+         "also send the 6-digit code as totp_code).")
 
 
 @functools.cache
@@ -104,16 +104,12 @@ def authenticate(session: Session, email: str, password: str,
         record_failure(throttle)
         session.commit()
         raise LoginRefused(WRONG)
-    if user.totp_enabled_at is not None:
-        if not totp_code:
-            session.commit()
-            raise LoginRefused(reason="second_factor_required", message="This account needs "
-                               "the 6-digit code from its authenticator "
-                               "app: send it as totp_code.")
-        if not verify_totp(user, totp_code):
-            record_failure(throttle)
-            session.commit()
-            raise LoginRefused("The authenticator code is not right.")
+    # A missing or wrong second-factor code is answered like a wrong password, so the
+    # answer never tells a guesser that the password was right.
+    if user.totp_enabled_at is not None and not (totp_code and verify_totp(user, totp_code)):
+        record_failure(throttle)
+        session.commit()
+        raise LoginRefused(WRONG)
     record_success(throttle)
     session.commit()
     return user
@@ -128,32 +124,35 @@ def needs_enrolment(user: StaffUser) -> bool:
             and current_app.config["STAFF_TOTP_REQUIRED"])
 
 
-def provisioning_uri(user: StaffUser) -> str:
-    assert user.totp_secret
-    return pyotp.TOTP(user.totp_secret, interval=TOTP_PERIOD).provisioning_uri(
+def provisioning_uri(user: StaffUser, seed: str) -> str:
+    return pyotp.TOTP(seed, interval=TOTP_PERIOD).provisioning_uri(
         name=user.email, issuer_name=current_app.config["SCHEME_NAME"])
 
 
-def begin_enrolment(user: StaffUser) -> str:
-    """A fresh secret (replacing an unconfirmed one); its otpauth:// URI for the app."""
-    user.totp_secret = pyotp.random_base32()
+def begin_enrolment(user: StaffUser) -> tuple[str, str]:
+    """A fresh secret (replacing an unconfirmed one), kept sealed (rewards/sealed.py):
+    the secret in clear, to show once, and its otpauth:// URI for the app."""
+    seed = pyotp.random_base32()
+    set_totp_seed(user, seed)
     user.totp_enabled_at = None
     user.totp_last_step = None
-    return provisioning_uri(user)
+    return seed, provisioning_uri(user, seed)
 
 
 def verify_totp(user: StaffUser, code: str, now: float | None = None) -> bool:
     """The code of the current 30-second step (or one either side, for clock drift),
     never one already used: a code seen over a shoulder cannot be replayed."""
-    if not user.totp_secret or not re.fullmatch(r"\d{6}", code or ""):
+    seed = totp_seed(user)
+    if seed is None or not re.fullmatch(r"\d{6}", code or ""):
         return False
-    totp = pyotp.TOTP(user.totp_secret, interval=TOTP_PERIOD)
+    totp = pyotp.TOTP(seed, interval=TOTP_PERIOD)
     step_now = int((time.time() if now is None else now) // TOTP_PERIOD)
     for step in (step_now - 1, step_now, step_now + 1):
         if user.totp_last_step is not None and step <= user.totp_last_step:
             continue
         if secrets.compare_digest(totp.generate_otp(step), code):
             user.totp_last_step = step
+            reseal(user)  # a seed from before encryption, or under TOTP_KEY_PREVIOUS
             return True
     return False
 
@@ -165,8 +164,9 @@ def confirm_enrolment(user: StaffUser, code: str) -> bool:
     return True
 
 
-def enrol_now(user: StaffUser) -> str:
-    """Enrolled at once (the command line, whose operator receives the secret)."""
-    uri = begin_enrolment(user)
+def enrol_now(user: StaffUser) -> tuple[str, str]:
+    """Enrolled at once (the command line, whose operator receives the secret): the
+    secret in clear and its URI."""
+    seed, uri = begin_enrolment(user)
     user.totp_enabled_at = utcnow()
-    return uri
+    return seed, uri

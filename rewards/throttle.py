@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,7 +32,8 @@ def lock_row(session: Session, key: str) -> LoginThrottle:
         return row
     try:
         with session.begin_nested():
-            session.execute(insert(LoginThrottle).values(key=key, failures=0))
+            session.execute(insert(LoginThrottle).values(key=key, failures=0,
+                                                          updated_at=utcnow()))
     except IntegrityError:
         pass  # made by a concurrent request just now; wait for its lock below
     return session.scalars(select(LoginThrottle).where(LoginThrottle.key == key)
@@ -73,3 +74,16 @@ def record_success(row: LoginThrottle) -> None:
     row.failures = 0
     row.locked_until = None
     row.updated_at = utcnow()
+
+
+def purge_throttles(session: Session, before: datetime) -> int:
+    """Delete counters last touched before `before` whose lock (if any) has ended: an
+    address idle that long starts again from no failures. Commits. A row a request holds
+    locked is waited for, and kept if that request counted a failure meanwhile."""
+    now = utcnow()
+    result = session.execute(delete(LoginThrottle).where(
+        or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now),
+        or_(LoginThrottle.updated_at < before,
+            and_(LoginThrottle.updated_at.is_(None), LoginThrottle.failures == 0))))
+    session.commit()
+    return int(result.rowcount or 0)

@@ -167,7 +167,7 @@ def test_page_numbers_past_64_bits_are_422_on_every_list(client: FlaskClient,
             response = client.get(path, query_string={"page": page}, headers=headers)
             assert response.status_code == 422, (path, page, response.json)
             assert "page" in response.json["errors"], response.json
-        last = client.get(path, query_string={"page": 1_000_000}, headers=headers)
+        last = client.get(path, query_string={"page": 100_000}, headers=headers)
         assert last.status_code == 200, (path, last.json)
         assert last.json == []
 

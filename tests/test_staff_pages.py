@@ -45,8 +45,8 @@ def test_wrong_password_and_unknown_address_are_refused_alike(client: FlaskClien
     wrong = log_in(client, "ana@council.example", "not it")
     unknown = log_in(client, "nobody@council.example")
     assert wrong.status_code == unknown.status_code == 401
-    assert b"Email or password is not right." in wrong.data
-    assert b"Email or password is not right." in unknown.data
+    assert b"Email, password or authenticator code is not right." in wrong.data
+    assert b"Email, password or authenticator code is not right." in unknown.data
     assert client.get("/staff/").status_code == 302
 
 
@@ -203,8 +203,7 @@ def test_page_logins_share_the_lockout_and_need_the_second_factor(client: FlaskC
     make_staff(app, "boss@council.example", "admin")
     with app.app_context():
         user = db.session.scalar(select(StaffUser).where(StaffUser.email == "boss@council.example"))
-        enrol_now(user)
-        secret = user.totp_secret
+        secret, _uri = enrol_now(user)
         db.session.commit()
     assert log_in(client, "boss@council.example").status_code == 401  # no code
     assert log_in(client, "boss@council.example",

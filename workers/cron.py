@@ -6,6 +6,7 @@ from rq import cron
 
 from workers.dashboard import rebuild_recent, refresh_rollups
 from workers.ledger import expire_points, release_pending, verify_ledger
+from workers.logins import purge_logins
 from workers.outbox import purge_done, relay
 from workers.privacy import apply_retention
 from workers.rewards import expire_vouchers, fail_stuck_rewards, remind_expiring_vouchers
@@ -36,3 +37,5 @@ cron.register(refresh_rollups, queue_name=_default, interval=60, job_timeout=600
 cron.register(rebuild_recent, queue_name=_default, cron="50 3 * * *", job_timeout=3600)
 # Old actions' places and routes are coarsened (ACTION_DETAIL_RETENTION_DAYS), nightly.
 cron.register(apply_retention, queue_name=_default, cron="20 3 * * *", job_timeout=3600)
+# Login sessions that ended and idle lockout counters, past LOGIN_RECORDS_RETENTION_DAYS.
+cron.register(purge_logins, queue_name=_default, cron="40 3 * * *", job_timeout=1800)

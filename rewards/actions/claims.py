@@ -165,16 +165,31 @@ def claim(session: Session, member: Member, text: str, now: datetime | None = No
 SHEET_TOKEN = "sheet"
 
 
-def sheet_token(event_id: uuid.UUID, ttl: int) -> str:
+def sheet_token(event_id: uuid.UUID, ttl: int, staff_id: uuid.UUID, role: str,
+                session_id: str) -> str:
     """A signed, short-lived token that opens one event's printable code sheet (and
-    nothing else: it is no access token)."""
+    nothing else: it is no access token). It names the staff login that asked for it
+    and works only while that login does: logging out, a password change or
+    deactivation ends the link too."""
     from ..security import issue_token
 
-    return issue_token(str(event_id), SHEET_TOKEN, ttl, kind=SHEET_TOKEN)
+    return issue_token(str(event_id), SHEET_TOKEN, ttl, kind=SHEET_TOKEN,
+                       staff=str(staff_id), staff_role=role, sid=session_id)
 
 
-def sheet_token_opens(token: str, event_id: uuid.UUID) -> bool:
+def sheet_token_opens(session: Session, token: str, event_id: uuid.UUID,
+                      roles: tuple[str, ...]) -> bool:
     from ..security import read_token
+    from ..sessions import staff_for_token
 
     payload = read_token(token, kind=SHEET_TOKEN)
-    return payload is not None and payload.get("sub") == str(event_id)
+    if payload is None or payload.get("sub") != str(event_id):
+        return False
+    if payload.get("staff_role") not in roles:
+        return False
+    try:
+        login = {"sub": str(uuid.UUID(str(payload.get("staff")))),
+                 "sid": payload.get("sid"), "role": payload.get("staff_role")}
+    except ValueError:
+        return False
+    return staff_for_token(session, login) is not None

@@ -30,7 +30,7 @@ from ..reasons import Reason
 from ..rules import PERIODS, ExpressionError, validate_expression
 from ..security import api_key_hash, new_api_key
 from .auth import BEARER, staff_required
-from .common import audit, found_or_404, paginate
+from .common import Moment, audit, counted, found_or_404, paginate
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Scheme management")
 
@@ -95,10 +95,10 @@ class ActionTypes(MethodView):
 # -- rules ------------------------------------------------------------------------
 
 class CapsSchema(Schema):
-    per_day = fields.Integer(allow_none=True, validate=validate.Range(min=0))
-    per_week = fields.Integer(allow_none=True, validate=validate.Range(min=0))
-    per_month = fields.Integer(allow_none=True, validate=validate.Range(min=0))
-    lifetime = fields.Integer(allow_none=True, validate=validate.Range(min=0))
+    per_day = fields.Integer(allow_none=True, validate=counted())
+    per_week = fields.Integer(allow_none=True, validate=counted())
+    per_month = fields.Integer(allow_none=True, validate=counted())
+    lifetime = fields.Integer(allow_none=True, validate=counted())
 
 
 RULE_STATUSES = ("draft", "active", "retired")
@@ -114,10 +114,10 @@ class RuleIn(Schema):
     status = fields.String(load_default="active", validate=validate.OneOf(RULE_STATUSES))
     caps = fields.Nested(CapsSchema, load_default=dict)
     points_caps = fields.Nested(CapsSchema, load_default=dict)
-    starts_at = fields.AwareDateTime(allow_none=True)
-    ends_at = fields.AwareDateTime(allow_none=True)
-    budget_points = fields.Integer(allow_none=True, validate=validate.Range(min=1))
-    priority = fields.Integer(load_default=0)
+    starts_at = Moment(allow_none=True)
+    ends_at = Moment(allow_none=True)
+    budget_points = fields.Integer(allow_none=True, validate=counted(1))
+    priority = fields.Integer(load_default=0, validate=counted(-1_000_000, 1_000_000))
     stackable = fields.Boolean(load_default=True)
     hold_days = fields.Integer(load_default=0, validate=validate.Range(min=0, max=365))
 

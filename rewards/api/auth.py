@@ -30,6 +30,7 @@ class Caller:
     role: str
     id: uuid.UUID
     partner_id: uuid.UUID | None = None
+    session_id: str | None = None  # the login a bearer token names (its `sid`)
 
 
 def _bearer() -> dict[str, Any]:
@@ -83,7 +84,7 @@ def staff_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
                                    "then POST /v1/auth/totp/confirm with a code from the app.")
             if role not in allowed:
                 abort(403, message=f"This needs one of the roles: {', '.join(sorted(allowed))}.")
-            g.caller = Caller("staff", role, user.id, user.partner_id)
+            g.caller = Caller("staff", role, user.id, user.partner_id, payload.get("sid"))
             return view(*args, **kwargs)
 
         return wrapper

@@ -155,7 +155,7 @@ def login(args):
         if refused.retry_after:
             abort(429, message=refused.message, reason=Reason.ACCOUNT_LOCKED,
                   headers={"Retry-After": str(refused.retry_after)})
-        abort(401, message=refused.message, reason=refused.reason)
+        abort(401, message=refused.message, reason=Reason.INVALID_CREDENTIALS)
     return staff_token(db.session, user)
 
 
@@ -247,9 +247,9 @@ def totp_begin():
     if user.totp_enabled_at is not None:
         abort(409, message="A second factor is set up already; to replace it, an admin "
                            "resets the account with `rewards create-staff`.")
-    uri = begin_enrolment(user)
+    seed, uri = begin_enrolment(user)
     db.session.commit()
-    return {"secret": user.totp_secret, "provisioning_uri": uri}
+    return {"secret": seed, "provisioning_uri": uri}
 
 
 @blp.route("/totp/confirm", methods=["POST"])

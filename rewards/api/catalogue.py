@@ -26,7 +26,7 @@ from ..security import api_key_hash, new_api_key
 from ..settlement import GBP_DOC, pounds
 from .auth import BEARER, current_member, member_required, staff_required
 from .caching import cached
-from .common import audit, found_or_404, paginate, reads_only
+from .common import Moment, audit, counted, found_or_404, paginate, reads_only
 from .places import PlaceIn, PlaceOut, image_url_field
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
@@ -57,20 +57,20 @@ class OfferTerms(Schema):
         metadata={"description": 'Other languages: {"cy": {"title": .., "description": ..}}.'})
     category = fields.String(allow_none=True, validate=validate.Length(max=32))
     cost_points = fields.Integer(required=True, validate=validate.Range(min=1, max=10_000_000))
-    stock = fields.Integer(allow_none=True, validate=validate.Range(min=0),
+    stock = fields.Integer(allow_none=True, validate=counted(),
                            metadata={"description": "How many can be claimed; none: unlimited."})
-    per_member_limit = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    per_member_limit = fields.Integer(allow_none=True, validate=counted(1))
     limit_period = fields.String(load_default="ever", validate=validate.OneOf(LIMIT_PERIODS),
                                  metadata={"description": "The period per_member_limit counts "
                                                           "claims over (scheme time zone)."})
     voucher_valid_days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=730))
-    starts_at = fields.AwareDateTime(allow_none=True)
-    ends_at = fields.AwareDateTime(allow_none=True)
+    starts_at = Moment(allow_none=True)
+    ends_at = Moment(allow_none=True)
     eligible_wards = fields.List(
         fields.String(validate=validate.Length(min=1, max=100)), allow_none=True,
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Only members in these wards; none: everyone."})
-    joined_after = fields.AwareDateTime(
+    joined_after = Moment(
         allow_none=True, metadata={"description": "Only members who joined on or after this."})
     value_pence = fields.Integer(load_default=0, validate=validate.Range(min=0, max=100_000_00),
                                  metadata={"description": "What the council pays the partner "

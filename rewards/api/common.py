@@ -8,14 +8,14 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from flask import Response, g, jsonify, request
 from flask_smorest import abort
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +23,36 @@ from ..extensions import db
 from ..jobs import discard_pending
 from ..models import AuditEntry, IdempotencyRecord
 from ..reasons import Reason
+
+# The largest number an INTEGER column holds (PostgreSQL's, 32 bits): every whole
+# number a client sends is bounded by it at most, so none reaches the database as a 500.
+DB_INT_MAX = 2**31 - 1
+
+
+def counted(minimum: int = 0, maximum: int = DB_INT_MAX) -> validate.Range:
+    """The bounds of a count, limit or budget a client sends."""
+    return validate.Range(min=minimum, max=maximum)
+
+
+# Moments a client sends: from 2000 to 2999 (UTC). Outside that, converting to UTC or
+# adding a window can overflow Python's datetime (a 500), and no scheme needs them.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, tzinfo=UTC)
+
+
+class Moment(fields.AwareDateTime):
+    """An RFC 3339 moment with its offset, between EARLIEST and LATEST."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            in_utc = moment.astimezone(UTC)
+        except OverflowError:
+            in_utc = None
+        if in_utc is None or not EARLIEST <= in_utc <= LATEST:
+            raise ValidationError(f"Must be between {EARLIEST:%Y-%m-%d} and "
+                                  f"{LATEST:%Y-%m-%d} (UTC).")
+        return moment
 
 
 class PageArgs(Schema):

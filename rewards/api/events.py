@@ -18,7 +18,7 @@ from ..models import ActionType
 from ..models.event import EVENT_MODES, Event, EventCode
 from .auth import BEARER, staff_required
 from .checks import storable_json, storable_text
-from .common import audit, found_or_404, paginate
+from .common import Moment, audit, counted, found_or_404, paginate
 
 blp = Blueprint("events", __name__, url_prefix="/v1/admin/events",
                 description="Events with claim codes (volunteering, one-off activities)")
@@ -32,9 +32,9 @@ class EventIn(Schema):
                          validate=[validate.Length(min=1, max=200), storable_text])
     action_type = fields.String(required=True, validate=storable_text, metadata={
         "description": "The action type code a claim becomes, e.g. volunteering_hour."})
-    starts_at = fields.AwareDateTime(required=True)
-    ends_at = fields.AwareDateTime(required=True)
-    max_claims = fields.Integer(allow_none=True, validate=validate.Range(min=1), metadata={
+    starts_at = Moment(required=True)
+    ends_at = Moment(required=True)
+    max_claims = fields.Integer(allow_none=True, validate=counted(1), metadata={
         "description": "At most this many claims in all (default: no limit; a single-use "
                        "event is limited by its codes anyway)."})
     mode = fields.String(load_default="shared", validate=validate.OneOf(EVENT_MODES),
@@ -93,11 +93,14 @@ class EventDetail(EventOut):
         "description": "single_use: every code, and when it was used."})
     sheet_url = fields.String(metadata={
         "description": "The printable sheet of QR codes: a signed link that works for "
-                       "EVENT_SHEET_LINK_TTL seconds (default an hour)."})
+                       "EVENT_SHEET_LINK_TTL seconds (default an hour), and only while the "
+                       "login that asked for it lasts."})
 
 
 def _detail(event: Event, codes: list[EventCode]) -> dict[str, Any]:
-    token = sheet_token(event.id, current_app.config["EVENT_SHEET_LINK_TTL"])
+    caller = g.caller
+    token = sheet_token(event.id, current_app.config["EVENT_SHEET_LINK_TTL"], caller.id,
+                        caller.role, caller.session_id)
     shown = sorted(codes, key=lambda c: (c.created_at, c.code))
     return {
         **{name: getattr(event, name) for name in (

@@ -51,8 +51,9 @@ class MemberSchema(Schema):
     locale = fields.String(validate=check_scheme_language, metadata={
         "description": "One of the scheme's languages (SCHEME_LANGUAGES), e.g. en or cy."})
     # Optional; the staff dashboard shows it only as an age band, in aggregate.
-    birth_year = fields.Integer(allow_none=True, validate=_birth_year,
-                                metadata={"description": "Optional."})
+    birth_year = fields.Integer(allow_none=True,
+                                validate=[validate.Range(min=1900, max=2999), _birth_year],
+                                metadata={"description": "Optional; 1900 to this year."})
     joined_at = fields.DateTime(dump_only=True)
 
 

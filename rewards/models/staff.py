@@ -23,8 +23,9 @@ class StaffUser(IdMixin, Base):
     partner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("partners.id"))
     active: Mapped[bool] = mapped_column(default=True)
     # Lockout after wrong passwords is in login_throttles (it also covers unknown emails).
-    # TOTP second factor: the secret, when it was confirmed, the last time step used.
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # TOTP second factor: the secret (sealed: rewards/sealed.py), when it was confirmed,
+    # the last time step used.
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_enabled_at: Mapped[datetime | None] = mapped_column()
     totp_last_step: Mapped[int | None] = mapped_column()
 

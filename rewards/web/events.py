@@ -41,7 +41,8 @@ def _qr(code: str, scale: int) -> Markup:
 @bp.route("/<uuid:event_id>/sheet")
 def sheet(event_id: uuid.UUID):
     token = request.args.get("token", "")
-    if not (token and sheet_token_opens(token, event_id)) and not _staff_may_see():
+    if not (token and sheet_token_opens(db.session, token, event_id, SHEET_ROLES)) \
+            and not _staff_may_see():
         abort(401, description="This sheet needs the signed link from the event "
                                "(GET /v1/admin/events/{id}: sheet_url) or a scheme "
                                "manager's bearer token.")

@@ -147,7 +147,8 @@ def test_login_through_the_form_and_its_accessibility(browser: Any, live_server:
         assert "/staff/login?next=/staff/reach" in tab.url
         assert axe_violations(tab, axe_script) == []
         log_in_form(tab, live_server, password="wrong")
-        assert tab.locator("#login-error").inner_text() == "Email or password is not right."
+        assert tab.locator("#login-error").inner_text() == (
+            "Email, password or authenticator code is not right.")
         assert axe_violations(tab, axe_script) == []
         tab.goto(f"{live_server}/staff/reach")
         log_in_form(tab, live_server)

@@ -473,3 +473,31 @@ def test_tokens_without_a_session_are_refused(client: FlaskClient, app: Flask) -
     for token in (bare, stranger):
         assert _me(client, token) == 401
     assert os.environ.get("SECRET_KEY") != PUBLISHED
+
+
+def test_a_missing_or_wrong_code_answers_like_a_wrong_password(
+    client: FlaskClient, app: Flask
+) -> None:
+    """The answer must not tell a guesser that the password was right."""
+    from rewards.staff import enrol_now
+
+    make_staff(app, "boss@council.example", "admin")
+    with app.app_context():
+        user = db.session.scalars(select(StaffUser)).one()
+        secret, _uri = enrol_now(user)
+        db.session.commit()
+    wrong_password = client.post("/v1/auth/login", json={
+        "email": "boss@council.example", "password": "not the password"})
+    no_code = client.post("/v1/auth/login", json={
+        "email": "boss@council.example", "password": "correct horse"})
+    wrong_code = client.post("/v1/auth/login", json={
+        "email": "boss@council.example", "password": "correct horse", "totp_code": "000000"})
+    answers = [(r.status_code, r.json["message"], r.json["reason"])
+               for r in (wrong_password, no_code, wrong_code)]
+    assert len(set(answers)) == 1 and answers[0][0] == 401, answers
+    with app.app_context():  # each counted towards the lock
+        assert db.session.scalars(select(LoginThrottle)).one().failures == 3
+    right = client.post("/v1/auth/login", json={
+        "email": "boss@council.example", "password": "correct horse",
+        "totp_code": pyotp.TOTP(secret).now()})
+    assert right.status_code == 200, right.json

@@ -152,9 +152,10 @@ def test_behind_a_trusted_proxy_the_client_is_the_forwarded_address() -> None:
 
 def test_bearer_callers_are_counted_per_account(client: FlaskClient, app: Flask) -> None:
     one = member_token(client, app, "one@example.org")
-    with app.test_request_context(headers=bearer(one)):
+    with app.test_request_context("/v1/me/claims", method="POST", headers=bearer(one)):
         first = client_key()
-    with app.test_request_context(headers={"Authorization": "Bearer forged.token.here"}):
+    with app.test_request_context("/v1/me/claims", method="POST",
+                                  headers={"Authorization": "Bearer forged.token.here"}):
         forged = client_key()
     member_id = client.get("/v1/me", headers=bearer(one)).json["id"]
     assert first == f"member:{member_id}"
