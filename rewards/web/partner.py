@@ -5,8 +5,6 @@ within ten minutes."""
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import uuid
 from collections.abc import Callable
 from functools import wraps
@@ -31,6 +29,7 @@ from ..vouchers import (
     undo_redemption,
     voucher_state,
 )
+from .csrf import csrf_ok, csrf_token
 
 bp = Blueprint("partner_pages", __name__, url_prefix="/partner", template_folder="templates")
 
@@ -42,20 +41,6 @@ VERDICTS = {
     "cancelled": ("CANCELLED", "bad", "Do not hand over the reward."),
     "unknown": ("NOT FOUND", "bad", "No such voucher for this business. Check the code."),
 }
-
-
-def _csrf_token() -> str:
-    token = session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return token
-
-
-def _csrf_ok() -> bool:
-    given = request.form.get("csrf", "")
-    expected = session.get("csrf", "")
-    return bool(expected) and hmac.compare_digest(given, expected)
 
 
 def _current_user() -> tuple[StaffUser, Partner] | None:
@@ -95,7 +80,7 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 @bp.app_context_processor
 def _inject_csrf() -> dict[str, Any]:
-    return {"csrf_token": _csrf_token}
+    return {"csrf_token": csrf_token}
 
 
 @bp.route("/")
@@ -107,7 +92,7 @@ def home():
 def login():
     error = None
     if request.method == "POST":
-        if not _csrf_ok():
+        if not csrf_ok():
             return render_template("partner_login.html", error="The form expired; try again."), 400
         try:
             user = authenticate(db.session, request.form.get("email", ""),
@@ -131,7 +116,7 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
-    if not _csrf_ok():
+    if not csrf_ok():
         return redirect(url_for("partner_pages.redeem_page"))
     try:
         revoke(db.session, uuid.UUID(session.get("partner_login", "")), "logout")
@@ -189,7 +174,7 @@ def redeem_page(partner: Partner):
 @bp.route("/check", methods=["POST"])
 @login_required
 def check_submit(partner: Partner):
-    if not _csrf_ok():
+    if not csrf_ok():
         return _page(partner, error="The form expired; try again.", status=400)
     code = request.form.get("code", "").strip()
     if not code:
@@ -200,7 +185,7 @@ def check_submit(partner: Partner):
 @bp.route("/redeem", methods=["POST"])
 @login_required
 def redeem_submit(partner: Partner):
-    if not _csrf_ok():
+    if not csrf_ok():
         return _page(partner, error="The form expired; try again.", status=400)
     code = request.form.get("code", "").strip()
     if not code:
@@ -218,7 +203,7 @@ def redeem_submit(partner: Partner):
 @bp.route("/redemptions/<uuid:redemption_id>/undo", methods=["POST"])
 @login_required
 def undo_submit(partner: Partner, redemption_id: uuid.UUID):
-    if not _csrf_ok():
+    if not csrf_ok():
         return _page(partner, error="The form expired; try again.", status=400)
     outcome = undo_redemption(db.session, partner.id, redemption_id, undone_by=_user_id())
     if outcome.status != 200:
@@ -274,7 +259,7 @@ def card_page(partner: Partner):
 @bp.route("/card", methods=["POST"])
 @login_required
 def card_submit(partner: Partner):
-    if not _csrf_ok():
+    if not csrf_ok():
         return _card_page(partner, error="The form expired; try again.", status=400)
     form = request.form
     kind, number, pin = form.get("kind", ""), form.get("number", "").strip(), form.get("pin", "")

@@ -31,9 +31,8 @@ from ..extensions import db
 from ..i18n import STAFF_LANGUAGES, staff_language, staff_text
 from ..models import ActionType, Member
 from ..models.scheme import CATEGORIES
+from .csrf import csrf_ok, csrf_token
 from .staff_auth import (
-    csrf_ok,
-    csrf_token,
     current_staff,
     dashboard_login_required,
     log_in,

@@ -8,8 +8,6 @@ its role ends the page session at once."""
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,20 +104,6 @@ def dashboard_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
         return view(*args, **kwargs)
 
     return wrapper
-
-
-def csrf_token() -> str:
-    token = session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return token
-
-
-def csrf_ok() -> bool:
-    given = request.form.get("csrf", "")
-    expected = session.get("csrf", "")
-    return bool(expected) and hmac.compare_digest(given, expected)
 
 
 def safe_next(target: str | None) -> str | None:
