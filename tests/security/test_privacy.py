@@ -30,6 +30,7 @@ from rewards.settlement import OfferLine, PartnerSettlement, as_csv
 
 from ..helpers import bearer, build_scheme, iso, link, member_token, signed_post, staff_token
 from ..reward_support import add_ward, make_offer, make_partner, till
+from ..test_flow import _daytime
 
 CARD = "6335 0044 5566 7788"
 
@@ -38,10 +39,12 @@ def _cli(app: Flask, *args: str) -> Any:
     return CliRunner().invoke(rewards_cli, list(args), obj=ScriptInfo(create_app=lambda: app))
 
 
-def _trip(ref: str, hours_ago: float, **attributes: Any) -> dict[str, Any]:
+def _trip(ref: str, hours_ago: float, at: datetime | None = None,
+          **attributes: Any) -> dict[str, Any]:
+    moment = at or datetime.now(UTC) - timedelta(hours=hours_ago)
     return {"external_ref": ref, "member": {"kind": "travel_card", "number": CARD},
             "type": "bus_journey",
-            "occurred_at": iso(datetime.now(UTC) - timedelta(hours=hours_ago)),
+            "occurred_at": iso(moment),
             "attributes": {"distance_km": 3.2, **attributes}}
 
 
@@ -101,7 +104,9 @@ def _member_with_history(client: FlaskClient, app: Flask) -> tuple[Any, dict[str
     assert device.status_code in (200, 201), device.json
     assert link(client, app, me, CARD).status_code == 201
     sent = signed_post(client, scheme.source, {"items": [
-        _trip(f"t{i}", 30 + i, lat=53.81, lon=-1.56, stop="Hyde Park Corner")
+        # Daytime journeys (10 points each, not the evening's 15) whenever the test runs.
+        _trip(f"t{i}", 0, at=_daytime(2, 10 + i), lat=53.81, lon=-1.56,
+              stop="Hyde Park Corner")
         for i in range(4)]})
     assert [r["status"] for r in sent.json["results"]] == ["accepted"] * 4
     member_id = client.get("/v1/me", headers=me).json["id"]
