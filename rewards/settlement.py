@@ -59,6 +59,11 @@ class PartnerSettlement:
     offers: list[OfferLine] = field(default_factory=list)
 
     @property
+    def partner(self) -> dict[str, object]:
+        """As the API shows a partner everywhere: {id, name}."""
+        return {"id": self.partner_id, "name": self.partner_name}
+
+    @property
     def count(self) -> int:
         return sum(line.count for line in self.offers)
 

@@ -3,6 +3,8 @@ list for maps, nearest first with near=lat,lon; offers with an image."""
 
 from __future__ import annotations
 
+import json
+
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -45,6 +47,16 @@ def test_partner_places_nearest_first(client: FlaskClient, app: Flask) -> None:
     close = client.get("/v1/partners", query_string={"near": "53.8008,-1.5491",
                                                      "radius_km": 1}).json
     assert [p["name"] for p in close] == ["Market Cafe"]
+
+    # Paged like every other list, nearest-first order kept across pages.
+    first = client.get("/v1/partners", query_string={"near": "53.8008,-1.5491",
+                                                     "page_size": 1})
+    assert [p["name"] for p in first.json] == ["Market Cafe"]
+    assert json.loads(first.headers["X-Pagination"])["total"] == 2
+    second = client.get("/v1/partners", query_string={"near": "53.8008,-1.5491",
+                                                      "page_size": 1, "page": 2}).json
+    assert [p["name"] for p in second] == ["Headingley Books"]
+    assert client.get("/v1/partners", query_string={"page": 9}).json == []
     for bad in ("north", "91,0", "53.8,-181", "53.8"):
         refused = client.get("/v1/partners", query_string={"near": bad})
         assert refused.status_code == 422, bad

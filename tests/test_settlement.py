@@ -96,7 +96,7 @@ def test_settlement_for_staff_and_partners(client: FlaskClient, app: Flask,
     assert (body["month"], body["currency"], body["count"]) == ("2026-07", "GBP", 5)
     assert (body["value_pence"], body["value_gbp"]) == (250 * 2 + 400 + 1000 + 700, "26.00")
     assert body["starts_at"].startswith("2026-06-30T23:00")
-    assert [p["partner_name"] for p in body["partners"]] == ["Laynes Espresso",
+    assert [p["partner"]["name"] for p in body["partners"]] == ["Laynes Espresso",
                                                              "Leeds City Museum"]
     laynes, museum_line = body["partners"]
     assert (laynes["count"], laynes["value_pence"], laynes["value_gbp"]) == (3, 900, "9.00")
@@ -123,14 +123,14 @@ def test_settlement_for_staff_and_partners(client: FlaskClient, app: Flask,
 
     # The partner sees its own, by till key or user; a partner with nothing sees zeros.
     own = client.get("/v1/partner/settlements?month=2026-07", headers=till(cafe)).json
-    assert [p["partner_name"] for p in own["partners"]] == ["Laynes Espresso"]
+    assert [p["partner"]["name"] for p in own["partners"]] == ["Laynes Espresso"]
     assert own["value_pence"] == 900
     user = partner_user(client, app, museum["id"])
     mine = client.get("/v1/partner/settlements?month=2026-07&format=csv", headers=user)
     assert "Laynes" not in mine.get_data(as_text=True)
     assert "Leeds City Museum,,TOTAL,,2,1700,17.00" in mine.get_data(as_text=True)
     nothing = client.get("/v1/partner/settlements?month=2026-07", headers=till(idle)).json
-    assert nothing["partners"] == [{"partner_id": idle["id"], "partner_name": "Quiet Shop",
+    assert nothing["partners"] == [{"partner": {"id": idle["id"], "name": "Quiet Shop"},
                                     "count": 0, "value_pence": 0, "value_gbp": "0.00",
                                     "offers": []}]
 

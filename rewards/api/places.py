@@ -104,10 +104,19 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 @cached(300, private=False)
 @blp.arguments(PlacesQuery, location="query")
 @blp.response(200, PartnerPlace(many=True))
-def places(args: dict[str, Any]):
+@blp.paginate()
+def places(args: dict[str, Any], pagination_parameters: Any):
     """The scheme's active business partners with their places, by name; with
     `near=lat,lon` only those within `radius_km` (default 10) that have a location,
-    nearest first. Open to anyone: a map needs no account."""
+    nearest first. Open to anyone: a map needs no account. Paged like every list
+    (`page`, `page_size`; X-Pagination)."""
+    rows = _places(args)
+    pagination_parameters.item_count = len(rows)
+    page, size = pagination_parameters.page, pagination_parameters.page_size
+    return rows[(page - 1) * size:page * size]
+
+
+def _places(args: dict[str, Any]) -> list[dict[str, Any]]:
     partners = list(db.session.scalars(
         select(Partner).where(Partner.active.is_(True), Partner.kind == "business")
         .order_by(Partner.name, Partner.id)))

@@ -11,6 +11,7 @@ from marshmallow import Schema, fields, validate
 from ..extensions import Blueprint, db
 from ..settlement import GBP_DOC, MONTH, PartnerSettlement, as_csv, month_bounds, pounds, settle
 from .auth import BEARER, partner_required, staff_required
+from .catalogue import PartnerBrief
 from .partner import PARTNER_AUTH
 
 blp = Blueprint("settlements", __name__, url_prefix="/v1",
@@ -38,8 +39,7 @@ class OfferLineOut(Schema):
 
 
 class PartnerSettlementOut(Schema):
-    partner_id = fields.UUID()
-    partner_name = fields.String()
+    partner = fields.Nested(PartnerBrief)
     count = fields.Integer()
     value_pence = fields.Integer()
     value_gbp = fields.Function(lambda item: pounds(item.value_pence), metadata=GBP_DOC)
