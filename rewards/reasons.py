@@ -64,6 +64,8 @@ class Reason(StrEnum):
     SESSION_ENDED = "session_ended"
     CARD_NOT_PROVEN = "card_not_proven"
     NO_CONSENT = "no_consent"
+    # Names that must come from the scheme's own lists.
+    UNKNOWN_WARD = "unknown_ward"
 
 
 GENERAL: dict[int, Reason] = {

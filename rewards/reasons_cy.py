@@ -55,4 +55,5 @@ WELSH: dict[str, str] = {
     "session_ended": "Mae'r sesiwn wedi dod i ben; mewngofnodwch eto.",
     "card_not_proven": "Nid yw'r cod cysylltu'n gywir i'r cerdyn hwn, neu mae wedi dod i ben.",
     "no_consent": "Mae'r aelod wedi tynnu ei ganiatâd i ddata teithio yn ôl.",
+    "unknown_ward": "Nid yw hon yn un o wardiau'r cynllun.",
 }

@@ -31,6 +31,20 @@ def ward_named(session: Session, text: str) -> Ward | None:
         (Ward.code == wanted) | (func.lower(Ward.name) == wanted.lower())))
 
 
+def ward_names(session: Session, texts: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The wards' names for these codes or names, in order and without repeats, and the
+    texts that name no ward."""
+    names: list[str] = []
+    unknown: list[str] = []
+    for text in texts:
+        ward = ward_named(session, text)
+        if ward is None:
+            unknown.append(text)
+        elif ward.name not in names:
+            names.append(ward.name)
+    return names, unknown
+
+
 def ward_for_postcode(session: Session, text: str) -> Ward | None:
     postcode = normalise_postcode(text)
     if postcode is None:

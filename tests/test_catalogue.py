@@ -157,11 +157,11 @@ def test_catalogue_language_filters_and_stock(client: FlaskClient, app: Flask,
 def test_eligibility_hides_offers_and_refuses_claims(client: FlaskClient, app: Flask) -> None:
     admin = admin_headers(client, app)
     partner = make_partner(client, admin)
+    load_test_wards(app, "Pudsey", "Roundhay", "Armley")
     local = make_offer(client, admin, partner["id"], eligible_wards=["Roundhay", "Armley"])
     newcomers = make_offer(client, admin, partner["id"],
                            joined_after=iso(datetime.now(UTC) - timedelta(days=1)))
     everyone = make_offer(client, admin, partner["id"])
-    load_test_wards(app, "Pudsey", "Roundhay", "Armley")
     outsider = resident(client, app, points=100, ward="Pudsey")
     insider = resident(client, app, points=100, ward="roundhay")
 
@@ -337,9 +337,18 @@ def test_offer_terms_are_validated(client: FlaskClient, app: Flask) -> None:
             headers=admin)
         assert response.status_code == 422, (change, response.json)
         assert field in response.json["errors"], response.json
+    # Wards come from the scheme's list (GET /v1/wards), by code or name, never free text.
+    load_test_wards(app, "Gipton & Harehills")
+    unknown = client.post("/v1/admin/offers", json={
+        "partner_id": partner["id"], "title": "Tea", "cost_points": 5,
+        "eligible_wards": ["Gipton & Harehills", "Atlantis"]}, headers=admin)
+    assert unknown.status_code == 422 and unknown.json["reason"] == "unknown_ward"
+    assert "Atlantis" in unknown.json["errors"]["eligible_wards"][0]
+    with app.app_context():
+        assert db.session.scalar(select(Offer.id).where(Offer.title == "Tea")) is None
     full = make_offer(client, admin, partner["id"], value_pence=350, limit_period="week",
                       per_member_limit=2, points_back_on_expiry=True,
-                      eligible_wards=["  Gipton &   Harehills "])
+                      eligible_wards=["  Gipton &   Harehills ", "gipton & harehills"])
     assert (full["value_pence"], full["value_gbp"], full["limit_period"]) == (350, "3.50", "week")
     assert full["eligible_wards"] == ["Gipton & Harehills"]
     assert full["points_back_on_expiry"] is True and full["status"] == "live"

@@ -24,6 +24,7 @@ from ..outbound import url_problem
 from ..reasons import Reason
 from ..security import api_key_hash, new_api_key
 from ..settlement import GBP_DOC, pounds
+from ..wards import ward_names
 from .auth import BEARER, current_member, member_required, staff_required
 from .caching import cached
 from .common import Moment, audit, counted, found_or_404, paginate, reads_only
@@ -132,13 +133,16 @@ def check_fulfilment(partner: Partner, fulfilment: str) -> None:
 
 
 def new_offer(partner: Partner, args: dict[str, Any], **extra: Any) -> Offer:
-    wards = args.get("eligible_wards")
+    wards, unknown = ward_names(db.session, args.get("eligible_wards") or ())
+    if unknown:
+        abort(422, reason=Reason.UNKNOWN_WARD, message="Not one of the scheme's wards.",
+              errors={"eligible_wards": [f"Not one of GET /v1/wards: {', '.join(unknown)}."]})
     offer = Offer(
         id=uuid.uuid4(),
         partner_id=partner.id,
         **{key: value for key, value in args.items()
            if key not in ("partner_id", "eligible_wards")},
-        eligible_wards=[" ".join(ward.split()) for ward in wards] if wards else None,
+        eligible_wards=wards or None,
         **extra,
     )
     db.session.add(offer)

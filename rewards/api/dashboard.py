@@ -16,6 +16,8 @@ from ..dashboard.opendata import PUBLISHED, archive, default_filters, dictionary
 from ..dashboard.refresh import refresh_if_stale
 from ..extensions import Blueprint, db
 from ..models import ActionType
+from ..reasons import Reason
+from ..wards import ward_named
 from .auth import BEARER, staff_required
 from .common import audit
 
@@ -194,8 +196,10 @@ def put_impact(args, type_code: str):
 @staff_required(*MANAGE)
 @blp.arguments(WardIn)
 def put_ward(args, ward: str):
-    """A ward's adult population and Index of Multiple Deprivation decile (audited)."""
-    ward = ward.strip()
-    if not ward or len(ward) > 100:
-        abort(422, message="A ward name of 1 to 100 characters.")
-    return _save(f"ward:{ward}", args, "dashboard_setting", f"ward:{ward}")
+    """A ward's adult population and Index of Multiple Deprivation decile (audited). The
+    ward is one of GET /v1/wards (its code or name); the figures are kept under its name,
+    as members' wards are."""
+    found = ward_named(db.session, ward) if 0 < len(ward) <= 100 else None
+    if found is None:
+        abort(404, reason=Reason.UNKNOWN_WARD, message="Not one of the scheme's wards.")
+    return _save(f"ward:{found.name}", args, "dashboard_setting", f"ward:{found.name}")

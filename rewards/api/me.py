@@ -208,13 +208,14 @@ def _ward_from_list(args: dict) -> dict:
     if postcode is not None:
         found = ward_for_postcode(db.session, postcode)
         if found is None:
-            abort(422, message="That postcode is not in the scheme's area.",
+            abort(422, reason=Reason.UNKNOWN_WARD,
+                  message="That postcode is not in the scheme's area.",
                   errors={"postcode": ["Not a postcode of the scheme's wards."]})
         args["ward"] = found.name
     elif args.get("ward") is not None:
         found = ward_named(db.session, args["ward"])
         if found is None:
-            abort(422, message="That is not one of the scheme's wards.",
+            abort(422, reason=Reason.UNKNOWN_WARD, message="That is not one of the scheme's wards.",
                   errors={"ward": ["Not one of GET /v1/wards."]})
         args["ward"] = found.name
     return args

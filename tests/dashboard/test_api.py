@@ -20,6 +20,7 @@ from rewards.extensions import db
 from rewards.models import AuditEntry
 
 from ..helpers import bearer, staff_token
+from ..reward_support import add_ward
 from .scheme import WARDS, make_world, now_utc, random_round
 
 
@@ -162,7 +163,12 @@ def test_settings_change_figures_and_are_audited(client: FlaskClient, app: Flask
     bus = next(row for row in impact.json["rows"] if row["type_code"] == "bus_journey")
     assert bus["km"] and bus["co2_kg"] == round(bus["km"] * 0.1, 1)
     assert bus["car_km"] == bus["km"]
-    ward = client.put("/v1/admin/dashboard/settings/wards/Armley",
+    # A ward's figures belong to a ward of the scheme's list, kept under its name.
+    nowhere = client.put("/v1/admin/dashboard/settings/wards/Atlantis",
+                         json={"adult_population": 18000}, headers=bearer(manager))
+    assert nowhere.status_code == 404 and nowhere.json["reason"] == "unknown_ward"
+    add_ward(app, "Armley")
+    ward = client.put("/v1/admin/dashboard/settings/wards/ARMLEY",
                       json={"adult_population": 18000, "imd_decile": 2},
                       headers=bearer(manager))
     assert ward.json["wards"]["Armley"] == {"adult_population": 18000, "imd_decile": 2,
