@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn
 
-from flask import current_app
+from flask import current_app, has_request_context, request
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .consents import accept_at_first_login
 from .ledger import ensure_member_accounts
 from .mail import send_mail
+from .notice_text import mail_language, text
 from .models import Identifier, Member, OtpCode, utcnow
 from .security import identifier_key_id, keyed_hash, normalise_card_number
 from .throttle import lock_row, throttle_key
@@ -67,12 +68,12 @@ def request_otp(session: Session, email: str) -> None:
     )
     session.commit()
     minutes = config["OTP_TTL"] // 60
-    send_mail(
-        email,
-        f"Your {config['SCHEME_NAME']} code: {code}",
-        f"Your login code is {code}. It works once, for {minutes} minutes.\n"
-        "If you did not ask for it, ignore this message.",
-    )
+    # In the member's language; before they have an account, in the one the app asked for.
+    locale = session.scalar(select(Member.locale).where(Member.email == email))
+    language = mail_language(locale, request.headers.get("Accept-Language")
+                             if has_request_context() else None)
+    send_mail(email, *text("login_code", language, scheme=config["SCHEME_NAME"], code=code,
+                           minutes=minutes))
 
 
 @dataclass

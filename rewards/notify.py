@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from .jobs import enqueue
 from .mail import send_mail
-from .models import Device, Member, NotificationPreference
+from .models import Action, Device, Member, NotificationPreference
 from .models.device import CHANNELS, NOTIFICATION_KINDS, OFF_UNLESS_CHOSEN
 from .push import INVALID_TOKEN, SENT, PushMessage, sender
 
@@ -97,3 +100,32 @@ def notify(session: Session, member: Member, kind: str, subject: str, body: str,
            data: dict[str, str] | None = None) -> dict[str, int]:
     """Send `kind` to the member on the channels they want; how many went each way."""
     return deliver(session, plan(session, member, kind, subject, body, data))
+
+
+POINTS_EARNED_JOB = "workers.notices.points_earned"
+
+
+def earned_by_member(session: Session, results: Iterable[Mapping[str, Any]]
+                     ) -> dict[str, list[int]]:
+    """From a batch's item results: {member id: [points, actions]} for every member whose
+    accepted actions earned points."""
+    points = {uuid.UUID(str(result["action_id"])): int(result["points"]) for result in results
+              if result.get("status") == "accepted" and result.get("points")}
+    earned: dict[str, list[int]] = {}
+    ids = list(points)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for action_id, member_id in session.execute(
+                select(Action.id, Action.member_id).where(Action.id.in_(chunk))):
+            total = earned.setdefault(str(member_id), [0, 0])
+            total[0] += points[action_id]
+            total[1] += 1
+    return earned
+
+
+def enqueue_points_earned(session: Session, earned: Mapping[str, list[int]]) -> None:
+    """One `points_earned` notice per member for an awarded batch (not one per action),
+    sent by a job through the outbox in the caller's transaction; the job honours each
+    member's choices."""
+    if earned:
+        enqueue(POINTS_EARNED_JOB, earned={key: list(value) for key, value in earned.items()})

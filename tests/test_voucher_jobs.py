@@ -135,7 +135,8 @@ def test_reminder_three_days_before_expiry_once(client: FlaskClient, app: Flask,
 
     def reminders() -> list[Any]:
         return [m for m in app.extensions.get("sent_mail", [])
-                if m["Subject"].startswith("Your voucher expires soon")]
+                if m["Subject"].startswith(("Your voucher expires soon",
+                                            "Mae eich taleb yn dod i ben"))]
 
     assert _run(app, workers.rewards.remind_expiring_vouchers,
                 expires_at - timedelta(days=4)) == {"sent": 0, "failed": 0}
@@ -148,7 +149,10 @@ def test_reminder_three_days_before_expiry_once(client: FlaskClient, app: Flask,
     assert _run(app, workers.rewards.remind_expiring_vouchers, when) == {"sent": 0, "failed": 0}
     sent = reminders()
     assert len(sent) == 1
-    assert sent[0]["To"] == me.email and "Nofio am ddim" in sent[0]["Subject"]
+    # In the member's language (their saved locale is Welsh), all of it.
+    assert sent[0]["To"] == me.email
+    assert sent[0]["Subject"] == "Mae eich taleb yn dod i ben cyn bo hir: Nofio am ddim"
+    assert "Cod: " + swim["code"] in sent[0].get_content()
     assert swim["code"] in sent[0].get_content()
     with app.app_context():
         reminded = dict(db.session.execute(select(Reward.id, Reward.expiry_reminded_at)).all())

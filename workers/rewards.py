@@ -17,6 +17,7 @@ from rewards import jobs, vouchers
 from rewards.extensions import db
 from rewards.i18n import localise, preferences
 from rewards.models import Member, Offer, OutboxMessage, Reward, utcnow
+from rewards.notice_text import long_date, mail_language, text
 from rewards.notify import Notice, deliver, notify, plan
 
 from . import job
@@ -106,23 +107,21 @@ def _title(reward: Reward, member: Member) -> str:
 
 
 def _voucher_notice(reward: Reward) -> Notice | None:
-    """The "your voucher is ready" notice, on the channels the member chose (read now,
-    before the commit); None for an erased member."""
+    """The "your voucher is ready" notice, on the channels the member chose and in their
+    language (read now, before the commit); None for an erased member."""
     member = db.session.get(Member, reward.member_id)
     if member is None or member.erased_at is not None:
         return None
-    title = _title(reward, member)
-    code = reward.code or reward.partner_code
-    reference = f"\nBooking reference: {reward.partner_reference}" \
+    language = mail_language(member.locale)
+    reference = text("booking_reference", language, reference=reward.partner_reference)[1] \
         if reward.partner_reference else ""
-    return plan(
-        db.session, member, "voucher_ready",
-        f"Your voucher is ready: {title}",
-        f"Your voucher for {title} at {reward.offer.partner.name} is ready.\n"
-        f"Code: {code}{reference}\nShow it at the till before "
-        f"{reward.expires_at:%d %B %Y}.\n\n{current_app.config['SCHEME_NAME']}",
-        {"reward_id": str(reward.id)},
-    )
+    subject, body = text(
+        "voucher_ready", language, title=_title(reward, member),
+        partner=reward.offer.partner.name, code=reward.code or reward.partner_code,
+        reference=reference, expires=long_date(reward.expires_at, language),
+        scheme=current_app.config["SCHEME_NAME"])
+    return plan(db.session, member, "voucher_ready", subject, body,
+                {"reward_id": str(reward.id)})
 
 
 def _send_notice(reward_id: uuid.UUID, notice: Notice) -> None:
@@ -184,17 +183,15 @@ def remind_expiring_vouchers(now: str | None = None) -> dict[str, int]:
         session.commit()
         if member is None:
             continue
-        title = _title(reward, member)
+        language = mail_language(member.locale)
+        subject, body = text(
+            "voucher_expiring", language, title=_title(reward, member),
+            partner=reward.offer.partner.name, code=reward.code or reward.partner_code,
+            expires=long_date(reward.expires_at, language), time=f"{reward.expires_at:%H:%M}",
+            scheme=current_app.config["SCHEME_NAME"])
         try:
-            delivered = notify(
-                session, member, "voucher_expiring",
-                f"Your voucher expires soon: {title}",
-                f"Your voucher for {title} at {reward.offer.partner.name} expires on "
-                f"{reward.expires_at:%d %B %Y at %H:%M} UTC.\n"
-                f"Code: {reward.code or reward.partner_code}\n\n"
-                f"{current_app.config['SCHEME_NAME']}",
-                {"reward_id": str(rid)},
-            )
+            delivered = notify(session, member, "voucher_expiring", subject, body,
+                               {"reward_id": str(rid)})
         except Exception:
             log.exception("could not mail the expiry reminder for reward %s", rid)
             vouchers.mark_reminded(session, rid, None)

@@ -17,6 +17,7 @@ from ..extensions import Blueprint, db
 from ..mail import send_mail
 from ..members import normalise_email
 from ..models import Member
+from ..notice_text import mail_language, text
 from ..reasons import Reason
 from ..security import issue_token, read_token
 from .auth import BEARER, current_member, member_required
@@ -58,10 +59,8 @@ def request_change(args):
     token = issue_token(str(member.id), "member", CONFIRM_TTL, kind=KIND, email=new,
                         bound=_bound_to(member.email))
     scheme = current_app.config["SCHEME_NAME"]
-    send_mail(new, f"Confirm your new address for {scheme}",
-              f"Someone (we hope you) asked to use this address for a {scheme} account.\n"
-              f"To confirm, open the app with this code within 24 hours:\n\n{token}\n\n"
-              "If you did not ask for it, ignore this message: nothing changes.")
+    send_mail(new, *text("email_confirm", mail_language(member.locale), scheme=scheme,
+                         token=token))
     return {"message": "We have mailed a confirmation to the new address."}
 
 
@@ -89,9 +88,8 @@ def confirm_change(args):
     if old and old != new:
         scheme = current_app.config["SCHEME_NAME"]
         try:
-            send_mail(old, f"Your {scheme} address has changed",
-                      f"Your account's address is now {new}. If you did not do this, "
-                      "contact the council's help desk.")
+            send_mail(old, *text("email_changed", mail_language(member.locale),
+                                 scheme=scheme, new=new))
         except Exception:  # the change stands; the notice is a courtesy
             current_app.logger.exception("could not tell the old address of a change")
     return member

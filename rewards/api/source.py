@@ -15,6 +15,7 @@ from ..actions.ingest import ingest_batch
 from ..extensions import Blueprint, db
 from ..ledger import add_points_awarded, lock_member, reverse_action
 from ..models import Action
+from ..notify import earned_by_member, enqueue_points_earned
 from .auth import source_required
 
 blp = Blueprint("source", __name__, url_prefix="/v1/source",
@@ -86,6 +87,11 @@ def post_actions():
     # body is read here rather than through a strict schema.
     items = _listed_body("items", "A list of actions is required.", "A batch", "items")
     outcome = ingest_batch(db.session, g.source, items)
+    # The batch has committed: tell each member who earned points, once for the batch.
+    earned = earned_by_member(db.session, outcome.results)
+    if earned:
+        enqueue_points_earned(db.session, earned)
+        db.session.commit()
     # The results are plain JSON values already, in BatchOut's shape (tests hold them to
     # it): written straight out, not dumped field by field through the schema for up to
     # 1,000 items. A Response passes through @blp.response unchanged.

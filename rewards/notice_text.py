@@ -1,0 +1,93 @@
+"""What the scheme's mail and push notices say, in English and Welsh: the member's saved
+locale chooses (for a login code, the address's member if there is one, else the
+request's Accept-Language). Pure functions: no Flask, no database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from .i18n import choose, preferences
+
+LANGUAGES = ("en", "cy")
+WELSH_MONTHS = ("Ionawr", "Chwefror", "Mawrth", "Ebrill", "Mai", "Mehefin", "Gorffennaf",
+                "Awst", "Medi", "Hydref", "Tachwedd", "Rhagfyr")
+
+# name -> language -> (subject, body); bodies are str.format templates. A push shows the
+# subject and the body's first paragraph.
+TEXTS: dict[str, dict[str, tuple[str, str]]] = {
+    "voucher_ready": {
+        "en": ("Your voucher is ready: {title}",
+               "Your voucher for {title} at {partner} is ready.\nCode: {code}{reference}\n"
+               "Show it at the till before {expires}.\n\n{scheme}"),
+        "cy": ("Mae eich taleb yn barod: {title}",
+               "Mae eich taleb ar gyfer {title} yn {partner} yn barod.\nCod: {code}{reference}\n"
+               "Dangoswch hi wrth y til cyn {expires}.\n\n{scheme}"),
+    },
+    "booking_reference": {
+        "en": ("", "\nBooking reference: {reference}"),
+        "cy": ("", "\nCyfeirnod archebu: {reference}"),
+    },
+    "voucher_expiring": {
+        "en": ("Your voucher expires soon: {title}",
+               "Your voucher for {title} at {partner} expires on {expires} at {time} UTC.\n"
+               "Code: {code}\n\n{scheme}"),
+        "cy": ("Mae eich taleb yn dod i ben cyn bo hir: {title}",
+               "Mae eich taleb ar gyfer {title} yn {partner} yn dod i ben ar {expires} am "
+               "{time} UTC.\nCod: {code}\n\n{scheme}"),
+    },
+    "points_earned": {
+        "en": ("You earned {points} points",
+               "You earned {points} points with {scheme} for {actions} action(s).\n\n"
+               "See your statement in the app.\n\n{scheme}"),
+        "cy": ("Rydych wedi ennill {points} pwynt",
+               "Rydych wedi ennill {points} pwynt gyda {scheme}. Gweithredoedd: {actions}.\n\n"
+               "Gwelwch eich datganiad yn yr ap.\n\n{scheme}"),
+    },
+    "login_code": {
+        "en": ("Your {scheme} code: {code}",
+               "Your login code is {code}. It works once, for {minutes} minutes.\n"
+               "If you did not ask for it, ignore this message."),
+        "cy": ("Eich cod {scheme}: {code}",
+               "Eich cod mewngofnodi yw {code}. Mae'n gweithio unwaith, am {minutes} munud.\n"
+               "Os na wnaethoch ofyn amdano, anwybyddwch y neges hon."),
+    },
+    "email_confirm": {
+        "en": ("Confirm your new address for {scheme}",
+               "Someone (we hope you) asked to use this address for a {scheme} account.\n"
+               "To confirm, open the app with this code within 24 hours:\n\n{token}\n\n"
+               "If you did not ask for it, ignore this message: nothing changes."),
+        "cy": ("Cadarnhewch eich cyfeiriad newydd ar gyfer {scheme}",
+               "Gofynnodd rhywun (chi, gobeithio) am ddefnyddio'r cyfeiriad hwn ar gyfer "
+               "cyfrif {scheme}.\nI gadarnhau, agorwch yr ap gyda'r cod hwn o fewn 24 awr:"
+               "\n\n{token}\n\nOs na wnaethoch ofyn amdano, anwybyddwch y neges hon: nid oes "
+               "dim yn newid."),
+    },
+    "email_changed": {
+        "en": ("Your {scheme} address has changed",
+               "Your account's address is now {new}. If you did not do this, contact the "
+               "council's help desk."),
+        "cy": ("Mae eich cyfeiriad {scheme} wedi newid",
+               "Cyfeiriad eich cyfrif bellach yw {new}. Os na wnaethoch chi hyn, cysylltwch â "
+               "desg gymorth y cyngor."),
+    },
+}
+
+
+def mail_language(locale: str | None, accept_language: str | None = None) -> str:
+    """The saved locale first, then what the request asked for; English otherwise."""
+    return choose(preferences(None, locale) if locale else preferences(accept_language, None),
+                  LANGUAGES)
+
+
+def long_date(moment: datetime, language: str) -> str:
+    """`05 March 2026` / `05 Mawrth 2026`."""
+    if language == "cy":
+        return f"{moment:%d} {WELSH_MONTHS[moment.month - 1]} {moment.year}"
+    return f"{moment:%d %B %Y}"
+
+
+def text(name: str, language: str, **values: object) -> tuple[str, str]:
+    """(subject, body) of notice `name` in `language` (English if it has no such text)."""
+    versions = TEXTS[name]
+    subject, body = versions.get(language) or versions["en"]
+    return subject.format(**values), body.format(**values)

@@ -1,0 +1,89 @@
+"""`points_earned` notices: one per member per awarded batch (not one per action), on the
+channels the member chose, in their language; duplicates and rejected items tell no one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from rewards.notice_text import TEXTS, long_date, mail_language, text
+
+from .helpers import build_scheme, link, signed_post, tap
+from .reward_support import resident
+from .test_flow import _daytime
+
+ANNA_CARD, BRYN_CARD = "6335 0012 3456 7001", "6335 0012 3456 7002"
+
+
+def _sent(app: Flask) -> tuple[list, list]:
+    return app.extensions.setdefault("sent_mail", []), app.extensions.setdefault("sent_push", [])
+
+
+def test_one_points_notice_per_member_per_batch(client: FlaskClient, app: Flask) -> None:
+    scheme = build_scheme(client, app)
+    anna = resident(client, app)
+    bryn = resident(client, app, locale="cy")
+    assert link(client, app, anna.headers, ANNA_CARD).status_code == 201
+    assert link(client, app, bryn.headers, BRYN_CARD).status_code == 201
+    assert client.post("/v1/me/devices", json={"platform": "fcm", "token": "anna-phone-0001"},
+                       headers=anna.headers).status_code == 201
+    mails, pushes = _sent(app)
+    mails.clear()
+    pushes.clear()
+
+    batch = {"items": [tap("a1", ANNA_CARD, _daytime(1, 9)),
+                       tap("a2", ANNA_CARD, _daytime(1, 11)),
+                       tap("a3", ANNA_CARD, _daytime(1, 13)),
+                       tap("b1", BRYN_CARD, _daytime(1, 10)),
+                       tap("x1", "6335 0099 9999 9999", _daytime(1, 10)),
+                       tap("a4", ANNA_CARD, _daytime(1, 15), distance_km=0.2)]}
+    response = signed_post(client, scheme.source, batch)
+    assert response.status_code == 200, response.json
+    assert [r["points"] for r in response.json["results"] if r["status"] == "accepted"] == [
+        10, 10, 10, 10, 0]
+
+    by_address = {message["To"]: message for message in mails}
+    assert sorted(by_address) == sorted([anna.email, bryn.email])
+    assert by_address[anna.email]["Subject"] == "You earned 30 points"
+    assert "for 3 action(s)" in by_address[anna.email].get_content()
+    assert by_address[bryn.email]["Subject"] == "Rydych wedi ennill 10 pwynt"
+    assert len(pushes) == 1  # only Anna has a phone
+    platform, token, message = pushes[0]
+    assert (platform, token) == ("fcm", "anna-phone-0001")
+    assert message.title == "You earned 30 points"
+    assert message.data == {"kind": "points_earned", "points": "30"}
+
+    # The same batch again: every item a duplicate, nobody earned anything new.
+    again = signed_post(client, scheme.source, batch)
+    assert {r["status"] for r in again.json["results"]} == {"duplicate", "rejected"}
+    assert (len(mails), len(pushes)) == (2, 1)
+
+    # Choices are honoured per kind and channel.
+    chose = client.patch("/v1/me/notification-preferences", headers=anna.headers,
+                         json={"points_earned": {"email": False}})
+    assert chose.status_code == 200, chose.json
+    client.patch("/v1/me/notification-preferences", headers=bryn.headers,
+                 json={"points_earned": {"email": False, "push": False}})
+    later = {"items": [tap("a5", ANNA_CARD, _daytime(2, 10)),
+                       tap("b2", BRYN_CARD, _daytime(2, 10))]}
+    answer = signed_post(client, scheme.source, later)
+    assert [r["points"] for r in answer.json["results"]] == [10, 10], answer.json
+    assert len(mails) == 2 and len(pushes) == 2
+    assert pushes[-1][2].title == "You earned 10 points"
+
+
+def test_notice_texts_are_in_the_members_language() -> None:
+    assert mail_language("cy") == "cy"
+    assert mail_language(None, "cy-GB,en;q=0.5") == "cy"
+    assert mail_language("en", "cy") == "en"  # the saved choice wins
+    assert mail_language("fr") == "en"
+    moment = datetime(2026, 3, 5, tzinfo=UTC)
+    assert long_date(moment, "cy") == "05 Mawrth 2026"
+    assert long_date(moment, "en") == "05 March 2026"
+    subject, body = text("voucher_ready", "cy", title="Te", partner="Caffi", code="ABC",
+                         reference="", expires=long_date(moment, "cy"), scheme="Gwobrau")
+    assert subject == "Mae eich taleb yn barod: Te" and "cyn 05 Mawrth 2026" in body
+    for name, versions in TEXTS.items():
+        assert set(versions) == {"en", "cy"}, name
