@@ -21,8 +21,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .consents import accept_at_first_login
 from .ledger import ensure_member_accounts
 from .mail import send_mail
-from .notice_text import mail_language, text
 from .models import Identifier, Member, OtpCode, utcnow
+from .notice_text import mail_language, text
 from .security import identifier_key_id, keyed_hash, normalise_card_number
 from .throttle import lock_row, throttle_key
 
