@@ -134,6 +134,15 @@ class Config:
         self.FCM_CREDENTIALS: str | None = env.get("FCM_CREDENTIALS") or None
         self.FCM_PROJECT_ID: str | None = env.get("FCM_PROJECT_ID") or None
         self.FCM_ENDPOINT: str = env.get("FCM_ENDPOINT", "https://fcm.googleapis.com")
+        # Push through APNs with token-based authentication: the team's .p8 key file, its
+        # key id, the team id and the app's bundle id (the topic); unset, APNs tokens'
+        # notifications go to the log. APNS_ENDPOINT: https://api.sandbox.push.apple.com
+        # for development builds of the app.
+        self.APNS_KEY_FILE: str | None = env.get("APNS_KEY_FILE") or None
+        self.APNS_KEY_ID: str | None = env.get("APNS_KEY_ID") or None
+        self.APNS_TEAM_ID: str | None = env.get("APNS_TEAM_ID") or None
+        self.APNS_TOPIC: str | None = env.get("APNS_TOPIC") or None
+        self.APNS_ENDPOINT: str = env.get("APNS_ENDPOINT", "https://api.push.apple.com")
         # The languages the scheme speaks (a member's locale is one of them), English first.
         self.SCHEME_LANGUAGES: tuple[str, ...] = tuple(
             part.strip() for part in env.get("SCHEME_LANGUAGES", "en,cy").split(",")

@@ -1,5 +1,7 @@
 """Push notifications through one interface, `PushSender`: Firebase Cloud Messaging's
-HTTP v1 API when FCM_CREDENTIALS is set, the log otherwise (the embedded default).
+HTTP v1 API when FCM_CREDENTIALS is set, Apple's APNs (rewards/apns.py) when
+APNS_KEY_FILE is set, the log otherwise (the embedded default); each device goes to
+its own platform's service.
 
 FCM's HTTP v1 API takes an OAuth 2 access token, got by signing a JWT with the
 service account's private key (RS256) and exchanging it at the account's token_uri;
@@ -105,19 +107,47 @@ class FcmSender:
             return FAILED
 
 
+class ByPlatform:
+    """Each device through its own platform's service: `fcm` tokens to FCM, `apns`
+    tokens to APNs; a platform without one set up goes to the log."""
+
+    def __init__(self, senders: dict[str, PushSender], fallback: PushSender) -> None:
+        self.senders, self.fallback = senders, fallback
+
+    def send(self, platform: str, token: str, message: PushMessage) -> str:
+        return self.senders.get(platform, self.fallback).send(platform, token, message)
+
+
 def sender(app: Flask | None = None) -> PushSender:
     """The app's sender, made once: FCM when FCM_CREDENTIALS names a service-account
-    file, else the log. (APNs tokens go through the log until an APNs sender is set up.)"""
+    file, APNs when APNS_KEY_FILE names the team's .p8 key, the log for the rest."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     made = app.extensions.get("push_sender")
     if made is None:
-        path = app.config.get("FCM_CREDENTIALS")
-        if path:
-            with open(path, encoding="utf-8") as handle:
-                credentials = json.load(handle)
-            made = FcmSender(credentials, app.config.get("FCM_PROJECT_ID"),
-                             app.config.get("FCM_ENDPOINT") or "https://fcm.googleapis.com")
-        else:
-            made = LogSender()
+        made = ByPlatform(_configured(app.config), LogSender())
         app.extensions["push_sender"] = made
     return made
+
+
+def _configured(config: Any) -> dict[str, PushSender]:
+    senders: dict[str, PushSender] = {}
+    path = config.get("FCM_CREDENTIALS")
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            credentials = json.load(handle)
+        senders["fcm"] = FcmSender(credentials, config.get("FCM_PROJECT_ID"),
+                                   config.get("FCM_ENDPOINT") or "https://fcm.googleapis.com")
+    key_file = config.get("APNS_KEY_FILE")
+    if key_file:
+        from .apns import PRODUCTION, ApnsSender  # imports httpx only when APNs is used
+
+        missing = [name for name in ("APNS_KEY_ID", "APNS_TEAM_ID", "APNS_TOPIC")
+                   if not config.get(name)]
+        if missing:
+            raise RuntimeError(f"APNS_KEY_FILE is set but {', '.join(missing)} is not")
+        with open(key_file, encoding="utf-8") as handle:
+            key = handle.read()
+        senders["apns"] = ApnsSender(key, config["APNS_KEY_ID"], config["APNS_TEAM_ID"],
+                                     config["APNS_TOPIC"],
+                                     config.get("APNS_ENDPOINT") or PRODUCTION)
+    return senders
