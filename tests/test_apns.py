@@ -147,7 +147,8 @@ def test_apns_sends_over_http2_with_one_provider_token(apns: tuple[FakeApns, Pat
     first = fake.received[0]
     assert first["headers"]["apns-topic"] == TOPIC
     assert first["headers"]["apns-push-type"] == "alert"
-    assert first["headers"][":method"] == "POST" and first["headers"][":path"] == f"/3/device/{GOOD}"
+    assert first["headers"][":method"] == "POST"
+    assert first["headers"][":path"] == f"/3/device/{GOOD}"
     assert first["claims"]["iss"] == "TEAM456789" and isinstance(first["claims"]["iat"], int)
     assert first["body"] == {"aps": {"alert": {"title": "You earned 30 points",
                                                "body": "For 3 action(s)."},
