@@ -3,6 +3,9 @@ member's locale is one of the scheme's languages."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -54,3 +57,23 @@ def test_locale_accepts_only_the_schemes_languages(client: FlaskClient, app: Fla
         assert refused.status_code == 422 and "locale" in refused.json["errors"], locale
     assert client.patch("/v1/me", json={"locale": "en"},
                         headers=member.headers).status_code == 200
+
+
+def test_the_spec_declares_the_language_headers_on_every_answer() -> None:
+    spec = yaml.safe_load((Path(__file__).parent.parent / "openapi.yaml").read_text())
+    headers = spec["components"]["headers"]
+    assert {"Content-Language", "Vary"} <= set(headers)
+    undeclared = []
+    for path, item in spec["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            for status, response in operation["responses"].items():
+                if "$ref" in response:
+                    name = response["$ref"].rsplit("/", 1)[1]
+                    response = spec["components"]["responses"][name]
+                if not {"Content-Language", "Vary"} <= set(response.get("headers", {})):
+                    undeclared.append((method, path, status))
+    assert undeclared == []

@@ -74,6 +74,23 @@ IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False,
                  "description": "The ETag of the copy held: 304 if it is still current."}
 
 
+# Every answer under /v1 says its language (rewards/api/language.py).
+LANGUAGE_HEADERS = {
+    "Content-Language": {"description": "The answer's language: Accept-Language (else the "
+                                        "member's locale) among the scheme's languages.",
+                         "schema": {"type": "string", "example": "cy"}},
+    "Vary": {"description": "Includes Accept-Language: caches keep one copy per language.",
+             "schema": {"type": "string"}},
+}
+
+
+def _say_language(response: dict[str, Any]) -> None:
+    if "$ref" not in response:
+        headers = response.setdefault("headers", {})
+        for name in LANGUAGE_HEADERS:
+            headers.setdefault(name, {"$ref": f"#/components/headers/{name}"})
+
+
 def finish_spec(spec: APISpec) -> None:
     for name, schema in WEBHOOK_SCHEMAS.items():
         if name not in spec.components.schemas:
@@ -94,11 +111,19 @@ def finish_spec(spec: APISpec) -> None:
                            "last_page, page, previous_page, next_page.",
             "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/PaginationMetadata"}}}}
+    for name, header in LANGUAGE_HEADERS.items():
+        if name not in spec.components.headers:
+            spec.components.header(name, deepcopy(header))
     paths: dict[str, dict[str, Any]] = spec._paths
     for path, item in paths.items():
         for method, operation in item.items():
             if method in METHODS:
                 _finish_operation(method.upper(), path, operation)
+                if path.startswith("/v1/"):
+                    for response in operation["responses"].values():
+                        _say_language(response)
+    for response in spec.components.responses.values():
+        _say_language(response)
     _require_response_fields(paths, spec.components.schemas)
 
 
