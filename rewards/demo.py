@@ -196,6 +196,19 @@ RULES: tuple[RuleDef, ...] = (
     ),
 )
 
+# The rules' names in Welsh, as members read them on their statements.
+RULES_CY: dict[str, str] = {
+    "Bus journey": "Taith bws",
+    "Train journey": "Taith trên",
+    "Cycle hire": "Llogi beic",
+    "Volunteering": "Gwirfoddoli",
+    "Leisure centre visit": "Ymweliad â chanolfan hamdden",
+    "parkrun": "parkrun",
+    "Recycling drop-off": "Ailgylchu",
+    "Home insulation": "Inswleiddio'r cartref",
+    "East Leeds travel boost": "Hwb teithio Dwyrain Leeds",
+}
+
 # (name, action types, external_ref prefix)
 SOURCES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("First Bus West Yorkshire", ("bus_journey",), "fbwy"),
@@ -411,7 +424,8 @@ def _rules(session: Session, starts_at: datetime) -> list[Rule]:
                 raise ValueError(f"rule {spec.name!r} has an unknown cap period")
         rule = session.scalar(select(Rule).where(Rule.name == spec.name))
         if rule is None:
-            rule = Rule(id=uuid.uuid4(), name=spec.name, current_version=1)
+            rule = Rule(id=uuid.uuid4(), name=spec.name, current_version=1,
+                        translations={"cy": {"name": RULES_CY[spec.name]}})
             session.add(rule)
             session.add(RuleVersion(
                 rule_id=rule.id,

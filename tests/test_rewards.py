@@ -482,7 +482,8 @@ def _pending_reward(client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyP
     assert reward_row(app, claimed.json["id"])["status"] == "pending"
     assert available(client, me) == COST * (journeys - 1)
     with database(app) as session:
-        outbox = session.scalars(select(OutboxMessage)).one()
+        outbox = session.scalars(select(OutboxMessage).where(
+            OutboxMessage.job == "workers.rewards.issue_reward")).one()
         assert outbox.job == "workers.rewards.issue_reward"
         assert outbox.kwargs == {"reward_id": claimed.json["id"]}
     return scheme, me, claimed.json["id"]

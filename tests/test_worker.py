@@ -103,7 +103,8 @@ def test_claim_is_kept_in_the_outbox_while_redis_is_down(
     assert ready.status_code == 503
     assert ready.json["checks"]["redis"] == "unavailable"
     with app.app_context():
-        message = db.session.scalars(select(OutboxMessage)).one()
+        message = db.session.scalars(select(OutboxMessage).where(
+            OutboxMessage.job == "workers.rewards.issue_reward")).one()
         assert message.job == "workers.rewards.issue_reward"
         assert message.dispatched_at is None and message.due_at is not None
     assert client.get(f"/v1/me/rewards/{claim.json['id']}", headers=me).json["status"] == "pending"
@@ -116,7 +117,8 @@ def test_claim_is_kept_in_the_outbox_while_redis_is_down(
     assert reward["status"] == "issued"
     assert reward["code"]
     with app.app_context():
-        message = db.session.scalars(select(OutboxMessage)).one()
+        message = db.session.scalars(select(OutboxMessage).where(
+            OutboxMessage.job == "workers.rewards.issue_reward")).one()
         assert message.dispatched_at is not None
         assert (message.due_at, message.attempts) == (None, 1)
         assert message.done_at is not None

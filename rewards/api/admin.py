@@ -104,8 +104,20 @@ class CapsSchema(Schema):
 RULE_STATUSES = ("draft", "active", "retired")
 
 
+class RuleTranslation(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+RULE_TRANSLATIONS_DOC = {"description": 'The name in other languages, as members read it on '
+                                        'their statement: {"cy": {"name": ..}}. Belongs to '
+                                        'the rule, not a version.'}
+
+
 class RuleIn(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    translations = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[a-z]{2,3}$")),
+        values=fields.Nested(RuleTranslation), load_default=dict, metadata=RULE_TRANSLATIONS_DOC)
     description = fields.String(allow_none=True)
     action_types = fields.List(fields.String(), required=True,
                                validate=validate.Length(min=1))
@@ -162,6 +174,8 @@ class RuleVersionSchema(Schema):
 
 class RuleOut(RuleVersionSchema):
     id = fields.UUID(attribute="rule_id")
+    translations = fields.Dict(keys=fields.String(), values=fields.Nested(RuleTranslation),
+                               attribute="rule.translations", metadata=RULE_TRANSLATIONS_DOC)
     version_id = fields.UUID(attribute="id")
     points_awarded = fields.Integer(
         attribute="rule.points_awarded",
@@ -240,7 +254,8 @@ class Rules(MethodView):
         _check_types(args["action_types"])
         starts_at = args.get("starts_at") or utcnow()
         _check_window(starts_at, args.get("ends_at"))
-        rule = Rule(id=uuid.uuid4(), name=args["name"], current_version=1)
+        rule = Rule(id=uuid.uuid4(), name=args["name"], current_version=1,
+                    translations=args["translations"])
         db.session.add(rule)
         version = RuleVersion(
             rule_id=rule.id,
@@ -287,6 +302,12 @@ class RuleItem(MethodView):
         # Lock the rule so two edits at once cannot both take the next version number.
         rule = found_or_404(Rule, rule_id, "No such rule.", lock=True)
         current = _current_version(rule_id)
+        if "translations" in args:  # the rule's, not a version's
+            rule.translations = args.pop("translations")
+            if not args:
+                audit("translate", "rule", rule.id, translations=rule.translations)
+                db.session.commit()
+                return current
         if "action_types" in args:
             _check_types(args["action_types"])
         fields_ = {column: getattr(current, column) for column in _RULE_COLUMNS}

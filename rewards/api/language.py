@@ -6,12 +6,17 @@ error says its reason's Welsh text (rewards/reasons_cy.py)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Response, current_app, g, request
 from marshmallow import ValidationError
+from sqlalchemy import select
 
+from ..extensions import db
 from ..i18n import choose, preferences
+from ..models import ActionType, Rule, RuleVersion
 from ..reasons_cy import WELSH
+from ..statement_text import say
 
 
 def scheme_languages() -> tuple[str, ...]:
@@ -45,3 +50,56 @@ def finish(response: Response) -> Response:
             body["message"] = WELSH[body["reason"]]
             response.set_data(json.dumps(body, ensure_ascii=False))
     return response
+
+
+# -- what the scheme wrote, in the member's words -------------------------------------------
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name)
+
+
+def _rule_names(language: str) -> dict[str, str]:
+    """Every rule version's name -> its rule's name in `language`, read once a request."""
+    cached = g.get("rule_names")
+    if cached is None:
+        cached = g.rule_names = {}
+        for name, translations in db.session.execute(
+                select(RuleVersion.name, Rule.translations)
+                .join(Rule, Rule.id == RuleVersion.rule_id)):
+            welsh = ((translations or {}).get(language) or {}).get("name")
+            if welsh:
+                cached[name] = welsh
+    return cached
+
+
+def said(reason: str | None) -> str | None:
+    """A stored reason (statement line, action) in the answer's language where the
+    scheme wrote it (rewards/statement_text.py)."""
+    language = negotiated()
+    if reason is None or language == "en":
+        return reason
+    return say(reason, language, _rule_names(language))
+
+
+def reason_of(key: str) -> Any:
+    """A marshmallow Function for a stored reason, said in the answer's language."""
+    return lambda obj: said(_field(obj, key))
+
+
+def rule_name_of(obj: Any) -> str:
+    name = _field(obj, "rule_name")
+    language = negotiated()
+    return name if language == "en" else _rule_names(language).get(name, name)
+
+
+def type_name_of(obj: Any) -> str:
+    """An action type's name to show, in the answer's language, from its code."""
+    names = g.get("type_names")
+    if names is None:
+        language = negotiated()
+        names = g.type_names = {}
+        for code, name, translations in db.session.execute(
+                select(ActionType.code, ActionType.name, ActionType.translations)):
+            names[code] = ((translations or {}).get(language) or {}).get("name") or name
+    code = _field(obj, "type_code")
+    return names.get(code, code)

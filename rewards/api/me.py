@@ -30,7 +30,7 @@ from ..wards import ward_for_postcode, ward_named
 from .auth import BEARER, current_member, member_required
 from .catalogue import PartnerBrief
 from .common import CursorArgs, idempotent, keyset_page, paginate, reads_only
-from .language import check_scheme_language
+from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
 
@@ -96,19 +96,23 @@ class BalanceSchema(Schema):
                        "scheme's setting), soonest first; the oldest are spent first."})
 
 
+SAID = ("In the answer's language (Content-Language) where the scheme wrote it; what "
+        "staff typed stays as typed.")
+
+
 class LedgerLineSchema(Schema):
     id = fields.UUID()
     points = fields.Integer()
     kind = fields.String(metadata={"enum": list(POSTING_KINDS)})
-    reason = fields.String()
-    created_at = fields.DateTime()
-    reason = fields.String()
+    reason = fields.Function(reason_of("reason"),
+                             metadata={"type": "string", "description": SAID})
     created_at = fields.DateTime()
 
 
 class AwardSchema(Schema):
     rule_id = fields.UUID()
-    rule_name = fields.String()
+    rule_name = fields.Function(rule_name_of, metadata={
+        "type": "string", "description": "The rule's name, in the answer's language."})
     rule_version = fields.Integer()
     points = fields.Integer()
     capped_by = fields.String(allow_none=True)
@@ -117,11 +121,15 @@ class AwardSchema(Schema):
 class ActionSchema(Schema):
     id = fields.UUID()
     type = fields.String(attribute="type_code")
+    type_name = fields.Function(type_name_of, metadata={
+        "type": "string", "description": "The action type's name to show, in the answer's "
+                                         "language."})
     occurred_at = fields.DateTime()
     status = fields.String(metadata={"enum": list(ACTION_STATUSES)})
     points = fields.Integer()
     attributes = fields.Dict()
-    reason = fields.String(attribute="flag_reason", allow_none=True)
+    reason = fields.Function(reason_of("flag_reason"), allow_none=True,
+                             metadata={"type": "string", "nullable": True, "description": SAID})
     awards = fields.List(fields.Nested(AwardSchema))
     created_at = fields.DateTime()
 

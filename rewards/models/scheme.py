@@ -38,6 +38,10 @@ class Rule(IdMixin, Base):
     # checked against. Kept by every award and reversal under the rule's row lock;
     # `rewards ledger verify` proves it equal to the awards.
     points_awarded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Other languages: {"cy": {"name": ..}}; the name is English. Not versioned: a
+    # translated name changes no award.
+    translations: Mapped[dict[str, Any]] = mapped_column(default=dict,
+                                                         server_default=text("'{}'"))
 
     versions: Mapped[list[RuleVersion]] = relationship(
         back_populates="rule", order_by="RuleVersion.version"
