@@ -257,6 +257,21 @@ OFFERS: tuple[OfferDef, ...] = (
              stock=50, per_member_limit=2),
 )
 
+# The offers in Welsh: (title, description).
+OFFERS_CY: dict[str, tuple[str, str]] = {
+    "Free swim": ("Nofio am ddim", "Un sesiwn nofio i oedolyn yn unrhyw bwll Active Leeds."),
+    "Gym day pass": ("Tocyn diwrnod campfa", "Diwrnod yn unrhyw gampfa Active Leeds."),
+    "Any hot drink": ("Unrhyw ddiod boeth",
+                      "Un ddiod boeth o'ch dewis yn Laynes, New Station Street."),
+    "Family pass to the special exhibition": (
+        "Tocyn teulu i'r arddangosfa arbennig", "Dau oedolyn a hyd at dri phlentyn."),
+    "£5 to spend at Kirkgate Market": ("£5 i'w wario ym Marchnad Kirkgate",
+                                       "Yn cael ei dderbyn gan bob masnachwr sy'n cymryd rhan."),
+    "£10 off a theatre ticket": ("£10 oddi ar docyn theatr",
+                                 "Oddi ar un tocyn pris llawn ar gyfer unrhyw gynhyrchiad "
+                                 "yn y Playhouse."),
+}
+
 FIRST_NAMES = (
     "Aisha", "Amir", "Beth", "Callum", "Chloe", "Daniel", "Ellie", "Faisal", "Grace",
     "Hannah", "Harpreet", "Imran", "Jack", "Jade", "Kwame", "Leah", "Liam", "Maya",
@@ -505,6 +520,8 @@ def _offers(session: Session, partners: dict[str, Partner]) -> list[Offer]:
                 per_member_limit=spec.per_member_limit,
                 voucher_valid_days=spec.voucher_valid_days,
                 status="live",
+                translations={"cy": dict(zip(("title", "description"),
+                                             OFFERS_CY[spec.title], strict=True))},
             )
             session.add(offer)
             session.flush()

@@ -87,3 +87,24 @@ def test_notice_texts_are_in_the_members_language() -> None:
     assert subject == "Mae eich taleb yn barod: Te" and "cyn 05 Mawrth 2026" in body
     for name, versions in TEXTS.items():
         assert set(versions) == {"en", "cy"}, name
+
+
+def test_mail_is_in_the_members_language(client: FlaskClient, app: Flask) -> None:
+    mails, _ = _sent(app)
+    # Before there is an account: the language the app asked for.
+    asked = client.post("/v1/auth/otp", json={"email": "newcomer@example.org"},
+                        headers={"Accept-Language": "cy-GB, en;q=0.5"})
+    assert asked.status_code == 202, asked.json
+    assert mails[-1]["Subject"].startswith("Eich cod ")
+    assert "Eich cod mewngofnodi yw" in mails[-1].get_content()
+    # A member's saved language wins over the request's.
+    welsh = resident(client, app, locale="cy")
+    client.post("/v1/auth/otp", json={"email": welsh.email}, headers={"Accept-Language": "en"})
+    assert mails[-1]["Subject"].startswith("Eich cod ")
+    changed = client.post("/v1/me/email", json={"email": "newer@example.org"},
+                          headers=welsh.headers)
+    assert changed.status_code == 202, changed.json
+    assert mails[-1]["Subject"].startswith("Cadarnhewch eich cyfeiriad newydd")
+    english = resident(client, app)
+    client.post("/v1/auth/otp", json={"email": english.email})
+    assert mails[-1]["Subject"].startswith("Your ")
