@@ -3,16 +3,17 @@ channels the member chose, in their language; duplicates and rejected items tell
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 from flask.testing import FlaskClient
 
 from rewards.notice_text import TEXTS, long_date, mail_language, text
 
-from .helpers import build_scheme, link, signed_post, tap
+from .helpers import bearer, build_scheme, iso, link, signed_post, staff_token, tap
 from .reward_support import resident
 from .test_flow import _daytime
+from .ways_in import add_type_and_rule
 
 ANNA_CARD, BRYN_CARD = "6335 0012 3456 7001", "6335 0012 3456 7002"
 
@@ -108,3 +109,24 @@ def test_mail_is_in_the_members_language(client: FlaskClient, app: Flask) -> Non
     english = resident(client, app)
     client.post("/v1/auth/otp", json={"email": english.email})
     assert mails[-1]["Subject"].startswith("Your ")
+
+
+def test_an_event_claim_is_a_batch_of_one(client: FlaskClient, app: Flask) -> None:
+    admin = bearer(staff_token(client, app, "admin"))
+    add_type_and_rule(client, admin, "volunteer_session", "volunteering",
+                      "action.attributes.hours * 10")
+    now = datetime.now(UTC)
+    event = client.post("/v1/admin/events", headers=admin, json={
+        "name": "Beach clean", "action_type": "volunteer_session",
+        "starts_at": iso(now - timedelta(hours=1)), "ends_at": iso(now + timedelta(hours=2)),
+        "attributes": {"hours": 2}}).json
+    member = resident(client, app)
+    mails, _ = _sent(app)
+    before = len(mails)
+    claimed = client.post("/v1/me/claims", json={"code": event["code"]}, headers=member.headers)
+    assert claimed.status_code == 201, claimed.json
+    assert [m["Subject"] for m in mails[before:]] == ["You earned 20 points"]
+    # The same claim again (a retry with its key, or a second try) tells no one twice.
+    again = client.post("/v1/me/claims", json={"code": event["code"]}, headers=member.headers)
+    assert again.status_code == 409
+    assert len(mails) == before + 1

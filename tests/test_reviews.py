@@ -75,10 +75,14 @@ def test_a_self_report_waits_for_review_and_approval_awards_it(
     assert Image.open(io.BytesIO(photo.data)).size == (8, 6)  # re-encoded, same picture
     assert photo.mimetype == "image/jpeg" and photo.headers["X-Content-Type-Options"] == "nosniff"
 
+    mails = app.extensions.setdefault("sent_mail", [])
+    before = len(mails)
     approved = client.post(f"/v1/admin/reviews/{item['id']}/approve", json={"note": "Thanks!"},
                            headers=staff["reviewer"])
     assert approved.status_code == 200, approved.json
     assert approved.json["status"] == "approved" and approved.json["points"] == 15
+    # The member hears of the points the approval gave them, once.
+    assert [m["Subject"] for m in mails[before:]] == ["You earned 15 points"]
     assert approved.json["decision"]["decision"] == "approved"
     assert approved.json["decision"]["points"] == 15
     assert balance(client, me) == 15
@@ -95,6 +99,7 @@ def test_a_self_report_waits_for_review_and_approval_awards_it(
     assert_error(client.post(f"/v1/admin/reviews/{item['id']}/reject", json={"reason": "no"},
                              headers=staff["reviewer"]), 409)
     assert balance(client, me) == 15
+    assert len(mails) == before + 1
     with app.app_context():
         entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "approve")
                                    ).one()

@@ -19,6 +19,7 @@ from ..extensions import db
 from ..members import lock_member
 from ..models import Action, ActionType, utcnow
 from ..models.review import Review, SelfReport
+from ..notify import enqueue_points_earned
 from ..photos import UnreadablePhoto, without_metadata
 from .auth import BEARER, current_member, member_required
 from .checks import storable_text
@@ -82,6 +83,8 @@ def post_claim(args: dict[str, Any]):
             abort(refused.status, message=refused.message, reason=refused.reason)
         db.session.flush()
         action = claimed.action
+        if action.points > 0:  # a claim is a batch of one: told in its own transaction
+            enqueue_points_earned(db.session, {str(member.id): [action.points, 1]})
         body = EventClaimOut().dump({
             "id": action.id, "type_code": action.type_code, "occurred_at": action.occurred_at,
             "status": action.status, "points": action.points, "flag_reason": action.flag_reason,

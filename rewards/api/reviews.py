@@ -14,6 +14,7 @@ from ..actions.reviews import ReviewRefused, approve, reject, self_report_status
 from ..extensions import Blueprint, db
 from ..models import Action
 from ..models.review import Review, SelfReport, SelfReportPhoto
+from ..notify import enqueue_points_earned
 from .auth import BEARER, staff_required
 from .checks import storable_text
 from .common import audit, idempotent
@@ -191,6 +192,10 @@ def _decide(action_id: uuid.UUID, verb: str, run: Any, **details: Any) -> Respon
         audit(verb, "action", action_id, member_id=decided.action.member_id,
               points=decided.review.points, held_reason=decided.review.held_reason,
               rule_errors=decided.rule_errors, **details)
+        if verb == "approve" and (decided.review.points or 0) > 0:
+            # Told in the approval's own transaction: an approval is a batch of one.
+            enqueue_points_earned(db.session, {str(decided.action.member_id):
+                                               [decided.review.points, 1]})
         db.session.flush()
         return ReviewItem().dump(_load(action_id)), 200
 
