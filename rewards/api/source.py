@@ -10,6 +10,7 @@ from flask import current_app, g, request
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..actions.ingest import ingest_batch
 from ..extensions import Blueprint, db
@@ -88,10 +89,15 @@ def post_actions():
     items = _listed_body("items", "A list of actions is required.", "A batch", "items")
     outcome = ingest_batch(db.session, g.source, items)
     # The batch has committed: tell each member who earned points, once for the batch.
-    earned = earned_by_member(db.session, outcome.results)
-    if earned:
-        enqueue_points_earned(db.session, earned)
-        db.session.commit()
+    # A notice that cannot be queued must not turn the recorded batch into an error.
+    try:
+        earned = earned_by_member(db.session, outcome.results)
+        if earned:
+            enqueue_points_earned(db.session, earned)
+            db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        current_app.logger.exception("could not queue the points notices of a batch")
     # The results are plain JSON values already, in BatchOut's shape (tests hold them to
     # it): written straight out, not dumped field by field through the schema for up to
     # 1,000 items. A Response passes through @blp.response unchanged.
