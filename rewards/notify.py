@@ -45,6 +45,32 @@ def set_preferences(session: Session, member_id: uuid.UUID,
     session.flush()
 
 
+def wanted_by(session: Session, member_ids: list[uuid.UUID], kind: str
+              ) -> dict[uuid.UUID, dict[str, bool]]:
+    """preferences_of(...)[kind] for many members, in one query."""
+    chosen: dict[uuid.UUID, dict[str, bool]] = {}
+    for start in range(0, len(member_ids), 500):
+        for row in session.scalars(select(NotificationPreference).where(
+                NotificationPreference.member_id.in_(member_ids[start:start + 500]),
+                NotificationPreference.kind == kind)):
+            chosen.setdefault(row.member_id, {})[row.channel] = row.enabled
+    return {member_id: {channel: chosen.get(member_id, {}).get(
+        channel, (kind, channel) not in OFF_UNLESS_CHOSEN) for channel in CHANNELS}
+        for member_id in member_ids}
+
+
+def devices_of(session: Session, member_ids: list[uuid.UUID]
+               ) -> dict[uuid.UUID, tuple[tuple[uuid.UUID, str, str], ...]]:
+    """Each member's devices as Notice.devices, in one query."""
+    found: dict[uuid.UUID, list[tuple[uuid.UUID, str, str]]] = {}
+    for start in range(0, len(member_ids), 500):
+        for device in session.scalars(select(Device).where(
+                Device.member_id.in_(member_ids[start:start + 500]))):
+            found.setdefault(device.member_id, []).append(
+                (device.id, device.platform, device.token))
+    return {member_id: tuple(devices) for member_id, devices in found.items()}
+
+
 @dataclass(frozen=True)
 class Notice:
     """Everything needed to send one notification, read while the caller's transaction

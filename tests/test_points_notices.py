@@ -3,15 +3,17 @@ channels the member chose, in their language; duplicates and rejected items tell
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 from flask.testing import FlaskClient
 
+import workers.notices
 from rewards.notice_text import TEXTS, long_date, mail_language, text
 
 from .helpers import bearer, build_scheme, iso, link, signed_post, staff_token, tap
-from .reward_support import resident
+from .reward_support import card_member, resident
 from .test_flow import _daytime
 from .ways_in import add_type_and_rule
 
@@ -130,3 +132,16 @@ def test_an_event_claim_is_a_batch_of_one(client: FlaskClient, app: Flask) -> No
     again = client.post("/v1/me/claims", json={"code": event["code"]}, headers=member.headers)
     assert again.status_code == 409
     assert len(mails) == before + 1
+
+
+def test_the_job_skips_members_with_nowhere_to_be_told(client: FlaskClient, app: Flask) -> None:
+    told = resident(client, app)
+    card_only = card_member(app, "6335 0012 3456 7009")
+    mails, _ = _sent(app)
+    before = len(mails)
+    with app.app_context():
+        summary = workers.notices.points_earned({told.id: [12, 2], card_only: [5, 1],
+                                                 str(uuid.uuid4()): [3, 1]})
+    assert summary == {"sent": 1, "skipped": 2, "failed": 0}
+    assert [m["To"] for m in mails[before:]] == [told.email]
+    assert "12" in mails[-1]["Subject"]
