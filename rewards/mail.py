@@ -20,21 +20,24 @@ class InsecureRelay(RuntimeError):
 
 def send_mail(to: str, subject: str, body: str) -> None:
     app = current_app
+    url = app.config.get("SMTP_URL")
+    if not url and not app.config.get("TESTING"):
+        # Nothing will send it: no message is built (a batch's notices can be many).
+        if app.config.get("DEVELOPMENT"):
+            log.info("mail to %s: %s\n%s", to, subject, body)
+        else:
+            # Subject and body hold login codes: never in a production log.
+            log.warning("mail to %s not sent: SMTP_URL is not set", masked(to))
+        return
     message = EmailMessage()
     message["From"] = app.config["MAIL_FROM"]
     message["To"] = to
     message["Subject"] = subject
     message.set_content(body)
-    sent = app.extensions.setdefault("sent_mail", [])
     if app.config.get("TESTING"):
-        sent.append(message)
-    url = app.config.get("SMTP_URL")
+        app.extensions.setdefault("sent_mail", []).append(message)
     if not url:
-        if app.config.get("DEVELOPMENT") or app.config.get("TESTING"):
-            log.info("mail to %s: %s\n%s", to, subject, body)
-        else:
-            # Subject and body hold login codes: never in a production log.
-            log.warning("mail to %s not sent: SMTP_URL is not set", masked(to))
+        log.info("mail to %s: %s\n%s", to, subject, body)
         return
     if app.config.get("MAIL_DROP_RESERVED", True) and reserved(to):
         # RFC 2606 names (the demo's residents): never handed to a real mail server.

@@ -29,19 +29,21 @@ def points_earned(earned: dict[str, list[int]]) -> dict[str, int]:
     scheme = current_app.config["SCHEME_NAME"]
     ids = sorted(uuid.UUID(member_id) for member_id, (points, _) in earned.items()
                  if points > 0)
-    members = {}
+    members: dict[uuid.UUID, tuple[str | None, str | None]] = {}  # id -> (email, locale)
     for start in range(0, len(ids), 500):
-        members.update((member.id, member) for member in session.scalars(select(Member).where(
-            Member.id.in_(ids[start:start + 500]), Member.erased_at.is_(None))))
+        members.update((member_id, (email, locale)) for member_id, email, locale in
+                       session.execute(select(Member.id, Member.email, Member.locale).where(
+                           Member.id.in_(ids[start:start + 500]),
+                           Member.erased_at.is_(None))))
     wanted = wanted_by(session, list(members), "points_earned")
     devices = devices_of(session, [m for m in members if wanted[m]["push"]])
     notices = []
-    for member_id, member in members.items():
-        email = member.email if wanted[member_id]["email"] else None
+    for member_id, (address, locale) in members.items():
+        email = address if wanted[member_id]["email"] else None
         if email is None and not devices.get(member_id):
             continue
         points, actions = earned[str(member_id)]
-        subject, body = text("points_earned", mail_language(member.locale), points=points,
+        subject, body = text("points_earned", mail_language(locale), points=points,
                              actions=actions, scheme=scheme)
         notices.append((member_id, Notice("points_earned", subject, body,
                                           {"points": str(points)}, email,
