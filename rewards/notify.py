@@ -1,9 +1,9 @@
 """Telling a member something, the way they chose: each kind of notification
 (voucher_ready, voucher_expiring, points_earned, scheme_news) on each channel (push to
 their devices, email) is on or off per member; without a choice, all are on but
-scheme_news. Pushes go to every device, push by push (a device that fails does not stop
-the others); push is sent before mail, and a mail that fails raises, as send_mail
-does, so the caller can try again another time."""
+scheme_news and points_earned by email. Pushes go to every device, push by push (a
+device that fails does not stop the others); push is sent before mail, and a mail
+that fails raises, as send_mail does, so the caller can try again another time."""
 
 from __future__ import annotations
 

@@ -188,8 +188,8 @@ def test_devices_go_to_their_platforms_service(client: FlaskClient, app: Flask,
             made = sender(app)
             assert isinstance(made, ByPlatform) and set(made.senders) == {"apns"}
             row = db.session.get(Member, uuid.UUID(member.id))
-            sent = notify(db.session, row, "points_earned", "You earned 10 points",
-                          "You earned 10 points.")
+            sent = notify(db.session, row, "voucher_ready", "Your voucher is ready",
+                          "Coffee at Kirkgate.")
             assert sent == {"email": 1, "push": 2}
             left = db.session.scalars(select(Device.token).where(
                 Device.member_id == row.id)).all()

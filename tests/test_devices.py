@@ -70,7 +70,7 @@ def test_notification_choices_default_and_change(client: FlaskClient, app: Flask
     assert changed.status_code == 200, changed.json
     assert changed.json["voucher_ready"] == {"push": True, "email": False}
     assert changed.json["scheme_news"] == {"push": True, "email": False}
-    assert changed.json["points_earned"] == {"push": True, "email": True}
+    assert changed.json["points_earned"] == {"push": True, "email": False}  # mailed on request
     unknown = client.patch("/v1/me/notification-preferences", headers=member.headers,
                            json={"birthdays": {"push": True}})
     assert unknown.status_code == 422
@@ -190,7 +190,7 @@ def test_fcm_http_v1_sends_with_one_oauth_token_and_forgets_unregistered_devices
     _register(client, member.headers, "gone-token-456")
     with app.app_context():
         row = db.session.get(Member, uuid.UUID(member.id))
-        sent = notify(db.session, row, "points_earned", "10 points", "For a bus journey.")
+        sent = notify(db.session, row, "voucher_ready", "Your voucher", "Coffee at Kirkgate.")
         db.session.commit()
         left = db.session.scalars(select(Device.token)
                                   .where(Device.member_id == row.id)).all()

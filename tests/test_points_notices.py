@@ -32,6 +32,12 @@ def test_one_points_notice_per_member_per_batch(client: FlaskClient, app: Flask)
     assert link(client, app, bryn.headers, BRYN_CARD).status_code == 201
     assert client.post("/v1/me/devices", json={"platform": "fcm", "token": "anna-phone-0001"},
                        headers=anna.headers).status_code == 201
+    # Points notices are pushed by default and mailed only on request: Anna and Bryn ask.
+    assert client.get("/v1/me/notification-preferences", headers=anna.headers
+                      ).json["points_earned"] == {"push": True, "email": False}
+    for who in (anna, bryn):
+        assert client.patch("/v1/me/notification-preferences", headers=who.headers,
+                            json={"points_earned": {"email": True}}).status_code == 200
     mails, pushes = _sent(app)
     mails.clear()
     pushes.clear()
@@ -123,6 +129,8 @@ def test_an_event_claim_is_a_batch_of_one(client: FlaskClient, app: Flask) -> No
         "starts_at": iso(now - timedelta(hours=1)), "ends_at": iso(now + timedelta(hours=2)),
         "attributes": {"hours": 2}}).json
     member = resident(client, app)
+    assert client.patch("/v1/me/notification-preferences", headers=member.headers,
+                        json={"points_earned": {"email": True}}).status_code == 200
     mails, _ = _sent(app)
     before = len(mails)
     claimed = client.post("/v1/me/claims", json={"code": event["code"]}, headers=member.headers)
@@ -136,12 +144,15 @@ def test_an_event_claim_is_a_batch_of_one(client: FlaskClient, app: Flask) -> No
 
 def test_the_job_skips_members_with_nowhere_to_be_told(client: FlaskClient, app: Flask) -> None:
     told = resident(client, app)
+    assert client.patch("/v1/me/notification-preferences", headers=told.headers,
+                        json={"points_earned": {"email": True}}).status_code == 200
+    silent = resident(client, app)  # no device, and points are not mailed unless asked
     card_only = card_member(app, "6335 0012 3456 7009")
     mails, _ = _sent(app)
     before = len(mails)
     with app.app_context():
         summary = workers.notices.points_earned({told.id: [12, 2], card_only: [5, 1],
-                                                 str(uuid.uuid4()): [3, 1]})
-    assert summary == {"sent": 1, "skipped": 2, "failed": 0}
+                                                 silent.id: [4, 1], str(uuid.uuid4()): [3, 1]})
+    assert summary == {"sent": 1, "skipped": 3, "failed": 0}
     assert [m["To"] for m in mails[before:]] == [told.email]
     assert "12" in mails[-1]["Subject"]

@@ -75,6 +75,9 @@ def test_a_self_report_waits_for_review_and_approval_awards_it(
     assert Image.open(io.BytesIO(photo.data)).size == (8, 6)  # re-encoded, same picture
     assert photo.mimetype == "image/jpeg" and photo.headers["X-Content-Type-Options"] == "nosniff"
 
+    # Points notices are mailed only to members who ask for them.
+    assert client.patch("/v1/me/notification-preferences", headers=me,
+                        json={"points_earned": {"email": True}}).status_code == 200
     mails = app.extensions.setdefault("sent_mail", [])
     before = len(mails)
     approved = client.post(f"/v1/admin/reviews/{item['id']}/approve", json={"note": "Thanks!"},

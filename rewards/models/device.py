@@ -14,7 +14,10 @@ PLATFORMS = ("fcm", "apns")
 # What the scheme tells members about; scheme_news is off until a member turns it on.
 NOTIFICATION_KINDS = ("voucher_ready", "voucher_expiring", "points_earned", "scheme_news")
 CHANNELS = ("push", "email")
-OFF_UNLESS_CHOSEN = frozenset({("scheme_news", "push"), ("scheme_news", "email")})
+# Points come with every journey a card records: a mail for each batch would bury the
+# member's inbox, so points notices are pushed, and mailed only to those who ask.
+OFF_UNLESS_CHOSEN = frozenset({("scheme_news", "push"), ("scheme_news", "email"),
+                               ("points_earned", "email")})
 
 
 class Device(IdMixin, Base):
