@@ -96,7 +96,17 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # No pre-ping: it cost a round trip on every request. A connection that died (the
+    # database restarted) fails its first statement instead; SQLAlchemy then discards
+    # every pooled connection older than the failure, the request answers 503 with
+    # Retry-After having changed nothing (its transaction never reached the database),
+    # and the next request connects afresh. pool_recycle retires connections before
+    # any idle timeout between here and the database closes them.
+    return create_engine(url, pool_pre_ping=False, pool_recycle=POOL_RECYCLE_SECONDS,
+                         pool_size=10, max_overflow=20)
+
+
+POOL_RECYCLE_SECONDS = 1800
 
 
 def _flatten_errors(errors: Any) -> Any:

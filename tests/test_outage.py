@@ -13,12 +13,14 @@ import urllib.request
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from rewards.api import health
 from rewards.extensions import db
 
-from .reward_support import resident
+from .helpers import postgres_only
+from .reward_support import admin_headers, make_offer, make_partner, resident
 from .test_worker import BIN, ROOT, worker_env
 
 
@@ -131,3 +133,41 @@ def test_gunicorn_drains_before_it_stops(app: Flask) -> None:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def _cut_pooled_connections() -> None:
+    """The database restarts under the pool: every connection this database has ends,
+    closed by the server (the pool does not know)."""
+    outside = create_engine(db.engine.url, poolclass=NullPool)
+    try:
+        with outside.connect() as connection:
+            ended = connection.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+            connection.rollback()
+    finally:
+        outside.dispose()
+    assert ended
+
+
+def test_a_dropped_connection_costs_one_503_and_no_points(client: FlaskClient,
+                                                          app: Flask) -> None:
+    """Without a ping before each request: a pooled connection the database dropped
+    fails the request that gets it with 503 (nothing written), and the pool starts
+    afresh, so the next requests are answered."""
+    postgres_only(app, "the server ending pooled connections is about PostgreSQL")
+    admin = admin_headers(client, app)
+    partner = make_partner(client, admin)
+    offer = make_offer(client, admin, partner["id"], cost_points=10)
+    me = resident(client, app, points=30)
+    assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 30
+    with app.app_context():
+        _cut_pooled_connections()
+    failed = client.post("/v1/me/rewards", headers=me.headers, json={"offer_id": offer["id"]})
+    assert failed.status_code == 503, failed.json
+    assert failed.headers["Retry-After"] == "5"
+    # Nothing was held; the same process answers again at once, on new connections.
+    assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 30
+    claimed = client.post("/v1/me/rewards", headers=me.headers, json={"offer_id": offer["id"]})
+    assert claimed.status_code == 202, claimed.json
+    assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 20
