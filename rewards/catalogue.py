@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, select
 
-from .models import Offer
+from .models import Offer, Partner
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,15 @@ def live_offers(now: datetime) -> Select[tuple[Offer]]:
         (Offer.starts_at.is_(None)) | (Offer.starts_at <= now),
         (Offer.ends_at.is_(None)) | (Offer.ends_at > now),
     )
+
+
+def live_offer_rows(now: datetime) -> Select[Any]:
+    """live_offers as plain rows, each offer's columns and its partner's `partner_name`:
+    the catalogue reads every live offer for every resident, and rows cost a fraction
+    of what entities cost to load."""
+    return (select(*Offer.__table__.columns, Partner.name.label("partner_name"))
+            .join(Partner, Partner.id == Offer.partner_id)
+            .where(live_offers(now).whereclause))  # type: ignore[arg-type]
 
 
 def eligible(offers: Iterable[Offer], ward: str | None, joined_at: datetime) -> list[Offer]:
