@@ -218,7 +218,7 @@ def list_offers(args, pagination_parameters):
     """Offers open now that you may claim (your ward, when you joined), cheapest first,
     with how many are left; in your language (Accept-Language, else your profile's)."""
     member = current_member()
-    stmt = live_offer_rows(utcnow())
+    stmt = live_offer_rows()
     if "category" in args:
         stmt = stmt.where(Offer.category == args["category"])
     if "partner_id" in args:
@@ -227,8 +227,8 @@ def list_offers(args, pagination_parameters):
     if args.get("affordable"):
         stmt = stmt.where(Offer.cost_points <= available)
     # Eligibility is decided per offer in Python: the live catalogue is small.
-    offers = eligible(db.session.execute(stmt.order_by(Offer.cost_points, Offer.id)),
-                      member.ward, member.joined_at)
+    offers = eligible(db.session.execute(stmt, {"now": utcnow()}), member.ward,
+                      member.joined_at)
     pagination_parameters.item_count = len(offers)
     page, size = pagination_parameters.page, pagination_parameters.page_size
     wanted = _wanted_languages(member)
