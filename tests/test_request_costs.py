@@ -28,8 +28,8 @@ READS = {
     "/v1/me/actions?page_size=5": 3,  # member; the page with its total; its awards
     "/v1/offers": 3,  # member; their available points; the live offers with partners
 }
-CLAIM = 11  # member, the lock, offer, expiry lots, balance, reward, posting, lines,
-#             stock, outbox; the scheme account's id once per process
+CLAIM = 10  # member, the lock, offer, lines with their lots (balance and expiry), reward,
+#            the scheme account, posting, lines, stock, outbox
 # the till's key; on PostgreSQL one statement redeems (update, record, the offer's
 # terms), elsewhere three
 REDEMPTION = {"postgresql": 2, "sqlite": 4}
