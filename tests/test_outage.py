@@ -14,10 +14,11 @@ import urllib.request
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from rewards.api import health
-from rewards.extensions import db
+from rewards.extensions import db, make_engine
 
 from .helpers import postgres_only
 from .reward_support import admin_headers, make_offer, make_partner, resident
@@ -152,22 +153,49 @@ def _cut_pooled_connections() -> None:
 
 def test_a_dropped_connection_costs_one_503_and_no_points(client: FlaskClient,
                                                           app: Flask) -> None:
-    """Without a ping before each request: a pooled connection the database dropped
-    fails the request that gets it with 503 (nothing written), and the pool starts
-    afresh, so the next requests are answered."""
+    """The API without a ping before each request (DATABASE_PRE_PING=0, as gunicorn
+    runs it): a pooled connection the database dropped fails the request that gets it
+    with 503 (nothing written), and the pool starts afresh, so the next requests are
+    answered."""
     postgres_only(app, "the server ending pooled connections is about PostgreSQL")
     admin = admin_headers(client, app)
     partner = make_partner(client, admin)
     offer = make_offer(client, admin, partner["id"], cost_points=10)
     me = resident(client, app, points=30)
-    assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 30
+    with _engine(make_engine(db.engine.url.render_as_string(hide_password=False),
+                             pre_ping=False)):
+        _one_503_then_answers(client, app, me.headers, offer["id"])
+
+
+def _one_503_then_answers(client: FlaskClient, app: Flask, headers: dict[str, str],
+                          offer_id: str) -> None:
+    assert client.get("/v1/me/balance", headers=headers).json["available"] == 30
     with app.app_context():
         _cut_pooled_connections()
-    failed = client.post("/v1/me/rewards", headers=me.headers, json={"offer_id": offer["id"]})
+    failed = client.post("/v1/me/rewards", headers=headers, json={"offer_id": offer_id})
     assert failed.status_code == 503, failed.json
     assert failed.headers["Retry-After"] == "5"
     # Nothing was held; the same process answers again at once, on new connections.
-    assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 30
-    claimed = client.post("/v1/me/rewards", headers=me.headers, json={"offer_id": offer["id"]})
+    assert client.get("/v1/me/balance", headers=headers).json["available"] == 30
+    claimed = client.post("/v1/me/rewards", headers=headers, json={"offer_id": offer_id})
     assert claimed.status_code == 202, claimed.json
-    assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 20
+    assert client.get("/v1/me/balance", headers=headers).json["available"] == 20
+
+
+class _engine:
+    """The app on `engine` for a while (then back on its own)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> None:
+        self.live = db.engine
+        db.session.remove()
+        db.engine = self.engine
+        db.session.configure(bind=self.engine)
+
+    def __exit__(self, *exc: object) -> None:
+        db.session.remove()
+        db.engine = self.live
+        db.session.configure(bind=self.live)
+        self.engine.dispose()
