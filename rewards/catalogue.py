@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 
-from .models import Offer
+from .models import Offer, Partner
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,17 @@ def live_offers(now: datetime) -> Select[tuple[Offer]]:
         (Offer.starts_at.is_(None)) | (Offer.starts_at <= now),
         (Offer.ends_at.is_(None)) | (Offer.ends_at > now),
     )
+
+
+@cache
+def live_offer_rows() -> Select[Any]:
+    """live_offers as plain rows, each offer's columns and its partner's `partner_name`,
+    at the moment bound as `now`: the catalogue reads every live offer for every
+    resident, and rows cost a fraction of what entities cost to load. Built once."""
+    return (select(*Offer.__table__.columns, Partner.name.label("partner_name"))
+            .join(Partner, Partner.id == Offer.partner_id)
+            .where(live_offers(bindparam("now", type_=Offer.starts_at.type)).whereclause)  # type: ignore[arg-type]
+            .order_by(Offer.cost_points, Offer.id))
 
 
 def eligible(offers: Iterable[Offer], ward: str | None, joined_at: datetime) -> list[Offer]:

@@ -33,6 +33,11 @@ class Config:
         self.REWARDS_ENV: str = env.get("REWARDS_ENV") or (
             "production" if env.get("DATABASE_URL") else "development")
         self.INSTANCE_DIR: str = str(instance)
+        # A round trip before each use of a pooled connection. Workers and commands keep
+        # it (a job's first attempt survives a database restart); the API under
+        # gunicorn turns it off (rewards/gunicorn_conf.py): there it cost a round trip
+        # on every request, and a dropped connection costs one 503 instead.
+        self.DATABASE_PRE_PING: bool = env.get("DATABASE_PRE_PING", "1") == "1"
         self.REDIS_URL: str | None = env.get("REDIS_URL") or None
         self.SMTP_URL: str | None = env.get("SMTP_URL") or None
         self.MAIL_FROM: str = env.get("MAIL_FROM", "rewards@localhost")

@@ -38,7 +38,7 @@ class Database:
         if self.engine is not None:
             self.session.remove()
             self.engine.dispose()
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pre_ping=app.config.get("DATABASE_PRE_PING", True))
         self.session.configure(bind=self.engine)
         app.extensions["db"] = self
 
@@ -71,7 +71,7 @@ def _after_fork_in_child() -> None:
     db.after_fork()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pre_ping: bool = True) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -96,7 +96,17 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Without pre-ping (the API, DATABASE_PRE_PING=0) a connection that died (the
+    # database restarted) fails its first statement; SQLAlchemy then discards every
+    # pooled connection older than the failure, the request answers 503 with
+    # Retry-After having changed nothing (its transaction never reached the database),
+    # and the next request connects afresh. pool_recycle retires connections before
+    # any idle timeout between here and the database closes them.
+    return create_engine(url, pool_pre_ping=pre_ping, pool_recycle=POOL_RECYCLE_SECONDS,
+                         pool_size=10, max_overflow=20)
+
+
+POOL_RECYCLE_SECONDS = 1800
 
 
 def _flatten_errors(errors: Any) -> Any:

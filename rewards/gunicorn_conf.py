@@ -19,6 +19,10 @@ import signal
 import threading
 from typing import Any
 
+# The API's pooled connections are not pinged before each request (a round trip on
+# every request); rewards/extensions.py make_engine says what a dropped one costs.
+os.environ.setdefault("DATABASE_PRE_PING", "0")
+
 limit_request_line = 8190  # gunicorn's most; the app answers JSON 414 past MAX_URL_LENGTH
 drain_seconds = float(os.environ.get("SHUTDOWN_DRAIN_SECONDS") or 5)
 graceful_timeout = int(drain_seconds) + 30

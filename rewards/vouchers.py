@@ -20,8 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from . import jobs
 from .catalogue import eligibility_of, ineligible_because, period_start, window_state
 from .ledger import (
-    account_balance,
-    expire_member,
+    expire_then_balance,
     lock_member,
     member_account,
     post,
@@ -120,8 +119,7 @@ def claim(
             raise ClaimRefused(409, limit_message(offer.per_member_limit, offer.limit_period),
                                Reason.LIMIT_REACHED)
     # Points past their expiry are not spendable, even before the daily job takes them.
-    expire_member(session, member.id, now, locked=account)
-    available = account_balance(session, account.id)
+    available = expire_then_balance(session, member.id, now, locked=account)
     if available < offer.cost_points:
         raise ClaimRefused(
             409, f"Not enough points: this costs {offer.cost_points}, you have {available}.",

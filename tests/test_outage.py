@@ -13,12 +13,15 @@ import urllib.request
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 from rewards.api import health
-from rewards.extensions import db
+from rewards.extensions import db, make_engine
 
-from .reward_support import resident
+from .helpers import postgres_only
+from .reward_support import admin_headers, make_offer, make_partner, resident
 from .test_worker import BIN, ROOT, worker_env
 
 
@@ -131,3 +134,68 @@ def test_gunicorn_drains_before_it_stops(app: Flask) -> None:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def _cut_pooled_connections() -> None:
+    """The database restarts under the pool: every connection this database has ends,
+    closed by the server (the pool does not know)."""
+    outside = create_engine(db.engine.url, poolclass=NullPool)
+    try:
+        with outside.connect() as connection:
+            ended = connection.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+            connection.rollback()
+    finally:
+        outside.dispose()
+    assert ended
+
+
+def test_a_dropped_connection_costs_one_503_and_no_points(client: FlaskClient,
+                                                          app: Flask) -> None:
+    """The API without a ping before each request (DATABASE_PRE_PING=0, as gunicorn
+    runs it): a pooled connection the database dropped fails the request that gets it
+    with 503 (nothing written), and the pool starts afresh, so the next requests are
+    answered."""
+    postgres_only(app, "the server ending pooled connections is about PostgreSQL")
+    admin = admin_headers(client, app)
+    partner = make_partner(client, admin)
+    offer = make_offer(client, admin, partner["id"], cost_points=10)
+    me = resident(client, app, points=30)
+    with _engine(make_engine(db.engine.url.render_as_string(hide_password=False),
+                             pre_ping=False)):
+        _one_503_then_answers(client, app, me.headers, offer["id"])
+
+
+def _one_503_then_answers(client: FlaskClient, app: Flask, headers: dict[str, str],
+                          offer_id: str) -> None:
+    assert client.get("/v1/me/balance", headers=headers).json["available"] == 30
+    with app.app_context():
+        _cut_pooled_connections()
+    failed = client.post("/v1/me/rewards", headers=headers, json={"offer_id": offer_id})
+    assert failed.status_code == 503, failed.json
+    assert failed.headers["Retry-After"] == "5"
+    # Nothing was held; the same process answers again at once, on new connections.
+    assert client.get("/v1/me/balance", headers=headers).json["available"] == 30
+    claimed = client.post("/v1/me/rewards", headers=headers, json={"offer_id": offer_id})
+    assert claimed.status_code == 202, claimed.json
+    assert client.get("/v1/me/balance", headers=headers).json["available"] == 20
+
+
+class _engine:
+    """The app on `engine` for a while (then back on its own)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> None:
+        self.live = db.engine
+        db.session.remove()
+        db.engine = self.engine
+        db.session.configure(bind=self.engine)
+
+    def __exit__(self, *exc: object) -> None:
+        db.session.remove()
+        db.engine = self.live
+        db.session.configure(bind=self.live)
+        self.engine.dispose()

@@ -12,9 +12,8 @@ from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
 
-from ..catalogue import eligible, live_offers, stock_left
+from ..catalogue import eligible, live_offer_rows, live_offers, stock_left
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
 from ..ledger import member_available
@@ -189,12 +188,16 @@ def _wanted_languages(member: Member) -> list[str]:
     return preferences(request.headers.get("Accept-Language"), member.locale)
 
 
-def _catalogue_view(offer: Offer, wanted: list[str], available: int) -> dict[str, Any]:
+def _catalogue_view(offer: Any, wanted: list[str], available: int,
+                    partner: Any = None) -> dict[str, Any]:
+    """An offer (entity, or a live_offer_rows row with `partner` given) as residents
+    see it."""
     title, description, language = localise(offer.title, offer.description,
                                             offer.translations, wanted)
     return {
         "id": offer.id, "title": title, "description": description, "language": language,
-        "category": offer.category, "partner": offer.partner, "cost_points": offer.cost_points,
+        "category": offer.category, "partner": partner or offer.partner,
+        "cost_points": offer.cost_points,
         "affordable": offer.cost_points <= available, "stock": offer.stock,
         "stock_left": stock_left(offer), "per_member_limit": offer.per_member_limit,
         "limit_period": offer.limit_period, "voucher_valid_days": offer.voucher_valid_days,
@@ -219,7 +222,7 @@ def list_offers(args, pagination_parameters):
     """Offers open now that you may claim (your ward, when you joined), cheapest first,
     with how many are left; in your language (Accept-Language, else your profile's)."""
     member = current_member()
-    stmt = live_offers(utcnow())
+    stmt = live_offer_rows()
     if "category" in args:
         stmt = stmt.where(Offer.category == args["category"])
     if "partner_id" in args:
@@ -228,13 +231,13 @@ def list_offers(args, pagination_parameters):
     if args.get("affordable"):
         stmt = stmt.where(Offer.cost_points <= available)
     # Eligibility is decided per offer in Python: the live catalogue is small.
-    offers = eligible(db.session.scalars(stmt.order_by(Offer.cost_points, Offer.id)
-                                         .options(joinedload(Offer.partner))),
-                      member.ward, member.joined_at)
+    offers = eligible(db.session.execute(stmt, {"now": utcnow()}), member.ward,
+                      member.joined_at)
     pagination_parameters.item_count = len(offers)
     page, size = pagination_parameters.page, pagination_parameters.page_size
     wanted = _wanted_languages(member)
-    return [_catalogue_view(offer, wanted, available)
+    return [_catalogue_view(offer, wanted, available,
+                            {"id": offer.partner_id, "name": offer.partner_name})
             for offer in offers[(page - 1) * size:page * size]]
 
 

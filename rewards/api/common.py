@@ -235,22 +235,34 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise  # unreachable: abort raises
 
 
+def _count(stmt: Select[Any]) -> int:
+    return int(db.session.scalar(select(func.count()).select_from(stmt.order_by(None)
+                                                                   .subquery())) or 0)
+
+
 def keyset_page(stmt: Select[Any], moment: Any, row_id: Any, cursor: str | None,
                 pagination_parameters: Any, scalars: bool = True) -> tuple[list[Any], dict]:
     """One page of `stmt`, ordered newest `moment` first then by `row_id`: after
     `cursor` when given, else by page number (X-Pagination has the total). The
     headers carry the next page's cursor (X-Next-Cursor, and Link) when one follows."""
     size = pagination_parameters.page_size
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    pagination_parameters.item_count = int(total or 0)
     if cursor is None:
-        stmt = stmt.offset((pagination_parameters.page - 1) * size)
+        # A numbered page (the first, usually): the total comes in the page's own
+        # statement, a window over the whole result before LIMIT (one round trip).
+        found = db.session.execute(stmt.add_columns(func.count().over().label("_total"))
+                                   .offset((pagination_parameters.page - 1) * size)
+                                   .limit(size + 1)).all()
+        total = found[0][-1] if found else _count(stmt)
+        # Rows keep the total as an extra field, which no response schema declares.
+        rows = [row[0] for row in found] if scalars else found
     else:
+        total = _count(stmt)
         last_moment, last_id = _decode_cursor(cursor)
         stmt = stmt.where(or_(moment < last_moment,
                               and_(moment == last_moment, row_id > last_id)))
-    result = db.session.execute(stmt.limit(size + 1))
-    rows = list(result.scalars() if scalars else result.all())
+        result = db.session.execute(stmt.limit(size + 1))
+        rows = list(result.scalars() if scalars else result.all())
+    pagination_parameters.item_count = int(total or 0)
     headers: dict[str, str] = {}
     if len(rows) > size:
         rows = rows[:size]

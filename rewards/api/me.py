@@ -12,14 +12,22 @@ from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import delete, select
-from sqlalchemy.orm import selectinload
 
 from ..erasure import erase_member
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
 from ..ledger import expiring, member_balances
 from ..linking import LinkRefused, link_proven_card
-from ..models import Account, Action, Identifier, Posting, PostingLine, Reward, utcnow
+from ..models import (
+    Account,
+    Action,
+    Award,
+    Identifier,
+    Posting,
+    PostingLine,
+    Reward,
+    utcnow,
+)
 from ..models.action import ACTION_STATUSES
 from ..models.ledger import POSTING_KINDS
 from ..models.partner import FULFILMENTS
@@ -336,15 +344,25 @@ def ledger(args, pagination_parameters):
 def actions(args, pagination_parameters):
     """Actions with their status, points, and the rule behind each award, latest first.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
+    # Rows, not entities: what the page shows, and its awards in one more statement.
     stmt = (
-        select(Action)
+        select(Action.id, Action.type_code, Action.occurred_at, Action.status, Action.points,
+               Action.attributes, Action.flag_reason, Action.created_at)
         .where(Action.member_id == current_member().id)
         .order_by(Action.occurred_at.desc(), Action.id)
-        .options(selectinload(Action.awards))  # one query for the page's awards
     )
     rows, headers = keyset_page(stmt, Action.occurred_at, Action.id, args.get("cursor"),
-                                pagination_parameters)
-    return rows, 200, headers
+                                pagination_parameters, scalars=False)
+    page = [{**row._asdict(), "awards": []} for row in rows]
+    if page:
+        by_action = {action["id"]: action["awards"] for action in page}
+        for award in db.session.execute(
+                select(Award.action_id, Award.rule_id, Award.rule_name, Award.rule_version,
+                       Award.points, Award.capped_by)
+                .where(Award.action_id.in_(list(by_action)))
+                .order_by(Award.created_at, Award.id)):
+            by_action[award.action_id].append(award._asdict())
+    return page, 200, headers
 
 
 @blp.route("/rewards")

@@ -6,7 +6,7 @@ lots with an expiry, derived from the lines (see lots.py), never stored."""
 
 from .adjustments import MAX_ADJUSTMENT, NotEnoughPoints, adjust
 from .earning import Earn, post_earns
-from .expiry import expire_member, members_with_expired_lots
+from .expiry import expire_member, expire_then_balance, members_with_expired_lots
 from .lots import Lot, expiring
 from .pending import members_with_due_pending, pending_credits, release_member
 from .reversal import Reversal, reverse_action
@@ -33,6 +33,7 @@ from .service import (
 __all__ = [
     "add_points_awarded",
     "MAX_ADJUSTMENT",
+    "expire_then_balance",
     "LedgerError",
     "Lot",
     "MemberBalances",

@@ -39,10 +39,24 @@ def expire_member(session: Session, member_id: uuid.UUID, now: datetime, *,
     in the caller's transaction; returns the points expired. Under the member lock
     (`locked`: the available account the caller has locked already, see lock_member),
     and from the lots as they are after it: a second run finds nothing left to expire."""
+    return _expire(session, member_id, now, locked)[0]
+
+
+def expire_then_balance(session: Session, member_id: uuid.UUID, now: datetime, *,
+                        locked: Account) -> int:
+    """expire_member, then the available account's balance after the expiry, from the
+    one read of its lines (a claim spends what this returns, under the same lock)."""
+    return _expire(session, member_id, now, locked)[1]
+
+
+def _expire(session: Session, member_id: uuid.UUID, now: datetime,
+            locked: Account | None) -> tuple[int, int]:
     account = locked if locked is not None else lock_member(session, member_id)
-    points = expired_points(lots_of(account_movements(session, account.id)), now)
+    movements = account_movements(session, account.id)
+    balance = sum(movement.points for movement in movements)
+    points = expired_points(lots_of(movements), now)
     if points <= 0:
-        return 0
+        return 0, balance
     post(
         session,
         "expiry",
@@ -50,4 +64,4 @@ def expire_member(session: Session, member_id: uuid.UUID, now: datetime, *,
         [(account, -points), (scheme_account(session, "scheme:expired"), points)],
         member_id=member_id,
     )
-    return points
+    return points, balance - points

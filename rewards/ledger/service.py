@@ -5,6 +5,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from flask import current_app, has_app_context
 from sqlalchemy import Select, and_, bindparam, case, func, or_, select, update
@@ -111,6 +113,22 @@ def member_balances(session: Session, member_id: uuid.UUID) -> MemberBalances:
     transaction), through the member's own rows only (accounts.member_id,
     posting_lines.account_id, postings.member_id): the cost follows the member's
     history, never the scheme's."""
+    # A member with no lines has no awards either, so no rows means nothing issued.
+    rows = session.execute(_balances_stmt(), {"member": member_id}).all()
+    movements = [Movement(points, kind, expires_at)
+                 for account, points, kind, expires_at, _ in rows if account == "available"]
+    return MemberBalances(
+        available=sum(movement.points for movement in movements),
+        pending=sum(row[1] for row in rows if row[0] == "pending"),
+        lifetime_earned=-int(rows[0][4]) if rows else 0,
+        lots=tuple(lots_of(movements)),
+    )
+
+
+@cache
+def _balances_stmt() -> Select[Any]:
+    """Built once: every balance runs it (building costs more Python than running)."""
+    member_id = bindparam("member", type_=Account.member_id.type)
     issuance_line = case((Account.code == "scheme:issuance", PostingLine.points), else_=0)
     # Issued to the member by awards, less what reversals took back or wrote off: the
     # issuance side of the member's earn and reversal postings. The issuance account
@@ -124,31 +142,26 @@ def member_balances(session: Session, member_id: uuid.UUID) -> MemberBalances:
         .where(Posting.member_id == member_id, Posting.kind.in_(("earn", "reversal")))
         .scalar_subquery()
     )
-    # A member with no lines has no awards either, so no rows means nothing issued.
-    rows = session.execute(
+    return (
         select(Account.kind, PostingLine.points, Posting.kind, Posting.expires_at, issued)
         .join(PostingLine, PostingLine.account_id == Account.id)
         .join(Posting, Posting.id == PostingLine.posting_id)
         .where(Account.member_id == member_id)
         .order_by(Account.kind, PostingLine.created_at, PostingLine.id)
-    ).all()
-    movements = [Movement(points, kind, expires_at)
-                 for account, points, kind, expires_at, _ in rows if account == "available"]
-    return MemberBalances(
-        available=sum(movement.points for movement in movements),
-        pending=sum(row[1] for row in rows if row[0] == "pending"),
-        lifetime_earned=-int(rows[0][4]) if rows else 0,
-        lots=tuple(lots_of(movements)),
     )
 
 
 def member_available(session: Session, member_id: uuid.UUID) -> int:
     """The member's spendable points, in one query."""
-    return int(session.scalar(
-        select(func.coalesce(func.sum(PostingLine.points), 0))
-        .join(Account, Account.id == PostingLine.account_id)
-        .where(Account.code == f"member:{member_id}:available")
-    ) or 0)
+    return int(session.scalar(_available_stmt(),
+                              {"code": f"member:{member_id}:available"}) or 0)
+
+
+@cache
+def _available_stmt() -> Select[Any]:
+    return (select(func.coalesce(func.sum(PostingLine.points), 0))
+            .join(Account, Account.id == PostingLine.account_id)
+            .where(Account.code == bindparam("code")))
 
 
 def _movements_stmt() -> Select[tuple[uuid.UUID, int, str, datetime | None]]:

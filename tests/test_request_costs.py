@@ -1,0 +1,96 @@
+"""What a resident's request costs the database, counted: the statements each hot
+endpoint sends, the same for a member with two journeys as for one with twelve (no
+statement per action, award or line). A regression here is a round trip added to
+every request (bench/api.py measures what each one costs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import event
+
+from rewards import jobs
+from rewards.extensions import db
+
+from .helpers import build_scheme
+from .reward_support import till
+from .test_resident_reads import _resident
+
+# endpoint -> statements a request sends (SQLite's BEGIN IMMEDIATE not counted)
+READS = {
+    "/v1/me/balance": 2,  # the token's member and session; every figure in one
+    "/v1/me/ledger?page_size=5": 2,  # member; the page with its total
+    "/v1/me/actions?page_size=5": 3,  # member; the page with its total; its awards
+    "/v1/offers": 3,  # member; their available points; the live offers with partners
+}
+CLAIM = 10  # member, the lock, offer, lines with their lots (balance and expiry), reward,
+#            the scheme account, posting, lines, stock, outbox
+# the till's key; on PostgreSQL one statement redeems (update, record, the offer's
+# terms), elsewhere three
+REDEMPTION = {"postgresql": 2, "sqlite": 4}
+
+
+class Statements:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.sent)
+
+
+@contextmanager
+def counted() -> Iterator[Statements]:
+    seen = Statements()
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.split(None, 1)[0].upper() not in ("BEGIN", "PRAGMA"):
+            seen.sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+
+
+@pytest.mark.parametrize("path", sorted(READS))
+def test_a_read_costs_the_same_statements_whatever_the_history(
+        client: FlaskClient, app: Flask, path: str) -> None:
+    scheme = build_scheme(client, app, cost_points=10)
+    short = _resident(client, app, scheme, "costs1@example.org", "633500000011", 2)
+    long = _resident(client, app, scheme, "costs2@example.org", "633500000012", 12)
+    for headers in (short, long):
+        assert client.get(path, headers=headers).status_code == 200  # warm: pool, caches
+        with counted() as sent:
+            answer = client.get(path, headers=headers)
+        assert answer.status_code == 200, answer.json
+        assert len(sent) == READS[path], sent.sent
+
+
+def test_a_claim_and_a_redemption_cost_a_fixed_number_of_statements(
+        client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    scheme = build_scheme(client, app, cost_points=10)
+    me = _resident(client, app, scheme, "costs3@example.org", "633500000013", 4)
+    offer = {"offer_id": scheme.offer["id"]}
+    assert client.post("/v1/me/rewards", json=offer, headers=me).status_code == 202
+    # The voucher's job runs in-process after the request here (no Redis); count the
+    # request's own statements only.
+    monkeypatch.setattr(jobs, "dispatch_pending", lambda *args, **kwargs: None)
+    with counted() as sent:
+        claimed = client.post("/v1/me/rewards", json=offer, headers=me)
+    assert claimed.status_code == 202, claimed.json
+    assert len(sent) == CLAIM, sent.sent
+    monkeypatch.undo()
+    jobs.dispatch_pending()  # nothing left behind by the uncounted run
+    rewards = client.get("/v1/me/rewards", headers=me).json
+    code = next(reward["code"] for reward in rewards if reward["code"])
+    with counted() as sent:
+        redeemed = client.post("/v1/partner/redemptions", json={"code": code},
+                               headers=till(scheme.partner))
+    assert redeemed.status_code == 201, redeemed.json
+    assert len(sent) == REDEMPTION[db.dialect], sent.sent
