@@ -93,7 +93,13 @@ def rule_name_of(obj: Any) -> str:
 
 
 def type_name_of(obj: Any) -> str:
-    """An action type's name to show, in the answer's language, from its code."""
+    """An action type's name to show, in the answer's language: from the row itself where
+    its statement joined the type (`type_default_name`, `type_translations`), otherwise
+    from its code, with every type read once a request."""
+    if isinstance(obj, dict) and "type_default_name" in obj:
+        translations = obj.get("type_translations") or {}
+        return ((translations.get(negotiated()) or {}).get("name")
+                or obj["type_default_name"])
     names = g.get("type_names")
     if names is None:
         language = negotiated()

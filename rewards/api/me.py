@@ -21,6 +21,7 @@ from ..linking import LinkRefused, link_proven_card
 from ..models import (
     Account,
     Action,
+    ActionType,
     Award,
     Identifier,
     Posting,
@@ -347,7 +348,10 @@ def actions(args, pagination_parameters):
     # Rows, not entities: what the page shows, and its awards in one more statement.
     stmt = (
         select(Action.id, Action.type_code, Action.occurred_at, Action.status, Action.points,
-               Action.attributes, Action.flag_reason, Action.created_at)
+               Action.attributes, Action.flag_reason, Action.created_at,
+               ActionType.name.label("type_default_name"),
+               ActionType.translations.label("type_translations"))
+        .join(ActionType, ActionType.id == Action.action_type_id)
         .where(Action.member_id == current_member().id)
         .order_by(Action.occurred_at.desc(), Action.id)
     )
