@@ -200,18 +200,20 @@ class Phases:
 
     # function in rewards.actions.ingest -> label
     STEPS = {"validate_item": "validate", "lock_for_awards": "lock_members",
-             "lock_live_rules": "lock_rules", "control_book": "controls_history",
-             "award_points": "rules_and_rows"}
+             "lock_live_rules": "lock_rules", "award_many": "award"}
 
     def __init__(self) -> None:
         import psycopg
 
         import rewards.actions.ingest as ingest
+        import rewards.awarding.batch as batch
 
         self.spent: dict[str, float] = {}
         for name, label in self.STEPS.items():
             setattr(ingest, name, self._timed(label, getattr(ingest, name)))
-        ingest.UsageBook.load = self._timed("cap_budget_use", ingest.UsageBook.load)
+        batch.control_book = self._timed("award.controls_history", batch.control_book)
+        batch.award_points = self._timed("award.rules_and_rows", batch.award_points)
+        batch.UsageBook.load = self._timed("award.cap_budget_use", batch.UsageBook.load)
         ingest.Writes.save = self._timed("write_rows", ingest.Writes.save)
         psycopg.Copy.write_row = self._timed("write_rows.copy_python", psycopg.Copy.write_row)
         psycopg.Copy.__exit__ = self._timed("write_rows.copy_server_wait",
@@ -281,9 +283,10 @@ def _ingest_process(config: dict[str, Any], scheme: Scheme, bodies: list[bytes],
 
 
 def run_processes(config: dict[str, Any], scheme: Scheme, bodies: list[bytes],
-                  processes: int) -> tuple[float, dict[str, int], int]:
+                  processes: int, at_start: Any = None) -> tuple[float, dict[str, int], int]:
     """The batches dealt round-robin to `processes` forked processes posting at the
-    same time; elapsed from the common start until the last process finished."""
+    same time; elapsed from the common start until the last process finished.
+    `at_start(moment)` is called at that start (the award workers start with them)."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
@@ -297,6 +300,8 @@ def run_processes(config: dict[str, Any], scheme: Scheme, bodies: list[bytes],
         if results.get(timeout=300) != "ready":
             raise SystemExit("an ingest process failed to start")
     started = time.monotonic()
+    if at_start is not None:
+        at_start(started)
     start.set()
     finished, statuses, points = started, {}, 0
     for _ in workers:
@@ -310,6 +315,84 @@ def run_processes(config: dict[str, Any], scheme: Scheme, bodies: list[bytes],
     for worker in workers:
         worker.join()
     return finished - started, statuses, points
+
+
+class Awarders:
+    """--awarding deferred: forked award workers, each its own app and connections,
+    awarding queued batches (rewards.awarding.award_queued, what the worker's job runs)
+    from the moment ingest starts until ingest is done and the queue is empty."""
+
+    def __init__(self, config: dict[str, Any], processes: int,
+                 profile: str | None = None) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        self.start, self.ingest_done = context.Event(), context.Event()
+        self.results = context.Queue()
+        self.workers = [context.Process(target=_award_process,
+                                        args=(config, self.start, self.ingest_done,
+                                              self.results, profile if n == 0 else None))
+                        for n in range(processes)]
+        for worker in self.workers:
+            worker.start()
+        for _ in self.workers:
+            if self.results.get(timeout=300) != "ready":
+                raise SystemExit("an award process failed to start")
+
+    def go(self, moment: float) -> None:
+        self.start.set()
+
+    def finish(self) -> tuple[float, dict[str, int]]:
+        """When the last point was in the ledger (monotonic), and what was awarded."""
+        self.ingest_done.set()
+        finished, done = 0.0, {"batches": 0, "actions": 0, "points": 0, "runs": 0}
+        for _ in self.workers:
+            ended, counted = self.results.get(timeout=3600)
+            if ended is None:
+                raise SystemExit(f"an award process failed: {counted}")
+            finished = max(finished, ended)
+            for key, value in counted.items():
+                done[key] += value
+        for worker in self.workers:
+            worker.join()
+        return finished, done
+
+
+def _award_process(config: dict[str, Any], start: Any, ingest_done: Any, results: Any,
+                   profile: str | None) -> None:
+    from rewards.awarding import award_queued
+
+    app = create_app(config)
+    profiler = cProfile.Profile() if profile else None
+    done = {"batches": 0, "actions": 0, "points": 0, "runs": 0}
+    with app.app_context():
+        results.put("ready")
+        start.wait()
+        try:
+            last = time.monotonic()
+            while True:
+                finishing = ingest_done.is_set()  # read before the run: no batch missed
+                if profiler:
+                    profiler.enable()
+                run = award_queued(db.session)
+                db.session.commit()
+                if profiler:
+                    profiler.disable()
+                if run.batches:
+                    last = time.monotonic()
+                    done["runs"] += 1
+                    for key, value in run.as_dict().items():
+                        done[key] += value
+                elif finishing:
+                    break
+                else:
+                    time.sleep(0.02)
+            if profiler:
+                profiler.dump_stats(profile)
+                pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+            results.put((last, done))
+        except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops
+            results.put((None, str(error)[:300]))
 
 
 COPY_TABLE = """CREATE {unlogged} TABLE bench_copy (
@@ -351,6 +434,10 @@ def check_database(expected: int) -> dict[str, int]:
     if problems:
         print(f"ledger is not sound: {problems[:5]}", file=sys.stderr, flush=True)
     counts["verify_problems"] = len(problems)
+    pending = int(session.scalar(
+        select(func.count()).select_from(Action).where(Action.status == "pending")) or 0)
+    if pending:
+        raise SystemExit(f"{pending} actions were never awarded")
     counts["flagged"] = int(session.scalar(
         select(func.count()).select_from(Action).where(Action.status == "flagged")) or 0)
     awarded = int(session.scalar(select(func.coalesce(func.sum(Award.points), 0))) or 0)
@@ -385,6 +472,14 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1,
                         help="ingest processes posting at once, each with its own app and "
                              "connections, the batches dealt among them")
+    parser.add_argument("--awarding", choices=("inline", "deferred"), default="inline",
+                        help="inline: each request awards its batch (the default setting); "
+                             "deferred: requests record and queue, --award-processes "
+                             "workers award; timed until the last point is in the ledger")
+    parser.add_argument("--profile-awards", metavar="FILE",
+                        help="with --awarding deferred: cProfile the first award worker")
+    parser.add_argument("--award-processes", type=int, default=1,
+                        help="with --awarding deferred: award workers running at once")
     parser.add_argument("--without-foreign-keys", action="store_true",
                         help="diagnosis only: drop the foreign keys of the four tables ingest "
                              "writes, to measure what their per-row checks cost")
@@ -406,6 +501,7 @@ def main() -> None:
             "SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None, "SMTP_URL": None,
             "LOG_LEVEL": "WARNING", "SECRET_KEY": "bench-secret-key-at-least-32-bytes-long",
             "IDENTIFIER_KEY": "bench-identifier-key",
+            "AWARDING": args.awarding, "AWARDING_JOBS": False,
         }
         app = create_app(config)
         with app.app_context():
@@ -429,12 +525,31 @@ def main() -> None:
             raise SystemExit("--phases and --profile measure one process: drop --processes")
         phases = Phases() if args.phases else None
         phase_ms: dict[str, float] = {}
-        if args.processes > 1:
+        deferred = args.awarding == "deferred"
+        if args.processes > 1 or deferred:
             with app.app_context():
                 db.engine.dispose()  # the children open their own connections
-            elapsed, statuses, points = run_processes(config, scheme, bodies, args.processes)
+        awarders = (Awarders(config, args.award_processes, args.profile_awards) if deferred
+                    else None)
+        started = time.monotonic()
+        if args.processes > 1:
+            elapsed, statuses, points = run_processes(
+                config, scheme, bodies, args.processes,
+                at_start=awarders.go if awarders else None)
         else:
+            if awarders:
+                awarders.go(started)
             elapsed, statuses, points = run_ingest(app, scheme, bodies, args.profile)
+        recorded_per_s = total / elapsed
+        award_runs: dict[str, int] = {}
+        if awarders:
+            # Timed until the last point is in the ledger, not just until the answers.
+            finished, award_runs = awarders.finish()
+            elapsed = max(elapsed, finished - started)
+            points = award_runs["points"]
+            print(f"recording: {recorded_per_s:,.0f} actions/s; awarding: "
+                  f"{award_runs['batches']} batches in {award_runs['runs']} runs by "
+                  f"{args.award_processes} process(es)", flush=True)
         if phases is not None:
             # Only the ingest loop so far: the COPY baseline below is not counted.
             phase_ms = phases.per_batch(args.batches)
@@ -484,6 +599,9 @@ def main() -> None:
         "processes": args.processes,
         "verify_ok": counts["verify_problems"] == 0,  # rewards ledger verify's checks
         "rules": scheme.rules,
+        "awarding": args.awarding,
+        **({"award_processes": args.award_processes,
+            "recorded_per_s": round(recorded_per_s)} if args.awarding == "deferred" else {}),
         **({"phases_ms_per_batch": phase_ms} if phases is not None else {}),
     }))
     if counts["verify_problems"]:
