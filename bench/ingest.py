@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ingest_parts import Awarders, Phases  # bench/ingest_parts.py, beside this file
 from pgdb import create_database, drop_database  # bench/pgdb.py, beside this file
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -193,50 +194,6 @@ def make_items(count: int, scheme: Scheme, days: int, rng: random.Random,
 
 # -- the two measurements -----------------------------------------------------------------
 
-class Phases:
-    """--phases: wall time inside the main steps of a batch, summed over the run, by
-    wrapping them (a diagnosis: the wrappers cost a little themselves). COPY is split
-    into sending rows (Python encoding them) and waiting for the server to finish."""
-
-    # function in rewards.actions.ingest -> label
-    STEPS = {"validate_item": "validate", "lock_for_awards": "lock_members",
-             "lock_live_rules": "lock_rules", "award_many": "award"}
-
-    def __init__(self) -> None:
-        import psycopg
-
-        import rewards.actions.ingest as ingest
-        import rewards.awarding.batch as batch
-
-        self.spent: dict[str, float] = {}
-        for name, label in self.STEPS.items():
-            setattr(ingest, name, self._timed(label, getattr(ingest, name)))
-        batch.control_book = self._timed("award.controls_history", batch.control_book)
-        batch.award_points = self._timed("award.rules_and_rows", batch.award_points)
-        batch.UsageBook.load = self._timed("award.cap_budget_use", batch.UsageBook.load)
-        ingest.Writes.save = self._timed("write_rows", ingest.Writes.save)
-        psycopg.Copy.write_row = self._timed("write_rows.copy_python", psycopg.Copy.write_row)
-        psycopg.Copy.__exit__ = self._timed("write_rows.copy_server_wait",
-                                            psycopg.Copy.__exit__)
-        ingest.ingest_batch = self._timed("batch", ingest.ingest_batch)
-        import rewards.api.source as source
-
-        source.ingest_batch = ingest.ingest_batch
-
-    def _timed(self, label: str, function: Any) -> Any:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - started
-        return timed
-
-    def per_batch(self, batches: int) -> dict[str, float]:
-        return {label: round(seconds * 1000 / batches, 1)
-                for label, seconds in sorted(self.spent.items(), key=lambda kv: -kv[1])}
-
-
 def run_ingest(app: Any, scheme: Scheme, bodies: list[bytes],
                profile: str | None) -> tuple[float, dict[str, int], int]:
     client = app.test_client()
@@ -315,84 +272,6 @@ def run_processes(config: dict[str, Any], scheme: Scheme, bodies: list[bytes],
     for worker in workers:
         worker.join()
     return finished - started, statuses, points
-
-
-class Awarders:
-    """--awarding deferred: forked award workers, each its own app and connections,
-    awarding queued batches (rewards.awarding.award_queued, what the worker's job runs)
-    from the moment ingest starts until ingest is done and the queue is empty."""
-
-    def __init__(self, config: dict[str, Any], processes: int,
-                 profile: str | None = None) -> None:
-        import multiprocessing
-
-        context = multiprocessing.get_context("fork")
-        self.start, self.ingest_done = context.Event(), context.Event()
-        self.results = context.Queue()
-        self.workers = [context.Process(target=_award_process,
-                                        args=(config, self.start, self.ingest_done,
-                                              self.results, profile if n == 0 else None))
-                        for n in range(processes)]
-        for worker in self.workers:
-            worker.start()
-        for _ in self.workers:
-            if self.results.get(timeout=300) != "ready":
-                raise SystemExit("an award process failed to start")
-
-    def go(self, moment: float) -> None:
-        self.start.set()
-
-    def finish(self) -> tuple[float, dict[str, int]]:
-        """When the last point was in the ledger (monotonic), and what was awarded."""
-        self.ingest_done.set()
-        finished, done = 0.0, {"batches": 0, "actions": 0, "points": 0, "runs": 0}
-        for _ in self.workers:
-            ended, counted = self.results.get(timeout=3600)
-            if ended is None:
-                raise SystemExit(f"an award process failed: {counted}")
-            finished = max(finished, ended)
-            for key, value in counted.items():
-                done[key] += value
-        for worker in self.workers:
-            worker.join()
-        return finished, done
-
-
-def _award_process(config: dict[str, Any], start: Any, ingest_done: Any, results: Any,
-                   profile: str | None) -> None:
-    from rewards.awarding import award_queued
-
-    app = create_app(config)
-    profiler = cProfile.Profile() if profile else None
-    done = {"batches": 0, "actions": 0, "points": 0, "runs": 0}
-    with app.app_context():
-        results.put("ready")
-        start.wait()
-        try:
-            last = time.monotonic()
-            while True:
-                finishing = ingest_done.is_set()  # read before the run: no batch missed
-                if profiler:
-                    profiler.enable()
-                run = award_queued(db.session)
-                db.session.commit()
-                if profiler:
-                    profiler.disable()
-                if run.batches:
-                    last = time.monotonic()
-                    done["runs"] += 1
-                    for key, value in run.as_dict().items():
-                        done[key] += value
-                elif finishing:
-                    break
-                else:
-                    time.sleep(0.02)
-            if profiler:
-                profiler.dump_stats(profile)
-                pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
-            results.put((last, done))
-        except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops
-            results.put((None, str(error)[:300]))
 
 
 COPY_TABLE = """CREATE {unlogged} TABLE bench_copy (
@@ -547,9 +426,11 @@ def main() -> None:
             finished, award_runs = awarders.finish()
             elapsed = max(elapsed, finished - started)
             points = award_runs["points"]
+            award_busy_per_s = award_runs["actions"] / max(award_runs["busy_ms"] / 1000, 1e-9)
             print(f"recording: {recorded_per_s:,.0f} actions/s; awarding: "
                   f"{award_runs['batches']} batches in {award_runs['runs']} runs by "
-                  f"{args.award_processes} process(es)", flush=True)
+                  f"{args.award_processes} process(es), {award_busy_per_s:,.0f} actions a "
+                  f"second of a worker's time in runs", flush=True)
         if phases is not None:
             # Only the ingest loop so far: the COPY baseline below is not counted.
             phase_ms = phases.per_batch(args.batches)
@@ -601,7 +482,9 @@ def main() -> None:
         "rules": scheme.rules,
         "awarding": args.awarding,
         **({"award_processes": args.award_processes,
-            "recorded_per_s": round(recorded_per_s)} if args.awarding == "deferred" else {}),
+            "recorded_per_s": round(recorded_per_s),
+            "awarded_per_busy_s": round(award_busy_per_s)} if args.awarding == "deferred"
+           else {}),
         **({"phases_ms_per_batch": phase_ms} if phases is not None else {}),
     }))
     if counts["verify_problems"]:

@@ -58,7 +58,9 @@ class Config:
         # "inline": a source's batch is awarded in its own request (results carry the
         # points). "deferred": the request records the actions as pending and queues the
         # batch; a worker awards queued batches together (docs/ledger.md).
-        self.AWARDING: str = env.get("AWARDING", "inline")
+        self.AWARDING: str = env.get("AWARDING", "inline").strip().lower()
+        if self.AWARDING not in ("inline", "deferred"):
+            raise ValueError(f"AWARDING must be inline or deferred, not {self.AWARDING!r}")
         self.MAX_CONTENT_LENGTH: int = _env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
         self.VOUCHER_VALID_DAYS: int = _env_int("VOUCHER_VALID_DAYS", 30)
         # Earned points expire this many months after they are earned (0: never).

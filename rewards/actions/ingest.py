@@ -1,11 +1,13 @@
 """A source's batch of actions: validate each item (validation.py), find its member,
-drop duplicates, award through rewards.awarding (locks, cap and budget use, the rules,
-the rows and earn postings), and answer item by item.
+drop duplicates, and answer item by item. Awarding (rewards.awarding) happens in the
+same transaction (AWARDING="inline", the default: locks, cap and budget use, the rules,
+the rows and earn postings) or later, by a worker (AWARDING="deferred": the actions are
+recorded `pending` and the batch queued; see awarding/deferred.py and docs/ledger.md).
 
 A batch is one transaction and a fixed handful of statements whatever its size: the
-member and budget locks, then every read that decides (cards, duplicates, cap and
-budget use) in grouped queries, the rules in memory, and one bulk write per table
-(COPY on PostgreSQL). bench/ingest.py measures it."""
+member and budget locks (inline only), then every read that decides (cards, duplicates,
+cap and budget use) in grouped queries, the rules in memory, and one bulk write per
+table (COPY on PostgreSQL). bench/ingest.py measures it."""
 
 from __future__ import annotations
 
