@@ -63,12 +63,15 @@ def _retryable(error: DBAPIError) -> bool:
     return state in _RETRYABLE_SQLSTATES
 
 
-def ingest_batch(session: Session, source: Source, items: Sequence[Any]) -> BatchOutcome:
+def ingest_batch(session: Session, source: Source, items: Sequence[Any],
+                 awarding: str | None = None) -> BatchOutcome:
     """Record a batch in one transaction. A concurrent batch carrying the same refs
-    makes the insert fail on the unique key; the retry then reports them as duplicates."""
+    makes the insert fail on the unique key; the retry then reports them as duplicates.
+    `awarding`: "inline" or "deferred" (default: the AWARDING setting)."""
+    deferred = (awarding or current_app.config["AWARDING"]) == "deferred"
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            outcome = _ingest(session, source, items)
+            outcome = _ingest(session, source, items, deferred)
             session.commit()
             return outcome
         except (IntegrityError, OperationalError) as error:
@@ -83,7 +86,8 @@ def ingest_batch(session: Session, source: Source, items: Sequence[Any]) -> Batc
 NO_CONSENT = "no_consent: the member has withdrawn consent to travel data"
 
 
-def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutcome:
+def _ingest(session: Session, source: Source, items: Sequence[Any],
+            deferred: bool) -> BatchOutcome:
     config = current_app.config
     tz = config["SCHEME_TIMEZONE"]
     postgres = is_postgres(session)
@@ -133,7 +137,6 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
     # sees what concurrent batches committed.
     # Deferred, nothing is awarded here: the members are read, not locked, and no rule
     # is locked, so batches from several processes do not take turns.
-    deferred = config["AWARDING"] == "deferred"
     members = {member_id: row
                for member_id, row in lock_for_awards(session, wanted, lock=not deferred).items()
                if row.erased_at is None}

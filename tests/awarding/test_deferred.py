@@ -245,3 +245,19 @@ def test_concurrent_deferred_batches_with_the_same_refs_record_once(
     assert available_and_awarded(app, world.member_id) == (30, 30)
     assert client.get("/v1/me/balance", headers=bearer(world.token)).json["available"] == 30
     sound(app)
+
+
+def test_a_csv_import_awards_inline_whatever_the_setting(
+    client: FlaskClient, app: Flask, world: World, deferred: None
+) -> None:
+    """A CSV import's report counts its points, so it asks for inline awarding."""
+    from rewards.actions.ingest import ingest_batch
+    from rewards.models import Source
+
+    with app.app_context():
+        source = db.session.get(Source, uuid.UUID(world.scheme.source["id"]))
+        outcome = ingest_batch(db.session, source, [tap("v-1", world.card, _daytime(1, 9))],
+                               awarding="inline")
+        assert [r["points"] for r in outcome.results] == [10]
+    assert statuses(app) == {"accepted": 1}
+    assert counts(app)[0] == 0
