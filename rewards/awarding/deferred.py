@@ -32,8 +32,10 @@ from .rows import Writes
 log = logging.getLogger("rewards.awarding")
 
 AWARD_JOB = "workers.awarding.award_queued"
-# Queued batches awarded together in one transaction (a batch is up to MAX_BATCH_ITEMS).
-MOST_BATCHES = 40
+# Queued batches awarded together in one transaction (a batch is up to MAX_BATCH_ITEMS):
+# 20,000 actions take seconds, well inside the job's timeout (jobs.LONG_JOBS) even on a
+# busy machine, and a run that fails loses no more than that to its rollback.
+MOST_BATCHES = 20
 ERASED = "member account erased before the action was awarded"
 
 # Called in the awarding transaction after each run with {member id: points awarded}
