@@ -15,7 +15,14 @@ Each module imports only those listed after it (and the ledger, never back):
 
 from .batch import Decided, Planner, award_many
 from .decisions import MAX_AWARD_POINTS, Accepted, Item, decide, flag_reason
-from .deferred import AwardRun, award_queued, on_batch_awarded, queue_for_award, queue_strays
+from .deferred import (
+    MOST_BATCHES,
+    AwardRun,
+    award_queued,
+    on_batch_awarded,
+    queue_for_award,
+    queue_strays,
+)
 from .locks import lock_for_awards, lock_live_rules, lock_rules
 from .rows import Writes, action_row, award_points
 from .stored import Awarded, MemberGone, award_stored
@@ -31,6 +38,7 @@ from .usage import (
 
 __all__ = [
     "MAX_AWARD_POINTS",
+    "MOST_BATCHES",
     "Accepted",
     "AwardRun",
     "Awarded",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,6 +55,7 @@ class AwardRun:
     batches: int = 0
     actions: int = 0
     points: int = 0
+    batch_ids: tuple[uuid.UUID, ...] = ()
 
     def as_dict(self) -> dict[str, int]:
         return {"batches": self.batches, "actions": self.actions, "points": self.points}
@@ -73,14 +74,17 @@ def queue_for_award(session: Session, action_ids: Sequence[uuid.UUID], now: date
         jobs.enqueue(AWARD_JOB)
 
 
-def award_queued(session: Session, most: int = MOST_BATCHES,
-                 now: datetime | None = None) -> AwardRun:
-    """Award up to `most` queued batches (oldest first) in the caller's transaction."""
+def award_queued(session: Session, most: int = MOST_BATCHES, now: datetime | None = None,
+                 skip: Collection[uuid.UUID] = ()) -> AwardRun:
+    """Award up to `most` queued batches (oldest first, leaving out those in `skip`) in
+    the caller's transaction."""
     now = now or utcnow()
     postgres = is_postgres(session)
+    statement = select(AwardQueue.id, AwardQueue.action_ids)
+    if skip:
+        statement = statement.where(AwardQueue.id.not_in(list(skip)))
     queued = session.execute(
-        select(AwardQueue.id, AwardQueue.action_ids)
-        .order_by(AwardQueue.created_at, AwardQueue.id)
+        statement.order_by(AwardQueue.created_at, AwardQueue.id)
         .limit(most)
         .with_for_update(skip_locked=True)
     ).all()
@@ -131,7 +135,8 @@ def award_queued(session: Session, most: int = MOST_BATCHES,
             awarded[done.work.member_id] = awarded.get(done.work.member_id, 0) + done.points
     for listener in _listeners:
         listener(session, awarded)
-    return AwardRun(len(queued), len(stored), sum(awarded.values()))
+    return AwardRun(len(queued), len(stored), sum(awarded.values()),
+                    tuple(row.id for row in queued))
 
 
 _UPDATE_SQL = text("""

@@ -261,3 +261,37 @@ def test_a_csv_import_awards_inline_whatever_the_setting(
         assert [r["points"] for r in outcome.results] == [10]
     assert statuses(app) == {"accepted": 1}
     assert counts(app)[0] == 0
+
+
+def test_a_batch_that_fails_to_award_does_not_hold_up_the_others(
+    client: FlaskClient, app: Flask, world: World, deferred: None,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job: a run that fails is retried a batch at a time; the failing batch stays
+    queued (and is logged), the batches queued after it are awarded."""
+    from workers.awarding import award_queued as award_job
+
+    for n in range(3):
+        signed_post(client, world.scheme.source,
+                    {"items": [tap(f"f-{n}", world.card, _daytime(1, 9 + n))]})
+    with app.app_context():
+        poisoned = db.session.scalar(select(Action.id).where(Action.external_ref == "f-1"))
+    real = deferred_module.award_many
+
+    def failing(session: Any, postgres: bool, planner: Any, accepted: Any, *args: Any,
+                **kwargs: Any) -> Any:
+        if any(work.action_id == poisoned for work in accepted):
+            raise RuntimeError("a bug met on this batch")
+        return real(session, postgres, planner, accepted, *args, **kwargs)
+
+    monkeypatch.setattr(deferred_module, "award_many", failing)
+    with app.app_context():
+        done = award_job()
+    assert done == {"batches": 2, "actions": 2, "points": 20, "failed": 1}
+    assert statuses(app) == {"accepted": 2, "pending": 1}
+    assert counts(app)[0] == 1
+    monkeypatch.setattr(deferred_module, "award_many", real)  # the bug fixed
+    with app.app_context():
+        assert award_job()["batches"] == 1
+    assert statuses(app) == {"accepted": 3}
+    sound(app)
