@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ingest_parts import Awarders, Phases  # bench/ingest_parts.py, beside this file
 from pgdb import create_database, drop_database  # bench/pgdb.py, beside this file
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -193,48 +194,6 @@ def make_items(count: int, scheme: Scheme, days: int, rng: random.Random,
 
 # -- the two measurements -----------------------------------------------------------------
 
-class Phases:
-    """--phases: wall time inside the main steps of a batch, summed over the run, by
-    wrapping them (a diagnosis: the wrappers cost a little themselves). COPY is split
-    into sending rows (Python encoding them) and waiting for the server to finish."""
-
-    # function in rewards.actions.ingest -> label
-    STEPS = {"validate_item": "validate", "lock_for_awards": "lock_members",
-             "lock_live_rules": "lock_rules", "control_book": "controls_history",
-             "award_points": "rules_and_rows"}
-
-    def __init__(self) -> None:
-        import psycopg
-
-        import rewards.actions.ingest as ingest
-
-        self.spent: dict[str, float] = {}
-        for name, label in self.STEPS.items():
-            setattr(ingest, name, self._timed(label, getattr(ingest, name)))
-        ingest.UsageBook.load = self._timed("cap_budget_use", ingest.UsageBook.load)
-        ingest.Writes.save = self._timed("write_rows", ingest.Writes.save)
-        psycopg.Copy.write_row = self._timed("write_rows.copy_python", psycopg.Copy.write_row)
-        psycopg.Copy.__exit__ = self._timed("write_rows.copy_server_wait",
-                                            psycopg.Copy.__exit__)
-        ingest.ingest_batch = self._timed("batch", ingest.ingest_batch)
-        import rewards.api.source as source
-
-        source.ingest_batch = ingest.ingest_batch
-
-    def _timed(self, label: str, function: Any) -> Any:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - started
-        return timed
-
-    def per_batch(self, batches: int) -> dict[str, float]:
-        return {label: round(seconds * 1000 / batches, 1)
-                for label, seconds in sorted(self.spent.items(), key=lambda kv: -kv[1])}
-
-
 def run_ingest(app: Any, scheme: Scheme, bodies: list[bytes],
                profile: str | None) -> tuple[float, dict[str, int], int]:
     client = app.test_client()
@@ -281,9 +240,10 @@ def _ingest_process(config: dict[str, Any], scheme: Scheme, bodies: list[bytes],
 
 
 def run_processes(config: dict[str, Any], scheme: Scheme, bodies: list[bytes],
-                  processes: int) -> tuple[float, dict[str, int], int]:
+                  processes: int, at_start: Any = None) -> tuple[float, dict[str, int], int]:
     """The batches dealt round-robin to `processes` forked processes posting at the
-    same time; elapsed from the common start until the last process finished."""
+    same time; elapsed from the common start until the last process finished.
+    `at_start(moment)` is called at that start (the award workers start with them)."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
@@ -297,6 +257,8 @@ def run_processes(config: dict[str, Any], scheme: Scheme, bodies: list[bytes],
         if results.get(timeout=300) != "ready":
             raise SystemExit("an ingest process failed to start")
     started = time.monotonic()
+    if at_start is not None:
+        at_start(started)
     start.set()
     finished, statuses, points = started, {}, 0
     for _ in workers:
@@ -351,6 +313,10 @@ def check_database(expected: int) -> dict[str, int]:
     if problems:
         print(f"ledger is not sound: {problems[:5]}", file=sys.stderr, flush=True)
     counts["verify_problems"] = len(problems)
+    pending = int(session.scalar(
+        select(func.count()).select_from(Action).where(Action.status == "pending")) or 0)
+    if pending:
+        raise SystemExit(f"{pending} actions were never awarded")
     counts["flagged"] = int(session.scalar(
         select(func.count()).select_from(Action).where(Action.status == "flagged")) or 0)
     awarded = int(session.scalar(select(func.coalesce(func.sum(Award.points), 0))) or 0)
@@ -385,6 +351,14 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1,
                         help="ingest processes posting at once, each with its own app and "
                              "connections, the batches dealt among them")
+    parser.add_argument("--awarding", choices=("inline", "deferred"), default="inline",
+                        help="inline: each request awards its batch (the default setting); "
+                             "deferred: requests record and queue, --award-processes "
+                             "workers award; timed until the last point is in the ledger")
+    parser.add_argument("--profile-awards", metavar="FILE",
+                        help="with --awarding deferred: cProfile the first award worker")
+    parser.add_argument("--award-processes", type=int, default=1,
+                        help="with --awarding deferred: award workers running at once")
     parser.add_argument("--without-foreign-keys", action="store_true",
                         help="diagnosis only: drop the foreign keys of the four tables ingest "
                              "writes, to measure what their per-row checks cost")
@@ -406,6 +380,7 @@ def main() -> None:
             "SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None, "SMTP_URL": None,
             "LOG_LEVEL": "WARNING", "SECRET_KEY": "bench-secret-key-at-least-32-bytes-long",
             "IDENTIFIER_KEY": "bench-identifier-key",
+            "AWARDING": args.awarding, "AWARDING_JOBS": False,
         }
         app = create_app(config)
         with app.app_context():
@@ -429,12 +404,33 @@ def main() -> None:
             raise SystemExit("--phases and --profile measure one process: drop --processes")
         phases = Phases() if args.phases else None
         phase_ms: dict[str, float] = {}
-        if args.processes > 1:
+        deferred = args.awarding == "deferred"
+        if args.processes > 1 or deferred:
             with app.app_context():
                 db.engine.dispose()  # the children open their own connections
-            elapsed, statuses, points = run_processes(config, scheme, bodies, args.processes)
+        awarders = (Awarders(config, args.award_processes, args.profile_awards) if deferred
+                    else None)
+        started = time.monotonic()
+        if args.processes > 1:
+            elapsed, statuses, points = run_processes(
+                config, scheme, bodies, args.processes,
+                at_start=awarders.go if awarders else None)
         else:
+            if awarders:
+                awarders.go(started)
             elapsed, statuses, points = run_ingest(app, scheme, bodies, args.profile)
+        recorded_per_s = total / elapsed
+        award_runs: dict[str, int] = {}
+        if awarders:
+            # Timed until the last point is in the ledger, not just until the answers.
+            finished, award_runs = awarders.finish()
+            elapsed = max(elapsed, finished - started)
+            points = award_runs["points"]
+            award_busy_per_s = award_runs["actions"] / max(award_runs["busy_ms"] / 1000, 1e-9)
+            print(f"recording: {recorded_per_s:,.0f} actions/s; awarding: "
+                  f"{award_runs['batches']} batches in {award_runs['runs']} runs by "
+                  f"{args.award_processes} process(es), {award_busy_per_s:,.0f} actions a "
+                  f"second of a worker's time in runs", flush=True)
         if phases is not None:
             # Only the ingest loop so far: the COPY baseline below is not counted.
             phase_ms = phases.per_batch(args.batches)
@@ -484,6 +480,11 @@ def main() -> None:
         "processes": args.processes,
         "verify_ok": counts["verify_problems"] == 0,  # rewards ledger verify's checks
         "rules": scheme.rules,
+        "awarding": args.awarding,
+        **({"award_processes": args.award_processes,
+            "recorded_per_s": round(recorded_per_s),
+            "awarded_per_busy_s": round(award_busy_per_s)} if args.awarding == "deferred"
+           else {}),
         **({"phases_ms_per_batch": phase_ms} if phases is not None else {}),
     }))
     if counts["verify_problems"]:

@@ -60,6 +60,12 @@ class Config:
         self.ACTION_MAX_AGE_DAYS: int = _env_int("ACTION_MAX_AGE_DAYS", 30)
         self.ACTION_MAX_FUTURE_SECONDS: int = _env_int("ACTION_MAX_FUTURE_SECONDS", 300)
         self.MAX_BATCH_ITEMS: int = _env_int("MAX_BATCH_ITEMS", 1000)
+        # "inline": a source's batch is awarded in its own request (results carry the
+        # points). "deferred": the request records the actions as pending and queues the
+        # batch; a worker awards queued batches together (docs/ledger.md).
+        self.AWARDING: str = env.get("AWARDING", "inline").strip().lower()
+        if self.AWARDING not in ("inline", "deferred"):
+            raise ValueError(f"AWARDING must be inline or deferred, not {self.AWARDING!r}")
         self.MAX_CONTENT_LENGTH: int = _env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
         self.VOUCHER_VALID_DAYS: int = _env_int("VOUCHER_VALID_DAYS", 30)
         # Earned points expire this many months after they are earned (0: never).

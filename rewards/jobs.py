@@ -46,7 +46,7 @@ QUEUED_LEASE = timedelta(seconds=60)
 # Beyond an attempt's time limit, before its lease lapses.
 LEASE_GRACE = timedelta(seconds=5)
 # Jobs that may run longer than JOB_TIMEOUT_SECONDS.
-LONG_JOBS = {"workers.imports.import_csv": 1800}
+LONG_JOBS = {"workers.imports.import_csv": 1800, "workers.awarding.award_queued": 600}
 # Attempts lost to killed workers after the last one before the relay stops sending.
 ABANDONED_EXTRA = 2
 

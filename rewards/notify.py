@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from .awarding import on_batch_awarded
 from .jobs import enqueue
 from .mail import send_mail
 from .models import Action, Device, Member, NotificationPreference
@@ -155,3 +156,12 @@ def enqueue_points_earned(session: Session, earned: Mapping[str, list[int]]) -> 
     member's choices."""
     if earned:
         enqueue(POINTS_EARNED_JOB, earned={key: list(value) for key, value in earned.items()})
+
+
+@on_batch_awarded
+def _tell_members_of_deferred_awards(session: Session,
+                                     awarded: Mapping[uuid.UUID, list[int]]) -> None:
+    """Deferred awarding (AWARDING=deferred) tells members of their points when a worker
+    has awarded them, in the same transaction; inline batches are told by the route."""
+    enqueue_points_earned(session, {str(member_id): list(total)
+                                    for member_id, total in awarded.items()})

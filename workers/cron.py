@@ -4,6 +4,7 @@ import os
 
 from rq import cron
 
+from workers.awarding import award_queued, queue_stray_actions
 from workers.dashboard import rebuild_recent, refresh_rollups
 from workers.ledger import expire_points, release_pending, verify_ledger
 from workers.logins import purge_logins
@@ -17,6 +18,10 @@ _rewards = os.environ.get("RQ_QUEUE_PREFIX", "") + "rewards"
 # Outbox jobs due (never handed over, lost by Redis, abandoned by a killed worker, or
 # waiting for a retry) go out within a minute even if no worker relays them.
 cron.register(relay, queue_name=_default, interval=60)
+# Deferred awarding: queued batches a lost job left are awarded within the minute, and
+# pending actions in no queued batch (there should be none) are queued nightly.
+cron.register(award_queued, queue_name=_default, interval=60, job_timeout=600)
+cron.register(queue_stray_actions, queue_name=_default, cron="10 3 * * *", job_timeout=1800)
 # Outbox rows of jobs done more than a week ago go, daily at a quiet hour (UTC).
 cron.register(purge_done, queue_name=_default, cron="50 3 * * *", job_timeout=1800)
 # Pending points become spendable within an hour of their hold ending.

@@ -1,11 +1,13 @@
 """A source's batch of actions: validate each item (validation.py), find its member,
-drop duplicates, award through rewards.awarding (locks, cap and budget use, the rules,
-the rows and earn postings), and answer item by item.
+drop duplicates, and answer item by item. Awarding (rewards.awarding) happens in the
+same transaction (AWARDING="inline", the default: locks, cap and budget use, the rules,
+the rows and earn postings) or later, by a worker (AWARDING="deferred": the actions are
+recorded `pending` and the batch queued; see awarding/deferred.py and docs/ledger.md).
 
 A batch is one transaction and a fixed handful of statements whatever its size: the
-member and budget locks, then every read that decides (cards, duplicates, cap and
-budget use) in grouped queries, the rules in memory, and one bulk write per table
-(COPY on PostgreSQL). bench/ingest.py measures it."""
+member and budget locks (inline only), then every read that decides (cards, duplicates,
+cap and budget use) in grouped queries, the rules in memory, and one bulk write per
+table (COPY on PostgreSQL). bench/ingest.py measures it."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import select
@@ -25,27 +26,20 @@ from sqlalchemy.orm import Session
 from ..awarding import (
     Accepted,
     Item,
-    RulePlan,
-    UsageBook,
-    WantedUse,
+    Planner,
     Writes,
     action_row,
-    actions_totals,
-    award_points,
+    award_many,
     lock_for_awards,
     lock_live_rules,
-    rule_plans,
+    queue_for_award,
 )
 from ..bulk import is_postgres, one_of
 from ..members import card_hash, rehash_cards
 from ..models import Action, ActionType, Identifier, Source, utcnow
-from ..rules import member_facts
-from .screening import control_book
 from .validation import Limits, validate_item
 
 log = logging.getLogger("rewards.actions")
-
-_TICK = timedelta(microseconds=1)
 
 
 @dataclass
@@ -69,12 +63,15 @@ def _retryable(error: DBAPIError) -> bool:
     return state in _RETRYABLE_SQLSTATES
 
 
-def ingest_batch(session: Session, source: Source, items: Sequence[Any]) -> BatchOutcome:
+def ingest_batch(session: Session, source: Source, items: Sequence[Any],
+                 awarding: str | None = None) -> BatchOutcome:
     """Record a batch in one transaction. A concurrent batch carrying the same refs
-    makes the insert fail on the unique key; the retry then reports them as duplicates."""
+    makes the insert fail on the unique key; the retry then reports them as duplicates.
+    `awarding`: "inline" or "deferred" (default: the AWARDING setting)."""
+    deferred = (awarding or current_app.config["AWARDING"]) == "deferred"
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            outcome = _ingest(session, source, items)
+            outcome = _ingest(session, source, items, deferred)
             session.commit()
             return outcome
         except (IntegrityError, OperationalError) as error:
@@ -89,10 +86,10 @@ def ingest_batch(session: Session, source: Source, items: Sequence[Any]) -> Batc
 NO_CONSENT = "no_consent: the member has withdrawn consent to travel data"
 
 
-def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutcome:
+def _ingest(session: Session, source: Source, items: Sequence[Any],
+            deferred: bool) -> BatchOutcome:
     config = current_app.config
     tz = config["SCHEME_TIMEZONE"]
-    zone = ZoneInfo(tz)
     postgres = is_postgres(session)
     now = utcnow()
     # A source may have its own, usually shorter, limit on how old an item may be.
@@ -138,9 +135,12 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
 
     # Locks first, then every read that decides (members, duplicates, caps, budgets)
     # sees what concurrent batches committed.
-    members = {member_id: row for member_id, row in lock_for_awards(session, wanted).items()
+    # Deferred, nothing is awarded here: the members are read, not locked, and no rule
+    # is locked, so batches from several processes do not take turns.
+    members = {member_id: row
+               for member_id, row in lock_for_awards(session, wanted, lock=not deferred).items()
                if row.erased_at is None}
-    rules = lock_live_rules(session, {item.type_code for item in valid})
+    rules = None if deferred else lock_live_rules(session, {item.type_code for item in valid})
 
     # Duplicates: already recorded from this source, or repeated within the batch.
     seen: dict[str, uuid.UUID] = {}
@@ -160,15 +160,10 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
         (repeats if item.external_ref in refs_in_batch else firsts).append(item)
         refs_in_batch.add(item.external_ref)
 
-    plans = rule_plans(rules)
-    plans_by_type: dict[str, list[RulePlan]] = {}
-    for plan in plans.values():
-        for type_code in plan.rule.spec.action_types:
-            plans_by_type.setdefault(type_code, []).append(plan)
+    planner = None if rules is None else Planner(rules, tz)
     writes = Writes(now)
     accepted: list[Accepted] = []
     recorded_here: set[str] = set()
-    wanted_use = WantedUse(tz)  # the cap and budget use to read
     for item in sorted(firsts, key=lambda i: i.occurred_at) + repeats:
         ref = item.external_ref
         if ref in seen:
@@ -191,53 +186,30 @@ def _ingest(session: Session, source: Source, items: Sequence[Any]) -> BatchOutc
         action_id = writes.new_id()
         seen[ref] = action_id
         recorded_here.add(ref)
-        applicable = [plan for plan in plans_by_type.get(item.type_code, ())
-                      if plan.rule.applies_to(item.type_code, item.occurred_at)]
-        windows = wanted_use.add(member_id, applicable, item.occurred_at,
-                                 item.occurred_at.astimezone(zone).date())
-        accepted.append(Accepted(item, member_id, action_id, applicable, windows))
+        accepted.append(Accepted(item, member_id, action_id, [], {}) if planner is None
+                        else planner.accept(item, member_id, action_id))
 
-    book = UsageBook()
-    book.load(session, postgres, wanted_use.windows, wanted_use.budgeted)
-    totals = actions_totals(session, postgres, members, rules)
-    # Controls before points (too many in an hour, implausible travel): the members'
-    # stored actions nearby, read under the member locks, then each action in turn.
-    controls = control_book(session, [(work.member_id, work.item.type_code,
-                                       work.item.occurred_at, work.item.attributes)
-                                      for work in accepted])
     outcome = BatchOutcome(results)
-    facts: dict[uuid.UUID, dict[str, Any]] = {}
-    stamp = now - _TICK
-    for work in accepted:
-        # Rows are stamped when made, strictly increasing in the order actions are taken,
-        # so lists ordered by created_at (the review queue, statements) keep that order.
-        stamp = max(utcnow(), stamp + _TICK)
-        item = work.item
-        held = controls.check(work.member_id, item.type_code, item.occurred_at,
-                              item.attributes)
-        if held is not None:
-            # Held for review: stored flagged, no rule runs until a reviewer approves.
-            writes.actions.append(action_row(work, source.id, type_ids[item.type_code],
-                                             stamp, "flagged", held, 0))
-            outcome.accepted += 1
-            results[item.index] = _result(item.external_ref, "accepted", work.action_id,
-                                          reason=held, points=0)
-            continue
-        member_id = work.member_id
-        member = facts.get(member_id)
-        if member is None or totals is not None:
-            row = members[member_id]
-            member = facts[member_id] = member_facts(
-                row.ward, row.joined_at, now, 0 if totals is None else totals.get(member_id, 0))
-        points, status = award_points(work, member, book, rules, plans, source.id,
-                                      type_ids[work.item.type_code], now, tz, writes,
-                                      created_at=stamp)
-        if totals is not None and status == "accepted":
-            totals[member_id] = totals.get(member_id, 0) + 1
-        outcome.accepted += 1
-        outcome.points += points
-        results[work.item.index] = _result(work.item.external_ref, "accepted",
-                                           work.action_id, points=points)
+    outcome.accepted = len(accepted)
+    if deferred:
+        # Recorded now, awarded by a worker (awarding.deferred): no points in the answer.
+        writes.actions.extend(action_row(work, source.id, type_ids[work.item.type_code],
+                                         now, "pending", None, 0) for work in accepted)
+        writes.save(session, postgres)
+        queue_for_award(session, [work.action_id for work in accepted], now)
+        for work in accepted:
+            results[work.item.index] = _result(work.item.external_ref, "accepted",
+                                               work.action_id)
+        return outcome
+    assert planner is not None
+    for done in award_many(session, postgres, planner, accepted, members,
+                           lambda work: (source.id, type_ids[work.item.type_code]),
+                           now, writes):
+        item = done.work.item
+        results[item.index] = _result(item.external_ref, "accepted", done.work.action_id,
+                                      reason=done.reason if done.held else None,
+                                      points=done.points)
+        outcome.points += done.points
     writes.save(session, postgres)
     return outcome
 

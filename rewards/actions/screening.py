@@ -26,7 +26,7 @@ FROM unnest(CAST(CAST(:members AS text) AS uuid[]),
 CROSS JOIN LATERAL (
     SELECT member_id, type_code, occurred_at, attributes FROM actions
     WHERE member_id = w.member_id AND occurred_at >= w.starts AND occurred_at <= w.ends
-      AND status <> 'revoked'
+      AND status NOT IN ('revoked', 'pending')
 ) AS a
 """)
 
@@ -41,7 +41,8 @@ def _sighting(type_code: str, occurred_at: datetime, lat: Any, lon: Any) -> Sigh
 
 def load_history(session: Session, windows: Mapping[uuid.UUID, list[Window]]
                  ) -> dict[uuid.UUID, list[Sighting]]:
-    """Each member's stored actions (not revoked) inside their windows."""
+    """Each member's stored actions inside their windows: not revoked, and not pending
+    (recorded but not yet awarded: the controls check those when they are awarded)."""
     history: dict[uuid.UUID, list[Sighting]] = {}
     if not windows:
         return history
@@ -70,7 +71,7 @@ def load_history(session: Session, windows: Mapping[uuid.UUID, list[Window]]
                    func.json_extract(Action.attributes, "$.lon"))
             .where(Action.member_id.in_(members[start_at:start_at + 1000]),
                    Action.occurred_at >= lowest, Action.occurred_at <= highest,
-                   Action.status != "revoked")
+                   Action.status.not_in(("revoked", "pending")))
         )
         for member_id, type_code, occurred_at, lat, lon in rows:
             if any(start <= occurred_at <= end for start, end in windows[member_id]):

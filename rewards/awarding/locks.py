@@ -16,7 +16,8 @@ from ..models import Member, Rule
 from ..rules import CompiledRule, RuleSet
 
 
-def lock_for_awards(session: Session, member_ids: set[uuid.UUID]) -> dict[uuid.UUID, Row[Any]]:
+def lock_for_awards(session: Session, member_ids: Collection[uuid.UUID],
+                    lock: bool = True) -> dict[uuid.UUID, Row[Any]]:
     """Caps are counted per member from the awards already stored and budgets per rule
     from its running total (rules.points_awarded), so two transactions awarding at once
     must not both read the same counts and then both award. Anything that awards under
@@ -30,13 +31,12 @@ def lock_for_awards(session: Session, member_ids: set[uuid.UUID]) -> dict[uuid.U
     postgres = is_postgres(session)
     members: dict[uuid.UUID, Row[Any]] = {}
     for condition in one_of(postgres, Member.id, member_ids):
-        for row in session.execute(
-            select(Member.id, Member.ward, Member.joined_at, Member.erased_at,
-                   Member.travel_data_withheld)
-            .where(condition)
-            .order_by(Member.id)
-            .with_for_update(key_share=True)
-        ):
+        statement = (select(Member.id, Member.ward, Member.joined_at, Member.erased_at,
+                            Member.travel_data_withheld)
+                     .where(condition).order_by(Member.id))
+        if lock:
+            statement = statement.with_for_update(key_share=True)
+        for row in session.execute(statement):
             members[row.id] = row
     return members
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Account, Action, Award, Posting, PostingLine, utcnow
+from ..models import Account, Action, Award, Member, Posting, PostingLine, utcnow
 from .expiry import expire_member
 from .pending import pending_credits
 from .service import (
@@ -63,6 +63,14 @@ def reverse_action(
     (default the present) decides which points have expired by then. `rule_totals`:
     see revoke_awards (several reversals in one transaction pass one dict)."""
     account = lock_member(session, action.member_id)
+    if action.status == "pending":
+        # Recorded, not yet awarded (deferred awarding): the worker awards under the
+        # member's row lock, so take it and read the action again. If the worker got
+        # there first, its awards are reversed below; if not, it finds the action
+        # revoked and awards nothing.
+        session.execute(select(Member.id).where(Member.id == action.member_id)
+                        .with_for_update(key_share=True))
+        session.refresh(action)
     key = reversal_key(action.id)
     earlier = session.scalar(select(Posting).where(Posting.key == key))
     if earlier is not None:

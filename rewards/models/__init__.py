@@ -1,7 +1,7 @@
 """Database models, one module per aggregate. Importing this registers them all."""
 
 from . import dashboard, donation, event, privacy, review  # noqa: F401  (their tables join the metadata)
-from .action import Action, Award
+from .action import Action, Award, AwardQueue
 from .base import Base, utcnow
 from .device import Device, NotificationPreference
 from .infra import IdempotencyRecord, OutboxMessage
@@ -21,6 +21,7 @@ __all__ = [
     "ActionType",
     "AuditEntry",
     "Award",
+    "AwardQueue",
     "Base",
     "Device",
     "IdempotencyRecord",

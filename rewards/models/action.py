@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from .member import Member
     from .scheme import RuleVersion
 
-ACTION_STATUSES = ("accepted", "flagged", "revoked")
+# "pending": recorded, not yet awarded (deferred awarding, rewards/awarding/deferred.py).
+ACTION_STATUSES = ("accepted", "flagged", "revoked", "pending")
 # How an action reached the scheme: a source's signed batch, a CSV staff uploaded for
 # a source, an event claim code, or a member's self-report.
 ACTION_ORIGINS = ("source", "csv", "claim", "self_report")
@@ -89,3 +90,15 @@ class Award(IdMixin, Base):
     action: Mapped[Action] = relationship(back_populates="awards")
     posting: Mapped[Posting | None] = relationship()
     rule_version_row: Mapped[RuleVersion] = relationship()
+
+
+class AwardQueue(IdMixin, Base):
+    """A batch of actions recorded `pending` and waiting to be awarded (AWARDING =
+    "deferred"): one row per batch, written in the batch's transaction and deleted in
+    the one that awards it, so a batch is awarded exactly once."""
+
+    __tablename__ = "award_queue"
+    __table_args__ = (Index("ix_award_queue_created_at", "created_at"),)
+
+    # The batch's action ids, as text (JSON on every backend).
+    action_ids: Mapped[list[Any]] = mapped_column(default=list)
