@@ -30,6 +30,7 @@ from ..models.dashboard import (
     MemberMonth,
 )
 from ..models.review import Review
+from . import build, cells
 from .filters import day_bounds, month_start, next_month, scheme_zone, today
 from .sources import COUNTED
 from .tenure import refresh_members
@@ -211,14 +212,14 @@ class Deltas:
 
     def apply(self, session: Session) -> None:
         dialect = session.get_bind().dialect.name
-        for table, cells, keys, measures in (
+        for table, found, keys, measures in (
                 (MemberMonth.__table__, self.months, ("month", "member_id", "type_code"),
                  MEASURES),
                 (MemberHourMonth.__table__, self.hours,
                  ("month", "member_id", "type_code", "weekday", "hour"), ("actions",))):
             # A day recomputed unchanged changes nothing; rows that lost actions may be
             # left with none and go.
-            changed = [cell for cell in cells.values() if any(cell[m] for m in measures)]
+            changed = [cell for cell in found.values() if any(cell[m] for m in measures)]
             emptied = [tuple(cell[k] for k in keys) for cell in changed if cell["actions"] < 0]
             for start in range(0, len(changed), 2000):
                 stmt = _upsert(dialect, table, keys, measures)
@@ -279,6 +280,9 @@ def _rebuild_month(session: Session, month: date, members: set[uuid.UUID] | None
         session.execute(insert(months).from_select(
             ["month", "member_id", "type_code", "category", "ward", "actions", "points",
              "km", "duration_h", "days"], source))
+        if group is None and _postgresql(session):
+            build.hours(session, month)
+            continue
         hours: dict[tuple[uuid.UUID, str, int, int], dict[str, Any]] = {}
         read = select(days.c.member_id, days.c.type_code, days.c.category, days.c.ward,
                       days.c.day, days.c.by_hour).where(days.c.day >= month, days.c.day < end)
@@ -369,21 +373,42 @@ def refresh(session: Session, now: datetime | None = None,
     return report
 
 
+def _postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def _apply(session: Session, days: list[date], ledger_days: list[date],
            whole_months: bool) -> RefreshReport:
     if whole_months:
-        touched = _rebuild_days(session, days)
         # Every month the days cover, including those with no member left.
-        for month in sorted(set(touched) | {month_start(day) for day in days}):
+        months = {month_start(day) for day in days}
+        if _postgresql(session):  # set-based, in the database
+            for run in _runs(days):
+                build.days(session, run[0], run[-1])
+        else:
+            touched = _rebuild_days(session, days)
+            months |= set(touched)
+        for month in sorted(months):
             _rebuild_month(session, month, None)
+        if _postgresql(session):
+            build.tenure(session)
+        else:
+            refresh_members(session, set().union(*touched.values()))  # the tenure cells
+        cells.build(session)
+        changed = len(months)
     else:  # only what the touched days change: their old rows off, their new rows on
         deltas = Deltas()
         touched = _rebuild_days(session, days, deltas)
+        members = set().union(*touched.values())
+        before = cells.member_entries(session, members)
         deltas.apply(session)
-    refresh_members(session, set().union(*touched.values()))  # the tenure cells
+        cells.apply_member_change(session, before, cells.member_entries(session, members))
+        cells.refresh_periods(session, days)
+        refresh_members(session, members)  # the tenure cells
+        changed = len(touched)
     ledger = _rebuild_ledger(session, ledger_days)
     session.flush()
-    return RefreshReport(len(days), ledger, len(touched), 0)
+    return RefreshReport(len(days), ledger, changed, 0)
 
 
 def refresh_if_stale(session: Session, max_age_seconds: int) -> RefreshReport | None:

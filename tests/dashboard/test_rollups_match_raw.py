@@ -22,6 +22,8 @@ from rewards.models.dashboard import (
     MemberHourMonth,
     MemberMonth,
     MemberTenure,
+    SpanCell,
+    SumCell,
     TenureCell,
 )
 from rewards.models.donation import Donation
@@ -83,11 +85,15 @@ def test_rollups_equal_raw_after_a_random_mix(app: Flask, seed: int) -> None:
         # A rebuild of the whole range gives the same rows as the incremental refreshes
         # (which change month rows by the difference each day made).
         tables = (MemberDay.__table__, MemberMonth.__table__, MemberHourMonth.__table__,
-                  MemberTenure.__table__, TenureCell.__table__)
+                  MemberTenure.__table__, TenureCell.__table__, SpanCell.__table__,
+                  SumCell.__table__)
         before = [_rows(session, table) for table in tables]
         rebuild(session, today() - timedelta(days=130), today())
         session.commit()
         assert [_rows(session, table) for table in tables] == before
+        # The span cells are there for every kind, and count someone.
+        dims = set(session.scalars(select(SpanCell.dim).where(SpanCell.members > 0)))
+        assert dims == {"ward", "age", "hour", "day", "cohort", "week"}
 
 
 def _rows(session, table) -> list[tuple]:
