@@ -249,7 +249,7 @@ class Counted(Raw):
 
     def __getattribute__(self, name: str) -> Any:
         if name in ("member_days", "member_months", "member_hours", "ledger_days",
-                    "tenure_cells"):
+                    "tenure_cells", "span_cells", "sum_cells"):
             object.__getattribute__(self, "used").add(name)
         return object.__getattribute__(self, name)
 

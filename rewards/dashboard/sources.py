@@ -173,18 +173,6 @@ class Raw:
         )
 
 
-    def span_cells(self, dim: str) -> FromClause:
-        """The span cells of `dim`, grouped from the raw tables' member rows."""
-        from . import cells
-
-        src = cells.dim_source(db.session, self, dim)
-        if dim in ("cohort", "week"):
-            stmt = cells.periods(src, dim)
-        else:
-            stmt = cells.spans(db.session, src, dim,
-                               cap=cells.DAY_CAP if dim == "day" else None)
-        return stmt.subquery("sc")
-
     def sum_cells(self, dim: str) -> FromClause:
         from . import cells
 
