@@ -8,6 +8,7 @@ Create Date: 2026-12-01 02:00:00
   hour, cohort, week or day, per action type, category or any; each member's active
   periods with the next one, so the members over a range of periods add up.
 - dashboard_sum_cells: counted actions, points, km and hours per period and type.
+- dashboard_join_days: members who joined per day, ward and channel.
 Derived data: `rewards dashboard rebuild` makes them again.
 """
 import sqlalchemy as sa
@@ -49,8 +50,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('dim', 'period', 'type_code', 'category', 'ward', 'value',
                                 name=op.f('pk_dashboard_sum_cells')),
     )
+    op.create_table(
+        'dashboard_join_days',
+        sa.Column('day', sa.Date(), nullable=False),
+        sa.Column('ward', sa.String(100), nullable=False),
+        sa.Column('desk', sa.Boolean(), nullable=False),
+        sa.Column('members', sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint('day', 'ward', 'desk', name=op.f('pk_dashboard_join_days')),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('dashboard_join_days')
     op.drop_table('dashboard_sum_cells')
     op.drop_table('dashboard_span_cells')

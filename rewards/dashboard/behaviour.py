@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import Date, cast, func, select, text, type_coerce
 
 from ..extensions import db
-from ..models import ActionType, Member, Rule, RuleVersion
+from ..models import ActionType, Rule, RuleVersion
 from .context import Context, col, ratio
 from .counts import campaign_key, members_over_months, members_per_period, sums
-from .filters import day_bounds, scheme_zone, today
+from .filters import scheme_zone, today
 from .settings import impact_factors
-from .sources import as_date, day_of
+from .sources import as_date
 from .table import suppress, suppress_columns
 
 # Weeks of membership: (key, first day, day after the last, English, Welsh).
@@ -28,18 +28,17 @@ CAMPAIGN_WEEKS = 4
 
 
 def baseline(ctx: Context) -> tuple[list, list, list]:
-    start, end = day_bounds(ctx.first_month, ctx.end_month - timedelta(days=1))
-    joined_day = day_of(Member.joined_at)
-    stmt = select(joined_day, func.count()).where(Member.joined_at >= start,
-                                                  Member.joined_at < end)
+    jd = ctx.source.join_days()
+    stmt = select(jd.c.day, func.sum(jd.c.members)).where(
+        jd.c.day >= ctx.first_month, jd.c.day < ctx.end_month)
     if ctx.filters.ward is not None:
-        stmt = stmt.where(Member.ward == ctx.filters.ward)
+        stmt = stmt.where(jd.c.ward == ctx.filters.ward)
     now = today()
     # Member-weeks each cohort member has been a member within each window, so far,
     # from the number who joined on each day.
     exposure = {key: 0.0 for key, *_ in TENURE}
     exposed = {key: 0 for key, *_ in TENURE}
-    for day, count in sorted(ctx.session.execute(stmt.group_by(joined_day)),
+    for day, count in sorted(ctx.session.execute(stmt.group_by(jd.c.day)),
                              key=lambda r: as_date(r[0])):
         tenure = (now - as_date(day)).days + 1
         for key, first, last, *_ in TENURE:

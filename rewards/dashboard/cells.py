@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from typing import Any
 
@@ -183,7 +183,7 @@ SPAN_COLUMNS = [*SPAN_KEYS, "members"]
 SUM_COLUMNS = ["dim", "period", "type_code", "category", "ward", "value", *MEASURES]
 
 
-def build(session: Session) -> None:
+def build(session: Session, step: Callable[[str], None] = lambda name: None) -> None:
     """Every cell again from the member rollups (a build or a rebuild)."""
     from .sources import Rollups
 
@@ -192,13 +192,17 @@ def build(session: Session) -> None:
     session.execute(delete(SumCell.__table__))
     for dim in RANGE_DIMS:
         _insert_spans(session, spans(session, dim_source(session, source, dim), dim))
+        step(f"cells_{dim}")
     _insert_spans(session, spans(session, dim_source(session, source, "day"), "day",
                                  cap=DAY_CAP))
+    step("cells_day")
     for dim in ("cohort", "week"):
         _insert_spans(session, periods(dim_source(session, source, dim), dim))
+        step(f"cells_{dim}")
     for dim in SUM_DIMS:
         session.execute(insert(SumCell.__table__).from_select(
             SUM_COLUMNS, sums(dim_source(session, source, dim), dim)))
+    step("cells_sums")
 
 
 def _insert_spans(session: Session, stmt: Select[Any]) -> None:

@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 from ..models import Member
 from .context import Context, col, ratio, ward_name
 from .counts import members_in_days, members_over_months, members_per_period, sums
-from .filters import day_bounds, next_month
+from .filters import month_start, next_month
 from .settings import wards
-from .sources import as_date, month_of
+from .sources import as_date
 from .table import hide, suppress, suppress_columns
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -24,16 +24,16 @@ WEEKDAYS_CY = ("Dydd Llun", "Dydd Mawrth", "Dydd Mercher", "Dydd Iau", "Dydd Gwe
 
 def _joins(ctx: Context) -> list[tuple[date, str, bool, int]]:
     """(month, ward, desk, members) of members who joined in the period's months,
-    counted in the database."""
-    start, end = day_bounds(ctx.first_month, ctx.end_month - timedelta(days=1))
-    keys = (month_of(Member.joined_at), func.coalesce(Member.ward, ""),
-            Member.enrolled_by.is_not(None))
-    stmt = select(*keys, func.count()).where(Member.joined_at >= start,
-                                             Member.joined_at < end)
+    from the members joined per day."""
+    jd = ctx.source.join_days()
+    stmt = select(jd.c.day, jd.c.ward, jd.c.desk, jd.c.members).where(
+        jd.c.day >= ctx.first_month, jd.c.day < ctx.end_month)
     if ctx.filters.ward is not None:
-        stmt = stmt.where(Member.ward == ctx.filters.ward)
-    return [(as_date(month), ward, bool(desk), n)
-            for month, ward, desk, n in ctx.session.execute(stmt.group_by(*keys))]
+        stmt = stmt.where(jd.c.ward == ctx.filters.ward)
+    found: dict[tuple[date, str, bool], int] = defaultdict(int)
+    for day, ward, desk, members in ctx.session.execute(stmt):
+        found[(month_start(as_date(day)), ward, bool(desk))] += members
+    return [(*key, members) for key, members in sorted(found.items())]
 
 
 def reach_wards(ctx: Context) -> tuple[list, list, list]:

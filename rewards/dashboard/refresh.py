@@ -14,7 +14,7 @@ import time as clock
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,7 @@ from ..models.dashboard import (
     MemberMonth,
 )
 from ..models.review import Review
-from . import build, cells
+from . import build, cells, joins
 from .deltas import Deltas
 from .filters import day_bounds, month_start, next_month, scheme_zone, today
 from .sources import COUNTED
@@ -53,6 +53,19 @@ class RefreshReport:
     months: int
     took_ms: int
     skipped: bool = False
+    # Milliseconds each step took: where a build or a refresh spends its time.
+    steps: dict[str, int] = field(default_factory=dict)
+
+
+class _Steps:
+    def __init__(self) -> None:
+        self.times: dict[str, int] = {}
+        self.last = clock.monotonic()
+
+    def __call__(self, name: str) -> None:
+        now = clock.monotonic()
+        self.times[name] = self.times.get(name, 0) + int((now - self.last) * 1000)
+        self.last = now
 
 
 def last_refresh(session: Session) -> datetime | None:
@@ -290,6 +303,7 @@ def refresh(session: Session, now: datetime | None = None,
         report = _apply(session, sorted(touched_days(session, since - margin)),
                         sorted(touched_ledger_days(session, since - margin)),
                         whole_months=False)
+        joins.refresh_days(session, joins.touched(session, since - margin))
     report.took_ms = int((clock.monotonic() - started) * 1000)
     state = session.get(DashboardRefresh, STATE)
     if state is None:
@@ -310,36 +324,49 @@ def _postgresql(session: Session) -> bool:
 
 def _apply(session: Session, days: list[date], ledger_days: list[date],
            whole_months: bool) -> RefreshReport:
+    step = _Steps()
     if whole_months:
         # Every month the days cover, including those with no member left.
         months = {month_start(day) for day in days}
         if _postgresql(session):  # set-based, in the database
+            build.prepare(session)
             for run in _runs(days):
                 build.days(session, run[0], run[-1])
         else:
             touched = _rebuild_days(session, days)
             months |= set(touched)
+        step("member_days")
         for month in sorted(months):
             _rebuild_month(session, month, None)
+        step("member_months")
         if _postgresql(session):
             build.tenure(session)
         else:
             refresh_members(session, set().union(*touched.values()))  # the tenure cells
-        cells.build(session)
+        step("tenure")
+        cells.build(session, step)
+        joins.build(session)
+        step("join_days")
         changed = len(months)
     else:  # only what the touched days change: their old rows off, their new rows on
         deltas = Deltas()
         touched = _rebuild_days(session, days, deltas)
         members = set().union(*touched.values())
+        step("member_days")
         before = cells.member_entries(session, members)
         deltas.apply(session)
+        step("member_months")
         cells.apply_member_change(session, before, cells.member_entries(session, members))
+        step("span_cells")
         cells.refresh_periods(session, days)
+        step("period_cells")
         refresh_members(session, members)  # the tenure cells
+        step("tenure")
         changed = len(touched)
     ledger = _rebuild_ledger(session, ledger_days)
     session.flush()
-    return RefreshReport(len(days), ledger, changed, 0)
+    step("ledger")
+    return RefreshReport(len(days), ledger, changed, 0, steps=step.times)
 
 
 def refresh_if_stale(session: Session, max_age_seconds: int) -> RefreshReport | None:

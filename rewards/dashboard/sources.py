@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..extensions import db
 from ..models import Account, Action, ActionType, Member, Posting, PostingLine
 from ..models.dashboard import (
+    JoinDay,
     LedgerDay,
     MemberDay,
     MemberHourMonth,
@@ -65,6 +66,10 @@ class Rollups:
         return select(t.c.period, t.c.type_code, t.c.category, t.c.ward, t.c.value,
                       t.c.actions, t.c.points, t.c.km, t.c.duration_h).where(
             t.c.dim == dim).subquery("su")
+
+    def join_days(self) -> FromClause:
+        t = JoinDay.__table__
+        return select(t.c.day, t.c.ward, t.c.desk, t.c.members).subquery("jd")
 
     def tenure_cells(self) -> FromClause:
         t = TenureCell.__table__
@@ -177,6 +182,12 @@ class Raw:
         from . import cells
 
         return cells.sums(cells.dim_source(db.session, self, dim), dim).subquery("su")
+
+    def join_days(self) -> FromClause:
+        """Members joined per day, ward and channel, grouped from the members."""
+        from .joins import grouped
+
+        return grouped().subquery("jd")
 
     def tenure_cells(self) -> FromClause:
         """Per cohort month x member's ward x type x window of membership: members

@@ -180,3 +180,16 @@ class SumCell(Base):
     points: Mapped[int] = mapped_column(BigInteger)
     km: Mapped[float] = mapped_column(Float, default=0)
     duration_h: Mapped[float] = mapped_column(Float, default=0)
+
+
+class JoinDay(Base):
+    """Members who joined on one day (scheme zone), by ward and channel (`desk`: enrolled
+    card-only at a council desk): reach, retention and baseline read these instead of
+    every member."""
+
+    __tablename__ = "dashboard_join_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    ward: Mapped[str] = mapped_column(String(100), primary_key=True)
+    desk: Mapped[bool] = mapped_column(primary_key=True)
+    members: Mapped[int] = mapped_column()
