@@ -44,8 +44,8 @@ def baseline(ctx: Context) -> tuple[list, list, list]:
         for key, first, last, *_ in TENURE:
             days = min(tenure, last if last is not None else tenure) - first
             if days > 0:
-                exposure[key] += count * days / 7
-                exposed[key] += count
+                exposure[key] += int(count) * days / 7
+                exposed[key] += int(count)
     tc = ctx.source.tenure_cells()
     cells = ctx.where(select(tc.c.category, tc.c.type_code, tc.c.window,
                              func.sum(tc.c.members), func.sum(tc.c.actions))

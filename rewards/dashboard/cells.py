@@ -209,6 +209,60 @@ def _insert_spans(session: Session, stmt: Select[Any]) -> None:
     session.execute(insert(SpanCell.__table__).from_select(SPAN_COLUMNS, stmt))
 
 
+_KEYS_SQL = ", ".join(SPAN_KEYS)
+DELTA_SQL = {
+    "create": "CREATE TEMP TABLE IF NOT EXISTS dashboard_span_delta "
+              "(LIKE dashboard_span_cells) ON COMMIT DROP",
+    "apply": f"""
+        INSERT INTO dashboard_span_cells ({_KEYS_SQL}, members)
+        SELECT {_KEYS_SQL}, sum(members) FROM dashboard_span_delta
+        GROUP BY {_KEYS_SQL} HAVING sum(members) <> 0
+        ON CONFLICT ({_KEYS_SQL})
+        DO UPDATE SET members = dashboard_span_cells.members + excluded.members""",
+    "clean": f"""
+        DELETE FROM dashboard_span_cells c USING dashboard_span_delta d
+        WHERE c.members <= 0 AND ({", ".join("c." + k for k in SPAN_KEYS)})
+                               = ({", ".join("d." + k for k in SPAN_KEYS)})""",
+}
+
+
+def change_members(session: Session, members: set[uuid.UUID], apply: Callable[[], None],
+                   ) -> None:
+    """Run `apply` (which changes `members`' month rows), changing the range cells by
+    what those members made up before and after it."""
+    if _sqlite(session):
+        before = member_entries(session, members)
+        apply()
+        apply_member_change(session, before, member_entries(session, members))
+        return
+    # PostgreSQL: the members' entries before (-) and after (+) into a temporary table,
+    # then one INSERT ... ON CONFLICT adds the sums, all in the database.
+    from sqlalchemy import text
+
+    session.execute(text(DELTA_SQL["create"]))
+    session.execute(text("TRUNCATE dashboard_span_delta"))
+    _delta_entries(session, members, -1)
+    apply()
+    _delta_entries(session, members, 1)
+    session.execute(text(DELTA_SQL["apply"]))
+    session.execute(text(DELTA_SQL["clean"]))
+
+
+def _delta_entries(session: Session, members: set[uuid.UUID], sign: int) -> None:
+    from sqlalchemy import column, table
+
+    from .sources import Rollups
+
+    delta = table("dashboard_span_delta", *(column(k) for k in SPAN_COLUMNS))
+    ids = sorted(members)
+    for start in range(0, len(ids), 5000):
+        group = ids[start:start + 5000]
+        for dim in RANGE_DIMS:
+            found = spans(session, dim_source(session, Rollups(), dim, group), dim).subquery()
+            session.execute(insert(delta).from_select(SPAN_COLUMNS, select(
+                *(found.c[k] for k in SPAN_KEYS), found.c.members * sign)))
+
+
 def member_entries(session: Session, members: Iterable[uuid.UUID]) -> dict[tuple, int]:
     """The range cells' counts that `members` make up now (to take off, then add)."""
     from .sources import Rollups

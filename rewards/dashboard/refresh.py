@@ -353,11 +353,8 @@ def _apply(session: Session, days: list[date], ledger_days: list[date],
         touched = _rebuild_days(session, days, deltas)
         members = set().union(*touched.values())
         step("member_days")
-        before = cells.member_entries(session, members)
-        deltas.apply(session)
-        step("member_months")
-        cells.apply_member_change(session, before, cells.member_entries(session, members))
-        step("span_cells")
+        cells.change_members(session, members, lambda: deltas.apply(session))
+        step("member_months_and_span_cells")
         cells.refresh_periods(session, days)
         step("period_cells")
         refresh_members(session, members)  # the tenure cells
