@@ -42,6 +42,27 @@ def _filters() -> list[Filters]:
     ]
 
 
+def _campaigns(session) -> None:
+    """Rules with windows: one type (its own week cells), every type (the `*` cells) and
+    two types of different categories (no cell counts those: member-day rows)."""
+    from rewards.models import Rule, RuleVersion
+
+    now = now_utc()
+    for name, types in (("Bus weeks", ["bus_journey"]),
+                        ("Everything weeks", ["bus_journey", "leisure_visit",
+                                              "volunteering_hour"]),
+                        ("Mixed weeks", ["bus_journey", "leisure_visit"])):
+        rule = Rule(name=name, current_version=1)
+        session.add(rule)
+        session.flush()
+        session.add(RuleVersion(
+            rule_id=rule.id, version=1, name=name, action_types=types, condition="true",
+            points="1", caps={}, points_caps={}, starts_at=now - timedelta(days=60),
+            ends_at=now - timedelta(days=25), priority=0, stackable=True, hold_days=0,
+            status="active"))
+    session.flush()
+
+
 def _assert_same(threshold: int) -> None:
     for filters in _filters():
         for name in FIGURES:
@@ -59,6 +80,7 @@ def test_rollups_equal_raw_after_a_random_mix(app: Flask, seed: int) -> None:
         for ward, decile in zip(WARDS, (4, 7, 1, 9), strict=True):
             put(session, f"ward:{ward}", {"adult_population": 900, "imd_decile": decile}, None)
         put(session, "impact:bus_journey", {"co2_kg": 0.5, "co2_kg_per_km": 0.1}, None)
+        _campaigns(session)
         session.commit()
         refresh(session)
         for _ in range(4):
@@ -71,7 +93,11 @@ def test_rollups_equal_raw_after_a_random_mix(app: Flask, seed: int) -> None:
         assert session.scalar(select(func.count()).where(Reward.status == "expired")) > 0
         assert session.scalar(select(func.count()).select_from(Donation)) > 0
         _assert_same(threshold=10)
-        # Numbers are there, not only suppressed cells.
+        # Numbers are there, not only suppressed cells; every campaign has weeks.
+        weeks = compute("campaign", Filters(today() - timedelta(days=150), today()),
+                        threshold=2).rows
+        assert {row["campaign"] for row in weeks if row["members"]} == {
+            "Bus weeks", "Everything weeks", "Mixed weeks"}
         actions = compute("actions", Filters(today() - timedelta(days=150), today()),
                           threshold=2)
         assert sum(row["actions"] or 0 for row in actions.rows) > 100
