@@ -24,8 +24,18 @@ class Deltas:
     def __init__(self) -> None:
         self.months: dict[tuple[date, uuid.UUID, str], dict[str, Any]] = {}
         self.hours: dict[tuple[date, uuid.UUID, str, int, int], dict[str, Any]] = {}
+        # Each day row as it was (-1) and is (+1): the members whose rows differ are
+        # the ones whose cells can change.
+        self.rows: dict[int, set[tuple]] = {-1: set(), 1: set()}
+
+    def changed_members(self) -> set[uuid.UUID]:
+        return {row[1] for row in self.rows[-1] ^ self.rows[1]}
 
     def add(self, row: Any, sign: int) -> None:
+        self.rows[sign].add((
+            row["day"], row["member_id"], row["type_code"], row["category"], row["ward"],
+            row["actions"], row["points"], round(row["km"], 6), round(row["duration_h"], 6),
+            tuple(sorted((str(h), int(n)) for h, n in (row["by_hour"] or {}).items()))))
         month = month_start(row["day"])
         key = (month, row["member_id"], row["type_code"])
         cell = self.months.get(key)

@@ -351,7 +351,9 @@ def _apply(session: Session, days: list[date], ledger_days: list[date],
     else:  # only what the touched days change: their old rows off, their new rows on
         deltas = Deltas()
         touched = _rebuild_days(session, days, deltas)
-        members = set().union(*touched.values())
+        # Days are rebuilt whole (a day touched by one new action is every member's
+        # that day); only the members whose day rows changed can change a cell.
+        members = deltas.changed_members()
         step("member_days")
         cells.change_members(session, members, lambda: deltas.apply(session))
         step("member_months_and_span_cells")
