@@ -14,8 +14,7 @@ raw tables (grouped per request, rewards.dashboard.Raw), so both forms agree."""
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -29,7 +28,6 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    tuple_,
     union_all,
 )
 from sqlalchemy.orm import Session
@@ -209,137 +207,3 @@ def _insert_spans(session: Session, stmt: Select[Any]) -> None:
     session.execute(insert(SpanCell.__table__).from_select(SPAN_COLUMNS, stmt))
 
 
-_KEYS_SQL = ", ".join(SPAN_KEYS)
-DELTA_SQL = {
-    "create": "CREATE TEMP TABLE IF NOT EXISTS dashboard_span_delta "
-              "(LIKE dashboard_span_cells) ON COMMIT DROP",
-    "apply": f"""
-        INSERT INTO dashboard_span_cells ({_KEYS_SQL}, members)
-        SELECT {_KEYS_SQL}, sum(members) FROM dashboard_span_delta
-        GROUP BY {_KEYS_SQL} HAVING sum(members) <> 0
-        ON CONFLICT ({_KEYS_SQL})
-        DO UPDATE SET members = dashboard_span_cells.members + excluded.members""",
-    "clean": f"""
-        DELETE FROM dashboard_span_cells c USING dashboard_span_delta d
-        WHERE c.members <= 0 AND ({", ".join("c." + k for k in SPAN_KEYS)})
-                               = ({", ".join("d." + k for k in SPAN_KEYS)})""",
-}
-
-
-def change_members(session: Session, members: set[uuid.UUID], apply: Callable[[], None],
-                   ) -> None:
-    """Run `apply` (which changes `members`' month rows), changing the range cells by
-    what those members made up before and after it."""
-    if _sqlite(session):
-        before = member_entries(session, members)
-        apply()
-        apply_member_change(session, before, member_entries(session, members))
-        return
-    # PostgreSQL: the members' entries before (-) and after (+) into a temporary table,
-    # then one INSERT ... ON CONFLICT adds the sums, all in the database.
-    from sqlalchemy import text
-
-    session.execute(text(DELTA_SQL["create"]))
-    session.execute(text("TRUNCATE dashboard_span_delta"))
-    _delta_entries(session, members, -1)
-    apply()
-    _delta_entries(session, members, 1)
-    session.execute(text(DELTA_SQL["apply"]))
-    session.execute(text(DELTA_SQL["clean"]))
-
-
-def _delta_entries(session: Session, members: set[uuid.UUID], sign: int) -> None:
-    from sqlalchemy import column, table
-
-    from .sources import Rollups
-
-    delta = table("dashboard_span_delta", *(column(k) for k in SPAN_COLUMNS))
-    ids = sorted(members)
-    for start in range(0, len(ids), 5000):
-        group = ids[start:start + 5000]
-        for dim in RANGE_DIMS:
-            found = spans(session, dim_source(session, Rollups(), dim, group), dim).subquery()
-            session.execute(insert(delta).from_select(SPAN_COLUMNS, select(
-                *(found.c[k] for k in SPAN_KEYS), found.c.members * sign)))
-
-
-def member_entries(session: Session, members: Iterable[uuid.UUID]) -> dict[tuple, int]:
-    """The range cells' counts that `members` make up now (to take off, then add)."""
-    from .sources import Rollups
-
-    found: dict[tuple, int] = defaultdict(int)
-    ids = sorted(members)
-    for start in range(0, len(ids), 1000):
-        group = ids[start:start + 1000]
-        for dim in RANGE_DIMS:
-            for row in session.execute(spans(
-                    session, dim_source(session, Rollups(), dim, group), dim)):
-                found[tuple(row[:7])] += row[7]
-    return found
-
-
-def apply_member_change(session: Session, before: dict[tuple, int],
-                        after: dict[tuple, int]) -> None:
-    deltas = dict(after)
-    for key, count in before.items():
-        deltas[key] = deltas.get(key, 0) - count
-    changed = [dict(zip(SPAN_KEYS, key, strict=True), members=n)
-               for key, n in deltas.items() if n]
-    table = SpanCell.__table__
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    for start in range(0, len(changed), 2000):
-        stmt = (sqlite.insert if _sqlite(session) else postgresql.insert)(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(SPAN_KEYS),
-            set_={"members": table.c.members + stmt.excluded.members})
-        session.execute(stmt, changed[start:start + 2000])
-    emptied = [tuple(c[k] for k in SPAN_KEYS) for c in changed if c["members"] < 0]
-    for start in range(0, len(emptied), 300):
-        session.execute(delete(table).where(
-            tuple_(*(table.c[k] for k in SPAN_KEYS)).in_(emptied[start:start + 300]),
-            table.c.members <= 0))
-
-
-def refresh_periods(session: Session, days: Iterable[date]) -> None:
-    """Recompute the cells of the months, weeks and days that `days` touch."""
-    from .filters import month_start
-    from .sources import Rollups
-
-    source = Rollups()
-    days = sorted(set(days))
-    if not days:
-        return
-    months = sorted({month_start(day) for day in days})
-    weeks = sorted({day - timedelta(days=day.weekday()) for day in days})
-    spans_t, sums_t = SpanCell.__table__, SumCell.__table__
-    ranges = {"month": (months[0], months[-1]), "week": (weeks[0], weeks[-1] + timedelta(6))}
-    for dim, only, grain in (("ward", months, "month"), ("age", months, "month"),
-                             ("hour", months, "month"), ("week", weeks, "week")):
-        session.execute(delete(sums_t).where(sums_t.c.dim == dim, sums_t.c.period.in_(only)))
-        session.execute(insert(sums_t).from_select(SUM_COLUMNS, sums(
-            dim_source(session, source, dim, between=ranges[grain]), dim, only)))
-    for dim, only, grain in (("cohort", months, "month"), ("week", weeks, "week")):
-        session.execute(delete(spans_t).where(spans_t.c.dim == dim,
-                                              spans_t.c.first_period.in_(only)))
-        _insert_spans(session, periods(
-            dim_source(session, source, dim, between=ranges[grain]), dim, only))
-    # A day changes the next_period of the member's entries up to DAY_CAP days before.
-    for first, last in _day_runs(days):
-        lo = first - timedelta(days=DAY_CAP)
-        session.execute(delete(spans_t).where(
-            spans_t.c.dim == "day", spans_t.c.first_period >= lo,
-            spans_t.c.first_period <= last))
-        src = dim_source(session, source, "day",
-                         between=(lo, last + timedelta(days=DAY_CAP)))
-        _insert_spans(session, spans(session, src, "day", cap=DAY_CAP, window=(lo, last)))
-
-
-def _day_runs(days: list[date]) -> list[tuple[date, date]]:
-    runs: list[list[date]] = []
-    for day in days:
-        if runs and (day - runs[-1][1]).days <= DAY_CAP:
-            runs[-1][1] = day
-        else:
-            runs.append([day, day])
-    return [(a, b) for a, b in runs]

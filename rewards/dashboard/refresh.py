@@ -30,7 +30,7 @@ from ..models.dashboard import (
     MemberMonth,
 )
 from ..models.review import Review
-from . import build, cells, joins
+from . import build, cellkeep, cells, joins
 from .deltas import Deltas
 from .filters import day_bounds, month_start, next_month, scheme_zone, today
 from .sources import COUNTED
@@ -133,10 +133,12 @@ def _number(value: Any) -> float:
 
 
 def _rebuild_days(session: Session, days: list[date], deltas: Deltas | None = None,
+                  writes: list[tuple[list[date], list[dict]]] | None = None,
                   ) -> dict[date, set[uuid.UUID]]:
     """Member-day rows for `days` (consecutive runs read together); returns the
     members whose rows changed, by month. With `deltas`, the old rows are taken off
-    and the new ones added to it, for the month rows."""
+    and the new ones added to it, for the month rows. With `writes`, the new rows are
+    put there for _write_days instead of written."""
     touched: dict[date, set[uuid.UUID]] = defaultdict(set)
     zone = scheme_zone()
     table = MemberDay.__table__
@@ -147,7 +149,8 @@ def _rebuild_days(session: Session, days: list[date], deltas: Deltas | None = No
             touched[month_start(row["day"])].add(row["member_id"])
             if deltas is not None:
                 deltas.add(row, -1)
-        session.execute(delete(table).where(table.c.day >= run[0], table.c.day <= run[-1]))
+        if writes is None:
+            session.execute(delete(table).where(table.c.day >= run[0], table.c.day <= run[-1]))
         cells: dict[tuple[date, uuid.UUID, str], dict[str, Any]] = {}
         rows = session.execute(
             select(Action.member_id, Action.type_code, ActionType.category,
@@ -176,12 +179,24 @@ def _rebuild_days(session: Session, days: list[date], deltas: Deltas | None = No
             cell["by_hour"][hour] = cell["by_hour"].get(hour, 0) + 1
             touched[month_start(key[0])].add(member_id)
         values = list(cells.values())
-        for start_at in range(0, len(values), 5000):
-            session.execute(insert(table), values[start_at:start_at + 5000])
+        if writes is None:
+            _write_days(session, [(run, values)], replace=False)
+        else:
+            writes.append((run, values))
         if deltas is not None:
             for value in values:
                 deltas.add(value, 1)
     return touched
+
+
+def _write_days(session: Session, writes: list[tuple[list[date], list[dict]]],
+                replace: bool = True) -> None:
+    table = MemberDay.__table__
+    for run, values in writes:
+        if replace:
+            session.execute(delete(table).where(table.c.day >= run[0], table.c.day <= run[-1]))
+        for start_at in range(0, len(values), 5000):
+            session.execute(insert(table), values[start_at:start_at + 5000])
 
 
 def _runs(days: list[date]) -> Iterable[list[date]]:
@@ -350,15 +365,19 @@ def _apply(session: Session, days: list[date], ledger_days: list[date],
         changed = len(months)
     else:  # only what the touched days change: their old rows off, their new rows on
         deltas = Deltas()
-        touched = _rebuild_days(session, days, deltas)
+        writes: list[tuple[list[date], list[dict]]] = []
+        touched = _rebuild_days(session, days, deltas, writes)
         # Days are rebuilt whole (a day touched by one new action is every member's
         # that day); only the members whose day rows changed can change a cell.
         members = deltas.changed_members()
         step("member_days")
-        cells.change_members(session, members, lambda: deltas.apply(session))
-        step("member_months_and_span_cells")
-        cells.refresh_periods(session, days)
-        step("period_cells")
+
+        def write() -> None:
+            _write_days(session, writes)
+            deltas.apply(session)
+
+        cellkeep.change_members(session, members, days, write)
+        step("member_rows_and_cells")
         refresh_members(session, members)  # the tenure cells
         step("tenure")
         changed = len(touched)
