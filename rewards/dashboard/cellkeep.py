@@ -59,7 +59,7 @@ def _statements(session: Session, group: list[uuid.UUID], days: list[date],
     weeks = sorted({day - timedelta(days=day.weekday()) for day in days})
     by_month = (months[0], months[-1])
     by_week = (weeks[0], weeks[-1] + timedelta(days=6))
-    span = [spans(session, dim_source(session, source, dim, group), dim)
+    span = [spans(session, dim_source(session, source, dim, group), dim, since=months[0])
             for dim in RANGE_DIMS]
     for first, last in _day_runs(days):
         # A day changes the next_period of the member's entries up to DAY_CAP days before.
@@ -96,6 +96,7 @@ def change_members(session: Session, members: set[uuid.UUID], days: Iterable[dat
     session.execute(text("CREATE TEMP TABLE IF NOT EXISTS dashboard_sum_delta "
                          "(LIKE dashboard_sum_cells) ON COMMIT DROP"))
     session.execute(text("TRUNCATE dashboard_span_delta, dashboard_sum_delta"))
+    session.execute(text("SET LOCAL work_mem = '64MB'"))  # the members' rows, sorted once
     _into_deltas(session, members, days, -1)
     apply()
     _into_deltas(session, members, days, 1)

@@ -131,17 +131,30 @@ def _keyed(src: FromClause, lo: Any = None, hi: Any = None) -> FromClause:
 
 
 def spans(session: Session, src: FromClause, dim: str, *, cap: int | None = None,
-          window: tuple[date, date] | None = None) -> Select[Any]:
+          window: tuple[date, date] | None = None, since: date | None = None,
+          ) -> Select[Any]:
     """Span cells of `src`: (dim, key, ward, value, first, next, members). With `cap`,
     next is at most `cap` days on; with `window` (first, last), only entries whose
-    first period is in it, from rows up to `cap` days after it."""
+    first period is in it, from rows up to `cap` days after it. With `since`, only the
+    entries a change from `since` on can touch: those from `since` on and each
+    member's last one before it (whose next may change); earlier entries chain to
+    periods before `since` and stay as they are."""
     lo = hi = None
     if window is not None:
         lo, hi = window[0], window[1] + timedelta(days=cap or 0)
     d = _keyed(src, lo, hi)
+    partition = (d.c.member_id, d.c.type_code, d.c.category, d.c.ward, d.c.value)
+    if since is not None:  # the last period before `since` found by grouping, not sorting
+        d = union_all(
+            select(*d.c).where(d.c.period >= since),
+            select(d.c.member_id, func.max(d.c.period).label("period"), d.c.ward,
+                   d.c.value, d.c.type_code, d.c.category)
+            .where(d.c.period < since).group_by(*partition)).subquery("n")
+        d = select(d.c.member_id, d.c.period, d.c.ward, d.c.value, d.c.type_code,
+                   d.c.category).subquery("m")
+        partition = (d.c.member_id, d.c.type_code, d.c.category, d.c.ward, d.c.value)
     nxt = func.coalesce(func.lead(d.c.period).over(
-        partition_by=(d.c.member_id, d.c.type_code, d.c.category, d.c.ward, d.c.value),
-        order_by=d.c.period), literal(NEVER, Date))
+        partition_by=partition, order_by=d.c.period), literal(NEVER, Date))
     if cap is not None:
         nxt = _least(session, nxt, _plus_days(session, d.c.period, cap))
     e = select(d.c.type_code, d.c.category, d.c.ward, d.c.value,
