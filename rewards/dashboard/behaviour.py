@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import Date, cast, func, select, text, type_coerce
 
 from ..extensions import db
-from ..models import Member, Rule, RuleVersion
+from ..models import ActionType, Rule, RuleVersion
 from .context import Context, col, ratio
-from .filters import day_bounds, scheme_zone, today
+from .counts import campaign_key, members_over_months, members_per_period, sums
+from .filters import scheme_zone, today
 from .settings import impact_factors
 from .sources import as_date
 from .table import suppress, suppress_columns
@@ -27,24 +28,24 @@ CAMPAIGN_WEEKS = 4
 
 
 def baseline(ctx: Context) -> tuple[list, list, list]:
-    zone = scheme_zone()
-    start, end = day_bounds(ctx.first_month, ctx.end_month - timedelta(days=1))
-    stmt = select(Member.id, Member.joined_at).where(Member.joined_at >= start,
-                                                     Member.joined_at < end)
+    jd = ctx.source.join_days()
+    stmt = select(jd.c.day, func.sum(jd.c.members)).where(
+        jd.c.day >= ctx.first_month, jd.c.day < ctx.end_month)
     if ctx.filters.ward is not None:
-        stmt = stmt.where(Member.ward == ctx.filters.ward)
-    joined = {member_id: at.astimezone(zone).date() for member_id, at in ctx.session.execute(stmt)}
+        stmt = stmt.where(jd.c.ward == ctx.filters.ward)
     now = today()
-    # Member-weeks each cohort member has been a member within each window, so far.
+    # Member-weeks each cohort member has been a member within each window, so far,
+    # from the number who joined on each day.
     exposure = {key: 0.0 for key, *_ in TENURE}
     exposed = {key: 0 for key, *_ in TENURE}
-    for day in joined.values():
-        tenure = (now - day).days + 1
+    for day, count in sorted(ctx.session.execute(stmt.group_by(jd.c.day)),
+                             key=lambda r: as_date(r[0])):
+        tenure = (now - as_date(day)).days + 1
         for key, first, last, *_ in TENURE:
             days = min(tenure, last if last is not None else tenure) - first
             if days > 0:
-                exposure[key] += days / 7
-                exposed[key] += 1
+                exposure[key] += int(count) * days / 7
+                exposed[key] += int(count)
     tc = ctx.source.tenure_cells()
     cells = ctx.where(select(tc.c.category, tc.c.type_code, tc.c.window,
                              func.sum(tc.c.members), func.sum(tc.c.actions))
@@ -105,19 +106,36 @@ def week_of(day: Any) -> Any:
     return cast(func.date_trunc("week", day), Date)
 
 
+def _campaign_weeks(ctx: Context, types: list[str], categories: dict[str, str],
+                    start: date, end: date) -> list[tuple[Any, int, int]]:
+    """(Monday, distinct members, actions) of whole weeks from `start` to `end`'s week,
+    for actions of `types`: the week cells of the one key that counts those types
+    (one type, a whole category or every type); other sets of types read the weeks'
+    member-day rows."""
+    last = end + timedelta(days=6 - end.weekday())
+    key = campaign_key(ctx, types, categories)
+    if key is None:
+        md = ctx.source.member_days()
+        stmt = ctx.where(select(week_of(md.c.day), func.count(func.distinct(md.c.member_id)),
+                                func.sum(md.c.actions))
+                         .where(md.c.day >= start, md.c.day <= last,
+                                md.c.type_code.in_(types)), md).group_by(text("1"))
+        return [(week, int(m), int(a or 0)) for week, m, a in ctx.session.execute(stmt)]
+    members = members_per_period(ctx, "week", start, last, ["first_period"], key=key)
+    totals = sums(ctx, "week", ["period"], start, last, types=types)
+    return [(week, count, totals.get((week,), (0,))[0])
+            for (week,), count in members.items() if count]
+
+
 def campaign(ctx: Context) -> tuple[list, list, list]:
-    md = ctx.source.member_days()
     rows = []
     now = today()
+    categories = {code: category for code, category in ctx.session.execute(
+        select(ActionType.code, ActionType.category))}
     for name, types, first, last in _campaigns(ctx):
         monday = first - timedelta(days=first.weekday())
         start = monday - timedelta(weeks=CAMPAIGN_WEEKS)
         end = min(last + timedelta(weeks=CAMPAIGN_WEEKS), now)
-        # Weeks (Monday to Sunday) counted in the database: a few rows come back.
-        stmt = ctx.where(select(week_of(md.c.day), func.count(func.distinct(md.c.member_id)),
-                                func.sum(md.c.actions))
-                         .where(md.c.day >= start, md.c.day <= end,
-                                md.c.type_code.in_(types)), md).group_by(text("1"))
         weeks: dict[date, dict[str, Any]] = {}
         week = start
         while week <= end:
@@ -126,7 +144,7 @@ def campaign(ctx: Context) -> tuple[list, list, list]:
             weeks[week] = {"campaign": name, "week": week, "phase": phase, "members": 0,
                            "actions": 0}
             week += timedelta(weeks=1)
-        for week, members, count in ctx.session.execute(stmt):
+        for week, members, count in _campaign_weeks(ctx, types, categories, start, end):
             cell = weeks[as_date(week)]
             cell["members"], cell["actions"] = members, int(count or 0)
         campaign_rows = []
@@ -148,15 +166,14 @@ def campaign(ctx: Context) -> tuple[list, list, list]:
 
 
 def impact(ctx: Context) -> tuple[list, list, list]:
-    mm = ctx.source.member_months()
-    stmt = ctx.where(
-        select(mm.c.type_code, mm.c.category, func.count(func.distinct(mm.c.member_id)),
-               func.sum(mm.c.actions), func.sum(mm.c.km), func.sum(mm.c.duration_h))
-        .where(mm.c.month >= ctx.first_month, mm.c.month < ctx.end_month), mm)
     factors = impact_factors(ctx.session)
+    totals = sums(ctx, "ward", ["type_code", "category"])
     rows = []
-    for type_code, category, members, count, km, hours in ctx.session.execute(
-            stmt.group_by(mm.c.type_code, mm.c.category)):
+    for (type_code, category), members in members_over_months(
+            ctx, "ward", ["type_code", "category"], by_type=True).items():
+        if not members:
+            continue
+        count, _points, km, hours = totals.get((type_code, category), (0, 0, 0.0, 0.0))
         f = factors.get(type_code, {})
         count, km, hours = int(count or 0), float(km or 0), float(hours or 0)
         rows.append({

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, case, func, literal, select, text
+from sqlalchemy import func, select
 
 from ..models import Member
 from .context import Context, col, ratio, ward_name
-from .filters import day_bounds, month_start, scheme_zone
+from .counts import members_in_days, members_over_months, members_per_period, sums
+from .filters import month_start, next_month
 from .settings import wards
 from .sources import as_date
 from .table import hide, suppress, suppress_columns
@@ -21,22 +22,24 @@ WEEKDAYS_CY = ("Dydd Llun", "Dydd Mawrth", "Dydd Mercher", "Dydd Iau", "Dydd Gwe
                "Dydd Sadwrn", "Dydd Sul")
 
 
-def _joins(ctx: Context) -> list[tuple[Any, str, bool]]:
-    """(joined_at, ward, desk) of members who joined in the period's months."""
-    start, end = day_bounds(ctx.first_month, ctx.end_month - timedelta(days=1))
-    stmt = select(Member.joined_at, func.coalesce(Member.ward, ""),
-                  Member.enrolled_by.is_not(None)).where(
-        Member.joined_at >= start, Member.joined_at < end)
+def _joins(ctx: Context) -> list[tuple[date, str, bool, int]]:
+    """(month, ward, desk, members) of members who joined in the period's months,
+    from the members joined per day."""
+    jd = ctx.source.join_days()
+    stmt = select(jd.c.day, jd.c.ward, jd.c.desk, jd.c.members).where(
+        jd.c.day >= ctx.first_month, jd.c.day < ctx.end_month)
     if ctx.filters.ward is not None:
-        stmt = stmt.where(Member.ward == ctx.filters.ward)
-    return list(ctx.session.execute(stmt))
+        stmt = stmt.where(jd.c.ward == ctx.filters.ward)
+    found: dict[tuple[date, str, bool], int] = defaultdict(int)
+    for day, ward, desk, members in ctx.session.execute(stmt):
+        found[(month_start(as_date(day)), ward, bool(desk))] += members
+    return [(*key, members) for key, members in sorted(found.items())]
 
 
 def reach_wards(ctx: Context) -> tuple[list, list, list]:
-    zone = scheme_zone()
     counts: dict[tuple, int] = defaultdict(int)
-    for joined_at, ward, _desk in _joins(ctx):
-        counts[(month_start(joined_at.astimezone(zone).date()), ward)] += 1
+    for month, ward, _desk, joined in _joins(ctx):
+        counts[(month, ward)] += joined
     facts = wards(ctx.session)
     rows = []
     for (month, ward), joined in sorted(counts.items()):
@@ -55,10 +58,9 @@ def reach_wards(ctx: Context) -> tuple[list, list, list]:
 
 
 def reach_channel(ctx: Context) -> tuple[list, list, list]:
-    zone = scheme_zone()
     counts: dict[Any, dict[str, int]] = defaultdict(lambda: {"app": 0, "desk": 0})
-    for joined_at, _ward, desk in _joins(ctx):
-        counts[month_start(joined_at.astimezone(zone).date())]["desk" if desk else "app"] += 1
+    for month, _ward, desk, joined in _joins(ctx):
+        counts[month]["desk" if desk else "app"] += joined
     rows = [{"month": month, "app": c["app"], "desk": c["desk"]}
             for month, c in sorted(counts.items())]
     for row in rows:
@@ -74,21 +76,19 @@ def reach_channel(ctx: Context) -> tuple[list, list, list]:
 
 
 def active(ctx: Context) -> tuple[list, list, list]:
-    md = ctx.source.member_days()
     end = ctx.filters.date_to
     rows_by_ward: dict[str, dict[str, Any]] = {}
     for days, key in ((7, "active_7d"), (30, "active_30d")):
-        base = ctx.where(select(md.c.ward, func.count(func.distinct(md.c.member_id)))
-                         .where(md.c.day > end - timedelta(days=days), md.c.day <= end), md)
-        for ward, count in ctx.session.execute(base.group_by(md.c.ward)):
+        # A member lives in one ward: the wards' counts add up to the total.
+        by_ward = members_in_days(ctx, end - timedelta(days=days - 1), end, ["ward"])
+        for (ward,), count in by_ward.items():
+            if not count:
+                continue
             row = rows_by_ward.setdefault(ward, {"ward": ward_name(ward), "active_7d": 0,
                                                  "active_30d": 0})
             row[key] = count
-        total = ctx.session.scalar(
-            ctx.where(select(func.count(func.distinct(md.c.member_id)))
-                      .where(md.c.day > end - timedelta(days=days), md.c.day <= end), md))
         rows_by_ward.setdefault("\x00all", {"ward": "All wards", "active_7d": 0,
-                                            "active_30d": 0})[key] = total or 0
+                                            "active_30d": 0})[key] = sum(by_ward.values())
     total_row = rows_by_ward.pop("\x00all")
     rows = [rows_by_ward[ward] for ward in sorted(rows_by_ward)]
     suppress_columns(rows, ctx.threshold, [("active_7d", []), ("active_30d", [])])
@@ -105,16 +105,16 @@ def active(ctx: Context) -> tuple[list, list, list]:
 
 
 def _by(ctx: Context, *keys: str) -> list[dict[str, Any]]:
-    mm = ctx.source.member_months()
-    stmt = ctx.where(
-        select(*(mm.c[key] for key in keys), func.count(func.distinct(mm.c.member_id)),
-               func.sum(mm.c.actions), func.sum(mm.c.points))
-        .where(mm.c.month >= ctx.first_month, mm.c.month < ctx.end_month), mm)
+    """Members (span cells) and actions and points (sum cells) by ward or by type."""
+    members = members_over_months(ctx, "ward", keys, by_type="type_code" in keys)
+    totals = sums(ctx, "ward", keys)
     result = []
-    for *values, members, actions, points in ctx.session.execute(
-            stmt.group_by(*(mm.c[key] for key in keys))):
+    for values, count in members.items():
+        if not count:
+            continue
         row = dict(zip(keys, values, strict=True))
-        row.update(members=members, actions=int(actions or 0), points=int(points or 0))
+        actions_, points, _km, _hours = totals.get(values, (0, 0, 0.0, 0.0))
+        row.update(members=count, actions=actions_, points=points)
         result.append(row)
     return result
 
@@ -149,14 +149,8 @@ def actions_by_ward(ctx: Context) -> tuple[list, list, list]:
 
 
 def actions_by_hour(ctx: Context) -> tuple[list, list, list]:
-    mh = ctx.source.member_hours()
-    stmt = ctx.where(
-        select(mh.c.hour, mh.c.weekday, func.count(func.distinct(mh.c.member_id)),
-               func.sum(mh.c.actions))
-        .where(mh.c.month >= ctx.first_month, mh.c.month < ctx.end_month), mh)
     rows = [{"hour": hour, **{day: 0 for day in WEEKDAYS}} for hour in range(24)]
-    for hour, weekday, members, count in ctx.session.execute(
-            stmt.group_by(mh.c.hour, mh.c.weekday)):
+    for hour, weekday, members, count in _hour_cells(ctx):
         day = WEEKDAYS[int(weekday) - 1]
         rows[int(hour)][day] = int(count or 0)
         rows[int(hour)][f"_n_{day}"] = members
@@ -176,32 +170,40 @@ def actions_by_hour(ctx: Context) -> tuple[list, list, list]:
                            "suppressed."]
 
 
-def retention(ctx: Context) -> tuple[list, list, list]:
-    zone = scheme_zone()
-    start, end = day_bounds(ctx.first_month, ctx.end_month - timedelta(days=1))
-    stmt = select(Member.id, Member.joined_at).where(Member.joined_at >= start,
-                                                     Member.joined_at < end)
+def _hour_cells(ctx: Context) -> list[tuple[int, int, int, int]]:
+    """(hour, weekday, distinct members, actions) over the period. The hour cells add
+    up over wards, not within one: with a ward filter, that ward's member rows (a
+    ward's share of them) are read instead."""
     if ctx.filters.ward is not None:
-        stmt = stmt.where(Member.ward == ctx.filters.ward)
-    cohort_of = {member_id: month_start(joined_at.astimezone(zone).date())
-                 for member_id, joined_at in ctx.session.execute(stmt)}
+        mh = ctx.source.member_hours()
+        stmt = ctx.where(
+            select(mh.c.hour, mh.c.weekday, func.count(func.distinct(mh.c.member_id)),
+                   func.sum(mh.c.actions))
+            .where(mh.c.month >= ctx.first_month, mh.c.month < ctx.end_month), mh)
+        return [(int(h), int(w), int(m), int(a or 0)) for h, w, m, a in
+                ctx.session.execute(stmt.group_by(mh.c.hour, mh.c.weekday))]
+    members = members_over_months(ctx, "hour", ["value"])
+    totals = sums(ctx, "hour", ["value"])
+    return [(int(value) % 100, int(value) // 100, count, totals.get((value,), (0,))[0])
+            for (value,), count in members.items() if count]
+
+
+def retention(ctx: Context) -> tuple[list, list, list]:
     sizes: dict[Any, int] = defaultdict(int)
-    for month in cohort_of.values():
-        sizes[month] += 1
-    mm = ctx.source.member_months()
-    active_stmt = ctx.where(select(mm.c.member_id, mm.c.month).where(
-        mm.c.month >= ctx.first_month).distinct(), mm, ward=False)
+    for month, _ward, _desk, joined in _joins(ctx):
+        sizes[month] += joined
+    # Members of each cohort active in each month (cohort cells: one count per cohort,
+    # month, ward and key, members counted once in each).
+    last = ctx.end_month
+    for _ in range(6):
+        last = next_month(last)
     counts: dict[tuple[Any, int], int] = defaultdict(int)
-    seen: set[tuple] = set()
-    for member_id, month in ctx.session.execute(active_stmt):
-        cohort = cohort_of.get(member_id)
-        if cohort is None:
-            continue
-        month = as_date(month)
+    for (cohort, month), members in members_per_period(
+            ctx, "cohort", ctx.first_month, last, ["value", "first_period"]).items():
+        cohort, month = as_date(cohort), as_date(month)
         offset = (month.year - cohort.year) * 12 + month.month - cohort.month
-        if 0 <= offset <= 6 and (member_id, offset) not in seen:
-            seen.add((member_id, offset))
-            counts[(cohort, offset)] += 1
+        if cohort in sizes and 0 <= offset <= 6:
+            counts[(cohort, offset)] += members
     rows = []
     for cohort in sorted(sizes):
         row: dict[str, Any] = {"cohort": cohort, "members": sizes[cohort]}
@@ -242,17 +244,28 @@ AGE_BANDS = ("under 18", "18-24", "25-34", "35-44", "45-54", "55-64", "65-74", "
              "not given")
 
 
+def _age_cells(ctx: Context) -> list[tuple[int | None, int, int, int]]:
+    """(birth year, distinct members, actions, points) over the period; as the hour
+    cells, across wards only (a ward filter reads that ward's member rows)."""
+    if ctx.filters.ward is not None:
+        mm = ctx.source.member_months()
+        stmt = ctx.where(
+            select(Member.birth_year, func.count(func.distinct(mm.c.member_id)),
+                   func.sum(mm.c.actions), func.sum(mm.c.points))
+            .join(Member, Member.id == mm.c.member_id)
+            .where(mm.c.month >= ctx.first_month, mm.c.month < ctx.end_month), mm)
+        return [(y, m, int(a or 0), int(p or 0)) for y, m, a, p in
+                ctx.session.execute(stmt.group_by(Member.birth_year))]
+    members = members_over_months(ctx, "age", ["value"])
+    totals = sums(ctx, "age", ["value"])
+    return [(int(value) if value else None, count, *totals.get((value,), (0, 0))[:2])
+            for (value,), count in members.items() if count]
+
+
 def fairness_age(ctx: Context) -> tuple[list, list, list]:
-    mm = ctx.source.member_months()
-    stmt = ctx.where(
-        select(Member.birth_year, func.count(func.distinct(mm.c.member_id)),
-               func.sum(mm.c.actions), func.sum(mm.c.points))
-        .join(Member, Member.id == mm.c.member_id)
-        .where(mm.c.month >= ctx.first_month, mm.c.month < ctx.end_month), mm)
     year = ctx.last_day.year
     totals: dict[str, list[int]] = {band: [0, 0, 0] for band in AGE_BANDS}
-    for birth_year, members, count, points in ctx.session.execute(
-            stmt.group_by(Member.birth_year)):
+    for birth_year, members, count, points in _age_cells(ctx):
         cell = totals[bands(birth_year, year)]
         cell[0] += members
         cell[1] += int(count or 0)
@@ -271,17 +284,18 @@ def fairness_age(ctx: Context) -> tuple[list, list, list]:
 
 def fairness_deprivation(ctx: Context) -> tuple[list, list, list]:
     facts = wards(ctx.session)
-    mm = ctx.source.member_months()
     deciles = {name: f.imd_decile for name, f in facts.items() if f.imd_decile}
-    # Wards without a decile (or no deciles set at all) fall in 0, "not set".
-    decile = case(*((mm.c.ward == name, value) for name, value in deciles.items()),
-                  else_=0) if deciles else literal(0, Integer)
-    stmt = ctx.where(
-        select(decile.label("decile"), func.count(func.distinct(mm.c.member_id)),
-               func.sum(mm.c.actions), func.sum(mm.c.points))
-        .where(mm.c.month >= ctx.first_month, mm.c.month < ctx.end_month), mm)
-    found = {int(value or 0): (m, int(a or 0), int(p or 0))
-             for value, m, a, p in ctx.session.execute(stmt.group_by(text("1")))}
+    # Wards without a decile (or no deciles set at all) fall in 0, "not set". A member
+    # lives in one ward, so the wards' members add up to the decile's.
+    found: dict[int, tuple[int, int, int]] = {}
+    totals = sums(ctx, "ward", ["ward"])
+    for (ward,), members in members_over_months(ctx, "ward", ["ward"]).items():
+        if not members:
+            continue
+        value = deciles.get(ward, 0)
+        m, a, p = found.get(value, (0, 0, 0))
+        count, points, _km, _hours = totals.get((ward,), (0, 0, 0.0, 0.0))
+        found[value] = (m + members, a + count, p + points)
     rows = []
     for value in [*range(1, 11), 0]:
         in_decile = [f for f in facts.values() if (f.imd_decile or 0) == value and value]

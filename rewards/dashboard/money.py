@@ -4,6 +4,7 @@ outstanding points would cost, what is owed to partners and what is coming."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,9 @@ from sqlalchemy import func, select
 
 from ..models import Offer, Partner, Posting, PostingLine, Redemption, Reward, utcnow
 from .context import Context, col, ratio
-from .filters import day_bounds
+from .counts import members_over_months
+from .counts import sums as counted_sums
+from .filters import Filters, day_bounds
 from .settings import pence_per_point
 from .table import suppress_columns
 
@@ -94,10 +97,10 @@ def money(ctx: Context) -> tuple[list, list, list]:
     rows.append({"measure": "outstanding", "label": f"Outstanding at {ctx.last_day}",
                  "label_cy": f"Heb eu defnyddio ar {ctx.last_day}", "points": outstanding,
                  "pounds": round(outstanding * pence / 100, 2)})
-    mm = ctx.source.member_months()
-    members, actions = ctx.session.execute(
-        select(func.count(func.distinct(mm.c.member_id)), func.coalesce(func.sum(mm.c.actions), 0))
-        .where(mm.c.month >= ctx.first_month, mm.c.month < ctx.end_month)).one()
+    # Every counted action and active member of the period: no filter applies.
+    whole = replace(ctx, filters=Filters(ctx.filters.date_from, ctx.filters.date_to))
+    members = sum(members_over_months(whole, "ward", []).values())
+    actions = sum(found[0] for found in counted_sums(whole, "ward", []).values())
     cost = (rows[0]["points"] - rows[1]["points"] + rows[2]["points"]) * pence / 100
     rows.append({"measure": "cost_per_action", "label": "Cost per verified action",
                  "label_cy": "Cost fesul gweithred wedi'i dilysu", "points": None,

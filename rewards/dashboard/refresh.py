@@ -14,11 +14,11 @@ import time as clock
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select, tuple_
+from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from ..models import Account, Action, ActionType, Award, Member, Posting, PostingLine, utcnow
@@ -30,6 +30,8 @@ from ..models.dashboard import (
     MemberMonth,
 )
 from ..models.review import Review
+from . import build, cellkeep, cells, joins
+from .deltas import Deltas
 from .filters import day_bounds, month_start, next_month, scheme_zone, today
 from .sources import COUNTED
 from .tenure import refresh_members
@@ -51,6 +53,19 @@ class RefreshReport:
     months: int
     took_ms: int
     skipped: bool = False
+    # Milliseconds each step took: where a build or a refresh spends its time.
+    steps: dict[str, int] = field(default_factory=dict)
+
+
+class _Steps:
+    def __init__(self) -> None:
+        self.times: dict[str, int] = {}
+        self.last = clock.monotonic()
+
+    def __call__(self, name: str) -> None:
+        now = clock.monotonic()
+        self.times[name] = self.times.get(name, 0) + int((now - self.last) * 1000)
+        self.last = now
 
 
 def last_refresh(session: Session) -> datetime | None:
@@ -118,10 +133,12 @@ def _number(value: Any) -> float:
 
 
 def _rebuild_days(session: Session, days: list[date], deltas: Deltas | None = None,
+                  writes: list[tuple[list[date], list[dict]]] | None = None,
                   ) -> dict[date, set[uuid.UUID]]:
     """Member-day rows for `days` (consecutive runs read together); returns the
     members whose rows changed, by month. With `deltas`, the old rows are taken off
-    and the new ones added to it, for the month rows."""
+    and the new ones added to it, for the month rows. With `writes`, the new rows are
+    put there for _write_days instead of written."""
     touched: dict[date, set[uuid.UUID]] = defaultdict(set)
     zone = scheme_zone()
     table = MemberDay.__table__
@@ -132,7 +149,8 @@ def _rebuild_days(session: Session, days: list[date], deltas: Deltas | None = No
             touched[month_start(row["day"])].add(row["member_id"])
             if deltas is not None:
                 deltas.add(row, -1)
-        session.execute(delete(table).where(table.c.day >= run[0], table.c.day <= run[-1]))
+        if writes is None:
+            session.execute(delete(table).where(table.c.day >= run[0], table.c.day <= run[-1]))
         cells: dict[tuple[date, uuid.UUID, str], dict[str, Any]] = {}
         rows = session.execute(
             select(Action.member_id, Action.type_code, ActionType.category,
@@ -161,82 +179,24 @@ def _rebuild_days(session: Session, days: list[date], deltas: Deltas | None = No
             cell["by_hour"][hour] = cell["by_hour"].get(hour, 0) + 1
             touched[month_start(key[0])].add(member_id)
         values = list(cells.values())
-        for start_at in range(0, len(values), 5000):
-            session.execute(insert(table), values[start_at:start_at + 5000])
+        if writes is None:
+            _write_days(session, [(run, values)], replace=False)
+        else:
+            writes.append((run, values))
         if deltas is not None:
             for value in values:
                 deltas.add(value, 1)
     return touched
 
 
-MEASURES = ("actions", "points", "km", "duration_h", "days")
-
-
-class Deltas:
-    """What a refresh changes in the month and month-hour rows: day rows taken off
-    (-1) and put back (+1), summed per row key, then applied as increments."""
-
-    def __init__(self) -> None:
-        self.months: dict[tuple[date, uuid.UUID, str], dict[str, Any]] = {}
-        self.hours: dict[tuple[date, uuid.UUID, str, int, int], dict[str, Any]] = {}
-
-    def add(self, row: Any, sign: int) -> None:
-        month = month_start(row["day"])
-        key = (month, row["member_id"], row["type_code"])
-        cell = self.months.get(key)
-        if cell is None:
-            cell = self.months[key] = {
-                "month": month, "member_id": key[1], "type_code": key[2],
-                "category": row["category"], "ward": row["ward"], "actions": 0, "points": 0,
-                "km": 0.0, "duration_h": 0.0, "days": 0}
-        if sign > 0:  # a day's current row says the member's current ward and category
-            cell["category"], cell["ward"] = row["category"], row["ward"]
-        cell["actions"] += sign * row["actions"]
-        cell["points"] += sign * row["points"]
-        cell["km"] += sign * row["km"]
-        cell["duration_h"] += sign * row["duration_h"]
-        cell["days"] += sign
-        weekday = row["day"].isoweekday()
-        for hour, count in (row["by_hour"] or {}).items():
-            hkey = (month, key[1], key[2], weekday, int(hour))
-            hcell = self.hours.get(hkey)
-            if hcell is None:
-                hcell = self.hours[hkey] = {
-                    "month": month, "member_id": key[1], "type_code": key[2],
-                    "weekday": weekday, "hour": int(hour), "category": row["category"],
-                    "ward": row["ward"], "actions": 0}
-            if sign > 0:
-                hcell["category"], hcell["ward"] = row["category"], row["ward"]
-            hcell["actions"] += sign * int(count)
-
-    def apply(self, session: Session) -> None:
-        dialect = session.get_bind().dialect.name
-        for table, cells, keys, measures in (
-                (MemberMonth.__table__, self.months, ("month", "member_id", "type_code"),
-                 MEASURES),
-                (MemberHourMonth.__table__, self.hours,
-                 ("month", "member_id", "type_code", "weekday", "hour"), ("actions",))):
-            # A day recomputed unchanged changes nothing; rows that lost actions may be
-            # left with none and go.
-            changed = [cell for cell in cells.values() if any(cell[m] for m in measures)]
-            emptied = [tuple(cell[k] for k in keys) for cell in changed if cell["actions"] < 0]
-            for start in range(0, len(changed), 2000):
-                stmt = _upsert(dialect, table, keys, measures)
-                session.execute(stmt, changed[start:start + 2000])
-            for start in range(0, len(emptied), 500):
-                session.execute(delete(table).where(
-                    tuple_(*(table.c[k] for k in keys)).in_(emptied[start:start + 500]),
-                    table.c.actions <= 0))
-
-
-def _upsert(dialect: str, table: Any, keys: tuple[str, ...], measures: tuple[str, ...]) -> Any:
-    """INSERT ... ON CONFLICT DO UPDATE adding the measures (PostgreSQL and SQLite)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    updates = {m: table.c[m] + stmt.excluded[m] for m in measures}
-    updates.update(category=stmt.excluded.category, ward=stmt.excluded.ward)
-    return stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
+def _write_days(session: Session, writes: list[tuple[list[date], list[dict]]],
+                replace: bool = True) -> None:
+    table = MemberDay.__table__
+    for run, values in writes:
+        if replace:
+            session.execute(delete(table).where(table.c.day >= run[0], table.c.day <= run[-1]))
+        for start_at in range(0, len(values), 5000):
+            session.execute(insert(table), values[start_at:start_at + 5000])
 
 
 def _runs(days: list[date]) -> Iterable[list[date]]:
@@ -279,6 +239,9 @@ def _rebuild_month(session: Session, month: date, members: set[uuid.UUID] | None
         session.execute(insert(months).from_select(
             ["month", "member_id", "type_code", "category", "ward", "actions", "points",
              "km", "duration_h", "days"], source))
+        if group is None and _postgresql(session):
+            build.hours(session, month)
+            continue
         hours: dict[tuple[uuid.UUID, str, int, int], dict[str, Any]] = {}
         read = select(days.c.member_id, days.c.type_code, days.c.category, days.c.ward,
                       days.c.day, days.c.by_hour).where(days.c.day >= month, days.c.day < end)
@@ -355,6 +318,7 @@ def refresh(session: Session, now: datetime | None = None,
         report = _apply(session, sorted(touched_days(session, since - margin)),
                         sorted(touched_ledger_days(session, since - margin)),
                         whole_months=False)
+        joins.refresh_days(session, joins.touched(session, since - margin))
     report.took_ms = int((clock.monotonic() - started) * 1000)
     state = session.get(DashboardRefresh, STATE)
     if state is None:
@@ -369,21 +333,58 @@ def refresh(session: Session, now: datetime | None = None,
     return report
 
 
+def _postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def _apply(session: Session, days: list[date], ledger_days: list[date],
            whole_months: bool) -> RefreshReport:
+    step = _Steps()
     if whole_months:
-        touched = _rebuild_days(session, days)
         # Every month the days cover, including those with no member left.
-        for month in sorted(set(touched) | {month_start(day) for day in days}):
+        months = {month_start(day) for day in days}
+        if _postgresql(session):  # set-based, in the database
+            build.prepare(session)
+            for run in _runs(days):
+                build.days(session, run[0], run[-1])
+        else:
+            touched = _rebuild_days(session, days)
+            months |= set(touched)
+        step("member_days")
+        for month in sorted(months):
             _rebuild_month(session, month, None)
+        step("member_months")
+        if _postgresql(session):
+            build.tenure(session)
+        else:
+            refresh_members(session, set().union(*touched.values()))  # the tenure cells
+        step("tenure")
+        cells.build(session, step)
+        joins.build(session)
+        step("join_days")
+        changed = len(months)
     else:  # only what the touched days change: their old rows off, their new rows on
         deltas = Deltas()
-        touched = _rebuild_days(session, days, deltas)
-        deltas.apply(session)
-    refresh_members(session, set().union(*touched.values()))  # the tenure cells
+        writes: list[tuple[list[date], list[dict]]] = []
+        touched = _rebuild_days(session, days, deltas, writes)
+        # Days are rebuilt whole (a day touched by one new action is every member's
+        # that day); only the members whose day rows changed can change a cell.
+        members = deltas.changed_members()
+        step("member_days")
+
+        def write() -> None:
+            _write_days(session, writes)
+            deltas.apply(session)
+
+        cellkeep.change_members(session, members, days, write)
+        step("member_rows_and_cells")
+        refresh_members(session, members)  # the tenure cells
+        step("tenure")
+        changed = len(touched)
     ledger = _rebuild_ledger(session, ledger_days)
     session.flush()
-    return RefreshReport(len(days), ledger, len(touched), 0)
+    step("ledger")
+    return RefreshReport(len(days), ledger, changed, 0, steps=step.times)
 
 
 def refresh_if_stale(session: Session, max_age_seconds: int) -> RefreshReport | None:

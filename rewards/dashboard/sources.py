@@ -16,7 +16,16 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..extensions import db
 from ..models import Account, Action, ActionType, Member, Posting, PostingLine
-from ..models.dashboard import LedgerDay, MemberDay, MemberHourMonth, MemberMonth, TenureCell
+from ..models.dashboard import (
+    JoinDay,
+    LedgerDay,
+    MemberDay,
+    MemberHourMonth,
+    MemberMonth,
+    SpanCell,
+    SumCell,
+    TenureCell,
+)
 from .filters import scheme_zone
 
 COUNTED = "accepted"  # flagged actions await a reviewer; revoked ones count for nothing
@@ -45,6 +54,22 @@ class Rollups:
     def ledger_days(self) -> FromClause:
         t = LedgerDay.__table__
         return select(t.c.day, t.c.account, t.c.kind, t.c.points).subquery("ld")
+
+    def span_cells(self, dim: str) -> FromClause:
+        """Span cells of `dim` (see rewards.dashboard.cells)."""
+        t = SpanCell.__table__
+        return select(t.c.type_code, t.c.category, t.c.ward, t.c.value, t.c.first_period,
+                      t.c.next_period, t.c.members).where(t.c.dim == dim).subquery("sc")
+
+    def sum_cells(self, dim: str) -> FromClause:
+        t = SumCell.__table__
+        return select(t.c.period, t.c.type_code, t.c.category, t.c.ward, t.c.value,
+                      t.c.actions, t.c.points, t.c.km, t.c.duration_h).where(
+            t.c.dim == dim).subquery("su")
+
+    def join_days(self) -> FromClause:
+        t = JoinDay.__table__
+        return select(t.c.day, t.c.ward, t.c.desk, t.c.members).subquery("jd")
 
     def tenure_cells(self) -> FromClause:
         t = TenureCell.__table__
@@ -153,6 +178,17 @@ class Raw:
         )
 
 
+    def sum_cells(self, dim: str) -> FromClause:
+        from . import cells
+
+        return cells.sums(cells.dim_source(db.session, self, dim), dim).subquery("su")
+
+    def join_days(self) -> FromClause:
+        """Members joined per day, ward and channel, grouped from the members."""
+        from .joins import grouped
+
+        return grouped().subquery("jd")
+
     def tenure_cells(self) -> FromClause:
         """Per cohort month x member's ward x type x window of membership: members
         with counted actions and their actions (see rewards.dashboard.tenure)."""
@@ -175,6 +211,16 @@ class Raw:
         return (select(*keys, func.count(func.distinct(each.c.member_id)).label("members"),
                        func.count().label("actions"))
                 .group_by(*keys).subquery("tc"))
+
+
+def month_of(column: Any) -> ColumnElement[Any]:
+    """The 1st of the month of a timestamp column in the scheme's zone, in SQL."""
+    return Raw()._part(column, "month")
+
+
+def day_of(column: Any) -> ColumnElement[Any]:
+    """The date of a timestamp column in the scheme's zone, in SQL."""
+    return Raw()._part(column, "day")
 
 
 def as_date(value: Any) -> date:

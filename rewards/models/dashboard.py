@@ -135,3 +135,61 @@ class TenureCell(Base):
     window: Mapped[str] = mapped_column(String(16), primary_key=True)
     members: Mapped[int] = mapped_column()
     actions: Mapped[int] = mapped_column()
+
+
+class SpanCell(Base):
+    """Members counted once per cell, so cells add up to exact distinct counts.
+
+    `dim` says what `ward` and `value` hold and what the periods are:
+    - ward, age, hour: months. Each member's active months (of one action type, one
+      category or any, `*`) in order, one entry per active month: `first_period` is the
+      month, `next_period` the member's next active month (9999-12-01: none). A member
+      active in months a..b is the entry with a <= first_period <= b < next_period, and
+      only that one, so the members over any range of months are one sum.
+      ward: `ward` the member's ward; age: `value` the birth year; hour: `value`
+      weekday * 100 + hour (`ward` is `*` for these two).
+    - day: the same by day, `next_period` at most 30 days on (the widest window asked).
+    - cohort: members of the cohort `value` (the month they joined) active in the month
+      `first_period`; week: members active in the week starting `first_period`."""
+
+    __tablename__ = "dashboard_span_cells"
+
+    dim: Mapped[str] = mapped_column(String(8), primary_key=True)
+    type_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ward: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(32), primary_key=True)
+    first_period: Mapped[date] = mapped_column(Date, primary_key=True)
+    next_period: Mapped[date] = mapped_column(Date, primary_key=True)
+    members: Mapped[int] = mapped_column()
+
+
+class SumCell(Base):
+    """Counted actions and their sums per period, action type and `dim` (as in
+    SpanCell: ward, age and hour by month, week by week): they add up over anything."""
+
+    __tablename__ = "dashboard_sum_cells"
+
+    dim: Mapped[str] = mapped_column(String(8), primary_key=True)
+    period: Mapped[date] = mapped_column(Date, primary_key=True)
+    type_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ward: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(32), primary_key=True)
+    actions: Mapped[int] = mapped_column()
+    points: Mapped[int] = mapped_column(BigInteger)
+    km: Mapped[float] = mapped_column(Float, default=0)
+    duration_h: Mapped[float] = mapped_column(Float, default=0)
+
+
+class JoinDay(Base):
+    """Members who joined on one day (scheme zone), by ward and channel (`desk`: enrolled
+    card-only at a council desk): reach, retention and baseline read these instead of
+    every member."""
+
+    __tablename__ = "dashboard_join_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    ward: Mapped[str] = mapped_column(String(100), primary_key=True)
+    desk: Mapped[bool] = mapped_column(primary_key=True)
+    members: Mapped[int] = mapped_column()

@@ -22,6 +22,8 @@ from rewards.models.dashboard import (
     MemberHourMonth,
     MemberMonth,
     MemberTenure,
+    SpanCell,
+    SumCell,
     TenureCell,
 )
 from rewards.models.donation import Donation
@@ -38,6 +40,27 @@ def _filters() -> list[Filters]:
         Filters(end - timedelta(days=120), end, category="travel"),
         Filters(end - timedelta(days=120), end, action_type="leisure_visit", ward=WARDS[2]),
     ]
+
+
+def _campaigns(session) -> None:
+    """Rules with windows: one type (its own week cells), every type (the `*` cells) and
+    two types of different categories (no cell counts those: member-day rows)."""
+    from rewards.models import Rule, RuleVersion
+
+    now = now_utc()
+    for name, types in (("Bus weeks", ["bus_journey"]),
+                        ("Everything weeks", ["bus_journey", "leisure_visit",
+                                              "volunteering_hour"]),
+                        ("Mixed weeks", ["bus_journey", "leisure_visit"])):
+        rule = Rule(name=name, current_version=1)
+        session.add(rule)
+        session.flush()
+        session.add(RuleVersion(
+            rule_id=rule.id, version=1, name=name, action_types=types, condition="true",
+            points="1", caps={}, points_caps={}, starts_at=now - timedelta(days=60),
+            ends_at=now - timedelta(days=25), priority=0, stackable=True, hold_days=0,
+            status="active"))
+    session.flush()
 
 
 def _assert_same(threshold: int) -> None:
@@ -57,6 +80,7 @@ def test_rollups_equal_raw_after_a_random_mix(app: Flask, seed: int) -> None:
         for ward, decile in zip(WARDS, (4, 7, 1, 9), strict=True):
             put(session, f"ward:{ward}", {"adult_population": 900, "imd_decile": decile}, None)
         put(session, "impact:bus_journey", {"co2_kg": 0.5, "co2_kg_per_km": 0.1}, None)
+        _campaigns(session)
         session.commit()
         refresh(session)
         for _ in range(4):
@@ -69,7 +93,11 @@ def test_rollups_equal_raw_after_a_random_mix(app: Flask, seed: int) -> None:
         assert session.scalar(select(func.count()).where(Reward.status == "expired")) > 0
         assert session.scalar(select(func.count()).select_from(Donation)) > 0
         _assert_same(threshold=10)
-        # Numbers are there, not only suppressed cells.
+        # Numbers are there, not only suppressed cells; every campaign has weeks.
+        weeks = compute("campaign", Filters(today() - timedelta(days=150), today()),
+                        threshold=2).rows
+        assert {row["campaign"] for row in weeks if row["members"]} == {
+            "Bus weeks", "Everything weeks", "Mixed weeks"}
         actions = compute("actions", Filters(today() - timedelta(days=150), today()),
                           threshold=2)
         assert sum(row["actions"] or 0 for row in actions.rows) > 100
@@ -83,11 +111,15 @@ def test_rollups_equal_raw_after_a_random_mix(app: Flask, seed: int) -> None:
         # A rebuild of the whole range gives the same rows as the incremental refreshes
         # (which change month rows by the difference each day made).
         tables = (MemberDay.__table__, MemberMonth.__table__, MemberHourMonth.__table__,
-                  MemberTenure.__table__, TenureCell.__table__)
+                  MemberTenure.__table__, TenureCell.__table__, SpanCell.__table__,
+                  SumCell.__table__)
         before = [_rows(session, table) for table in tables]
         rebuild(session, today() - timedelta(days=130), today())
         session.commit()
         assert [_rows(session, table) for table in tables] == before
+        # The span cells are there for every kind, and count someone.
+        dims = set(session.scalars(select(SpanCell.dim).where(SpanCell.members > 0)))
+        assert dims == {"ward", "age", "hour", "day", "cohort", "week"}
 
 
 def _rows(session, table) -> list[tuple]:
