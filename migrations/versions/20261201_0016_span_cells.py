@@ -1,7 +1,7 @@
 """Dashboard: span and sum cells, so distinct members over any months are one sum
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0019
 Create Date: 2026-12-01 02:00:00
 
 - dashboard_span_cells: members counted once per cell, by ward, birth year, weekday and
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0016'
-down_revision = '0014'
+down_revision = '0019'
 branch_labels = None
 depends_on = None
 
