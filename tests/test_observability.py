@@ -132,7 +132,7 @@ def test_a_claims_request_id_follows_its_job_into_the_worker(
 ) -> None:
     from rq.job import Job
 
-    scheme, me = _member_with_points(client, app)
+    scheme, me = _member_with_points(client, app, mail_points=True)
     claim = client.post("/v1/me/rewards", json={"offer_id": scheme.offer["id"]},
                         headers={**me, "X-Request-Id": "claim-req-42"})
     assert claim.status_code == 202 and claim.headers["X-Request-Id"] == "claim-req-42"

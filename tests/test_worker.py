@@ -81,10 +81,15 @@ def test_flow_with_a_real_rq_worker(client: FlaskClient, app: Flask, rq_mode: st
     run_flow(client, app, issued_by_worker)
 
 
-def _member_with_points(client: FlaskClient, app: Flask):
+def _member_with_points(client: FlaskClient, app: Flask, mail_points: bool = False):
+    """A member with one tap's points; `mail_points`: they asked for points notices by
+    mail (off unless chosen), so the batch leaves a mail job behind it."""
     scheme = build_scheme(client, app, cost_points=10)
     me = bearer(member_token(client, app, "kai@example.org"))
     link(client, app, me, "1111222233334444")
+    if mail_points:
+        assert client.patch("/v1/me/notification-preferences", headers=me,
+                            json={"points_earned": {"email": True}}).status_code == 200
     result = signed_post(client, scheme.source,
                          {"items": [tap("t1", "1111222233334444", _daytime(1))]})
     assert result.json["results"][0]["status"] == "accepted"
