@@ -106,6 +106,8 @@ def touched_days(session: Session, since: datetime) -> set[date]:
             .distinct()))
     moments.update(session.scalars(
         select(Award.occurred_at).where(Award.revoked_at >= since).distinct()))
+    moments.update(session.scalars(  # revoked having earned nothing: no award, no posting
+        select(Action.occurred_at).where(Action.revoked_at >= since).distinct()))
     moments.update(session.scalars(
         select(Action.occurred_at).join(Review, Review.action_id == Action.id)
         .where(Review.created_at >= since).distinct()))

@@ -109,6 +109,7 @@ def reverse_action(
     revoke_awards(session, action.id, now or utcnow(), plan.written_off, rule_totals)
     action.status = "revoked"
     action.flag_reason = reason
+    action.revoked_at = now or utcnow()
     return Reversal(action.id, plan.from_pending + plan.from_available, plan.written_off)
 
 

@@ -36,6 +36,9 @@ class Action(IdMixin, Base):
         # The dashboard's rollups read actions by day, and find what changed since.
         Index("ix_actions_occurred_at", "occurred_at"),
         Index("ix_actions_created_at", "created_at"),
+        Index("ix_actions_revoked_at", "revoked_at",
+              postgresql_where=text("revoked_at IS NOT NULL"),
+              sqlite_where=text("revoked_at IS NOT NULL")),
     )
 
     source_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sources.id"))
@@ -48,6 +51,9 @@ class Action(IdMixin, Base):
     status: Mapped[str] = mapped_column(String(16), default="accepted")
     flag_reason: Mapped[str | None] = mapped_column(Text)
     points: Mapped[int] = mapped_column(default=0)
+    # Set by a reversal: an action that earned nothing leaves no other trace of it, and
+    # the dashboard's refresh finds changed days by such moments.
+    revoked_at: Mapped[datetime | None] = mapped_column()
     # A server default too: batches write their rows without naming it.
     origin: Mapped[str] = mapped_column(String(16), default="source", server_default="source")
 

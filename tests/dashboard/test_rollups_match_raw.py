@@ -9,14 +9,14 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from rewards.dashboard import FIGURES, Filters, Raw, compute
 from rewards.dashboard.filters import today
 from rewards.dashboard.refresh import rebuild, refresh
 from rewards.dashboard.settings import put
 from rewards.extensions import db
-from rewards.models import Action, Redemption, Reward
+from rewards.models import Action, Award, Posting, PostingLine, Redemption, Reward
 from rewards.models.dashboard import (
     MemberDay,
     MemberHourMonth,
@@ -149,5 +149,41 @@ def test_a_revocation_of_an_old_action_reaches_the_rollups(app: Flask) -> None:
         row_after = next(r for r in after if r["type_code"] == action.type_code)
         assert row_after["actions"] == row_before["actions"] - 1
         assert row_after["points"] == row_before["points"] - action.points
+        assert compute("actions", filters, threshold=1).to_json() == compute(
+            "actions", filters, source=Raw(), threshold=1).to_json()
+
+
+def test_a_revocation_of_an_action_that_earned_nothing_reaches_the_rollups(
+    app: Flask
+) -> None:
+    """An action that earned nothing has no posting and no award to be found by, so
+    its revocation is found by the action's own `revoked_at`."""
+    from rewards.ledger.reversal import reverse_action
+
+    rng = random.Random(7)
+    with app.app_context():
+        session = db.session
+        world = make_world(session)
+        random_round(session, world, rng, now_utc(), actions=60)
+        action = session.scalar(select(Action).where(Action.status == "accepted").limit(1))
+        # As if no rule had matched it: no award, no posting (each posting's lines
+        # balance, so the ledger stays whole without them).
+        postings = select(Posting.id).where(Posting.action_id == action.id)
+        session.execute(delete(Award).where(Award.action_id == action.id))
+        session.execute(delete(PostingLine).where(PostingLine.posting_id.in_(postings)))
+        session.execute(delete(Posting).where(Posting.action_id == action.id))
+        action.points = 0
+        session.commit()
+        refresh(session)
+        filters = Filters(today() - timedelta(days=150), today())
+        before = compute("actions", filters, threshold=1).rows
+        reverse_action(session, action, "Duplicate tap", now_utc())
+        session.commit()
+        assert action.revoked_at is not None
+        refresh(session, margin=timedelta(0))
+        after = compute("actions", filters, threshold=1).rows
+        row_before = next(r for r in before if r["type_code"] == action.type_code)
+        row_after = next(r for r in after if r["type_code"] == action.type_code)
+        assert row_after["actions"] == row_before["actions"] - 1
         assert compute("actions", filters, threshold=1).to_json() == compute(
             "actions", filters, source=Raw(), threshold=1).to_json()
