@@ -252,36 +252,45 @@ def _rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
 def push(ids: list[uuid.UUID], connection: Redis | None,
          meta: dict[str, Any] | None = None) -> int:
     """Hand these rows to RQ right after their commit (no status checks: they are
-    new). Stops at the first Redis error; the relay sends the rest later."""
+    new). One statement takes them all: it marks the rows never handed over nor begun
+    as handed over (with the lease a queued job has) and returns what each job needs,
+    so no attempt can begin before the mark. Stops at the first Redis error and makes
+    the rest due again at once; the relay sends them later."""
     assert connection is not None
+    if not ids:
+        return 0
     session = db.session
-    pushed = 0
-    for message_id in ids:
-        message = session.get(OutboxMessage, message_id)
-        if message is None or message.due_at is None or message.attempts:
-            session.rollback()
-            continue
-        job, queue, kwargs = message.job, message.queue, dict(message.kwargs)
-        session.rollback()
+    now = utcnow()
+    taken = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.attempts == 0,
+               OutboxMessage.due_at.is_not(None), OutboxMessage.dispatched_at.is_(None))
+        .values(dispatched_at=now, due_at=now + QUEUED_LEASE)
+        .returning(OutboxMessage.id, OutboxMessage.job, OutboxMessage.queue,
+                   OutboxMessage.kwargs)).all()
+    session.commit()
+    order = {message_id: n for n, message_id in enumerate(ids)}
+    taken.sort(key=lambda row: order[row.id])
+    for pushed, (message_id, job, queue, kwargs) in enumerate(taken):
         try:
-            _rq_enqueue(connection, message_id, job, queue, kwargs, meta)
+            _rq_enqueue(connection, message_id, job, queue, dict(kwargs), meta)
         except RedisError as error:
             log.warning("queue unavailable, %s stays in the outbox: %s", job, error)
+            _not_handed_over([row.id for row in taken[pushed:]])
             return pushed
-        _handed_over(message_id, 0)
-        pushed += 1
-    return pushed
+    return len(taken)
 
 
-def _handed_over(message_id: uuid.UUID, attempts: int) -> None:
-    # Unless an attempt began meanwhile (it holds its own lease).
-    now = utcnow()
-    db.session.execute(
+def _not_handed_over(ids: list[uuid.UUID]) -> None:
+    # Due for the relay now, unless an attempt began meanwhile (it holds its own lease).
+    session = db.session
+    session.rollback()
+    session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.attempts == attempts,
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.attempts == 0,
                OutboxMessage.due_at.is_not(None))
-        .values(dispatched_at=now, due_at=now + QUEUED_LEASE))
-    db.session.commit()
+        .values(dispatched_at=None, due_at=utcnow()))
+    session.commit()
 
 
 def _rq_status(connection: Redis, message_id: uuid.UUID) -> str | None:

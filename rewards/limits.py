@@ -112,6 +112,7 @@ def init_limits(app: Flask) -> None:
     app.after_request(_own_retry_after)
     limiter.init_app(app)
     app.after_request(_note_retry_after)
+    _skip_unlimited_check(app)
     for endpoint, (setting, methods) in LIMITS.items():
         view = app.view_functions.get(endpoint)
         if view is None:
@@ -119,6 +120,19 @@ def init_limits(app: Flask) -> None:
             continue
         app.view_functions[endpoint] = limiter.limit(
             _setting(setting), methods=list(methods), error_message=TOO_MANY)(view)
+
+
+def _skip_unlimited_check(app: Flask) -> None:
+    """flask-limiter checks every request before its view for the default and
+    application-wide limits; the scheme has none (each limit is on its route, checked
+    by the route's own wrapper), so that check finds nothing on any request and only
+    costs time. It stays if such limits are ever configured."""
+    manager = limiter.limit_manager
+    if manager.default_limits or manager.application_limits or manager._blueprint_limits:
+        return
+    hooks = app.before_request_funcs.get(None, [])
+    if limiter._check_request_limit in hooks:
+        hooks.remove(limiter._check_request_limit)
 
 
 def _note_retry_after(response: Response) -> Response:

@@ -94,3 +94,32 @@ def test_a_claim_and_a_redemption_cost_a_fixed_number_of_statements(
                                headers=till(scheme.partner))
     assert redeemed.status_code == 201, redeemed.json
     assert len(sent) == REDEMPTION[db.dialect], sent.sent
+
+
+HANDOVER = 1  # after the response: the claim's job marked handed over, returning it
+
+
+def test_a_claims_job_is_handed_over_to_redis_in_one_statement(
+        client: FlaskClient, app: Flask, rq_mode: str) -> None:
+    from redis import Redis
+    from rq.job import Job
+
+    from rewards.handover import handover
+    from rewards.models import OutboxMessage
+
+    scheme = build_scheme(client, app, cost_points=10)
+    me = _resident(client, app, scheme, "costs4@example.org", "633500000014", 4)
+    offer = {"offer_id": scheme.offer["id"]}
+    assert client.post("/v1/me/rewards", json=offer, headers=me).status_code == 202
+    assert handover.wait()
+    with counted() as sent:
+        claimed = client.post("/v1/me/rewards", json=offer, headers=me)
+        assert handover.wait()
+    assert claimed.status_code == 202, claimed.json
+    assert len(sent) == CLAIM + HANDOVER, sent.sent
+    with app.app_context():
+        [row] = [message for message in db.session.query(OutboxMessage)
+                 if message.kwargs.get("reward_id") == claimed.json["id"]]
+        assert row.dispatched_at is not None and row.attempts == 0
+    job = Job.fetch(str(row.id), connection=Redis.from_url(rq_mode))
+    assert job.kwargs == {"reward_id": claimed.json["id"]}

@@ -234,3 +234,26 @@ def test_every_moment_a_client_sends_is_bounded() -> None:
                  if path.name not in ("common.py", "me_actions.py")
                  and "fields.AwareDateTime(" in path.read_text()]
     assert offenders == []
+
+
+def test_a_default_limit_if_ever_configured_is_still_checked_on_every_route(
+        database_url: str) -> None:
+    # The scheme has no default limit, so the limiter's check before every view is left
+    # out (rewards/limits.py); configured, it is there again and counts.
+    from rewards import create_app
+    from rewards.limits import limiter
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": None,
+                      "SMTP_URL": None, "TESTING": True,
+                      "SECRET_KEY": "test-secret-key-at-least-32-bytes-long",
+                      "IDENTIFIER_KEY": "test-identifier-key", "LOG_LEVEL": "WARNING",
+                      "RATELIMIT_DEFAULT": "2 per minute"})
+    try:
+        client = app.test_client()
+        with app.app_context():
+            limiter.reset()
+        answers = [client.get("/v1/action-types").status_code for _ in range(3)]
+        assert answers == [200, 200, 429], answers
+    finally:
+        with app.app_context():
+            limiter.reset()
