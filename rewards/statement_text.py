@@ -1,7 +1,7 @@
 """Statement lines and action reasons in the member's language. Postings and actions
 store their reason in English, as the scheme wrote it; what the scheme itself writes
 (claims, vouchers, expiry, reviews, award lines naming rules) is said again here in
-Welsh, with rule names from the rules' own translations. Words staff typed (an
+Welsh, with rule names and offer titles from their own translations. Words staff typed (an
 adjustment's reason, a reviewer's note) stay as typed. Pure functions: no database."""
 
 from __future__ import annotations
@@ -42,17 +42,21 @@ def _award_line(text: str, rule_names: Mapping[str, str]) -> str | None:
                       for p in parts if p)
 
 
-def say(reason: str | None, language: str, rule_names: Mapping[str, str] | None = None
-        ) -> str | None:
-    """`reason` in `language` where the scheme wrote it; otherwise as stored."""
+def say(reason: str | None, language: str, rule_names: Mapping[str, str] | None = None,
+        offer_titles: Mapping[str, str] | None = None) -> str | None:
+    """`reason` in `language` where the scheme wrote it; otherwise as stored. What a
+    line names (an offer, a partner) is said by `offer_titles` where it is an offer's
+    English title that has a translation."""
     if reason is None or language != "cy":
         return reason
     rule_names = rule_names or {}
+    offer_titles = offer_titles or {}
     if reason.startswith(NOW_SPENDABLE[0]):
         rest = reason.removeprefix(NOW_SPENDABLE[0])
-        return NOW_SPENDABLE[1] + (say(rest, language, rule_names) or rest)
+        return NOW_SPENDABLE[1] + (say(rest, language, rule_names, offer_titles) or rest)
     for pattern, welsh in WELSH:
         match = pattern.fullmatch(reason)
         if match:
-            return welsh.format(**match.groupdict())
+            return welsh.format(**{key: offer_titles.get(value, value)
+                                   for key, value in match.groupdict().items()})
     return _award_line(reason, rule_names) or reason

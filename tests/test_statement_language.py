@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 
 from rewards.extensions import db
-from rewards.models import ActionType
+from rewards.models import ActionType, Offer
 from rewards.statement_text import say
 
 from .helpers import bearer, build_scheme, link, signed_post, tap
@@ -23,6 +23,11 @@ def test_scheme_words_are_said_in_welsh() -> None:
     names = {"Bus journey": "Taith bws"}
     assert say("Claimed: Flat white", "cy") == "Hawliwyd: Flat white"
     assert say("Claimed: Flat white", "en") == "Claimed: Flat white"
+    titles = {"Flat white": "Gwyn fflat"}  # an offer's title where it has a translation
+    assert say("Claimed: Flat white", "cy", names, titles) == "Hawliwyd: Gwyn fflat"
+    assert say("Now spendable: Claimed: Flat white", "cy", names, titles) == \
+        "Ar gael i'w gwario nawr: Hawliwyd: Gwyn fflat"
+    assert say("Claimed: Flat white", "en", names, titles) == "Claimed: Flat white"
     assert say("Bus journey v2 + Boost v1", "cy", names) == "Taith bws v2 + Boost v1"
     assert say("Now spendable: Bus journey v1", "cy", names) == \
         "Ar gael i'w gwario nawr: Taith bws v1"
@@ -51,6 +56,8 @@ def test_a_welsh_reader_sees_their_statement_and_actions_in_welsh(client: FlaskC
     with app.app_context():
         db.session.execute(update(ActionType).where(ActionType.code == "bus_journey")
                            .values(translations={"cy": {"name": "Taith ar fws"}}))
+        db.session.execute(update(Offer).where(Offer.title == "Flat white")
+                           .values(translations={"cy": {"title": "Gwyn fflat"}}))
         db.session.commit()
 
     member = resident(client, app, locale="cy")
@@ -64,7 +71,7 @@ def test_a_welsh_reader_sees_their_statement_and_actions_in_welsh(client: FlaskC
     assert ledger.headers["Content-Language"] == "cy"
     reasons = [line["reason"] for line in ledger.json]
     assert "Taith bws v1" in reasons
-    assert any(reason.startswith("Hawliwyd: Flat white") for reason in reasons)
+    assert any(reason.startswith("Hawliwyd: Gwyn fflat") for reason in reasons)
     english = client.get("/v1/me/ledger", headers={**member.headers, "Accept-Language": "en"})
     assert "Bus journey v1" in [line["reason"] for line in english.json]
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..i18n import choose, preferences
-from ..models import ActionType, Rule, RuleVersion
+from ..models import ActionType, Offer, Rule, RuleVersion
 from ..reasons_cy import WELSH
 from ..statement_text import say
 
@@ -72,13 +72,25 @@ def _rule_names(language: str) -> dict[str, str]:
     return cached
 
 
+def _offer_titles(language: str) -> dict[str, str]:
+    """Every offer's English title -> its title in `language`, read once a request."""
+    cached = g.get("offer_titles")
+    if cached is None:
+        cached = g.offer_titles = {}
+        for title, translations in db.session.execute(select(Offer.title, Offer.translations)):
+            translated = ((translations or {}).get(language) or {}).get("title")
+            if translated:
+                cached[title] = translated
+    return cached
+
+
 def said(reason: str | None) -> str | None:
     """A stored reason (statement line, action) in the answer's language where the
     scheme wrote it (rewards/statement_text.py)."""
     language = negotiated()
     if reason is None or language == "en":
         return reason
-    return say(reason, language, _rule_names(language))
+    return say(reason, language, _rule_names(language), _offer_titles(language))
 
 
 def reason_of(key: str) -> Any:
