@@ -12,7 +12,7 @@ from rewards.extensions import db
 from rewards.models import ActionType, Offer
 from rewards.statement_text import say
 
-from .helpers import bearer, build_scheme, link, signed_post, tap
+from .helpers import bearer, build_scheme, link, signed_post, staff_token, tap
 from .reward_support import resident
 from .test_flow import _daytime
 
@@ -83,3 +83,29 @@ def test_a_welsh_reader_sees_their_statement_and_actions_in_welsh(client: FlaskC
                                  headers={**member.headers, "Accept-Language": "en"}).json
     assert english_actions[0]["type_name"] == "Bus journey"
     assert english_actions[0]["awards"][0]["rule_name"] == "Bus journey"
+
+
+def test_staff_name_an_existing_action_type_in_welsh(client: FlaskClient, app: Flask) -> None:
+    """A type made before its Welsh name was known gets it later; code and category
+    stay as rules, sources and the dashboard know them; the change is audited."""
+    scheme = build_scheme(client, app)
+    admin = bearer(scheme.admin)
+    path = "/v1/admin/action-types/bus_journey"
+    named = client.patch(path, headers=admin, json={
+        "translations": {"cy": {"name": "Taith ar fws", "description": "Taith gyda cherdyn"}}})
+    assert named.status_code == 200, named.json
+    assert named.json["code"] == "bus_journey" and named.json["category"] == "travel"
+    assert named.json["translations"]["cy"]["name"] == "Taith ar fws"
+    listed = client.get("/v1/action-types", headers={"Accept-Language": "cy"}).json
+    assert "Taith ar fws" in str(listed)
+    assert client.patch(path, headers=admin, json={"category": "health"}).status_code == 422
+    assert client.patch(path, headers=admin, json={"name": ""}).status_code == 422
+    missing = client.patch("/v1/admin/action-types/no_such_type", headers=admin,
+                           json={"name": "X"})
+    assert missing.status_code == 404 and missing.json["reason"] == "not_found"
+    analyst = bearer(staff_token(client, app, "analyst"))
+    assert client.patch(path, headers=analyst, json={"name": "X"}).status_code == 403
+    log = client.get("/v1/admin/audit-log", headers=admin).json
+    [entry] = [e for e in log if (e["action"], e["target_type"]) == ("update", "action_type")]
+    assert entry["target_id"] == named.json["id"]
+    assert entry["details"]["fields"] == ["translations"]

@@ -92,6 +92,34 @@ class ActionTypes(MethodView):
         return action_type
 
 
+class ActionTypePatchSchema(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    translations = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[a-z]{2,3}$")),
+        values=fields.Nested(ActionTypeTranslation),
+        metadata={"description": "Replaces the type's translations."})
+
+
+@blp.route("/action-types/<string:code>")
+class ActionTypeByCode(MethodView):
+    @blp.doc(security=BEARER)
+    @staff_required(*MANAGE)
+    @blp.arguments(ActionTypePatchSchema)
+    @blp.response(200, ActionTypeSchema)
+    def patch(self, args, code):
+        """Rename an action type, or set its names in other languages. Its code and
+        category stay: rules, sources and the dashboard's figures are keyed by them."""
+        action_type = db.session.scalar(select(ActionType).where(ActionType.code == code))
+        if action_type is None:
+            abort(404, message=f"No action type {code!r}.", reason=Reason.NOT_FOUND)
+        for field, value in args.items():
+            setattr(action_type, field, value)
+        audit("update", "action_type", action_type.id, code=code, fields=sorted(args))
+        db.session.commit()
+        return action_type
+
+
 # -- rules ------------------------------------------------------------------------
 
 class CapsSchema(Schema):

@@ -67,6 +67,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     # scheme staff
     ("GET", "/v1/admin/action-types"): "listActionTypes",
     ("POST", "/v1/admin/action-types"): "createActionType",
+    ("PATCH", "/v1/admin/action-types/{code}"): "updateActionType",
     ("GET", "/v1/admin/audit-log"): "listAuditEntries",
     ("GET", "/v1/admin/donations"): "getDonationTotals",
     ("GET", "/v1/admin/events"): "listEvents",
