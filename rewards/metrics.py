@@ -62,7 +62,7 @@ class BacklogCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from .extensions import db
-        from .models import OutboxMessage, Reward, utcnow
+        from .models import AwardQueue, OutboxMessage, Reward, utcnow
 
         now = utcnow()
         depth, oldest_job = db.session.execute(
@@ -73,6 +73,8 @@ class BacklogCollector(Collector):
             select(func.count(Reward.id), func.min(Reward.created_at))
             .where(Reward.status == "pending")
         ).one()
+        batches, oldest_batch = db.session.execute(
+            select(func.count(AwardQueue.id), func.min(AwardQueue.created_at))).one()
         db.session.rollback()
         yield GaugeMetricFamily("rewards_outbox_depth",
                                 "Jobs in the outbox not yet done (waiting, queued or running).",
@@ -85,6 +87,12 @@ class BacklogCollector(Collector):
         yield GaugeMetricFamily("rewards_oldest_pending_reward_age_seconds",
                                 "How long the oldest pending reward has waited (0: none).",
                                 value=_age(now, oldest_reward))
+        yield GaugeMetricFamily("rewards_award_queue_batches",
+                                "Recorded batches waiting to be awarded (AWARDING=deferred).",
+                                value=batches)
+        yield GaugeMetricFamily("rewards_award_queue_oldest_age_seconds",
+                                "How long the oldest batch has waited to be awarded (0: none).",
+                                value=_age(now, oldest_batch))
         yield from self._queues()
 
     def _queues(self) -> Iterator[GaugeMetricFamily]:

@@ -319,3 +319,29 @@ def test_a_batch_that_fails_to_award_does_not_hold_up_the_others(
         assert award_job()["batches"] == 1
     assert statuses(app) == {"accepted": 3}
     sound(app)
+
+
+def test_the_award_backlog_is_a_metric(
+    client: FlaskClient, app: Flask, world: World, deferred: None
+) -> None:
+    """Operations see how many batches wait and for how long (the AwardBacklog alert)."""
+    from tests.test_observability import TOKEN, sample
+
+    app.config["METRICS_TOKEN"] = TOKEN
+    try:
+        def metrics() -> str:
+            return client.get("/metrics", headers=bearer(TOKEN)).get_data(as_text=True)
+
+        idle = metrics()
+        assert sample(idle, "rewards_award_queue_batches") == 0
+        assert sample(idle, "rewards_award_queue_oldest_age_seconds") == 0
+        for n in range(2):
+            signed_post(client, world.scheme.source,
+                        {"items": [tap(f"q-{n}", world.card, _daytime(1, 9 + n))]})
+        waiting = metrics()
+        assert sample(waiting, "rewards_award_queue_batches") == 2
+        assert sample(waiting, "rewards_award_queue_oldest_age_seconds") > 0
+        award(app)
+        assert sample(metrics(), "rewards_award_queue_batches") == 0
+    finally:
+        app.config["METRICS_TOKEN"] = None
