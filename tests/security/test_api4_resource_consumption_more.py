@@ -257,3 +257,6 @@ def test_a_default_limit_if_ever_configured_is_still_checked_on_every_route(
     finally:
         with app.app_context():
             limiter.reset()
+        # The limiter is one object for every app in this process: the next app the
+        # suite makes must not inherit this one's default limit.
+        limiter.limit_manager.set_default_limits([])
