@@ -36,7 +36,7 @@ from ..models.reward import REWARD_STATUSES
 from ..reasons import Reason
 from ..vouchers import ClaimRefused, claim, voucher_state
 from ..wards import ward_for_postcode, ward_named
-from .auth import BEARER, current_member, member_required
+from .auth import BEARER, current_member, member_required, resident_read
 from .catalogue import PartnerBrief
 from .common import CursorArgs, idempotent, keyset_page, paginate, reads_only
 from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
@@ -293,13 +293,13 @@ def unlink(identifier_id: uuid.UUID):
 @blp.doc(security=BEARER)
 @blp.response(200, BalanceSchema)
 @reads_only
-@member_required
+@resident_read
 def balance():
     """Points to spend, points on hold, all ever earned, and what expires soon.
 
     Spending takes the points that expire first; `expiring` lists what is left of the
     points expiring in the next 30 days, soonest first."""
-    balances = member_balances(db.session, current_member().id)
+    balances = member_balances(db.session, g.caller.id)
     soon = timedelta(days=current_app.config["POINTS_EXPIRING_SOON_DAYS"])
     return {
         "available": balances.available,
@@ -316,12 +316,12 @@ def balance():
 @blp.response(200, LedgerLineSchema(many=True))
 @blp.paginate()
 @reads_only
-@member_required
+@resident_read
 def ledger(args, pagination_parameters):
     """Statement of the available account, newest first; the lines add up to `available`.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
     account = (select(Account.id)  # in the page's own statement: one round trip
-               .where(Account.code == f"member:{current_member().id}:available")
+               .where(Account.code == f"member:{g.caller.id}:available")
                .scalar_subquery())
     stmt = (
         select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
@@ -341,7 +341,7 @@ def ledger(args, pagination_parameters):
 @blp.response(200, ActionSchema(many=True))
 @blp.paginate()
 @reads_only
-@member_required
+@resident_read
 def actions(args, pagination_parameters):
     """Actions with their status, points, and the rule behind each award, latest first.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
@@ -352,7 +352,7 @@ def actions(args, pagination_parameters):
                ActionType.name.label("type_default_name"),
                ActionType.translations.label("type_translations"))
         .join(ActionType, ActionType.id == Action.action_type_id)
-        .where(Action.member_id == current_member().id)
+        .where(Action.member_id == g.caller.id)
         .order_by(Action.occurred_at.desc(), Action.id)
     )
     rows, headers = keyset_page(stmt, Action.occurred_at, Action.id, args.get("cursor"),
