@@ -27,6 +27,7 @@ from ..wards import ward_names
 from .auth import BEARER, current_resident, resident_read, staff_required
 from .caching import cached
 from .common import Moment, audit, counted, found_or_404, paginate, reads_only
+from .fastdump import json_answer
 from .places import PlaceIn, PlaceOut, image_url_field
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
@@ -237,9 +238,10 @@ def list_offers(args, pagination_parameters):
     pagination_parameters.item_count = len(offers)
     page, size = pagination_parameters.page, pagination_parameters.page_size
     wanted = _wanted_languages(member)
-    return [_catalogue_view(offer, wanted, available,
-                            {"id": offer.partner_id, "name": offer.partner_name})
-            for offer in offers[(page - 1) * size:page * size]]
+    return json_answer(CatalogueOffer, [
+        _catalogue_view(offer, wanted, available,
+                        {"id": offer.partner_id, "name": offer.partner_name})
+        for offer in offers[(page - 1) * size:page * size]])
 
 
 @offers_blp.route("/<uuid:offer_id>")

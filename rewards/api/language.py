@@ -31,10 +31,20 @@ def check_scheme_language(value: str) -> None:
 
 
 def negotiated() -> str:
+    """The answer's language, worked out once a request (every translated field of a
+    page asks): Accept-Language, else the calling member's locale (entity or the
+    `resident_read` row)."""
     member = g.get("member")
-    wanted = preferences(request.headers.get("Accept-Language"),
-                         member.locale if member is not None else None)
-    return choose(wanted, scheme_languages())
+    if member is None:
+        member = g.get("member_row")
+    locale = member.locale if member is not None else None
+    known = g.get("_negotiated")
+    if known is not None and known[0] == locale:
+        return known[1]
+    language = choose(preferences(request.headers.get("Accept-Language"), locale),
+                      scheme_languages())
+    g._negotiated = (locale, language)
+    return language
 
 
 def finish(response: Response) -> Response:

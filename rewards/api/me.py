@@ -39,6 +39,7 @@ from ..wards import ward_for_postcode, ward_named
 from .auth import BEARER, current_member, member_required, resident_read
 from .catalogue import PartnerBrief
 from .common import CursorArgs, idempotent, keyset_page, paginate, reads_only
+from .fastdump import json_answer
 from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
@@ -301,13 +302,13 @@ def balance():
     points expiring in the next 30 days, soonest first."""
     balances = member_balances(db.session, g.caller.id)
     soon = timedelta(days=current_app.config["POINTS_EXPIRING_SOON_DAYS"])
-    return {
+    return json_answer(BalanceSchema, {
         "available": balances.available,
         "pending": balances.pending,
         "lifetime_earned": balances.lifetime_earned,
         "expiring": [{"points": lot.points, "expires_at": lot.expires_at}
                      for lot in expiring(balances.lots, utcnow(), soon)],
-    }
+    }, many=False)
 
 
 @blp.route("/ledger")
@@ -332,7 +333,7 @@ def ledger(args, pagination_parameters):
     )
     rows, headers = keyset_page(stmt, PostingLine.created_at, PostingLine.id,
                                 args.get("cursor"), pagination_parameters, scalars=False)
-    return [row._asdict() for row in rows], 200, headers
+    return json_answer(LedgerLineSchema, rows), 200, headers
 
 
 @blp.route("/actions")
@@ -366,7 +367,7 @@ def actions(args, pagination_parameters):
                 .where(Award.action_id.in_(list(by_action)))
                 .order_by(Award.created_at, Award.id)):
             by_action[award.action_id].append(award._asdict())
-    return page, 200, headers
+    return json_answer(ActionSchema, page), 200, headers
 
 
 @blp.route("/rewards")
