@@ -31,19 +31,20 @@ def check_scheme_language(value: str) -> None:
 
 
 def negotiated() -> str:
-    """The answer's language, worked out once a request (every translated field of a
-    page asks): Accept-Language, else the calling member's locale (entity or the
-    `resident_read` row)."""
+    """The answer's language: Accept-Language, else the calling member's locale (entity
+    or the `resident_read` row). Kept for the request once the caller is known (every
+    translated field of a page asks)."""
+    known = g.get("_negotiated")
+    if known is not None:
+        return known
     member = g.get("member")
     if member is None:
         member = g.get("member_row")
-    locale = member.locale if member is not None else None
-    known = g.get("_negotiated")
-    if known is not None and known[0] == locale:
-        return known[1]
-    language = choose(preferences(request.headers.get("Accept-Language"), locale),
+    language = choose(preferences(request.headers.get("Accept-Language"),
+                                  member.locale if member is not None else None),
                       scheme_languages())
-    g._negotiated = (locale, language)
+    if member is not None:
+        g._negotiated = language
     return language
 
 

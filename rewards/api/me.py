@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import timedelta
+from functools import cache
+from typing import Any
 
 import segno
 from flask import Response, current_app, g, has_request_context, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import delete, select
+from sqlalchemy import Select, bindparam, delete, select
 
 from ..erasure import erase_member
 from ..extensions import Blueprint, db
@@ -311,6 +313,44 @@ def balance():
     }, many=False)
 
 
+@cache
+def _statement_lines() -> Select[Any]:
+    """The available account's lines, newest first (built once: every statement page
+    runs it). The account by its code, in the page's own statement: one round trip."""
+    account = (select(Account.id).where(Account.code == bindparam("code"))
+               .scalar_subquery())
+    return (
+        select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
+               PostingLine.created_at)
+        .join(Posting, Posting.id == PostingLine.posting_id)
+        .where(PostingLine.account_id == account)
+        .order_by(PostingLine.created_at.desc(), PostingLine.id)
+    )
+
+
+@cache
+def _action_rows() -> Select[Any]:
+    """The member's actions, latest first, with their type's names (built once)."""
+    return (
+        select(Action.id, Action.type_code, Action.occurred_at, Action.status, Action.points,
+               Action.attributes, Action.flag_reason, Action.created_at,
+               ActionType.name.label("type_default_name"),
+               ActionType.translations.label("type_translations"))
+        .join(ActionType, ActionType.id == Action.action_type_id)
+        .where(Action.member_id == bindparam("member", type_=Action.member_id.type))
+        .order_by(Action.occurred_at.desc(), Action.id)
+    )
+
+
+@cache
+def _page_awards() -> Select[Any]:
+    """The awards of a page's actions, in the order they were made (built once)."""
+    return (select(Award.action_id, Award.rule_id, Award.rule_name, Award.rule_version,
+                   Award.points, Award.capped_by)
+            .where(Award.action_id.in_(bindparam("ids", expanding=True)))
+            .order_by(Award.created_at, Award.id))
+
+
 @blp.route("/ledger")
 @blp.doc(security=BEARER)
 @blp.arguments(CursorArgs, location="query")
@@ -321,18 +361,9 @@ def balance():
 def ledger(args, pagination_parameters):
     """Statement of the available account, newest first; the lines add up to `available`.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
-    account = (select(Account.id)  # in the page's own statement: one round trip
-               .where(Account.code == f"member:{g.caller.id}:available")
-               .scalar_subquery())
-    stmt = (
-        select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
-               PostingLine.created_at)
-        .join(Posting, Posting.id == PostingLine.posting_id)
-        .where(PostingLine.account_id == account)
-        .order_by(PostingLine.created_at.desc(), PostingLine.id)
-    )
-    rows, headers = keyset_page(stmt, PostingLine.created_at, PostingLine.id,
-                                args.get("cursor"), pagination_parameters, scalars=False)
+    rows, headers = keyset_page(_statement_lines(), PostingLine.created_at, PostingLine.id,
+                                args.get("cursor"), pagination_parameters, scalars=False,
+                                params={"code": f"member:{g.caller.id}:available"})
     return json_answer(LedgerLineSchema, rows), 200, headers
 
 
@@ -347,25 +378,13 @@ def actions(args, pagination_parameters):
     """Actions with their status, points, and the rule behind each award, latest first.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
     # Rows, not entities: what the page shows, and its awards in one more statement.
-    stmt = (
-        select(Action.id, Action.type_code, Action.occurred_at, Action.status, Action.points,
-               Action.attributes, Action.flag_reason, Action.created_at,
-               ActionType.name.label("type_default_name"),
-               ActionType.translations.label("type_translations"))
-        .join(ActionType, ActionType.id == Action.action_type_id)
-        .where(Action.member_id == g.caller.id)
-        .order_by(Action.occurred_at.desc(), Action.id)
-    )
-    rows, headers = keyset_page(stmt, Action.occurred_at, Action.id, args.get("cursor"),
-                                pagination_parameters, scalars=False)
+    rows, headers = keyset_page(_action_rows(), Action.occurred_at, Action.id,
+                                args.get("cursor"), pagination_parameters, scalars=False,
+                                params={"member": g.caller.id})
     page = [{**row._asdict(), "awards": []} for row in rows]
     if page:
         by_action = {action["id"]: action["awards"] for action in page}
-        for award in db.session.execute(
-                select(Award.action_id, Award.rule_id, Award.rule_name, Award.rule_version,
-                       Award.points, Award.capped_by)
-                .where(Award.action_id.in_(list(by_action)))
-                .order_by(Award.created_at, Award.id)):
+        for award in db.session.execute(_page_awards(), {"ids": list(by_action)}):
             by_action[award.action_id].append(award._asdict())
     return json_answer(ActionSchema, page), 200, headers
 
