@@ -81,13 +81,23 @@ def live_offers(now: datetime) -> Select[tuple[Offer]]:
     )
 
 
+# What a resident's catalogue shows and decides eligibility by (not the review trail).
+_SHOWN = ("id", "partner_id", "title", "description", "translations", "category",
+          "cost_points", "stock", "claimed", "per_member_limit", "limit_period",
+          "voucher_valid_days", "starts_at", "ends_at", "eligible_wards", "joined_after",
+          "image_url", "points_back_on_expiry", "fulfilment")
+
+
 @cache
 def live_offer_rows() -> Select[Any]:
     """live_offers as plain rows, each offer's columns and its partner's `partner_name`,
     at the moment bound as `now`: the catalogue reads every live offer for every
     resident, and rows cost a fraction of what entities cost to load. Built once."""
-    return (select(*Offer.__table__.columns, Partner.name.label("partner_name"))
-            .join(Partner, Partner.id == Offer.partner_id)
+    offers = Offer.__table__.c
+    shown = [offers[name] for name in _SHOWN]
+    return (select(*shown, Partner.name.label("partner_name"))
+            .select_from(Offer.__table__.join(Partner.__table__,
+                                              Partner.__table__.c.id == offers.partner_id))
             .where(live_offers(bindparam("now", type_=Offer.starts_at.type)).whereclause)  # type: ignore[arg-type]
             .order_by(Offer.cost_points, Offer.id))
 

@@ -157,15 +157,17 @@ def _balances_stmt() -> Select[Any]:
 
 def member_available(session: Session, member_id: uuid.UUID) -> int:
     """The member's spendable points, in one query."""
-    return int(session.scalar(_available_stmt(),
-                              {"code": f"member:{member_id}:available"}) or 0)
+    return int(session.connection().execute(
+        _available_stmt(), {"code": f"member:{member_id}:available"}).scalar() or 0)
 
 
 @cache
 def _available_stmt() -> Select[Any]:
-    return (select(func.coalesce(func.sum(PostingLine.points), 0))
-            .join(Account, Account.id == PostingLine.account_id)
-            .where(Account.code == bindparam("code")))
+    """Built once, from the tables: the catalogue runs it for every resident."""
+    accounts, lines = Account.__table__, PostingLine.__table__
+    return (select(func.coalesce(func.sum(lines.c.points), 0))
+            .select_from(lines.join(accounts, accounts.c.id == lines.c.account_id))
+            .where(accounts.c.code == bindparam("code", type_=accounts.c.code.type)))
 
 
 def _movements_stmt() -> Select[tuple[uuid.UUID, int, str, datetime | None]]:
