@@ -112,3 +112,26 @@ def test_the_welsh_answer_really_is_welsh(app: Flask) -> None:
     assert dumped["awards"][0]["rule_name"] == "Taith bws"
     assert dumped["occurred_at"] == "2026-11-30T08:15:30.123456+00:00"
     assert dumped["id"] == str(ACTIONS[0]["id"])
+
+
+def test_pagination_figures_are_flask_smorests_own() -> None:
+    from flask_smorest.pagination import PaginationMixin
+
+    from rewards.extensions import Blueprint
+
+    for count in (0, 1, 5, 19, 20, 21, 100, 101):
+        for size in (1, 5, 20, 100):
+            for page in (1, 2, 3, 6, 50):
+                assert Blueprint._make_pagination_metadata(page, size, count) == \
+                    PaginationMixin._make_pagination_metadata(page, size, count)
+
+
+def test_argument_schemas_are_made_once(app: Flask, client: Any) -> None:
+    from rewards.api.common import CursorArgs
+    from rewards.extensions import Blueprint
+
+    made = Blueprint.ARGUMENTS_PARSER._get_schema(CursorArgs, None)
+    assert made is Blueprint.ARGUMENTS_PARSER._get_schema(CursorArgs, None)
+    assert isinstance(made, CursorArgs)
+    # still parsed per request: a bad cursor is refused, a good page size honoured
+    assert client.get("/v1/me/actions?cursor=x", headers={}).status_code == 401
