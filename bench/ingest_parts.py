@@ -139,3 +139,96 @@ def _award_process(config: dict[str, Any], start: Any, ingest_done: Any, results
             results.put((last, done))
         except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops
             results.put((None, str(error)[:300]))
+
+
+# -- --ceiling: what PostgreSQL alone takes for the rows of an awarded action -------------
+
+_ACTION_COLUMNS = ("id, created_at, source_id, external_ref, member_id, action_type_id, "
+                   "type_code, occurred_at, attributes, status, flag_reason, points, origin")
+_CEILING_STEPS = {
+    # The recording: the action row as a deferred batch stores it (pending, 0 points).
+    "record_actions": f"""
+        INSERT INTO actions ({_ACTION_COLUMNS})
+        SELECT m.new, a.created_at, a.source_id, a.external_ref || '~c', a.member_id,
+               a.action_type_id, a.type_code, a.occurred_at, a.attributes, 'pending', NULL,
+               0, a.origin
+        FROM actions AS a JOIN ceiling_actions AS m ON m.old = a.id""",
+    # The award run: the action's status and points, then its earn postings, their two
+    # lines each and its award rows, as award_queued writes them.
+    "award_update_actions": """
+        UPDATE actions AS c SET status = a.status, flag_reason = a.flag_reason,
+               points = a.points
+        FROM actions AS a JOIN ceiling_actions AS m ON m.old = a.id
+        WHERE c.id = m.new""",
+    "award_postings": """
+        INSERT INTO postings (id, created_at, kind, reason, key, member_id, action_id,
+                              reward_id, available_at, expires_at, origin_id)
+        SELECT p.new, o.created_at, o.kind, o.reason, o.key || '~c', o.member_id, m.new,
+               NULL, o.available_at, o.expires_at, NULL
+        FROM postings AS o JOIN ceiling_postings AS p ON p.old = o.id
+        JOIN ceiling_actions AS m ON m.old = o.action_id""",
+    "award_posting_lines": """
+        INSERT INTO posting_lines (id, posting_id, account_id, points, created_at)
+        SELECT l.new, p.new, o.account_id, o.points, o.created_at
+        FROM posting_lines AS o JOIN ceiling_lines AS l ON l.old = o.id
+        JOIN ceiling_postings AS p ON p.old = o.posting_id""",
+    "award_awards": """
+        INSERT INTO awards (id, created_at, action_id, member_id, rule_id, rule_version_id,
+                            rule_version, rule_name, points, capped_by, occurred_at, inputs,
+                            posting_id, revoked_at, points_written_off)
+        SELECT w.new, o.created_at, m.new, o.member_id, o.rule_id, o.rule_version_id,
+               o.rule_version, o.rule_name, o.points, o.capped_by, o.occurred_at, o.inputs,
+               p.new, NULL, 0
+        FROM awards AS o JOIN ceiling_awards AS w ON w.old = o.id
+        JOIN ceiling_actions AS m ON m.old = o.action_id
+        LEFT JOIN ceiling_postings AS p ON p.old = o.posting_id""",
+}
+
+
+def measure_ceiling(url: str, actions: int) -> dict[str, Any]:
+    """--ceiling, after the run: the same rows the run wrote for its `actions` (action,
+    awards, earn postings, their lines) written again by PostgreSQL alone, each table in
+    one INSERT ... SELECT (or UPDATE) from the stored rows, into the same tables with
+    their indexes, keys and checks, in one transaction: no Python per action, no
+    rules, no client encoding. New ids (version 7, as ingest makes them) are mapped
+    in before the clock starts. What the current row shape can take at best."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from rewards.ids import new_ids
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    spent: dict[str, float] = {}
+    with psycopg.connect(dsn) as connection:
+        for table, source in (("ceiling_actions", "actions"),
+                              ("ceiling_postings", "postings WHERE kind = 'earn'"),
+                              ("ceiling_lines", "posting_lines WHERE posting_id IN "
+                                                "(SELECT id FROM postings WHERE kind = 'earn')"),
+                              ("ceiling_awards", "awards")):
+            old = [row[0] for row in connection.execute(f"SELECT id FROM {source}")]
+            connection.execute(f"CREATE TEMP TABLE {table} (old uuid PRIMARY KEY, new uuid)")
+            with connection.cursor().copy(f"COPY {table} (old, new) FROM STDIN") as copy:
+                for pair in zip(old, new_ids(len(old)), strict=True):
+                    copy.write_row(pair)
+            connection.execute(f"ANALYZE {table}")
+        rows = connection.execute(
+            "SELECT (SELECT count(*) FROM ceiling_actions) + "
+            "(SELECT count(*) FROM ceiling_postings) + (SELECT count(*) FROM ceiling_lines) "
+            "+ (SELECT count(*) FROM ceiling_awards)").fetchone()[0]
+        connection.commit()
+        started = time.perf_counter()
+        for label, statement in _CEILING_STEPS.items():
+            began = time.perf_counter()
+            connection.execute(statement)
+            spent[label] = time.perf_counter() - began
+        began = time.perf_counter()
+        connection.commit()
+        spent["commit"] = time.perf_counter() - began
+        total = time.perf_counter() - started
+    award = total - spent["record_actions"]
+    return {
+        "ceiling_actions_per_s": round(actions / total),
+        "ceiling_award_actions_per_s": round(actions / award),
+        "ceiling_rows_per_action": round(rows / actions, 2),
+        "ceiling_ms": {label: round(seconds * 1000) for label, seconds in spent.items()},
+    }
