@@ -297,13 +297,15 @@ class _Plan:
     function of the context, so evaluating some that end up skipped changes nothing;
     if the program fails, each rule is evaluated on its own to say which failed."""
 
-    __slots__ = ("steps", "program", "pick", "width")
+    __slots__ = ("steps", "program", "pick", "width", "memo")
 
     def __init__(self, rules: Sequence[CompiledRule]) -> None:
         self.steps = tuple(_Step(rule) for rule in rules)
         self.program: Any = None
         self.pick: Any = None
         self.width = 0
+        # The program's outcomes by the values it read (see _outcomes).
+        self.memo: dict[Any, list[Any]] = {}
         dynamic: list[_Step] = []
         for step in self.steps:
             if not step.rule.from_source:
@@ -350,6 +352,58 @@ class _Plan:
             self.pick = analysis.flat_picker(f for f in flats.values() if f is not None)
         else:
             self.pick = analysis.picker(analysis.merge(analysis.needs_of(text) for text in flats))
+
+
+# Outcomes kept per action type's plan; past this the memo starts again (a bound on
+# memory when the values read are many: distances, times to the second).
+_MEMO_SIZE = 4096
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _memo_key(picked: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The values a program reads, as a key: each name with its value (a one-level dict,
+    such as the attributes, as its sorted items). The type goes in with each value, so
+    1, 1.0 and True (equal in Python, not to the engine) never share outcomes. None
+    when something read is anything else (a list, a nested dict): not memoised."""
+    key: list[Any] = []
+    for name, value in picked.items():
+        kind = type(value)
+        if kind in _SCALARS:
+            key.append((name, kind, value))
+        elif kind is dict:
+            items = []
+            for inner, item in value.items():
+                if type(item) not in _SCALARS:
+                    return None
+                items.append((inner, type(item), item))
+            items.sort(key=lambda entry: entry[0])
+            key.append((name, dict, tuple(items)))
+        else:
+            return None
+    return tuple(key)
+
+
+def _outcomes(plan: _Plan, context: dict[str, Any]) -> Any:
+    """The combined program's outcomes on the part of `context` it reads, evaluated
+    once per distinct set of values read: an outcome is a pure function of them, and
+    most actions of a type share them (a bus tap reads its hour, weekday and ward).
+    None if the program fails or the context is not one it can read."""
+    picked = plan.pick(context)
+    if picked is None:
+        return None
+    key = _memo_key(picked)
+    if key is not None:
+        found = plan.memo.get(key)
+        if found is not None:
+            return found
+    outcomes = plan.program.evaluate(picked)
+    if type(outcomes) is not list or len(outcomes) != plan.width:
+        return None
+    if key is not None:
+        if len(plan.memo) >= _MEMO_SIZE:
+            plan.memo.clear()
+        plan.memo[key] = outcomes
+    return outcomes
 
 
 def _order(rule: CompiledRule) -> tuple[int, str, str]:
@@ -422,11 +476,7 @@ def evaluate(
     outcomes: Any = None
     if plan.program is not None:
         try:
-            picked = plan.pick(context)
-            if picked is not None:
-                outcomes = plan.program.evaluate(picked)
-                if type(outcomes) is not list or len(outcomes) != plan.width:
-                    outcomes = None
+            outcomes = _outcomes(plan, context)
         except Exception:  # noqa: BLE001 - some rule fails: each runs alone below, to say which
             outcomes = None
     counts, totals, spent = usage.counts, usage.points, usage.budget_spent
