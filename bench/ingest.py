@@ -463,10 +463,10 @@ def main() -> None:
         ceiling: dict[str, Any] = {}
         if args.ceiling:
             ceiling = measure_ceiling(url, total)
-            print(f"ceiling: the same rows by PostgreSQL alone: "
-                  f"{ceiling['ceiling_actions_per_s']:,} actions/s recorded and awarded, "
-                  f"{ceiling['ceiling_award_actions_per_s']:,} actions/s the award rows "
-                  f"alone ({ceiling['ceiling_ms']} ms)", flush=True)
+            for shape, figures in ceiling.items():
+                print(f"ceiling {shape:28s} {figures['rows_per_action']:4.2f} rows an action: "
+                      f"{figures['actions_per_s']:7,} actions/s by PostgreSQL alone "
+                      f"({figures['ms']} ms)", flush=True)
 
         member_of = dict(scheme.cards)
         rows = [(uuid.uuid4(), scheme.source_id, item["external_ref"],
@@ -502,8 +502,9 @@ def main() -> None:
             "awarded_per_busy_s": round(award_busy_per_s)} if args.awarding == "deferred"
            else {}),
         **({"phases_ms_per_batch": phase_ms} if phases is not None else {}),
-        **({**ceiling, "ceiling_ratio_to_copy": round(
-            ceiling["ceiling_actions_per_s"] / copy_rows_per_s, 4)} if ceiling else {}),
+        **({"ceiling": {shape: {**figures, "ratio_to_copy": round(
+            figures["actions_per_s"] / copy_rows_per_s, 4)} for shape, figures in ceiling.items()}}
+           if ceiling else {}),
     }))
     if counts["verify_problems"]:
         raise SystemExit("the ledger is not sound after the run")
