@@ -360,26 +360,40 @@ _MEMO_SIZE = 4096
 _SCALARS = (str, int, float, bool, type(None))
 
 
+def _scalar(value: Any) -> Any:
+    """A value as a key, or _NOT when it is not a scalar. The type goes with it, so 1,
+    1.0 and True (equal in Python, not to the engine) never share outcomes, nor do 0.0
+    and -0.0."""
+    kind = type(value)
+    if kind not in _SCALARS:
+        return _NOT
+    if kind is float and value == 0:
+        return (kind, repr(value))
+    return (kind, value)
+
+
+_NOT = object()
+
+
 def _memo_key(picked: dict[str, Any]) -> tuple[Any, ...] | None:
-    """The values a program reads, as a key: each name with its value (a one-level dict,
-    such as the attributes, as its sorted items). The type goes in with each value, so
-    1, 1.0 and True (equal in Python, not to the engine) never share outcomes. None
-    when something read is anything else (a list, a nested dict): not memoised."""
+    """The values a program reads, as a key: each name with its value, a one-level dict
+    (such as the attributes) as its items in their order. None when something read is
+    anything else (a list, a nested dict): then it is not memoised."""
     key: list[Any] = []
     for name, value in picked.items():
-        kind = type(value)
-        if kind in _SCALARS:
-            key.append((name, kind, value))
-        elif kind is dict:
-            items = []
+        if type(value) is dict:
+            items: list[Any] = []
             for inner, item in value.items():
-                if type(item) not in _SCALARS:
+                scalar = _scalar(item)
+                if scalar is _NOT:
                     return None
-                items.append((inner, type(item), item))
-            items.sort(key=lambda entry: entry[0])
-            key.append((name, dict, tuple(items)))
-        else:
+                items.append((inner, scalar))
+            key.append((name, tuple(items)))
+            continue
+        scalar = _scalar(value)
+        if scalar is _NOT:
             return None
+        key.append((name, scalar))
     return tuple(key)
 
 

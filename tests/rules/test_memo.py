@@ -85,6 +85,15 @@ def test_values_equal_in_python_but_not_to_the_engine_are_kept_apart() -> None:
     assert outcomes == [(("Certified", 7, None),), (), (), (("Certified", 7, None),), ()]
 
 
+def test_negative_zero_and_key_order_are_kept_apart() -> None:
+    ruleset = RuleSet([_rule("Sign", "true", "1 / action.attributes.x > 0 ? 3 : 4"),
+                       _rule("First", "true", 'keys(action.attributes)[0] == "x" ? 5 : 6')])
+    moment = START + timedelta(hours=12)
+    for attrs in ({"x": 0.0, "y": 1}, {"x": -0.0, "y": 1}, {"y": 1, "x": 0.0}):
+        remembered = _decisions(ruleset, moment, attrs, None, Usage())
+        assert remembered == _decisions(RuleSet(ruleset), moment, attrs, None, Usage())
+
+
 def test_shared_values_are_evaluated_once(monkeypatch: pytest.MonkeyPatch) -> None:
     ruleset = RuleSet(RULES)
     calls = []
