@@ -11,9 +11,9 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, func, select
 
-from .models import Offer, Partner
+from .models import Account, Offer, Partner, PostingLine
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,19 @@ def live_offer_rows() -> Select[Any]:
                                               Partner.__table__.c.id == offers.partner_id))
             .where(live_offers(bindparam("now", type_=Offer.starts_at.type)).whereclause)  # type: ignore[arg-type]
             .order_by(Offer.cost_points, Offer.id))
+
+
+@cache
+def catalogue_rows() -> tuple[Select[Any], Any]:
+    """`live_offer_rows` with the member's available points in each row (`available`,
+    for the account whose code is bound as `code`: one statement for the catalogue), and
+    that figure as an expression to filter on. Built once."""
+    accounts, lines = Account.__table__, PostingLine.__table__
+    available = (select(func.coalesce(func.sum(lines.c.points), 0))
+                 .select_from(lines.join(accounts, accounts.c.id == lines.c.account_id))
+                 .where(accounts.c.code == bindparam("code", type_=accounts.c.code.type))
+                 .scalar_subquery())
+    return live_offer_rows().add_columns(available.label("available")), available
 
 
 def eligible(offers: Iterable[Offer], ward: str | None, joined_at: datetime) -> list[Offer]:

@@ -28,7 +28,7 @@ READS: dict[str, Any] = {
     # member; the page with its total (and on PostgreSQL each action's awards); elsewhere
     # the page's awards in one more
     "/v1/me/actions?page_size=5": {"postgresql": 2, "sqlite": 3},
-    "/v1/offers": 3,  # member; their available points; the live offers with partners
+    "/v1/offers": 2,  # member; the live offers with partners and the available points
 }
 CLAIM = 10  # member, the lock, offer, lines with their lots (balance and expiry), reward,
 #            the scheme account, posting, lines, stock, outbox

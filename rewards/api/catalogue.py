@@ -13,7 +13,7 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 
-from ..catalogue import eligible, live_offer_rows, live_offers, stock_left
+from ..catalogue import catalogue_rows, eligible, live_offers, stock_left
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
 from ..ledger import member_available
@@ -224,17 +224,19 @@ def list_offers(args, pagination_parameters):
     """Offers open now that you may claim (your ward, when you joined), cheapest first,
     with how many are left; in your language (Accept-Language, else your profile's)."""
     member = current_resident()
-    stmt = live_offer_rows()
+    stmt, available_points = catalogue_rows()
     if "category" in args:
         stmt = stmt.where(Offer.category == args["category"])
     if "partner_id" in args:
         stmt = stmt.where(Offer.partner_id == args["partner_id"])
-    available = _available(member)
     if args.get("affordable"):
-        stmt = stmt.where(Offer.cost_points <= available)
+        stmt = stmt.where(Offer.cost_points <= available_points)
+    rows = db.session.execute(stmt, {"now": utcnow(),
+                                     "code": f"member:{member.id}:available"}).all()
+    # With no offer to show, the points are not shown either.
+    available = int(rows[0].available) if rows else 0
     # Eligibility is decided per offer in Python: the live catalogue is small.
-    offers = eligible(db.session.execute(stmt, {"now": utcnow()}), member.ward,
-                      member.joined_at)
+    offers = eligible(rows, member.ward, member.joined_at)
     pagination_parameters.item_count = len(offers)
     page, size = pagination_parameters.page, pagination_parameters.page_size
     wanted = _wanted_languages(member)
