@@ -62,6 +62,19 @@ def enqueue(job: str, queue: str = "default", **kwargs: Any) -> OutboxMessage:
     return message
 
 
+def outbox_values(job: str, queue: str = "default", **kwargs: Any) -> dict[str, Any]:
+    """The row `enqueue` would add, as column values, for a caller that inserts it in a
+    statement of its own (a claim); call `written` with its id once the insert ran."""
+    now = utcnow()
+    return {"id": uuid.uuid4(), "job": job, "queue": queue, "kwargs": kwargs,
+            "due_at": now + HANDOVER_GRACE, "attempts": 0, "created_at": now}
+
+
+def written(message_id: uuid.UUID) -> None:
+    """An outbox row inserted without `enqueue`, to send once its transaction commits."""
+    db.session.info.setdefault("outbox", []).append(message_id)
+
+
 def queue_name(name: str) -> str:
     return f"{current_app.config.get('RQ_QUEUE_PREFIX', '')}{name}"
 

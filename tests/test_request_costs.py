@@ -28,8 +28,10 @@ READS = {
     "/v1/me/actions?page_size=5": 3,  # member; the page with its total; its awards
     "/v1/offers": 3,  # member; their available points; the live offers with partners
 }
-CLAIM = 10  # member, the lock, offer, lines with their lots (balance and expiry), reward,
-#            the scheme account, posting, lines, stock, outbox
+# member; the lock with the offer's terms (and the held points' account); the member's
+# lines (expiry and balance); then the writes: on PostgreSQL one statement (stock, reward,
+# posting, its lines, the voucher's job), elsewhere five
+CLAIM = {"postgresql": 4, "sqlite": 8}
 # the till's key; on PostgreSQL one statement redeems (update, record, the offer's
 # terms), elsewhere three
 REDEMPTION = {"postgresql": 2, "sqlite": 4}
@@ -84,7 +86,7 @@ def test_a_claim_and_a_redemption_cost_a_fixed_number_of_statements(
     with counted() as sent:
         claimed = client.post("/v1/me/rewards", json=offer, headers=me)
     assert claimed.status_code == 202, claimed.json
-    assert len(sent) == CLAIM, sent.sent
+    assert len(sent) == CLAIM[db.dialect], sent.sent
     monkeypatch.undo()
     jobs.dispatch_pending()  # nothing left behind by the uncounted run
     rewards = client.get("/v1/me/rewards", headers=me).json
@@ -116,7 +118,7 @@ def test_a_claims_job_is_handed_over_to_redis_in_one_statement(
         claimed = client.post("/v1/me/rewards", json=offer, headers=me)
         assert handover.wait()
     assert claimed.status_code == 202, claimed.json
-    assert len(sent) == CLAIM + HANDOVER, sent.sent
+    assert len(sent) == CLAIM[db.dialect] + HANDOVER, sent.sent
     with app.app_context():
         [row] = [message for message in db.session.query(OutboxMessage)
                  if message.kwargs.get("reward_id") == claimed.json["id"]]
