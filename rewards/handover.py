@@ -23,6 +23,8 @@ log = logging.getLogger("rewards.jobs")
 # Seconds the hand-over thread waits for Redis to connect or answer.
 HANDOVER_TIMEOUT = 1.0
 QUEUE_SIZE = 10_000
+# Requests' batches handed over together, at most.
+BATCHES_AT_ONCE = 200
 
 
 # The app, its Redis URL, the outbox ids and the RQ meta for them.
@@ -83,16 +85,30 @@ class Handover:
 
         work = self._queue
         while True:
-            app, url, ids, meta = work.get()
-            try:
-                with app.app_context():
-                    try:
-                        jobs.push(ids, self._client(url), meta)
-                    finally:
-                        db.session.remove()
-            except Exception:  # the outbox keeps them; the relay sends them
-                log.exception("could not hand %d job(s) over to the queue", len(ids))
-            finally:
+            # What requests put here while the last hand-over ran goes in one: one
+            # statement and one Redis round trip for all of it, however many requests.
+            waiting = [work.get()]
+            while len(waiting) < BATCHES_AT_ONCE:
+                try:
+                    waiting.append(work.get_nowait())
+                except queue.Empty:
+                    break
+            groups: dict[tuple[int, str], list[Batch]] = {}
+            for batch in waiting:
+                groups.setdefault((id(batch[0]), batch[1]), []).append(batch)
+            for group in groups.values():
+                app, url = group[0][0], group[0][1]
+                try:
+                    with app.app_context():
+                        try:
+                            jobs.push_batches([(ids, meta) for _, _, ids, meta in group],
+                                              self._client(url))
+                        finally:
+                            db.session.remove()
+                except Exception:  # the outbox keeps them; the relay sends them
+                    log.exception("could not hand %d job(s) over to the queue",
+                                  sum(len(ids) for _, _, ids, _ in group))
+            for _ in waiting:
                 work.task_done()
 
 

@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from flask import current_app, has_request_context
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from .extensions import db, redis
 from .logs import current_request_id
@@ -264,34 +265,71 @@ def _rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
 
 def push(ids: list[uuid.UUID], connection: Redis | None,
          meta: dict[str, Any] | None = None) -> int:
+    """push_batches for one batch of ids, with one `meta` for all of them."""
+    return push_batches([(ids, meta)], connection)
+
+
+def push_batches(batches: list[tuple[list[uuid.UUID], dict[str, Any] | None]],
+                 connection: Redis | None) -> int:
     """Hand these rows to RQ right after their commit (no status checks: they are
-    new). One statement takes them all: it marks the rows never handed over nor begun
-    as handed over (with the lease a queued job has) and returns what each job needs,
-    so no attempt can begin before the mark. Stops at the first Redis error and makes
-    the rest due again at once; the relay sends them later."""
+    new), each batch's jobs with its `meta`. One statement takes them all: it marks the
+    rows never handed over nor begun as handed over (with the lease a queued job has)
+    and returns what each job needs, so no attempt can begin before the mark. Then one
+    Redis transaction queues them all; if it fails, none counts as handed over and
+    every one is due again at once, for the relay (a job queued twice is run once:
+    see run_attempt)."""
     assert connection is not None
-    if not ids:
+    meta_of = {message_id: meta for ids, meta in batches for message_id in ids}
+    if not meta_of:
         return 0
     session = db.session
     now = utcnow()
-    taken = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.attempts == 0,
-               OutboxMessage.due_at.is_not(None), OutboxMessage.dispatched_at.is_(None))
-        .values(dispatched_at=now, due_at=now + QUEUED_LEASE)
-        .returning(OutboxMessage.id, OutboxMessage.job, OutboxMessage.queue,
-                   OutboxMessage.kwargs)).all()
+    taken = session.connection().execute(_handover_stmt(), {
+        "ids": list(meta_of), "now": now, "lease": now + QUEUED_LEASE}).all()
     session.commit()
-    order = {message_id: n for n, message_id in enumerate(ids)}
+    if not taken:
+        return 0
+    order = {message_id: n for n, message_id in enumerate(meta_of)}
     taken.sort(key=lambda row: order[row.id])
-    for pushed, (message_id, job, queue, kwargs) in enumerate(taken):
-        try:
-            _rq_enqueue(connection, message_id, job, queue, dict(kwargs), meta)
-        except RedisError as error:
-            log.warning("queue unavailable, %s stays in the outbox: %s", job, error)
-            _not_handed_over([row.id for row in taken[pushed:]])
-            return pushed
+    try:
+        _rq_enqueue_many(connection, [
+            (message_id, job, queue, dict(kwargs), meta_of[message_id])
+            for message_id, job, queue, kwargs in taken])
+    except RedisError as error:
+        log.warning("queue unavailable, %d job(s) stay in the outbox: %s", len(taken), error)
+        _not_handed_over([row.id for row in taken])
+        return 0
     return len(taken)
+
+
+@cache
+def _handover_stmt() -> Any:
+    """Built once: every claim's job is handed over by it."""
+    table = OutboxMessage.__table__
+    return (
+        update(table)
+        .where(table.c.id.in_(bindparam("ids", expanding=True, type_=table.c.id.type)),
+               table.c.attempts == 0, table.c.due_at.is_not(None),
+               table.c.dispatched_at.is_(None))
+        .values(dispatched_at=bindparam("now", type_=table.c.dispatched_at.type),
+                due_at=bindparam("lease", type_=table.c.due_at.type))
+        .returning(table.c.id, table.c.job, table.c.queue, table.c.kwargs))
+
+
+def _rq_enqueue_many(connection: Redis, jobs: list[tuple[uuid.UUID, str, str, dict[str, Any],
+                                                          dict[str, Any] | None]]) -> None:
+    """What _rq_enqueue does for each job, in one Redis transaction (one round trip)."""
+    from rq import Queue
+
+    by_queue: dict[str, list[Any]] = {}
+    for message_id, job, queue, kwargs, meta in jobs:
+        by_queue.setdefault(queue, []).append(Queue.prepare_data(
+            job, kwargs=kwargs, job_id=str(message_id), timeout=job_timeout(job),
+            result_ttl=3600, failure_ttl=7 * 24 * 3600, meta=meta or None))
+    pipeline = connection.pipeline()
+    for queue, prepared in by_queue.items():
+        Queue(queue_name(queue), connection=connection).enqueue_many(prepared, pipeline=pipeline)
+    pipeline.execute()
 
 
 def _not_handed_over(ids: list[uuid.UUID]) -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
-from flask import current_app
+from flask import current_app, has_request_context, request
 
 
 def keyed_hash(value: str, purpose: str, key: str | None = None) -> str:
@@ -88,6 +88,21 @@ def issue_token(subject: str, role: str, ttl: int, kind: str = "access", **claim
 
 
 def read_token(token: str, kind: str = "access") -> dict[str, Any] | None:
+    """The token's claims if it is a valid token of `kind` we issued, else None. Within
+    a request each token is checked once: the rate limiter names the client by it before
+    the view checks it again (the signature is the same work both times)."""
+    memo = request.environ.setdefault("rewards.read_tokens", {}) \
+        if has_request_context() else None
+    if memo is not None and (token, kind) in memo:
+        known = memo[(token, kind)]
+        return dict(known) if known is not None else None
+    payload = _decode_token(token, kind)
+    if memo is not None:
+        memo[(token, kind)] = payload
+    return dict(payload) if payload is not None else None
+
+
+def _decode_token(token: str, kind: str) -> dict[str, Any] | None:
     try:
         payload = jwt.decode(
             token,
