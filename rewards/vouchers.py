@@ -145,6 +145,7 @@ def claim_offer(
     statement: the stock's conditional update, and from its row (none when sold out)
     the reward, the hold posting, its two lines and the voucher's job."""
     now = now or utcnow()
+    session.flush()  # the statements below skip the session: it writes what it holds first
     connection = session.connection()
     statements = _claim_statements(connection.dialect.name)
     offer = connection.execute(statements.lock, {
