@@ -65,15 +65,25 @@ def enqueue(job: str, queue: str = "default", **kwargs: Any) -> OutboxMessage:
 
 def outbox_values(job: str, queue: str = "default", **kwargs: Any) -> dict[str, Any]:
     """The row `enqueue` would add, as column values, for a caller that inserts it in a
-    statement of its own (a claim); call `written` with its id once the insert ran."""
+    statement of its own (a claim); call `written` with them once the insert ran.
+    From a request whose jobs the hand-over thread will send, the row is written marked
+    handed over already (`dispatched_at`; due for the relay after HANDOVER_GRACE like
+    any new row), so the thread has nothing to mark: it only talks to Redis."""
     now = utcnow()
+    handed_over_here = bool(current_app.config.get("REDIS_URL")) and has_request_context()
     return {"id": uuid.uuid4(), "job": job, "queue": queue, "kwargs": kwargs,
-            "due_at": now + HANDOVER_GRACE, "attempts": 0, "created_at": now}
+            "due_at": now + HANDOVER_GRACE, "attempts": 0, "created_at": now,
+            "dispatched_at": now if handed_over_here else None}
 
 
-def written(message_id: uuid.UUID) -> None:
-    """An outbox row inserted without `enqueue`, to send once its transaction commits."""
-    db.session.info.setdefault("outbox", []).append(message_id)
+def written(values: dict[str, Any]) -> None:
+    """An outbox row inserted without `enqueue` (from `outbox_values`), to send once
+    its transaction commits."""
+    if values["dispatched_at"] is None:
+        db.session.info.setdefault("outbox", []).append(values["id"])
+    else:
+        db.session.info.setdefault("outbox_marked", []).append(
+            (values["id"], values["job"], values["queue"], values["kwargs"]))
 
 
 def queue_name(name: str) -> str:
@@ -101,7 +111,8 @@ def dispatch_pending(meta: dict[str, Any] | None = None) -> None:
     a request, off its critical path. `meta` goes with each job to RQ (read in the
     request: the hand-over thread does not see the request's context)."""
     ids = db.session.info.pop("outbox", [])
-    if not ids:
+    marked = db.session.info.pop("outbox_marked", [])
+    if not ids and not marked:
         return
     if meta is None and current_request_id():
         # The request that asked for the jobs; workers.job logs under it.
@@ -110,13 +121,14 @@ def dispatch_pending(meta: dict[str, Any] | None = None) -> None:
         from .handover import handover
 
         handover.submit(current_app._get_current_object(),  # type: ignore[attr-defined]
-                        current_app.config["REDIS_URL"], ids, meta)
+                        current_app.config["REDIS_URL"], ids, meta, marked)
     else:
-        dispatch(ids, meta)
+        dispatch(ids + [message_id for message_id, *_ in marked], meta)
 
 
 def discard_pending() -> None:
     db.session.info.pop("outbox", None)
+    db.session.info.pop("outbox_marked", None)
 
 
 def dispatch(ids: Iterable[uuid.UUID], meta: dict[str, Any] | None = None) -> None:
@@ -263,43 +275,51 @@ def _rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
         result_ttl=3600, failure_ttl=7 * 24 * 3600, meta=meta or None)
 
 
+# A job whose outbox row was written marked handed over: (id, job, queue, kwargs).
+Marked = tuple[uuid.UUID, str, str, dict[str, Any]]
+
+
 def push(ids: list[uuid.UUID], connection: Redis | None,
          meta: dict[str, Any] | None = None) -> int:
     """push_batches for one batch of ids, with one `meta` for all of them."""
     return push_batches([(ids, meta)], connection)
 
 
-def push_batches(batches: list[tuple[list[uuid.UUID], dict[str, Any] | None]],
-                 connection: Redis | None) -> int:
-    """Hand these rows to RQ right after their commit (no status checks: they are
-    new), each batch's jobs with its `meta`. One statement takes them all: it marks the
-    rows never handed over nor begun as handed over (with the lease a queued job has)
-    and returns what each job needs, so no attempt can begin before the mark. Then one
-    Redis transaction queues them all; if it fails, none counts as handed over and
-    every one is due again at once, for the relay (a job queued twice is run once:
-    see run_attempt)."""
+def push_batches(batches: list[tuple[Any, ...]], connection: Redis | None) -> int:
+    """Hand these jobs to RQ right after their commit (no status checks: they are new).
+    A batch is (ids, meta) or (ids, meta, marked): its jobs go with its `meta`. One
+    statement takes the ids: it marks the rows never handed over nor begun as handed
+    over (with the lease a queued job has) and returns what each job needs, so no
+    attempt can begin before the mark. `marked` jobs were written marked (a claim's:
+    see outbox_values) and need no statement. Then one Redis transaction queues them
+    all; if it fails, none counts as handed over and every one is due again at once,
+    for the relay (a job queued twice is run once: see run_attempt)."""
     assert connection is not None
-    meta_of = {message_id: meta for ids, meta in batches for message_id in ids}
-    if not meta_of:
+    meta_of: dict[uuid.UUID, dict[str, Any] | None] = {}
+    ready: list[tuple[uuid.UUID, str, str, dict[str, Any], dict[str, Any] | None]] = []
+    for ids, meta, *rest in batches:
+        meta_of.update((message_id, meta) for message_id in ids)
+        ready += [(message_id, job, queue, dict(kwargs), meta)
+                  for message_id, job, queue, kwargs in (rest[0] if rest else ())]
+    if meta_of:
+        session = db.session
+        now = utcnow()
+        taken = session.connection().execute(_handover_stmt(), {
+            "ids": list(meta_of), "now": now, "lease": now + QUEUED_LEASE}).all()
+        session.commit()
+        order = {message_id: n for n, message_id in enumerate(meta_of)}
+        taken.sort(key=lambda row: order[row.id])
+        ready = [(message_id, job, queue, dict(kwargs), meta_of[message_id])
+                 for message_id, job, queue, kwargs in taken] + ready
+    if not ready:
         return 0
-    session = db.session
-    now = utcnow()
-    taken = session.connection().execute(_handover_stmt(), {
-        "ids": list(meta_of), "now": now, "lease": now + QUEUED_LEASE}).all()
-    session.commit()
-    if not taken:
-        return 0
-    order = {message_id: n for n, message_id in enumerate(meta_of)}
-    taken.sort(key=lambda row: order[row.id])
     try:
-        _rq_enqueue_many(connection, [
-            (message_id, job, queue, dict(kwargs), meta_of[message_id])
-            for message_id, job, queue, kwargs in taken])
+        _rq_enqueue_many(connection, ready)
     except RedisError as error:
-        log.warning("queue unavailable, %d job(s) stay in the outbox: %s", len(taken), error)
-        _not_handed_over([row.id for row in taken])
+        log.warning("queue unavailable, %d job(s) stay in the outbox: %s", len(ready), error)
+        _not_handed_over([message_id for message_id, *_ in ready])
         return 0
-    return len(taken)
+    return len(ready)
 
 
 @cache

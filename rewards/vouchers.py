@@ -197,14 +197,15 @@ def claim_offer(
         # Conditional increment: two claims for the last item cannot both succeed.
         raise ClaimRefused(409, "Sold out.", Reason.SOLD_OUT)
     if job is not None:
-        jobs.written(job["id"])
+        jobs.written(job)
     return Claimed(reward_id, member.id, offer.cost_points, now, offer)
 
 
 _ACCOUNTS, _POSTINGS, _LINES = Account.__table__, Posting.__table__, PostingLine.__table__
 _OUTBOX, _PARTNERS = OutboxMessage.__table__, Partner.__table__
 _REWARDS, _OFFERS, _REDEMPTIONS = Reward.__table__, Offer.__table__, Redemption.__table__
-_OUTBOX_COLUMNS = ("id", "job", "queue", "kwargs", "due_at", "attempts", "created_at")
+_OUTBOX_COLUMNS = ("id", "job", "queue", "kwargs", "due_at", "attempts", "created_at",
+                   "dispatched_at")
 
 
 def _param(name: str, column: Any) -> Any:
