@@ -29,7 +29,11 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest_parts import Awarders, Phases  # bench/ingest_parts.py, beside this file
+from ingest_parts import (  # bench/ingest_parts.py, beside this file
+    Awarders,
+    Phases,
+    measure_ceiling,
+)
 from pgdb import create_database, drop_database  # bench/pgdb.py, beside this file
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -348,6 +352,10 @@ def main() -> None:
                         help="diagnosis: print (and add to the JSON) milliseconds a batch "
                              "spent in each main step, COPY split into Python and server")
     parser.add_argument("--keep", action="store_true", help="do not drop the database")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="after the run, write the same rows again by PostgreSQL alone "
+                             "(INSERT ... SELECT, no Python per action): what the row shape "
+                             "can take, against the same COPY baseline")
     parser.add_argument("--processes", type=int, default=1,
                         help="ingest processes posting at once, each with its own app and "
                              "connections, the batches dealt among them")
@@ -452,6 +460,14 @@ def main() -> None:
               f"{points:,} points awarded, {counts['flagged']:,} actions held for review; "
               f"ledger verify: {counts['verify_problems']} problems", flush=True)
 
+        ceiling: dict[str, Any] = {}
+        if args.ceiling:
+            ceiling = measure_ceiling(url, total)
+            for shape, figures in ceiling.items():
+                print(f"ceiling {shape:28s} {figures['rows_per_action']:4.2f} rows an action: "
+                      f"{figures['actions_per_s']:7,} actions/s by PostgreSQL alone "
+                      f"({figures['ms']} ms)", flush=True)
+
         member_of = dict(scheme.cards)
         rows = [(uuid.uuid4(), scheme.source_id, item["external_ref"],
                  member_of[item["member"]["number"]], scheme.type_ids[item["type"]],
@@ -486,6 +502,9 @@ def main() -> None:
             "awarded_per_busy_s": round(award_busy_per_s)} if args.awarding == "deferred"
            else {}),
         **({"phases_ms_per_batch": phase_ms} if phases is not None else {}),
+        **({"ceiling": {shape: {**figures, "ratio_to_copy": round(
+            figures["actions_per_s"] / copy_rows_per_s, 4)} for shape, figures in ceiling.items()}}
+           if ceiling else {}),
     }))
     if counts["verify_problems"]:
         raise SystemExit("the ledger is not sound after the run")

@@ -70,7 +70,15 @@ def _types_of(driver: Any, table: str, columns: Sequence[str]) -> list[str]:
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]],
                 postgres: bool | None = None) -> None:
-    """Insert many rows (all with the same keys, in the same order) in the session's
+    """Insert many rows given as dicts (see insert_tuples)."""
+    if rows:
+        insert_tuples(session, table, list(rows[0]), [tuple(row.values()) for row in rows],
+                      postgres)
+
+
+def insert_tuples(session: Session, table: Table, columns: Sequence[str],
+                  rows: Sequence[Sequence[Any]], postgres: bool | None = None) -> None:
+    """Insert many rows (tuples of the `columns`, in that order) in the session's
     transaction. On PostgreSQL through binary COPY, its bulk-loading path: every
     constraint, index and trigger applies as for INSERT, and errors come back as
     SQLAlchemy's (IntegrityError on a unique key), so callers handle them alike; the
@@ -80,11 +88,11 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
         postgres = is_postgres(session)
     connection = session.connection()
     if not postgres:
-        connection.execute(insert(table), list(rows))
+        connection.execute(insert(table), [dict(zip(columns, row, strict=True))
+                                           for row in rows])
         return
     import psycopg
 
-    columns = list(rows[0])
     quote = connection.dialect.identifier_preparer.quote
     statement = (f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
                  "FROM STDIN (FORMAT BINARY)")
@@ -96,6 +104,6 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
             copy.set_types(types)  # JSON columns take the Python values, as SQLAlchemy's do
             write = copy.write_row
             for row in rows:
-                write(tuple(row.values()))
+                write(row)
     except psycopg.Error as error:
         raise DBAPIError.instance(statement, None, error, psycopg.Error) from error

@@ -11,9 +11,9 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, func, select
 
-from .models import Offer, Partner
+from .models import Account, Offer, Partner, PostingLine
 
 
 @dataclass(frozen=True)
@@ -81,15 +81,38 @@ def live_offers(now: datetime) -> Select[tuple[Offer]]:
     )
 
 
+# What a resident's catalogue shows and decides eligibility by (not the review trail).
+_SHOWN = ("id", "partner_id", "title", "description", "translations", "category",
+          "cost_points", "stock", "claimed", "per_member_limit", "limit_period",
+          "voucher_valid_days", "starts_at", "ends_at", "eligible_wards", "joined_after",
+          "image_url", "points_back_on_expiry", "fulfilment")
+
+
 @cache
 def live_offer_rows() -> Select[Any]:
     """live_offers as plain rows, each offer's columns and its partner's `partner_name`,
     at the moment bound as `now`: the catalogue reads every live offer for every
     resident, and rows cost a fraction of what entities cost to load. Built once."""
-    return (select(*Offer.__table__.columns, Partner.name.label("partner_name"))
-            .join(Partner, Partner.id == Offer.partner_id)
+    offers = Offer.__table__.c
+    shown = [offers[name] for name in _SHOWN]
+    return (select(*shown, Partner.name.label("partner_name"))
+            .select_from(Offer.__table__.join(Partner.__table__,
+                                              Partner.__table__.c.id == offers.partner_id))
             .where(live_offers(bindparam("now", type_=Offer.starts_at.type)).whereclause)  # type: ignore[arg-type]
             .order_by(Offer.cost_points, Offer.id))
+
+
+@cache
+def catalogue_rows() -> tuple[Select[Any], Any]:
+    """`live_offer_rows` with the member's available points in each row (`available`,
+    for the account whose code is bound as `code`: one statement for the catalogue), and
+    that figure as an expression to filter on. Built once."""
+    accounts, lines = Account.__table__, PostingLine.__table__
+    available = (select(func.coalesce(func.sum(lines.c.points), 0))
+                 .select_from(lines.join(accounts, accounts.c.id == lines.c.account_id))
+                 .where(accounts.c.code == bindparam("code", type_=accounts.c.code.type))
+                 .scalar_subquery())
+    return live_offer_rows().add_columns(available.label("available")), available
 
 
 def eligible(offers: Iterable[Offer], ward: str | None, joined_at: datetime) -> list[Offer]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import flask_smorest
 from flask import Flask, current_app, jsonify, request
+from flask_smorest.pagination import PaginationMetadataSchema
 from marshmallow import Schema, ValidationError, fields, validate
 from redis import Redis
 from sqlalchemy import create_engine, event
@@ -238,7 +239,23 @@ def _discard_session() -> None:
     except Exception:  # the connection is gone; removing the session is what matters
         pass
     db.session.remove()
-class StorableParser(FlaskParser):
+class OneSchemaParser(FlaskParser):
+    """webargs makes a new schema from a schema class on every request (marshmallow
+    deep-copies its fields each time: about as much Python as a resident's read); a
+    schema does not change between requests, so each class is made once."""
+
+    _made: dict[type, Any] = {}
+
+    def _get_schema(self, argmap: Any, req: Any) -> Any:
+        if isinstance(argmap, type) and issubclass(argmap, Schema):
+            schema = self._made.get(argmap)
+            if schema is None:
+                schema = self._made[argmap] = argmap()
+            return schema
+        return super()._get_schema(argmap, req)
+
+
+class StorableParser(OneSchemaParser):
     """Arguments the database can store: a JSON body or query string with a NUL
     character or half a UTF-16 surrogate pair anywhere is a 422, field by field, before
     any view sees it (PostgreSQL refuses both in text and JSON)."""
@@ -270,6 +287,32 @@ class Blueprint(flask_smorest.Blueprint):
     """Place for project-wide blueprint behaviour."""
 
     ARGUMENTS_PARSER = StorableParser()
+    PAGINATION_ARGUMENTS_PARSER = OneSchemaParser()
+
+    @staticmethod
+    def _make_pagination_metadata(page: int, page_size: int, item_count: int) -> Any:
+        """flask-smorest's X-Pagination figures, dumped by one schema made once (its own
+        makes a new one for every page)."""
+        return _PAGINATION_METADATA.dump(_pagination_figures(page, page_size, item_count))
+
+
+def _pagination_figures(page: int, page_size: int, item_count: int) -> dict[str, int]:
+    """What flask-smorest's PaginationMixin._make_pagination_metadata counts."""
+    figures = {"total": item_count, "total_pages": 0}
+    if item_count == 0:
+        return figures
+    last_page = (item_count - 1) // page_size + 1
+    figures.update(total_pages=last_page, first_page=1, last_page=last_page)
+    if page <= last_page:
+        figures["page"] = page
+        if page > 1:
+            figures["previous_page"] = page - 1
+        if page < last_page:
+            figures["next_page"] = page + 1
+    return figures
+
+
+_PAGINATION_METADATA = PaginationMetadataSchema()
 
 
 class RedisHolder:

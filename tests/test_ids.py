@@ -28,3 +28,13 @@ def test_the_pool_hands_out_fresh_ids_across_blocks() -> None:
     pool = IdPool(block=8)
     drawn = [pool() for _ in range(30)]
     assert len(set(drawn)) == 30 and all(i.version == 7 for i in drawn)
+
+
+def test_ids_are_ordinary_uuids() -> None:
+    made = new_ids(3)
+    for value in made:
+        again = uuid.UUID(str(value))
+        assert again == value and hash(again) == hash(value) and again.int == value.int
+        assert value.is_safe == uuid.SafeUUID.unknown
+        assert uuid.UUID(bytes=value.bytes) == value and value.hex == again.hex
+    assert {made[0]: 1}[uuid.UUID(str(made[0]))] == 1

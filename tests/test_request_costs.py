@@ -22,11 +22,13 @@ from .reward_support import till
 from .test_resident_reads import _resident
 
 # endpoint -> statements a request sends (SQLite's BEGIN IMMEDIATE not counted)
-READS = {
+READS: dict[str, Any] = {
     "/v1/me/balance": 2,  # the token's member and session; every figure in one
     "/v1/me/ledger?page_size=5": 2,  # member; the page with its total
-    "/v1/me/actions?page_size=5": 3,  # member; the page with its total; its awards
-    "/v1/offers": 3,  # member; their available points; the live offers with partners
+    # member; the page with its total (and on PostgreSQL each action's awards); elsewhere
+    # the page's awards in one more
+    "/v1/me/actions?page_size=5": {"postgresql": 2, "sqlite": 3},
+    "/v1/offers": 2,  # member; the live offers with partners and the available points
 }
 # member; the lock with the offer's terms (and the held points' account); the member's
 # lines (expiry and balance); then the writes: on PostgreSQL one statement (stock, reward,
@@ -71,7 +73,10 @@ def test_a_read_costs_the_same_statements_whatever_the_history(
         with counted() as sent:
             answer = client.get(path, headers=headers)
         assert answer.status_code == 200, answer.json
-        assert len(sent) == READS[path], sent.sent
+        expected = READS[path]
+        if isinstance(expected, dict):
+            expected = expected[db.dialect]
+        assert len(sent) == expected, sent.sent
 
 
 def test_a_claim_and_a_redemption_cost_a_fixed_number_of_statements(

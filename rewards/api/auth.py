@@ -16,7 +16,7 @@ from ..extensions import db
 from ..models import Member, Partner
 from ..partner_keys import TillKeyRefused, partner_for_key
 from ..security import check_signature, read_token
-from ..sessions import member_for_token, staff_for_token
+from ..sessions import member_for_token, member_row_for_token, staff_for_token
 from ..staff import needs_enrolment
 
 STAFF_ROLES = ("admin", "scheme_manager", "reviewer", "analyst", "desk")
@@ -44,22 +44,60 @@ def _bearer() -> dict[str, Any]:
     return payload
 
 
+MEMBER_ENDED = ("The session has ended (logged out, or the account no longer exists); "
+                "log in again.")
+
+
 def current_member() -> Member:
-    return g.member
+    """The calling resident's entity (loaded on first use after `resident_read`)."""
+    member = g.get("member")
+    if member is None:
+        member = db.session.get(Member, g.caller.id)
+        if member is None:  # erased or deleted since the token was checked
+            abort(401, message=MEMBER_ENDED)
+        g.member = member
+    return member
+
+
+def current_resident() -> Any:
+    """The calling resident as a row: id, ward, locale, joined_at (`resident_read`)."""
+    return g.member_row
+
+
+def _member_payload() -> dict[str, Any]:
+    payload = _bearer()
+    if payload.get("role") != "member":
+        abort(403, message="This is for residents' own accounts.")
+    return payload
 
 
 def member_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """A resident's live bearer token; the member's entity is `current_member()`."""
+
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        payload = _bearer()
-        if payload.get("role") != "member":
-            abort(403, message="This is for residents' own accounts.")
-        member = member_for_token(db.session, payload)
+        member = member_for_token(db.session, _member_payload())
         if member is None or member.erased_at is not None:
-            abort(401, message="The session has ended (logged out, or the account no "
-                               "longer exists); log in again.")
+            abort(401, message=MEMBER_ENDED)
         g.member = member
         g.caller = Caller("member", "member", member.id)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def resident_read(view: Callable[..., Any]) -> Callable[..., Any]:
+    """`member_required` for the hot reads (balance, statement, actions, catalogue): the
+    same checks, with the member read as a plain row (`current_resident()`), not an
+    entity; `current_member()` still loads the entity if a view needs it."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        row = member_row_for_token(db.session, _member_payload())
+        if row is None or row.erased_at is not None:
+            abort(401, message=MEMBER_ENDED)
+        g.member_row = row
+        g.caller = Caller("member", "member", row.id)
         return view(*args, **kwargs)
 
     return wrapper

@@ -13,20 +13,21 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 
-from ..catalogue import eligible, live_offer_rows, live_offers, stock_left
+from ..catalogue import catalogue_rows, eligible, live_offers, stock_left
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
 from ..ledger import member_available
-from ..models import Member, Offer, Partner, utcnow
+from ..models import Offer, Partner, utcnow
 from ..models.partner import FULFILMENTS, LIMIT_PERIODS, OFFER_STATUSES, PARTNER_KINDS
 from ..outbound import url_problem
 from ..reasons import Reason
 from ..security import api_key_hash, new_api_key
 from ..settlement import GBP_DOC, pounds
 from ..wards import ward_names
-from .auth import BEARER, current_member, member_required, staff_required
+from .auth import BEARER, current_resident, resident_read, staff_required
 from .caching import cached
 from .common import Moment, audit, counted, found_or_404, paginate, reads_only
+from .fastdump import json_answer
 from .places import PlaceIn, PlaceOut, image_url_field
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
@@ -184,7 +185,8 @@ class CatalogueQuery(Schema):
         metadata={"description": "true: only offers costing no more than your available points."})
 
 
-def _wanted_languages(member: Member) -> list[str]:
+def _wanted_languages(member: Any) -> list[str]:
+    """Accept-Language, else the member's (entity or `current_resident()` row) locale."""
     return preferences(request.headers.get("Accept-Language"), member.locale)
 
 
@@ -206,7 +208,7 @@ def _catalogue_view(offer: Any, wanted: list[str], available: int,
     }
 
 
-def _available(member: Member) -> int:
+def _available(member: Any) -> int:
     return member_available(db.session, member.id)
 
 
@@ -214,41 +216,44 @@ def _available(member: Member) -> int:
 @cached(60, private=True)
 @offers_blp.doc(security=BEARER)
 @reads_only
-@member_required
+@resident_read
 @offers_blp.arguments(CatalogueQuery, location="query")
 @offers_blp.response(200, CatalogueOffer(many=True))
 @offers_blp.paginate()
 def list_offers(args, pagination_parameters):
     """Offers open now that you may claim (your ward, when you joined), cheapest first,
     with how many are left; in your language (Accept-Language, else your profile's)."""
-    member = current_member()
-    stmt = live_offer_rows()
+    member = current_resident()
+    stmt, available_points = catalogue_rows()
     if "category" in args:
         stmt = stmt.where(Offer.category == args["category"])
     if "partner_id" in args:
         stmt = stmt.where(Offer.partner_id == args["partner_id"])
-    available = _available(member)
     if args.get("affordable"):
-        stmt = stmt.where(Offer.cost_points <= available)
+        stmt = stmt.where(Offer.cost_points <= available_points)
+    rows = db.session.execute(stmt, {"now": utcnow(),
+                                     "code": f"member:{member.id}:available"}).all()
+    # With no offer to show, the points are not shown either.
+    available = int(rows[0].available) if rows else 0
     # Eligibility is decided per offer in Python: the live catalogue is small.
-    offers = eligible(db.session.execute(stmt, {"now": utcnow()}), member.ward,
-                      member.joined_at)
+    offers = eligible(rows, member.ward, member.joined_at)
     pagination_parameters.item_count = len(offers)
     page, size = pagination_parameters.page, pagination_parameters.page_size
     wanted = _wanted_languages(member)
-    return [_catalogue_view(offer, wanted, available,
-                            {"id": offer.partner_id, "name": offer.partner_name})
-            for offer in offers[(page - 1) * size:page * size]]
+    return json_answer(CatalogueOffer, [
+        _catalogue_view(offer, wanted, available,
+                        {"id": offer.partner_id, "name": offer.partner_name})
+        for offer in offers[(page - 1) * size:page * size]])
 
 
 @offers_blp.route("/<uuid:offer_id>")
 @cached(60, private=True)
 @offers_blp.doc(security=BEARER)
 @offers_blp.response(200, CatalogueOffer)
-@member_required
+@resident_read
 def get_offer(offer_id: uuid.UUID):
     """One offer; 404 if it is not open now or not for you."""
-    member = current_member()
+    member = current_resident()
     offer = db.session.scalar(live_offers(utcnow()).where(Offer.id == offer_id))
     if offer is None or not eligible([offer], member.ward, member.joined_at):
         abort(404, message="No such offer.")

@@ -9,14 +9,14 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
+from functools import cache, wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from flask import Response, g, jsonify, request
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -235,32 +235,49 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise  # unreachable: abort raises
 
 
-def _count(stmt: Select[Any]) -> int:
+def _count(stmt: Select[Any], params: dict[str, Any] | None = None) -> int:
     return int(db.session.scalar(select(func.count()).select_from(stmt.order_by(None)
-                                                                   .subquery())) or 0)
+                                                                   .subquery()),
+                                 params or {}) or 0)
+
+
+@cache
+def _numbered(stmt: Select[Any]) -> Select[Any]:
+    """`stmt` with its total as a window and the page as parameters, built once for a
+    statement built once."""
+    return (stmt.add_columns(func.count().over().label("_total"))
+            .offset(bindparam("_offset")).limit(bindparam("_limit")))
 
 
 def keyset_page(stmt: Select[Any], moment: Any, row_id: Any, cursor: str | None,
-                pagination_parameters: Any, scalars: bool = True) -> tuple[list[Any], dict]:
+                pagination_parameters: Any, scalars: bool = True,
+                params: dict[str, Any] | None = None) -> tuple[list[Any], dict]:
     """One page of `stmt`, ordered newest `moment` first then by `row_id`: after
     `cursor` when given, else by page number (X-Pagination has the total). The
-    headers carry the next page's cursor (X-Next-Cursor, and Link) when one follows."""
+    headers carry the next page's cursor (X-Next-Cursor, and Link) when one follows.
+    With `params` (its bound values), `stmt` must be built once, not per request: the
+    numbered page's statement is then built once too."""
     size = pagination_parameters.page_size
     if cursor is None:
         # A numbered page (the first, usually): the total comes in the page's own
         # statement, a window over the whole result before LIMIT (one round trip).
-        found = db.session.execute(stmt.add_columns(func.count().over().label("_total"))
-                                   .offset((pagination_parameters.page - 1) * size)
-                                   .limit(size + 1)).all()
-        total = found[0][-1] if found else _count(stmt)
+        if params is not None:
+            found = db.session.execute(_numbered(stmt), {
+                **params, "_offset": (pagination_parameters.page - 1) * size,
+                "_limit": size + 1}).all()
+        else:
+            found = db.session.execute(stmt.add_columns(func.count().over().label("_total"))
+                                       .offset((pagination_parameters.page - 1) * size)
+                                       .limit(size + 1)).all()
+        total = found[0][-1] if found else _count(stmt, params)
         # Rows keep the total as an extra field, which no response schema declares.
         rows = [row[0] for row in found] if scalars else found
     else:
-        total = _count(stmt)
+        total = _count(stmt, params)
         last_moment, last_id = _decode_cursor(cursor)
         stmt = stmt.where(or_(moment < last_moment,
                               and_(moment == last_moment, row_id > last_id)))
-        result = db.session.execute(stmt.limit(size + 1))
+        result = db.session.execute(stmt.limit(size + 1), params or {})
         rows = list(result.scalars() if scalars else result.all())
     pagination_parameters.item_count = int(total or 0)
     headers: dict[str, str] = {}

@@ -31,10 +31,21 @@ def check_scheme_language(value: str) -> None:
 
 
 def negotiated() -> str:
+    """The answer's language: Accept-Language, else the calling member's locale (entity
+    or the `resident_read` row). Kept for the request once the caller is known (every
+    translated field of a page asks)."""
+    known = g.get("_negotiated")
+    if known is not None:
+        return known
     member = g.get("member")
-    wanted = preferences(request.headers.get("Accept-Language"),
-                         member.locale if member is not None else None)
-    return choose(wanted, scheme_languages())
+    if member is None:
+        member = g.get("member_row")
+    language = choose(preferences(request.headers.get("Accept-Language"),
+                                  member.locale if member is not None else None),
+                      scheme_languages())
+    if member is not None:
+        g._negotiated = language
+    return language
 
 
 def finish(response: Response) -> Response:

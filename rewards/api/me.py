@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import timedelta
+from functools import cache
+from typing import Any
 
 import segno
 from flask import Response, current_app, g, has_request_context, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import delete, select
+from sqlalchemy import Select, bindparam, delete, func, literal_column, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from ..erasure import erase_member
 from ..extensions import Blueprint, db
@@ -36,9 +39,10 @@ from ..models.reward import REWARD_STATUSES
 from ..reasons import Reason
 from ..vouchers import Claimed, ClaimRefused, claim_offer, voucher_state
 from ..wards import ward_for_postcode, ward_named
-from .auth import BEARER, current_member, member_required
+from .auth import BEARER, current_member, member_required, resident_read
 from .catalogue import PartnerBrief
 from .common import CursorArgs, idempotent, keyset_page, paginate, reads_only
+from .fastdump import json_answer
 from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
@@ -293,21 +297,74 @@ def unlink(identifier_id: uuid.UUID):
 @blp.doc(security=BEARER)
 @blp.response(200, BalanceSchema)
 @reads_only
-@member_required
+@resident_read
 def balance():
     """Points to spend, points on hold, all ever earned, and what expires soon.
 
     Spending takes the points that expire first; `expiring` lists what is left of the
     points expiring in the next 30 days, soonest first."""
-    balances = member_balances(db.session, current_member().id)
+    balances = member_balances(db.session, g.caller.id)
     soon = timedelta(days=current_app.config["POINTS_EXPIRING_SOON_DAYS"])
-    return {
+    return json_answer(BalanceSchema, {
         "available": balances.available,
         "pending": balances.pending,
         "lifetime_earned": balances.lifetime_earned,
         "expiring": [{"points": lot.points, "expires_at": lot.expires_at}
                      for lot in expiring(balances.lots, utcnow(), soon)],
-    }
+    }, many=False)
+
+
+@cache
+def _statement_lines() -> Select[Any]:
+    """The available account's lines, newest first (built once: every statement page
+    runs it). The account by its code, in the page's own statement: one round trip."""
+    account = (select(Account.id).where(Account.code == bindparam("code"))
+               .scalar_subquery())
+    return (
+        select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
+               PostingLine.created_at)
+        .join(Posting, Posting.id == PostingLine.posting_id)
+        .where(PostingLine.account_id == account)
+        .order_by(PostingLine.created_at.desc(), PostingLine.id)
+    )
+
+
+@cache
+def _action_rows(dialect: str) -> Select[Any]:
+    """The member's actions, latest first, with their type's names (built once). On
+    PostgreSQL each row brings its awards as a JSON list (`awards`, in the order they
+    were made): one statement for the page; elsewhere `_page_awards` reads them."""
+    stmt = (
+        select(Action.id, Action.type_code, Action.occurred_at, Action.status, Action.points,
+               Action.attributes, Action.flag_reason, Action.created_at,
+               ActionType.name.label("type_default_name"),
+               ActionType.translations.label("type_translations"))
+        .join(ActionType, ActionType.id == Action.action_type_id)
+        .where(Action.member_id == bindparam("member", type_=Action.member_id.type))
+        .order_by(Action.occurred_at.desc(), Action.id)
+    )
+    if dialect != "postgresql":
+        return stmt
+    awards = Award.__table__.alias("page_awards")
+    one = func.json_build_object(
+        "rule_id", awards.c.rule_id, "rule_name", awards.c.rule_name,
+        "rule_version", awards.c.rule_version, "points", awards.c.points,
+        "capped_by", awards.c.capped_by)
+    listed = (select(func.coalesce(
+                  func.json_agg(aggregate_order_by(one, awards.c.created_at, awards.c.id)),
+                  literal_column("'[]'::json")))
+              .where(awards.c.action_id == Action.id)
+              .scalar_subquery())
+    return stmt.add_columns(listed.label("awards"))
+
+
+@cache
+def _page_awards() -> Select[Any]:
+    """The awards of a page's actions, in the order they were made (built once)."""
+    return (select(Award.action_id, Award.rule_id, Award.rule_name, Award.rule_version,
+                   Award.points, Award.capped_by)
+            .where(Award.action_id.in_(bindparam("ids", expanding=True)))
+            .order_by(Award.created_at, Award.id))
 
 
 @blp.route("/ledger")
@@ -316,23 +373,14 @@ def balance():
 @blp.response(200, LedgerLineSchema(many=True))
 @blp.paginate()
 @reads_only
-@member_required
+@resident_read
 def ledger(args, pagination_parameters):
     """Statement of the available account, newest first; the lines add up to `available`.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
-    account = (select(Account.id)  # in the page's own statement: one round trip
-               .where(Account.code == f"member:{current_member().id}:available")
-               .scalar_subquery())
-    stmt = (
-        select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
-               PostingLine.created_at)
-        .join(Posting, Posting.id == PostingLine.posting_id)
-        .where(PostingLine.account_id == account)
-        .order_by(PostingLine.created_at.desc(), PostingLine.id)
-    )
-    rows, headers = keyset_page(stmt, PostingLine.created_at, PostingLine.id,
-                                args.get("cursor"), pagination_parameters, scalars=False)
-    return [row._asdict() for row in rows], 200, headers
+    rows, headers = keyset_page(_statement_lines(), PostingLine.created_at, PostingLine.id,
+                                args.get("cursor"), pagination_parameters, scalars=False,
+                                params={"code": f"member:{g.caller.id}:available"})
+    return json_answer(LedgerLineSchema, rows), 200, headers
 
 
 @blp.route("/actions")
@@ -341,32 +389,22 @@ def ledger(args, pagination_parameters):
 @blp.response(200, ActionSchema(many=True))
 @blp.paginate()
 @reads_only
-@member_required
+@resident_read
 def actions(args, pagination_parameters):
     """Actions with their status, points, and the rule behind each award, latest first.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
-    # Rows, not entities: what the page shows, and its awards in one more statement.
-    stmt = (
-        select(Action.id, Action.type_code, Action.occurred_at, Action.status, Action.points,
-               Action.attributes, Action.flag_reason, Action.created_at,
-               ActionType.name.label("type_default_name"),
-               ActionType.translations.label("type_translations"))
-        .join(ActionType, ActionType.id == Action.action_type_id)
-        .where(Action.member_id == current_member().id)
-        .order_by(Action.occurred_at.desc(), Action.id)
-    )
-    rows, headers = keyset_page(stmt, Action.occurred_at, Action.id, args.get("cursor"),
-                                pagination_parameters, scalars=False)
+    # Rows, not entities: what the page shows with its awards.
+    rows, headers = keyset_page(_action_rows(db.dialect), Action.occurred_at, Action.id,
+                                args.get("cursor"), pagination_parameters, scalars=False,
+                                params={"member": g.caller.id})
+    if db.dialect == "postgresql":  # the awards came in each row
+        return json_answer(ActionSchema, [row._asdict() for row in rows]), 200, headers
     page = [{**row._asdict(), "awards": []} for row in rows]
     if page:
         by_action = {action["id"]: action["awards"] for action in page}
-        for award in db.session.execute(
-                select(Award.action_id, Award.rule_id, Award.rule_name, Award.rule_version,
-                       Award.points, Award.capped_by)
-                .where(Award.action_id.in_(list(by_action)))
-                .order_by(Award.created_at, Award.id)):
+        for award in db.session.execute(_page_awards(), {"ids": list(by_action)}):
             by_action[award.action_id].append(award._asdict())
-    return page, 200, headers
+    return json_answer(ActionSchema, page), 200, headers
 
 
 @blp.route("/rewards")

@@ -91,20 +91,12 @@ def award_queued(session: Session, most: int = MOST_BATCHES, now: datetime | Non
     ).all()
     if not queued:
         return AwardRun()
-    action_ids = {uuid.UUID(value) for _, ids in queued for value in ids}
-    owners: set[uuid.UUID] = set()
-    for condition in one_of(postgres, Action.id, action_ids):
-        owners.update(session.scalars(select(Action.member_id).where(condition).distinct()))
+    owners, read_pending = _reads(session, postgres, [value for _, ids in queued
+                                                      for value in ids])
     # The members' locks, then the actions still pending under them: a revocation that
     # committed first has made its action `revoked`, one that comes later waits.
     members = lock_for_awards(session, owners)
-    stored: list[Any] = []
-    for condition in one_of(postgres, Action.id, action_ids):
-        stored.extend(session.execute(
-            select(Action.id, Action.member_id, Action.source_id, Action.action_type_id,
-                   Action.external_ref, Action.type_code, Action.occurred_at,
-                   Action.attributes)
-            .where(condition, Action.status == "pending")))
+    stored = read_pending()
     stored.sort(key=lambda row: (row.occurred_at, row.id))
     rules = lock_live_rules(session, {row.type_code for row in stored})
     planner = Planner(rules, current_app.config["SCHEME_TIMEZONE"])
@@ -142,6 +134,49 @@ def award_queued(session: Session, most: int = MOST_BATCHES, now: datetime | Non
                     tuple(row.id for row in queued))
 
 
+_STORED_COLUMNS = (Action.id, Action.member_id, Action.source_id, Action.action_type_id,
+                   Action.external_ref, Action.type_code, Action.occurred_at,
+                   Action.attributes)
+# The queued ids as one array literal, unnested once and joined by primary key (their
+# text is read from the queue rows as it is: no id objects made and dumped again).
+_QUEUED = "unnest(CAST(CAST(:ids AS text) AS uuid[])) AS q(id) JOIN actions AS a ON a.id = q.id"
+_OWNERS_SQL = text(f"SELECT DISTINCT a.member_id FROM {_QUEUED}")
+_PENDING_SQL = text(
+    "SELECT a.id, a.member_id, a.source_id, a.action_type_id, a.external_ref, a.type_code, "
+    f"a.occurred_at, a.attributes FROM {_QUEUED} WHERE a.status = 'pending'")
+
+
+def _reads(session: Session, postgres: bool,
+           queued: list[str]) -> tuple[set[uuid.UUID], Callable[[], list[Any]]]:
+    """The members owning the queued actions, and a function reading the actions still
+    pending (called once their members are locked)."""
+    if postgres:
+        ids = {"ids": "{" + ",".join(queued) + "}"}
+        owners = set(session.scalars(_OWNERS_SQL, ids))
+        return owners, lambda: list(session.execute(_PENDING_SQL, ids))
+    action_ids = {uuid.UUID(value) for value in queued}
+    owners = set()
+    for condition in one_of(postgres, Action.id, action_ids):
+        owners.update(session.scalars(select(Action.member_id).where(condition).distinct()))
+
+    def pending() -> list[Any]:
+        stored: list[Any] = []
+        for condition in one_of(postgres, Action.id, action_ids):
+            stored.extend(session.execute(
+                select(*_STORED_COLUMNS).where(condition, Action.status == "pending")))
+        return stored
+
+    return owners, pending
+
+
+# Most actions come out accepted with no reason: only their ids and points are sent,
+# as array literals the server parses once (a list of values is dumped one by one).
+_UPDATE_ACCEPTED_SQL = text("""
+UPDATE actions AS a SET status = 'accepted', flag_reason = NULL, points = v.points
+FROM unnest(CAST(CAST(:ids AS text) AS uuid[]), CAST(CAST(:points AS text) AS integer[]))
+     AS v(id, points)
+WHERE a.id = v.id
+""")
 _UPDATE_SQL = text("""
 UPDATE actions AS a SET status = v.status, flag_reason = v.flag_reason, points = v.points
 FROM unnest(CAST(CAST(:ids AS text) AS uuid[]), CAST(:statuses AS text[]),
@@ -156,6 +191,15 @@ def _update_actions(session: Session, postgres: bool, rows: list[dict[str, Any]]
     if not rows:
         return
     if postgres:
+        plain = [row for row in rows if row["status"] == "accepted" and row["flag_reason"] is None]
+        if plain:
+            session.execute(_UPDATE_ACCEPTED_SQL, {
+                "ids": pg_array(row["id"] for row in plain),
+                "points": "{" + ",".join(str(int(row["points"])) for row in plain) + "}"})
+        rows = [row for row in rows
+                if row["status"] != "accepted" or row["flag_reason"] is not None]
+        if not rows:
+            return
         session.execute(_UPDATE_SQL, {
             "ids": pg_array(row["id"] for row in rows),
             "statuses": [row["status"] for row in rows],

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..bulk import insert_rows, one_of
+from ..bulk import insert_tuples, one_of
 from ..models import Account, Posting, PostingLine
 from .service import LedgerError, check_balanced, earn_terms, scheme_account
 
@@ -58,8 +58,8 @@ def post_earns(session: Session, earns: Sequence[Earn], now: datetime, postgres:
             select(Account.code, Account.id).where(condition)
         ):
             accounts[code] = account_id
-    postings: list[dict[str, Any]] = []
-    lines: list[dict[str, Any]] = []
+    postings: list[tuple[Any, ...]] = []
+    lines: list[tuple[Any, ...]] = []
     terms: dict[int, tuple[datetime, datetime | None]] = {}
     for earn, code in zip(earns, codes, strict=True):
         target = accounts.get(code)
@@ -68,13 +68,20 @@ def post_earns(session: Session, earns: Sequence[Earn], now: datetime, postgres:
         if earn.hold_days not in terms:
             terms[earn.hold_days] = earn_terms(now, earn.hold_days)
         earn_posting(postings, lines, earn, issuance, target, terms[earn.hold_days], new_id)
-    insert_rows(session, Posting.__table__, postings, postgres)
-    insert_rows(session, PostingLine.__table__, lines, postgres)
+    insert_tuples(session, Posting.__table__, POSTING_COLUMNS, postings, postgres)
+    insert_tuples(session, PostingLine.__table__, LINE_COLUMNS, lines, postgres)
+
+
+# The columns of the rows earn_posting makes, in their order (plain tuples: a batch
+# makes three rows an action, and a tuple is what COPY sends).
+POSTING_COLUMNS = ("id", "created_at", "kind", "reason", "key", "member_id", "action_id",
+                   "reward_id", "available_at", "expires_at", "origin_id")
+LINE_COLUMNS = ("id", "posting_id", "account_id", "points", "created_at")
 
 
 def earn_posting(
-    postings: list[dict[str, Any]],
-    lines: list[dict[str, Any]],
+    postings: list[tuple[Any, ...]],
+    lines: list[tuple[Any, ...]],
     earn: Earn,
     issuance: uuid.UUID,
     target: uuid.UUID,
@@ -83,23 +90,14 @@ def earn_posting(
 ) -> None:
     """The one place awarded points are posted: issuance to the member's account, as a
     balanced posting with a key that makes a retried award post nothing twice.
-    `terms`: (available_at, expires_at), from ledger.earn_terms."""
-    entries = [(issuance, -earn.points), (target, earn.points)]
-    check_balanced(entries)
+    `terms`: (available_at, expires_at), from ledger.earn_terms. Rows are tuples of
+    POSTING_COLUMNS and LINE_COLUMNS."""
+    points = earn.points
+    check_balanced(((issuance, -points), (target, points)))
     available_at, expires_at = terms
-    postings.append({
-        "id": earn.posting_id,
-        "created_at": earn.created_at,
-        "kind": "earn",
-        "reason": " + ".join(earn.reasons),
-        "key": f"award:{earn.action_id}:{earn.key_rule_id}",
-        "member_id": earn.member_id,
-        "action_id": earn.action_id,
-        "reward_id": None,
-        "available_at": available_at,
-        "expires_at": expires_at,
-        "origin_id": None,
-    })
-    lines.extend({"id": new_id(), "posting_id": earn.posting_id, "account_id": account,
-                  "points": points, "created_at": earn.created_at}
-                 for account, points in entries)
+    posting_id, created_at = earn.posting_id, earn.created_at
+    postings.append((posting_id, created_at, "earn", " + ".join(earn.reasons),
+                     f"award:{earn.action_id}:{earn.key_rule_id}", earn.member_id,
+                     earn.action_id, None, available_at, expires_at, None))
+    lines.append((new_id(), posting_id, issuance, -points, created_at))
+    lines.append((new_id(), posting_id, target, points, created_at))

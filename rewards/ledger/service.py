@@ -112,9 +112,10 @@ def member_balances(session: Session, member_id: uuid.UUID) -> MemberBalances:
     """The member's balances and lots in one statement (one snapshot, even outside a
     transaction), through the member's own rows only (accounts.member_id,
     posting_lines.account_id, postings.member_id): the cost follows the member's
-    history, never the scheme's."""
+    history, never the scheme's. Plain rows through the session's connection: every
+    balance runs it."""
     # A member with no lines has no awards either, so no rows means nothing issued.
-    rows = session.execute(_balances_stmt(), {"member": member_id}).all()
+    rows = session.connection().execute(_balances_stmt(), {"member": member_id}).all()
     movements = [Movement(points, kind, expires_at)
                  for account, points, kind, expires_at, _ in rows if account == "available"]
     return MemberBalances(
@@ -127,41 +128,46 @@ def member_balances(session: Session, member_id: uuid.UUID) -> MemberBalances:
 
 @cache
 def _balances_stmt() -> Select[Any]:
-    """Built once: every balance runs it (building costs more Python than running)."""
-    member_id = bindparam("member", type_=Account.member_id.type)
-    issuance_line = case((Account.code == "scheme:issuance", PostingLine.points), else_=0)
+    """Built once, from the tables (no ORM entities): every balance runs it, and building
+    or going through the ORM costs more Python than running it."""
+    accounts, lines, postings = Account.__table__, PostingLine.__table__, Posting.__table__
+    member_id = bindparam("member", type_=accounts.c.member_id.type)
+    issuance_line = case((accounts.c.code == "scheme:issuance", lines.c.points), else_=0)
     # Issued to the member by awards, less what reversals took back or wrote off: the
     # issuance side of the member's earn and reversal postings. The issuance account
     # is picked in the sum, not in WHERE: filtering on it would let the planner start
-    # from issuance's lines, which are every award of the scheme.
+    # from issuance's lines, which are every award of the scheme. The two kinds as
+    # plain parameters (an IN list is rendered again for every execution).
     issued = (
         select(func.coalesce(func.sum(issuance_line), 0))
-        .select_from(Posting)
-        .join(PostingLine, PostingLine.posting_id == Posting.id)
-        .join(Account, Account.id == PostingLine.account_id)
-        .where(Posting.member_id == member_id, Posting.kind.in_(("earn", "reversal")))
+        .select_from(postings.join(lines, lines.c.posting_id == postings.c.id)
+                     .join(accounts, accounts.c.id == lines.c.account_id))
+        .where(postings.c.member_id == member_id,
+               or_(postings.c.kind == "earn", postings.c.kind == "reversal"))
         .scalar_subquery()
     )
     return (
-        select(Account.kind, PostingLine.points, Posting.kind, Posting.expires_at, issued)
-        .join(PostingLine, PostingLine.account_id == Account.id)
-        .join(Posting, Posting.id == PostingLine.posting_id)
-        .where(Account.member_id == member_id)
-        .order_by(Account.kind, PostingLine.created_at, PostingLine.id)
+        select(accounts.c.kind, lines.c.points, postings.c.kind, postings.c.expires_at, issued)
+        .select_from(accounts.join(lines, lines.c.account_id == accounts.c.id)
+                     .join(postings, postings.c.id == lines.c.posting_id))
+        .where(accounts.c.member_id == member_id)
+        .order_by(accounts.c.kind, lines.c.created_at, lines.c.id)
     )
 
 
 def member_available(session: Session, member_id: uuid.UUID) -> int:
     """The member's spendable points, in one query."""
-    return int(session.scalar(_available_stmt(),
-                              {"code": f"member:{member_id}:available"}) or 0)
+    return int(session.connection().execute(
+        _available_stmt(), {"code": f"member:{member_id}:available"}).scalar() or 0)
 
 
 @cache
 def _available_stmt() -> Select[Any]:
-    return (select(func.coalesce(func.sum(PostingLine.points), 0))
-            .join(Account, Account.id == PostingLine.account_id)
-            .where(Account.code == bindparam("code")))
+    """Built once, from the tables: the catalogue runs it for every resident."""
+    accounts, lines = Account.__table__, PostingLine.__table__
+    return (select(func.coalesce(func.sum(lines.c.points), 0))
+            .select_from(lines.join(accounts, accounts.c.id == lines.c.account_id))
+            .where(accounts.c.code == bindparam("code", type_=accounts.c.code.type)))
 
 
 def _movements_stmt() -> Select[tuple[uuid.UUID, int, str, datetime | None]]:

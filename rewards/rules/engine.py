@@ -297,13 +297,15 @@ class _Plan:
     function of the context, so evaluating some that end up skipped changes nothing;
     if the program fails, each rule is evaluated on its own to say which failed."""
 
-    __slots__ = ("steps", "program", "pick", "width")
+    __slots__ = ("steps", "program", "pick", "width", "memo")
 
     def __init__(self, rules: Sequence[CompiledRule]) -> None:
         self.steps = tuple(_Step(rule) for rule in rules)
         self.program: Any = None
         self.pick: Any = None
         self.width = 0
+        # The program's outcomes by the values it read (see _outcomes).
+        self.memo: dict[Any, list[Any]] = {}
         dynamic: list[_Step] = []
         for step in self.steps:
             if not step.rule.from_source:
@@ -350,6 +352,72 @@ class _Plan:
             self.pick = analysis.flat_picker(f for f in flats.values() if f is not None)
         else:
             self.pick = analysis.picker(analysis.merge(analysis.needs_of(text) for text in flats))
+
+
+# Outcomes kept per action type's plan; past this the memo starts again (a bound on
+# memory when the values read are many: distances, times to the second).
+_MEMO_SIZE = 4096
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _scalar(value: Any) -> Any:
+    """A value as a key, or _NOT when it is not a scalar. The type goes with it, so 1,
+    1.0 and True (equal in Python, not to the engine) never share outcomes, nor do 0.0
+    and -0.0."""
+    kind = type(value)
+    if kind not in _SCALARS:
+        return _NOT
+    if kind is float and value == 0:
+        return (kind, repr(value))
+    return (kind, value)
+
+
+_NOT = object()
+
+
+def _memo_key(picked: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The values a program reads, as a key: each name with its value, a one-level dict
+    (such as the attributes) as its items in their order. None when something read is
+    anything else (a list, a nested dict): then it is not memoised."""
+    key: list[Any] = []
+    for name, value in picked.items():
+        if type(value) is dict:
+            items: list[Any] = []
+            for inner, item in value.items():
+                scalar = _scalar(item)
+                if scalar is _NOT:
+                    return None
+                items.append((inner, scalar))
+            key.append((name, tuple(items)))
+            continue
+        scalar = _scalar(value)
+        if scalar is _NOT:
+            return None
+        key.append((name, scalar))
+    return tuple(key)
+
+
+def _outcomes(plan: _Plan, context: dict[str, Any]) -> Any:
+    """The combined program's outcomes on the part of `context` it reads, evaluated
+    once per distinct set of values read: an outcome is a pure function of them, and
+    most actions of a type share them (a bus tap reads its hour, weekday and ward).
+    None if the program fails or the context is not one it can read."""
+    picked = plan.pick(context)
+    if picked is None:
+        return None
+    key = _memo_key(picked)
+    if key is not None:
+        found = plan.memo.get(key)
+        if found is not None:
+            return found
+    outcomes = plan.program.evaluate(picked)
+    if type(outcomes) is not list or len(outcomes) != plan.width:
+        return None
+    if key is not None:
+        if len(plan.memo) >= _MEMO_SIZE:
+            plan.memo.clear()
+        plan.memo[key] = outcomes
+    return outcomes
 
 
 def _order(rule: CompiledRule) -> tuple[int, str, str]:
@@ -422,11 +490,7 @@ def evaluate(
     outcomes: Any = None
     if plan.program is not None:
         try:
-            picked = plan.pick(context)
-            if picked is not None:
-                outcomes = plan.program.evaluate(picked)
-                if type(outcomes) is not list or len(outcomes) != plan.width:
-                    outcomes = None
+            outcomes = _outcomes(plan, context)
         except Exception:  # noqa: BLE001 - some rule fails: each runs alone below, to say which
             outcomes = None
     counts, totals, spent = usage.counts, usage.points, usage.budget_spent
