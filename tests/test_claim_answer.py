@@ -50,27 +50,3 @@ def test_a_claims_answer_is_what_the_schema_says_of_the_reward(
         lines = db.session.query(PostingLine).filter_by(posting_id=hold.id).all()
         assert sorted(line.points for line in lines) == [-10, 10]
 
-
-def test_a_claim_checks_its_tokens_signature_once(
-        client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rate limiter names the client by the bearer token, then the view checks the
-    same token: one signature check serves both, within the request only."""
-    import jwt
-
-    scheme = build_scheme(client, app, cost_points=10)
-    me = _resident(client, app, scheme, "signature-once@example.org", "633500000023", 3)
-    decoded: list[str] = []
-    real = jwt.decode
-
-    def counting(token: str, *args: object, **kwargs: object) -> object:
-        decoded.append(token)
-        return real(token, *args, **kwargs)
-
-    monkeypatch.setattr(jwt, "decode", counting)
-    offer = {"offer_id": scheme.offer["id"]}
-    for expected in (1, 2):
-        answer = client.post("/v1/me/rewards", json=offer, headers=me)
-        assert answer.status_code == 202, answer.json
-        assert len(decoded) == expected  # once a request, not once for all of them
-    bad = {"Authorization": me["Authorization"][:-2] + "xx"}
-    assert client.post("/v1/me/rewards", json=offer, headers=bad).status_code == 401
