@@ -383,7 +383,7 @@ def main() -> None:
         "members": args.members, "actions": args.actions, "workers": args.workers,
         "concurrency": concurrency, "seconds": args.seconds, "rounds": args.rounds,
     }
-    print(f"reads at least {summary['reads_ratio_min']:.1%} of bare Flask (aim 30%), writes "
+    print(f"reads at least {summary['reads_ratio_min'] or 0:.1%} of bare Flask (aim 30%), writes "
           f"at least {summary['writes_ratio_min'] or 0:.1%} (aim 15%), p99 at most "
           f"{summary['p99_ms_max']} ms (aim 50), errors {summary['errors']}, verify "
           f"{'clean' if verify_ok else 'FAILED'}")

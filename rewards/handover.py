@@ -23,10 +23,13 @@ log = logging.getLogger("rewards.jobs")
 # Seconds the hand-over thread waits for Redis to connect or answer.
 HANDOVER_TIMEOUT = 1.0
 QUEUE_SIZE = 10_000
+# Requests' batches handed over together, at most.
+BATCHES_AT_ONCE = 200
 
 
-# The app, its Redis URL, the outbox ids and the RQ meta for them.
-Batch = tuple[Flask, str, list[uuid.UUID], dict[str, Any] | None]
+# The app, its Redis URL, the outbox ids, the RQ meta for them and the jobs whose rows
+# were written marked handed over (jobs.Marked).
+Batch = tuple[Flask, str, list[uuid.UUID], dict[str, Any] | None, list[Any]]
 
 
 class Handover:
@@ -37,13 +40,13 @@ class Handover:
         self._clients: dict[str, Redis] = {}
 
     def submit(self, app: Flask, redis_url: str, ids: list[uuid.UUID],
-               meta: dict[str, Any] | None = None) -> None:
+               meta: dict[str, Any] | None = None, marked: list[Any] | None = None) -> None:
         self._ensure_thread()
         try:
-            self._queue.put_nowait((app, redis_url, list(ids), meta))
+            self._queue.put_nowait((app, redis_url, list(ids), meta, list(marked or ())))
         except queue.Full:
             log.warning("hand-over queue full: %d job(s) wait in the outbox for the relay",
-                        len(ids))
+                        len(ids) + len(marked or ()))
 
     def wait(self, timeout: float = 10.0) -> bool:
         """Until everything submitted so far was handed over (or given up); for tests
@@ -83,16 +86,32 @@ class Handover:
 
         work = self._queue
         while True:
-            app, url, ids, meta = work.get()
-            try:
-                with app.app_context():
-                    try:
-                        jobs.push(ids, self._client(url), meta)
-                    finally:
-                        db.session.remove()
-            except Exception:  # the outbox keeps them; the relay sends them
-                log.exception("could not hand %d job(s) over to the queue", len(ids))
-            finally:
+            # What requests put here while the last hand-over ran goes in one: one
+            # statement and one Redis round trip for all of it, however many requests.
+            waiting = [work.get()]
+            while len(waiting) < BATCHES_AT_ONCE:
+                try:
+                    waiting.append(work.get_nowait())
+                except queue.Empty:
+                    break
+            groups: dict[tuple[int, str], list[Batch]] = {}
+            for batch in waiting:
+                groups.setdefault((id(batch[0]), batch[1]), []).append(batch)
+            for group in groups.values():
+                app, url = group[0][0], group[0][1]
+                try:
+                    with app.app_context():
+                        try:
+                            jobs.push_batches([(ids, meta, marked)
+                                               for _, _, ids, meta, marked in group],
+                                              self._client(url))
+                        finally:
+                            db.session.remove()
+                except Exception:  # the outbox keeps them; the relay sends them
+                    log.exception("could not hand %d job(s) over to the queue",
+                                  sum(len(ids) + len(marked)
+                                      for _, _, ids, _, marked in group))
+            for _ in waiting:
                 work.task_done()
 
 

@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from flask import current_app, has_request_context
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from .extensions import db, redis
 from .logs import current_request_id
@@ -62,6 +63,29 @@ def enqueue(job: str, queue: str = "default", **kwargs: Any) -> OutboxMessage:
     return message
 
 
+def outbox_values(job: str, queue: str = "default", **kwargs: Any) -> dict[str, Any]:
+    """The row `enqueue` would add, as column values, for a caller that inserts it in a
+    statement of its own (a claim); call `written` with them once the insert ran.
+    From a request whose jobs the hand-over thread will send, the row is written marked
+    handed over already (`dispatched_at`; due for the relay after HANDOVER_GRACE like
+    any new row), so the thread has nothing to mark: it only talks to Redis."""
+    now = utcnow()
+    handed_over_here = bool(current_app.config.get("REDIS_URL")) and has_request_context()
+    return {"id": uuid.uuid4(), "job": job, "queue": queue, "kwargs": kwargs,
+            "due_at": now + HANDOVER_GRACE, "attempts": 0, "created_at": now,
+            "dispatched_at": now if handed_over_here else None}
+
+
+def written(values: dict[str, Any]) -> None:
+    """An outbox row inserted without `enqueue` (from `outbox_values`), to send once
+    its transaction commits."""
+    if values["dispatched_at"] is None:
+        db.session.info.setdefault("outbox", []).append(values["id"])
+    else:
+        db.session.info.setdefault("outbox_marked", []).append(
+            (values["id"], values["job"], values["queue"], values["kwargs"]))
+
+
 def queue_name(name: str) -> str:
     return f"{current_app.config.get('RQ_QUEUE_PREFIX', '')}{name}"
 
@@ -87,7 +111,8 @@ def dispatch_pending(meta: dict[str, Any] | None = None) -> None:
     a request, off its critical path. `meta` goes with each job to RQ (read in the
     request: the hand-over thread does not see the request's context)."""
     ids = db.session.info.pop("outbox", [])
-    if not ids:
+    marked = db.session.info.pop("outbox_marked", [])
+    if not ids and not marked:
         return
     if meta is None and current_request_id():
         # The request that asked for the jobs; workers.job logs under it.
@@ -96,13 +121,14 @@ def dispatch_pending(meta: dict[str, Any] | None = None) -> None:
         from .handover import handover
 
         handover.submit(current_app._get_current_object(),  # type: ignore[attr-defined]
-                        current_app.config["REDIS_URL"], ids, meta)
+                        current_app.config["REDIS_URL"], ids, meta, marked)
     else:
-        dispatch(ids, meta)
+        dispatch(ids + [message_id for message_id, *_ in marked], meta)
 
 
 def discard_pending() -> None:
     db.session.info.pop("outbox", None)
+    db.session.info.pop("outbox_marked", None)
 
 
 def dispatch(ids: Iterable[uuid.UUID], meta: dict[str, Any] | None = None) -> None:
@@ -249,36 +275,81 @@ def _rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
         result_ttl=3600, failure_ttl=7 * 24 * 3600, meta=meta or None)
 
 
+# A job whose outbox row was written marked handed over: (id, job, queue, kwargs).
+Marked = tuple[uuid.UUID, str, str, dict[str, Any]]
+
+
 def push(ids: list[uuid.UUID], connection: Redis | None,
          meta: dict[str, Any] | None = None) -> int:
-    """Hand these rows to RQ right after their commit (no status checks: they are
-    new). One statement takes them all: it marks the rows never handed over nor begun
-    as handed over (with the lease a queued job has) and returns what each job needs,
-    so no attempt can begin before the mark. Stops at the first Redis error and makes
-    the rest due again at once; the relay sends them later."""
+    """push_batches for one batch of ids, with one `meta` for all of them."""
+    return push_batches([(ids, meta)], connection)
+
+
+def push_batches(batches: list[tuple[Any, ...]], connection: Redis | None) -> int:
+    """Hand these jobs to RQ right after their commit (no status checks: they are new).
+    A batch is (ids, meta) or (ids, meta, marked): its jobs go with its `meta`. One
+    statement takes the ids: it marks the rows never handed over nor begun as handed
+    over (with the lease a queued job has) and returns what each job needs, so no
+    attempt can begin before the mark. `marked` jobs were written marked (a claim's:
+    see outbox_values) and need no statement. Then one Redis transaction queues them
+    all; if it fails, none counts as handed over and every one is due again at once,
+    for the relay (a job queued twice is run once: see run_attempt)."""
     assert connection is not None
-    if not ids:
+    meta_of: dict[uuid.UUID, dict[str, Any] | None] = {}
+    ready: list[tuple[uuid.UUID, str, str, dict[str, Any], dict[str, Any] | None]] = []
+    for ids, meta, *rest in batches:
+        meta_of.update((message_id, meta) for message_id in ids)
+        ready += [(message_id, job, queue, dict(kwargs), meta)
+                  for message_id, job, queue, kwargs in (rest[0] if rest else ())]
+    if meta_of:
+        session = db.session
+        now = utcnow()
+        taken = session.connection().execute(_handover_stmt(), {
+            "ids": list(meta_of), "now": now, "lease": now + QUEUED_LEASE}).all()
+        session.commit()
+        order = {message_id: n for n, message_id in enumerate(meta_of)}
+        taken.sort(key=lambda row: order[row.id])
+        ready = [(message_id, job, queue, dict(kwargs), meta_of[message_id])
+                 for message_id, job, queue, kwargs in taken] + ready
+    if not ready:
         return 0
-    session = db.session
-    now = utcnow()
-    taken = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.attempts == 0,
-               OutboxMessage.due_at.is_not(None), OutboxMessage.dispatched_at.is_(None))
-        .values(dispatched_at=now, due_at=now + QUEUED_LEASE)
-        .returning(OutboxMessage.id, OutboxMessage.job, OutboxMessage.queue,
-                   OutboxMessage.kwargs)).all()
-    session.commit()
-    order = {message_id: n for n, message_id in enumerate(ids)}
-    taken.sort(key=lambda row: order[row.id])
-    for pushed, (message_id, job, queue, kwargs) in enumerate(taken):
-        try:
-            _rq_enqueue(connection, message_id, job, queue, dict(kwargs), meta)
-        except RedisError as error:
-            log.warning("queue unavailable, %s stays in the outbox: %s", job, error)
-            _not_handed_over([row.id for row in taken[pushed:]])
-            return pushed
-    return len(taken)
+    try:
+        _rq_enqueue_many(connection, ready)
+    except RedisError as error:
+        log.warning("queue unavailable, %d job(s) stay in the outbox: %s", len(ready), error)
+        _not_handed_over([message_id for message_id, *_ in ready])
+        return 0
+    return len(ready)
+
+
+@cache
+def _handover_stmt() -> Any:
+    """Built once: every claim's job is handed over by it."""
+    table = OutboxMessage.__table__
+    return (
+        update(table)
+        .where(table.c.id.in_(bindparam("ids", expanding=True, type_=table.c.id.type)),
+               table.c.attempts == 0, table.c.due_at.is_not(None),
+               table.c.dispatched_at.is_(None))
+        .values(dispatched_at=bindparam("now", type_=table.c.dispatched_at.type),
+                due_at=bindparam("lease", type_=table.c.due_at.type))
+        .returning(table.c.id, table.c.job, table.c.queue, table.c.kwargs))
+
+
+def _rq_enqueue_many(connection: Redis, jobs: list[tuple[uuid.UUID, str, str, dict[str, Any],
+                                                          dict[str, Any] | None]]) -> None:
+    """What _rq_enqueue does for each job, in one Redis transaction (one round trip)."""
+    from rq import Queue
+
+    by_queue: dict[str, list[Any]] = {}
+    for message_id, job, queue, kwargs, meta in jobs:
+        by_queue.setdefault(queue, []).append(Queue.prepare_data(
+            job, kwargs=kwargs, job_id=str(message_id), timeout=job_timeout(job),
+            result_ttl=3600, failure_ttl=7 * 24 * 3600, meta=meta or None))
+    pipeline = connection.pipeline()
+    for queue, prepared in by_queue.items():
+        Queue(queue_name(queue), connection=connection).enqueue_many(prepared, pipeline=pipeline)
+    pipeline.execute()
 
 
 def _not_handed_over(ids: list[uuid.UUID]) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import exists, literal, null, select, union_all
+from sqlalchemy import bindparam, exists, literal, null, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,15 +36,8 @@ def partner_for_key(session: Session, api_key: str,
                     now: datetime | None = None) -> uuid.UUID | TillKeyRefused:
     """The partner whose till holds `api_key`, if the key works now."""
     now = now or utcnow()
-    digest = api_key_hash(api_key)
-    rotated = (select(Partner.id, Partner.active, PartnerKey.expires_at, PartnerKey.retired_at,
-                      literal(0).label("rank"))
-               .join(PartnerKey, PartnerKey.partner_id == Partner.id)
-               .where(PartnerKey.key_hash == digest))
-    registered = (select(Partner.id, Partner.active, null(), null(), literal(1))
-                  .where(Partner.api_key_hash == digest,
-                         ~exists().where(PartnerKey.key_hash == digest)))
-    row = session.execute(union_all(rotated, registered)).first()
+    session.flush()  # what the session holds unwritten, as a query of its own would see it
+    row = session.connection().execute(_key_stmt(), {"digest": api_key_hash(api_key)}).first()
     if row is None:
         return TillKeyRefused("The API key is not valid.")
     partner_id, active, expires_at, retired_at, _ = row
@@ -54,6 +49,21 @@ def partner_for_key(session: Session, api_key: str,
     if not active:
         return TillKeyRefused("The API key is not valid: the partner is not active.")
     return partner_id
+
+
+@cache
+def _key_stmt() -> Any:
+    """Built once (a till sends it with every redemption; building it cost more than
+    running it): the partner and the key's state by the key's digest."""
+    digest = bindparam("digest", type_=PartnerKey.key_hash.type)
+    rotated = (select(Partner.id, Partner.active, PartnerKey.expires_at, PartnerKey.retired_at,
+                      literal(0).label("rank"))
+               .join(PartnerKey, PartnerKey.partner_id == Partner.id)
+               .where(PartnerKey.key_hash == digest))
+    registered = (select(Partner.id, Partner.active, null(), null(), literal(1))
+                  .where(Partner.api_key_hash == digest,
+                         ~exists().where(PartnerKey.key_hash == digest)))
+    return union_all(rotated, registered)
 
 
 def _adopt_registration_key(session: Session, partner: Partner) -> None:

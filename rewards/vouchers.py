@@ -7,26 +7,38 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import Select, bindparam, func, insert, literal, select, update
+from sqlalchemy import Select, bindparam, func, insert, literal, select, union_all, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import jobs
 from .catalogue import eligibility_of, ineligible_because, period_start, window_state
 from .ledger import (
-    expire_then_balance,
+    LedgerError,
+    expire_then_spendable,
     lock_member,
     member_account,
     post,
     scheme_account,
 )
-from .models import Member, Offer, Redemption, Reward, utcnow
+from .models import (
+    Account,
+    Member,
+    Offer,
+    OutboxMessage,
+    Partner,
+    Posting,
+    PostingLine,
+    Redemption,
+    Reward,
+    utcnow,
+)
 from .reasons import Reason
 
 # No 0/O, 1/I/L: codes are read aloud and typed at tills.
@@ -76,6 +88,18 @@ def limit_message(limit: int, period: str) -> str:
 
 # -- claiming ---------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Claimed:
+    """A claim made: the reward's row as written (pending, no code yet) and the offer's
+    row as the claim read it (its terms, and the partner's `partner_name`)."""
+
+    id: uuid.UUID
+    member_id: uuid.UUID
+    cost_points: int
+    created_at: datetime
+    offer: Any
+
+
 def claim(
     session: Session,
     member: Member,
@@ -84,17 +108,51 @@ def claim(
     *,
     enqueue_issue: bool = True,
 ) -> Reward:
+    """claim_offer, answered with the reward as an entity of the session (pending; its
+    offer loads when asked for)."""
+    claimed = claim_offer(session, member, offer_id, now, enqueue_issue=enqueue_issue)
+    reward = Reward(id=claimed.id, member_id=claimed.member_id, offer_id=claimed.offer.id,
+                    status="pending", cost_points=claimed.cost_points,
+                    created_at=claimed.created_at, code=None, partner_code=None,
+                    partner_reference=None, issued_at=None, expires_at=None,
+                    redeemed_at=None, expiry_reminded_at=None, failure_reason=None)
+    # Written by the claim's own statement: the session takes it as loaded, every
+    # column known, nothing to insert.
+    make_transient_to_detached(reward)
+    session.add(reward)
+    return reward
+
+
+def claim_offer(
+    session: Session,
+    member: Member,
+    offer_id: uuid.UUID,
+    now: datetime | None = None,
+    *,
+    enqueue_issue: bool = True,
+) -> Claimed:
     """Hold the points and reserve one of the offer's stock, in the caller's transaction.
     `now` (default the present) decides whether the offer is open, which claims count
     against the member's limit and which points have expired. The member lock
     serialises the member's own claims, so the balance and the limit are read and
     spent by one claim at a time; the stock is reserved by a conditional update.
-    With `enqueue_issue` false the caller issues the voucher itself."""
+    With `enqueue_issue` false the caller issues the voucher itself.
+
+    Plain statements built once, on the session's connection (no entities, no unit of
+    work): the lock with the offer's terms; the member's lines (expiry and balance),
+    after the lock so they include every claim that held it before; the limit's count
+    for an offer with a limit; then the writes. On PostgreSQL the writes are one
+    statement: the stock's conditional update, and from its row (none when sold out)
+    the reward, the hold posting, its two lines and the voucher's job."""
     now = now or utcnow()
-    account = lock_member(session, member.id)
-    # With its partner: the claim's answer names it.
-    offer = session.get(Offer, offer_id, options=[joinedload(Offer.partner)])
-    if offer is None or offer.status != "live":
+    session.flush()  # the statements below skip the session: it writes what it holds first
+    connection = session.connection()
+    statements = _claim_statements(connection.dialect.name)
+    offer = connection.execute(statements.lock, {
+        "code": f"member:{member.id}:available", "offer": offer_id}).first()
+    if offer is None:
+        raise LedgerError(f"member {member.id} has no available account")
+    if offer.id is None or offer.status != "live":
         raise ClaimRefused(404, "No such offer.", Reason.NOT_FOUND)
     window = window_state(offer.starts_at, offer.ends_at, now)
     if window == "not_yet":
@@ -107,57 +165,168 @@ def claim(
     if why_not:
         raise ClaimRefused(409, why_not, Reason.NOT_ELIGIBLE)
     if offer.per_member_limit is not None:
-        counted = select(func.count(Reward.id)).where(
-            Reward.member_id == member.id,
-            Reward.offer_id == offer.id,
-            Reward.status.notin_(("failed", "cancelled")),
-        )
         since = period_start(offer.limit_period, now, _scheme_timezone())
-        if since is not None:
-            counted = counted.where(Reward.created_at >= since)
-        if (session.scalar(counted) or 0) >= offer.per_member_limit:
+        counted = connection.execute(statements.counted, {
+            "member": member.id, "offer": offer.id,
+            "since": since or datetime(1970, 1, 1, tzinfo=UTC)}).scalar_one()
+        if counted >= offer.per_member_limit:
             raise ClaimRefused(409, limit_message(offer.per_member_limit, offer.limit_period),
                                Reason.LIMIT_REACHED)
     # Points past their expiry are not spendable, even before the daily job takes them.
-    available = expire_then_balance(session, member.id, now, locked=account)
+    available = expire_then_spendable(session, member.id, offer.account_id, now)
     if available < offer.cost_points:
         raise ClaimRefused(
             409, f"Not enough points: this costs {offer.cost_points}, you have {available}.",
             Reason.INSUFFICIENT_POINTS)
-    reward = Reward(
-        id=uuid.uuid4(),
-        member_id=member.id,
-        offer=offer,  # held by the reward: its answer names the offer and partner
-        status="pending",
-        cost_points=offer.cost_points,
-        created_at=now,
-    )
-    session.add(reward)
-    session.flush()
-    post(
-        session,
-        "hold",
-        f"Claimed: {offer.title}",
-        [(account, -offer.cost_points),
-         (scheme_account(session, "scheme:rewards_held"), offer.cost_points)],
-        key=f"reward:{reward.id}:hold",
-        member_id=member.id,
-        reward_id=reward.id,
-    )
-    # Conditional increment: two claims for the last item cannot both succeed. Last of
-    # the claim's writes, so the offer's row (which every claim of the offer takes) is
-    # held from here to the commit only; a sold-out claim's writes are rolled back.
-    reserved = session.execute(
-        update(Offer)
-        .where(Offer.id == offer.id, (Offer.stock.is_(None)) | (Offer.claimed < Offer.stock))
-        .values(claimed=Offer.claimed + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if reserved.rowcount != 1:
-        raise ClaimRefused(409, "Sold out.", Reason.SOLD_OUT)
+    reward_id = uuid.uuid4()
+    held = offer.held_id or scheme_account(session, "scheme:rewards_held").id
+    written_at = utcnow()
+    values = {
+        "offer": offer.id, "reward": reward_id, "member": member.id,
+        "cost": offer.cost_points, "debit": -offer.cost_points, "now": now,
+        "posting": uuid.uuid4(), "reason": f"Claimed: {offer.title}",
+        "key": f"reward:{reward_id}:hold", "account": offer.account_id, "held": held,
+        "debit_line": uuid.uuid4(), "credit_line": uuid.uuid4(), "written_at": written_at,
+    }
+    job = None
     if enqueue_issue:
-        jobs.enqueue("workers.rewards.issue_reward", queue="rewards", reward_id=str(reward.id))
-    return reward
+        job = jobs.outbox_values("workers.rewards.issue_reward", queue="rewards",
+                                 reward_id=str(reward_id))
+        values.update({f"job_{name}": value for name, value in job.items()})
+    if not _write_claim(connection, statements, values, with_job=job is not None):
+        # Conditional increment: two claims for the last item cannot both succeed.
+        raise ClaimRefused(409, "Sold out.", Reason.SOLD_OUT)
+    if job is not None:
+        jobs.written(job)
+    return Claimed(reward_id, member.id, offer.cost_points, now, offer)
+
+
+_ACCOUNTS, _POSTINGS, _LINES = Account.__table__, Posting.__table__, PostingLine.__table__
+_OUTBOX, _PARTNERS = OutboxMessage.__table__, Partner.__table__
+_REWARDS, _OFFERS, _REDEMPTIONS = Reward.__table__, Offer.__table__, Redemption.__table__
+_OUTBOX_COLUMNS = ("id", "job", "queue", "kwargs", "due_at", "attempts", "created_at",
+                   "dispatched_at")
+
+
+def _param(name: str, column: Any) -> Any:
+    return bindparam(name, type_=column.type)
+
+
+@dataclass(frozen=True)
+class _ClaimStatements:
+    lock: Any
+    counted: Any
+    # PostgreSQL: {with_job: the one write}; elsewhere: (stock, reward, posting, lines, job)
+    writes: Any
+
+
+def _write_claim(connection: Any, statements: _ClaimStatements, values: dict[str, Any],
+                 *, with_job: bool) -> bool:
+    """The claim's writes; False (nothing written) if the offer is sold out."""
+    if isinstance(statements.writes, dict):
+        return connection.execute(statements.writes[with_job], values).first()[0] == 2
+    stock, reward, posting, lines, job = statements.writes
+    # The stock last of the writes on PostgreSQL (its row, which every claim of the
+    # offer takes, is held for the shortest time); SQLite already holds the database.
+    if connection.execute(stock, values).rowcount != 1:
+        return False
+    connection.execute(reward, values)
+    connection.execute(posting, values)
+    connection.execute(lines, [
+        {"id": values["debit_line"], "posting_id": values["posting"],
+         "account_id": values["account"], "points": values["debit"],
+         "created_at": values["written_at"]},
+        {"id": values["credit_line"], "posting_id": values["posting"],
+         "account_id": values["held"], "points": values["cost"],
+         "created_at": values["written_at"]}])
+    if with_job:
+        connection.execute(job, {name: values[f"job_{name}"] for name in _OUTBOX_COLUMNS})
+    return True
+
+
+@cache
+def _claim_statements(dialect: str) -> _ClaimStatements:
+    """Built once: a claim is the hottest write a resident makes."""
+    held = _ACCOUNTS.alias("held")
+    lock = (
+        select(_ACCOUNTS.c.id.label("account_id"),
+               select(held.c.id).where(held.c.code == "scheme:rewards_held")
+               .scalar_subquery().label("held_id"),
+               *_OFFERS.columns, _PARTNERS.c.name.label("partner_name"))
+        .select_from(
+            _ACCOUNTS.outerjoin(_OFFERS, _OFFERS.c.id == _param("offer", _OFFERS.c.id))
+            .outerjoin(_PARTNERS, _PARTNERS.c.id == _OFFERS.c.partner_id))
+        .where(_ACCOUNTS.c.code == bindparam("code", type_=_ACCOUNTS.c.code.type))
+        # The member lock (see lock_member): NO KEY UPDATE serialises spenders without
+        # blocking inserts of lines that reference the account.
+        .with_for_update(key_share=True, of=_ACCOUNTS)
+    )
+    counted = select(func.count()).select_from(_REWARDS).where(
+        _REWARDS.c.member_id == _param("member", _REWARDS.c.member_id),
+        _REWARDS.c.offer_id == _param("offer", _REWARDS.c.offer_id),
+        _REWARDS.c.status.notin_(("failed", "cancelled")),
+        _REWARDS.c.created_at >= _param("since", _REWARDS.c.created_at))
+    stock = (
+        update(_OFFERS)
+        .where(_OFFERS.c.id == _param("offer", _OFFERS.c.id),
+               _OFFERS.c.stock.is_(None) | (_OFFERS.c.claimed < _OFFERS.c.stock))
+        .values(claimed=_OFFERS.c.claimed + 1)
+    )
+    reward_values = {
+        "id": _param("reward", _REWARDS.c.id), "member_id": _param("member", _REWARDS.c.member_id),
+        "status": literal("pending", _REWARDS.c.status.type),
+        "cost_points": _param("cost", _REWARDS.c.cost_points),
+        "created_at": _param("now", _REWARDS.c.created_at)}
+    posting_values = {
+        "id": _param("posting", _POSTINGS.c.id), "kind": literal("hold", _POSTINGS.c.kind.type),
+        "reason": _param("reason", _POSTINGS.c.reason), "key": _param("key", _POSTINGS.c.key),
+        "member_id": _param("member", _POSTINGS.c.member_id),
+        "created_at": _param("written_at", _POSTINGS.c.created_at)}
+    job_values = {name: _param(f"job_{name}", _OUTBOX.c[name]) for name in _OUTBOX_COLUMNS}
+    if dialect != "postgresql":
+        return _ClaimStatements(lock, counted, (
+            stock,
+            insert(_REWARDS).values(offer_id=_param("offer", _REWARDS.c.offer_id),
+                                    **reward_values),
+            insert(_POSTINGS).values(reward_id=_param("reward", _POSTINGS.c.reward_id),
+                                     **posting_values),
+            insert(_LINES),
+            insert(_OUTBOX),
+        ))
+    reserved = stock.returning(_OFFERS.c.id).cte("reserved")
+    reward = (
+        insert(_REWARDS)
+        .from_select([*reward_values, "offer_id"],
+                     select(*reward_values.values(), reserved.c.id))
+        .returning(_REWARDS.c.id).cte("reward"))
+    posting = (
+        insert(_POSTINGS)
+        .from_select([*posting_values, "reward_id"],
+                     select(*posting_values.values(), reward.c.id))
+        .returning(_POSTINGS.c.id).cte("posting"))
+    line_columns = ["id", "posting_id", "account_id", "points", "created_at"]
+    written_at = _param("written_at", _LINES.c.created_at)
+    lines = (
+        insert(_LINES)
+        .from_select(line_columns, union_all(
+            select(_param("debit_line", _LINES.c.id), posting.c.id,
+                   _param("account", _LINES.c.account_id), _param("debit", _LINES.c.points),
+                   written_at),
+            select(_param("credit_line", _LINES.c.id), posting.c.id,
+                   _param("held", _LINES.c.account_id), _param("cost", _LINES.c.points),
+                   written_at)))
+        .returning(_LINES.c.id).cte("lines"))
+    job = (
+        insert(_OUTBOX)
+        .from_select(list(job_values), select(*job_values.values()).select_from(reward))
+        .returning(_OUTBOX.c.id).cte("job"))
+    # The answer reads every part, so that each is written into the statement. Every
+    # part after the stock's update selects from the one before: sold out, none of
+    # them writes a row, and the answer's first figure (lines written) is 0, not 2.
+    written = select(func.count()).select_from(lines).scalar_subquery().label("lines")
+    jobs_written = select(func.count()).select_from(job).scalar_subquery().label("jobs")
+    return _ClaimStatements(lock, counted, {
+        False: select(written), True: select(written, jobs_written)})
 
 
 # -- issuing ----------------------------------------------------------------------------
@@ -352,13 +521,6 @@ def _why_not(reward: Reward) -> RedeemOutcome:
     return RedeemOutcome(409, f"This voucher cannot be used: it is {state}.", reward,
                          reason=Reason.VOUCHER_CANCELLED if state in ("cancelled", "failed")
                          else Reason.VOUCHER_NOT_ISSUED)
-
-
-_REWARDS, _OFFERS, _REDEMPTIONS = Reward.__table__, Offer.__table__, Redemption.__table__
-
-
-def _param(name: str, column: Any) -> Any:
-    return bindparam(name, type_=column.type)
 
 
 def _winning_update() -> Any:

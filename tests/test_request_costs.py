@@ -30,8 +30,10 @@ READS: dict[str, Any] = {
     "/v1/me/actions?page_size=5": {"postgresql": 2, "sqlite": 3},
     "/v1/offers": 2,  # member; the live offers with partners and the available points
 }
-CLAIM = 10  # member, the lock, offer, lines with their lots (balance and expiry), reward,
-#            the scheme account, posting, lines, stock, outbox
+# member; the lock with the offer's terms (and the held points' account); the member's
+# lines (expiry and balance); then the writes: on PostgreSQL one statement (stock, reward,
+# posting, its lines, the voucher's job), elsewhere five
+CLAIM = {"postgresql": 4, "sqlite": 8}
 # the till's key; on PostgreSQL one statement redeems (update, record, the offer's
 # terms), elsewhere three
 REDEMPTION = {"postgresql": 2, "sqlite": 4}
@@ -89,7 +91,7 @@ def test_a_claim_and_a_redemption_cost_a_fixed_number_of_statements(
     with counted() as sent:
         claimed = client.post("/v1/me/rewards", json=offer, headers=me)
     assert claimed.status_code == 202, claimed.json
-    assert len(sent) == CLAIM, sent.sent
+    assert len(sent) == CLAIM[db.dialect], sent.sent
     monkeypatch.undo()
     jobs.dispatch_pending()  # nothing left behind by the uncounted run
     rewards = client.get("/v1/me/rewards", headers=me).json
@@ -101,10 +103,12 @@ def test_a_claim_and_a_redemption_cost_a_fixed_number_of_statements(
     assert len(sent) == REDEMPTION[db.dialect], sent.sent
 
 
-HANDOVER = 1  # after the response: the claim's job marked handed over, returning it
+# after the response: nothing. The claim wrote its job's row marked handed over (the
+# thread only talks to Redis); other jobs' rows are marked by one UPDATE ... RETURNING.
+HANDOVER = 0
 
 
-def test_a_claims_job_is_handed_over_to_redis_in_one_statement(
+def test_a_claims_job_is_handed_over_to_redis_without_a_statement(
         client: FlaskClient, app: Flask, rq_mode: str) -> None:
     from redis import Redis
     from rq.job import Job
@@ -121,7 +125,7 @@ def test_a_claims_job_is_handed_over_to_redis_in_one_statement(
         claimed = client.post("/v1/me/rewards", json=offer, headers=me)
         assert handover.wait()
     assert claimed.status_code == 202, claimed.json
-    assert len(sent) == CLAIM + HANDOVER, sent.sent
+    assert len(sent) == CLAIM[db.dialect] + HANDOVER, sent.sent
     with app.app_context():
         [row] = [message for message in db.session.query(OutboxMessage)
                  if message.kwargs.get("reward_id") == claimed.json["id"]]

@@ -6,7 +6,13 @@ lots with an expiry, derived from the lines (see lots.py), never stored."""
 
 from .adjustments import MAX_ADJUSTMENT, NotEnoughPoints, adjust
 from .earning import Earn, post_earns
-from .expiry import expire_member, expire_then_balance, members_with_expired_lots
+from .expiry import (
+    AccountRef,
+    expire_member,
+    expire_then_balance,
+    expire_then_spendable,
+    members_with_expired_lots,
+)
 from .lots import Lot, expiring
 from .pending import members_with_due_pending, pending_credits, release_member
 from .reversal import Reversal, reverse_action
@@ -34,6 +40,8 @@ __all__ = [
     "add_points_awarded",
     "MAX_ADJUSTMENT",
     "expire_then_balance",
+    "expire_then_spendable",
+    "AccountRef",
     "LedgerError",
     "Lot",
     "MemberBalances",
