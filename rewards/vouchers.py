@@ -125,7 +125,7 @@ def claim(
 
 def claim_offer(
     session: Session,
-    member: Member,
+    member: Any,  # the entity, or a resident_read row: id, ward, joined_at
     offer_id: uuid.UUID,
     now: datetime | None = None,
     *,

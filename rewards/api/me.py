@@ -39,7 +39,7 @@ from ..models.reward import REWARD_STATUSES
 from ..reasons import Reason
 from ..vouchers import Claimed, ClaimRefused, claim_offer, voucher_state
 from ..wards import ward_for_postcode, ward_named
-from .auth import BEARER, current_member, member_required, resident_read
+from .auth import BEARER, current_member, current_resident, member_required, resident_read
 from .catalogue import PartnerBrief
 from .common import CursorArgs, idempotent, keyset_page, paginate, reads_only
 from .fastdump import json_answer
@@ -429,7 +429,7 @@ class Rewards(MethodView):
                      "schema": {"type": "string"},
                      "description": "A retry with the same key and body replays the answer."}],
     )
-    @member_required
+    @resident_read
     @blp.arguments(ClaimIn)
     @blp.response(202, RewardSchema)
     @blp.alt_response(404, description="No such offer, or not live")
@@ -438,7 +438,7 @@ class Rewards(MethodView):
     @blp.alt_response(410, description="The offer has ended")
     def post(self, args):
         """Claim an offer: the points are held now and a job issues the voucher."""
-        member = current_member()
+        member = current_resident()  # a row: id, ward, joined_at and locale are enough
 
         def produce():
             try:
