@@ -135,3 +135,14 @@ def test_argument_schemas_are_made_once(app: Flask, client: Any) -> None:
     assert isinstance(made, CursorArgs)
     # still parsed per request: a bad cursor is refused, a good page size honoured
     assert client.get("/v1/me/actions?cursor=x", headers={}).status_code == 401
+
+
+def test_json_columns_read_back_whatever_orjson_refuses() -> None:
+    from rewards.extensions import _json_loads
+
+    assert _json_loads(b'{"route": "4", "km": 3.2, "n": [1, null, true]}') == {
+        "route": "4", "km": 3.2, "n": [1, None, True]}
+    huge = 2**70
+    assert _json_loads(f'{{"big": {huge}}}') == {"big": huge}
+    with pytest.raises(ValueError):
+        _json_loads("{nope")

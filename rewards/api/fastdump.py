@@ -3,8 +3,8 @@ without marshmallow's per-field machinery.
 
 A page of twenty actions with their awards costs marshmallow about 200 field
 `serialize` calls and more Python than the rest of the request (bench/README.md, "api.py").
-`plain_dumper(Schema)` reads the schema once and returns a function doing the same dump
-with one plain converter per field: the schema stays the single description of the
+`plain_dumper(Schema)` reads the schema once and writes a function doing the same dump
+(one line of Python a field, compiled once): the schema stays the single description of the
 answer (and of the OpenAPI document), and `tests/test_fastdump.py` holds the two dumps
 equal. Field kinds it does not know are dumped by the field itself.
 """
@@ -12,65 +12,56 @@ equal. Field kinds it does not know are dumped by the field itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from functools import cache
 from typing import Any
 
 from flask import Response, current_app
 from marshmallow import Schema, fields
-from marshmallow.utils import get_value
 from marshmallow.utils import missing as _MARSHMALLOW_MISSING
 
 Dump = Callable[[Any], dict[str, Any]]
 
 
-def _none_or(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else convert(value)
+# What each simple field kind dumps for a value `v`, as an expression (marshmallow's
+# own `_serialize` for that kind, with its shortcut for a value already of the type).
+_EXPRESSIONS: dict[type, str] = {
+    fields.String: "v if v is None or type(v) is str else str(v)",
+    fields.Url: "v if v is None or type(v) is str else str(v)",
+    fields.Email: "v if v is None or type(v) is str else str(v)",
+    fields.UUID: "None if v is None else str(v)",
+    fields.Boolean: "v",  # marshmallow dumps these as they are
+    fields.Raw: "v",
+    fields.DateTime: "None if v is None else v.isoformat()",
+    fields.AwareDateTime: "None if v is None else v.isoformat()",
+    fields.NaiveDateTime: "None if v is None else v.isoformat()",
+}
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
-def _value_converter(field: fields.Field) -> Callable[[Any], Any] | None:
-    """A plain function giving what `field` dumps for a value, or None if unknown."""
-    if type(field) in (fields.String, fields.UUID, fields.Url, fields.Email):
-        return _none_or(str)
-    if type(field) is fields.Integer and not field.as_string:
-        return _none_or(int)
-    if type(field) in (fields.Boolean, fields.Raw):
-        return _same  # marshmallow dumps these as they are
-    if (type(field) in (fields.DateTime, fields.AwareDateTime, fields.NaiveDateTime)
-            and field.format in (None, "iso")):
-        return _none_or(datetime.isoformat)
-    if type(field) is fields.Dict and field.key_field is None and field.value_field is None:
-        return _none_or(dict)
-    if type(field) is fields.Nested and isinstance(field.nested, type | Schema):
-        inner = plain_dumper(field.nested if isinstance(field.nested, type)
-                             else type(field.nested))
+def _expression(field: fields.Field, name: str, helpers: dict[str, Any]) -> str | None:
+    """A Python expression of `v` giving what `field` dumps, or None if not known here
+    (helpers it calls are added to `helpers` under `name`)."""
+    kind = type(field)
+    if kind in (fields.DateTime, fields.AwareDateTime, fields.NaiveDateTime) \
+            and field.format not in (None, "iso"):
+        return None
+    if kind in _EXPRESSIONS:
+        return _EXPRESSIONS[kind]
+    if kind is fields.Integer and not field.as_string:
+        return "v if v is None or type(v) is int else int(v)"
+    if kind is fields.Dict and field.key_field is None and field.value_field is None:
+        return "None if v is None else dict(v)"
+    if kind is fields.Nested and isinstance(field.nested, type | Schema):
+        helpers[name] = plain_dumper(field.nested if isinstance(field.nested, type)
+                                     else type(field.nested))
         if field.many:
-            return _none_or(lambda values: [inner(value) for value in values])
-        return _none_or(inner)
-    if type(field) is fields.List:
-        each = _value_converter(field.inner)
-        if each is not None:
-            return _none_or(lambda values: [each(value) for value in values])
+            return f"None if v is None else [{name}(each) for each in v]"
+        return f"None if v is None else {name}(v)"
+    if kind is fields.List:
+        inner = _expression(field.inner, name + "_each", helpers)
+        if inner is not None:
+            helpers[name + "_one"] = eval(f"lambda v: {inner}", helpers)  # noqa: S307
+            return f"None if v is None else [{name}_one(each) for each in v]"
     return None
-
-
-def _getter(attribute: str) -> Callable[[Any], Any]:
-    """The value marshmallow would read: a key of a dict, else an attribute; dotted
-    paths through marshmallow's own reader."""
-    if "." in attribute:
-        return lambda obj: get_value(obj, attribute)
-    marker = _MISSING
-
-    def read(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            return obj.get(attribute, marker)
-        return getattr(obj, attribute, marker)
-
-    return read
 
 
 _MISSING = object()
@@ -78,41 +69,44 @@ _MISSING = object()
 
 @cache
 def plain_dumper(schema_class: type[Schema]) -> Dump:
-    """A function dumping one object as `schema_class().dump(obj)` does."""
+    """A function dumping one object as `schema_class().dump(obj)` does: Python source
+    written from the schema's fields once (one line a field, a branch for dicts and
+    one for objects), compiled, and kept."""
     schema = schema_class()
-    steps: list[Callable[[Any, dict[str, Any]], None]] = []
-    for name, field in schema.dump_fields.items():
-        key = field.data_key or name
+    helpers: dict[str, Any] = {"M": _MISSING, "MM": _MARSHMALLOW_MISSING}
+    for_dict: list[str] = []
+    for_object: list[str] = []
+    for number, (name, field) in enumerate(schema.dump_fields.items()):
+        key = repr(field.data_key or name)
+        attribute = field.attribute or name
+        helper = f"h{number}"
         if type(field) is fields.Function:
-            function = field.serialize_func
+            helpers[helper] = field.serialize_func
+            for_dict.append(f"out[{key}] = {helper}(obj)")
+            for_object.append(f"out[{key}] = {helper}(obj)")
+            continue
+        expression = None if "." in attribute else _expression(field, helper, helpers)
+        if expression is None:  # the field dumps it itself
+            helpers[helper + "_field"] = field
+            helpers[helper + "_get"] = schema.get_attribute
+            line = (f"v = {helper}_field.serialize({name!r}, obj, accessor={helper}_get)\n"
+                    f"if v is not MM: out[{key}] = v")
+            for_dict.append(line)
+            for_object.append(line)
+            continue
+        for_dict.append(f"v = get({attribute!r}, M)\nif v is not M: out[{key}] = {expression}")
+        for_object.append(f"v = getattr(obj, {attribute!r}, M)\n"
+                          f"if v is not M: out[{key}] = {expression}")
 
-            def step(obj: Any, out: dict[str, Any], key: str = key,
-                     function: Any = function) -> None:
-                out[key] = function(obj)
-        else:
-            read = _getter(field.attribute or name)
-            convert = _value_converter(field)
-            if convert is None:
-                def step(obj: Any, out: dict[str, Any], key: str = key, name: str = name,
-                         field: fields.Field = field) -> None:
-                    value = field.serialize(name, obj, accessor=schema.get_attribute)
-                    if value is not _MARSHMALLOW_MISSING:
-                        out[key] = value
-            else:
-                def step(obj: Any, out: dict[str, Any], key: str = key, read: Any = read,
-                         convert: Any = convert) -> None:
-                    value = read(obj)
-                    if value is not _MISSING:
-                        out[key] = convert(value)
-        steps.append(step)
+    def block(lines: list[str]) -> str:
+        return "\n".join("        " + part for line in lines for part in line.split("\n"))
 
-    def dump(obj: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for step in steps:
-            step(obj, out)
-        return out
-
-    return dump
+    source = ("def dump(obj):\n    out = {}\n    if isinstance(obj, dict):\n"
+              "        get = obj.get\n" + block(for_dict) + "\n    else:\n"
+              + block(for_object) + "\n    return out\n")
+    exec(compile(source, f"<plain dump of {schema_class.__name__}>", "exec"),  # noqa: S102
+         helpers)
+    return helpers["dump"]
 
 
 def json_answer(schema_class: type[Schema], items: Iterable[Any] | Any, *,
