@@ -300,6 +300,26 @@ def test_a_hung_redis_does_not_hold_a_claim(client: FlaskClient, app: Flask,
     assert _issued(app, [reward_id]) == {"issued": 0, "captures": 0, "other": 1}
 
 
+def test_readiness_names_a_hung_redis_without_leaving_rotation(
+    client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every API host shares one Redis, and claims wait in the outbox while it is away:
+    a load balancer polling /readyz must not take every host out, nor time out polling."""
+    import rewards.api.health
+
+    assert rewards.api.health.REDIS_PROBE_TIMEOUT <= 1
+    silent = SilentRedis()
+    monkeypatch.setitem(app.config, "REDIS_URL", f"redis://127.0.0.1:{silent.port}/0")
+    try:
+        ready = client.get("/readyz")
+        assert silent.received.is_set()
+    finally:
+        silent.close()
+    assert ready.status_code == 200
+    assert ready.json == {"status": "degraded",
+                          "checks": {"database": "ok", "redis": "unavailable"}}
+
+
 # -- forked processes and the parent's connections ------------------------------------------
 
 def _in_child(work: Any) -> str:
