@@ -155,7 +155,8 @@ def _finish(message_id: uuid.UUID, attempt: int, error: BaseException | None) ->
     session = db.session
     most = int(current_app.config["JOB_MAX_ATTEMPTS"])
     now = utcnow()
-    values: dict[str, Any] = {"due_at": None, "done_at": now}
+    # Done: an error kept says it gave up (/metrics counts those); success clears it.
+    values: dict[str, Any] = {"due_at": None, "done_at": now, "last_error": None}
     again = error is not None and attempt < most
     if error is not None:
         values["last_error"] = repr(error)[:2000]

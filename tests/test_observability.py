@@ -260,6 +260,53 @@ def test_backlog_figures_come_from_the_database_and_redis(
     assert sample(done, "rewards_oldest_pending_reward_age_seconds") == 0
 
 
+def test_retries_and_failures_are_counted_from_the_outbox(
+    client: FlaskClient, app: Flask, metrics_on: dict[str, str]
+) -> None:
+    """Retries are the outbox's (RQ's scheduler and failed registry never see them): a
+    job in flight after a failed attempt is retrying; one done with its error kept gave
+    up, and counts for an hour."""
+    from datetime import timedelta
+
+    from rewards.extensions import db
+    from rewards.models import OutboxMessage, utcnow
+
+    now = utcnow()
+    rows = [
+        # (queue, attempts, due_at, done_at, last_error)
+        ("rewards", 0, now, None, None),                                  # waiting
+        ("rewards", 1, now + timedelta(seconds=30), None, "HTTP 503"),   # retry due
+        ("rewards", 2, now + timedelta(seconds=60), None, "HTTP 500"),   # retry running
+        ("default", 1, now, None, "timeout"),                            # retry due
+        ("rewards", 3, None, now - timedelta(minutes=2), None),          # succeeded
+        ("rewards", 4, None, now - timedelta(minutes=10), "HTTP 503"),   # gave up
+        ("default", 5, None, now - timedelta(minutes=1), "abandoned: 5 attempts"),
+        ("rewards", 4, None, now - timedelta(hours=2), "HTTP 503"),      # long ago
+    ]
+    with app.app_context():
+        for queue, attempts, due_at, done_at, error in rows:
+            message = OutboxMessage(job="workers.rewards.issue_reward", queue=queue,
+                                    attempts=attempts, done_at=done_at, last_error=error)
+            db.session.add(message)
+            db.session.flush()
+            message.due_at = due_at  # None is not left to the column's default
+        db.session.commit()
+    text = client.get("/metrics", headers=metrics_on).get_data(as_text=True)
+    assert sample(text, "rewards_outbox_depth") == 4
+    assert sample(text, "rewards_jobs_retrying", queue="rewards") == 2
+    assert sample(text, "rewards_jobs_retrying", queue="default") == 1
+    assert sample(text, "rewards_jobs_failed", queue="rewards") == 1
+    assert sample(text, "rewards_jobs_failed", queue="default") == 1
+    with app.app_context():
+        db.session.execute(OutboxMessage.__table__.delete().where(
+            OutboxMessage.__table__.c.last_error.is_not(None)))
+        db.session.commit()
+    quiet = client.get("/metrics", headers=metrics_on).get_data(as_text=True)
+    for name in ("rewards_jobs_retrying", "rewards_jobs_failed"):
+        for queue in ("rewards", "default"):
+            assert f'{name}{{queue="{queue}"}} 0.0' in quiet
+
+
 def test_gunicorn_workers_report_together_in_multiprocess_mode(tmp_path) -> None:
     """Two gunicorn workers started by the image's entry point: a scrape answered by
     either counts the requests both answered."""

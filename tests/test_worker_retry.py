@@ -124,6 +124,10 @@ def test_rq_retries_a_500_then_issues(client: FlaskClient, app: Flask, rq_mode: 
     assert (reward.status, reward.partner_code) == ("issued", "SWIM-0001")
     assert (postings(app, "capture"), postings(app, "release")) == (1, 0)
     assert available(client, me.headers) == 70
+    with app.app_context():
+        # Done: the failed attempt's error is not kept (a kept one means it gave up).
+        message = db.session.scalars(select(OutboxMessage)).one()
+        assert (message.attempts, message.due_at, message.last_error) == (2, None, None)
     ledger_sound(app)
 
 
@@ -145,6 +149,10 @@ def test_rq_gives_up_after_the_last_retry(client: FlaskClient, app: Flask, rq_mo
     assert reward.status == "failed" and "HTTP 503" in reward.failure_reason
     assert available(client, me.headers) == 100
     assert (postings(app, "capture"), postings(app, "release")) == (0, 1)
+    with app.app_context():
+        message = db.session.scalars(select(OutboxMessage)).one()
+        assert (message.attempts, message.due_at) == (3, None)
+        assert "503" in message.last_error
     ledger_sound(app)
 
 
