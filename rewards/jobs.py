@@ -49,6 +49,9 @@ LEASE_GRACE = timedelta(seconds=5)
 LONG_JOBS = {"workers.imports.import_csv": 1800, "workers.awarding.award_queued": 600}
 # Attempts lost to killed workers after the last one before the relay stops sending.
 ABANDONED_EXTRA = 2
+# What to do, with the job's own arguments, when the relay gives up on a job whose
+# attempts never finished (each died with its worker): the job itself never got to.
+GIVE_UP = {"workers.rewards.issue_reward": "workers.rewards.give_up_issuing"}
 
 # Attempt number and the most there will be, while an outbox job runs.
 _attempt_var: ContextVar[tuple[int, int] | None] = ContextVar("job_attempt", default=None)
@@ -380,7 +383,9 @@ def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everythi
                   message_id, message.attempts)
         message.due_at, message.done_at = None, now
         message.last_error = f"abandoned: {message.attempts} attempts never finished"
+        job, kwargs = message.job, dict(message.kwargs)
         session.commit()
+        _give_up(job, kwargs)
         return 0
     if message.attempts:
         log.warning("sending job %s (%s) again after %d attempt(s)", message.job, message_id,
@@ -390,6 +395,21 @@ def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everythi
     message.dispatched_at, message.due_at = now, now + QUEUED_LEASE
     session.commit()
     return 1
+
+
+def _give_up(job: str, kwargs: dict[str, Any]) -> None:
+    """Run the job's give-up step (a reward fails and its points come back at once, not
+    when the stuck-reward sweep finds it hours later); a failure here is logged and
+    left to that sweep."""
+    hook = GIVE_UP.get(job)
+    if hook is None:
+        return
+    try:
+        resolve(hook)(**kwargs)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("could not give up on job %s %r", job, kwargs)
 
 
 def purge_done(before: datetime, limit: int = 10_000) -> int:

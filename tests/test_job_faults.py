@@ -27,7 +27,14 @@ from rewards.extensions import db
 from rewards.handover import handover
 from rewards.models import OutboxMessage, Posting, Reward, utcnow
 
-from .reward_support import admin_headers, ledger_sound, make_offer, make_partner, resident
+from .reward_support import (
+    admin_headers,
+    ledger_sound,
+    make_offer,
+    make_partner,
+    member_available,
+    resident,
+)
 from .test_worker import BIN, ROOT, handed_over, run_rewards_worker, worker_env
 
 COST = 10
@@ -132,6 +139,49 @@ def test_a_job_redis_lost_is_sent_again_and_issued_once(client: FlaskClient, app
     assert _issued(app, [reward_id]) == {"issued": 1, "captures": 1, "other": 0}
     [row] = _outbox(app)
     assert (row.attempts, row.due_at) == (1, None) and row.done_at is not None
+    ledger_sound(app)
+
+
+def test_a_job_whose_attempts_keep_dying_is_given_up_and_its_points_returned(
+    client: FlaskClient, app: Flask, rq_mode: str
+) -> None:
+    """Every attempt died with its worker (out of memory, say): after JOB_MAX_ATTEMPTS
+    + 2 the relay stops sending it, and the reward fails there and then, its points and
+    stock back, rather than when the stuck-reward sweep finds it six hours later."""
+    [reward_id] = _claims(client, app, 1)
+    handed_over()
+    job_id = reward_job_id(app)
+    connection = Redis.from_url(rq_mode)
+    most = int(app.config["JOB_MAX_ATTEMPTS"])
+    # One short of the cap: sent again as usual.
+    connection.delete(f"rq:job:{job_id}")
+    connection.lrem(f"{_rq_key_prefix(app)}rewards", 0, job_id)
+    with app.app_context():
+        db.session.execute(update(OutboxMessage).values(
+            attempts=most + jobs.ABANDONED_EXTRA - 1, due_at=utcnow()))
+        db.session.commit()
+        assert jobs.relay() == 1
+    assert _issued(app, [reward_id]) == {"issued": 0, "captures": 0, "other": 1}
+    # That attempt dies too: its lease lapses and the relay gives up.
+    connection.delete(f"rq:job:{job_id}")
+    connection.lrem(f"{_rq_key_prefix(app)}rewards", 0, job_id)
+    with app.app_context():
+        db.session.execute(update(OutboxMessage).values(
+            attempts=most + jobs.ABANDONED_EXTRA, due_at=utcnow()))
+        db.session.commit()
+        assert jobs.relay() == 0
+        reward = db.session.get(Reward, uuid.UUID(reward_id))
+        assert reward is not None and reward.status == "failed"
+        assert "cut short" in (reward.failure_reason or "")
+        member_id = str(reward.member_id)
+        db.session.rollback()
+    assert connection.llen(f"{_rq_key_prefix(app)}rewards") == 0
+    [row] = _outbox(app)
+    assert row.due_at is None and row.done_at is not None
+    assert (row.last_error or "").startswith("abandoned:")
+    assert member_available(app, member_id) == COST
+    with app.app_context():
+        assert jobs.relay(everything=True) == 0  # nothing more to send
     ledger_sound(app)
 
 
