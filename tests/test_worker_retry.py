@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,9 +19,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete, select
 
-from rewards import vouchers
+from rewards import jobs, vouchers
 from rewards.extensions import db
-from rewards.models import OutboxMessage, Reward
+from rewards.models import OutboxMessage, Reward, utcnow
+from workers import runner
 
 from .reward_support import (
     admin_headers,
@@ -188,25 +190,28 @@ def test_a_worker_killed_on_the_last_attempt_is_finished_by_another(
         assert postings(app, "capture") == 0
         with app.app_context():
             message = db.session.scalars(select(OutboxMessage)).one()
+            # The bound (docs/jobs.md): the killed attempt's lease, taken when it began,
+            # lapses within its time limit and the lease's grace (3 + 5 s here); any
+            # surviving worker's relay, every RELAY_EVERY seconds, then sends it again.
+            # RQ's own clean-up of abandoned jobs would take ten minutes.
             assert message.attempts == 1 and message.due_at is not None
+            assert message.due_at <= utcnow() + timedelta(seconds=3) + jobs.LEASE_GRACE
+        assert runner.RELAY_EVERY <= 5
 
         # A second worker sends it again once the lease has lapsed, and finishes it.
         second = subprocess.Popen([str(BIN / "rewards"), "worker"], env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                   start_new_session=True)
         try:
+            # A give-up guard only (a machine under load may be slow): the bound is
+            # the lease checked above.
             while _reward(app, reward_id).status == "pending" \
-                    and time.monotonic() - killed_at < 60:
+                    and time.monotonic() - killed_at < 180:
                 time.sleep(0.2)
-            took = time.monotonic() - killed_at
         finally:
             os.killpg(second.pid, signal.SIGTERM)
             _, errors = second.communicate(timeout=30)
     assert second.returncode == 0, errors
-    # The bound (docs/jobs.md): the attempt's time limit, the lease's grace and one
-    # relay pass (3 + 5 + 5 s here), plus the second worker's start-up on a busy machine;
-    # RQ's own clean-up of abandoned jobs would take ten minutes.
-    assert took < 45, (took, errors[-3000:])
 
     assert len(system.calls) == 2
     assert [call.headers["Idempotency-Key"] for call in system.calls] == [reward_id] * 2
