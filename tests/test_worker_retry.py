@@ -224,3 +224,45 @@ def test_a_worker_killed_on_the_last_attempt_is_finished_by_another(
         message = db.session.scalars(select(OutboxMessage)).one()
         assert (message.attempts, message.due_at) == (2, None)
     ledger_sound(app)
+
+
+@pytest.mark.parametrize("mode", [[], ["--fork"]], ids=["own-process", "forking"])
+def test_sigterm_lets_the_job_in_hand_finish_first(
+    client: FlaskClient, app: Flask, rq_mode: str, mode: list[str]
+) -> None:
+    """What `docker compose stop` or a deploy does to a worker mid-job: it finishes the
+    job it holds (one partner call, one voucher), then exits cleanly."""
+    admin = admin_headers(client, app)
+    partner = make_partner(client, admin, "Active Leeds")
+    with partner_system(partner["webhook_secret"], script=["slow"],
+                        slow_seconds=120) as system:
+        offer = _webhook_offer(client, app, partner, admin, system.url)
+        me = resident(client, app, points=100)
+        claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]},
+                              headers=me.headers)
+        reward_id = claimed.json["id"]
+        handed_over()
+        worker = subprocess.Popen([str(BIN / "rewards"), "worker", *mode],
+                                  env=worker_env(app, rq_mode), cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, start_new_session=True)
+        try:
+            assert system.received.wait(timeout=60), "the worker never called the partner"
+            os.kill(worker.pid, signal.SIGTERM)  # the worker's own process, as Docker does
+            time.sleep(1)
+            assert worker.poll() is None, "the worker left its job unfinished"
+            assert _reward(app, reward_id).status == "pending"
+            system.release.set()  # the partner answers now
+            _, errors = worker.communicate(timeout=120)
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=30)
+    assert worker.returncode == 0, errors[-3000:]
+    assert len(system.calls) == 1
+    reward = _reward(app, reward_id)
+    assert (reward.status, reward.partner_code) == ("issued", "SWIM-0001")
+    with app.app_context():
+        message = db.session.scalars(select(OutboxMessage)).one()
+        assert (message.attempts, message.due_at, message.last_error) == (1, None, None)
+    ledger_sound(app)
