@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
 from .extensions import db, redis
-from .logs import current_request_id
+from .logs import current_request_id, request_id_set
 from .models import OutboxMessage, utcnow
 
 log = logging.getLogger("rewards.jobs")
@@ -59,7 +59,8 @@ _attempt_var: ContextVar[tuple[int, int] | None] = ContextVar("job_attempt", def
 
 def enqueue(job: str, queue: str = "default", **kwargs: Any) -> OutboxMessage:
     message = OutboxMessage(id=uuid.uuid4(), job=job, queue=queue, kwargs=kwargs,
-                            due_at=utcnow() + HANDOVER_GRACE)
+                            due_at=utcnow() + HANDOVER_GRACE,
+                            request_id=current_request_id())
     db.session.add(message)
     db.session.info.setdefault("outbox", []).append(message.id)
     return message
@@ -225,10 +226,11 @@ def run_inline(message_id: uuid.UUID) -> None:
         if not isinstance(message, OutboxMessage):
             return
         attempt, job, kwargs = message.attempts, message.job, dict(message.kwargs)
+        request_id = message.request_id or current_request_id()
         message.dispatched_at = utcnow()
         session.commit()
         try:
-            with _attempt(attempt, most):
+            with _attempt(attempt, most), request_id_set(request_id):
                 resolve(job)(**kwargs)
             session.commit()
         except Exception as error:  # a failed job must not fail the request that queued it
@@ -253,6 +255,12 @@ def _rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
         result_ttl=3600, failure_ttl=7 * 24 * 3600, meta=meta or None)
 
 
+def _meta(request_id: str | None) -> dict[str, Any] | None:
+    """What goes with a job to RQ: the id of the request that wrote it (workers.job
+    logs under it)."""
+    return {"request_id": request_id} if request_id else None
+
+
 def push(ids: list[uuid.UUID], connection: Redis | None,
          meta: dict[str, Any] | None = None) -> int:
     """Hand these rows to RQ right after their commit (no status checks: they are
@@ -271,13 +279,14 @@ def push(ids: list[uuid.UUID], connection: Redis | None,
                OutboxMessage.due_at.is_not(None), OutboxMessage.dispatched_at.is_(None))
         .values(dispatched_at=now, due_at=now + QUEUED_LEASE)
         .returning(OutboxMessage.id, OutboxMessage.job, OutboxMessage.queue,
-                   OutboxMessage.kwargs)).all()
+                   OutboxMessage.kwargs, OutboxMessage.request_id)).all()
     session.commit()
     order = {message_id: n for n, message_id in enumerate(ids)}
     taken.sort(key=lambda row: order[row.id])
-    for pushed, (message_id, job, queue, kwargs) in enumerate(taken):
+    for pushed, (message_id, job, queue, kwargs, request_id) in enumerate(taken):
         try:
-            _rq_enqueue(connection, message_id, job, queue, dict(kwargs), meta)
+            _rq_enqueue(connection, message_id, job, queue, dict(kwargs),
+                        _meta(request_id) or meta)
         except RedisError as error:
             log.warning("queue unavailable, %s stays in the outbox: %s", job, error)
             _not_handed_over([row.id for row in taken[pushed:]])
@@ -391,7 +400,8 @@ def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everythi
         log.warning("sending job %s (%s) again after %d attempt(s)", message.job, message_id,
                     message.attempts)
     _forget_in_rq(connection, message_id, message.queue)
-    _rq_enqueue(connection, message_id, message.job, message.queue, dict(message.kwargs))
+    _rq_enqueue(connection, message_id, message.job, message.queue, dict(message.kwargs),
+                _meta(message.request_id))
     message.dispatched_at, message.due_at = now, now + QUEUED_LEASE
     session.commit()
     return 1

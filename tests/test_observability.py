@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from rewards import logs
 from rewards.config import Config
@@ -160,6 +161,45 @@ def test_a_claims_request_id_follows_its_job_into_the_worker(
     assert "claim-req-42" in ids and None not in ids and len(set(ids)) == len(mail) == 2
     issued = client.get(f"/v1/me/rewards/{claim.json['id']}", headers=me).json
     assert issued["status"] == "issued"
+
+
+def test_a_job_sent_again_after_redis_lost_it_keeps_its_request_id(
+    client: FlaskClient, app: Flask, rq_mode: str
+) -> None:
+    """The outbox row keeps the id of the request that wrote it: a job the relay sends
+    after Redis was down (or lost it) logs under the claim's request like any other."""
+    from redis import Redis
+    from rq.job import Job
+
+    from rewards import jobs
+    from rewards.extensions import db
+    from rewards.handover import handover
+    from rewards.models import OutboxMessage
+
+    scheme, me = _member_with_points(client, app, mail_points=False)
+    assert handover.wait()
+    assert run_rq_worker(app, rq_mode).returncode == 0
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # down while the claim commits
+    try:
+        claim = client.post("/v1/me/rewards", json={"offer_id": scheme.offer["id"]},
+                            headers={**me, "X-Request-Id": "claim-req-77"})
+        assert claim.status_code == 202
+        assert handover.wait()
+    finally:
+        app.config["REDIS_URL"] = rq_mode
+    with app.app_context():
+        message = db.session.scalars(select(OutboxMessage).where(
+            OutboxMessage.job == "workers.rewards.issue_reward")).one()
+        assert (message.request_id, message.dispatched_at) == ("claim-req-77", None)
+        message_id = str(message.id)
+        db.session.rollback()
+        assert jobs.relay(everything=True) == 1  # Redis is back: the relay sends it
+    assert Job.fetch(message_id, connection=Redis.from_url(rq_mode)).meta == {
+        "request_id": "claim-req-77"}
+    done = run_rq_worker_logging(app, rq_mode)
+    assert done.returncode == 0, done.stderr
+    mail = [line for line in json_lines(done.stderr) if line["message"].startswith("mail to")]
+    assert [line.get("request_id") for line in mail] == ["claim-req-77"], done.stderr[-2000:]
 
 
 def run_rq_worker_logging(app: Flask, redis_url: str) -> subprocess.CompletedProcess[str]:

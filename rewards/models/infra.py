@@ -41,6 +41,9 @@ class OutboxMessage(IdMixin, Base):
     kwargs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Last hand-over to the queue.
     dispatched_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The request (or job) that wrote it: every attempt logs under it, including one
+    # the relay sends after Redis lost the first.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     attempts: Mapped[int] = mapped_column(default=0)
     # The last failed attempt's error while the job is in flight; kept once it gave up,
     # cleared when it succeeds.
