@@ -535,3 +535,34 @@ def test_rows_of_jobs_done_a_week_ago_are_purged(app: Flask) -> None:
         assert set(db.session.scalars(select(OutboxMessage.id))) == kept
         assert workers.outbox.purge_done() == 0
         db.session.commit()
+
+
+def test_a_gunicorn_worker_hands_its_last_jobs_over_before_it_exits(
+    client: FlaskClient, app: Flask, rq_mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim answered just before the worker leaves (a deploy, max_requests): its job
+    reaches Redis before the process goes, rather than waiting for the relay."""
+    from rewards import gunicorn_conf
+    from rewards.api import health
+
+    real_push = jobs.push
+
+    def slow_push(*args: Any, **kwargs: Any) -> int:
+        time.sleep(0.5)  # Redis answering slowly
+        return real_push(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "push", slow_push)
+
+    class Worker:
+        pid = os.getpid()
+
+        class log:  # noqa: N801 (gunicorn's attribute)
+            warning = staticmethod(lambda *args: None)
+
+    _claims(client, app, 1)
+    try:
+        gunicorn_conf.worker_exit(None, Worker())
+    finally:
+        health._draining.clear()
+    queue_key = f"{_rq_key_prefix(app)}rewards"
+    assert Redis.from_url(rq_mode).lrange(queue_key, 0, -1) == [reward_job_id(app).encode()]
