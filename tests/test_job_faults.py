@@ -463,6 +463,19 @@ def test_the_scheduler_waits_for_redis(app: Flask, private_redis: PrivateRedis,
         _wait_for(lambda: list(connection.scan_iter("rq:cron_scheduler:*")), 60,
                   "the scheduler to register")
         assert cron.poll() is None, log_path.read_text()
+
+        # Redis dies under the running scheduler and comes back empty: it registers
+        # again and goes on queueing (the minute relay is due at once on each start).
+        private_redis.kill()
+        time.sleep(3)
+        assert cron.poll() is None, log_path.read_text()
+        private_redis.start()
+        connection = Redis.from_url(private_redis.url)
+        _wait_for(lambda: list(connection.scan_iter("rq:cron_scheduler:*")), 90,
+                  "the scheduler to register again")
+        _wait_for(lambda: connection.llen(f"rq:queue:{app.config['RQ_QUEUE_PREFIX']}default"),
+                  90, "the scheduler to queue a job again")
+        assert cron.poll() is None, log_path.read_text()
     finally:
         if cron.poll() is None:
             os.killpg(cron.pid, signal.SIGTERM)
