@@ -143,8 +143,9 @@ def test_compose_stops_gracefully_and_runs_two_workers(monkeypatch: pytest.Monke
     """`docker compose stop` (and every `up` that replaces a container) sends SIGTERM and
     SIGKILLs after the grace period: long enough for gunicorn to drain and finish its
     requests, and for a worker to finish the job in hand."""
-    # Importing gunicorn's settings sets DATABASE_PRE_PING for the API; not for the suite.
-    monkeypatch.delenv("DATABASE_PRE_PING", raising=False)
+    # Importing gunicorn's settings sets DATABASE_PRE_PING=0 (for the API) unless it is
+    # set: set here, and put back after, so the suite's worker processes keep the ping.
+    monkeypatch.setenv("DATABASE_PRE_PING", "1")
     from rewards import gunicorn_conf
     from rewards.config import Config
 

@@ -555,6 +555,7 @@ def test_a_gunicorn_worker_hands_its_last_jobs_over_before_it_exits(
 ) -> None:
     """A claim answered just before the worker leaves (a deploy, max_requests): its job
     reaches Redis before the process goes, rather than waiting for the relay."""
+    monkeypatch.setenv("DATABASE_PRE_PING", "1")  # gunicorn's settings would set 0
     from rewards import gunicorn_conf
     from rewards.api import health
 
