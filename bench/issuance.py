@@ -34,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from api_scheme import member_logins  # noqa: E402  bench/api_scheme.py
 from pgdb import create_database, drop_database  # noqa: E402  bench/pgdb.py
 from redis import Redis  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
@@ -69,14 +70,11 @@ def build(members: int) -> str:
     return str(offer.id)
 
 
-def _claim_process(config: dict[str, Any], offer_id: str, members: list[str], threads: int,
+def _claim_process(config: dict[str, Any], offer_id: str, tokens: list[str], threads: int,
                    results: Any) -> None:
     from rewards.handover import handover
-    from rewards.security import issue_token
 
     app = create_app(config)
-    with app.app_context():
-        tokens = [issue_token(mid, "member", 3600) for mid in members]
     shares = [tokens[n::threads] for n in range(threads)]
     errors = []
 
@@ -100,8 +98,9 @@ def _claim_process(config: dict[str, Any], offer_id: str, members: list[str], th
 
 def claim_all(config: dict[str, Any], offer_id: str, members: list[str], processes: int,
               threads: int) -> float:
-    """Claims/s accepted (and handed over to Redis): each member claims once; from the
-    first process starting to claim to the last one done (start-up not counted)."""
+    """Claims/s accepted (and handed over to Redis): each member (an access token of a
+    login of theirs) claims once; from the first process starting to claim to the last
+    one done (start-up not counted)."""
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     procs = [context.Process(target=_claim_process,
@@ -214,8 +213,9 @@ def main() -> None:
         total = args.claims + args.fork_claims
         with app.app_context():
             offer_id = build(total)
-            members = [str(mid) for mid in db.session.scalars(
-                select(Member.id).order_by(Member.email))]
+            # Signed in, as residents are: an access token names a login of theirs.
+            members = member_logins(db.session, list(db.session.scalars(
+                select(Member.id).order_by(Member.email))))
             db.session.commit()
         db.session.remove()
         db.engine.dispose()  # the forked processes open their own connections

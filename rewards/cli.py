@@ -16,11 +16,12 @@ from . import create_app
 
 def _app_or_refusal() -> Flask:
     """The app, or a one-line refusal (no traceback) when a key is missing or unsafe."""
+    from .config import ConfigurationError
     from .keys import UnsafeConfiguration
 
     try:
         return create_app()
-    except UnsafeConfiguration as refusal:
+    except (UnsafeConfiguration, ConfigurationError) as refusal:
         raise click.ClickException(str(refusal)) from None
 
 

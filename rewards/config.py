@@ -17,6 +17,26 @@ def _env_counts(name: str) -> dict[str, int]:
     return {code.strip(): int(count) for code, _, count in pairs}
 
 
+class ConfigurationError(ValueError):
+    """A setting with a value the scheme cannot run with (said in one line, by name)."""
+
+
+def _job_setting(name: str, default: str, kind: type, least: float,
+                 many: bool = False) -> list:
+    """One number (or, with `many`, comma-separated numbers) of at least `least`."""
+    raw = os.environ.get(name, "").strip() or default
+    items = [item.strip() for item in raw.split(",")] if many else [raw]
+    try:
+        values = [kind(item) for item in items]
+    except ValueError:
+        values = []
+    if not values or any(value < least for value in values):
+        shape = "comma-separated whole seconds, e.g. 5,30,120" if many else \
+            f"a {'whole ' if kind is int else ''}number, at least {least:g}"
+        raise ConfigurationError(f"{name} must be {shape}, not {raw!r}")
+    return values
+
+
 class Config:
     """Every setting the scheme reads. With nothing set it runs on a SQLite file,
     runs jobs in-process and prints mail to the log."""
@@ -65,7 +85,8 @@ class Config:
         # batch; a worker awards queued batches together (docs/ledger.md).
         self.AWARDING: str = env.get("AWARDING", "inline").strip().lower()
         if self.AWARDING not in ("inline", "deferred"):
-            raise ValueError(f"AWARDING must be inline or deferred, not {self.AWARDING!r}")
+            raise ConfigurationError(
+                f"AWARDING must be inline or deferred, not {self.AWARDING!r}")
         self.MAX_CONTENT_LENGTH: int = _env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
         self.VOUCHER_VALID_DAYS: int = _env_int("VOUCHER_VALID_DAYS", 30)
         # Earned points expire this many months after they are earned (0: never).
@@ -88,16 +109,19 @@ class Config:
         self.SELF_REPORTS_PER_DAY: int = _env_int("SELF_REPORTS_PER_DAY", 5)
         # How long a printable claim-code sheet's signed link works, in seconds.
         self.EVENT_SHEET_LINK_TTL: int = _env_int("EVENT_SHEET_LINK_TTL", 3600)
-        self.JOB_MAX_ATTEMPTS: int = _env_int("JOB_MAX_ATTEMPTS", 4)
-        # Jobs and partners under faults (docs/jobs.md): seconds before the 2nd, 3rd, ...
-        # attempt; one attempt's time limit (a killed worker's job is sent again after
-        # it); a partner's fulfilment call; rewards still pending this long are failed.
-        self.JOB_RETRY_INTERVALS: list[int] = [
-            int(item) for item in env.get("JOB_RETRY_INTERVALS", "5,30,120").split(",")
-            if item.strip()] or [5]
-        self.JOB_TIMEOUT_SECONDS: int = _env_int("JOB_TIMEOUT_SECONDS", 30)
-        self.PARTNER_TIMEOUT_SECONDS: float = float(env.get("PARTNER_TIMEOUT_SECONDS") or 10)
-        self.REWARD_STUCK_AFTER_SECONDS: int = _env_int("REWARD_STUCK_AFTER_SECONDS", 6 * 3600)
+        # Jobs and partners under faults (docs/jobs.md): attempts before a job gives up;
+        # seconds before the 2nd, 3rd, ... attempt; one attempt's time limit (a killed
+        # worker's job is sent again after it); a partner's fulfilment call; rewards
+        # still pending this long are failed. A value that is not a number, or out of
+        # range, stops the process at start with its name.
+        self.JOB_MAX_ATTEMPTS: int = _job_setting("JOB_MAX_ATTEMPTS", "4", int, 1)[0]
+        self.JOB_RETRY_INTERVALS: list[int] = _job_setting("JOB_RETRY_INTERVALS", "5,30,120",
+                                                           int, 0, many=True)
+        self.JOB_TIMEOUT_SECONDS: int = _job_setting("JOB_TIMEOUT_SECONDS", "30", int, 1)[0]
+        self.PARTNER_TIMEOUT_SECONDS: float = _job_setting("PARTNER_TIMEOUT_SECONDS", "10",
+                                                           float, 0.1)[0]
+        self.REWARD_STUCK_AFTER_SECONDS: int = _job_setting("REWARD_STUCK_AFTER_SECONDS",
+                                                            "21600", int, 60)[0]
         self.RQ_QUEUE_PREFIX: str = env.get("RQ_QUEUE_PREFIX", "")
         self.LOG_LEVEL: str = env.get("LOG_LEVEL", "INFO")
         # Dashboard: cells counting fewer members than this are suppressed; on the

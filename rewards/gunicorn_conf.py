@@ -26,6 +26,8 @@ os.environ.setdefault("DATABASE_PRE_PING", "0")
 limit_request_line = 8190  # gunicorn's most; the app answers JSON 414 past MAX_URL_LENGTH
 drain_seconds = float(os.environ.get("SHUTDOWN_DRAIN_SECONDS") or 5)
 graceful_timeout = int(drain_seconds) + 30
+# At exit, how long a worker waits for its last jobs to reach Redis.
+HANDOVER_FLUSH_SECONDS = 5.0
 
 
 def _start_draining() -> None:
@@ -74,7 +76,14 @@ def worker_int(worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
+    """The worker is leaving: hand the last requests' jobs to Redis first (a second at
+    most each, HANDOVER_TIMEOUT); what is left waits in the outbox for the relay."""
     _start_draining()
+    from rewards.handover import handover
+
+    if not handover.wait(timeout=HANDOVER_FLUSH_SECONDS):
+        worker.log.warning("worker %s: exiting with jobs not handed over; the outbox "
+                           "relay sends them", worker.pid)
 
 
 def child_exit(server: Any, worker: Any) -> None:

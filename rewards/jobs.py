@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import bindparam, select, update
 
 from .extensions import db, redis
-from .logs import current_request_id
+from .logs import current_request_id, request_id_set
 from .models import OutboxMessage, utcnow
 
 log = logging.getLogger("rewards.jobs")
@@ -50,6 +50,9 @@ LEASE_GRACE = timedelta(seconds=5)
 LONG_JOBS = {"workers.imports.import_csv": 1800, "workers.awarding.award_queued": 600}
 # Attempts lost to killed workers after the last one before the relay stops sending.
 ABANDONED_EXTRA = 2
+# What to do, with the job's own arguments, when the relay gives up on a job whose
+# attempts never finished (each died with its worker): the job itself never got to.
+GIVE_UP = {"workers.rewards.issue_reward": "workers.rewards.give_up_issuing"}
 
 # Attempt number and the most there will be, while an outbox job runs.
 _attempt_var: ContextVar[tuple[int, int] | None] = ContextVar("job_attempt", default=None)
@@ -57,7 +60,8 @@ _attempt_var: ContextVar[tuple[int, int] | None] = ContextVar("job_attempt", def
 
 def enqueue(job: str, queue: str = "default", **kwargs: Any) -> OutboxMessage:
     message = OutboxMessage(id=uuid.uuid4(), job=job, queue=queue, kwargs=kwargs,
-                            due_at=utcnow() + HANDOVER_GRACE)
+                            due_at=utcnow() + HANDOVER_GRACE,
+                            request_id=current_request_id())
     db.session.add(message)
     db.session.info.setdefault("outbox", []).append(message.id)
     return message
@@ -73,7 +77,8 @@ def outbox_values(job: str, queue: str = "default", **kwargs: Any) -> dict[str, 
     handed_over_here = bool(current_app.config.get("REDIS_URL")) and has_request_context()
     return {"id": uuid.uuid4(), "job": job, "queue": queue, "kwargs": kwargs,
             "due_at": now + HANDOVER_GRACE, "attempts": 0, "created_at": now,
-            "dispatched_at": now if handed_over_here else None}
+            "dispatched_at": now if handed_over_here else None,
+            "request_id": current_request_id()}
 
 
 def written(values: dict[str, Any]) -> None:
@@ -181,7 +186,8 @@ def _finish(message_id: uuid.UUID, attempt: int, error: BaseException | None) ->
     session = db.session
     most = int(current_app.config["JOB_MAX_ATTEMPTS"])
     now = utcnow()
-    values: dict[str, Any] = {"due_at": None, "done_at": now}
+    # Done: an error kept says it gave up (/metrics counts those); success clears it.
+    values: dict[str, Any] = {"due_at": None, "done_at": now, "last_error": None}
     again = error is not None and attempt < most
     if error is not None:
         values["last_error"] = repr(error)[:2000]
@@ -247,10 +253,11 @@ def run_inline(message_id: uuid.UUID) -> None:
         if not isinstance(message, OutboxMessage):
             return
         attempt, job, kwargs = message.attempts, message.job, dict(message.kwargs)
+        request_id = message.request_id or current_request_id()
         message.dispatched_at = utcnow()
         session.commit()
         try:
-            with _attempt(attempt, most):
+            with _attempt(attempt, most), request_id_set(request_id):
                 resolve(job)(**kwargs)
             session.commit()
         except Exception as error:  # a failed job must not fail the request that queued it
@@ -277,6 +284,12 @@ def _rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
 
 # A job whose outbox row was written marked handed over: (id, job, queue, kwargs).
 Marked = tuple[uuid.UUID, str, str, dict[str, Any]]
+
+
+def _meta(request_id: str | None) -> dict[str, Any] | None:
+    """What goes with a job to RQ: the id of the request that wrote it (workers.job
+    logs under it)."""
+    return {"request_id": request_id} if request_id else None
 
 
 def push(ids: list[uuid.UUID], connection: Redis | None,
@@ -309,8 +322,9 @@ def push_batches(batches: list[tuple[Any, ...]], connection: Redis | None) -> in
         session.commit()
         order = {message_id: n for n, message_id in enumerate(meta_of)}
         taken.sort(key=lambda row: order[row.id])
-        ready = [(message_id, job, queue, dict(kwargs), meta_of[message_id])
-                 for message_id, job, queue, kwargs in taken] + ready
+        ready = [(message_id, job, queue, dict(kwargs),
+                  _meta(request_id) or meta_of[message_id])
+                 for message_id, job, queue, kwargs, request_id in taken] + ready
     if not ready:
         return 0
     try:
@@ -333,7 +347,8 @@ def _handover_stmt() -> Any:
                table.c.dispatched_at.is_(None))
         .values(dispatched_at=bindparam("now", type_=table.c.dispatched_at.type),
                 due_at=bindparam("lease", type_=table.c.due_at.type))
-        .returning(table.c.id, table.c.job, table.c.queue, table.c.kwargs))
+        .returning(table.c.id, table.c.job, table.c.queue, table.c.kwargs,
+                   table.c.request_id))
 
 
 def _rq_enqueue_many(connection: Redis, jobs: list[tuple[uuid.UUID, str, str, dict[str, Any],
@@ -450,16 +465,34 @@ def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everythi
                   message_id, message.attempts)
         message.due_at, message.done_at = None, now
         message.last_error = f"abandoned: {message.attempts} attempts never finished"
+        job, kwargs = message.job, dict(message.kwargs)
         session.commit()
+        _give_up(job, kwargs)
         return 0
     if message.attempts:
         log.warning("sending job %s (%s) again after %d attempt(s)", message.job, message_id,
                     message.attempts)
     _forget_in_rq(connection, message_id, message.queue)
-    _rq_enqueue(connection, message_id, message.job, message.queue, dict(message.kwargs))
+    _rq_enqueue(connection, message_id, message.job, message.queue, dict(message.kwargs),
+                _meta(message.request_id))
     message.dispatched_at, message.due_at = now, now + QUEUED_LEASE
     session.commit()
     return 1
+
+
+def _give_up(job: str, kwargs: dict[str, Any]) -> None:
+    """Run the job's give-up step (a reward fails and its points come back at once, not
+    when the stuck-reward sweep finds it hours later); a failure here is logged and
+    left to that sweep."""
+    hook = GIVE_UP.get(job)
+    if hook is None:
+        return
+    try:
+        resolve(hook)(**kwargs)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("could not give up on job %s %r", job, kwargs)
 
 
 def purge_done(before: datetime, limit: int = 10_000) -> int:

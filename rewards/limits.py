@@ -92,6 +92,11 @@ def trust_proxies(app: Flask) -> None:
                                 x_host=hops)
 
 
+# Seconds the limiter waits for Redis to connect or answer. Counting a request is one
+# round trip on a local network; a hung or unreachable Redis must not hold requests.
+STORAGE_TIMEOUT = 0.5
+
+
 def storage_uri(config: Any) -> str:
     """Shared counters in Redis when the scheme has one; else this process's memory."""
     return config.get("REDIS_URL") or "memory://"
@@ -101,6 +106,16 @@ def init_limits(app: Flask) -> None:
     config = app.config
     trust_proxies(app)
     config.setdefault("RATELIMIT_STORAGE_URI", storage_uri(config))
+    if config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://", "unix://")):
+        # When Redis hangs or goes away, the first request to notice waits at most
+        # STORAGE_TIMEOUT (twice), then every process counts in its own memory, with the
+        # same limits, and looks at Redis again now and then (after 1, 2, 4 ... 32 s)
+        # until it answers. Without this a hung Redis held every limited request (a
+        # claim, a login) for as long as it hung, and one that refused connections
+        # turned every limit off.
+        config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
+            "socket_timeout": STORAGE_TIMEOUT, "socket_connect_timeout": STORAGE_TIMEOUT})
+        config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     config.setdefault("RATELIMIT_KEY_PREFIX", f"{config.get('RQ_QUEUE_PREFIX', '')}rewards-limits")
     config.setdefault("RATELIMIT_HEADER_LIMIT", "RateLimit-Limit")
     config.setdefault("RATELIMIT_HEADER_REMAINING", "RateLimit-Remaining")

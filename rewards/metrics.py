@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -32,6 +32,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 log = logging.getLogger("rewards.metrics")
+
+# rewards_jobs_failed counts jobs that gave up this recently.
+FAILED_WINDOW = timedelta(hours=1)
 
 REQUEST_SECONDS = Histogram(
     "rewards_http_request_duration_seconds",
@@ -65,10 +68,20 @@ class BacklogCollector(Collector):
         from .models import AwardQueue, OutboxMessage, Reward, utcnow
 
         now = utcnow()
+        # Not done: due_at is set (its index), from being written until done.
         depth, oldest_job = db.session.execute(
             select(func.count(OutboxMessage.id), func.min(OutboxMessage.created_at))
-            .where(OutboxMessage.done_at.is_(None))
+            .where(OutboxMessage.due_at.is_not(None))
         ).one()
+        retrying = dict(db.session.execute(
+            select(OutboxMessage.queue, func.count()).where(
+                OutboxMessage.due_at.is_not(None), OutboxMessage.last_error.is_not(None))
+            .group_by(OutboxMessage.queue)).all())
+        failed = dict(db.session.execute(
+            select(OutboxMessage.queue, func.count()).where(
+                OutboxMessage.due_at.is_(None), OutboxMessage.last_error.is_not(None),
+                OutboxMessage.done_at > now - FAILED_WINDOW)
+            .group_by(OutboxMessage.queue)).all())
         pending, oldest_reward = db.session.execute(
             select(func.count(Reward.id), func.min(Reward.created_at))
             .where(Reward.status == "pending")
@@ -87,6 +100,15 @@ class BacklogCollector(Collector):
         yield GaugeMetricFamily("rewards_oldest_pending_reward_age_seconds",
                                 "How long the oldest pending reward has waited (0: none).",
                                 value=_age(now, oldest_reward))
+        yield self._by_queue(
+            "rewards_jobs_retrying",
+            "Jobs that failed an attempt and are not done: waiting for, or running, a retry.",
+            retrying)
+        yield self._by_queue(
+            "rewards_jobs_failed",
+            "Jobs that gave up in the last hour: every attempt failed (for issuing, the "
+            "reward failed and its points came back), or attempts kept dying with their "
+            "worker.", failed)
         yield GaugeMetricFamily("rewards_award_queue_batches",
                                 "Recorded batches waiting to be awarded (AWARDING=deferred).",
                                 value=batches)
@@ -94,6 +116,15 @@ class BacklogCollector(Collector):
                                 "How long the oldest batch has waited to be awarded (0: none).",
                                 value=_age(now, oldest_batch))
         yield from self._queues()
+
+    @staticmethod
+    def _by_queue(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:
+        from .jobs import QUEUES
+
+        family = GaugeMetricFamily(name, documentation, labels=["queue"])
+        for queue in sorted(set(QUEUES) | set(counts)):
+            family.add_metric([queue], counts.get(queue, 0))
+        return family
 
     def _queues(self) -> Iterator[GaugeMetricFamily]:
         from .extensions import redis
@@ -108,13 +139,6 @@ class BacklogCollector(Collector):
                                         "Jobs waiting in an RQ queue.", labels=["queue"]),
             "started": GaugeMetricFamily("rewards_jobs_started",
                                          "Jobs a worker is running now.", labels=["queue"]),
-            "retrying": GaugeMetricFamily(
-                "rewards_jobs_retrying",
-                "Jobs that failed an attempt and wait for their next one.", labels=["queue"]),
-            "failed": GaugeMetricFamily(
-                "rewards_jobs_failed",
-                "Jobs that spent every attempt (kept 7 days in RQ's failed registry).",
-                labels=["queue"]),
         }
         try:
             from redis.exceptions import RedisError
@@ -124,8 +148,6 @@ class BacklogCollector(Collector):
                 queue = Queue(queue_name(name), connection=connection)
                 families["queued"].add_metric([name], queue.count)
                 families["started"].add_metric([name], queue.started_job_registry.count)
-                families["retrying"].add_metric([name], queue.scheduled_job_registry.count)
-                families["failed"].add_metric([name], queue.failed_job_registry.count)
         except RedisError as error:
             log.warning("metrics: Redis did not answer: %s", error)
             up.add_metric([], 0)

@@ -205,7 +205,7 @@ _ACCOUNTS, _POSTINGS, _LINES = Account.__table__, Posting.__table__, PostingLine
 _OUTBOX, _PARTNERS = OutboxMessage.__table__, Partner.__table__
 _REWARDS, _OFFERS, _REDEMPTIONS = Reward.__table__, Offer.__table__, Redemption.__table__
 _OUTBOX_COLUMNS = ("id", "job", "queue", "kwargs", "due_at", "attempts", "created_at",
-                   "dispatched_at")
+                   "dispatched_at", "request_id")
 
 
 def _param(name: str, column: Any) -> Any:

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import click
+import pytest
 import yaml
 
 from rewards.cli import main
@@ -130,6 +131,32 @@ def test_compose_services_match_the_entry_points_roles_and_the_readme() -> None:
     assert api_env["DATABASE_URL"].startswith("postgresql+psycopg://rewards:${POSTGRES_PASSWORD")
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith(
         "${POSTGRES_PASSWORD")
+
+
+def _seconds(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)s", duration)
+    assert match, duration
+    return int(match.group(1))
+
+
+def test_compose_stops_gracefully_and_runs_two_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`docker compose stop` (and every `up` that replaces a container) sends SIGTERM and
+    SIGKILLs after the grace period: long enough for gunicorn to drain and finish its
+    requests, and for a worker to finish the job in hand."""
+    # Importing gunicorn's settings sets DATABASE_PRE_PING=0 (for the API) unless it is
+    # set: set here, and put back after, so the suite's worker processes keep the ping.
+    monkeypatch.setenv("DATABASE_PRE_PING", "1")
+    from rewards import gunicorn_conf
+    from rewards.config import Config
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert _seconds(services["api"]["stop_grace_period"]) > gunicorn_conf.graceful_timeout
+    assert gunicorn_conf.graceful_timeout > gunicorn_conf.drain_seconds
+    assert _seconds(services["worker"]["stop_grace_period"]) > Config().JOB_TIMEOUT_SECONDS
+    assert services["worker"]["deploy"]["replicas"] >= 2
+    assert services["cron"].get("deploy", {}).get("replicas", 1) == 1
+    for name in ("api", "worker", "cron", "postgres", "redis"):
+        assert services[name].get("restart", "unless-stopped") == "unless-stopped"
 
 
 def test_the_entry_point_runs_migrate_and_rewards_commands(tmp_path: Path) -> None:

@@ -27,7 +27,14 @@ from rewards.extensions import db
 from rewards.handover import handover
 from rewards.models import OutboxMessage, Posting, Reward, utcnow
 
-from .reward_support import admin_headers, ledger_sound, make_offer, make_partner, resident
+from .reward_support import (
+    admin_headers,
+    ledger_sound,
+    make_offer,
+    make_partner,
+    member_available,
+    resident,
+)
 from .test_worker import BIN, ROOT, handed_over, run_rewards_worker, worker_env
 
 COST = 10
@@ -132,6 +139,49 @@ def test_a_job_redis_lost_is_sent_again_and_issued_once(client: FlaskClient, app
     assert _issued(app, [reward_id]) == {"issued": 1, "captures": 1, "other": 0}
     [row] = _outbox(app)
     assert (row.attempts, row.due_at) == (1, None) and row.done_at is not None
+    ledger_sound(app)
+
+
+def test_a_job_whose_attempts_keep_dying_is_given_up_and_its_points_returned(
+    client: FlaskClient, app: Flask, rq_mode: str
+) -> None:
+    """Every attempt died with its worker (out of memory, say): after JOB_MAX_ATTEMPTS
+    + 2 the relay stops sending it, and the reward fails there and then, its points and
+    stock back, rather than when the stuck-reward sweep finds it six hours later."""
+    [reward_id] = _claims(client, app, 1)
+    handed_over()
+    job_id = reward_job_id(app)
+    connection = Redis.from_url(rq_mode)
+    most = int(app.config["JOB_MAX_ATTEMPTS"])
+    # One short of the cap: sent again as usual.
+    connection.delete(f"rq:job:{job_id}")
+    connection.lrem(f"{_rq_key_prefix(app)}rewards", 0, job_id)
+    with app.app_context():
+        db.session.execute(update(OutboxMessage).values(
+            attempts=most + jobs.ABANDONED_EXTRA - 1, due_at=utcnow()))
+        db.session.commit()
+        assert jobs.relay() == 1
+    assert _issued(app, [reward_id]) == {"issued": 0, "captures": 0, "other": 1}
+    # That attempt dies too: its lease lapses and the relay gives up.
+    connection.delete(f"rq:job:{job_id}")
+    connection.lrem(f"{_rq_key_prefix(app)}rewards", 0, job_id)
+    with app.app_context():
+        db.session.execute(update(OutboxMessage).values(
+            attempts=most + jobs.ABANDONED_EXTRA, due_at=utcnow()))
+        db.session.commit()
+        assert jobs.relay() == 0
+        reward = db.session.get(Reward, uuid.UUID(reward_id))
+        assert reward is not None and reward.status == "failed"
+        assert "cut short" in (reward.failure_reason or "")
+        member_id = str(reward.member_id)
+        db.session.rollback()
+    assert connection.llen(f"{_rq_key_prefix(app)}rewards") == 0
+    [row] = _outbox(app)
+    assert row.due_at is None and row.done_at is not None
+    assert (row.last_error or "").startswith("abandoned:")
+    assert member_available(app, member_id) == COST
+    with app.app_context():
+        assert jobs.relay(everything=True) == 0  # nothing more to send
     ledger_sound(app)
 
 
@@ -300,6 +350,26 @@ def test_a_hung_redis_does_not_hold_a_claim(client: FlaskClient, app: Flask,
     assert _issued(app, [reward_id]) == {"issued": 0, "captures": 0, "other": 1}
 
 
+def test_readiness_names_a_hung_redis_without_leaving_rotation(
+    client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every API host shares one Redis, and claims wait in the outbox while it is away:
+    a load balancer polling /readyz must not take every host out, nor time out polling."""
+    import rewards.api.health
+
+    assert rewards.api.health.REDIS_PROBE_TIMEOUT <= 1
+    silent = SilentRedis()
+    monkeypatch.setitem(app.config, "REDIS_URL", f"redis://127.0.0.1:{silent.port}/0")
+    try:
+        ready = client.get("/readyz")
+        assert silent.received.is_set()
+    finally:
+        silent.close()
+    assert ready.status_code == 200
+    assert ready.json == {"status": "degraded",
+                          "checks": {"database": "ok", "redis": "unavailable"}}
+
+
 # -- forked processes and the parent's connections ------------------------------------------
 
 def _in_child(work: Any) -> str:
@@ -393,6 +463,19 @@ def test_the_scheduler_waits_for_redis(app: Flask, private_redis: PrivateRedis,
         _wait_for(lambda: list(connection.scan_iter("rq:cron_scheduler:*")), 60,
                   "the scheduler to register")
         assert cron.poll() is None, log_path.read_text()
+
+        # Redis dies under the running scheduler and comes back empty: it registers
+        # again and goes on queueing (the minute relay is due at once on each start).
+        private_redis.kill()
+        time.sleep(3)
+        assert cron.poll() is None, log_path.read_text()
+        private_redis.start()
+        connection = Redis.from_url(private_redis.url)
+        _wait_for(lambda: list(connection.scan_iter("rq:cron_scheduler:*")), 90,
+                  "the scheduler to register again")
+        _wait_for(lambda: connection.llen(f"rq:queue:{app.config['RQ_QUEUE_PREFIX']}default"),
+                  90, "the scheduler to queue a job again")
+        assert cron.poll() is None, log_path.read_text()
     finally:
         if cron.poll() is None:
             os.killpg(cron.pid, signal.SIGTERM)
@@ -465,3 +548,35 @@ def test_rows_of_jobs_done_a_week_ago_are_purged(app: Flask) -> None:
         assert set(db.session.scalars(select(OutboxMessage.id))) == kept
         assert workers.outbox.purge_done() == 0
         db.session.commit()
+
+
+def test_a_gunicorn_worker_hands_its_last_jobs_over_before_it_exits(
+    client: FlaskClient, app: Flask, rq_mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim answered just before the worker leaves (a deploy, max_requests): its job
+    reaches Redis before the process goes, rather than waiting for the relay."""
+    monkeypatch.setenv("DATABASE_PRE_PING", "1")  # gunicorn's settings would set 0
+    from rewards import gunicorn_conf
+    from rewards.api import health
+
+    real_push = jobs.push
+
+    def slow_push(*args: Any, **kwargs: Any) -> int:
+        time.sleep(0.5)  # Redis answering slowly
+        return real_push(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "push", slow_push)
+
+    class Worker:
+        pid = os.getpid()
+
+        class log:  # noqa: N801 (gunicorn's attribute)
+            warning = staticmethod(lambda *args: None)
+
+    _claims(client, app, 1)
+    try:
+        gunicorn_conf.worker_exit(None, Worker())
+    finally:
+        health._draining.clear()
+    queue_key = f"{_rq_key_prefix(app)}rewards"
+    assert Redis.from_url(rq_mode).lrange(queue_key, 0, -1) == [reward_job_id(app).encode()]

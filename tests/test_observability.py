@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from rewards import logs
 from rewards.config import Config
@@ -85,7 +86,7 @@ def test_json_log_lines_carry_the_request_id(
         ready = client.get("/readyz", headers={"X-Request-Id": "probe-123"})
     finally:
         app.config["REDIS_URL"] = None
-    assert ready.status_code == 503
+    assert ready.status_code == 200 and ready.json["status"] == "degraded"
     lines = json_lines(capsys.readouterr().err)
     warning = next(line for line in lines if line["message"].startswith("readiness: redis"))
     assert warning["request_id"] == "probe-123"
@@ -160,6 +161,45 @@ def test_a_claims_request_id_follows_its_job_into_the_worker(
     assert "claim-req-42" in ids and None not in ids and len(set(ids)) == len(mail) == 2
     issued = client.get(f"/v1/me/rewards/{claim.json['id']}", headers=me).json
     assert issued["status"] == "issued"
+
+
+def test_a_job_sent_again_after_redis_lost_it_keeps_its_request_id(
+    client: FlaskClient, app: Flask, rq_mode: str
+) -> None:
+    """The outbox row keeps the id of the request that wrote it: a job the relay sends
+    after Redis was down (or lost it) logs under the claim's request like any other."""
+    from redis import Redis
+    from rq.job import Job
+
+    from rewards import jobs
+    from rewards.extensions import db
+    from rewards.handover import handover
+    from rewards.models import OutboxMessage
+
+    scheme, me = _member_with_points(client, app, mail_points=False)
+    assert handover.wait()
+    assert run_rq_worker(app, rq_mode).returncode == 0
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # down while the claim commits
+    try:
+        claim = client.post("/v1/me/rewards", json={"offer_id": scheme.offer["id"]},
+                            headers={**me, "X-Request-Id": "claim-req-77"})
+        assert claim.status_code == 202
+        assert handover.wait()
+    finally:
+        app.config["REDIS_URL"] = rq_mode
+    with app.app_context():
+        message = db.session.scalars(select(OutboxMessage).where(
+            OutboxMessage.job == "workers.rewards.issue_reward")).one()
+        assert (message.request_id, message.dispatched_at) == ("claim-req-77", None)
+        message_id = str(message.id)
+        db.session.rollback()
+        assert jobs.relay(everything=True) == 1  # Redis is back: the relay sends it
+    assert Job.fetch(message_id, connection=Redis.from_url(rq_mode)).meta == {
+        "request_id": "claim-req-77"}
+    done = run_rq_worker_logging(app, rq_mode)
+    assert done.returncode == 0, done.stderr
+    mail = [line for line in json_lines(done.stderr) if line["message"].startswith("mail to")]
+    assert [line.get("request_id") for line in mail] == ["claim-req-77"], done.stderr[-2000:]
 
 
 def run_rq_worker_logging(app: Flask, redis_url: str) -> subprocess.CompletedProcess[str]:
@@ -258,6 +298,53 @@ def test_backlog_figures_come_from_the_database_and_redis(
     assert sample(done, "rewards_jobs_queued", queue="rewards") == 0
     assert sample(done, "rewards_pending_rewards") == 0
     assert sample(done, "rewards_oldest_pending_reward_age_seconds") == 0
+
+
+def test_retries_and_failures_are_counted_from_the_outbox(
+    client: FlaskClient, app: Flask, metrics_on: dict[str, str]
+) -> None:
+    """Retries are the outbox's (RQ's scheduler and failed registry never see them): a
+    job in flight after a failed attempt is retrying; one done with its error kept gave
+    up, and counts for an hour."""
+    from datetime import timedelta
+
+    from rewards.extensions import db
+    from rewards.models import OutboxMessage, utcnow
+
+    now = utcnow()
+    rows = [
+        # (queue, attempts, due_at, done_at, last_error)
+        ("rewards", 0, now, None, None),                                  # waiting
+        ("rewards", 1, now + timedelta(seconds=30), None, "HTTP 503"),   # retry due
+        ("rewards", 2, now + timedelta(seconds=60), None, "HTTP 500"),   # retry running
+        ("default", 1, now, None, "timeout"),                            # retry due
+        ("rewards", 3, None, now - timedelta(minutes=2), None),          # succeeded
+        ("rewards", 4, None, now - timedelta(minutes=10), "HTTP 503"),   # gave up
+        ("default", 5, None, now - timedelta(minutes=1), "abandoned: 5 attempts"),
+        ("rewards", 4, None, now - timedelta(hours=2), "HTTP 503"),      # long ago
+    ]
+    with app.app_context():
+        for queue, attempts, due_at, done_at, error in rows:
+            message = OutboxMessage(job="workers.rewards.issue_reward", queue=queue,
+                                    attempts=attempts, done_at=done_at, last_error=error)
+            db.session.add(message)
+            db.session.flush()
+            message.due_at = due_at  # None is not left to the column's default
+        db.session.commit()
+    text = client.get("/metrics", headers=metrics_on).get_data(as_text=True)
+    assert sample(text, "rewards_outbox_depth") == 4
+    assert sample(text, "rewards_jobs_retrying", queue="rewards") == 2
+    assert sample(text, "rewards_jobs_retrying", queue="default") == 1
+    assert sample(text, "rewards_jobs_failed", queue="rewards") == 1
+    assert sample(text, "rewards_jobs_failed", queue="default") == 1
+    with app.app_context():
+        db.session.execute(OutboxMessage.__table__.delete().where(
+            OutboxMessage.__table__.c.last_error.is_not(None)))
+        db.session.commit()
+    quiet = client.get("/metrics", headers=metrics_on).get_data(as_text=True)
+    for name in ("rewards_jobs_retrying", "rewards_jobs_failed"):
+        for queue in ("rewards", "default"):
+            assert f'{name}{{queue="{queue}"}} 0.0' in quiet
 
 
 def test_gunicorn_workers_report_together_in_multiprocess_mode(tmp_path) -> None:

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
@@ -67,8 +68,12 @@ class _down:
         self.dead.dispose()
 
 
-def test_readyz_turns_503_while_shutting_down(client: FlaskClient) -> None:
+def test_readyz_turns_503_while_shutting_down(client: FlaskClient,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     assert client.get("/readyz").status_code == 200
+    # Importing gunicorn's settings sets DATABASE_PRE_PING=0 unless it is set: not for
+    # the worker processes later tests start.
+    monkeypatch.setenv("DATABASE_PRE_PING", "1")
     from rewards import gunicorn_conf
 
     try:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,9 +19,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete, select
 
-from rewards import vouchers
+from rewards import jobs, vouchers
 from rewards.extensions import db
-from rewards.models import OutboxMessage, Reward
+from rewards.models import OutboxMessage, Reward, utcnow
+from workers import runner
 
 from .reward_support import (
     admin_headers,
@@ -124,6 +126,10 @@ def test_rq_retries_a_500_then_issues(client: FlaskClient, app: Flask, rq_mode: 
     assert (reward.status, reward.partner_code) == ("issued", "SWIM-0001")
     assert (postings(app, "capture"), postings(app, "release")) == (1, 0)
     assert available(client, me.headers) == 70
+    with app.app_context():
+        # Done: the failed attempt's error is not kept (a kept one means it gave up).
+        message = db.session.scalars(select(OutboxMessage)).one()
+        assert (message.attempts, message.due_at, message.last_error) == (2, None, None)
     ledger_sound(app)
 
 
@@ -145,6 +151,10 @@ def test_rq_gives_up_after_the_last_retry(client: FlaskClient, app: Flask, rq_mo
     assert reward.status == "failed" and "HTTP 503" in reward.failure_reason
     assert available(client, me.headers) == 100
     assert (postings(app, "capture"), postings(app, "release")) == (0, 1)
+    with app.app_context():
+        message = db.session.scalars(select(OutboxMessage)).one()
+        assert (message.attempts, message.due_at) == (3, None)
+        assert "503" in message.last_error
     ledger_sound(app)
 
 
@@ -180,25 +190,28 @@ def test_a_worker_killed_on_the_last_attempt_is_finished_by_another(
         assert postings(app, "capture") == 0
         with app.app_context():
             message = db.session.scalars(select(OutboxMessage)).one()
+            # The bound (docs/jobs.md): the killed attempt's lease, taken when it began,
+            # lapses within its time limit and the lease's grace (3 + 5 s here); any
+            # surviving worker's relay, every RELAY_EVERY seconds, then sends it again.
+            # RQ's own clean-up of abandoned jobs would take ten minutes.
             assert message.attempts == 1 and message.due_at is not None
+            assert message.due_at <= utcnow() + timedelta(seconds=3) + jobs.LEASE_GRACE
+        assert runner.RELAY_EVERY <= 5
 
         # A second worker sends it again once the lease has lapsed, and finishes it.
         second = subprocess.Popen([str(BIN / "rewards"), "worker"], env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                   start_new_session=True)
         try:
+            # A give-up guard only (a machine under load may be slow): the bound is
+            # the lease checked above.
             while _reward(app, reward_id).status == "pending" \
-                    and time.monotonic() - killed_at < 60:
+                    and time.monotonic() - killed_at < 180:
                 time.sleep(0.2)
-            took = time.monotonic() - killed_at
         finally:
             os.killpg(second.pid, signal.SIGTERM)
             _, errors = second.communicate(timeout=30)
     assert second.returncode == 0, errors
-    # The bound (docs/jobs.md): the attempt's time limit, the lease's grace and one
-    # relay pass (3 + 5 + 5 s here), plus the second worker's start-up on a busy machine;
-    # RQ's own clean-up of abandoned jobs would take ten minutes.
-    assert took < 45, (took, errors[-3000:])
 
     assert len(system.calls) == 2
     assert [call.headers["Idempotency-Key"] for call in system.calls] == [reward_id] * 2
@@ -210,4 +223,46 @@ def test_a_worker_killed_on_the_last_attempt_is_finished_by_another(
     with app.app_context():
         message = db.session.scalars(select(OutboxMessage)).one()
         assert (message.attempts, message.due_at) == (2, None)
+    ledger_sound(app)
+
+
+@pytest.mark.parametrize("mode", [[], ["--fork"]], ids=["own-process", "forking"])
+def test_sigterm_lets_the_job_in_hand_finish_first(
+    client: FlaskClient, app: Flask, rq_mode: str, mode: list[str]
+) -> None:
+    """What `docker compose stop` or a deploy does to a worker mid-job: it finishes the
+    job it holds (one partner call, one voucher), then exits cleanly."""
+    admin = admin_headers(client, app)
+    partner = make_partner(client, admin, "Active Leeds")
+    with partner_system(partner["webhook_secret"], script=["slow"],
+                        slow_seconds=120) as system:
+        offer = _webhook_offer(client, app, partner, admin, system.url)
+        me = resident(client, app, points=100)
+        claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]},
+                              headers=me.headers)
+        reward_id = claimed.json["id"]
+        handed_over()
+        worker = subprocess.Popen([str(BIN / "rewards"), "worker", *mode],
+                                  env=worker_env(app, rq_mode), cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, start_new_session=True)
+        try:
+            assert system.received.wait(timeout=60), "the worker never called the partner"
+            os.kill(worker.pid, signal.SIGTERM)  # the worker's own process, as Docker does
+            time.sleep(1)
+            assert worker.poll() is None, "the worker left its job unfinished"
+            assert _reward(app, reward_id).status == "pending"
+            system.release.set()  # the partner answers now
+            _, errors = worker.communicate(timeout=120)
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=30)
+    assert worker.returncode == 0, errors[-3000:]
+    assert len(system.calls) == 1
+    reward = _reward(app, reward_id)
+    assert (reward.status, reward.partner_code) == ("issued", "SWIM-0001")
+    with app.app_context():
+        message = db.session.scalars(select(OutboxMessage)).one()
+        assert (message.attempts, message.due_at, message.last_error) == (1, None, None)
     ledger_sound(app)

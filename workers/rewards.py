@@ -78,6 +78,15 @@ def issue_reward(reward_id: str) -> str:
     return reward.status
 
 
+def give_up_issuing(reward_id: str) -> str:
+    """Fail a reward whose issuing job the relay gave up on: every attempt died with its
+    worker (rewards.jobs.GIVE_UP), so none got to fail it. Points and stock go back."""
+    reward = vouchers.fail(db.session, uuid.UUID(reward_id),
+                           "the voucher could not be issued: every attempt was cut short")
+    db.session.commit()
+    return reward.status if reward is not None else "missing"
+
+
 def _issue_by_partner(session: Session, reward: Reward, offer: Offer) -> Reward | None:
     """Ask the partner's system for the pass, then issue the reward with it. No
     transaction (so no lock) is held during the call; the partner sees the reward id

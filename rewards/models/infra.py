@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy import Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, IdMixin, utcnow
@@ -29,13 +29,24 @@ class OutboxMessage(IdMixin, Base):
     nor a worker killed mid-job loses anything (see docs/jobs.md)."""
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        # Jobs that gave up (done with an error), by when: /metrics counts the last hour's.
+        Index("ix_outbox_failed_done_at", "done_at",
+              postgresql_where=text("due_at IS NULL AND last_error IS NOT NULL"),
+              sqlite_where=text("due_at IS NULL AND last_error IS NOT NULL")),
+    )
 
     job: Mapped[str] = mapped_column(String(200))
     queue: Mapped[str] = mapped_column(String(64), default="default")
     kwargs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Last hand-over to the queue.
     dispatched_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The request (or job) that wrote it: every attempt logs under it, including one
+    # the relay sends after Redis lost the first.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     attempts: Mapped[int] = mapped_column(default=0)
+    # The last failed attempt's error while the job is in flight; kept once it gave up,
+    # cleared when it succeeds.
     last_error: Mapped[str | None] = mapped_column(Text)
     # When the relay should send it (again); None once done.
     due_at: Mapped[datetime | None] = mapped_column(index=True, default=utcnow)
