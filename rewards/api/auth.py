@@ -64,43 +64,34 @@ def current_resident() -> Any:
     return g.member_row
 
 
-def _member_payload() -> dict[str, Any]:
-    payload = _bearer()
-    if payload.get("role") != "member":
-        abort(403, message="This is for residents' own accounts.")
-    return payload
+def _resident(find: Callable[[Any, dict[str, Any]], Any], slot: str) -> Callable[..., Any]:
+    """A decorator checking a resident's live bearer token: `find` reads the member the
+    token's session speaks for, kept in `g.<slot>`."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            payload = _bearer()
+            if payload.get("role") != "member":
+                abort(403, message="This is for residents' own accounts.")
+            member = find(db.session, payload)
+            if member is None or member.erased_at is not None:
+                abort(401, message=MEMBER_ENDED)
+            setattr(g, slot, member)
+            g.caller = Caller("member", "member", member.id)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
-def member_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """A resident's live bearer token; the member's entity is `current_member()`."""
-
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        member = member_for_token(db.session, _member_payload())
-        if member is None or member.erased_at is not None:
-            abort(401, message=MEMBER_ENDED)
-        g.member = member
-        g.caller = Caller("member", "member", member.id)
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
-def resident_read(view: Callable[..., Any]) -> Callable[..., Any]:
-    """`member_required` for the hot reads (balance, statement, actions, catalogue): the
-    same checks, with the member read as a plain row (`current_resident()`), not an
-    entity; `current_member()` still loads the entity if a view needs it."""
-
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        row = member_row_for_token(db.session, _member_payload())
-        if row is None or row.erased_at is not None:
-            abort(401, message=MEMBER_ENDED)
-        g.member_row = row
-        g.caller = Caller("member", "member", row.id)
-        return view(*args, **kwargs)
-
-    return wrapper
+# A resident's live bearer token; the member's entity is `current_member()`.
+member_required = _resident(member_for_token, "member")
+# The same checks for the hot reads (balance, statement, actions, catalogue) and claims,
+# with the member read as a plain row (`current_resident()`), not an entity;
+# `current_member()` still loads the entity if a view needs it.
+resident_read = _resident(member_row_for_token, "member_row")
 
 
 def staff_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
