@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, has_app_context, request
 from flask_limiter import Limiter
+from limits.storage import RedisStorage
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .security import read_token
@@ -102,11 +104,69 @@ def storage_uri(config: Any) -> str:
     return config.get("REDIS_URL") or "memory://"
 
 
+ONE_TRIP = "counted+"
+
+
+class OneTripRedisStorage(RedisStorage):
+    """Redis counters that count a request and read its window in one round trip.
+
+    limits' own Redis storage counts a hit with one script, then flask-limiter reads
+    the count again (GET) and the window's end (TTL) for the RateLimit-* headers: three
+    round trips on every limited request (a claim, a redemption). Here the counting
+    script answers the count and the window's remaining seconds together, kept for the
+    rest of the request, so the headers read them from memory. Chosen by the storage
+    address `counted+redis://...` (init_limits makes it from REDIS_URL)."""
+
+    STORAGE_SCHEME = [ONE_TRIP + scheme for scheme in ("redis", "rediss", "redis+unix")]
+    SCRIPT_COUNT_AND_TTL = """
+local current = redis.call("incrby", KEYS[1], ARGV[2])
+if tonumber(current) == tonumber(ARGV[2]) then
+    redis.call("expire", KEYS[1], ARGV[1])
+end
+return {current, redis.call("ttl", KEYS[1])}
+"""
+
+    def __init__(self, uri: str, wrap_exceptions: bool = False, **options: Any) -> None:
+        super().__init__(uri.removeprefix(ONE_TRIP), wrap_exceptions=wrap_exceptions,
+                         **options)
+
+    def initialize_storage(self, uri: str) -> None:
+        super().initialize_storage(uri)
+        self.lua_count_and_ttl = self.get_connection().register_script(
+            self.SCRIPT_COUNT_AND_TTL)
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        current, ttl = self.lua_count_and_ttl([self.prefixed_key(key)], [expiry, amount])
+        _counted()[key] = (int(current), max(int(ttl), 0) + time.time())
+        return int(current)
+
+    def get(self, key: str) -> int:
+        known = _counted().get(key)
+        return known[0] if known is not None else super().get(key)
+
+    def get_expiry(self, key: str) -> float:
+        known = _counted().get(key)
+        return known[1] if known is not None else super().get_expiry(key)
+
+
+def _counted() -> dict[str, tuple[int, float]]:
+    """This request's counts (key -> count, window's end); outside a request, none
+    kept."""
+    if not has_app_context():
+        return {}
+    counted = g.get("_rate_counted")
+    if counted is None:
+        counted = g._rate_counted = {}
+    return counted
+
+
 def init_limits(app: Flask) -> None:
     config = app.config
     trust_proxies(app)
     config.setdefault("RATELIMIT_STORAGE_URI", storage_uri(config))
-    if config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://", "unix://")):
+    if config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://", "redis+unix://")):
+        config["RATELIMIT_STORAGE_URI"] = ONE_TRIP + config["RATELIMIT_STORAGE_URI"]
+    if config["RATELIMIT_STORAGE_URI"].startswith(ONE_TRIP):
         # When Redis hangs or goes away, the first request to notice waits at most
         # STORAGE_TIMEOUT (twice), then every process counts in its own memory, with the
         # same limits, and looks at Redis again now and then (after 1, 2, 4 ... 32 s)
