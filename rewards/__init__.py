@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 
 from .config import Config
+from .flaskapp import RewardsFlask
 
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
@@ -15,7 +16,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         config = Config()
     elif isinstance(config, dict):
         config = Config(**config)
-    app = Flask(__name__)
+    app = RewardsFlask(__name__)
     app.config.from_object(config)
     # Keys and login safety: refuse to start with a key anyone can know (rewards/keys.py).
     from . import logs, metrics

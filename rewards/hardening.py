@@ -42,13 +42,20 @@ def json_depth(raw: bytes, most: int = 1000) -> int:
     return depth
 
 
+# Headers every answer carries unless its view set its own (a page its own policy).
+_ALWAYS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+           ("Referrer-Policy", "no-referrer"))
+
+
 def security_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    html = response.mimetype == "text/html"
-    headers.setdefault("Content-Security-Policy", PAGE_CSP if html else API_CSP)
+    present = {name.lower() for name in headers.keys()}
+    for name, value in _ALWAYS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    if "content-security-policy" not in present:
+        html = response.mimetype == "text/html"
+        headers.add("Content-Security-Policy", PAGE_CSP if html else API_CSP)
     return response
 
 

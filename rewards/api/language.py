@@ -53,8 +53,14 @@ def finish(response: Response) -> Response:
     if not request.path.startswith("/v1/"):
         return response
     language = negotiated()
-    response.vary.add("Accept-Language")
-    response.headers.setdefault("Content-Language", language)
+    headers = response.headers
+    vary = headers.get("Vary")
+    if not vary:
+        headers["Vary"] = "Accept-Language"
+    elif "accept-language" not in vary.lower():
+        headers["Vary"] = f"{vary}, Accept-Language"
+    if "Content-Language" not in headers:
+        headers["Content-Language"] = language
     if language == "cy" and response.status_code >= 400 and response.is_json:
         body = response.get_json(silent=True)
         if isinstance(body, dict) and body.get("reason") in WELSH:
