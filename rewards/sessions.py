@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from . import reads
 from .models import Member, StaffUser, utcnow
 from .models.login import LoginSession
 from .security import issue_token
@@ -153,8 +154,8 @@ def member_row_for_token(session: Session, payload: dict[str, Any]) -> Any | Non
     sid = _sid(payload)
     if sid is None:
         return None
-    row = session.connection().execute(
-        _MEMBER_ROW_BY_SESSION, {"member": uuid.UUID(payload["sub"]), "sid": sid}).first()
+    row = reads.first(_MEMBER_ROW_BY_SESSION, {"member": uuid.UUID(payload["sub"]), "sid": sid},
+                      session)
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         return None
     return row

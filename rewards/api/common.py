@@ -19,6 +19,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from .. import reads
 from ..extensions import db
 from ..jobs import discard_pending
 from ..models import AuditEntry, IdempotencyRecord
@@ -262,9 +263,9 @@ def keyset_page(stmt: Select[Any], moment: Any, row_id: Any, cursor: str | None,
         # A numbered page (the first, usually): the total comes in the page's own
         # statement, a window over the whole result before LIMIT (one round trip).
         if params is not None:
-            found = db.session.execute(_numbered(stmt), {
+            found = reads.rows(_numbered(stmt), {
                 **params, "_offset": (pagination_parameters.page - 1) * size,
-                "_limit": size + 1}).all()
+                "_limit": size + 1})
         else:
             found = db.session.execute(stmt.add_columns(func.count().over().label("_total"))
                                        .offset((pagination_parameters.page - 1) * size)

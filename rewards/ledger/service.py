@@ -13,6 +13,7 @@ from sqlalchemy import Select, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import reads
 from ..models import Account, Action, Award, Posting, PostingLine, Rule
 from .lots import DEFAULT_EXPIRY_MONTHS, Lot, Movement, lot_terms, lots_of
 
@@ -115,7 +116,7 @@ def member_balances(session: Session, member_id: uuid.UUID) -> MemberBalances:
     history, never the scheme's. Plain rows through the session's connection: every
     balance runs it."""
     # A member with no lines has no awards either, so no rows means nothing issued.
-    rows = session.connection().execute(_balances_stmt(), {"member": member_id}).all()
+    rows = reads.rows(_balances_stmt(), {"member": member_id}, session)
     movements = [Movement(points, kind, expires_at)
                  for account, points, kind, expires_at, _ in rows if account == "available"]
     return MemberBalances(

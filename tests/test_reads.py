@@ -1,0 +1,115 @@
+"""The hot reads' statements run on the driver (rewards/reads.py): the same rows as
+SQLAlchemy gives, datetimes in UTC whatever the database's zone, and a lost connection
+handled as SQLAlchemy handles it (the API answers 503, the next request recovers)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import exc, select, text
+
+from rewards import reads
+from rewards.api.common import _numbered
+from rewards.api.me import _action_rows, _statement_lines
+from rewards.catalogue import catalogue_rows
+from rewards.extensions import db
+from rewards.ledger.service import _balances_stmt
+from rewards.models import Member
+from rewards.models.login import LoginSession
+from rewards.sessions import _MEMBER_ROW_BY_SESSION
+
+from .helpers import bearer, build_scheme, link, member_token, postgres_only, signed_post, tap
+
+
+def _resident(client: FlaskClient, app: Flask) -> tuple[dict[str, str], Any]:
+    scheme = build_scheme(client, app, cost_points=10)
+    headers = bearer(member_token(client, app, "driver-reads@example.org"))
+    assert link(client, app, headers, "633500000077").status_code == 201
+    day = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
+    items = [tap(f"dr-{n}", "633500000077", day - timedelta(days=1 + n)) for n in range(4)]
+    assert signed_post(client, scheme.source, {"items": items}).status_code == 200
+    return headers, scheme
+
+
+def _statements(app: Flask) -> list[tuple[Any, dict[str, Any]]]:
+    with app.app_context():
+        member = db.session.scalar(select(Member).where(
+            Member.email == "driver-reads@example.org"))
+        login = db.session.scalar(select(LoginSession.id).where(
+            LoginSession.member_id == member.id))
+        code = f"member:{member.id}:available"
+        return [(_MEMBER_ROW_BY_SESSION, {"member": member.id, "sid": login}),
+                (_balances_stmt(), {"member": member.id}),
+                (_numbered(_action_rows(db.dialect)), {"member": member.id, "_offset": 0,
+                                                       "_limit": 10}),
+                (_numbered(_statement_lines()), {"code": code, "_offset": 0, "_limit": 10}),
+                (catalogue_rows()[0], {"now": datetime.now(UTC), "code": code})]
+
+
+def test_rows_are_sqlalchemys_rows(client: FlaskClient, app: Flask) -> None:
+    _resident(client, app)
+    for statement, params in _statements(app):
+        with app.app_context():
+            expected = db.session.connection().execute(statement, params).all()
+            got = reads.rows(statement, params)
+            assert expected, statement
+            assert [tuple(row) for row in got] == [tuple(row) for row in expected]
+            for row, want in zip(got, expected, strict=True):
+                for name in want._mapping:
+                    if not name.startswith("_"):
+                        assert getattr(row, name) == want._mapping[name]
+            db.session.remove()
+
+
+def test_datetimes_come_back_in_utc_whatever_the_databases_zone(
+        client: FlaskClient, app: Flask) -> None:
+    postgres_only(app, "the database's own time zone is PostgreSQL's")
+    _resident(client, app)
+    statement, params = _statements(app)[3]  # the statement's lines, with created_at
+    with app.app_context():
+        expected = reads.rows(statement, params)
+        db.session.connection().exec_driver_sql("SET TIME ZONE 'America/New_York'")
+        try:
+            got = reads.rows(statement, params)
+        finally:
+            db.session.connection().exec_driver_sql("SET TIME ZONE 'UTC'")
+            db.session.remove()
+    assert [row.created_at for row in got] == [row.created_at for row in expected]
+    assert all(row.created_at.utcoffset() == timedelta(0) for row in got)
+    assert all(row.created_at.isoformat().endswith("+00:00") for row in got)
+
+
+def test_a_lost_connection_is_sqlalchemys_error_and_the_next_read_recovers(
+        client: FlaskClient, app: Flask) -> None:
+    postgres_only(app, "terminating a backend is PostgreSQL's")
+    headers, _ = _resident(client, app)
+    assert client.get("/v1/me/balance", headers=headers).status_code == 200
+    statement, params = _statements(app)[1]
+    with app.app_context():
+        pid = db.session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with db.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(exc.DBAPIError) as raised:
+            reads.rows(statement, params)
+        assert raised.value.connection_invalidated
+        db.session.remove()
+        # The pool gave up the dead connection: the next read connects afresh.
+        assert reads.rows(statement, params)
+        db.session.remove()
+    assert client.get("/v1/me/balance", headers=headers).status_code == 200
+
+
+def test_a_statement_whose_parameters_need_converting_is_refused(app: Flask) -> None:
+    postgres_only(app, "SQLite runs every statement through SQLAlchemy")
+    from sqlalchemy import bindparam
+
+    from rewards.models import Action
+
+    needs_json = select(Action.id).where(Action.attributes == bindparam("attributes",
+                                                                       type_=Action.attributes.type))
+    with app.app_context(), pytest.raises(ValueError, match="attributes"):
+        reads.rows(needs_json, {"attributes": {"route": "1"}})
