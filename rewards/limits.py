@@ -18,7 +18,7 @@ from flask_limiter import Limiter
 from limits.storage import RedisStorage
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .security import read_token
+from .security import bearer_claims
 
 # endpoint -> (setting with its limit, methods it applies to)
 LIMITS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -60,11 +60,9 @@ TOO_MANY = "Too many requests from this client; wait before trying again (see Re
 def client_key() -> str:
     accepted = CREDENTIALS.get(request.endpoint or "", ())
     if "bearer" in accepted:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token:
-            payload = read_token(token.strip())
-            if payload is not None:
-                return f"{payload.get('role')}:{payload.get('sub')}"
+        payload = bearer_claims()
+        if payload is not None:
+            return f"{payload.get('role')}:{payload.get('sub')}"
     api_key = request.headers.get("X-Api-Key")
     if "api_key" in accepted and api_key:
         return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
-from flask import current_app
+from flask import current_app, g, request
 
 
 def keyed_hash(value: str, purpose: str, key: str | None = None) -> str:
@@ -113,6 +113,22 @@ def _whole_seconds(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("not a number")
     return int(value)
+
+
+def bearer_claims() -> dict[str, Any] | None:
+    """The claims of this request's `Authorization: Bearer` access token, None when it
+    has none or one that does not check out. Read once a request (the rate limiter names
+    the client by it, then the route checks it), kept with the token it was read from."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    token = token.strip()
+    known = g.get("_bearer")
+    if known is not None and known[0] == token:
+        return known[1]
+    claims = read_token(token)
+    g._bearer = (token, claims)
+    return claims
 
 
 def read_token(token: str, kind: str = "access") -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from . import jobs
+from . import jobs, reads
 from .catalogue import eligibility_of, ineligible_because, period_start, window_state
 from .ledger import (
     LedgerError,
@@ -148,8 +148,8 @@ def claim_offer(
     session.flush()  # the statements below skip the session: it writes what it holds first
     connection = session.connection()
     statements = _claim_statements(connection.dialect.name)
-    offer = connection.execute(statements.lock, {
-        "code": f"member:{member.id}:available", "offer": offer_id}).first()
+    offer = reads.first(statements.lock, {
+        "code": f"member:{member.id}:available", "offer": offer_id}, session)
     if offer is None:
         raise LedgerError(f"member {member.id} has no available account")
     if offer.id is None or offer.status != "live":

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from .. import reads
 from ..models import Account, Posting, PostingLine
 from .lots import LOT_KINDS, Movement, expired_points, lots_of
 from .service import account_movements, lock_member, post, scheme_account
@@ -62,7 +63,7 @@ def expire_then_spendable(session: Session, member_id: uuid.UUID, account_id: uu
     """expire_then_balance for a caller holding the member lock by the account's id
     (a claim, which locks it in a statement of its own): the account's lines read as
     plain rows by a statement built once, on the session's connection."""
-    rows = session.connection().execute(_lines_stmt(), {"account": account_id})
+    rows = reads.rows(_lines_stmt(), {"account": account_id}, session)
     movements = [Movement(points, kind, expires_at) for points, kind, expires_at in rows]
     expired, spendable = _expire_movements(session, member_id, now, AccountRef(account_id),
                                            movements)
