@@ -21,15 +21,10 @@ from ..actions.csv_import import (
     report_csv,
     report_rows,
 )
-from ..actions.sources import (
-    DEFAULT_OVERLAP,
-    issue_key,
-    key_state,
-    keys_of,
-    retire_key,
-)
+from ..actions.sources import SOURCE_KEYS, issue_key
 from ..extensions import db
 from ..jobs import enqueue
+from ..key_ring import DEFAULT_OVERLAP, key_state
 from ..models import ActionType, Source, utcnow
 from ..models.source import SourceImport
 from .auth import BEARER, staff_required
@@ -148,7 +143,7 @@ class Keys(MethodView):
     def get(self, source_id: uuid.UUID):
         """The source's API keys, newest first: prefix, state and times, never secrets."""
         source = _source(source_id)
-        keys = [_key_out(key) for key in keys_of(db.session, source)]
+        keys = [_key_out(key) for key in SOURCE_KEYS.keys_of(db.session, source)]
         db.session.commit()  # the registration key, copied in on first look
         return keys
 
@@ -169,7 +164,7 @@ class Keys(MethodView):
               key_prefix=issued.key.key_prefix, overlap_days=overlap.days)
         db.session.commit()
         return {**_key_out(issued.key), "api_key": issued.api_key,
-                "signing_secret": issued.signing_secret,
+                "signing_secret": issued.key.signing_secret,
                 "previous_keys_end_at": issued.previous_keys_end_at}
 
 
@@ -182,7 +177,7 @@ def retire(source_id: uuid.UUID, key_id: uuid.UUID):
     """Retire a key at once (a leaked key): requests with it are 401 from now on. Retiring
     the only working key locks the source out until a new key is issued."""
     source = _source(source_id)
-    retired = retire_key(db.session, source, key_id)
+    retired = SOURCE_KEYS.retire(db.session, source, key_id)
     if retired is None:
         db.session.rollback()
         abort(404, message="The source has no such key.")

@@ -13,14 +13,9 @@ from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
 from ..extensions import Blueprint, db
+from ..key_ring import DEFAULT_OVERLAP, key_state
 from ..models import Partner, PartnerKey, utcnow
-from ..partner_keys import (
-    DEFAULT_OVERLAP,
-    issue_till_key,
-    key_state,
-    retire_till_key,
-    till_keys_of,
-)
+from ..partner_keys import PARTNER_KEYS
 from .auth import BEARER, staff_required
 from .checks import storable_text
 from .common import audit, found_or_404
@@ -80,7 +75,7 @@ class TillKeys(MethodView):
     @staff_required(*MANAGE)
     def get(self, partner_id: uuid.UUID):
         """The partner's till keys, newest first: prefix, label, state and times."""
-        keys = [_key_out(key) for key in till_keys_of(db.session, _partner(partner_id))]
+        keys = [_key_out(key) for key in PARTNER_KEYS.keys_of(db.session, _partner(partner_id))]
         db.session.commit()  # the registration key, copied in on first look
         return keys
 
@@ -95,9 +90,9 @@ class TillKeys(MethodView):
         7) so every till can switch over without a gap."""
         partner = _partner(partner_id)
         overlap = timedelta(days=args.get("overlap_days", DEFAULT_OVERLAP.days))
-        issued = issue_till_key(db.session, partner, overlap, label=args.get("label"),
-                                keep_others=not args.get("rotate", True),
-                                created_by=g.caller.id)
+        issued = PARTNER_KEYS.issue(db.session, partner, overlap, label=args.get("label"),
+                                    keep_others=not args.get("rotate", True),
+                                    created_by=g.caller.id)
         audit("issue_till_key", "partner", partner.id, key_id=issued.key.id,
               key_prefix=issued.key.key_prefix, rotate=args.get("rotate", True),
               overlap_days=overlap.days)
@@ -114,7 +109,7 @@ class TillKeys(MethodView):
 def retire(partner_id: uuid.UUID, key_id: uuid.UUID):
     """Retire a till key at once (a leaked key): requests with it are 401 from now on."""
     partner = _partner(partner_id)
-    retired = retire_till_key(db.session, partner, key_id)
+    retired = PARTNER_KEYS.retire(db.session, partner, key_id)
     if retired is None:
         db.session.rollback()
         abort(404, message="The partner has no such key.")
