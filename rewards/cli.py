@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -223,20 +225,28 @@ def _as_of(now: datetime | None) -> datetime | None:
     return now if now.tzinfo else now.replace(tzinfo=UTC)
 
 
+def _ledger_run(run: Callable[..., Any], now: datetime | None) -> Any:
+    """A run of rewards.ledger.runs as of `now` (default: the present): its summary, or
+    exit 1 saying which members it failed for."""
+    from .extensions import db
+    from .ledger.runs import RunFailed
+    from .models import utcnow
+
+    try:
+        return run(db.session, _as_of(now) or utcnow())
+    except RunFailed as failed:
+        click.echo(str(failed), err=True)
+        sys.exit(1)
+
+
 @ledger_group.command("expire")
 @_NOW
 @with_appcontext
 def ledger_expire(now: datetime | None) -> None:
     """Expire what is left of lots past their expiry date (the daily job, run now)."""
-    from .extensions import db
-    from .ledger.runs import RunFailed, expire_all
-    from .models import utcnow
+    from .ledger.runs import expire_all
 
-    try:
-        summary = expire_all(db.session, _as_of(now) or utcnow())
-    except RunFailed as failed:
-        click.echo(str(failed), err=True)
-        sys.exit(1)
+    summary = _ledger_run(expire_all, now)
     click.echo(f"expired {summary.points} points of {summary.members} member(s)")
 
 
@@ -245,15 +255,9 @@ def ledger_expire(now: datetime | None) -> None:
 @with_appcontext
 def ledger_release(now: datetime | None) -> None:
     """Make pending points whose hold has passed spendable (the hourly job, run now)."""
-    from .extensions import db
-    from .ledger.runs import RunFailed, release_all
-    from .models import utcnow
+    from .ledger.runs import release_all
 
-    try:
-        summary = release_all(db.session, _as_of(now) or utcnow())
-    except RunFailed as failed:
-        click.echo(str(failed), err=True)
-        sys.exit(1)
+    summary = _ledger_run(release_all, now)
     click.echo(f"released {summary.points} pending points of {summary.members} member(s)")
 
 

@@ -13,17 +13,13 @@ from sqlalchemy.orm import Session
 from .ledger import account_balance, expire_member, lock_member, post, scheme_account
 from .models import Account, Partner, utcnow
 from .models.donation import Donation
-from .reasons import Reason
+from .reasons import Reason, Refused
 
 MAX_DONATION = 1_000_000
 
 
-class DonationRefused(Exception):
-    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
+class DonationRefused(Refused):
+    """A donation cannot be made as asked."""
 
 
 def charity(session: Session, charity_id: uuid.UUID) -> Partner | None:

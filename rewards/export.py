@@ -45,20 +45,15 @@ def member_export(session: Session, member: Member, now: datetime) -> dict[str, 
         .join(Posting, Posting.id == PostingLine.posting_id)
         .where(PostingLine.account_id.in_(list(accounts)))
         .order_by(PostingLine.created_at, PostingLine.id)).all() if accounts else []
-    actions = session.scalars(select(Action).where(Action.member_id == member_id)
-                              .order_by(Action.occurred_at, Action.id)).all()
-    reports = session.scalars(select(SelfReport).where(SelfReport.member_id == member_id)
-                              .order_by(SelfReport.created_at)).all()
-    reviews = session.scalars(select(Review).where(Review.member_id == member_id)
-                              .order_by(Review.created_at)).all()
-    rewards = session.scalars(select(Reward).where(Reward.member_id == member_id)
-                              .order_by(Reward.created_at)).all()
-    donations = session.scalars(select(Donation).where(Donation.member_id == member_id)
-                                .order_by(Donation.created_at)).all()
-    cards = session.scalars(select(Identifier).where(Identifier.member_id == member_id)
-                            .order_by(Identifier.created_at)).all()
-    devices = session.scalars(select(Device).where(Device.member_id == member_id)
-                              .order_by(Device.created_at)).all()
+
+    def held(model: Any, *order: Any) -> Any:
+        """The member's rows of `model`, in `order` (default: as they were made)."""
+        return session.scalars(select(model).where(model.member_id == member_id)
+                               .order_by(*(order or (model.created_at,)))).all()
+
+    actions = held(Action, Action.occurred_at, Action.id)
+    reports, reviews, rewards = held(SelfReport), held(Review), held(Reward)
+    donations, cards, devices = held(Donation), held(Identifier), held(Device)
     choices = session.scalars(select(NotificationPreference).where(
         NotificationPreference.member_id == member_id)).all()
     return {

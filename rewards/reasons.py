@@ -95,3 +95,14 @@ def reason_for(code: int, reason: str | None = None) -> str:
     if code in GENERAL:
         return GENERAL[code].value
     return (Reason.INTERNAL_ERROR if code >= 500 else Reason.BAD_REQUEST).value
+
+
+class Refused(Exception):
+    """Something asked of the scheme that it will not do: the HTTP status to answer
+    with, the message for the caller and, where one fits, the reason."""
+
+    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason

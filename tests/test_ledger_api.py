@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 import workers.ledger
 from rewards.cli import main as rewards_cli
 from rewards.extensions import db
-from rewards.ledger import account_balance, scheme_account, verify
+from rewards.ledger import account_balance, runs, scheme_account, verify
 from rewards.models import Action, Award, Posting, Rule
 
 from .helpers import (
@@ -254,6 +254,27 @@ def test_points_on_hold_become_spendable_when_the_hold_ends(client: FlaskClient,
     assert [line["kind"] for line in statement(client, me)] == ["pending_release"] * 2
     assert claim(client, me, scheme.offer["id"]).status_code == 202
     assert_ledger_sound(app)
+
+
+@pytest.mark.parametrize(("command", "finder", "settle", "run"), [
+    ("expire", "members_with_expired_lots", "expire_member", "expiry"),
+    ("release", "members_with_due_pending", "release_member", "pending release"),
+])
+def test_a_ledger_command_that_fails_for_a_member_exits_1_naming_them(
+        app: Flask, monkeypatch: pytest.MonkeyPatch, command: str, finder: str, settle: str,
+        run: str) -> None:
+    member_id = uuid.uuid4()
+    monkeypatch.setattr(runs, finder, lambda session, now: [member_id])
+
+    def broken(session: Any, member: uuid.UUID, now: datetime) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(runs, settle, broken)
+    ran = run_cli(app, "ledger", command, "--now", "2026-11-02")
+    assert ran.exit_code == 1, ran.output
+    # After the log of what went wrong, the line saying who it failed for.
+    assert ran.stderr.strip().splitlines()[-1] == f"{run} failed for 1 member(s): {member_id}"
+    assert ran.stdout == ""
 
 
 # -- revocations ------------------------------------------------------------------------

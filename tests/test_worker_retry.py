@@ -25,6 +25,7 @@ from rewards.models import OutboxMessage, Reward, utcnow
 from workers import runner
 
 from .reward_support import (
+    Resident,
     admin_headers,
     available,
     ledger_sound,
@@ -48,9 +49,12 @@ def _reward(app: Flask, reward_id: str) -> Reward:
         return reward
 
 
-def _attempts(app: Flask) -> int:
+def _message(app: Flask) -> OutboxMessage:
+    """The one job message there is."""
     with app.app_context():
-        return db.session.scalars(select(OutboxMessage)).one().attempts
+        message = db.session.scalars(select(OutboxMessage)).one()
+        db.session.expunge(message)
+        return message
 
 
 def test_in_process_failures_are_retried(client: FlaskClient, app: Flask,
@@ -72,7 +76,7 @@ def test_in_process_failures_are_retried(client: FlaskClient, app: Flask,
     claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]}, headers=me.headers)
     assert claimed.status_code == 202
     assert _reward(app, claimed.json["id"]).status == "issued"
-    assert _attempts(app) == 3
+    assert _message(app).attempts == 3
     assert available(client, me.headers) == 10
 
     # Failing every time: after JOB_MAX_ATTEMPTS the reward fails and the points return.
@@ -87,7 +91,7 @@ def test_in_process_failures_are_retried(client: FlaskClient, app: Flask,
     assert second.status_code == 202
     reward = _reward(app, second.json["id"])
     assert reward.status == "failed" and "printer on fire" in reward.failure_reason
-    assert _attempts(app) == app.config["JOB_MAX_ATTEMPTS"]
+    assert _message(app).attempts == app.config["JOB_MAX_ATTEMPTS"]
     assert available(client, me.headers) == 10
     assert (postings(app, "capture"), postings(app, "release")) == (1, 1)
     ledger_sound(app)
@@ -99,37 +103,43 @@ def quick_retries(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(app.config, "JOB_RETRY_INTERVALS", [0])
 
 
-def _webhook_offer(client: FlaskClient, app: Flask, partner: dict[str, Any],
-                   admin: dict[str, str], url: str) -> dict[str, Any]:
+def _webhook_partner(client: FlaskClient, app: Flask) -> tuple[dict[str, str], dict[str, Any]]:
+    """Staff's headers and the partner whose webhook offer the tests claim."""
+    admin = admin_headers(client, app)
+    return admin, make_partner(client, admin, "Active Leeds")
+
+
+def _claim_from(client: FlaskClient, app: Flask, admin: dict[str, str],
+                partner: dict[str, Any], url: str) -> tuple[Resident, str]:
+    """A resident with 100 points claims the partner's 30-point webhook offer, fulfilled
+    at `url`: the resident and the reward's id."""
     client.patch(f"/v1/admin/partners/{partner['id']}", json={"fulfilment_url": url},
                  headers=admin)
-    return make_offer(client, admin, partner["id"], title="Free swim", cost_points=30, stock=2,
-                      fulfilment="webhook")
+    offer = make_offer(client, admin, partner["id"], title="Free swim", cost_points=30,
+                       stock=2, fulfilment="webhook")
+    me = resident(client, app, points=100)
+    claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]}, headers=me.headers)
+    assert claimed.status_code == 202, claimed.json
+    return me, claimed.json["id"]
 
 
 def test_rq_retries_a_500_then_issues(client: FlaskClient, app: Flask, rq_mode: str,
                                       quick_retries: None) -> None:
-    admin = admin_headers(client, app)
-    partner = make_partner(client, admin, "Active Leeds")
+    admin, partner = _webhook_partner(client, app)
     with partner_system(partner["webhook_secret"], script=[500]) as system:
-        offer = _webhook_offer(client, app, partner, admin, system.url)
-        me = resident(client, app, points=100)
-        claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]},
-                              headers=me.headers)
-        assert claimed.status_code == 202
-        assert _reward(app, claimed.json["id"]).status == "pending"
+        me, reward_id = _claim_from(client, app, admin, partner, system.url)
+        assert _reward(app, reward_id).status == "pending"
         done = run_rewards_worker(app, rq_mode)
         assert done.returncode == 0, done.stderr
     assert len(system.calls) == 2
-    assert {call.headers["Idempotency-Key"] for call in system.calls} == {claimed.json["id"]}
-    reward = _reward(app, claimed.json["id"])
+    assert {call.headers["Idempotency-Key"] for call in system.calls} == {reward_id}
+    reward = _reward(app, reward_id)
     assert (reward.status, reward.partner_code) == ("issued", "SWIM-0001")
     assert (postings(app, "capture"), postings(app, "release")) == (1, 0)
     assert available(client, me.headers) == 70
-    with app.app_context():
-        # Done: the failed attempt's error is not kept (a kept one means it gave up).
-        message = db.session.scalars(select(OutboxMessage)).one()
-        assert (message.attempts, message.due_at, message.last_error) == (2, None, None)
+    # Done: the failed attempt's error is not kept (a kept one means it gave up).
+    message = _message(app)
+    assert (message.attempts, message.due_at, message.last_error) == (2, None, None)
     ledger_sound(app)
 
 
@@ -137,24 +147,19 @@ def test_rq_gives_up_after_the_last_retry(client: FlaskClient, app: Flask, rq_mo
                                           quick_retries: None,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(app.config, "JOB_MAX_ATTEMPTS", 3)
-    admin = admin_headers(client, app)
-    partner = make_partner(client, admin, "Active Leeds")
+    admin, partner = _webhook_partner(client, app)
     with partner_system(partner["webhook_secret"], script=[502, 500, 503]) as system:
-        offer = _webhook_offer(client, app, partner, admin, system.url)
-        me = resident(client, app, points=100)
-        claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]},
-                              headers=me.headers)
+        me, reward_id = _claim_from(client, app, admin, partner, system.url)
         done = run_rewards_worker(app, rq_mode)
         assert done.returncode == 0, done.stderr
     assert len(system.calls) == 3
-    reward = _reward(app, claimed.json["id"])
+    reward = _reward(app, reward_id)
     assert reward.status == "failed" and "HTTP 503" in reward.failure_reason
     assert available(client, me.headers) == 100
     assert (postings(app, "capture"), postings(app, "release")) == (0, 1)
-    with app.app_context():
-        message = db.session.scalars(select(OutboxMessage)).one()
-        assert (message.attempts, message.due_at) == (3, None)
-        assert "503" in message.last_error
+    message = _message(app)
+    assert (message.attempts, message.due_at) == (3, None)
+    assert "503" in message.last_error
     ledger_sound(app)
 
 
@@ -165,15 +170,10 @@ def test_a_worker_killed_on_the_last_attempt_is_finished_by_another(
     # A 3-second time limit makes the killed attempt's lease lapse after 8 seconds.
     monkeypatch.setitem(app.config, "JOB_MAX_ATTEMPTS", 1)
     monkeypatch.setitem(app.config, "JOB_TIMEOUT_SECONDS", 3)
-    admin = admin_headers(client, app)
-    partner = make_partner(client, admin, "Active Leeds")
+    admin, partner = _webhook_partner(client, app)
     env = worker_env(app, rq_mode)
     with partner_system(partner["webhook_secret"], script=["hang"]) as system:
-        offer = _webhook_offer(client, app, partner, admin, system.url)
-        me = resident(client, app, points=100)
-        claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]},
-                              headers=me.headers)
-        reward_id = claimed.json["id"]
+        me, reward_id = _claim_from(client, app, admin, partner, system.url)
         handed_over()
 
         # A worker takes the job and blocks in the partner's call; then it dies hard.
@@ -188,14 +188,13 @@ def test_a_worker_killed_on_the_last_attempt_is_finished_by_another(
         killed_at = time.monotonic()
         assert _reward(app, reward_id).status == "pending"
         assert postings(app, "capture") == 0
-        with app.app_context():
-            message = db.session.scalars(select(OutboxMessage)).one()
-            # The bound (docs/jobs.md): the killed attempt's lease, taken when it began,
-            # lapses within its time limit and the lease's grace (3 + 5 s here); any
-            # surviving worker's relay, every RELAY_EVERY seconds, then sends it again.
-            # RQ's own clean-up of abandoned jobs would take ten minutes.
-            assert message.attempts == 1 and message.due_at is not None
-            assert message.due_at <= utcnow() + timedelta(seconds=3) + jobs.LEASE_GRACE
+        message = _message(app)
+        # The bound (docs/jobs.md): the killed attempt's lease, taken when it began,
+        # lapses within its time limit and the lease's grace (3 + 5 s here); any
+        # surviving worker's relay, every RELAY_EVERY seconds, then sends it again.
+        # RQ's own clean-up of abandoned jobs would take ten minutes.
+        assert message.attempts == 1 and message.due_at is not None
+        assert message.due_at <= utcnow() + timedelta(seconds=3) + jobs.LEASE_GRACE
         assert runner.RELAY_EVERY <= 5
 
         # A second worker sends it again once the lease has lapsed, and finishes it.
@@ -220,9 +219,8 @@ def test_a_worker_killed_on_the_last_attempt_is_finished_by_another(
     assert (reward.status, reward.partner_code) == ("issued", "SWIM-0001")
     assert (postings(app, "hold"), postings(app, "capture"), postings(app, "release")) == (1, 1, 0)
     assert available(client, me.headers) == 70
-    with app.app_context():
-        message = db.session.scalars(select(OutboxMessage)).one()
-        assert (message.attempts, message.due_at) == (2, None)
+    message = _message(app)
+    assert (message.attempts, message.due_at) == (2, None)
     ledger_sound(app)
 
 
@@ -232,15 +230,10 @@ def test_sigterm_lets_the_job_in_hand_finish_first(
 ) -> None:
     """What `docker compose stop` or a deploy does to a worker mid-job: it finishes the
     job it holds (one partner call, one voucher), then exits cleanly."""
-    admin = admin_headers(client, app)
-    partner = make_partner(client, admin, "Active Leeds")
+    admin, partner = _webhook_partner(client, app)
     with partner_system(partner["webhook_secret"], script=["slow"],
                         slow_seconds=120) as system:
-        offer = _webhook_offer(client, app, partner, admin, system.url)
-        me = resident(client, app, points=100)
-        claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]},
-                              headers=me.headers)
-        reward_id = claimed.json["id"]
+        _, reward_id = _claim_from(client, app, admin, partner, system.url)
         handed_over()
         worker = subprocess.Popen([str(BIN / "rewards"), "worker", *mode],
                                   env=worker_env(app, rq_mode), cwd=ROOT,
@@ -262,7 +255,6 @@ def test_sigterm_lets_the_job_in_hand_finish_first(
     assert len(system.calls) == 1
     reward = _reward(app, reward_id)
     assert (reward.status, reward.partner_code) == ("issued", "SWIM-0001")
-    with app.app_context():
-        message = db.session.scalars(select(OutboxMessage)).one()
-        assert (message.attempts, message.due_at, message.last_error) == (1, None, None)
+    message = _message(app)
+    assert (message.attempts, message.due_at, message.last_error) == (1, None, None)
     ledger_sound(app)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from ..awarding import MemberGone, award_stored, lock_for_awards
 from ..models import Action, ActionType, Member, utcnow
 from ..models.event import Event, EventClaim, EventCode
-from ..reasons import Reason
+from ..reasons import Reason, Refused
 from .screening import control_book
 
 # No 0/O, 1/I/L: codes are read off paper and typed as well as scanned.
@@ -77,12 +77,9 @@ def create_event(
     return event, made
 
 
-class ClaimRefused(Exception):
-    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
+class ClaimRefused(Refused):
+    """An event's claim code does not earn its points (unknown, outside the window,
+    claimed already, used up)."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from ..csvfile import csv_text
 from ..models import Action, Source, utcnow
 from ..models.source import SourceImport, SourceImportRow
-from ..reasons import Reason
+from ..reasons import Refused
 from .controls import HELD
 from .ingest import ingest_batch
 
@@ -41,14 +41,8 @@ REPORT_HEADER = ("row", "external_ref", "status", "reason", "action_id")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-class UploadRefused(Exception):
+class UploadRefused(Refused):
     """The file as a whole cannot be imported (said to staff as 413 or 422)."""
-
-    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
 
 
 def _text(content: bytes) -> str:

@@ -20,7 +20,7 @@ from ..awarding import MemberGone, award_stored
 from ..ledger import lock_member, reverse_action
 from ..models import Action, ActionType, Member, utcnow
 from ..models.review import Review, SelfReport, SelfReportPhoto
-from ..reasons import Reason
+from ..reasons import Refused
 
 AWAITING = "self-reported: awaiting review"
 PHOTO_TYPES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
@@ -39,12 +39,8 @@ def self_report_status(action_status: str) -> str:
     return {"flagged": "pending", "accepted": "approved"}.get(action_status, "rejected")
 
 
-class ReviewRefused(Exception):
-    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
+class ReviewRefused(Refused):
+    """A review cannot be decided as asked."""
 
 
 def reports_today(session: Session, member_id: uuid.UUID, now: datetime) -> tuple[int, datetime]:

@@ -26,15 +26,10 @@ from ..models import Account, Action, Identifier, Member, Posting, PostingLine, 
 from ..reasons import Reason
 from .auth import BEARER, staff_required
 from .common import audit, found_or_404, idempotent
+from .contract import IDEMPOTENCY_KEY
 
 blp = Blueprint("admin_members", __name__, url_prefix="/v1/admin/members",
                 description="Member support: balances, counts and point adjustments")
-
-IDEMPOTENCY_HEADER = {
-    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string"},
-    "description": "A retry with the same key and body replays the first answer.",
-}
-
 
 class ExpiringOut(Schema):
     points = fields.Integer()
@@ -170,7 +165,7 @@ def support_view(member_id: uuid.UUID):
 
 
 @blp.route("/<uuid:member_id>/adjustments", methods=["POST"])
-@blp.doc(security=BEARER, parameters=[IDEMPOTENCY_HEADER])
+@blp.doc(security=BEARER, parameters=[IDEMPOTENCY_KEY])
 @staff_required()
 @blp.arguments(AdjustmentIn)
 @blp.response(201, AdjustmentOut)

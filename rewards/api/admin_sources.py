@@ -4,7 +4,6 @@ CSV uploads for operators without an API. Listing and registering sources is in 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from flask import Response, current_app, g
@@ -21,17 +20,12 @@ from ..actions.csv_import import (
     report_csv,
     report_rows,
 )
-from ..actions.sources import (
-    DEFAULT_OVERLAP,
-    issue_key,
-    key_state,
-    keys_of,
-    retire_key,
-)
+from ..actions.sources import SOURCE_KEYS, issue_key
 from ..extensions import db
 from ..jobs import enqueue
-from ..models import ActionType, Source, utcnow
+from ..models import ActionType, Source
 from ..models.source import SourceImport
+from . import key_rings
 from .auth import BEARER, staff_required
 from .checks import clean_text, storable_text
 from .common import audit, found_or_404, paginate
@@ -107,16 +101,8 @@ class SourceItem(MethodView):
 
 # -- keys ---------------------------------------------------------------------------
 
-class SourceKeyOut(Schema):
-    id = fields.UUID()
-    key_prefix = fields.String(allow_none=True, metadata={
-        "description": "The key's first characters, to tell keys apart; null for the key "
-                       "issued when the source was registered (never stored)."})
-    state = fields.String(metadata={"enum": ["active", "expiring", "expired", "retired"]})
-    created_at = fields.DateTime()
-    expires_at = fields.DateTime(allow_none=True, metadata={
-        "description": "When it stops working (the end of its overlap); null: no end set."})
-    retired_at = fields.DateTime(allow_none=True)
+class SourceKeyOut(key_rings.KeyOut):
+    key_prefix = key_rings.key_prefix_field("source")
 
 
 class SourceKeyIssued(SourceKeyOut):
@@ -127,16 +113,9 @@ class SourceKeyIssued(SourceKeyOut):
 
 
 class SourceKeyIn(Schema):
-    overlap_days = fields.Integer(
-        load_default=DEFAULT_OVERLAP.days, validate=validate.Range(min=0, max=90),
-        metadata={"description": "How long the keys working now keep working beside the "
-                                 "new one (0: they stop at once)."})
-
-
-def _key_out(key: Any) -> dict[str, Any]:
-    return {"id": key.id, "key_prefix": key.key_prefix, "state": key_state(key, utcnow()),
-            "created_at": key.created_at, "expires_at": key.expires_at,
-            "retired_at": key.retired_at}
+    overlap_days = key_rings.overlap_days_field(
+        "How long the keys working now keep working beside the new one (0: they stop at "
+        "once).")
 
 
 @blp.route("/<uuid:source_id>/keys")
@@ -147,10 +126,7 @@ class Keys(MethodView):
     @staff_required(*MANAGE)
     def get(self, source_id: uuid.UUID):
         """The source's API keys, newest first: prefix, state and times, never secrets."""
-        source = _source(source_id)
-        keys = [_key_out(key) for key in keys_of(db.session, source)]
-        db.session.commit()  # the registration key, copied in on first look
-        return keys
+        return key_rings.listed(SOURCE_KEYS, _source(source_id))
 
     @blp.doc(security=BEARER)
     @staff_required(*MANAGE)
@@ -163,14 +139,12 @@ class Keys(MethodView):
         The keys working now go on working for `overlap_days` (default 7), each with its
         own secret, so the source can switch over without a gap; then they stop."""
         source = _source(source_id)
-        overlap = timedelta(days=args.get("overlap_days", DEFAULT_OVERLAP.days))
+        overlap = key_rings.overlap_of(args)
         issued = issue_key(db.session, source, overlap, created_by=g.caller.id)
         audit("rotate_key", "source", source.id, key_id=issued.key.id,
               key_prefix=issued.key.key_prefix, overlap_days=overlap.days)
         db.session.commit()
-        return {**_key_out(issued.key), "api_key": issued.api_key,
-                "signing_secret": issued.signing_secret,
-                "previous_keys_end_at": issued.previous_keys_end_at}
+        return key_rings.issued_out(issued, signing_secret=issued.key.signing_secret)
 
 
 @blp.route("/<uuid:source_id>/keys/<uuid:key_id>", methods=["DELETE"])
@@ -181,15 +155,8 @@ class Keys(MethodView):
 def retire(source_id: uuid.UUID, key_id: uuid.UUID):
     """Retire a key at once (a leaked key): requests with it are 401 from now on. Retiring
     the only working key locks the source out until a new key is issued."""
-    source = _source(source_id)
-    retired = retire_key(db.session, source, key_id)
-    if retired is None:
-        db.session.rollback()
-        abort(404, message="The source has no such key.")
-    key, now_retired = retired
-    if now_retired:
-        audit("retire_key", "source", source.id, key_id=key.id, key_prefix=key.key_prefix)
-    db.session.commit()
+    key_rings.retire_or_404(SOURCE_KEYS, _source(source_id), key_id, target_type="source",
+                            action="retire_key", missing="The source has no such key.")
 
 
 # -- CSV uploads --------------------------------------------------------------------

@@ -32,6 +32,11 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 RETRY_AFTER = {"description": "Seconds to wait before trying again.",
                "schema": {"type": "integer"}}
+# The header of a POST that answers a retry as it answered the first try (common.idempotent).
+IDEMPOTENCY_KEY = {
+    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string"},
+    "description": "A retry with the same key and body replays the first answer.",
+}
 
 # Files: the media type served, for operations whose body is not JSON.
 MEDIA: dict[tuple[str, str], dict[str, Any]] = {

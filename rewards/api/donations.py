@@ -16,6 +16,7 @@ from ..models.donation import Donation
 from .auth import BEARER, current_member, member_required, staff_required
 from .caching import cached
 from .common import idempotent, paginate
+from .contract import IDEMPOTENCY_KEY
 
 blp = Blueprint("donations", __name__, url_prefix="/v1",
                 description="Giving points to charity partners")
@@ -88,10 +89,7 @@ class MyDonations(MethodView):
                 .order_by(Donation.created_at.desc(), Donation.id))
         return paginate(stmt, pagination_parameters)
 
-    @blp.doc(security=BEARER, parameters=[{
-        "in": "header", "name": "Idempotency-Key", "required": False,
-        "schema": {"type": "string"},
-        "description": "A retry with the same key and body replays the answer."}])
+    @blp.doc(security=BEARER, parameters=[IDEMPOTENCY_KEY])
     @member_required
     @blp.arguments(DonationIn)
     @blp.response(201, DonationMade)

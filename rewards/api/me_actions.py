@@ -24,17 +24,12 @@ from ..photos import UnreadablePhoto, without_metadata
 from .auth import BEARER, current_member, member_required
 from .checks import storable_text
 from .common import idempotent
+from .contract import IDEMPOTENCY_KEY
 from .me import AwardSchema
 from .uploads import UploadBlueprint, body_limit, read_upload
 
 blp = UploadBlueprint("me_actions", __name__, url_prefix="/v1/me",
                       description="A resident's event claims and self-reported actions")
-
-IDEMPOTENCY_HEADER = {
-    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string"},
-    "description": "A retry with the same key and body replays the first answer.",
-}
-
 
 # -- claim codes --------------------------------------------------------------------
 
@@ -60,7 +55,7 @@ class EventClaimOut(Schema):
 
 
 @blp.route("/claims", methods=["POST"])
-@blp.doc(security=BEARER, parameters=[IDEMPOTENCY_HEADER])
+@blp.doc(security=BEARER, parameters=[IDEMPOTENCY_KEY])
 @member_required
 @blp.arguments(EventClaimIn)
 @blp.response(201, EventClaimOut)

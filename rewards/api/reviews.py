@@ -18,6 +18,7 @@ from ..notify import enqueue_points_earned
 from .auth import BEARER, staff_required
 from .checks import storable_text
 from .common import audit, idempotent
+from .contract import IDEMPOTENCY_KEY
 
 blp = Blueprint("reviews", __name__, url_prefix="/v1/admin/reviews",
                 description="The review queue: flagged actions and self-reports")
@@ -176,12 +177,6 @@ def photo(action_id: uuid.UUID):
         "Content-Disposition": "inline"})
 
 
-IDEMPOTENCY_HEADER = {
-    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string"},
-    "description": "A retry with the same key and body replays the first answer.",
-}
-
-
 def _decide(action_id: uuid.UUID, verb: str, run: Any, **details: Any) -> Response:
     def produce() -> tuple[dict[str, Any], int]:
         try:
@@ -203,7 +198,7 @@ def _decide(action_id: uuid.UUID, verb: str, run: Any, **details: Any) -> Respon
 
 
 @blp.route("/<uuid:action_id>/approve", methods=["POST"])
-@blp.doc(security=BEARER, parameters=[IDEMPOTENCY_HEADER])
+@blp.doc(security=BEARER, parameters=[IDEMPOTENCY_KEY])
 @staff_required(*REVIEW)
 @blp.arguments(ReviewApproveIn, required=False)
 @blp.response(200, ReviewItem)
@@ -218,7 +213,7 @@ def approve_one(args: dict[str, Any], action_id: uuid.UUID):
 
 
 @blp.route("/<uuid:action_id>/reject", methods=["POST"])
-@blp.doc(security=BEARER, parameters=[IDEMPOTENCY_HEADER])
+@blp.doc(security=BEARER, parameters=[IDEMPOTENCY_KEY])
 @staff_required(*REVIEW)
 @blp.arguments(ReviewRejectIn)
 @blp.response(200, ReviewItem)

@@ -44,9 +44,6 @@ class SourceKey(IdMixin, Base):
     retired_at: Mapped[datetime | None] = mapped_column()
     created_by: Mapped[uuid.UUID | None] = mapped_column()
 
-    def works_at(self, now: datetime) -> bool:
-        return self.retired_at is None and (self.expires_at is None or self.expires_at > now)
-
 
 IMPORT_STATUSES = ("queued", "running", "done", "failed")
 

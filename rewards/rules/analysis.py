@@ -8,7 +8,7 @@ strings, escapes, `$root`) means "the whole context"."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,22 +48,33 @@ def _without_strings(expression: str) -> str | None:
     return None if quote is not None else "".join(out)
 
 
-def needs_of(expression: str) -> Needs | None:
-    """The parts of the context an expression reads; None if unknown (use all of it)."""
-    text = _without_strings(expression)
-    if text is None:
-        return None
-    needs: dict[str, set[str] | None] = {}
+def _root_reads(text: str) -> Iterator[tuple[re.Match[str], re.Match[str] | None]]:
+    """Each place `text` (string literals blanked) reads a root: the root's match, and
+    the `.prop` read under it, or None where the root is read whole (bare, indexed with
+    [], a range, or `now`)."""
     for match in _IDENTIFIER.finditer(text):
-        name = match.group()
-        if name not in ROOTS:
+        if match.group() not in ROOTS:
             continue
         before = text[: match.start()].rstrip()
         if before.endswith(".") and not before.endswith(".."):
             continue  # a property of something else (x.action), not the root
         prop = _PROPERTY.match(text, match.end())
         after = text[match.end():].lstrip()
-        if name == "now" or prop is None or after.startswith(".."):
+        if match.group() == "now" or prop is None or after.startswith(".."):
+            yield match, None
+        else:
+            yield match, prop
+
+
+def needs_of(expression: str) -> Needs | None:
+    """The parts of the context an expression reads; None if unknown (use all of it)."""
+    text = _without_strings(expression)
+    if text is None:
+        return None
+    needs: dict[str, set[str] | None] = {}
+    for match, prop in _root_reads(text):
+        name = match.group()
+        if prop is None:
             needs[name] = None
         elif needs.get(name, set()) is not None:
             needs.setdefault(name, set()).add(prop.group(1))  # type: ignore[union-attr]
@@ -135,16 +146,9 @@ def flatten(expression: str) -> Flat | None:
     done = 0
     props: set[tuple[str, str]] = set()
     wholes: set[str] = set()
-    for match in _IDENTIFIER.finditer(text):
+    for match, prop in _root_reads(text):
         name = match.group()
-        if name not in ROOTS:
-            continue
-        before = text[: match.start()].rstrip()
-        if before.endswith(".") and not before.endswith(".."):
-            continue
-        prop = _PROPERTY.match(text, match.end())
-        after = text[match.end():].lstrip()
-        if name == "now" or prop is None or after.startswith(".."):
+        if prop is None:
             wholes.add(name)
             continue
         out.append(expression[done : match.start()])

@@ -24,7 +24,7 @@ from rewards.rules import (
     member_facts,
     rule_set,
 )
-from rewards.rules.analysis import is_literal, merge, needs_of, picker
+from rewards.rules.analysis import flatten, is_literal, merge, needs_of, picker
 from rewards.rules.engine import Decision, ExpressionError, _as_points, _engine_message
 
 TZ = "Europe/London"
@@ -233,6 +233,35 @@ def test_anything_unclear_reads_the_whole_context(expression: str) -> None:
     assert merge([{"action": frozenset({"hour"})}, needs_of(expression)]) is None
     context = {"action": {"hour": 1}, "now": "x"}
     assert picker(None)(context) is context
+
+
+@pytest.mark.parametrize(("expression", "text", "props", "wholes"), [
+    ("action.hour < 7 or member . ward == 'x'", "action__hour < 7 or member__ward == 'x'",
+     {("action", "hour"), ("member", "ward")}, set()),
+    ('member.ward in ["action.hour", "now"]', 'member__ward in ["action.hour", "now"]',
+     {("member", "ward")}, set()),
+    ("action.attributes.distance_km * 2", "action__attributes.distance_km * 2",
+     {("action", "attributes")}, set()),
+    ("action.hour in [0..member.actions_total]", "action__hour in [0..member__actions_total]",
+     {("action", "hour"), ("member", "actions_total")}, set()),
+    ('action["hour"] > 1 and now > "2026"', 'action["hour"] > 1 and now > "2026"',
+     set(), {"action", "now"}),
+    ("action..hour + x.member.ward", "action..hour + x.member.ward", set(), {"action"}),
+])
+def test_flatten_reads_root_properties_as_flat_names(
+        expression: str, text: str, props: set[tuple[str, str]], wholes: set[str]) -> None:
+    flat = flatten(expression)
+    assert flat is not None
+    assert (flat.text, flat.props, flat.wholes) == (text, props, wholes)
+    # It reads what needs_of says, by the same scan.
+    assert needs_of(expression) == {**{root: frozenset(p for r, p in props if r == root)
+                                       for root, _ in props},
+                                    **dict.fromkeys(wholes)}
+
+
+@pytest.mark.parametrize("expression", ["action.__x == 1", "`${action.hour}`", "'unclosed"])
+def test_flatten_refuses_what_it_cannot_rewrite_safely(expression: str) -> None:
+    assert flatten(expression) is None
 
 
 def test_picker_takes_only_what_is_read() -> None:
