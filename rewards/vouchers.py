@@ -39,7 +39,7 @@ from .models import (
     Reward,
     utcnow,
 )
-from .reasons import Reason
+from .reasons import Reason, Refused
 
 # No 0/O, 1/I/L: codes are read aloud and typed at tills.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -50,12 +50,9 @@ REMINDER_BEFORE = timedelta(days=3)
 PERIOD_WORDS = {"day": "today", "week": "this week", "month": "this month"}
 
 
-class ClaimRefused(Exception):
-    def __init__(self, status: int, message: str, reason: Reason | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
+class ClaimRefused(Refused):
+    """A claim the scheme will not make (no such offer, closed, not eligible, limit
+    reached, not enough points, sold out)."""
 
 
 def new_voucher_code() -> str:

@@ -42,6 +42,7 @@ from ..wards import ward_for_postcode, ward_named
 from .auth import BEARER, current_member, current_resident, member_required, resident_read
 from .catalogue import PartnerBrief
 from .common import CursorArgs, idempotent, keyset_page, paginate, reads_only
+from .contract import IDEMPOTENCY_KEY
 from .fastdump import json_answer
 from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
 
@@ -425,9 +426,7 @@ class Rewards(MethodView):
 
     @blp.doc(
         security=BEARER,
-        parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
-                     "schema": {"type": "string"},
-                     "description": "A retry with the same key and body replays the answer."}],
+        parameters=[IDEMPOTENCY_KEY],
     )
     @resident_read
     @blp.arguments(ClaimIn)
