@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
 
+import orjson
 from flask import Response, current_app
 from marshmallow import Schema, fields
 from marshmallow.utils import missing as _MARSHMALLOW_MISSING
@@ -116,5 +117,12 @@ def json_answer(schema_class: type[Schema], items: Iterable[Any] | Any, *,
     with the view's status and headers)."""
     dump = plain_dumper(schema_class)
     body = [dump(item) for item in items] if many else dump(items)
-    return current_app.json.response(body)
+    try:
+        # orjson writes the same JSON as Flask's provider (sorted keys, compact, a
+        # closing newline) several times faster; characters beyond ASCII go as UTF-8
+        # rather than \u escapes, which any JSON reader reads alike.
+        data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # a value orjson does not write (a Decimal): Flask's way
+        return current_app.json.response(body)
+    return current_app.response_class(data, mimetype=current_app.json.mimetype)
 
