@@ -59,7 +59,7 @@ WRITES = ("claims", "redemptions")
 # The mixed run's shares: what a resident app's traffic looks like, with the tills and
 # one transport feed posting alongside.
 MIX = (("balance", 30), ("offers", 20), ("actions", 15), ("ledger", 10), ("claims", 8),
-       ("redemptions", 10), ("sources", 7))
+       ("redemptions", 10), ("sources", 7), ("dashboard", 2))
 
 
 def bare_app() -> Flask:
@@ -118,6 +118,10 @@ class Requests:
                 body), 201
         if endpoint == "sources":
             return endpoint, self._source_batch(20), 200
+        if endpoint == "dashboard":  # a council analyst looking at one figure
+            path = f"/v1/admin/dashboard/{self.rng.choice(self.scheme['figures'])}"
+            return endpoint, request_bytes("GET", path, {
+                "Authorization": f"Bearer {self.scheme['staff_token']}"}), 200
         raise ValueError(endpoint)
 
     def _source_batch(self, size: int) -> bytes:
@@ -306,6 +310,7 @@ def main() -> None:
                  if not args.only or name in args.only.split(",")]
     results: dict[str, Any] = {}
     mixed: dict[str, Any] = {}
+    sources_rate = None
     bare_rates: dict[str, list[float]] = {}
     try:
         from rewards import create_app
@@ -316,7 +321,8 @@ def main() -> None:
         # Access tokens that outlast the run (--mixed on a million actions: ~15 min).
         app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None,
                           "SECRET_KEY": SECRET_KEY, "IDENTIFIER_KEY": IDENTIFIER_KEY,
-                          "LOG_LEVEL": "WARNING", "ACCESS_TOKEN_TTL": 4 * 3600})
+                          "LOG_LEVEL": "WARNING", "ACCESS_TOKEN_TTL": 4 * 3600,
+                          "STAFF_TOKEN_TTL": 4 * 3600})
         budget = int(args.seconds * 2000) + 2000
         with app.app_context():
             started = time.perf_counter()
@@ -345,7 +351,18 @@ def main() -> None:
                     flat_bare.rate)
                 results[name] = describe(name, flat_out, paced, flat_bare.rate)
             if args.mixed:
-                rate = args.mixed_rate or half_capacity(results)
+                if "sources" not in results:
+                    # A source batch's own rate, for the mix's capacity (not a figure
+                    # with an aim: a batch is twenty actions, see bench/ingest.py).
+                    batches = made.stream("sources", budget // 10)
+                    sources_rate = added(list(closed_loop(
+                        server.port, iter(batches), concurrency, args.seconds / 2).values())).rate
+                    print(f"sources         {sources_rate:,.1f}/s flat out (batches of 20)",
+                          flush=True)
+                    results_for_mix = {**results, "sources": {"per_s": sources_rate}}
+                else:
+                    results_for_mix = results
+                rate = args.mixed_rate or half_capacity(results_for_mix)
                 stream = made.mixed(int(rate * args.seconds * 2) + 10)
                 print(f"mixed at {rate:,.0f} requests/s for {args.seconds * 2:.0f} s:",
                       flush=True)
@@ -380,6 +397,7 @@ def main() -> None:
         + sum(m["errors"] for m in mixed.values()),
         "verify_ok": verify_ok,
         "mixed": mixed,
+        "mixed_sources_batches_per_s": sources_rate,
         "members": args.members, "actions": args.actions, "workers": args.workers,
         "concurrency": concurrency, "seconds": args.seconds, "rounds": args.rounds,
     }
