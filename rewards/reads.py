@@ -28,6 +28,7 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy.sql import Executable
 
 from .extensions import db
+from .models.base import UTCDateTime
 
 
 @lru_cache(maxsize=64)
@@ -37,7 +38,7 @@ def _compiled(statement: Executable) -> tuple[str, Any]:
                   if process is not None}
     # UTCDateTime converts to UTC (psycopg sends aware datetimes as they are).
     converting = processors - {bind.key for bind in compiled.binds.values()
-                               if type(bind.type).__name__ == "UTCDateTime"}
+                               if isinstance(bind.type, UTCDateTime)}
     if converting:
         raise ValueError(f"parameters {sorted(converting)} need SQLAlchemy's conversion; "
                          "run this statement through the session")

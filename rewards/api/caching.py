@@ -9,7 +9,15 @@ from functools import wraps
 from typing import Any
 
 from flask import make_response, request
+from werkzeug.datastructures import Headers
 from werkzeug.http import generate_etag, parse_etags, quote_etag
+
+
+def vary_on(headers: Headers, *names: str) -> None:
+    """Add `names` to the Vary header, keeping what it says and naming each once."""
+    given = [part.strip() for part in (headers.get("Vary") or "").split(",") if part.strip()]
+    known = {part.lower() for part in given}
+    headers["Vary"] = ", ".join(given + [name for name in names if name.lower() not in known])
 
 
 def cached(max_age: int, *, private: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -31,11 +39,7 @@ def cached(max_age: int, *, private: bool) -> Callable[[Callable[..., Any]], Cal
                 return response
             headers = response.headers
             headers["Cache-Control"] = control
-            given = [part.strip() for part in (headers.get("Vary") or "").split(",")
-                     if part.strip()]
-            known = {part.lower() for part in given}
-            headers["Vary"] = ", ".join(
-                given + [name for name in varies if name.lower() not in known])
+            vary_on(headers, *varies)
             tag = generate_etag(response.get_data())
             headers["ETag"] = quote_etag(tag)
             environ = request.environ

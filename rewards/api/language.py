@@ -19,6 +19,7 @@ from ..i18n import choose, preferences
 from ..models import ActionType, Offer, Rule, RuleVersion
 from ..reasons_cy import WELSH
 from ..statement_text import say
+from .caching import vary_on
 
 
 def scheme_languages() -> tuple[str, ...]:
@@ -62,11 +63,7 @@ def finish(response: Response) -> Response:
         return response
     language = negotiated()
     headers = response.headers
-    vary = headers.get("Vary")
-    if not vary:
-        headers["Vary"] = "Accept-Language"
-    elif "accept-language" not in vary.lower():
-        headers["Vary"] = f"{vary}, Accept-Language"
+    vary_on(headers, "Accept-Language")
     if "Content-Language" not in headers:
         headers["Content-Language"] = language
     if language == "cy" and response.status_code >= 400 and response.is_json:
