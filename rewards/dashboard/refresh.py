@@ -4,7 +4,8 @@ A day is touched when an action that happened on it is created, awarded or revok
 or reviewed. The refresh finds those since the last refresh (less a margin, so a
 transaction that committed late is not missed; redoing a day is harmless), rebuilds
 their member-day rows from the actions, changes the month rows by what each day's
-rows changed, then rebuilds the ledger days that had new postings. `rebuild`
+rows changed, then rebuilds the ledger days that had new postings and, for the same
+days, the earned points by expiry day (rewards.dashboard.ledgerdays). `rebuild`
 recomputes any range of days, and their months whole."""
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ from sqlalchemy.orm import Session
 from ..models import Account, Action, ActionType, Award, Member, Posting, PostingLine, utcnow
 from ..models.dashboard import (
     DashboardRefresh,
-    LedgerDay,
     MemberDay,
     MemberHourMonth,
     MemberMonth,
 )
 from ..models.review import Review
-from . import build, cellkeep, cells, joins
+from . import build, cellkeep, cells, joins, ledgerdays
 from .deltas import Deltas
 from .filters import day_bounds, month_start, next_month, scheme_zone, today
 from .sources import COUNTED
@@ -266,29 +266,6 @@ def _rebuild_month(session: Session, month: date, members: set[uuid.UUID] | None
             session.execute(insert(MemberHourMonth.__table__), values[start_at:start_at + 5000])
 
 
-def _rebuild_ledger(session: Session, days: Iterable[date]) -> int:
-    accounts = _scheme_account_ids(session)
-    table = LedgerDay.__table__
-    count = 0
-    for day in sorted(days):
-        count += 1
-        start, end = day_bounds(day, day)
-        session.execute(delete(table).where(table.c.day == day))
-        if not accounts:
-            continue
-        source = (
-            select(literal(day).label("day"), Account.code, Posting.kind,
-                   func.sum(PostingLine.points), func.count())
-            .join(Account, Account.id == PostingLine.account_id)
-            .join(Posting, Posting.id == PostingLine.posting_id)
-            .where(PostingLine.account_id.in_(accounts), PostingLine.created_at >= start,
-                   PostingLine.created_at < end)
-            .group_by(Account.code, Posting.kind))
-        session.execute(insert(table).from_select(
-            ["day", "account", "kind", "points", "postings"], source))
-    return count
-
-
 def rebuild(session: Session, first: date, last: date) -> RefreshReport:
     """Recompute every rollup for the days `first`..`last` (scheme zone)."""
     started = clock.monotonic()
@@ -317,6 +294,7 @@ def refresh(session: Session, now: datetime | None = None,
         days = [start + timedelta(days=n) for n in range((today() - start).days + 1)]
         report = _apply(session, days, days, whole_months=True)
     else:
+        ledgerdays.catch_up(session)  # rollups built before the expiry days: all of them
         report = _apply(session, sorted(touched_days(session, since - margin)),
                         sorted(touched_ledger_days(session, since - margin)),
                         whole_months=False)
@@ -329,6 +307,7 @@ def refresh(session: Session, now: datetime | None = None,
     state.refreshed_at = now
     state.took_ms = report.took_ms
     state.days = report.days
+    ledgerdays.mark_filled(session, now)
     session.commit()
     log.info("dashboard rollups refreshed: %s days, %s ledger days, %s months in %s ms",
              report.days, report.ledger_days, report.months, report.took_ms)
@@ -383,7 +362,7 @@ def _apply(session: Session, days: list[date], ledger_days: list[date],
         refresh_members(session, members)  # the tenure cells
         step("tenure")
         changed = len(touched)
-    ledger = _rebuild_ledger(session, ledger_days)
+    ledger = ledgerdays.rebuild(session, ledger_days)
     session.flush()
     step("ledger")
     return RefreshReport(len(days), ledger, changed, 0, steps=step.times)

@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..extensions import db
 from ..models import Account, Action, ActionType, Member, Posting, PostingLine
 from ..models.dashboard import (
+    ExpiryDay,
     JoinDay,
     LedgerDay,
     MemberDay,
@@ -54,6 +55,10 @@ class Rollups:
     def ledger_days(self) -> FromClause:
         t = LedgerDay.__table__
         return select(t.c.day, t.c.account, t.c.kind, t.c.points).subquery("ld")
+
+    def expiry_days(self) -> FromClause:
+        t = ExpiryDay.__table__
+        return select(t.c.day, t.c.expires, t.c.points).subquery("ed")
 
     def span_cells(self, dim: str) -> FromClause:
         """Span cells of `dim` (see rewards.dashboard.cells)."""
@@ -175,6 +180,20 @@ class Raw:
             .where(Account.member_id.is_(None))
             .group_by(day, Account.code, Posting.kind)
             .subquery("ld")
+        )
+
+    def expiry_days(self) -> FromClause:
+        """Earn postings' credits by the day of the line and the day they expire: as
+        the figure summed them from the ledger before the rollup."""
+        day = self._part(PostingLine.created_at, "day").label("day")
+        expires = self._part(Posting.expires_at, "day").label("expires")
+        return (
+            select(day, expires, func.sum(PostingLine.points).label("points"))
+            .join(Posting, Posting.id == PostingLine.posting_id)
+            .where(Posting.kind == "earn", Posting.expires_at.is_not(None),
+                   PostingLine.points > 0)
+            .group_by(day, expires)
+            .subquery("ed")
         )
 
 

@@ -81,6 +81,20 @@ class LedgerDay(Base):
     postings: Mapped[int] = mapped_column()
 
 
+class ExpiryDay(Base):
+    """Points earned on one day (`day`, when posted: the day of the earn posting's line
+    on a scheme account, as LedgerDay) that expire on another (`expires`), both in the
+    scheme's zone: the earn postings' credits, summed. The forecast reads these by
+    `expires` instead of the ledger; a refresh redoes a posting day whole."""
+
+    __tablename__ = "dashboard_expiry_days"
+    __table_args__ = (Index("ix_dashboard_expiry_days_expires", "expires"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    expires: Mapped[date] = mapped_column(Date, primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+
+
 class DashboardRefresh(Base):
     """When the rollups were last brought up to date: changes after `refreshed_at`
     are what the next refresh looks for."""

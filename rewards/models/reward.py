@@ -54,6 +54,9 @@ class Redemption(IdMixin, Base):
               sqlite_where=text("undone_at IS NULL"),
               postgresql_where=text("undone_at IS NULL")),
         Index("ix_redemptions_partner_created", "partner_id", "created_at"),
+        # The dashboard's redemptions of a period (forecast, owed to partners) by when.
+        Index("ix_redemptions_created", "created_at", sqlite_where=text("undone_at IS NULL"),
+              postgresql_where=text("undone_at IS NULL")),
         # A till's retry with the same Idempotency-Key finds the redemption it made.
         Index("uq_redemptions_partner_idempotency_key", "partner_id", "idempotency_key",
               unique=True, sqlite_where=text("idempotency_key IS NOT NULL"),
