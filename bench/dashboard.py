@@ -249,7 +249,7 @@ class Counted(Raw):
 
     def __getattribute__(self, name: str) -> Any:
         if name in ("member_days", "member_months", "member_hours", "ledger_days",
-                    "tenure_cells", "span_cells", "sum_cells", "join_days"):
+                    "expiry_days", "tenure_cells", "span_cells", "sum_cells", "join_days"):
             object.__getattribute__(self, "used").add(name)
         return object.__getattribute__(self, name)
 
