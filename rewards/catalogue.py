@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, bindparam, func, select
 
-from .models import Account, Offer, Partner, PostingLine
+from .models import MemberTotals, Offer, Partner
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,13 @@ def live_offer_rows() -> Select[Any]:
 @cache
 def catalogue_rows() -> tuple[Select[Any], Any]:
     """`live_offer_rows` with the member's available points in each row (`available`,
-    for the account whose code is bound as `code`: one statement for the catalogue), and
-    that figure as an expression to filter on. Built once."""
-    accounts, lines = Account.__table__, PostingLine.__table__
-    available = (select(func.coalesce(func.sum(lines.c.points), 0))
-                 .select_from(lines.join(accounts, accounts.c.id == lines.c.account_id))
-                 .where(accounts.c.code == bindparam("code", type_=accounts.c.code.type))
-                 .scalar_subquery())
+    from the running totals of the member bound as `member`: one statement for the
+    catalogue), and that figure as an expression to filter on. Built once."""
+    totals = MemberTotals.__table__
+    available = func.coalesce(
+        select(totals.c.available)
+        .where(totals.c.member_id == bindparam("member", type_=totals.c.member_id.type))
+        .scalar_subquery(), 0)
     return live_offer_rows().add_columns(available.label("available")), available
 
 

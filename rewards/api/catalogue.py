@@ -226,7 +226,7 @@ def list_offers(args, pagination_parameters):
     with how many are left; in your language (Accept-Language, else your profile's)."""
     member = current_resident()
     stmt, available_points = catalogue_rows()
-    params = {"now": utcnow(), "code": f"member:{member.id}:available"}
+    params = {"now": utcnow(), "member": member.id}
     if not {"category", "partner_id", "affordable"} & set(args):
         rows = reads.rows(stmt, params)  # the whole catalogue: a statement built once
     else:  # narrowed: built for this request

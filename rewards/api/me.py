@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from ..erasure import erase_member
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
-from ..ledger import expiring, member_balances
+from ..ledger import balance_expiring
 from ..linking import LinkRefused, link_proven_card
 from ..models import (
     Account,
@@ -304,14 +304,13 @@ def balance():
 
     Spending takes the points that expire first; `expiring` lists what is left of the
     points expiring in the next 30 days, soonest first."""
-    balances = member_balances(db.session, g.caller.id)
-    soon = timedelta(days=current_app.config["POINTS_EXPIRING_SOON_DAYS"])
+    soon = utcnow() + timedelta(days=current_app.config["POINTS_EXPIRING_SOON_DAYS"])
+    balances, expiring = balance_expiring(db.session, g.caller.id, soon)
     return json_answer(BalanceSchema, {
         "available": balances.available,
         "pending": balances.pending,
         "lifetime_earned": balances.lifetime_earned,
-        "expiring": [{"points": lot.points, "expires_at": lot.expires_at}
-                     for lot in expiring(balances.lots, utcnow(), soon)],
+        "expiring": [{"points": lot.points, "expires_at": lot.expires_at} for lot in expiring],
     }, many=False)
 
 

@@ -2,7 +2,8 @@
 
 Every posting's lines sum to zero; a balance is the sum of an account's lines;
 nothing is updated or deleted, corrections are new postings. Earned points are
-lots with an expiry, derived from the lines (see lots.py), never stored."""
+lots with an expiry, derived from the lines (see lots.py), never stored. Members'
+running totals are kept by the database beside the lines (see totals.py)."""
 
 from .adjustments import MAX_ADJUSTMENT, NotEnoughPoints, adjust
 from .earning import Earn, post_earns
@@ -18,7 +19,6 @@ from .pending import members_with_due_pending, pending_credits, release_member
 from .reversal import Reversal, reverse_action
 from .service import (
     LedgerError,
-    MemberBalances,
     account_balance,
     add_points_awarded,
     check_balanced,
@@ -26,14 +26,18 @@ from .service import (
     ensure_member_accounts,
     lock_member,
     member_account,
-    member_available,
-    member_balances,
-    member_lots,
     post,
     scheme_account,
     setting,
     verify,
     verify_snapshot,
+)
+from .totals import (
+    MemberBalances,
+    balance_expiring,
+    member_available,
+    member_balances,
+    member_lots,
 )
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "NotEnoughPoints",
     "Reversal",
     "account_balance",
+    "balance_expiring",
     "adjust",
     "Earn",
     "post_earns",

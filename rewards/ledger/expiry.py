@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from functools import cache
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .. import reads
 from ..models import Account, Posting, PostingLine
-from .lots import LOT_KINDS, Movement, expired_points, lots_of
-from .service import account_movements, lock_member, post, scheme_account
+from .lots import LOT_KINDS
+from .service import lock_member, post, scheme_account
+from .totals import balance_expiring
 
 
 def members_with_expired_lots(session: Session, now: datetime) -> list[uuid.UUID]:
@@ -61,41 +60,27 @@ class AccountRef(NamedTuple):
 def expire_then_spendable(session: Session, member_id: uuid.UUID, account_id: uuid.UUID,
                           now: datetime) -> int:
     """expire_then_balance for a caller holding the member lock by the account's id
-    (a claim, which locks it in a statement of its own): the account's lines read as
-    plain rows by a statement built once, on the session's connection."""
-    rows = reads.rows(_lines_stmt(), {"account": account_id}, session)
-    movements = [Movement(points, kind, expires_at) for points, kind, expires_at in rows]
-    expired, spendable = _expire_movements(session, member_id, now, AccountRef(account_id),
-                                           movements)
+    (a claim, which locks it in a statement of its own, having flushed the session)."""
+    expired, spendable = _expire_lots(session, member_id, now, AccountRef(account_id))
     if expired:
         session.flush()  # the expiry's rows before the claim's own, which skip the session
     return spendable
 
 
-@cache
-def _lines_stmt() -> Select[Any]:
-    """An account's lines with their postings' kind and expiry, oldest first (the
-    order lots are made in), by the account's id."""
-    return (
-        select(PostingLine.points, Posting.kind, Posting.expires_at)
-        .join(Posting, Posting.id == PostingLine.posting_id)
-        .where(PostingLine.account_id == bindparam("account", type_=PostingLine.account_id.type))
-        .order_by(PostingLine.created_at, PostingLine.id)
-    )
-
-
 def _expire(session: Session, member_id: uuid.UUID, now: datetime,
             locked: Account | None) -> tuple[int, int]:
     account = locked if locked is not None else lock_member(session, member_id)
-    return _expire_movements(session, member_id, now, account,
-                             account_movements(session, account.id))
+    session.flush()  # the totals and lots are read past the session
+    return _expire_lots(session, member_id, now, account)
 
 
-def _expire_movements(session: Session, member_id: uuid.UUID, now: datetime,
-                      account: Account | AccountRef,
-                      movements: list[Movement]) -> tuple[int, int]:
-    balance = sum(movement.points for movement in movements)
-    points = expired_points(lots_of(movements), now)
+def _expire_lots(session: Session, member_id: uuid.UUID, now: datetime,
+                 account: Account | AccountRef) -> tuple[int, int]:
+    """Expire what is left of lots past their expiry (one read of the totals and those
+    lots); returns (points expired, available balance after)."""
+    balances, expired = balance_expiring(session, member_id, now)
+    balance = balances.available
+    points = sum(lot.points for lot in expired)
     if points <= 0:
         return 0, balance
     post(

@@ -68,6 +68,27 @@ def credits_and_taken(movements: Iterable[Movement]) -> tuple[list[Lot], int]:
     return credits, sum(lot.points for lot in credits) - balance
 
 
+def left_from_newest(newest_first: Iterable[tuple[int, datetime | None]],
+                     balance: int) -> tuple[list[Lot], bool]:
+    """What is left of the lots, from the credits read newest end first (never-expiring
+    ones, then latest expiry first, ties latest made first) and the balance: the same
+    as fifo_lots over the whole history. Taking soonest-expiring first leaves the
+    latest-expiring credits that add up to the balance, the earliest of them in part.
+    Returns the lots in expiry order and whether the balance was reached (if not, the
+    lots are complete only when `newest_first` held every credit)."""
+    left: list[Lot] = []
+    need = balance
+    for points, expires_at in newest_first:
+        if need <= 0:
+            break
+        if points <= 0:
+            continue
+        left.append(Lot(min(points, need), expires_at))
+        need -= points
+    left.reverse()
+    return left, need <= 0
+
+
 def lots_of(movements: Iterable[Movement]) -> list[Lot]:
     """The lots left in an available account, soonest-expiring first."""
     return fifo_lots(*credits_and_taken(movements))

@@ -3,19 +3,16 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from typing import Any
 
 from flask import current_app, has_app_context
 from sqlalchemy import Select, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import reads
 from ..models import Account, Action, Award, Posting, PostingLine, Rule
-from .lots import DEFAULT_EXPIRY_MONTHS, Lot, Movement, lot_terms, lots_of
+from .lots import DEFAULT_EXPIRY_MONTHS, Movement, lot_terms, lots_of
+from .totals import totals_problems
 
 
 class LedgerError(Exception):
@@ -100,77 +97,6 @@ def account_balance(session: Session, account_id: uuid.UUID) -> int:
     return int(total or 0)
 
 
-@dataclass(frozen=True)
-class MemberBalances:
-    available: int
-    pending: int
-    lifetime_earned: int
-    # What is left of the available points' lots, soonest-expiring first.
-    lots: tuple[Lot, ...] = ()
-
-
-def member_balances(session: Session, member_id: uuid.UUID) -> MemberBalances:
-    """The member's balances and lots in one statement (one snapshot, even outside a
-    transaction), through the member's own rows only (accounts.member_id,
-    posting_lines.account_id, postings.member_id): the cost follows the member's
-    history, never the scheme's. Plain rows through the session's connection: every
-    balance runs it."""
-    # A member with no lines has no awards either, so no rows means nothing issued.
-    rows = reads.rows(_balances_stmt(), {"member": member_id}, session)
-    movements = [Movement(points, kind, expires_at)
-                 for account, points, kind, expires_at, _ in rows if account == "available"]
-    return MemberBalances(
-        available=sum(movement.points for movement in movements),
-        pending=sum(row[1] for row in rows if row[0] == "pending"),
-        lifetime_earned=-int(rows[0][4]) if rows else 0,
-        lots=tuple(lots_of(movements)),
-    )
-
-
-@cache
-def _balances_stmt() -> Select[Any]:
-    """Built once, from the tables (no ORM entities): every balance runs it, and building
-    or going through the ORM costs more Python than running it."""
-    accounts, lines, postings = Account.__table__, PostingLine.__table__, Posting.__table__
-    member_id = bindparam("member", type_=accounts.c.member_id.type)
-    issuance_line = case((accounts.c.code == "scheme:issuance", lines.c.points), else_=0)
-    # Issued to the member by awards, less what reversals took back or wrote off: the
-    # issuance side of the member's earn and reversal postings. The issuance account
-    # is picked in the sum, not in WHERE: filtering on it would let the planner start
-    # from issuance's lines, which are every award of the scheme. The two kinds as
-    # plain parameters (an IN list is rendered again for every execution).
-    issued = (
-        select(func.coalesce(func.sum(issuance_line), 0))
-        .select_from(postings.join(lines, lines.c.posting_id == postings.c.id)
-                     .join(accounts, accounts.c.id == lines.c.account_id))
-        .where(postings.c.member_id == member_id,
-               or_(postings.c.kind == "earn", postings.c.kind == "reversal"))
-        .scalar_subquery()
-    )
-    return (
-        select(accounts.c.kind, lines.c.points, postings.c.kind, postings.c.expires_at, issued)
-        .select_from(accounts.join(lines, lines.c.account_id == accounts.c.id)
-                     .join(postings, postings.c.id == lines.c.posting_id))
-        .where(accounts.c.member_id == member_id)
-        .order_by(accounts.c.kind, lines.c.created_at, lines.c.id)
-    )
-
-
-def member_available(session: Session, member_id: uuid.UUID) -> int:
-    """The member's spendable points, in one query."""
-    return int(session.connection().execute(
-        _available_stmt(), {"code": f"member:{member_id}:available"}).scalar() or 0)
-
-
-@cache
-def _available_stmt() -> Select[Any]:
-    """Built once, from the tables: the catalogue runs it for every resident."""
-    accounts, lines = Account.__table__, PostingLine.__table__
-    return (select(func.coalesce(func.sum(lines.c.points), 0))
-            .select_from(lines.join(accounts, accounts.c.id == lines.c.account_id))
-            .where(accounts.c.code == bindparam("code", type_=accounts.c.code.type)))
-
-
 def _movements_stmt() -> Select[tuple[uuid.UUID, int, str, datetime | None]]:
     """An account's lines with their postings' kind and expiry, oldest first."""
     return (
@@ -183,11 +109,6 @@ def _movements_stmt() -> Select[tuple[uuid.UUID, int, str, datetime | None]]:
 def account_movements(session: Session, account_id: uuid.UUID) -> list[Movement]:
     rows = session.execute(_movements_stmt().where(PostingLine.account_id == account_id))
     return [Movement(points, kind, expires_at) for _, points, kind, expires_at in rows]
-
-
-def member_lots(session: Session, member_id: uuid.UUID) -> list[Lot]:
-    """The member's spendable points as lots, soonest-expiring first."""
-    return lots_of(account_movements(session, member_account(session, member_id).id))
 
 
 def post(
@@ -260,7 +181,8 @@ def verify(session: Session) -> list[str]:
     """Problems with the ledger's invariants, read in the session's open transaction;
     an empty list means it is sound. Checks: every posting's lines sum to zero, all
     accounts together sum to zero, no member's balance is below zero, each member's
-    lots add up to their available balance, each rule's running total equals its
+    lots add up to their available balance, members' running totals equal their
+    lines, each rule's running total equals its
     awards (less what revocations took back), awards are marked revoked exactly
     when their actions are, and each earn posting credits exactly its awards."""
     problems: list[str] = []
@@ -282,6 +204,7 @@ def verify(session: Session) -> list[str]:
     ).all()
     problems += [f"account {code} is below zero ({total})" for code, total in negative]
     problems += _lot_problems(session)
+    problems += totals_problems(session)
     problems += _award_problems(session)
     return problems
 

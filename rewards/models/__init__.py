@@ -5,7 +5,7 @@ from .action import Action, Award, AwardQueue
 from .base import Base, utcnow
 from .device import Device, NotificationPreference
 from .infra import IdempotencyRecord, OutboxMessage
-from .ledger import Account, Posting, PostingLine
+from .ledger import Account, MemberTotals, Posting, PostingLine
 from .login import LoginSession, LoginThrottle  # noqa: F401  (logins that can end)
 from .member import Identifier, Member, OtpCode
 from .partner import Offer, Partner, PartnerKey
@@ -27,6 +27,7 @@ __all__ = [
     "IdempotencyRecord",
     "Identifier",
     "Member",
+    "MemberTotals",
     "NotificationPreference",
     "Offer",
     "OtpCode",

@@ -30,6 +30,10 @@ SCHEME_ACCOUNTS = (
 )
 
 
+# Postings whose credit to a member's available account is a lot (ledger.lots.LOT_KINDS).
+LOT_POSTINGS = "kind IN ('earn', 'pending_release', 'adjustment')"
+
+
 class Account(Base):
     """A ledger account. Its balance is the sum of its lines, never a stored number."""
 
@@ -70,6 +74,10 @@ class Posting(IdMixin, Base):
     lines: Mapped[list[PostingLine]] = relationship(back_populates="posting")
 
     __table_args__ = (
+        # A member's lots by expiry, read backwards: what is left of them is read from the
+        # newest end (ledger.lots), stopping at the balance.
+        Index("ix_postings_member_lots", "member_id", "expires_at",
+              postgresql_where=text(LOT_POSTINGS), sqlite_where=text(LOT_POSTINGS)),
         # Only release and refund postings carry an origin: index just those.
         Index("ix_postings_origin_id", "origin_id", postgresql_where=text("origin_id IS NOT NULL"),
               sqlite_where=text("origin_id IS NOT NULL")),
@@ -90,3 +98,18 @@ class PostingLine(Base):
 
     posting: Mapped[Posting] = relationship(back_populates="lines")
     account: Mapped[Account] = relationship()
+
+
+class MemberTotals(Base):
+    """A member's running totals: the sums of their available and pending accounts'
+    lines and the points awards issued to them (less reversals). Written only by the
+    database's trigger on posting_lines (migration 0025), in the transaction that adds
+    the lines, so it is exact whenever the lines are; `rewards ledger verify` checks it.
+    A member with no lines yet has no row: every total is 0."""
+
+    __tablename__ = "member_totals"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    available: Mapped[int] = mapped_column(BigInteger)
+    pending: Mapped[int] = mapped_column(BigInteger)
+    issued: Mapped[int] = mapped_column(BigInteger)

@@ -17,6 +17,7 @@ from rewards.ledger.lots import (
     expired_points,
     expiring,
     fifo_lots,
+    left_from_newest,
     lot_terms,
     lots_of,
 )
@@ -166,6 +167,22 @@ def test_fifo_properties(credits, taken):
     for when in {lot.expires_at for lot in left}:
         assert (sum(lot.points for lot in left if lot.expires_at == when)
                 <= sum(lot.points for lot in credits if lot.expires_at == when))
+
+
+@settings(max_examples=300, deadline=None)
+@given(credits=lots_strategy, taken=st.integers(-20, 700))
+def test_lots_read_from_the_newest_end_are_the_fifo_lots(credits, taken):
+    """Reading the credits backwards (never-expiring first, then latest expiry, ties
+    latest made first) until they add up to the balance leaves what FIFO leaves."""
+    balance = sum(lot.points for lot in credits) - taken
+    newest_first = [(lot.points, lot.expires_at) for lot in reversed(
+        sorted(credits, key=order))]  # sorted() is stable: reversed, ties latest first
+    left, reached = left_from_newest(newest_first, balance)
+    assert left == fifo_lots(credits, taken)
+    assert reached == (balance <= 0 or taken >= 0)
+    # Fewer credits read than it needs: the balance is not reached.
+    if reached and left and balance > 0:
+        assert not left_from_newest(newest_first[:len(left) - 1], balance)[1]
 
 
 @settings(max_examples=300, deadline=None)

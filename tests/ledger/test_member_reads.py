@@ -1,12 +1,14 @@
 """What a resident reads of the ledger (balances, lifetime earned, lots, the available
 figure the catalogue uses) agrees with the lines after random operations, whatever
-other members do; and the lookups by action use their index."""
+other members do; the running totals the database keeps follow every way lines are
+written; and the lookups by action and by a member's lots use their index."""
 
 from __future__ import annotations
 
 import random
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,7 +20,9 @@ from rewards.extensions import db
 from rewards.ledger import (
     NotEnoughPoints,
     adjust,
+    balance_expiring,
     expire_member,
+    expiring,
     member_available,
     member_balances,
     member_lots,
@@ -27,7 +31,11 @@ from rewards.ledger import (
     reverse_action,
     verify,
 )
-from rewards.models import Account, Action, Posting, PostingLine
+from rewards.ledger.lots import lots_of
+from rewards.ledger.service import account_movements, member_account
+from rewards.ledger.totals import FIRST_READ
+from rewards.models import Account, Action, MemberTotals, Posting, PostingLine
+from tests.helpers import postgres_only
 
 from .support import available, earn, make_member, make_place, pending, spend
 
@@ -60,7 +68,16 @@ def check_member(session: Session, member_id: uuid.UUID) -> None:
     assert shown.available == available(session, member_id)
     assert shown.pending == pending(session, member_id)
     assert shown.lifetime_earned == issued_to(session, member_id)
-    assert list(shown.lots) == member_lots(session, member_id)
+    # Lots read from the newest end equal the FIFO rule over the whole history.
+    whole = lots_of(account_movements(session, member_account(session, member_id).id))
+    assert list(shown.lots) == whole
+    assert member_lots(session, member_id) == whole
+    # What expires by a moment, worked out by the database, is the same as from the lots.
+    for by in (START + timedelta(days=800), START + timedelta(days=1400),
+               START + timedelta(days=3000)):
+        balances, lots = balance_expiring(session, member_id, by)
+        assert lots == expiring(whole, by, timedelta(0))
+        assert balances == replace(shown, lots=())
     assert sum(lot.points for lot in shown.lots) == shown.available
     assert member_available(session, member_id) == shown.available
 
@@ -141,3 +158,67 @@ def test_an_actions_postings_are_found_by_its_index(session: Session):
     assert "ix_postings_action_id" in plan
     # And pending_credits by action, which goes through that lookup, still answers.
     assert [credit.points for credit in pending_credits(session, action_id=action.id)] == [10]
+
+
+@pytest.mark.parametrize("spent", [5, 2 * FIRST_READ * 3 - 7])
+def test_lots_of_a_long_history_equal_the_whole_fifo(session: Session, spent: int):
+    """More credits than the first read takes: spending little leaves more lots than it
+    reads (the whole history is read again), spending most leaves a few (it stops)."""
+    place = make_place(session)
+    member_id = make_member(session)
+    for n in range(2 * FIRST_READ):
+        earn(session, place, member_id, 3, START + timedelta(days=n % 40, minutes=n))
+    spend(session, place, member_id, spent, now=START + timedelta(days=41))
+    session.commit()
+    check_member(session, member_id)
+    left = member_balances(session, member_id)
+    assert left.available == 2 * FIRST_READ * 3 - spent
+    assert sum(lot.points for lot in left.lots) == left.available
+
+
+def test_totals_follow_lines_written_by_any_statement_and_verify_checks_them(
+        session: Session):
+    """The trigger adds lines however they are written (here one raw INSERT of several
+    lines, as bulk awarding does); a total that disagrees with its lines is reported."""
+    place = make_place(session)
+    first, second = make_member(session), make_member(session)
+    earn(session, place, first, 10, START)
+    session.commit()
+    accounts = {member_id: member_account(session, member_id).id for member_id in (first, second)}
+    issuance = session.scalar(select(Account.id).where(Account.code == "scheme:issuance"))
+    posting = Posting(kind="earn", reason="Bulk", member_id=second)
+    session.add(posting)
+    session.flush()
+    session.execute(PostingLine.__table__.insert(), [
+        {"id": uuid.uuid4(), "posting_id": posting.id, "account_id": accounts[second],
+         "points": 4, "created_at": START},
+        {"id": uuid.uuid4(), "posting_id": posting.id, "account_id": accounts[second],
+         "points": 5, "created_at": START},
+        {"id": uuid.uuid4(), "posting_id": posting.id, "account_id": issuance,
+         "points": -9, "created_at": START}])
+    session.commit()
+    check_member(session, first)
+    check_member(session, second)
+    assert member_balances(session, second).lifetime_earned == 9
+    assert verify(session) == []
+    session.execute(MemberTotals.__table__.update()
+                    .where(MemberTotals.member_id == first).values(available=11))
+    session.commit()
+    problems = verify(session)
+    assert len(problems) == 1 and f"member {first}: running totals" in problems[0]
+    assert "(11, 0, 10)" in problems[0] and "(10, 0, 10)" in problems[0]
+
+
+def test_a_members_lots_are_read_by_their_index(app: Flask, session: Session):
+    postgres_only(app, "the plan checked is PostgreSQL's")
+    from rewards.ledger.totals import _newest_credits_stmt
+
+    member_id = make_member(session)
+    session.commit()
+    compiled = _newest_credits_stmt().compile(session.get_bind())
+    params = {**compiled.params, "member": member_id, "first": FIRST_READ}
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+    plan = "\n".join(row[0] for row in session.connection().exec_driver_sql(
+        f"EXPLAIN {compiled.string}", params))
+    session.rollback()
+    assert "ix_postings_member_lots" in plan
