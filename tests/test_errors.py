@@ -143,7 +143,7 @@ def test_unexpected_exception_is_500_json_without_internals(
     def explode(*_: Any, **__: Any) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(rewards.api.me, "member_balances", explode)
+    monkeypatch.setattr(rewards.api.me, "balance_expiring", explode)
     with caplog.at_level(logging.ERROR):
         response = client.get("/v1/me/balance", headers=me)
     body = assert_json_error(response, 500)

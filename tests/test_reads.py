@@ -17,7 +17,7 @@ from rewards.api.common import _numbered
 from rewards.api.me import _action_rows, _statement_lines
 from rewards.catalogue import catalogue_rows
 from rewards.extensions import db
-from rewards.ledger.service import _balances_stmt
+from rewards.ledger.totals import _balance_stmt, _newest_credits_stmt
 from rewards.models import Member
 from rewards.models.login import LoginSession
 from rewards.sessions import _MEMBER_ROW_BY_SESSION
@@ -43,11 +43,13 @@ def _statements(app: Flask) -> list[tuple[Any, dict[str, Any]]]:
             LoginSession.member_id == member.id))
         code = f"member:{member.id}:available"
         return [(_MEMBER_ROW_BY_SESSION, {"member": member.id, "sid": login}),
-                (_balances_stmt(), {"member": member.id}),
+                (_balance_stmt(), {"member": member.id,
+                                   "by": datetime.now(UTC) + timedelta(days=3650)}),
+                (_newest_credits_stmt(), {"member": member.id, "first": 48}),
                 (_numbered(_action_rows(db.dialect)), {"member": member.id, "_offset": 0,
                                                        "_limit": 10}),
                 (_numbered(_statement_lines()), {"code": code, "_offset": 0, "_limit": 10}),
-                (catalogue_rows()[0], {"now": datetime.now(UTC), "code": code})]
+                (catalogue_rows()[0], {"now": datetime.now(UTC), "member": member.id})]
 
 
 def test_rows_are_sqlalchemys_rows(client: FlaskClient, app: Flask) -> None:
