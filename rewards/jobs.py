@@ -378,7 +378,15 @@ def _rq_enqueue_many(connection: Redis,
                      whole: list[tuple[uuid.UUID, str, str, dict[str, Any], dict[str, Any] | None]],
                      bare: list[Marked]) -> None:
     """What _rq_enqueue does for each of `whole`, and an RPUSH of each of `bare`'s ids
-    onto its queue's list, in one Redis transaction (one round trip)."""
+    onto its queue's list, in one Redis transaction (one round trip); ids of one queue
+    alone (a claim's) in one RPUSH, which needs no transaction."""
+    ids_of: dict[str, list[str]] = {}
+    for message_id, queue in bare:
+        ids_of.setdefault(queue, []).append(str(message_id))
+    if not whole and len(ids_of) == 1:
+        [(queue, ids)] = ids_of.items()
+        connection.rpush(queue_key(queue), *ids)
+        return
     pipeline = connection.pipeline()
     if whole:
         from rq import Queue
@@ -391,9 +399,6 @@ def _rq_enqueue_many(connection: Redis,
         for queue, prepared in by_queue.items():
             Queue(queue_name(queue), connection=connection).enqueue_many(
                 prepared, pipeline=pipeline)
-    ids_of: dict[str, list[str]] = {}
-    for message_id, queue in bare:
-        ids_of.setdefault(queue, []).append(str(message_id))
     for queue, ids in ids_of.items():
         pipeline.rpush(queue_key(queue), *ids)
     pipeline.execute()
