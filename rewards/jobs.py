@@ -72,7 +72,8 @@ def outbox_values(job: str, queue: str = "default", **kwargs: Any) -> dict[str, 
     statement of its own (a claim); call `written` with them once the insert ran.
     From a request whose jobs the hand-over thread will send, the row is written marked
     handed over already (`dispatched_at`; due for the relay after HANDOVER_GRACE like
-    any new row), so the thread has nothing to mark: it only talks to Redis."""
+    any new row), so the thread has nothing to mark: it only puts the row's id on its
+    queue's list, and the worker builds the RQ job from the row (workers/rqjob.py)."""
     now = utcnow()
     handed_over_here = bool(current_app.config.get("REDIS_URL")) and has_request_context()
     return {"id": uuid.uuid4(), "job": job, "queue": queue, "kwargs": kwargs,
@@ -87,8 +88,7 @@ def written(values: dict[str, Any]) -> None:
     if values["dispatched_at"] is None:
         db.session.info.setdefault("outbox", []).append(values["id"])
     else:
-        db.session.info.setdefault("outbox_marked", []).append(
-            (values["id"], values["job"], values["queue"], values["kwargs"]))
+        db.session.info.setdefault("outbox_marked", []).append((values["id"], values["queue"]))
 
 
 def queue_name(name: str) -> str:
@@ -273,20 +273,39 @@ def run_inline(message_id: uuid.UUID) -> None:
 
 # -- hand-over and relay -------------------------------------------------------------------
 
+# Seconds RQ keeps a job's result, and a failed job.
+RESULT_TTL, FAILURE_TTL = 3600, 7 * 24 * 3600
+
+
+def rq_options(job: str) -> dict[str, Any]:
+    """RQ's settings for an outbox job, the same wherever its RQ job is built (here, or
+    by a worker for an id handed over alone: workers/rqjob.py)."""
+    return {"timeout": job_timeout(job), "result_ttl": RESULT_TTL, "failure_ttl": FAILURE_TTL}
+
+
+def queue_key(queue: str) -> str:
+    """The Redis list RQ's queue `queue` keeps its job ids in."""
+    from rq import Queue
+
+    return f"{Queue.redis_queue_namespace_prefix}{queue_name(queue)}"
+
+
 def _rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
                 kwargs: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
     from rq import Queue
 
+    options = rq_options(job)
     Queue(queue_name(queue), connection=connection).enqueue(
-        job, kwargs=kwargs, job_id=str(message_id), job_timeout=job_timeout(job),
-        result_ttl=3600, failure_ttl=7 * 24 * 3600, meta=meta or None)
+        job, kwargs=kwargs, job_id=str(message_id), job_timeout=options.pop("timeout"),
+        meta=meta or None, **options)
 
 
-# A job whose outbox row was written marked handed over: (id, job, queue, kwargs).
-Marked = tuple[uuid.UUID, str, str, dict[str, Any]]
+# A job whose outbox row was written marked handed over: (id, queue). Only its id goes
+# to Redis; the worker that takes it builds its RQ job from the row (workers/rqjob.py).
+Marked = tuple[uuid.UUID, str]
 
 
-def _meta(request_id: str | None) -> dict[str, Any] | None:
+def rq_meta(request_id: str | None) -> dict[str, Any] | None:
     """What goes with a job to RQ: the id of the request that wrote it (workers.job
     logs under it)."""
     return {"request_id": request_id} if request_id else None
@@ -303,17 +322,20 @@ def push_batches(batches: list[tuple[Any, ...]], connection: Redis | None) -> in
     A batch is (ids, meta) or (ids, meta, marked): its jobs go with its `meta`. One
     statement takes the ids: it marks the rows never handed over nor begun as handed
     over (with the lease a queued job has) and returns what each job needs, so no
-    attempt can begin before the mark. `marked` jobs were written marked (a claim's:
-    see outbox_values) and need no statement. Then one Redis transaction queues them
-    all; if it fails, none counts as handed over and every one is due again at once,
-    for the relay (a job queued twice is run once: see run_attempt)."""
+    attempt can begin before the mark; each goes to RQ as a whole job. `marked` jobs
+    were written marked (a claim's: see outbox_values) and need no statement: only
+    their ids go onto their queues' lists, the worker that pops one builds its job from
+    the row (the API process does the least per claim). Then one Redis transaction
+    queues them all; if it fails, none counts as handed over and every one is due again
+    at once, for the relay (a job queued twice is run once: see run_attempt)."""
     assert connection is not None
     meta_of: dict[uuid.UUID, dict[str, Any] | None] = {}
-    ready: list[tuple[uuid.UUID, str, str, dict[str, Any], dict[str, Any] | None]] = []
+    bare: list[Marked] = []
     for ids, meta, *rest in batches:
         meta_of.update((message_id, meta) for message_id in ids)
-        ready += [(message_id, job, queue, dict(kwargs), meta)
-                  for message_id, job, queue, kwargs in (rest[0] if rest else ())]
+        if rest:
+            bare += rest[0]
+    whole: list[tuple[uuid.UUID, str, str, dict[str, Any], dict[str, Any] | None]] = []
     if meta_of:
         session = db.session
         now = utcnow()
@@ -322,23 +344,24 @@ def push_batches(batches: list[tuple[Any, ...]], connection: Redis | None) -> in
         session.commit()
         order = {message_id: n for n, message_id in enumerate(meta_of)}
         taken.sort(key=lambda row: order[row.id])
-        ready = [(message_id, job, queue, dict(kwargs),
-                  _meta(request_id) or meta_of[message_id])
-                 for message_id, job, queue, kwargs, request_id in taken] + ready
-    if not ready:
+        whole = [(message_id, job, queue, dict(kwargs),
+                  rq_meta(request_id) or meta_of[message_id])
+                 for message_id, job, queue, kwargs, request_id in taken]
+    if not whole and not bare:
         return 0
     try:
-        _rq_enqueue_many(connection, ready)
+        _rq_enqueue_many(connection, whole, bare)
     except RedisError as error:
-        log.warning("queue unavailable, %d job(s) stay in the outbox: %s", len(ready), error)
-        _not_handed_over([message_id for message_id, *_ in ready])
+        count = len(whole) + len(bare)
+        log.warning("queue unavailable, %d job(s) stay in the outbox: %s", count, error)
+        _not_handed_over([message_id for message_id, *_ in whole + bare])
         return 0
-    return len(ready)
+    return len(whole) + len(bare)
 
 
 @cache
 def _handover_stmt() -> Any:
-    """Built once: every claim's job is handed over by it."""
+    """Built once: every job but a claim's is handed over by it."""
     table = OutboxMessage.__table__
     return (
         update(table)
@@ -351,19 +374,33 @@ def _handover_stmt() -> Any:
                    table.c.request_id))
 
 
-def _rq_enqueue_many(connection: Redis, jobs: list[tuple[uuid.UUID, str, str, dict[str, Any],
-                                                          dict[str, Any] | None]]) -> None:
-    """What _rq_enqueue does for each job, in one Redis transaction (one round trip)."""
-    from rq import Queue
-
-    by_queue: dict[str, list[Any]] = {}
-    for message_id, job, queue, kwargs, meta in jobs:
-        by_queue.setdefault(queue, []).append(Queue.prepare_data(
-            job, kwargs=kwargs, job_id=str(message_id), timeout=job_timeout(job),
-            result_ttl=3600, failure_ttl=7 * 24 * 3600, meta=meta or None))
+def _rq_enqueue_many(connection: Redis,
+                     whole: list[tuple[uuid.UUID, str, str, dict[str, Any], dict[str, Any] | None]],
+                     bare: list[Marked]) -> None:
+    """What _rq_enqueue does for each of `whole`, and an RPUSH of each of `bare`'s ids
+    onto its queue's list, in one Redis transaction (one round trip); ids of one queue
+    alone (a claim's) in one RPUSH, which needs no transaction."""
+    ids_of: dict[str, list[str]] = {}
+    for message_id, queue in bare:
+        ids_of.setdefault(queue, []).append(str(message_id))
+    if not whole and len(ids_of) == 1:
+        [(queue, ids)] = ids_of.items()
+        connection.rpush(queue_key(queue), *ids)
+        return
     pipeline = connection.pipeline()
-    for queue, prepared in by_queue.items():
-        Queue(queue_name(queue), connection=connection).enqueue_many(prepared, pipeline=pipeline)
+    if whole:
+        from rq import Queue
+
+        by_queue: dict[str, list[Any]] = {}
+        for message_id, job, queue, kwargs, meta in whole:
+            by_queue.setdefault(queue, []).append(Queue.prepare_data(
+                job, kwargs=kwargs, job_id=str(message_id), meta=meta or None,
+                **rq_options(job)))
+        for queue, prepared in by_queue.items():
+            Queue(queue_name(queue), connection=connection).enqueue_many(
+                prepared, pipeline=pipeline)
+    for queue, ids in ids_of.items():
+        pipeline.rpush(queue_key(queue), *ids)
     pipeline.execute()
 
 
@@ -379,15 +416,18 @@ def _not_handed_over(ids: list[uuid.UUID]) -> None:
     session.commit()
 
 
-def _rq_status(connection: Redis, message_id: uuid.UUID) -> str | None:
+def _rq_status(connection: Redis, message_id: uuid.UUID, queue: str) -> str | None:
     """RQ's status of this job: "queued", "started", "failed", ...; None if Redis
-    does not have it."""
+    does not have it. A job handed over as its id alone (a claim's) has no RQ job until
+    a worker takes it: its id in the queue's list is a job queued."""
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
     try:
         return str(Job.fetch(str(message_id), connection=connection).get_status().value)
     except NoSuchJobError:
+        if connection.lpos(queue_key(queue), str(message_id)) is not None:
+            return "queued"
         return None
 
 
@@ -450,7 +490,7 @@ def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everythi
         session.rollback()
         return 0
     assert message.due_at is not None
-    status = _rq_status(connection, message_id)
+    status = _rq_status(connection, message_id, message.queue)
     if status in ("queued", "scheduled", "deferred"):  # a backlog: look again later
         message.due_at = max(message.due_at, now + QUEUED_LEASE)
         session.commit()
@@ -474,7 +514,7 @@ def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everythi
                     message.attempts)
     _forget_in_rq(connection, message_id, message.queue)
     _rq_enqueue(connection, message_id, message.job, message.queue, dict(message.kwargs),
-                _meta(message.request_id))
+                rq_meta(message.request_id))
     message.dispatched_at, message.due_at = now, now + QUEUED_LEASE
     session.commit()
     return 1

@@ -48,12 +48,14 @@ def handed_over() -> None:
 
 
 def run_rq_worker(app: Flask, redis_url: str) -> subprocess.CompletedProcess[str]:
-    """A plain `rq worker` process in burst mode: it runs what is queued (retries
-    and the outbox need `rewards worker`)."""
+    """A plain `rq worker` process in burst mode, with the job class that builds a
+    claim's job from its id: it runs what is queued (retries and the outbox need
+    `rewards worker`)."""
     handed_over()
     prefix = app.config["RQ_QUEUE_PREFIX"]
     return subprocess.run(
         [str(BIN / "rq"), "worker", "--burst", "--url", redis_url, "--path", str(ROOT),
+         "--job-class", "workers.rqjob.OutboxJob",
          f"{prefix}rewards", f"{prefix}default"],
         env=worker_env(app, redis_url), cwd=ROOT, capture_output=True, text=True, timeout=120,
     )

@@ -26,6 +26,8 @@ from rq.exceptions import StopRequested
 from rewards import jobs
 from rewards.extensions import db
 
+from .rqjob import OutboxJob
+
 log = logging.getLogger("workers.runner")
 
 # Seconds between a worker's looks at the outbox for due jobs.
@@ -58,8 +60,10 @@ def relay_quietly(everything: bool = False) -> int:
 
 
 class _RelayingWorker:
-    """Relays due outbox rows between jobs and while waiting for them."""
+    """Relays due outbox rows between jobs and while waiting for them, and builds the
+    RQ job of a claim's id handed over alone (workers/rqjob.py)."""
 
+    job_class = OutboxJob
     _last_relay = 0.0
     # RQ's own back-off while Redis is away, capped like ours.
     max_connection_wait_time = BACKOFF_MOST
