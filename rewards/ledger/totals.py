@@ -90,6 +90,16 @@ def lots_left(session: Session, member_id: uuid.UUID, balance: int) -> list[Lot]
     return left_from_newest(rows, balance)[0]
 
 
+def _available_account() -> Any:
+    """The member's available account, looked up once in the statement (not joined to
+    each of their lines)."""
+    accounts = Account.__table__
+    return (select(accounts.c.id)
+            .where(accounts.c.member_id == bindparam("member", type_=accounts.c.member_id.type),
+                   accounts.c.kind == literal_column("'available'"))
+            .scalar_subquery())
+
+
 @cache
 def _totals_stmt() -> Select[Any]:
     totals = MemberTotals.__table__
@@ -106,11 +116,10 @@ def _newest_credits_stmt() -> Select[Any]:
     accounts, lines, postings = Account.__table__, PostingLine.__table__, Posting.__table__
     return (
         select(lines.c.points, postings.c.expires_at)
-        .select_from(postings.join(lines, lines.c.posting_id == postings.c.id)
-                     .join(accounts, accounts.c.id == lines.c.account_id))
+        .select_from(postings.join(lines, lines.c.posting_id == postings.c.id))
         .where(postings.c.member_id == bindparam("member", type_=postings.c.member_id.type),
                literal_column(f"postings.{LOT_POSTINGS}"),
-               accounts.c.kind == literal_column("'available'"), lines.c.points > 0)
+               lines.c.account_id == _available_account(), lines.c.points > 0)
         .order_by(postings.c.expires_at.desc().nulls_first(), lines.c.created_at.desc(),
                   lines.c.id.desc())
         .limit(bindparam("first"))
@@ -132,10 +141,9 @@ def _balance_stmt() -> Select[Any]:
         select(lines.c.points, postings.c.expires_at,
                func.sum(lines.c.points).over(order_by=newest_first, rows=(None, 0))
                .label("upto"))
-        .select_from(postings.join(lines, lines.c.posting_id == postings.c.id)
-                     .join(accounts, accounts.c.id == lines.c.account_id))
+        .select_from(postings.join(lines, lines.c.posting_id == postings.c.id))
         .where(postings.c.member_id == member, literal_column(f"postings.{LOT_POSTINGS}"),
-               accounts.c.kind == literal_column("'available'"), lines.c.points > 0)
+               lines.c.account_id == _available_account(), lines.c.points > 0)
         .subquery("credits")
     )
     balance = select(totals.c.available).where(totals.c.member_id == member).scalar_subquery()
