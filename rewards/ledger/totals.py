@@ -107,51 +107,50 @@ def _totals_stmt() -> Select[Any]:
             .where(totals.c.member_id == bindparam("member", type_=totals.c.member_id.type)))
 
 
+_LINES, _POSTINGS = PostingLine.__table__, Posting.__table__
+# FIFO's order read backwards: never-expiring first, then latest expiry first, ties
+# latest made first.
+_NEWEST_FIRST = (_POSTINGS.c.expires_at.desc().nulls_first(), _LINES.c.created_at.desc(),
+                 _LINES.c.id.desc())
+
+
+def _credits(*columns: Any) -> Select[Any]:
+    """`columns` of the member's lots as credited: lines crediting their available
+    account from a lot's posting. The kinds as literal SQL, the partial index's own
+    condition, so the planner uses it with any plan."""
+    member = bindparam("member", type_=_POSTINGS.c.member_id.type)
+    return (select(*columns)
+            .select_from(_POSTINGS.join(_LINES, _LINES.c.posting_id == _POSTINGS.c.id))
+            .where(_POSTINGS.c.member_id == member, literal_column(f"postings.{LOT_POSTINGS}"),
+                   _LINES.c.account_id == _available_account(), _LINES.c.points > 0))
+
+
 @cache
 def _newest_credits_stmt() -> Select[Any]:
-    """The member's lots as credited (points, expiry), never-expiring first, then latest
-    expiry first, ties latest made first: the reverse of the order FIFO takes them in.
-    The kinds as literal SQL, the partial index's own condition, so the planner uses it
-    with any plan."""
-    accounts, lines, postings = Account.__table__, PostingLine.__table__, Posting.__table__
-    return (
-        select(lines.c.points, postings.c.expires_at)
-        .select_from(postings.join(lines, lines.c.posting_id == postings.c.id))
-        .where(postings.c.member_id == bindparam("member", type_=postings.c.member_id.type),
-               literal_column(f"postings.{LOT_POSTINGS}"),
-               lines.c.account_id == _available_account(), lines.c.points > 0)
-        .order_by(postings.c.expires_at.desc().nulls_first(), lines.c.created_at.desc(),
-                  lines.c.id.desc())
-        .limit(bindparam("first"))
-    )
+    """The member's lots as credited (points, expiry), newest end first, the first
+    `first` of them."""
+    return (_credits(_LINES.c.points, _POSTINGS.c.expires_at)
+            .order_by(*_NEWEST_FIRST).limit(bindparam("first")))
 
 
 @cache
 def _balance_stmt() -> Select[Any]:
     """The member's totals, each with one of the lots left that expire by `by`
     (NULLs when none does)."""
-    accounts, lines, postings = Account.__table__, PostingLine.__table__, Posting.__table__
     totals = MemberTotals.__table__
     member = bindparam("member", type_=totals.c.member_id.type)
     kept = (select(totals.c.available, totals.c.pending, totals.c.issued)
             .where(totals.c.member_id == member).subquery("kept"))
-    newest_first = (postings.c.expires_at.desc().nulls_first(), lines.c.created_at.desc(),
-                    lines.c.id.desc())
-    credits = (
-        select(lines.c.points, postings.c.expires_at,
-               func.sum(lines.c.points).over(order_by=newest_first, rows=(None, 0))
-               .label("upto"))
-        .select_from(postings.join(lines, lines.c.posting_id == postings.c.id))
-        .where(postings.c.member_id == member, literal_column(f"postings.{LOT_POSTINGS}"),
-               lines.c.account_id == _available_account(), lines.c.points > 0)
-        .subquery("credits")
-    )
+    credits = _credits(
+        _LINES.c.points, _POSTINGS.c.expires_at,
+        func.sum(_LINES.c.points).over(order_by=_NEWEST_FIRST, rows=(None, 0)).label("upto"),
+    ).subquery("credits")
     balance = select(totals.c.available).where(totals.c.member_id == member).scalar_subquery()
     wanted = balance - (credits.c.upto - credits.c.points)  # of the balance, not yet made up
     left = case((credits.c.points < wanted, credits.c.points), else_=wanted)
     expiring = (select(credits.c.expires_at, func.sum(left).label("points"))
                 .where(wanted > 0,
-                       credits.c.expires_at <= bindparam("by", type_=postings.c.expires_at.type))
+                       credits.c.expires_at <= bindparam("by", type_=_POSTINGS.c.expires_at.type))
                 .group_by(credits.c.expires_at).subquery("expiring"))
     return (select(kept.c.available, kept.c.pending, kept.c.issued, expiring.c.expires_at,
                    expiring.c.points)
