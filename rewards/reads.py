@@ -13,18 +13,23 @@ statement through SQLAlchemy.
 
 Only for statements built once: each compiled form is kept (the last 64); parameters
 are passed as given, so they must be plain values psycopg adapts itself (ids, numbers,
-text, aware datetimes), which `rows` checks when it compiles. Datetimes come back in
+text, aware datetimes) or JSON documents (sent through psycopg's JSON adapter), which
+`rows` checks when it compiles. Datetimes come back in
 UTC, as SQLAlchemy's columns give them, whatever the database's own time zone."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import namedtuple_row
+from psycopg.types.json import Json
+from sqlalchemy import JSON
 from sqlalchemy.sql import Executable
 
 from .extensions import db
@@ -32,17 +37,31 @@ from .models.base import UTCDateTime
 
 
 @lru_cache(maxsize=64)
-def _compiled(statement: Executable) -> tuple[str, Any]:
+def _compiled(statement: Executable) -> tuple[str, Any, frozenset[str]]:
+    """The statement's SQL, its compiled form, and the parameters that are JSON (sent
+    wrapped for psycopg's own JSON adapter)."""
     compiled = statement.compile(dialect=db.engine.dialect)  # type: ignore[attr-defined]
     processors = {name for name, process in compiled._bind_processors.items()
                   if process is not None}
-    # UTCDateTime converts to UTC (psycopg sends aware datetimes as they are).
-    converting = processors - {bind.key for bind in compiled.binds.values()
-                               if isinstance(bind.type, UTCDateTime)}
+    binds = {bind.key: bind.type for bind in compiled.binds.values()}
+    # UTCDateTime converts to UTC (psycopg sends aware datetimes as they are); JSON
+    # values go through psycopg's adapter.
+    as_json = frozenset(name for name in processors if isinstance(binds.get(name), JSON))
+    converting = processors - as_json - {name for name, kind in binds.items()
+                                         if isinstance(kind, UTCDateTime)}
     if converting:
         raise ValueError(f"parameters {sorted(converting)} need SQLAlchemy's conversion; "
                          "run this statement through the session")
-    return compiled.string, compiled
+    return compiled.string, compiled, as_json
+
+
+def _json_text(value: Any) -> str:
+    """As SQLAlchemy's JSON type writes it (the standard library), orjson's speed where
+    it can write the value."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson refuses (integers beyond 64 bits): as SQLAlchemy does
+        return json.dumps(value)
 
 
 # Zones psycopg may name for a database that keeps UTC: its datetimes need no change.
@@ -79,8 +98,11 @@ def rows(statement: Executable, params: dict[str, Any], session: Any = None) -> 
     session = session if session is not None else db.session
     if db.dialect != "postgresql":
         return list(session.connection().execute(statement, params).all())
-    sql, compiled = _compiled(statement)
+    sql, compiled, as_json = _compiled(statement)
     values = compiled.construct_params(params)
+    for name in as_json:
+        if values.get(name) is not None:
+            values[name] = Json(values[name], dumps=_json_text)
     connection = _connection(session)
     driver = connection.connection.driver_connection
     zone = driver.info.timezone  # type: ignore[union-attr]

@@ -190,7 +190,7 @@ def claim_offer(
         job = jobs.outbox_values("workers.rewards.issue_reward", queue="rewards",
                                  reward_id=str(reward_id))
         values.update({f"job_{name}": value for name, value in job.items()})
-    if not _write_claim(connection, statements, values, with_job=job is not None):
+    if not _write_claim(session, statements, values, with_job=job is not None):
         # Conditional increment: two claims for the last item cannot both succeed.
         raise ClaimRefused(409, "Sold out.", Reason.SOLD_OUT)
     if job is not None:
@@ -217,11 +217,12 @@ class _ClaimStatements:
     writes: Any
 
 
-def _write_claim(connection: Any, statements: _ClaimStatements, values: dict[str, Any],
+def _write_claim(session: Session, statements: _ClaimStatements, values: dict[str, Any],
                  *, with_job: bool) -> bool:
     """The claim's writes; False (nothing written) if the offer is sold out."""
-    if isinstance(statements.writes, dict):
-        return connection.execute(statements.writes[with_job], values).first()[0] == 2
+    if isinstance(statements.writes, dict):  # PostgreSQL: one statement, on psycopg
+        return reads.first(statements.writes[with_job], values, session)[0] == 2
+    connection = session.connection()
     stock, reward, posting, lines, job = statements.writes
     # The stock last of the writes on PostgreSQL (its row, which every claim of the
     # offer takes, is held for the shortest time); SQLite already holds the database.

@@ -107,11 +107,30 @@ def test_a_lost_connection_is_sqlalchemys_error_and_the_next_read_recovers(
 
 def test_a_statement_whose_parameters_need_converting_is_refused(app: Flask) -> None:
     postgres_only(app, "SQLite runs every statement through SQLAlchemy")
-    from sqlalchemy import bindparam
+    from sqlalchemy import PickleType, bindparam
 
     from rewards.models import Action
 
-    needs_json = select(Action.id).where(Action.attributes == bindparam("attributes",
-                                                                       type_=Action.attributes.type))
-    with app.app_context(), pytest.raises(ValueError, match="attributes"):
-        reads.rows(needs_json, {"attributes": {"route": "1"}})
+    needs_pickling = select(Action.id).where(
+        Action.external_ref == bindparam("kept", type_=PickleType()))
+    with app.app_context(), pytest.raises(ValueError, match="kept"):
+        reads.rows(needs_pickling, {"kept": {"route": "1"}})
+
+
+def test_json_parameters_are_written_as_sqlalchemy_writes_them(app: Flask) -> None:
+    postgres_only(app, "SQLite runs every statement through SQLAlchemy")
+    from sqlalchemy import JSON, bindparam, cast, literal_column
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    # As text (what was sent) and as a document (what it means), for a document orjson
+    # writes and one it refuses (an integer beyond 64 bits).
+    doc = bindparam("doc", type_=JSON())
+    statement = select(cast(doc, JSONB).label("meaning"),
+                       literal_column("'x'").label("tag"))
+    with app.app_context():
+        for value in ({"reward_id": "r-1", "n": [1, 2.5, None, True], "é": "ü"},
+                      {"big": 2**70}, None):
+            got = reads.first(statement, {"doc": value})
+            expected = db.session.connection().execute(statement, {"doc": value}).first()
+            assert got.meaning == expected.meaning == (None if value is None else value)
+        db.session.rollback()
