@@ -212,9 +212,18 @@ def generate(actions: int) -> dict[str, float]:
         connection.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
         for statement in again:
             connection.execute(text(statement))
+    _recount_totals()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("ANALYZE"))
     return {"members": members, "generate_s": round(time.perf_counter() - started, 1)}
+
+
+def _recount_totals() -> None:
+    """The lines went in with triggers off (_run): members' running totals summed once."""
+    from rewards.ledger.totals import recount_totals
+
+    recount_totals(db.session)
+    db.session.commit()
 
 
 def _now_minus(**delta: int) -> Any:
@@ -235,6 +244,7 @@ def one_more_day(actions: int) -> int:
     _run(ACTIONS, batch=999, first=start, last=start + count - 1, members=members, days=1,
          type_count=len(ACTION_TYPES), newest=_now_minus(minutes=1), created=_now_minus())
     _run(LEDGER, since=since)
+    _recount_totals()
     return count
 
 

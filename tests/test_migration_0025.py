@@ -1,6 +1,6 @@
 """Migration 0025 over a scheme with history: members' running totals are summed from
 the lines already there, the trigger keeps them from then on, and downgrading removes
-both."""
+both; totals lost later are reported by verify and summed again by recount-totals."""
 
 from __future__ import annotations
 
@@ -49,6 +49,21 @@ def test_upgrade_sums_existing_lines_and_downgrade_removes_the_totals(
     engine.dispose()
 
     upgrade(scratch_url)
+    with engine.connect() as connection:
+        assert _kept(connection) == before
+    verified = rewards("ledger", "verify", db_url=scratch_url, cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    # Totals lost (as after lines written with triggers off): verify says so, and
+    # `rewards ledger recount-totals` sums them again.
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM member_totals"))
+    engine.dispose()
+    verified = rewards("ledger", "verify", db_url=scratch_url, cwd=tmp_path)
+    assert verified.returncode == 1 and "running totals" in verified.stderr
+    recounted = rewards("ledger", "recount-totals", db_url=scratch_url, cwd=tmp_path)
+    assert recounted.returncode == 0, recounted.stderr
+    assert f"recounted the totals of {len(before)} member(s)" in recounted.stdout
     with engine.connect() as connection:
         assert _kept(connection) == before
     verified = rewards("ledger", "verify", db_url=scratch_url, cwd=tmp_path)

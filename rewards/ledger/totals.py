@@ -15,7 +15,18 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, func, literal_column, select, true
+from sqlalchemy import (
+    Select,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from .. import reads
@@ -158,8 +169,8 @@ def _balance_stmt() -> Select[Any]:
             .order_by(expiring.c.expires_at))
 
 
-def totals_problems(session: Session) -> list[str]:
-    """Members whose running totals differ from their lines (and awards issued)."""
+def _from_lines(session: Session) -> dict[Any, list[int]]:
+    """Every member's totals summed from the lines: [available, pending, issued]."""
     accounts, lines, postings = Account.__table__, PostingLine.__table__, Posting.__table__
     by_kind = (select(accounts.c.member_id, accounts.c.kind,
                       func.sum(lines.c.points).label("points"))
@@ -177,6 +188,12 @@ def totals_problems(session: Session) -> list[str]:
               .group_by(postings.c.member_id))
     for member_id, points in session.execute(issued):
         actual.setdefault(member_id, [0, 0, 0])[2] += int(points)
+    return actual
+
+
+def totals_problems(session: Session) -> list[str]:
+    """Members whose running totals differ from their lines (and awards issued)."""
+    actual = _from_lines(session)
     kept = {member_id: [int(a), int(p), int(i)] for member_id, a, p, i in session.execute(
         select(MemberTotals.member_id, MemberTotals.available, MemberTotals.pending,
                MemberTotals.issued))}
@@ -185,3 +202,21 @@ def totals_problems(session: Session) -> list[str]:
             f"{tuple(actual.get(member_id, (0, 0, 0)))}"
             for member_id in sorted(set(actual) | set(kept), key=str)
             if kept.get(member_id, [0, 0, 0]) != actual.get(member_id, [0, 0, 0])][:100]
+
+
+def recount_totals(session: Session) -> int:
+    """Sum every member's running totals again from the lines, in the session's
+    transaction (the caller commits); returns the members counted. For a database
+    whose lines were written with triggers off (a bulk load with
+    session_replication_role = replica) or restored in part: `verify` says when. Lines
+    written meanwhile wait (PostgreSQL: a SHARE lock on posting_lines until commit;
+    SQLite's writer already holds the database)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE posting_lines IN SHARE MODE"))
+    actual = _from_lines(session)
+    session.execute(delete(MemberTotals))
+    rows = [{"member_id": member_id, "available": available, "pending": pending,
+             "issued": issued} for member_id, (available, pending, issued) in actual.items()]
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(MemberTotals), rows[start:start + 5000])
+    return len(rows)

@@ -33,7 +33,7 @@ from rewards.ledger import (
 )
 from rewards.ledger.lots import lots_of
 from rewards.ledger.service import account_movements, member_account
-from rewards.ledger.totals import FIRST_READ
+from rewards.ledger.totals import FIRST_READ, recount_totals
 from rewards.models import Account, Action, MemberTotals, Posting, PostingLine
 from tests.helpers import postgres_only
 
@@ -207,6 +207,12 @@ def test_totals_follow_lines_written_by_any_statement_and_verify_checks_them(
     problems = verify(session)
     assert len(problems) == 1 and f"member {first}: running totals" in problems[0]
     assert "(11, 0, 10)" in problems[0] and "(10, 0, 10)" in problems[0]
+    # Summed again from the lines: every member's totals right, nothing else changed.
+    assert recount_totals(session) == 2
+    session.commit()
+    assert verify(session) == []
+    check_member(session, first)
+    check_member(session, second)
 
 
 def test_a_members_lots_are_read_by_their_index(app: Flask, session: Session):
