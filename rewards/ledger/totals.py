@@ -2,10 +2,12 @@
 
 The database keeps each member's running totals (`member_totals`, written by a trigger
 on posting_lines in the transaction that adds the lines: migration 0025), so a balance
-is one row. What is left of the member's lots is read from the newest end of their
-credits (latest expiry first, an index on postings) and stops once the credits read
-add up to the balance: a member who spends reads a few rows, however long their
-history. Lots from the FIFO rule are the same either way (lots.left_from_newest)."""
+is one row. What is left of the member's lots comes from the newest end of their
+credits (latest expiry first): a resident's balance and a claim ask the database for
+only the lots that expire by a moment (`balance_expiring`), and `lots_left` (every lot,
+for exports and staff) stops reading once the credits read add up to the balance. Lots
+from the FIFO rule are the same either way (lots.left_from_newest). `verify` checks the
+totals against the lines; `recount_totals` sums them again."""
 
 from __future__ import annotations
 
