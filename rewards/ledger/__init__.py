@@ -10,7 +10,6 @@ from .earning import Earn, post_earns
 from .expiry import (
     AccountRef,
     expire_member,
-    expire_then_balance,
     expire_then_spendable,
     members_with_expired_lots,
 )
@@ -43,7 +42,6 @@ from .totals import (
 __all__ = [
     "add_points_awarded",
     "MAX_ADJUSTMENT",
-    "expire_then_balance",
     "expire_then_spendable",
     "AccountRef",
     "LedgerError",

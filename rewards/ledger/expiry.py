@@ -41,14 +41,9 @@ def expire_member(session: Session, member_id: uuid.UUID, now: datetime, *,
     in the caller's transaction; returns the points expired. Under the member lock
     (`locked`: the available account the caller has locked already, see lock_member),
     and from the lots as they are after it: a second run finds nothing left to expire."""
-    return _expire(session, member_id, now, locked)[0]
-
-
-def expire_then_balance(session: Session, member_id: uuid.UUID, now: datetime, *,
-                        locked: Account) -> int:
-    """expire_member, then the available account's balance after the expiry, from the
-    one read of its lines (a claim spends what this returns, under the same lock)."""
-    return _expire(session, member_id, now, locked)[1]
+    account = locked if locked is not None else lock_member(session, member_id)
+    session.flush()  # the totals and lots are read past the session
+    return _expire_lots(session, member_id, now, account)[0]
 
 
 class AccountRef(NamedTuple):
@@ -59,19 +54,13 @@ class AccountRef(NamedTuple):
 
 def expire_then_spendable(session: Session, member_id: uuid.UUID, account_id: uuid.UUID,
                           now: datetime) -> int:
-    """expire_then_balance for a caller holding the member lock by the account's id
-    (a claim, which locks it in a statement of its own, having flushed the session)."""
+    """expire_member, then the available balance after the expiry, for a caller holding
+    the member lock by the account's id (a claim, which locks it in a statement of its
+    own, having flushed the session, and spends what this returns under that lock)."""
     expired, spendable = _expire_lots(session, member_id, now, AccountRef(account_id))
     if expired:
         session.flush()  # the expiry's rows before the claim's own, which skip the session
     return spendable
-
-
-def _expire(session: Session, member_id: uuid.UUID, now: datetime,
-            locked: Account | None) -> tuple[int, int]:
-    account = locked if locked is not None else lock_member(session, member_id)
-    session.flush()  # the totals and lots are read past the session
-    return _expire_lots(session, member_id, now, account)
 
 
 def _expire_lots(session: Session, member_id: uuid.UUID, now: datetime,
