@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import flask_smorest
@@ -26,14 +27,33 @@ from .reasons import Reason, reason_for
 log = logging.getLogger(__name__)
 
 
+# Set while a view that only reads runs (rewards.api.common.reads_only): on
+# PostgreSQL its statements need no transaction.
+reading_only: ContextVar[bool] = ContextVar("reading_only", default=False)
+
+
+class _Session(Session):
+    """A session that, while `reading_only` is set, takes its connection (if it needs
+    one at all) in autocommit: a read-only request spends no round trip on BEGIN or
+    ROLLBACK, and one that never touches the session checks nothing out."""
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
+        bind = super().get_bind(*args, **kwargs)
+        if reading_only.get() and bind.dialect.name == "postgresql":
+            return db.autocommit_for(bind)
+        return bind
+
+
 class Database:
     """One engine and a scoped session per process; the session is removed when
     the app context ends so every request and job starts clean."""
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
+        # An engine and the same engine in autocommit (its pool and events).
+        self._autocommit: tuple[Any, Engine] | None = None
         self.session: scoped_session[Session] = scoped_session(
-            sessionmaker(expire_on_commit=False)
+            sessionmaker(class_=_Session, expire_on_commit=False)
         )
 
     def init_app(self, app: Flask) -> None:
@@ -48,6 +68,14 @@ class Database:
         @app.teardown_appcontext
         def _remove_session(exc: BaseException | None) -> None:
             self.session.remove()
+
+    def autocommit_for(self, engine: Any) -> Engine:
+        """`engine` with its connections in autocommit: its own pool and events."""
+        known = self._autocommit
+        if known is None or known[0] is not engine:
+            known = self._autocommit = (engine,
+                                        engine.execution_options(isolation_level="AUTOCOMMIT"))
+        return known[1]
 
     @property
     def dialect(self) -> str:

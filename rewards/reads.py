@@ -11,6 +11,10 @@ database error goes through SQLAlchemy's handling (a lost connection is invalida
 and the pool refreshed; the API answers 503). Other databases (SQLite) run the
 statement through SQLAlchemy.
 
+In a view that only reads (`rewards.api.common.reads_only`) the statements run on a
+connection of their own instead, kept open by each process (and thread) in autocommit:
+no session, no pool checkout and return, no transaction (`_Direct`).
+
 Only for statements built once: each compiled form is kept (the last 64); parameters
 are passed as given, so they must be plain values psycopg adapts itself (ids, numbers,
 text, aware datetimes) or JSON documents (sent through psycopg's JSON adapter), which
@@ -20,6 +24,9 @@ UTC, as SQLAlchemy's columns give them, whatever the database's own time zone.""
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -29,10 +36,12 @@ import orjson
 import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
-from sqlalchemy import JSON
+from sqlalchemy import JSON, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
-from .extensions import db
+from .extensions import POOL_RECYCLE_SECONDS, db, reading_only
 from .models.base import UTCDateTime
 
 
@@ -92,18 +101,127 @@ def _connection(session: Any) -> Any:
     return session.connection()
 
 
+class _Direct(threading.local):
+    """This thread's own autocommit connection for read-only views, taken from the
+    engine's pool once and detached from it (so it was set up as the pool's are), then
+    kept: a request that only reads runs its statements here without a session, a
+    checkout or a transaction. Replaced when the engine changes, when the process was
+    forked (the parent's is left alone, never closed), after the pool's recycle time,
+    and when it breaks (a read that finds it broken runs again, once, on a new one)."""
+
+    engine: Engine | None = None
+    pooled: Any = None  # SQLAlchemy's wrapper, detached from the pool
+    connection: Any = None  # psycopg's connection inside it
+    pid = 0
+    born = 0.0
+
+    def get(self) -> Any:
+        engine = db.engine
+        if self.connection is not None and (
+                self.engine is not engine or self.pid != os.getpid()
+                or self.connection.closed or time.monotonic() - self.born > POOL_RECYCLE_SECONDS):
+            self.drop()
+        if self.connection is None:
+            assert engine is not None
+            pooled = engine.raw_connection()
+            driver = pooled.driver_connection
+            pooled.detach()  # closing it now closes the connection, not return it
+            driver.autocommit = True
+            self.engine, self.pooled, self.connection = engine, pooled, driver
+            self.pid = os.getpid()
+            self.born = time.monotonic()
+            _opened[id(self)] = self
+            _watch(engine)
+        return self.connection
+
+    def drop(self) -> None:
+        pooled, self.pooled, self.connection, self.engine = self.pooled, None, None, None
+        _opened.pop(id(self), None)
+        if pooled is not None and self.pid == os.getpid():
+            try:
+                pooled.close()
+            except Exception:  # already gone with its server: nothing to release
+                pass
+
+
+_direct = _Direct()
+# Every thread's direct connection in this process, to close them with their engine.
+_opened: dict[int, _Direct] = {}
+_watched: set[int] = set()
+
+
+def _watch(engine: Engine) -> None:
+    if id(engine) in _watched:
+        return
+    _watched.add(id(engine))
+
+    @event.listens_for(engine, "engine_disposed")
+    def _close_direct(disposed: Engine) -> None:
+        for own in list(_opened.values()):
+            if own.engine is disposed:
+                own.drop()
+
+
+def _lost(error: psycopg.Error) -> bool:
+    """The connection is gone: the server ended it (shutting down, restarted, an
+    administrator), or the client found it lost (no SQLSTATE)."""
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    state = error.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def _run_direct(sql: str, values: dict[str, Any]) -> list[Any]:
+    """`sql` on this thread's direct connection, once more on a new connection when the
+    kept one turns out broken (the database restarted since): reads are safe to run
+    twice. An error otherwise is SQLAlchemy's (the API answers 503 for a lost
+    database, as for the session's statements)."""
+    for attempt in (1, 2):
+        try:
+            driver = _direct.get()
+        except psycopg.Error as error:  # cannot connect: the database is down
+            raise DBAPIError.instance(None, None, error, psycopg.Error,
+                                      connection_invalidated=True) from error
+        zone = driver.info.timezone
+        utc = zone is UTC or getattr(zone, "key", None) in _UTC_NAMES
+        engine = _direct.engine
+        try:
+            with driver.cursor(row_factory=namedtuple_row if utc else _in_utc) as cursor:
+                if engine is not None and engine._has_events:
+                    engine.dispatch.before_cursor_execute(None, cursor, sql, values, None,
+                                                          False)
+                cursor.execute(sql, values)
+                return cursor.fetchall()
+        except psycopg.Error as error:
+            broken = driver.closed or driver.broken or _lost(error)
+            if broken:
+                _direct.drop()
+                if engine is not None:
+                    # The server ended it, so likely the pool's too (a restart): the
+                    # pool starts afresh, as SQLAlchemy's own handling does.
+                    engine.dispose()
+            if broken and attempt == 1 and isinstance(error, psycopg.OperationalError):
+                continue
+            raise DBAPIError.instance(sql, values, error, psycopg.Error,
+                                      connection_invalidated=broken) from error
+    raise AssertionError("unreachable")
+
+
 def rows(statement: Executable, params: dict[str, Any], session: Any = None) -> list[Any]:
     """Every row of `statement` (built once) with `params`, on the connection of
-    `session` (the request's session when not given)."""
-    session = session if session is not None else db.session
+    `session` (the request's session when not given), or in a read-only view on this
+    thread's direct connection."""
     if db.dialect != "postgresql":
+        session = session if session is not None else db.session
         return list(session.connection().execute(statement, params).all())
     sql, compiled, as_json = _compiled(statement)
     values = compiled.construct_params(params)
     for name in as_json:
         if values.get(name) is not None:
             values[name] = Json(values[name], dumps=_json_text)
-    connection = _connection(session)
+    if reading_only.get() and (session is None or session is db.session):
+        return _run_direct(sql, values)
+    connection = _connection(session if session is not None else db.session)
     driver = connection.connection.driver_connection
     zone = driver.info.timezone  # type: ignore[union-attr]
     utc = zone is UTC or getattr(zone, "key", None) in _UTC_NAMES

@@ -175,12 +175,14 @@ def test_a_dropped_connection_costs_one_503_and_no_points(client: FlaskClient,
 def _one_503_then_answers(client: FlaskClient, app: Flask, headers: dict[str, str],
                           offer_id: str) -> None:
     assert client.get("/v1/me/balance", headers=headers).json["available"] == 30
+    assert client.get("/v1/me/rewards", headers=headers).status_code == 200  # pooled
     with app.app_context():
         _cut_pooled_connections()
     failed = client.post("/v1/me/rewards", headers=headers, json={"offer_id": offer_id})
     assert failed.status_code == 503, failed.json
     assert failed.headers["Retry-After"] == "5"
-    # Nothing was held; the same process answers again at once, on new connections.
+    # Nothing was held; the same process answers again at once, on new connections. A
+    # read on the process's own read connection (dropped too) runs again on a new one.
     assert client.get("/v1/me/balance", headers=headers).json["available"] == 30
     claimed = client.post("/v1/me/rewards", headers=headers, json={"offer_id": offer_id})
     assert claimed.status_code == 202, claimed.json

@@ -4,6 +4,7 @@ handled as SQLAlchemy handles it (the API answers 503, the next request recovers
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from rewards import reads
 from rewards.api.common import _numbered
 from rewards.api.me import _action_rows, _statement_lines
 from rewards.catalogue import catalogue_rows
-from rewards.extensions import db
+from rewards.extensions import db, reading_only
 from rewards.ledger.totals import _balance_stmt, _newest_credits_stmt
 from rewards.models import Member
 from rewards.models.login import LoginSession
@@ -134,3 +135,79 @@ def test_json_parameters_are_written_as_sqlalchemy_writes_them(app: Flask) -> No
             expected = db.session.connection().execute(statement, {"doc": value}).first()
             assert got.meaning == expected.meaning == (None if value is None else value)
         db.session.rollback()
+
+
+def _direct_rows(statement: Any, params: dict[str, Any]) -> list[Any]:
+    """`statement` as a read-only view runs it: on the process's own read connection."""
+    token = reading_only.set(True)
+    try:
+        return reads.rows(statement, params)
+    finally:
+        reading_only.reset(token)
+
+
+def test_a_read_only_views_statements_run_on_the_processs_read_connection(
+        client: FlaskClient, app: Flask) -> None:
+    postgres_only(app, "the direct read connection is PostgreSQL's")
+    _resident(client, app)
+    for statement, params in _statements(app):
+        with app.app_context():
+            expected = db.session.connection().execute(statement, params).all()
+            db.session.remove()
+            got = _direct_rows(statement, params)
+            assert not db.session.registry.has()  # no session, no checkout
+            assert [tuple(row) for row in got] == [tuple(row) for row in expected]
+    with app.app_context():
+        direct = reads._direct.connection
+        assert direct is not None and direct.autocommit
+        # One connection, kept from one read to the next.
+        _direct_rows(*_statements(app)[1])
+        assert reads._direct.connection is direct
+
+
+def test_a_dropped_read_connection_is_replaced_and_the_read_answers(
+        client: FlaskClient, app: Flask) -> None:
+    postgres_only(app, "terminating a backend is PostgreSQL's")
+    headers, _ = _resident(client, app)
+    assert client.get("/v1/me/balance", headers=headers).json["available"] == 40
+    with app.app_context():
+        dropped = reads._direct.connection
+        with db.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"),
+                          {"pid": dropped.info.backend_pid})
+    # The read finds it gone, runs again on a new connection: the resident sees nothing.
+    answer = client.get("/v1/me/balance", headers=headers)
+    assert answer.status_code == 200 and answer.json["available"] == 40
+    assert reads._direct.connection is not dropped and dropped.closed
+
+
+def test_a_read_connection_is_closed_with_its_engine_and_never_shared_across_fork(
+        client: FlaskClient, app: Flask) -> None:
+    postgres_only(app, "the direct read connection is PostgreSQL's")
+    headers, _ = _resident(client, app)
+    assert client.get("/v1/me/balance", headers=headers).status_code == 200
+    kept = reads._direct.connection
+    db.engine.dispose()
+    assert kept.closed and reads._direct.connection is None
+    # A forked child (a gunicorn or RQ worker) leaves its parent's open and makes its own.
+    assert client.get("/v1/me/balance", headers=headers).status_code == 200
+    parent = reads._direct.connection
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        ok = False
+        try:
+            db.after_fork()
+            with app.app_context():
+                rows = _direct_rows(*_statements(app)[1])
+            ok = bool(rows) and reads._direct.connection is not parent and not parent.closed
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(child, 0)
+    assert answer == b"1"
+    assert not parent.closed
+    assert client.get("/v1/me/balance", headers=headers).status_code == 200
+    assert reads._direct.connection is parent

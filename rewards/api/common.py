@@ -20,7 +20,7 @@ from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import reads
-from ..extensions import db
+from ..extensions import db, reading_only
 from ..jobs import discard_pending
 from ..models import AuditEntry, IdempotencyRecord
 from ..reasons import Reason
@@ -86,14 +86,17 @@ def page_rows(stmt: Select[Any], pagination_parameters: Any) -> list[Any]:
 def reads_only(view: Callable[..., Any]) -> Callable[..., Any]:
     """For views that only read, each answer from one statement or from statements that
     need not agree to the instant: on PostgreSQL their statements run in autocommit, so
-    the request spends no round trip on BEGIN or ROLLBACK. Put it above the
-    authentication decorator, so the caller's lookup runs so too."""
+    the request spends no round trip on BEGIN or ROLLBACK, those run by `reads` on the
+    process's own read connection without a session (rewards/reads.py). Put it above
+    the authentication decorator, so the caller's lookup runs so too."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if db.dialect == "postgresql":
-            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        return view(*args, **kwargs)
+        token = reading_only.set(True)
+        try:
+            return view(*args, **kwargs)
+        finally:
+            reading_only.reset(token)
 
     return wrapper
 
