@@ -112,6 +112,7 @@ class _Direct(threading.local):
     engine: Engine | None = None
     pooled: Any = None  # SQLAlchemy's wrapper, detached from the pool
     connection: Any = None  # psycopg's connection inside it
+    cursor: Any = None
     pid = 0
     born = 0.0
 
@@ -127,6 +128,11 @@ class _Direct(threading.local):
             driver = pooled.driver_connection
             pooled.detach()  # closing it now closes the connection, not return it
             driver.autocommit = True
+            # One cursor for every read (a cursor runs one statement at a time); the
+            # connection's zone is the database's, as it was when it connected.
+            zone = driver.info.timezone
+            utc = zone is UTC or getattr(zone, "key", None) in _UTC_NAMES
+            self.cursor = driver.cursor(row_factory=namedtuple_row if utc else _in_utc)
             self.engine, self.pooled, self.connection = engine, pooled, driver
             self.pid = os.getpid()
             self.born = time.monotonic()
@@ -136,6 +142,7 @@ class _Direct(threading.local):
 
     def drop(self) -> None:
         pooled, self.pooled, self.connection, self.engine = self.pooled, None, None, None
+        self.cursor = None
         _opened.pop(id(self), None)
         if pooled is not None and self.pid == os.getpid():
             try:
@@ -182,16 +189,12 @@ def _run_direct(sql: str, values: dict[str, Any]) -> list[Any]:
         except psycopg.Error as error:  # cannot connect: the database is down
             raise DBAPIError.instance(None, None, error, psycopg.Error,
                                       connection_invalidated=True) from error
-        zone = driver.info.timezone
-        utc = zone is UTC or getattr(zone, "key", None) in _UTC_NAMES
-        engine = _direct.engine
+        engine, cursor = _direct.engine, _direct.cursor
         try:
-            with driver.cursor(row_factory=namedtuple_row if utc else _in_utc) as cursor:
-                if engine is not None and engine._has_events:
-                    engine.dispatch.before_cursor_execute(None, cursor, sql, values, None,
-                                                          False)
-                cursor.execute(sql, values)
-                return cursor.fetchall()
+            if engine is not None and engine._has_events:
+                engine.dispatch.before_cursor_execute(None, cursor, sql, values, None, False)
+            cursor.execute(sql, values)
+            return cursor.fetchall()
         except psycopg.Error as error:
             broken = driver.closed or driver.broken or _lost(error)
             if broken:
