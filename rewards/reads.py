@@ -28,13 +28,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import orjson
 import psycopg
-from psycopg.rows import namedtuple_row
+from psycopg.rows import _make_nt, namedtuple_row, tuple_row
 from psycopg.types.json import Json
 from sqlalchemy import JSON, event
 from sqlalchemy.engine import Engine
@@ -112,7 +113,9 @@ class _Direct(threading.local):
     engine: Engine | None = None
     pooled: Any = None  # SQLAlchemy's wrapper, detached from the pool
     connection: Any = None  # psycopg's connection inside it
-    cursor: Any = None
+    cursor: Any = None  # named-tuple rows
+    plain: Any = None  # plain tuples
+    utc = True  # the connection's zone is UTC's
     pid = 0
     born = 0.0
 
@@ -131,8 +134,9 @@ class _Direct(threading.local):
             # One cursor for every read (a cursor runs one statement at a time); the
             # connection's zone is the database's, as it was when it connected.
             zone = driver.info.timezone
-            utc = zone is UTC or getattr(zone, "key", None) in _UTC_NAMES
+            self.utc = utc = zone is UTC or getattr(zone, "key", None) in _UTC_NAMES
             self.cursor = driver.cursor(row_factory=namedtuple_row if utc else _in_utc)
+            self.plain = driver.cursor(row_factory=tuple_row)
             self.engine, self.pooled, self.connection = engine, pooled, driver
             self.pid = os.getpid()
             self.born = time.monotonic()
@@ -142,7 +146,7 @@ class _Direct(threading.local):
 
     def drop(self) -> None:
         pooled, self.pooled, self.connection, self.engine = self.pooled, None, None, None
-        self.cursor = None
+        self.cursor = self.plain = None
         _opened.pop(id(self), None)
         if pooled is not None and self.pid == os.getpid():
             try:
@@ -178,7 +182,7 @@ def _lost(error: psycopg.Error) -> bool:
     return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
-def _run_direct(sql: str, values: dict[str, Any]) -> list[Any]:
+def _run_direct(sql: str, values: dict[str, Any], split: int | None = None) -> list[Any]:
     """`sql` on this thread's direct connection, once more on a new connection when the
     kept one turns out broken (the database restarted since): reads are safe to run
     twice. An error otherwise is SQLAlchemy's (the API answers 503 for a lost
@@ -193,8 +197,12 @@ def _run_direct(sql: str, values: dict[str, Any]) -> list[Any]:
         try:
             if engine is not None and engine._has_events:
                 engine.dispatch.before_cursor_execute(None, cursor, sql, values, None, False)
+            if split is None:
+                cursor.execute(sql, values)
+                return cursor.fetchall()
+            cursor = _direct.plain
             cursor.execute(sql, values)
-            return cursor.fetchall()
+            return _split(cursor, split)
         except psycopg.Error as error:
             broken = driver.closed or driver.broken or _lost(error)
             if broken:
@@ -210,6 +218,70 @@ def _run_direct(sql: str, values: dict[str, Any]) -> list[Any]:
     raise AssertionError("unreachable")
 
 
+# A check the next statement of a read-only view carries (a resident's token: the
+# member and login it names, rewards.api.auth): its statement, parameters, and what to
+# call with its row once read (None when it found none).
+Carried = tuple[Executable, dict[str, Any], Callable[[Any], None]]
+_carried: ContextVar[Carried | None] = ContextVar("reads_carried", default=None)
+
+
+def carry(check: Executable, params: dict[str, Any], settle: Callable[[Any], None]) -> Any:
+    """Have the next statement `rows` runs in this read-only view also run `check` (a
+    statement of one row at most, built once), in the same round trip, and call
+    `settle` with its row before answering that statement's rows. Returns the token to
+    `uncarry` with once the view is done."""
+    return _carried.set((check, params, settle))
+
+
+def uncarry(token: Any) -> None:
+    _carried.reset(token)
+
+
+def settle_carried() -> None:
+    """Run the carried check now, on its own, if no statement has carried it yet."""
+    carried = _carried.get()
+    if carried is not None:
+        _carried.set(None)
+        check, params, settle = carried
+        settle(first(check, params))
+
+
+@lru_cache(maxsize=64)
+def _joined(check_sql: str, sql: str) -> str:
+    """One statement answering `check_sql`'s row (if any) with each of `sql`'s rows: the
+    check's columns, then the row's number (NULL: `sql` found nothing), then its own."""
+    return (f"WITH _check AS ({check_sql}) SELECT _check.*, _rows.* FROM _check "
+            f"LEFT JOIN LATERAL (SELECT row_number() OVER () AS _n, _inner.* "
+            f"FROM ({sql}) AS _inner) AS _rows ON true ORDER BY _rows._n")
+
+
+def _split(cursor: Any, width: int) -> list[tuple[Any, Any]]:
+    """A `_joined` statement's rows as (the check's row, the statement's row or None),
+    each a named tuple as `rows` answers them (`cursor` answers plain tuples)."""
+    found = cursor.fetchall()
+    if not found:
+        return []
+    result, encoding = cursor.pgresult, cursor._encoding
+    names = [result.fname(i) for i in range(result.nfields)]
+    check, own = _make_nt(encoding, *names[:width]), _make_nt(encoding, *names[width + 1:])
+    if not _direct.utc:
+        found = [[value.astimezone(UTC) if type(value) is datetime else value
+                  for value in values] for values in found]
+    return [(check._make(values[:width]),
+             own._make(values[width + 1:]) if values[width] is not None else None)
+            for values in found]
+
+
+def _run_carrying(carried: Carried, sql: str, values: dict[str, Any]) -> list[Any]:
+    check, check_params, settle = carried
+    check_sql, compiled, _ = _compiled(check)
+    width = len(check.selected_columns)  # type: ignore[attr-defined]
+    both = {**compiled.construct_params(check_params), **values}
+    found = _run_direct(_joined(check_sql, sql), both, width)
+    settle(found[0][0] if found else None)
+    return [own for _, own in found if own is not None]
+
+
 def rows(statement: Executable, params: dict[str, Any], session: Any = None) -> list[Any]:
     """Every row of `statement` (built once) with `params`, on the connection of
     `session` (the request's session when not given), or in a read-only view on this
@@ -223,6 +295,10 @@ def rows(statement: Executable, params: dict[str, Any], session: Any = None) -> 
         if values.get(name) is not None:
             values[name] = Json(values[name], dumps=_json_text)
     if reading_only.get() and (session is None or session is db.session):
+        carried = _carried.get()
+        if carried is not None:
+            _carried.set(None)
+            return _run_carrying(carried, sql, values)
         return _run_direct(sql, values)
     connection = _connection(session if session is not None else db.session)
     driver = connection.connection.driver_connection

@@ -143,22 +143,37 @@ _MEMBER_ROW_BY_SESSION = (
     select(_MEMBERS.c.id, _MEMBERS.c.ward, _MEMBERS.c.locale, _MEMBERS.c.joined_at,
            _MEMBERS.c.erased_at, _LOGINS.c.revoked_at, _LOGINS.c.expires_at)
     .select_from(_MEMBERS.join(_LOGINS, _LOGINS.c.member_id == _MEMBERS.c.id))
-    .where(_MEMBERS.c.id == bindparam("member"), _LOGINS.c.id == bindparam("sid"))
+    .where(_MEMBERS.c.id == bindparam("caller_member"), _LOGINS.c.id == bindparam("caller_sid"))
 )
+
+
+def member_row_check(payload: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+    """The statement reading the member and login an access token names, with its
+    parameters (None for a token naming no session). `live_member_row` judges its row;
+    a read-only view's first statement may carry it (rewards/reads.py, `carry`)."""
+    sid = _sid(payload)
+    if sid is None:
+        return None
+    return _MEMBER_ROW_BY_SESSION, {"caller_member": uuid.UUID(payload["sub"]),
+                                    "caller_sid": sid}
+
+
+def live_member_row(row: Any | None) -> Any | None:
+    """`row` when its login is live and its member not erased, else None."""
+    if (row is None or row.revoked_at is not None or row.expires_at <= utcnow()
+            or row.erased_at is not None):
+        return None
+    return row
 
 
 def member_row_for_token(session: Session, payload: dict[str, Any]) -> Any | None:
     """The member a live access token speaks for, as a row (id, ward, locale,
     joined_at, erased_at): one indexed read through the session's connection, no
     entity. None when the session has ended or the member is gone."""
-    sid = _sid(payload)
-    if sid is None:
+    check = member_row_check(payload)
+    if check is None:
         return None
-    row = reads.first(_MEMBER_ROW_BY_SESSION, {"member": uuid.UUID(payload["sub"]), "sid": sid},
-                      session)
-    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
-        return None
-    return row
+    return live_member_row(reads.first(*check, session))
 
 
 def member_for_token(session: Session, payload: dict[str, Any]) -> Member | None:

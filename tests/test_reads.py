@@ -43,7 +43,7 @@ def _statements(app: Flask) -> list[tuple[Any, dict[str, Any]]]:
         login = db.session.scalar(select(LoginSession.id).where(
             LoginSession.member_id == member.id))
         code = f"member:{member.id}:available"
-        return [(_MEMBER_ROW_BY_SESSION, {"member": member.id, "sid": login}),
+        return [(_MEMBER_ROW_BY_SESSION, {"caller_member": member.id, "caller_sid": login}),
                 (_balance_stmt(), {"member": member.id,
                                    "by": datetime.now(UTC) + timedelta(days=3650)}),
                 (_newest_credits_stmt(), {"member": member.id, "first": 48}),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from rewards import jobs
 from rewards.extensions import db
@@ -21,14 +21,18 @@ from .helpers import build_scheme
 from .reward_support import till
 from .test_resident_reads import _resident
 
-# endpoint -> statements a request sends (SQLite's BEGIN IMMEDIATE not counted)
+# endpoint -> statements a request sends (SQLite's BEGIN IMMEDIATE not counted). On
+# PostgreSQL the token's member and session ride on the view's one statement.
 READS: dict[str, Any] = {
-    "/v1/me/balance": 2,  # the token's member and session; every figure in one
-    "/v1/me/ledger?page_size=5": 2,  # member; the page with its total
+    # the token's member and session; every figure in one
+    "/v1/me/balance": {"postgresql": 1, "sqlite": 2},
+    # member; the page with its total
+    "/v1/me/ledger?page_size=5": {"postgresql": 1, "sqlite": 2},
     # member; the page with its total (and on PostgreSQL each action's awards); elsewhere
     # the page's awards in one more
-    "/v1/me/actions?page_size=5": {"postgresql": 2, "sqlite": 3},
-    "/v1/offers": 2,  # member; the live offers with partners and the available points
+    "/v1/me/actions?page_size=5": {"postgresql": 1, "sqlite": 3},
+    # member; the live offers with partners and the available points
+    "/v1/offers": {"postgresql": 1, "sqlite": 2},
 }
 # member; the lock with the offer's terms (and the held points' account); the member's
 # lines (expiry and balance); then the writes: on PostgreSQL one statement (stock, reward,
@@ -77,6 +81,43 @@ def test_a_read_costs_the_same_statements_whatever_the_history(
         if isinstance(expected, dict):
             expected = expected[db.dialect]
         assert len(sent) == expected, sent.sent
+
+
+@pytest.mark.parametrize("path", sorted(READS) + ["/v1/offers?category=leisure"])
+def test_a_read_answers_nothing_once_the_tokens_login_has_ended(
+        client: FlaskClient, app: Flask, path: str) -> None:
+    """The caller's check rides on the read's statement: a token whose login ended
+    (logout, or past its time) or whose member was erased gets 401 and no data."""
+    from sqlalchemy import update
+
+    from rewards.models import Member
+    from rewards.models.base import utcnow
+    from rewards.models.login import LoginSession
+
+    scheme = build_scheme(client, app, cost_points=10)
+    ended = {}
+    for n, how in enumerate(("logout", "expired", "erased")):
+        headers = _resident(client, app, scheme, f"ended{n}@example.org",
+                            f"63350000002{n}", 3)
+        assert client.get(path, headers=headers).status_code == 200
+        if how == "logout":
+            assert client.post("/v1/auth/logout", headers=headers).status_code == 204
+        with app.app_context():
+            member = db.session.scalar(select(Member.id).where(
+                Member.email == f"ended{n}@example.org"))
+            if how == "expired":
+                db.session.execute(update(LoginSession).where(
+                    LoginSession.member_id == member).values(expires_at=utcnow()))
+            if how == "erased":
+                db.session.execute(update(Member).where(Member.id == member).values(
+                    erased_at=utcnow()))
+            db.session.commit()
+        ended[how] = headers
+    for how, headers in ended.items():
+        answer = client.get(path, headers=headers)
+        assert answer.status_code == 401, (how, answer.json)
+        assert set(answer.json) == {"code", "status", "message", "reason"}, answer.json
+        assert "log in again" in answer.json["message"]
 
 
 def test_a_claim_and_a_redemption_cost_a_fixed_number_of_statements(

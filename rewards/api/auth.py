@@ -11,12 +11,19 @@ from typing import Any
 from flask import current_app, g, request
 from flask_smorest import abort
 
+from .. import reads
 from ..actions.sources import KeyRefused, source_for_key
-from ..extensions import db
+from ..extensions import db, reading_only
 from ..models import Member, Partner
 from ..partner_keys import TillKeyRefused, partner_for_key
 from ..security import bearer_claims, check_signature
-from ..sessions import member_for_token, member_row_for_token, staff_for_token
+from ..sessions import (
+    live_member_row,
+    member_for_token,
+    member_row_check,
+    member_row_for_token,
+    staff_for_token,
+)
 from ..staff import needs_enrolment
 
 STAFF_ROLES = ("admin", "scheme_manager", "reviewer", "analyst", "desk")
@@ -61,7 +68,11 @@ def current_member() -> Member:
 
 def current_resident() -> Any:
     """The calling resident as a row: id, ward, locale, joined_at (`resident_read`)."""
-    return g.member_row
+    member = g.get("member_row")
+    if member is None:  # its check still waits for the view's first statement
+        reads.settle_carried()
+        member = g.member_row
+    return member
 
 
 def _resident(find: Callable[[Any, dict[str, Any]], Any], slot: str) -> Callable[..., Any]:
@@ -88,10 +99,54 @@ def _resident(find: Callable[[Any, dict[str, Any]], Any], slot: str) -> Callable
 
 # A resident's live bearer token; the member's entity is `current_member()`.
 member_required = _resident(member_for_token, "member")
-# The same checks for the hot reads (balance, statement, actions, catalogue) and claims,
-# with the member read as a plain row (`current_resident()`), not an entity;
-# `current_member()` still loads the entity if a view needs it.
-resident_read = _resident(member_row_for_token, "member_row")
+_resident_row = _resident(member_row_for_token, "member_row")
+
+
+class _Refused(Exception):
+    """The token's login has ended, found by the statement that carried the check."""
+
+
+def resident_read(view: Callable[..., Any]) -> Callable[..., Any]:
+    """The same checks for the hot reads (balance, statement, actions, catalogue) and
+    claims, with the member read as a plain row (`current_resident()`), not an entity;
+    `current_member()` still loads the entity if a view needs it.
+
+    In a read-only view on PostgreSQL the check rides on the view's first statement
+    (one round trip, not two: `reads.carry`), which answers nothing until the check has
+    passed; a view that runs none has the check run on its own before it answers. Such
+    a view writes nothing, so running it for a token that turns out refused changes
+    nothing."""
+    checked = _resident_row(view)
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not reading_only.get() or db.dialect != "postgresql":
+            return checked(*args, **kwargs)
+        payload = _bearer()
+        if payload.get("role") != "member":
+            abort(403, message="This is for residents' own accounts.")
+        check = member_row_check(payload)
+        if check is None:
+            abort(401, message=MEMBER_ENDED)
+
+        def settle(row: Any) -> None:
+            member = live_member_row(row)
+            if member is None:
+                raise _Refused()
+            g.member_row = member
+
+        g.caller = Caller("member", "member", check[1]["caller_member"])
+        token = reads.carry(*check, settle)
+        try:
+            answer = view(*args, **kwargs)
+            reads.settle_carried()
+        except _Refused:
+            abort(401, message=MEMBER_ENDED)
+        finally:
+            reads.uncarry(token)
+        return answer
+
+    return wrapper
 
 
 def staff_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

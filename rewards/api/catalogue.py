@@ -224,9 +224,8 @@ def _available(member: Any) -> int:
 def list_offers(args, pagination_parameters):
     """Offers open now that you may claim (your ward, when you joined), cheapest first,
     with how many are left; in your language (Accept-Language, else your profile's)."""
-    member = current_resident()
     stmt, available_points = catalogue_rows()
-    params = {"now": utcnow(), "member": member.id}
+    params = {"now": utcnow(), "member": g.caller.id}
     if not {"category", "partner_id", "affordable"} & set(args):
         rows = reads.rows(stmt, params)  # the whole catalogue: a statement built once
     else:  # narrowed: built for this request
@@ -239,7 +238,9 @@ def list_offers(args, pagination_parameters):
         rows = db.session.execute(stmt, params).all()
     # With no offer to show, the points are not shown either.
     available = int(rows[0].available) if rows else 0
-    # Eligibility is decided per offer in Python: the live catalogue is small.
+    # Eligibility is decided per offer in Python: the live catalogue is small. The
+    # caller's row came with the first statement (`resident_read`).
+    member = current_resident()
     offers = eligible(rows, member.ward, member.joined_at)
     pagination_parameters.item_count = len(offers)
     page, size = pagination_parameters.page, pagination_parameters.page_size
