@@ -115,6 +115,8 @@ def dispatch_pending(meta: dict[str, Any] | None = None) -> None:
     """Send the jobs this session wrote, now that its transaction has committed; from
     a request, off its critical path. `meta` goes with each job to RQ (read in the
     request: the hand-over thread does not see the request's context)."""
+    if not db.session.registry.has():  # no session this request: it wrote nothing
+        return
     ids = db.session.info.pop("outbox", [])
     marked = db.session.info.pop("outbox_marked", [])
     if not ids and not marked:
