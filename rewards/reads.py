@@ -182,7 +182,8 @@ def _lost(error: psycopg.Error) -> bool:
     return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
-def _run_direct(sql: str, values: dict[str, Any], split: int | None = None) -> list[Any]:
+def _run_direct(sql: str, values: dict[str, Any], split: tuple[Executable, int] | None = None
+                ) -> Any:
     """`sql` on this thread's direct connection, once more on a new connection when the
     kept one turns out broken (the database restarted since): reads are safe to run
     twice. An error otherwise is SQLAlchemy's (the API answers 503 for a lost
@@ -202,7 +203,7 @@ def _run_direct(sql: str, values: dict[str, Any], split: int | None = None) -> l
                 return cursor.fetchall()
             cursor = _direct.plain
             cursor.execute(sql, values)
-            return _split(cursor, split)
+            return _split(cursor, *split)
         except psycopg.Error as error:
             broken = driver.closed or driver.broken or _lost(error)
             if broken:
@@ -247,39 +248,49 @@ def settle_carried() -> None:
 
 
 @lru_cache(maxsize=64)
-def _joined(check_sql: str, sql: str) -> str:
-    """One statement answering `check_sql`'s row (if any) with each of `sql`'s rows: the
-    check's columns, then the row's number (NULL: `sql` found nothing), then its own."""
-    return (f"WITH _check AS ({check_sql}) SELECT _check.*, _rows.* FROM _check "
+def _joined(check_sql: str, names: tuple[str, ...], sql: str) -> str:
+    """One statement answering `check_sql`'s row (columns `names`), if any, with each of
+    `sql`'s rows: the check's columns (on the first row only: NULL on the others, which
+    psycopg reads for nothing), then the row's number (NULL: `sql` found nothing), then
+    the row's own columns."""
+    check = ", ".join(f'CASE WHEN _rows._n > 1 THEN NULL ELSE _check."{name}" END'
+                      for name in names)
+    return (f"WITH _check AS ({check_sql}) SELECT {check}, _rows.* FROM _check "
             f"LEFT JOIN LATERAL (SELECT row_number() OVER () AS _n, _inner.* "
             f"FROM ({sql}) AS _inner) AS _rows ON true ORDER BY _rows._n")
 
 
-def _split(cursor: Any, width: int) -> list[tuple[Any, Any]]:
-    """A `_joined` statement's rows as (the check's row, the statement's row or None),
-    each a named tuple as `rows` answers them (`cursor` answers plain tuples)."""
+def _split(cursor: Any, check: Executable, width: int) -> tuple[Any, list[Any]]:
+    """A `_joined` statement's rows as the check's row (None: it found none) and the
+    statement's rows, named tuples as `rows` answers them (`cursor` answers tuples)."""
     found = cursor.fetchall()
     if not found:
-        return []
+        return None, []
     result, encoding = cursor.pgresult, cursor._encoding
-    names = [result.fname(i) for i in range(result.nfields)]
-    check, own = _make_nt(encoding, *names[:width]), _make_nt(encoding, *names[width + 1:])
+    own = _make_nt(encoding, *(result.fname(i) for i in range(width + 1, result.nfields)))
     if not _direct.utc:
         found = [[value.astimezone(UTC) if type(value) is datetime else value
                   for value in values] for values in found]
-    return [(check._make(values[:width]),
-             own._make(values[width + 1:]) if values[width] is not None else None)
-            for values in found]
+    first = found[0]
+    caller = _make_nt(encoding, *(name.encode() for name in _names(check)))._make(first[:width])
+    if first[width] is None:  # the check's row alone: the statement found nothing
+        return caller, []
+    return caller, [own._make(values[width + 1:]) for values in found]
+
+
+@lru_cache(maxsize=64)
+def _names(statement: Executable) -> tuple[str, ...]:
+    return tuple(column.key for column in statement.selected_columns)  # type: ignore[attr-defined]
 
 
 def _run_carrying(carried: Carried, sql: str, values: dict[str, Any]) -> list[Any]:
     check, check_params, settle = carried
     check_sql, compiled, _ = _compiled(check)
-    width = len(check.selected_columns)  # type: ignore[attr-defined]
+    names = _names(check)
     both = {**compiled.construct_params(check_params), **values}
-    found = _run_direct(_joined(check_sql, sql), both, width)
-    settle(found[0][0] if found else None)
-    return [own for _, own in found if own is not None]
+    caller, found = _run_direct(_joined(check_sql, names, sql), both, (check, len(names)))
+    settle(caller)
+    return found
 
 
 def rows(statement: Executable, params: dict[str, Any], session: Any = None) -> list[Any]:
