@@ -41,10 +41,11 @@ from ..vouchers import Claimed, ClaimRefused, claim_offer, voucher_state
 from ..wards import ward_for_postcode, ward_named
 from .auth import BEARER, current_member, current_resident, member_required, resident_read
 from .catalogue import PartnerBrief
-from .common import CursorArgs, idempotent, keyset_page, paginate, reads_only
+from .common import idempotent, keyset_page, paginate, reads_only
 from .contract import IDEMPOTENCY_KEY
 from .fastdump import json_answer
 from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
+from .pages import keyset_page_view
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
 
@@ -369,42 +370,38 @@ def _page_awards() -> Select[Any]:
 
 @blp.route("/ledger")
 @blp.doc(security=BEARER)
-@blp.arguments(CursorArgs, location="query")
-@blp.response(200, LedgerLineSchema(many=True))
-@blp.paginate()
+@keyset_page_view(blp, LedgerLineSchema(many=True))
 @reads_only
 @resident_read
-def ledger(args, pagination_parameters):
+def ledger(cursor, pagination_parameters):
     """Statement of the available account, newest first; the lines add up to `available`.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
     rows, headers = keyset_page(_statement_lines(), PostingLine.created_at, PostingLine.id,
-                                args.get("cursor"), pagination_parameters, scalars=False,
+                                cursor, pagination_parameters, scalars=False,
                                 params={"code": f"member:{g.caller.id}:available"})
-    return json_answer(LedgerLineSchema, rows), 200, headers
+    return json_answer(LedgerLineSchema, rows), headers
 
 
 @blp.route("/actions")
 @blp.doc(security=BEARER)
-@blp.arguments(CursorArgs, location="query")
-@blp.response(200, ActionSchema(many=True))
-@blp.paginate()
+@keyset_page_view(blp, ActionSchema(many=True))
 @reads_only
 @resident_read
-def actions(args, pagination_parameters):
+def actions(cursor, pagination_parameters):
     """Actions with their status, points, and the rule behind each award, latest first.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
     # Rows, not entities: what the page shows with its awards.
     rows, headers = keyset_page(_action_rows(db.dialect), Action.occurred_at, Action.id,
-                                args.get("cursor"), pagination_parameters, scalars=False,
+                                cursor, pagination_parameters, scalars=False,
                                 params={"member": g.caller.id})
     if db.dialect == "postgresql":  # the awards came in each row
-        return json_answer(ActionSchema, [row._asdict() for row in rows]), 200, headers
+        return json_answer(ActionSchema, [row._asdict() for row in rows]), headers
     page = [{**row._asdict(), "awards": []} for row in rows]
     if page:
         by_action = {action["id"]: action["awards"] for action in page}
         for award in db.session.execute(_page_awards(), {"ids": list(by_action)}):
             by_action[award.action_id].append(award._asdict())
-    return json_answer(ActionSchema, page), 200, headers
+    return json_answer(ActionSchema, page), headers
 
 
 @blp.route("/rewards")
