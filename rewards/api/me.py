@@ -43,8 +43,9 @@ from .auth import BEARER, current_member, current_resident, member_required, res
 from .catalogue import PartnerBrief
 from .common import idempotent, keyset_page, paginate, reads_only
 from .contract import IDEMPOTENCY_KEY
-from .fastdump import json_answer
+from .fastdump import json_answer, json_body
 from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
+from .me_pages import actions_answer, award_json, statement_answer
 from .pages import keyset_page_view
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
@@ -379,7 +380,7 @@ def ledger(cursor, pagination_parameters):
     rows, headers = keyset_page(_statement_lines(), PostingLine.created_at, PostingLine.id,
                                 cursor, pagination_parameters, scalars=False,
                                 params={"code": f"member:{g.caller.id}:available"})
-    return json_answer(LedgerLineSchema, rows), headers
+    return json_body(statement_answer(rows)), headers
 
 
 @blp.route("/actions")
@@ -395,13 +396,12 @@ def actions(cursor, pagination_parameters):
                                 cursor, pagination_parameters, scalars=False,
                                 params={"member": g.caller.id})
     if db.dialect == "postgresql":  # the awards came in each row
-        return json_answer(ActionSchema, [row._asdict() for row in rows]), headers
-    page = [{**row._asdict(), "awards": []} for row in rows]
-    if page:
-        by_action = {action["id"]: action["awards"] for action in page}
-        for award in db.session.execute(_page_awards(), {"ids": list(by_action)}):
-            by_action[award.action_id].append(award._asdict())
-    return json_answer(ActionSchema, page), headers
+        return json_body(actions_answer(rows)), headers
+    awards: dict[Any, list[dict[str, Any]]] = {row.id: [] for row in rows}
+    if awards:
+        for award in db.session.execute(_page_awards(), {"ids": list(awards)}):
+            awards[award.action_id].append(award_json(award))
+    return json_body(actions_answer(rows, awards)), headers
 
 
 @blp.route("/rewards")
