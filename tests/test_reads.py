@@ -48,7 +48,8 @@ def _statements(app: Flask) -> list[tuple[Any, dict[str, Any]]]:
                 (_newest_credits_stmt(), {"member": member.id, "first": 48}),
                 (_numbered(_action_rows(db.dialect)), {"member": member.id, "_offset": 0,
                                                        "_limit": 10}),
-                (_numbered(_statement_lines()), {"code": code, "_offset": 0, "_limit": 10}),
+                (_numbered(_statement_lines(db.dialect)), {"code": code, "_offset": 0,
+                                                           "_limit": 10}),
                 (catalogue_rows()[0], {"now": datetime.now(UTC), "member": member.id})]
 
 

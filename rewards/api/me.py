@@ -13,7 +13,7 @@ from flask import Response, current_app, g, has_request_context, request, url_fo
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import Select, bindparam, delete, func, literal_column, select
+from sqlalchemy import Select, Text, bindparam, cast, delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from ..erasure import erase_member
@@ -317,13 +317,15 @@ def balance():
 
 
 @cache
-def _statement_lines() -> Select[Any]:
+def _statement_lines(dialect: str) -> Select[Any]:
     """The available account's lines, newest first (built once: every statement page
-    runs it). The account by its code, in the page's own statement: one round trip."""
+    runs it). The account by its code, in the page's own statement: one round trip.
+    PostgreSQL says the ids as text, as the answer has them."""
     account = (select(Account.id).where(Account.code == bindparam("code"))
                .scalar_subquery())
+    line_id = cast(PostingLine.id, Text).label("id") if dialect == "postgresql" else PostingLine.id
     return (
-        select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
+        select(line_id, PostingLine.points, Posting.kind, Posting.reason,
                PostingLine.created_at)
         .join(Posting, Posting.id == PostingLine.posting_id)
         .where(PostingLine.account_id == account)
@@ -335,9 +337,12 @@ def _statement_lines() -> Select[Any]:
 def _action_rows(dialect: str) -> Select[Any]:
     """The member's actions, latest first, with their type's names (built once). On
     PostgreSQL each row brings its awards as a JSON list (`awards`, in the order they
-    were made): one statement for the page; elsewhere `_page_awards` reads them."""
+    were made): one statement for the page; elsewhere `_page_awards` reads them.
+    PostgreSQL says the ids as text, as the answer has them."""
+    postgresql = dialect == "postgresql"
     stmt = (
-        select(Action.id, Action.type_code, Action.occurred_at, Action.status, Action.points,
+        select(cast(Action.id, Text).label("id") if postgresql else Action.id,
+               Action.type_code, Action.occurred_at, Action.status, Action.points,
                Action.attributes, Action.flag_reason, Action.created_at,
                ActionType.name.label("type_default_name"),
                ActionType.translations.label("type_translations"))
@@ -345,7 +350,7 @@ def _action_rows(dialect: str) -> Select[Any]:
         .where(Action.member_id == bindparam("member", type_=Action.member_id.type))
         .order_by(Action.occurred_at.desc(), Action.id)
     )
-    if dialect != "postgresql":
+    if not postgresql:
         return stmt
     awards = Award.__table__.alias("page_awards")
     one = func.json_build_object(
@@ -377,8 +382,8 @@ def _page_awards() -> Select[Any]:
 def ledger(cursor, pagination_parameters):
     """Statement of the available account, newest first; the lines add up to `available`.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
-    rows, headers = keyset_page(_statement_lines(), PostingLine.created_at, PostingLine.id,
-                                cursor, pagination_parameters, scalars=False,
+    rows, headers = keyset_page(_statement_lines(db.dialect), PostingLine.created_at,
+                                PostingLine.id, cursor, pagination_parameters, scalars=False,
                                 params={"code": f"member:{g.caller.id}:available"})
     return json_body(statement_answer(rows)), headers
 
