@@ -72,7 +72,7 @@ def test_datetimes_come_back_in_utc_whatever_the_databases_zone(
         client: FlaskClient, app: Flask) -> None:
     postgres_only(app, "the database's own time zone is PostgreSQL's")
     _resident(client, app)
-    statement, params = _statements(app)[3]  # the statement's lines, with created_at
+    statement, params = _statements(app)[4]  # the statement's lines, with created_at
     with app.app_context():
         expected = reads.rows(statement, params)
         db.session.connection().exec_driver_sql("SET TIME ZONE 'America/New_York'")

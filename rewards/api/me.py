@@ -13,7 +13,7 @@ from flask import Response, current_app, g, has_request_context, request, url_fo
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import Select, Text, bindparam, cast, delete, func, literal_column, select
+from sqlalchemy import Select, bindparam, delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from ..erasure import erase_member
@@ -45,7 +45,7 @@ from .common import idempotent, keyset_page, paginate, reads_only
 from .contract import IDEMPOTENCY_KEY
 from .fastdump import json_answer, json_body
 from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
-from .me_pages import actions_answer, award_json, statement_answer
+from .me_pages import actions_answer, award_json, said_as_text, statement_answer
 from .pages import keyset_page_view
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
@@ -320,13 +320,14 @@ def balance():
 def _statement_lines(dialect: str) -> Select[Any]:
     """The available account's lines, newest first (built once: every statement page
     runs it). The account by its code, in the page's own statement: one round trip.
-    PostgreSQL says the ids as text, as the answer has them."""
+    PostgreSQL says the ids and times as text, as the answer has them (`created_at`
+    stays a datetime, for the next page's cursor)."""
     account = (select(Account.id).where(Account.code == bindparam("code"))
                .scalar_subquery())
-    line_id = cast(PostingLine.id, Text).label("id") if dialect == "postgresql" else PostingLine.id
+    line_id, when = said_as_text(dialect, PostingLine.id, PostingLine.created_at)
     return (
         select(line_id, PostingLine.points, Posting.kind, Posting.reason,
-               PostingLine.created_at)
+               PostingLine.created_at, when.label("created_at_iso"))
         .join(Posting, Posting.id == PostingLine.posting_id)
         .where(PostingLine.account_id == account)
         .order_by(PostingLine.created_at.desc(), PostingLine.id)
@@ -338,19 +339,21 @@ def _action_rows(dialect: str) -> Select[Any]:
     """The member's actions, latest first, with their type's names (built once). On
     PostgreSQL each row brings its awards as a JSON list (`awards`, in the order they
     were made): one statement for the page; elsewhere `_page_awards` reads them.
-    PostgreSQL says the ids as text, as the answer has them."""
-    postgresql = dialect == "postgresql"
+    PostgreSQL says the ids and times as text, as the answer has them (`occurred_at`
+    stays a datetime, for the next page's cursor)."""
+    action_id, occurred, created = said_as_text(dialect, Action.id, Action.occurred_at,
+                                                Action.created_at)
     stmt = (
-        select(cast(Action.id, Text).label("id") if postgresql else Action.id,
-               Action.type_code, Action.occurred_at, Action.status, Action.points,
-               Action.attributes, Action.flag_reason, Action.created_at,
+        select(action_id, Action.type_code, Action.occurred_at,
+               occurred.label("occurred_at_iso"), Action.status, Action.points,
+               Action.attributes, Action.flag_reason, created.label("created_at_iso"),
                ActionType.name.label("type_default_name"),
                ActionType.translations.label("type_translations"))
         .join(ActionType, ActionType.id == Action.action_type_id)
         .where(Action.member_id == bindparam("member", type_=Action.member_id.type))
         .order_by(Action.occurred_at.desc(), Action.id)
     )
-    if not postgresql:
+    if dialect != "postgresql":
         return stmt
     awards = Award.__table__.alias("page_awards")
     one = func.json_build_object(

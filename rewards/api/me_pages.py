@@ -12,7 +12,35 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sqlalchemy import Text, cast, func, literal_column
+from sqlalchemy.sql import ColumnElement
+
 from .language import negotiated, rule_names, said
+
+# Python's isoformat() of a UTC datetime, in PostgreSQL: microseconds only when there
+# are some, then the offset.
+_ISO_FORMAT = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US'""")
+_NO_MICROSECONDS = literal_column("'.000000'")
+_UTC = literal_column("'UTC'")
+_OFFSET = literal_column("'+00:00'")
+
+
+def said_as_text(dialect: str, row_id: Any, *moments: Any) -> list[ColumnElement[Any]]:
+    """`row_id` and `moments` (aware datetimes) as the answer says them, where the
+    database can say them (PostgreSQL: the id as text, each moment as Python's
+    isoformat() in UTC says it); elsewhere the columns themselves, said in Python.
+    Each has its column's name."""
+    if dialect != "postgresql":
+        return [row_id, *moments]
+    said_moments = [
+        func.replace(func.to_char(func.timezone(_UTC, moment), _ISO_FORMAT),
+                     _NO_MICROSECONDS, literal_column("''"), type_=Text).concat(_OFFSET)
+        for moment in moments]
+    return [cast(row_id, Text).label(row_id.key), *said_moments]
+
+
+def _iso(moment: Any) -> str:
+    return moment if moment.__class__ is str else moment.isoformat()
 
 
 def statement_answer(rows: Iterable[Any]) -> list[dict[str, Any]]:
@@ -20,10 +48,10 @@ def statement_answer(rows: Iterable[Any]) -> list[dict[str, Any]]:
     created_at)."""
     if negotiated() == "en":  # reasons are stored in English
         return [{"id": str(row.id), "points": row.points, "kind": row.kind,
-                 "reason": row.reason, "created_at": row.created_at.isoformat()}
+                 "reason": row.reason, "created_at": _iso(row.created_at_iso)}
                 for row in rows]
     return [{"id": str(row.id), "points": row.points, "kind": row.kind,
-             "reason": said(row.reason), "created_at": row.created_at.isoformat()}
+             "reason": said(row.reason), "created_at": _iso(row.created_at_iso)}
             for row in rows]
 
 
@@ -57,7 +85,7 @@ def actions_answer(rows: Iterable[Any],
             reason = said(reason)
         answer.append({
             "id": str(row.id), "type": row.type_code, "type_name": name,
-            "occurred_at": row.occurred_at.isoformat(), "status": row.status,
+            "occurred_at": _iso(row.occurred_at_iso), "status": row.status,
             "points": row.points, "attributes": row.attributes, "reason": reason,
-            "awards": listed, "created_at": row.created_at.isoformat()})
+            "awards": listed, "created_at": _iso(row.created_at_iso)})
     return answer
