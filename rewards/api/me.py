@@ -356,10 +356,11 @@ def _action_rows(dialect: str) -> Select[Any]:
     if dialect != "postgresql":
         return stmt
     awards = Award.__table__.alias("page_awards")
-    one = func.json_build_object(
-        "rule_id", awards.c.rule_id, "rule_name", awards.c.rule_name,
-        "rule_version", awards.c.rule_version, "points", awards.c.points,
-        "capped_by", awards.c.capped_by)
+    # The keys written into the statement, not sent as parameters with every page.
+    one = func.json_build_object(*(part for column in ("rule_id", "rule_name", "rule_version",
+                                                       "points", "capped_by")
+                                   for part in (literal_column(f"'{column}'"),
+                                                awards.c[column])))
     listed = (select(func.coalesce(
                   func.json_agg(aggregate_order_by(one, awards.c.created_at, awards.c.id)),
                   literal_column("'[]'::json")))
