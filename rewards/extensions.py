@@ -336,11 +336,12 @@ class Blueprint(flask_smorest.Blueprint):
     def _make_pagination_metadata(page: int, page_size: int, item_count: int) -> Any:
         """flask-smorest's X-Pagination figures, dumped by one schema made once (its own
         makes a new one for every page)."""
-        return _PAGINATION_METADATA.dump(_pagination_figures(page, page_size, item_count))
+        return _PAGINATION_METADATA.dump(pagination_figures(page, page_size, item_count))
 
 
-def _pagination_figures(page: int, page_size: int, item_count: int) -> dict[str, int]:
-    """What flask-smorest's PaginationMixin._make_pagination_metadata counts."""
+def pagination_figures(page: int, page_size: int, item_count: int) -> dict[str, int]:
+    """What flask-smorest's PaginationMixin._make_pagination_metadata counts (its schema
+    dumps these integers as they are, in this order)."""
     figures = {"total": item_count, "total_pages": 0}
     if item_count == 0:
         return figures

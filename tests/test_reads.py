@@ -49,7 +49,8 @@ def _statements(app: Flask) -> list[tuple[Any, dict[str, Any]]]:
                 (_newest_credits_stmt(), {"member": member.id, "first": 48}),
                 (_numbered(_action_rows(db.dialect)), {"member": member.id, "_offset": 0,
                                                        "_limit": 10}),
-                (_numbered(_statement_lines()), {"code": code, "_offset": 0, "_limit": 10}),
+                (_numbered(_statement_lines(db.dialect)), {"code": code, "_offset": 0,
+                                                           "_limit": 10}),
                 (catalogue_rows()[0], {"now": datetime.now(UTC), "member": member.id})]
 
 
@@ -72,7 +73,7 @@ def test_datetimes_come_back_in_utc_whatever_the_databases_zone(
         client: FlaskClient, app: Flask) -> None:
     postgres_only(app, "the database's own time zone is PostgreSQL's")
     _resident(client, app)
-    statement, params = _statements(app)[3]  # the statement's lines, with created_at
+    statement, params = _statements(app)[4]  # the statement's lines, with created_at
     with app.app_context():
         expected = reads.rows(statement, params)
         db.session.connection().exec_driver_sql("SET TIME ZONE 'America/New_York'")

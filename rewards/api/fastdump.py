@@ -116,7 +116,11 @@ def json_answer(schema_class: type[Schema], items: Iterable[Any] | Any, *,
     (return it from a view decorated with `@blp.response`: a Response passes through,
     with the view's status and headers)."""
     dump = plain_dumper(schema_class)
-    body = [dump(item) for item in items] if many else dump(items)
+    return json_body([dump(item) for item in items] if many else dump(items))
+
+
+def json_body(body: Any) -> Response:
+    """`body` (a schema's dump) as the JSON response flask-smorest would make of it."""
     try:
         # orjson writes the same JSON as Flask's provider (sorted keys, compact, a
         # closing newline) several times faster; characters beyond ASCII go as UTF-8

@@ -80,7 +80,7 @@ def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name)
 
 
-def _rule_names(language: str) -> dict[str, str]:
+def rule_names(language: str) -> dict[str, str]:
     """Every rule version's name -> its rule's name in `language`, read once a request."""
     cached = g.get("rule_names")
     if cached is None:
@@ -112,7 +112,7 @@ def said(reason: str | None) -> str | None:
     language = negotiated()
     if reason is None or language == "en":
         return reason
-    return say(reason, language, _rule_names(language), _offer_titles(language))
+    return say(reason, language, rule_names(language), _offer_titles(language))
 
 
 def reason_of(key: str) -> Any:
@@ -123,7 +123,7 @@ def reason_of(key: str) -> Any:
 def rule_name_of(obj: Any) -> str:
     name = _field(obj, "rule_name")
     language = negotiated()
-    return name if language == "en" else _rule_names(language).get(name, name)
+    return name if language == "en" else rule_names(language).get(name, name)
 
 
 def type_name_of(obj: Any) -> str:

@@ -41,10 +41,12 @@ from ..vouchers import Claimed, ClaimRefused, claim_offer, voucher_state
 from ..wards import ward_for_postcode, ward_named
 from .auth import BEARER, current_member, current_resident, member_required, resident_read
 from .catalogue import PartnerBrief
-from .common import CursorArgs, idempotent, keyset_page, paginate, reads_only
+from .common import idempotent, keyset_page, paginate, reads_only
 from .contract import IDEMPOTENCY_KEY
-from .fastdump import json_answer
+from .fastdump import json_answer, json_body
 from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
+from .me_pages import actions_answer, award_json, said_as_text, statement_answer
+from .pages import keyset_page_view
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="A resident's own account")
 
@@ -315,14 +317,17 @@ def balance():
 
 
 @cache
-def _statement_lines() -> Select[Any]:
+def _statement_lines(dialect: str) -> Select[Any]:
     """The available account's lines, newest first (built once: every statement page
-    runs it). The account by its code, in the page's own statement: one round trip."""
+    runs it). The account by its code, in the page's own statement: one round trip.
+    PostgreSQL says the ids and times as text, as the answer has them (`created_at`
+    stays a datetime, for the next page's cursor)."""
     account = (select(Account.id).where(Account.code == bindparam("code"))
                .scalar_subquery())
+    line_id, when = said_as_text(dialect, PostingLine.id, PostingLine.created_at)
     return (
-        select(PostingLine.id, PostingLine.points, Posting.kind, Posting.reason,
-               PostingLine.created_at)
+        select(line_id, PostingLine.points, Posting.kind, Posting.reason,
+               PostingLine.created_at, when.label("created_at_iso"))
         .join(Posting, Posting.id == PostingLine.posting_id)
         .where(PostingLine.account_id == account)
         .order_by(PostingLine.created_at.desc(), PostingLine.id)
@@ -333,10 +338,15 @@ def _statement_lines() -> Select[Any]:
 def _action_rows(dialect: str) -> Select[Any]:
     """The member's actions, latest first, with their type's names (built once). On
     PostgreSQL each row brings its awards as a JSON list (`awards`, in the order they
-    were made): one statement for the page; elsewhere `_page_awards` reads them."""
+    were made): one statement for the page; elsewhere `_page_awards` reads them.
+    PostgreSQL says the ids and times as text, as the answer has them (`occurred_at`
+    stays a datetime, for the next page's cursor)."""
+    action_id, occurred, created = said_as_text(dialect, Action.id, Action.occurred_at,
+                                                Action.created_at)
     stmt = (
-        select(Action.id, Action.type_code, Action.occurred_at, Action.status, Action.points,
-               Action.attributes, Action.flag_reason, Action.created_at,
+        select(action_id, Action.type_code, Action.occurred_at,
+               occurred.label("occurred_at_iso"), Action.status, Action.points,
+               Action.attributes, Action.flag_reason, created.label("created_at_iso"),
                ActionType.name.label("type_default_name"),
                ActionType.translations.label("type_translations"))
         .join(ActionType, ActionType.id == Action.action_type_id)
@@ -346,10 +356,11 @@ def _action_rows(dialect: str) -> Select[Any]:
     if dialect != "postgresql":
         return stmt
     awards = Award.__table__.alias("page_awards")
-    one = func.json_build_object(
-        "rule_id", awards.c.rule_id, "rule_name", awards.c.rule_name,
-        "rule_version", awards.c.rule_version, "points", awards.c.points,
-        "capped_by", awards.c.capped_by)
+    # The keys written into the statement, not sent as parameters with every page.
+    one = func.json_build_object(*(part for column in ("rule_id", "rule_name", "rule_version",
+                                                       "points", "capped_by")
+                                   for part in (literal_column(f"'{column}'"),
+                                                awards.c[column])))
     listed = (select(func.coalesce(
                   func.json_agg(aggregate_order_by(one, awards.c.created_at, awards.c.id)),
                   literal_column("'[]'::json")))
@@ -369,42 +380,37 @@ def _page_awards() -> Select[Any]:
 
 @blp.route("/ledger")
 @blp.doc(security=BEARER)
-@blp.arguments(CursorArgs, location="query")
-@blp.response(200, LedgerLineSchema(many=True))
-@blp.paginate()
+@keyset_page_view(blp, LedgerLineSchema(many=True))
 @reads_only
 @resident_read
-def ledger(args, pagination_parameters):
+def ledger(cursor, pagination_parameters):
     """Statement of the available account, newest first; the lines add up to `available`.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
-    rows, headers = keyset_page(_statement_lines(), PostingLine.created_at, PostingLine.id,
-                                args.get("cursor"), pagination_parameters, scalars=False,
+    rows, headers = keyset_page(_statement_lines(db.dialect), PostingLine.created_at,
+                                PostingLine.id, cursor, pagination_parameters, scalars=False,
                                 params={"code": f"member:{g.caller.id}:available"})
-    return json_answer(LedgerLineSchema, rows), 200, headers
+    return json_body(statement_answer(rows)), headers
 
 
 @blp.route("/actions")
 @blp.doc(security=BEARER)
-@blp.arguments(CursorArgs, location="query")
-@blp.response(200, ActionSchema(many=True))
-@blp.paginate()
+@keyset_page_view(blp, ActionSchema(many=True))
 @reads_only
 @resident_read
-def actions(args, pagination_parameters):
+def actions(cursor, pagination_parameters):
     """Actions with their status, points, and the rule behind each award, latest first.
     Follow X-Next-Cursor (`cursor`) for stable pages; `page` works too."""
     # Rows, not entities: what the page shows with its awards.
     rows, headers = keyset_page(_action_rows(db.dialect), Action.occurred_at, Action.id,
-                                args.get("cursor"), pagination_parameters, scalars=False,
+                                cursor, pagination_parameters, scalars=False,
                                 params={"member": g.caller.id})
     if db.dialect == "postgresql":  # the awards came in each row
-        return json_answer(ActionSchema, [row._asdict() for row in rows]), 200, headers
-    page = [{**row._asdict(), "awards": []} for row in rows]
-    if page:
-        by_action = {action["id"]: action["awards"] for action in page}
-        for award in db.session.execute(_page_awards(), {"ids": list(by_action)}):
-            by_action[award.action_id].append(award._asdict())
-    return json_answer(ActionSchema, page), 200, headers
+        return json_body(actions_answer(rows)), headers
+    awards: dict[Any, list[dict[str, Any]]] = {row.id: [] for row in rows}
+    if awards:
+        for award in db.session.execute(_page_awards(), {"ids": list(awards)}):
+            awards[award.action_id].append(award_json(award))
+    return json_body(actions_answer(rows, awards)), headers
 
 
 @blp.route("/rewards")

@@ -1,0 +1,106 @@
+"""The keyset pages of a resident's hottest lists (statement, actions): their query
+arguments read without webargs or marshmallow.
+
+flask-smorest reads a page's arguments twice (the cursor, then page and page_size), each
+time through webargs and a marshmallow load: about a tenth of the Python a page costs.
+`keyset_page_view` documents the route with the very decorators it replaces
+(`@blp.arguments(CursorArgs, location="query")`, `@blp.response`, `@blp.paginate()`), so
+the OpenAPI document is theirs, and reads a plainly valid query itself: digits in range,
+a cursor of an allowed length, nothing the database cannot store. Anything else goes
+through those decorators' own parsers, which give the same values or the same 422,
+message for message. `tests/test_pages.py` holds the two readings equal."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Response, request
+from flask_smorest.pagination import PaginationParameters
+from werkzeug.datastructures import MultiDict
+
+from ..extensions import MAX_PAGE, Blueprint, pagination_figures
+from .common import CursorArgs
+
+# A view of a page: (cursor or None, page parameters) -> its JSON Response and headers.
+PageView = Callable[[str | None, PaginationParameters], tuple[Response, dict[str, str]]]
+
+# What PostgreSQL cannot store (rewards/api/checks.py): such a query goes the long way.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _whole(text: str, low: int, high: int, digits: int) -> int | None:
+    """`text` as a number from `low` to `high` when it is plain ASCII digits, else None
+    (webargs decides: it reads " 5", "+5" or "5_0" too, or says why not)."""
+    if len(text) > digits or not text.isascii() or not text.isdigit():
+        return None
+    number = int(text)
+    return number if low <= number <= high else None
+
+
+def plain_page_query(query: MultiDict, default_size: int, max_size: int,
+                     ) -> tuple[str | None, int, int] | None:
+    """(cursor, page, page_size) of a plainly valid query, else None. Each name's first
+    value counts, as webargs reads it; a second value is only checked for what the
+    database cannot store."""
+    cursor, page, size = None, 1, default_size
+    for key, values in query.lists():
+        if _UNSTORABLE.search(key) or any(_UNSTORABLE.search(value) for value in values):
+            return None
+        value = values[0]
+        if key == "page_size":
+            read = _whole(value, 1, max_size, 3)
+            if read is None:
+                return None
+            size = read
+        elif key == "page":
+            read = _whole(value, 1, MAX_PAGE, 6)
+            if read is None:
+                return None
+            page = read
+        elif key == "cursor":
+            if not 1 <= len(value) <= 200:
+                return None
+            cursor = value
+    return cursor, page, size
+
+
+def keyset_page_view(blp: Blueprint, schema: Any) -> Callable[[PageView], Callable[..., Any]]:
+    """Documents the route as `@blp.arguments(CursorArgs, location="query")`,
+    `@blp.response(200, schema)` and `@blp.paginate()` would, and does what they do:
+    the view gets the cursor and the page parameters, returns its Response (already
+    JSON) and headers; X-Pagination is added after them."""
+
+    def decorator(view: PageView) -> Callable[..., Any]:
+        documented = blp.arguments(CursorArgs, location="query")(
+            blp.response(200, schema)(blp.paginate()(view)))
+        page_schema = documented._apidoc["pagination"]["parameters"]["schema"]
+        defaults = blp.DEFAULT_PAGINATION_PARAMETERS
+        default_size, max_size = defaults["page_size"], defaults["max_page_size"]
+        arguments_parser, pages_parser = blp.ARGUMENTS_PARSER, blp.PAGINATION_ARGUMENTS_PARSER
+
+        def arguments() -> tuple[str | None, PaginationParameters]:
+            plain = plain_page_query(request.args, default_size, max_size)
+            if plain is not None:
+                return plain[0], PaginationParameters(plain[1], plain[2])
+            # In the order the decorators run: the cursor (and what the database cannot
+            # store), then the page; each aborts with its 422.
+            cursor = arguments_parser.parse(CursorArgs, request, location="query").get("cursor")
+            return cursor, pages_parser.parse(page_schema, request, location="query")
+
+        @wraps(view)
+        def page(*args: Any, **kwargs: Any) -> Response:
+            cursor, parameters = arguments()
+            response, headers = view(cursor, parameters, *args, **kwargs)
+            headers[blp.PAGINATION_HEADER_NAME] = json.dumps(pagination_figures(
+                parameters.page, parameters.page_size, parameters.item_count))
+            response.headers.extend(headers)
+            return response
+
+        page._apidoc = documented._apidoc  # type: ignore[attr-defined]
+        return page
+
+    return decorator
