@@ -102,3 +102,64 @@ def test_pagination_figures_dump_as_flask_smorests_header() -> None:
             for page in (1, 2, 3, 6, 50):
                 assert json.dumps(pagination_figures(page, size, count)) == json.dumps(
                     PaginationMixin._make_pagination_metadata(page, size, count))
+
+
+CATALOGUE_QUERIES = QUERIES + [
+    "category=leisure", "category=", "partner_id=nope", "affordable=true",
+    "affordable=maybe", "page_size=2&affordable=false", "category=x&page_size=0"]
+
+
+def _catalogue_parsers_reading(app: Flask, query: str) -> tuple:
+    """What the catalogue's documented decorators read from `query`: (arguments, page,
+    page_size), or ("refused", status, messages)."""
+    from rewards.api.catalogue import CatalogueQuery
+
+    view = app.view_functions["offers.list_offers"]
+    page_schema = view._apidoc["pagination"]["parameters"]["schema"]
+    with app.test_request_context(f"/v1/offers?{query}"):
+        try:
+            given = Blueprint.ARGUMENTS_PARSER.parse(CatalogueQuery, request, location="query")
+            pages = Blueprint.PAGINATION_ARGUMENTS_PARSER.parse(page_schema, request,
+                                                                location="query")
+        except HTTPException as refused:
+            return "refused", refused.code, refused.data["messages"]
+        return given, pages.page, pages.page_size
+
+
+def test_the_catalogue_answers_every_query_as_the_parsers_do(client: FlaskClient,
+                                                           app: Flask) -> None:
+    from rewards.api.catalogue import CatalogueQuery
+
+    member = resident(client, app)
+    own = frozenset(CatalogueQuery._declared_fields)
+    for query in CATALOGUE_QUERIES:
+        with app.test_request_context(f"/v1/offers?{query}"):
+            plain = plain_page_query(request.args, 10, 100, own)
+        expected = _catalogue_parsers_reading(app, query)
+        if plain is not None:  # read the short way: as the parsers read it, no arguments
+            assert expected[0] == {} and plain[1:] == expected[1:], (query, plain, expected)
+        answer = client.get(f"/v1/offers?{query}", headers=member.headers)
+        if expected[0] == "refused":
+            assert answer.status_code == 422, (query, answer.json)
+            assert answer.json["errors"] == expected[2]["query"], query
+            continue
+        assert answer.status_code == 200, (query, answer.json)
+        figures = PaginationMixin._make_pagination_metadata(expected[1], expected[2], 0)
+        assert answer.headers["X-Pagination"] == json.dumps(figures), query
+    for query in ("", "page_size=20", "page=2&page_size=3"):  # the usual: the short way
+        with app.test_request_context(f"/v1/offers?{query}"):
+            assert plain_page_query(request.args, 10, 100, own) is not None
+    # The catalogue asks for the token first, even with a bad argument.
+    assert client.get("/v1/offers?page_size=0").status_code == 401
+
+
+def test_an_ended_login_is_told_so_before_a_bad_argument(client: FlaskClient,
+                                                        app: Flask) -> None:
+    """The catalogue checks the token before its arguments; the check, which rides on
+    the view's statement, still comes first when the arguments stop the view early."""
+    member = resident(client, app)
+    assert client.get("/v1/offers?page_size=0", headers=member.headers).status_code == 422
+    assert client.post("/v1/auth/logout", headers=member.headers).status_code == 204
+    for query in ("page_size=0", "category=", "page_size=5"):
+        answer = client.get(f"/v1/offers?{query}", headers=member.headers)
+        assert answer.status_code == 401, (query, answer.json)

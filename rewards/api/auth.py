@@ -138,7 +138,15 @@ def resident_read(view: Callable[..., Any]) -> Callable[..., Any]:
         g.caller = Caller("member", "member", check[1]["caller_member"])
         token = reads.carry(*check, settle)
         try:
-            answer = view(*args, **kwargs)
+            try:
+                answer = view(*args, **kwargs)
+            except _Refused:
+                raise
+            except BaseException:
+                # Refused before its first statement (a bad argument): the token's
+                # check still answers first.
+                reads.settle_carried()
+                raise
             reads.settle_carried()
         except _Refused:
             abort(401, message=MEMBER_ENDED)

@@ -29,6 +29,7 @@ from .auth import BEARER, current_resident, resident_read, staff_required
 from .caching import cached
 from .common import Moment, audit, counted, found_or_404, paginate, reads_only
 from .fastdump import json_answer
+from .pages import numbered_page_view
 from .places import PlaceIn, PlaceOut, image_url_field
 
 offers_blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
@@ -218,9 +219,7 @@ def _available(member: Any) -> int:
 @offers_blp.doc(security=BEARER)
 @reads_only
 @resident_read
-@offers_blp.arguments(CatalogueQuery, location="query")
-@offers_blp.response(200, CatalogueOffer(many=True))
-@offers_blp.paginate()
+@numbered_page_view(offers_blp, CatalogueQuery, CatalogueOffer(many=True))
 def list_offers(args, pagination_parameters):
     """Offers open now that you may claim (your ward, when you joined), cheapest first,
     with how many are left; in your language (Accept-Language, else your profile's)."""
@@ -248,7 +247,7 @@ def list_offers(args, pagination_parameters):
     return json_answer(CatalogueOffer, [
         _catalogue_view(offer, wanted, available,
                         {"id": offer.partner_id, "name": offer.partner_name})
-        for offer in offers[(page - 1) * size:page * size]])
+        for offer in offers[(page - 1) * size:page * size]]), {}
 
 
 @offers_blp.route("/<uuid:offer_id>")

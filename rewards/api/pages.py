@@ -1,5 +1,5 @@
-"""The keyset pages of a resident's hottest lists (statement, actions): their query
-arguments read without webargs or marshmallow.
+"""The pages of a resident's hottest lists (statement and actions by keyset, the
+catalogue by number): their query arguments read without webargs or marshmallow.
 
 flask-smorest reads a page's arguments twice (the cursor, then page and page_size), each
 time through webargs and a marshmallow load: about a tenth of the Python a page costs.
@@ -42,12 +42,15 @@ def _whole(text: str, low: int, high: int, digits: int) -> int | None:
 
 
 def plain_page_query(query: MultiDict, default_size: int, max_size: int,
-                     ) -> tuple[str | None, int, int] | None:
+                     others: frozenset[str] = frozenset()) -> tuple[str | None, int, int] | None:
     """(cursor, page, page_size) of a plainly valid query, else None. Each name's first
     value counts, as webargs reads it; a second value is only checked for what the
-    database cannot store."""
+    database cannot store. A query naming any of `others` (the route's own arguments)
+    is not plain."""
     cursor, page, size = None, 1, default_size
     for key, values in query.lists():
+        if key in others:
+            return None
         if _UNSTORABLE.search(key) or any(_UNSTORABLE.search(value) for value in values):
             return None
         value = values[0]
@@ -95,6 +98,50 @@ def keyset_page_view(blp: Blueprint, schema: Any) -> Callable[[PageView], Callab
         def page(*args: Any, **kwargs: Any) -> Response:
             cursor, parameters = arguments()
             response, headers = view(cursor, parameters, *args, **kwargs)
+            headers[blp.PAGINATION_HEADER_NAME] = json.dumps(pagination_figures(
+                parameters.page, parameters.page_size, parameters.item_count))
+            response.headers.extend(headers)
+            return response
+
+        page._apidoc = documented._apidoc  # type: ignore[attr-defined]
+        return page
+
+    return decorator
+
+
+# A view of a numbered page: (its query's arguments, page parameters) -> its JSON
+# Response and headers.
+ListView = Callable[[dict[str, Any], PaginationParameters], tuple[Response, dict[str, str]]]
+
+
+def numbered_page_view(blp: Blueprint, arguments: Any, schema: Any
+                       ) -> Callable[[ListView], Callable[..., Any]]:
+    """As `keyset_page_view`, for a numbered list whose query may narrow it with
+    `arguments` (a schema class): documented as `@blp.arguments(arguments,
+    location="query")`, `@blp.response(200, schema)` and `@blp.paginate()`. A query of
+    page and page_size alone is read here (the view gets no arguments); one naming any
+    of `arguments`' fields, or not plainly valid, goes through their parsers."""
+
+    def decorator(view: ListView) -> Callable[..., Any]:
+        documented = blp.arguments(arguments, location="query")(
+            blp.response(200, schema)(blp.paginate()(view)))
+        page_schema = documented._apidoc["pagination"]["parameters"]["schema"]
+        defaults = blp.DEFAULT_PAGINATION_PARAMETERS
+        default_size, max_size = defaults["page_size"], defaults["max_page_size"]
+        arguments_parser, pages_parser = blp.ARGUMENTS_PARSER, blp.PAGINATION_ARGUMENTS_PARSER
+        own = frozenset(arguments._declared_fields)
+
+        def read() -> tuple[dict[str, Any], PaginationParameters]:
+            plain = plain_page_query(request.args, default_size, max_size, own)
+            if plain is not None:
+                return {}, PaginationParameters(plain[1], plain[2])
+            given = arguments_parser.parse(arguments, request, location="query")
+            return given, pages_parser.parse(page_schema, request, location="query")
+
+        @wraps(view)
+        def page(*args: Any, **kwargs: Any) -> Response:
+            given, parameters = read()
+            response, headers = view(given, parameters, *args, **kwargs)
             headers[blp.PAGINATION_HEADER_NAME] = json.dumps(pagination_figures(
                 parameters.page, parameters.page_size, parameters.item_count))
             response.headers.extend(headers)
