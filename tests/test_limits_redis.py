@@ -11,10 +11,9 @@ from flask import Flask
 
 from rewards import create_app
 from rewards.handover import handover
-from rewards.limits import OneTripRedisStorage, limiter
+from rewards.limit_counts import RedisCounts
 
 from .reward_support import admin_headers, make_offer, make_partner, resident
-from .test_limits_without_redis import limiter_restored  # noqa: F401 (fixture)
 
 
 def _app(database_url: str, redis_url: str) -> Flask:
@@ -28,11 +27,11 @@ def _app(database_url: str, redis_url: str) -> Flask:
 
 
 def test_a_limited_request_is_counted_in_one_round_trip_with_true_headers(
-    database_url: str, redis_url: str, limiter_restored: None  # noqa: F811
+    database_url: str, redis_url: str
 ) -> None:
     app = _app(database_url, redis_url)
-    storage = limiter.storage
-    assert isinstance(storage, OneTripRedisStorage)
+    storage = app.extensions["rate_limits"]
+    assert isinstance(storage, RedisCounts)
     client = app.test_client()
     admin = admin_headers(client, app)
     partner = make_partner(client, admin)
@@ -40,7 +39,7 @@ def test_a_limited_request_is_counted_in_one_round_trip_with_true_headers(
     me = resident(client, app, points=100)
 
     sent: list[Any] = []
-    connection = storage.get_connection()
+    connection = storage.redis
     original = connection.execute_command
 
     def counting(*args: Any, **options: Any) -> Any:

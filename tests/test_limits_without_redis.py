@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,22 +13,9 @@ from flask import Flask
 
 from rewards import create_app
 from rewards.handover import handover
-from rewards.limits import limiter
 
 from .reward_support import admin_headers, make_offer, make_partner, resident
 from .test_job_faults import SilentRedis
-
-
-@pytest.fixture
-def limiter_restored() -> Iterator[None]:
-    """The limiter is one object for every app in the process: the app made here gives
-    it its own storage, which the suite's other apps must not keep."""
-    saved = dict(vars(limiter))
-    try:
-        yield
-    finally:
-        limiter.__dict__.clear()
-        limiter.__dict__.update(saved)
 
 
 def _closed_port() -> int:
@@ -60,7 +46,7 @@ def _claims_with_redis(database_url: str, redis_url: str) -> list[int]:
 
 @pytest.mark.parametrize("redis", ["hung", "refusing"])
 def test_limited_requests_neither_wait_for_redis_nor_go_unlimited(
-    database_url: str, limiter_restored: None, redis: str
+    database_url: str, redis: str
 ) -> None:
     silent = SilentRedis() if redis == "hung" else None
     url = f"redis://127.0.0.1:{silent.port if silent else _closed_port()}/0"
