@@ -21,6 +21,7 @@ from werkzeug.http import parse_date
 from werkzeug.local import LocalProxy
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .config import ConfigurationError
 from .limit_counts import Counts, Window, counts_for, windows
 from .security import bearer_claims
 
@@ -130,6 +131,11 @@ def init_limits(app: Flask) -> None:
         for endpoint in app.view_functions:
             if endpoint not in table and endpoint.rpartition(".")[2] != "static":
                 table[endpoint] = ("RATELIMIT_DEFAULT", ())
+    for setting in {setting for setting, _ in table.values()}:
+        try:
+            windows(config[setting])
+        except ValueError as error:  # refused at start, not a 500 on the first request
+            raise ConfigurationError(f"{setting}: {error}") from None
     for endpoint, (setting, methods) in table.items():
         view = app.view_functions.get(endpoint)
         if view is None:
