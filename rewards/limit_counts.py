@@ -8,10 +8,17 @@ lasts its length; a count over the window's amount is a 429 until it ends."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
+import weakref
 from typing import Any, NamedTuple, Protocol
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -107,34 +114,52 @@ class RedisCounts:
     tried again after 1 s, then after 2, 4 ... at most 32 s while it keeps failing."""
 
     LONGEST_WAIT = 32
+    SCRIPT = COUNT_AND_TTL
 
     def __init__(self, uri: str, options: dict[str, Any], prefix: str,
                  fallback: MemoryCounts | None) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         # One try: a failure is counted in memory at once, not after more timeouts.
         self.redis = redis.Redis.from_url(uri.replace("redis+unix://", "unix://"),
                                           retry=Retry(NoBackoff(), 0), **options)
-        self._count_and_ttl = self.redis.register_script(COUNT_AND_TTL)
+        self._sha = self.redis.register_script(self.SCRIPT).sha
+        self._own = threading.local()  # each thread's connection
         self.prefix = prefix  # before each key
         self.fallback = fallback
         self._retry_at = 0.0  # while Redis fails: when to try it again
         self._wait = 0  # and how long after that
+        _EVERY.add(self)
 
     def hit(self, key: str, seconds: int) -> tuple[int, float] | None:
         if self._retry_at:
             if time.time() < self._retry_at:
                 return self.fallback.hit(key, seconds) if self.fallback else None
         try:
-            current, ttl = self._count_and_ttl([self.prefix + key], [seconds])
+            current, ttl = self._count_and_ttl(self.prefix + key, seconds)
         except Exception as error:  # any failure of the store: count elsewhere, go on
             return self._failed(error, key, seconds)
         if self._retry_at:
             log.info("rate limit counts are in Redis again")
             self._retry_at, self._wait = 0.0, 0
         return int(current), time.time() + max(int(ttl), 0)
+
+    def connection(self) -> Any:
+        """This thread's own connection to Redis: a count is one command and its answer
+        on it, without the client's pool, retry and event machinery around each."""
+        connection = getattr(self._own, "connection", None)
+        if connection is None:
+            connection = self._own.connection = self.redis.connection_pool.make_connection()
+        return connection
+
+    def _count_and_ttl(self, key: str, seconds: int) -> Any:
+        connection = self.connection()
+        try:
+            connection.send_command("EVALSHA", self._sha, 1, key, seconds)
+            return connection.read_response()
+        except NoScriptError:  # a Redis that has not seen the script (or restarted)
+            connection.send_command("SCRIPT", "LOAD", self.SCRIPT)
+            connection.read_response()
+            connection.send_command("EVALSHA", self._sha, 1, key, seconds)
+            return connection.read_response()
 
     def _failed(self, error: Exception, key: str, seconds: int) -> tuple[int, float] | None:
         if not self._retry_at:
@@ -150,6 +175,18 @@ class RedisCounts:
             self.redis.delete(key)
         if self.fallback is not None:
             self.fallback.reset()
+
+
+_EVERY: weakref.WeakSet[RedisCounts] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # A forked process makes its own connections; its parent's stay the parent's.
+    for counts in list(_EVERY):
+        counts._own = threading.local()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def counts_for(uri: str, options: dict[str, Any], prefix: str,
