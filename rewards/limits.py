@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, after_this_request, current_app, request
+from flask import Flask, Response, after_this_request, current_app, g, request
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.http import parse_date
 from werkzeug.local import LocalProxy
@@ -179,22 +179,25 @@ def _count(limit: str, key: str, counts: Counts) -> None:
     if shown is None:
         return
     window, count, ends = shown
-    reset_at = int(ends + 1)
-
-    @after_this_request
-    def headers(response: Response) -> Response:
-        given = response.headers
-        given.add("RateLimit-Limit", str(window.amount))
-        given.add("RateLimit-Remaining", str(max(0, window.amount - count)))
-        given.add("RateLimit-Reset", str(reset_at))
-        if response.status_code == 429:
-            # The window's end, or the route's own Retry-After if that is later.
-            given["Retry-After"] = str(int(max(_moment(given.get("Retry-After")), reset_at)
-                                           - time.time()))
-        return response
-
+    # For the answer, whatever it turns out to be (a function made once: Flask keeps
+    # what it learns about each hook, so a closure a request would cost it each time).
+    g.rate_limit = (str(window.amount), str(max(0, window.amount - count)), int(ends + 1))
+    after_this_request(_headers)
     if over:
         raise TooManyRequests(TOO_MANY)
+
+
+def _headers(response: Response) -> Response:
+    limit, remaining, reset_at = g.rate_limit
+    given = response.headers
+    given.add("RateLimit-Limit", limit)
+    given.add("RateLimit-Remaining", remaining)
+    given.add("RateLimit-Reset", str(reset_at))
+    if response.status_code == 429:
+        # The window's end, or the route's own Retry-After if that is later.
+        given["Retry-After"] = str(int(max(_moment(given.get("Retry-After")), reset_at)
+                                       - time.time()))
+    return response
 
 
 def _moment(retry_after: str | None) -> float:
