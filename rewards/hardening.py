@@ -5,8 +5,9 @@ otherwise recurse until it fails)."""
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, request
 from flask_smorest import abort
 
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -43,20 +44,32 @@ def json_depth(raw: bytes, most: int = 1000) -> int:
 
 
 # Headers every answer carries unless its view set its own (a page its own policy).
-_ALWAYS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
-           ("Referrer-Policy", "no-referrer"))
+_ALWAYS = (("x-content-type-options", "X-Content-Type-Options", "nosniff"),
+           ("x-frame-options", "X-Frame-Options", "DENY"),
+           ("referrer-policy", "Referrer-Policy", "no-referrer"))
 
 
-def security_headers(response: Response) -> Response:
-    headers = response.headers
-    present = {name.lower() for name in headers.keys()}
-    for name, value in _ALWAYS:
-        if name.lower() not in present:
-            headers.add(name, value)
-    if "content-security-policy" not in present:
-        html = response.mimetype == "text/html"
-        headers.add("Content-Security-Policy", PAGE_CSP if html else API_CSP)
-    return response
+class SecurityHeaders:
+    """WSGI middleware adding the security headers to every answer as it is sent: a
+    plain list of header pairs there, rather than werkzeug's checked headers object and
+    a parse of the content type in an after-request hook."""
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        def securing(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            present = {name.lower(): value for name, value in headers}
+            for lowered, name, value in _ALWAYS:
+                if lowered not in present:
+                    headers.append((name, value))
+            if "content-security-policy" not in present:
+                kind = present.get("content-type", "").partition(";")[0].strip().lower()
+                headers.append(("Content-Security-Policy",
+                                PAGE_CSP if kind == "text/html" else API_CSP))
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, securing)
 
 
 def init_app(app: Flask) -> None:
@@ -70,4 +83,4 @@ def init_app(app: Flask) -> None:
             problem = f"The JSON body nests more than {limit} levels deep."
             abort(422, message=problem, errors={"body": [problem]})
 
-    app.after_request(security_headers)
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]
