@@ -1,24 +1,31 @@
-"""Per-client rate limits (flask-limiter), all in one table: which endpoint, which
-setting holds its limit. Counters live in Redis when REDIS_URL is set (shared by every
-worker), in memory otherwise. A client is the account a valid bearer token names, or
-the till an API key names, where the endpoint checks that credential; else the address
-(behind TRUSTED_PROXIES proxies, the one they saw). A 429 carries Retry-After and
-RateLimit-Limit/-Remaining/-Reset."""
+"""Per-client rate limits, all in one table: which endpoint, which setting holds its
+limit ("20 per minute;200 per day": one or more fixed windows). Counters live in Redis
+when REDIS_URL is set (shared by every worker), in memory otherwise. A client is the
+account a valid bearer token names, or the till an API key names, where the endpoint
+checks that credential; else the address (behind TRUSTED_PROXIES proxies, the one they
+saw). Every answer of a limited route carries RateLimit-Limit/-Remaining/-Reset; a 429
+carries Retry-After too. Counting and the store are in rewards/limit_counts.py."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, current_app, g, has_app_context, request
-from flask_limiter import Limiter
-from limits.storage import RedisStorage
+from flask import Flask, Response, after_this_request, current_app, g, request
+from werkzeug.exceptions import TooManyRequests
+from werkzeug.http import parse_date
+from werkzeug.local import LocalProxy
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .config import ConfigurationError
+from .limit_counts import Counts, Window, counts_for, windows
 from .security import bearer_claims
+
+log = logging.getLogger(__name__)
 
 # endpoint -> (setting with its limit, methods it applies to)
 LIMITS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -56,30 +63,25 @@ CREDENTIALS: dict[str, tuple[str, ...]] = {
 
 TOO_MANY = "Too many requests from this client; wait before trying again (see Retry-After)."
 
+# Seconds the limiter waits for Redis to connect or answer. Counting a request is one
+# round trip on a local network; a hung or unreachable Redis must not hold requests.
+STORAGE_TIMEOUT = 0.5
+
 
 def client_key() -> str:
-    accepted = CREDENTIALS.get(request.endpoint or "", ())
+    return _client(CREDENTIALS.get(request.endpoint or "", ()))
+
+
+def _client(accepted: tuple[str, ...]) -> str:
     if "bearer" in accepted:
         payload = bearer_claims()
         if payload is not None:
             return f"{payload.get('role')}:{payload.get('sub')}"
-    api_key = request.headers.get("X-Api-Key")
-    if "api_key" in accepted and api_key:
-        return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
+    if "api_key" in accepted:
+        api_key = request.headers.get("X-Api-Key")
+        if api_key:
+            return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
     return f"addr:{request.remote_addr}"
-
-
-limiter = Limiter(client_key, headers_enabled=True, swallow_errors=True)
-
-
-@functools.cache
-def _setting(name: str) -> Callable[[], str]:
-    # One function per setting, so re-applying the table (a second app) adds nothing.
-    def value() -> str:
-        return current_app.config[name]
-
-    value.__name__ = f"limit_{name}"
-    return value
 
 
 def trust_proxies(app: Flask) -> None:
@@ -92,132 +94,117 @@ def trust_proxies(app: Flask) -> None:
                                 x_host=hops)
 
 
-# Seconds the limiter waits for Redis to connect or answer. Counting a request is one
-# round trip on a local network; a hung or unreachable Redis must not hold requests.
-STORAGE_TIMEOUT = 0.5
-
-
 def storage_uri(config: Any) -> str:
     """Shared counters in Redis when the scheme has one; else this process's memory."""
     return config.get("REDIS_URL") or "memory://"
 
 
-ONE_TRIP = "counted+"
-
-
-class OneTripRedisStorage(RedisStorage):
-    """Redis counters that count a request and read its window in one round trip.
-
-    limits' own Redis storage counts a hit with one script, then flask-limiter reads
-    the count again (GET) and the window's end (TTL) for the RateLimit-* headers: three
-    round trips on every limited request (a claim, a redemption). Here the counting
-    script answers the count and the window's remaining seconds together, kept for the
-    rest of the request, so the headers read them from memory. Chosen by the storage
-    address `counted+redis://...` (init_limits makes it from REDIS_URL)."""
-
-    STORAGE_SCHEME = [ONE_TRIP + scheme for scheme in ("redis", "rediss", "redis+unix")]
-    SCRIPT_COUNT_AND_TTL = """
-local current = redis.call("incrby", KEYS[1], ARGV[2])
-if tonumber(current) == tonumber(ARGV[2]) then
-    redis.call("expire", KEYS[1], ARGV[1])
-end
-return {current, redis.call("ttl", KEYS[1])}
-"""
-
-    def __init__(self, uri: str, wrap_exceptions: bool = False, **options: Any) -> None:
-        super().__init__(uri.removeprefix(ONE_TRIP), wrap_exceptions=wrap_exceptions,
-                         **options)
-
-    def initialize_storage(self, uri: str) -> None:
-        super().initialize_storage(uri)
-        self.lua_count_and_ttl = self.get_connection().register_script(
-            self.SCRIPT_COUNT_AND_TTL)
-
-    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        current, ttl = self.lua_count_and_ttl([self.prefixed_key(key)], [expiry, amount])
-        _counted()[key] = (int(current), max(int(ttl), 0) + time.time())
-        return int(current)
-
-    def get(self, key: str) -> int:
-        known = _counted().get(key)
-        return known[0] if known is not None else super().get(key)
-
-    def get_expiry(self, key: str) -> float:
-        known = _counted().get(key)
-        return known[1] if known is not None else super().get_expiry(key)
-
-
-def _counted() -> dict[str, tuple[int, float]]:
-    """This request's counts (key -> count, window's end); outside a request, none
-    kept."""
-    if not has_app_context():
-        return {}
-    counted = g.get("_rate_counted")
-    if counted is None:
-        counted = g._rate_counted = {}
-    return counted
+# This app's counters (`limiter.reset()` in an app context starts every count afresh).
+limiter: Counts = LocalProxy(lambda: current_app.extensions["rate_limits"])  # type: ignore[assignment]
 
 
 def init_limits(app: Flask) -> None:
     config = app.config
     trust_proxies(app)
     config.setdefault("RATELIMIT_STORAGE_URI", storage_uri(config))
-    if config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://", "redis+unix://")):
-        config["RATELIMIT_STORAGE_URI"] = ONE_TRIP + config["RATELIMIT_STORAGE_URI"]
-    if config["RATELIMIT_STORAGE_URI"].startswith(ONE_TRIP):
+    if config["RATELIMIT_STORAGE_URI"] != "memory://":
         # When Redis hangs or goes away, the first request to notice waits at most
-        # STORAGE_TIMEOUT (twice), then every process counts in its own memory, with the
-        # same limits, and looks at Redis again now and then (after 1, 2, 4 ... 32 s)
-        # until it answers. Without this a hung Redis held every limited request (a
-        # claim, a login) for as long as it hung, and one that refused connections
-        # turned every limit off.
+        # STORAGE_TIMEOUT, then this process counts in its own memory, with the same
+        # limits, and tries Redis again now and then (after 1, 2, 4 ... 32 s) until it
+        # answers. Without this a hung Redis held every limited request (a claim, a
+        # login) for as long as it hung, and one that refused connections turned every
+        # limit off.
         config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
             "socket_timeout": STORAGE_TIMEOUT, "socket_connect_timeout": STORAGE_TIMEOUT})
         config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     config.setdefault("RATELIMIT_KEY_PREFIX", f"{config.get('RQ_QUEUE_PREFIX', '')}rewards-limits")
-    config.setdefault("RATELIMIT_HEADER_LIMIT", "RateLimit-Limit")
-    config.setdefault("RATELIMIT_HEADER_REMAINING", "RateLimit-Remaining")
-    config.setdefault("RATELIMIT_HEADER_RESET", "RateLimit-Reset")
-    config.setdefault("RATELIMIT_HEADER_RETRY_AFTER_VALUE", "delta-seconds")
-    # flask-limiter puts Retry-After (its window's reset) on every answer of a limited
-    # route: only a 429 means it; any other answer keeps its own, or has none. Hooks run
-    # in reverse order: this one after the limiter's, the one below before it.
-    app.after_request(_own_retry_after)
-    limiter.init_app(app)
-    app.after_request(_note_retry_after)
-    _skip_unlimited_check(app)
-    for endpoint, (setting, methods) in LIMITS.items():
+    counts = app.extensions["rate_limits"] = counts_for(
+        config["RATELIMIT_STORAGE_URI"], config.get("RATELIMIT_STORAGE_OPTIONS", {}),
+        f"LIMITS:LIMITER/{config['RATELIMIT_KEY_PREFIX']}/",
+        config.get("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", False))
+    if not config.get("RATELIMIT_ENABLED", True):
+        return
+    table = dict(LIMITS)
+    if config.get("RATELIMIT_DEFAULT"):
+        # A limit for every other route (each its own count, any method): the scheme
+        # sets none, but the setting is honoured if ever given.
+        for endpoint in app.view_functions:
+            if endpoint not in table and endpoint.rpartition(".")[2] != "static":
+                table[endpoint] = ("RATELIMIT_DEFAULT", ())
+    for setting in {setting for setting, _ in table.values()}:
+        try:
+            windows(config[setting])
+        except ValueError as error:  # refused at start, not a 500 on the first request
+            raise ConfigurationError(f"{setting}: {error}") from None
+    for endpoint, (setting, methods) in table.items():
         view = app.view_functions.get(endpoint)
         if view is None:
             app.logger.warning("rate limit for %s: no such endpoint", endpoint)
             continue
-        app.view_functions[endpoint] = limiter.limit(
-            _setting(setting), methods=list(methods), error_message=TOO_MANY)(view)
+        app.view_functions[endpoint] = _limited(
+            view, endpoint, setting, methods, config, counts, CREDENTIALS.get(endpoint, ()))
 
 
-def _skip_unlimited_check(app: Flask) -> None:
-    """flask-limiter checks every request before its view for the default and
-    application-wide limits; the scheme has none (each limit is on its route, checked
-    by the route's own wrapper), so that check finds nothing on any request and only
-    costs time. It stays if such limits are ever configured."""
-    manager = limiter.limit_manager
-    if manager.default_limits or manager.application_limits or manager._blueprint_limits:
+def _limited(view: Callable[..., Any], endpoint: str, setting: str,
+             methods: tuple[str, ...], config: Any, counts: Counts,
+             accepted: tuple[str, ...]) -> Callable[..., Any]:
+    """The view, counting each request it answers (with `methods`, or any when
+    empty) against the limit in `setting`, read on each request."""
+
+    @functools.wraps(view)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        if not methods or request.method in methods:
+            _count(config[setting], f"{_client(accepted)}/{endpoint}/", counts)
+        return view(*args, **kwargs)
+
+    return limited
+
+
+def _count(limit: str, key: str, counts: Counts) -> None:
+    """Count this request in each of the limit's windows, shortest first, up to the
+    first that it goes over (a 429); the answer gets that window's headers, or the
+    shortest's."""
+    shown: tuple[Window, int, float] | None = None
+    over = False
+    for window in windows(limit):
+        counted = counts.hit(key + window.name, window.seconds)
+        if counted is None:  # no store answered: the request goes unlimited
+            return
+        if shown is None or counted[0] > window.amount:
+            shown = (window, *counted)
+        if counted[0] > window.amount:
+            over = True
+            log.info("rate limit %s exceeded by %s", window.name, key)
+            break
+    if shown is None:
         return
-    hooks = app.before_request_funcs.get(None, [])
-    if limiter._check_request_limit in hooks:
-        hooks.remove(limiter._check_request_limit)
+    window, count, ends = shown
+    # For the answer, whatever it turns out to be (a function made once: Flask keeps
+    # what it learns about each hook, so a closure a request would cost it each time).
+    g.rate_limit = (str(window.amount), str(max(0, window.amount - count)), int(ends + 1))
+    after_this_request(_headers)
+    if over:
+        raise TooManyRequests(TOO_MANY)
 
 
-def _note_retry_after(response: Response) -> Response:
-    g.own_retry_after = response.headers.get("Retry-After")
+def _headers(response: Response) -> Response:
+    limit, remaining, reset_at = g.rate_limit
+    given = response.headers
+    given.add("RateLimit-Limit", limit)
+    given.add("RateLimit-Remaining", remaining)
+    given.add("RateLimit-Reset", str(reset_at))
+    if response.status_code == 429:
+        # The window's end, or the route's own Retry-After if that is later.
+        given["Retry-After"] = str(int(max(_moment(given.get("Retry-After")), reset_at)
+                                       - time.time()))
     return response
 
 
-def _own_retry_after(response: Response) -> Response:
-    if response.status_code != 429:
-        own = g.pop("own_retry_after", None)
-        if own is None:
-            response.headers.pop("Retry-After", None)
-        else:
-            response.headers["Retry-After"] = own
-    return response
+def _moment(retry_after: str | None) -> float:
+    """A Retry-After (seconds or an HTTP date) as a Unix time; 0 for none."""
+    if not retry_after:
+        return 0
+    if retry_after.isdigit():
+        return time.time() + int(retry_after)
+    moment = parse_date(retry_after)
+    return moment.timestamp() if moment is not None else 0

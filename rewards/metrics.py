@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 from flask_smorest import abort
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -179,17 +179,36 @@ def metrics_view() -> Response:
 
 def init_app(app: Flask) -> None:
     app.add_url_rule("/metrics", "metrics", metrics_view)
+    app.wsgi_app = RequestClock(app.wsgi_app)  # type: ignore[method-assign]
 
-    @app.before_request
-    def _start_clock() -> None:
-        g.request_started = time.perf_counter()
 
-    @app.after_request
-    def _observe(response: Any) -> Any:
-        started = g.get("request_started")
-        if started is not None:
-            rule = request.url_rule
-            REQUEST_SECONDS.labels(rule.rule if rule is not None else "<unmatched>",
-                                   request.method, f"{response.status_code // 100}xx"
-                                   ).observe(time.perf_counter() - started)
-        return response
+class RequestClock:
+    """WSGI middleware timing each answer from the request's arrival to the app's
+    answer (Flask's own work included), observed under the route template Flask
+    matched, the method and the status class. Around the app rather than two Flask
+    hooks reading and writing `g` and `request` through context-local proxies; the
+    histogram's labelled children are looked up once per route, method and class."""
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+        self._observed: dict[tuple[str, str, str], Any] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        started = time.perf_counter()
+        answered: list[tuple[str, str]] = []
+
+        def noting(status: str, headers: Any, exc_info: Any = None) -> Any:
+            # Flask answers before it lets go of the request (and its matched rule).
+            rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+            answered.append((rule.rule if rule is not None else "<unmatched>", status))
+            return start_response(status, headers, exc_info)
+
+        answer = self.wsgi_app(environ, noting)
+        if answered:
+            route, status = answered[-1]
+            key = (route, environ.get("REQUEST_METHOD", "").upper(), f"{status[0]}xx")
+            observed = self._observed.get(key)
+            if observed is None:
+                observed = self._observed[key] = REQUEST_SECONDS.labels(*key)
+            observed.observe(time.perf_counter() - started)
+        return answer

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+import time
 from typing import Any
 
 import pytest
@@ -14,22 +14,10 @@ from flask import Flask
 
 from rewards import create_app
 from rewards.handover import handover
-from rewards.limits import limiter
+from rewards.limit_counts import MemoryCounts, RedisCounts
 
 from .reward_support import admin_headers, make_offer, make_partner, resident
 from .test_job_faults import SilentRedis
-
-
-@pytest.fixture
-def limiter_restored() -> Iterator[None]:
-    """The limiter is one object for every app in the process: the app made here gives
-    it its own storage, which the suite's other apps must not keep."""
-    saved = dict(vars(limiter))
-    try:
-        yield
-    finally:
-        limiter.__dict__.clear()
-        limiter.__dict__.update(saved)
 
 
 def _closed_port() -> int:
@@ -60,7 +48,7 @@ def _claims_with_redis(database_url: str, redis_url: str) -> list[int]:
 
 @pytest.mark.parametrize("redis", ["hung", "refusing"])
 def test_limited_requests_neither_wait_for_redis_nor_go_unlimited(
-    database_url: str, limiter_restored: None, redis: str
+    database_url: str, redis: str
 ) -> None:
     silent = SilentRedis() if redis == "hung" else None
     url = f"redis://127.0.0.1:{silent.port if silent else _closed_port()}/0"
@@ -88,3 +76,29 @@ def test_limited_requests_neither_wait_for_redis_nor_go_unlimited(
     # Every claim answered, and the limit still holds (counted in this process).
     assert outcome["answers"] == [202, 202, 202, 429]
     assert handover.wait(timeout=30)
+
+
+def test_redis_is_tried_again_after_1_2_4_up_to_32_seconds(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    counts = RedisCounts(f"redis://127.0.0.1:{_closed_port()}/0",
+                         {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}, "t:",
+                         MemoryCounts())
+    tried: list[float] = []
+    trying = counts._count_and_ttl
+
+    def count_and_ttl(key: str, seconds: int) -> Any:
+        tried.append(now[0])
+        return trying(key, seconds)
+
+    monkeypatch.setattr(counts, "_count_and_ttl", count_and_ttl)
+    answers = []
+    for _ in range(200):  # 100 s, a request each half second
+        answers.append(counts.hit("k", 3600))
+        now[0] += 0.5
+    assert [later - earlier for earlier, later in zip(tried[:-1], tried[1:], strict=True)] == [
+        1, 2, 4, 8, 16, 32, 32]
+    # Counted all along, in memory.
+    assert [answer[0] for answer in answers if answer] == list(range(1, 201))

@@ -14,8 +14,10 @@ from werkzeug.http import generate_etag, parse_etags, quote_etag
 
 
 def vary_on(headers: Headers, *names: str) -> None:
-    """Add `names` to the Vary header, keeping what it says and naming each once."""
-    given = [part.strip() for part in (headers.get("Vary") or "").split(",") if part.strip()]
+    """Add `names` to the Vary header, keeping what it says and naming each once.
+    (getlist: a missing header is an empty list, where get raises and catches.)"""
+    given = [part.strip() for value in headers.getlist("Vary") for part in value.split(",")
+             if part.strip()]
     known = {part.lower() for part in given}
     headers["Vary"] = ", ".join(given + [name for name in names if name.lower() not in known])
 

@@ -460,7 +460,9 @@ def claim_answer(claimed: Claimed, locale: str | None) -> dict:
     wrote (a pending reward: no code, nothing issued yet), without entities or a
     schema's dump on the hottest write. tests/test_rewards.py holds it to the schema's."""
     offer = claimed.offer
-    wanted = preferences(request.headers.get("Accept-Language"), locale)
+    # The environ, not request.headers: a missing header is None there, where werkzeug's
+    # headers raise and catch an error (most claims send none).
+    wanted = preferences(request.environ.get("HTTP_ACCEPT_LANGUAGE"), locale)
     return {
         "id": str(claimed.id),
         "offer_id": str(offer.id),

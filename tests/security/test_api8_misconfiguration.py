@@ -3,6 +3,7 @@ CDN, deeply nested JSON, no traceback from any route, mail that leaks no codes."
 
 from __future__ import annotations
 
+import io
 import logging
 import smtplib
 from email.message import EmailMessage
@@ -69,6 +70,12 @@ def test_deeply_nested_json_is_422_on_every_kind_of_route(client: FlaskClient,
                                  content_type="application/json")
             body = assert_json_error(answer, 422)
             assert "nests more than 32 levels" in body["message"]
+    # Sent in chunks (no Content-Length): counted all the same, not a 500 from the parser.
+    chunked = client.post("/v1/auth/otp", input_stream=io.BytesIO(_nested(100_000).encode()),
+                          content_type="application/json",
+                          headers={"Transfer-Encoding": "chunked"},
+                          environ_overrides={"wsgi.input_terminated": True})
+    assert "nests more than 32 levels" in assert_json_error(chunked, 422)["message"]
     # Never closed: not JSON, and still refused before the parser recurses.
     unclosed = client.post("/v1/auth/otp", data="[" * 50_000, content_type="application/json")
     assert "nests more than 32 levels" in assert_json_error(unclosed, 422)["message"]
