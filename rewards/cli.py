@@ -185,9 +185,9 @@ def jobs_group() -> None:
 @with_appcontext
 def jobs_relay() -> None:
     """Send jobs still waiting in the outbox."""
-    from . import jobs
+    from . import relay
 
-    click.echo(f"sent {jobs.relay(everything=True)}")
+    click.echo(f"sent {relay.relay(everything=True)}")
 
 
 @main.group("ledger")

@@ -5,9 +5,9 @@
 request, on a background thread (rewards/handover.py), so a slow or hung Redis never
 holds the request. The row stays until the job has finished: each attempt takes a
 lease (`due_at`), a failed attempt sets `due_at` to its retry's moment, success (or
-the last attempt) clears it. `relay` sends every row whose `due_at` has passed, so a
-job lost with Redis, abandoned by a killed worker or waiting for its retry runs
-again; every job is safe to run twice. See docs/jobs.md.
+the last attempt) clears it. The relay (rewards/relay.py) sends every row whose
+`due_at` has passed, so a job lost with Redis, abandoned by a killed worker or
+waiting for its retry runs again; every job is safe to run twice. See docs/jobs.md.
 
 Jobs are named by dotted path ("workers.rewards.issue_reward") so this package never
 imports the workers."""
@@ -21,14 +21,14 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
 from flask import current_app, has_request_context
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, update
 
 from .extensions import db, redis
 from .logs import current_request_id, request_id_set
@@ -48,11 +48,6 @@ QUEUED_LEASE = timedelta(seconds=60)
 LEASE_GRACE = timedelta(seconds=5)
 # Jobs that may run longer than JOB_TIMEOUT_SECONDS.
 LONG_JOBS = {"workers.imports.import_csv": 1800, "workers.awarding.award_queued": 600}
-# Attempts lost to killed workers after the last one before the relay stops sending.
-ABANDONED_EXTRA = 2
-# What to do, with the job's own arguments, when the relay gives up on a job whose
-# attempts never finished (each died with its worker): the job itself never got to.
-GIVE_UP = {"workers.rewards.issue_reward": "workers.rewards.give_up_issuing"}
 
 # Attempt number and the most there will be, while an outbox job runs.
 _attempt_var: ContextVar[tuple[int, int] | None] = ContextVar("job_attempt", default=None)
@@ -292,7 +287,7 @@ def queue_key(queue: str) -> str:
     return f"{Queue.redis_queue_namespace_prefix}{queue_name(queue)}"
 
 
-def _rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
+def rq_enqueue(connection: Redis, message_id: uuid.UUID, job: str, queue: str,
                 kwargs: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
     from rq import Queue
 
@@ -379,7 +374,7 @@ def _handover_stmt() -> Any:
 def _rq_enqueue_many(connection: Redis,
                      whole: list[tuple[uuid.UUID, str, str, dict[str, Any], dict[str, Any] | None]],
                      bare: list[Marked]) -> None:
-    """What _rq_enqueue does for each of `whole`, and an RPUSH of each of `bare`'s ids
+    """What rq_enqueue does for each of `whole`, and an RPUSH of each of `bare`'s ids
     onto its queue's list, in one Redis transaction (one round trip); ids of one queue
     alone (a claim's) in one RPUSH, which needs no transaction."""
     ids_of: dict[str, list[str]] = {}
@@ -416,135 +411,3 @@ def _not_handed_over(ids: list[uuid.UUID]) -> None:
                OutboxMessage.due_at.is_not(None))
         .values(dispatched_at=None, due_at=utcnow()))
     session.commit()
-
-
-def _rq_status(connection: Redis, message_id: uuid.UUID, queue: str) -> str | None:
-    """RQ's status of this job: "queued", "started", "failed", ...; None if Redis
-    does not have it. A job handed over as its id alone (a claim's) has no RQ job until
-    a worker takes it: its id in the queue's list is a job queued."""
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
-
-    try:
-        return str(Job.fetch(str(message_id), connection=connection).get_status().value)
-    except NoSuchJobError:
-        if connection.lpos(queue_key(queue), str(message_id)) is not None:
-            return "queued"
-        return None
-
-
-def _forget_in_rq(connection: Redis, message_id: uuid.UUID, queue: str) -> None:
-    """Drop what RQ's registries still say about an attempt that is over (a killed
-    worker's entry in the started registry, the failed registry's copy)."""
-    from rq.registry import FailedJobRegistry, StartedJobRegistry
-
-    name = queue_name(queue)
-    started = StartedJobRegistry(name, connection=connection)
-    prefix = f"{message_id}:".encode()
-    stale = [entry for entry in connection.zrange(started.key, 0, -1)
-             if entry.startswith(prefix) or entry == str(message_id).encode()]
-    if stale:
-        connection.zrem(started.key, *stale)
-    connection.zrem(FailedJobRegistry(name, connection=connection).key, str(message_id))
-
-
-def relay(limit: int = 500, everything: bool = False) -> int:
-    """Send outbox rows whose `due_at` has passed (with `everything`, every row not
-    done): never handed over, lost by Redis, abandoned by a killed worker, or waiting
-    for a retry. A job RQ still holds is left alone and its lease renewed. Returns
-    how many were sent."""
-    session = db.session
-    now = utcnow()
-    query = select(OutboxMessage.id).where(OutboxMessage.due_at.is_not(None))
-    if not everything:
-        query = query.where(OutboxMessage.due_at <= now)
-    ids = list(session.scalars(query.order_by(OutboxMessage.due_at).limit(limit)))
-    session.commit()
-    if not ids:
-        return 0
-    if not current_app.config.get("REDIS_URL"):
-        for message_id in ids:
-            run_inline(message_id)
-        return len(ids)
-    connection = redis.get()
-    assert connection is not None
-    sent = 0
-    for message_id in ids:
-        try:
-            sent += _relay_one(connection, message_id, now, everything)
-        except RedisError as error:
-            session.rollback()
-            log.warning("queue unavailable, the outbox keeps its jobs: %s", error)
-            break
-    return sent
-
-
-def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everything: bool) -> int:
-    session = db.session
-    query = select(OutboxMessage).where(OutboxMessage.id == message_id,
-                                        OutboxMessage.due_at.is_not(None))
-    if not everything:
-        query = query.where(OutboxMessage.due_at <= now)
-    # One relay at a time per row; another relay busy with it skips it.
-    message = session.scalar(query.with_for_update(skip_locked=True)
-                             .execution_options(populate_existing=True))
-    if message is None:
-        session.rollback()
-        return 0
-    assert message.due_at is not None
-    status = _rq_status(connection, message_id, message.queue)
-    if status in ("queued", "scheduled", "deferred"):  # a backlog: look again later
-        message.due_at = max(message.due_at, now + QUEUED_LEASE)
-        session.commit()
-        return 0
-    if status is not None and message.due_at > now:
-        # Not due yet (`everything`): running within its lease, or waiting for a retry.
-        session.rollback()
-        return 0
-    most = int(current_app.config["JOB_MAX_ATTEMPTS"])
-    if message.attempts >= most + ABANDONED_EXTRA:
-        log.error("job %s (%s) abandoned after %d attempts; giving up", message.job,
-                  message_id, message.attempts)
-        message.due_at, message.done_at = None, now
-        message.last_error = f"abandoned: {message.attempts} attempts never finished"
-        job, kwargs = message.job, dict(message.kwargs)
-        session.commit()
-        _give_up(job, kwargs)
-        return 0
-    if message.attempts:
-        log.warning("sending job %s (%s) again after %d attempt(s)", message.job, message_id,
-                    message.attempts)
-    _forget_in_rq(connection, message_id, message.queue)
-    _rq_enqueue(connection, message_id, message.job, message.queue, dict(message.kwargs),
-                rq_meta(message.request_id))
-    message.dispatched_at, message.due_at = now, now + QUEUED_LEASE
-    session.commit()
-    return 1
-
-
-def _give_up(job: str, kwargs: dict[str, Any]) -> None:
-    """Run the job's give-up step (a reward fails and its points come back at once, not
-    when the stuck-reward sweep finds it hours later); a failure here is logged and
-    left to that sweep."""
-    hook = GIVE_UP.get(job)
-    if hook is None:
-        return
-    try:
-        resolve(hook)(**kwargs)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        log.exception("could not give up on job %s %r", job, kwargs)
-
-
-def purge_done(before: datetime, limit: int = 10_000) -> int:
-    """Delete rows of jobs done before `before` (the outbox is a record of work in
-    flight, not an archive). Returns how many went."""
-    from sqlalchemy import delete
-
-    ids = select(OutboxMessage.id).where(OutboxMessage.due_at.is_(None),
-                                         OutboxMessage.done_at < before).limit(limit)
-    result = db.session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
-    db.session.commit()
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-

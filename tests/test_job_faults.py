@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import func, select, update
 
-from rewards import jobs
+from rewards import jobs, relay
 from rewards.extensions import db
 from rewards.handover import handover
 from rewards.models import OutboxMessage, Posting, Reward, utcnow
@@ -119,7 +119,7 @@ def test_a_job_redis_lost_is_sent_again_and_issued_once(client: FlaskClient, app
     with app.app_context():
         db.session.execute(update(OutboxMessage).values(due_at=utcnow()))
         db.session.commit()
-        assert jobs.relay() == 0
+        assert relay.relay() == 0
     assert connection.llen(queue_key) == 1
     [row] = _outbox(app)
     assert row.due_at is not None and row.due_at > utcnow()
@@ -129,7 +129,7 @@ def test_a_job_redis_lost_is_sent_again_and_issued_once(client: FlaskClient, app
     connection.delete(f"rq:job:{job_id}")
     connection.lrem(queue_key, 0, job_id)
     with app.app_context():
-        assert jobs.relay(everything=True) == 1
+        assert relay.relay(everything=True) == 1
     assert connection.lrange(queue_key, 0, -1) == [job_id.encode()]
     # A second copy of the job (a relay racing the first) changes nothing.
     connection.rpush(queue_key, job_id)
@@ -158,18 +158,18 @@ def test_a_job_whose_attempts_keep_dying_is_given_up_and_its_points_returned(
     connection.lrem(f"{_rq_key_prefix(app)}rewards", 0, job_id)
     with app.app_context():
         db.session.execute(update(OutboxMessage).values(
-            attempts=most + jobs.ABANDONED_EXTRA - 1, due_at=utcnow()))
+            attempts=most + relay.ABANDONED_EXTRA - 1, due_at=utcnow()))
         db.session.commit()
-        assert jobs.relay() == 1
+        assert relay.relay() == 1
     assert _issued(app, [reward_id]) == {"issued": 0, "captures": 0, "other": 1}
     # That attempt dies too: its lease lapses and the relay gives up.
     connection.delete(f"rq:job:{job_id}")
     connection.lrem(f"{_rq_key_prefix(app)}rewards", 0, job_id)
     with app.app_context():
         db.session.execute(update(OutboxMessage).values(
-            attempts=most + jobs.ABANDONED_EXTRA, due_at=utcnow()))
+            attempts=most + relay.ABANDONED_EXTRA, due_at=utcnow()))
         db.session.commit()
-        assert jobs.relay() == 0
+        assert relay.relay() == 0
         reward = db.session.get(Reward, uuid.UUID(reward_id))
         assert reward is not None and reward.status == "failed"
         assert "cut short" in (reward.failure_reason or "")
@@ -181,7 +181,7 @@ def test_a_job_whose_attempts_keep_dying_is_given_up_and_its_points_returned(
     assert (row.last_error or "").startswith("abandoned:")
     assert member_available(app, member_id) == COST
     with app.app_context():
-        assert jobs.relay(everything=True) == 0  # nothing more to send
+        assert relay.relay(everything=True) == 0  # nothing more to send
     ledger_sound(app)
 
 

@@ -172,7 +172,7 @@ def test_a_job_sent_again_after_redis_lost_it_keeps_its_request_id(
     from redis import Redis
     from rq.job import Job
 
-    from rewards import jobs
+    from rewards import relay
     from rewards.extensions import db
     from rewards.handover import handover
     from rewards.models import OutboxMessage
@@ -194,7 +194,7 @@ def test_a_job_sent_again_after_redis_lost_it_keeps_its_request_id(
         assert (message.request_id, message.dispatched_at) == ("claim-req-77", None)
         message_id = str(message.id)
         db.session.rollback()
-        assert jobs.relay(everything=True) == 1  # Redis is back: the relay sends it
+        assert relay.relay(everything=True) == 1  # Redis is back: the relay sends it
     assert Job.fetch(message_id, connection=Redis.from_url(rq_mode)).meta == {
         "request_id": "claim-req-77"}
     done = run_rq_worker_logging(app, rq_mode)
@@ -284,10 +284,10 @@ def test_backlog_figures_come_from_the_database_and_redis(
     assert sample(down, "rewards_oldest_pending_reward_age_seconds") > 0
     assert sample(down, "rewards_redis_up") == 0
 
-    from rewards import jobs
+    from rewards import relay
 
     with app.app_context():
-        assert jobs.relay(everything=True) == 1
+        assert relay.relay(everything=True) == 1
     queued = client.get("/metrics", headers=metrics_on).get_data(as_text=True)
     assert sample(queued, "rewards_outbox_depth") == 1  # queued, not yet done
     assert sample(queued, "rewards_jobs_queued", queue="rewards") == 1

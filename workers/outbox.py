@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rewards import jobs
+from rewards import relay as outbox_relay
 from rewards.models import utcnow
 
 from . import job
@@ -12,7 +12,7 @@ from . import job
 
 @job
 def relay() -> int:
-    return jobs.relay()
+    return outbox_relay.relay()
 
 
 # Rows of finished jobs are kept this long (for looking into what happened), then go.
@@ -21,4 +21,4 @@ KEEP_DONE = timedelta(days=7)
 
 @job
 def purge_done() -> int:
-    return jobs.purge_done(utcnow() - KEEP_DONE)
+    return outbox_relay.purge_done(utcnow() - KEEP_DONE)

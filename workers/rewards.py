@@ -80,7 +80,7 @@ def issue_reward(reward_id: str) -> str:
 
 def give_up_issuing(reward_id: str) -> str:
     """Fail a reward whose issuing job the relay gave up on: every attempt died with its
-    worker (rewards.jobs.GIVE_UP), so none got to fail it. Points and stock go back."""
+    worker (rewards.relay.GIVE_UP), so none got to fail it. Points and stock go back."""
     reward = vouchers.fail(db.session, uuid.UUID(reward_id),
                            "the voucher could not be issued: every attempt was cut short")
     db.session.commit()

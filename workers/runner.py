@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker, Worker
 from rq.exceptions import StopRequested
 
-from rewards import jobs
+from rewards import jobs, relay
 from rewards.extensions import db
 
 from .rqjob import OutboxJob
@@ -46,7 +46,7 @@ def relay_quietly(everything: bool = False) -> int:
     a database or Redis failure is logged, never raised (the next pass tries again),
     and no session is left open."""
     try:
-        return jobs.relay(everything=everything)
+        return relay.relay(everything=everything)
     except StopRequested:
         raise
     except Exception:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import uuid
 from datetime import timedelta
 from functools import cache
 from typing import Any
 
-import segno
-from flask import Response, current_app, g, has_request_context, request, url_for
+from flask import current_app, g
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
@@ -18,7 +16,6 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from ..erasure import erase_member
 from ..extensions import Blueprint, db
-from ..i18n import localise, preferences
 from ..ledger import balance_expiring
 from ..linking import LinkRefused, link_proven_card
 from ..models import (
@@ -29,20 +26,14 @@ from ..models import (
     Identifier,
     Posting,
     PostingLine,
-    Reward,
     utcnow,
 )
 from ..models.action import ACTION_STATUSES
 from ..models.ledger import POSTING_KINDS
-from ..models.partner import FULFILMENTS
-from ..models.reward import REWARD_STATUSES
 from ..reasons import Reason
-from ..vouchers import Claimed, ClaimRefused, claim_offer, voucher_state
 from ..wards import ward_for_postcode, ward_named
-from .auth import BEARER, current_member, current_resident, member_required, resident_read
-from .catalogue import PartnerBrief
-from .common import idempotent, keyset_page, paginate, reads_only
-from .contract import IDEMPOTENCY_KEY
+from .auth import BEARER, current_member, member_required, resident_read
+from .common import keyset_page, reads_only
 from .fastdump import json_answer, json_body
 from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
 from .me_pages import actions_answer, award_json, said_as_text, statement_answer
@@ -149,46 +140,6 @@ class ActionSchema(Schema):
     awards = fields.List(fields.Nested(AwardSchema))
     created_at = fields.DateTime()
 
-
-class ClaimIn(Schema):
-    offer_id = fields.UUID(required=True)
-
-
-def _title(reward: Reward) -> str:
-    offer = reward.offer
-    member = g.get("member") if has_request_context() else None
-    locale = member.locale if member is not None else reward.member.locale
-    wanted = preferences(request.headers.get("Accept-Language") if has_request_context()
-                         else None, locale)
-    return localise(offer.title, offer.description, offer.translations, wanted)[0]
-
-
-class RewardSchema(Schema):
-    id = fields.UUID()
-    offer_id = fields.UUID()
-    title = fields.Function(_title, metadata={"type": "string"})
-    partner = fields.Nested(PartnerBrief, attribute="offer.partner")
-    status = fields.Function(voucher_state, metadata={"type": "string",
-                                                      "enum": list(REWARD_STATUSES)})
-    cost_points = fields.Integer()
-    fulfilment = fields.Function(lambda r: r.offer.fulfilment, metadata={
-        "type": "string", "enum": list(FULFILMENTS),
-        "description": "internal: show the code at the till; webhook: a pass from the "
-                       "partner's own booking system."})
-    code = fields.Function(lambda r: r.code or r.partner_code, allow_none=True,
-                           metadata={"type": "string"})
-    partner_reference = fields.String(allow_none=True)
-    qr_svg_url = fields.Method("qr_url", allow_none=True, metadata={"type": "string"})
-    issued_at = fields.DateTime(allow_none=True)
-    expires_at = fields.DateTime(allow_none=True)
-    redeemed_at = fields.DateTime(allow_none=True)
-    failure_reason = fields.String(allow_none=True)
-    created_at = fields.DateTime()
-
-    def qr_url(self, reward: Reward) -> str | None:
-        if not (reward.code or reward.partner_code):
-            return None
-        return url_for("me.RewardQr", reward_id=reward.id, _external=False)
 
 
 @blp.route("")
@@ -413,107 +364,7 @@ def actions(cursor, pagination_parameters):
     return json_body(actions_answer(rows, awards)), headers
 
 
-@blp.route("/rewards")
-class Rewards(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(200, RewardSchema(many=True))
-    @blp.paginate()
-    @reads_only
-    @member_required
-    def get(self, pagination_parameters):
-        """The resident's rewards, newest first."""
-        stmt = (
-            select(Reward)
-            .where(Reward.member_id == current_member().id)
-            .order_by(Reward.created_at.desc(), Reward.id)
-        )
-        return paginate(stmt, pagination_parameters)
-
-    @blp.doc(
-        security=BEARER,
-        parameters=[IDEMPOTENCY_KEY],
-    )
-    @resident_read
-    @blp.arguments(ClaimIn)
-    @blp.response(202, RewardSchema)
-    @blp.alt_response(404, description="No such offer, or not live")
-    @blp.alt_response(409, description="Not enough points, sold out, limit reached, not "
-                                       "eligible, or not open yet")
-    @blp.alt_response(410, description="The offer has ended")
-    def post(self, args):
-        """Claim an offer: the points are held now and a job issues the voucher."""
-        member = current_resident()  # a row: id, ward, joined_at and locale are enough
-
-        def produce():
-            try:
-                claimed = claim_offer(db.session, member, args["offer_id"])
-            except ClaimRefused as refused:
-                db.session.rollback()
-                abort(refused.status, message=refused.message, reason=refused.reason)
-            return claim_answer(claimed, member.locale), 202
-
-        return idempotent(f"member:{member.id}:rewards", produce)
-
-
-def claim_answer(claimed: Claimed, locale: str | None) -> dict:
-    """RewardSchema's answer for a reward just claimed, from what the claim read and
-    wrote (a pending reward: no code, nothing issued yet), without entities or a
-    schema's dump on the hottest write. tests/test_rewards.py holds it to the schema's."""
-    offer = claimed.offer
-    # The environ, not request.headers: a missing header is None there, where werkzeug's
-    # headers raise and catch an error (most claims send none).
-    wanted = preferences(request.environ.get("HTTP_ACCEPT_LANGUAGE"), locale)
-    return {
-        "id": str(claimed.id),
-        "offer_id": str(offer.id),
-        "title": localise(offer.title, offer.description, offer.translations, wanted)[0],
-        "partner": {"id": str(offer.partner_id), "name": offer.partner_name},
-        "status": "pending",
-        "cost_points": claimed.cost_points,
-        "fulfilment": offer.fulfilment,
-        "code": None,
-        "partner_reference": None,
-        "qr_svg_url": None,
-        "issued_at": None,
-        "expires_at": None,
-        "redeemed_at": None,
-        "failure_reason": None,
-        "created_at": claimed.created_at.isoformat(),
-    }
-
-
-def _own_reward(reward_id: uuid.UUID) -> Reward:
-    reward = db.session.scalar(
-        select(Reward).where(Reward.id == reward_id, Reward.member_id == current_member().id)
-    )
-    if reward is None:
-        abort(404, message="No such reward.")
-    return reward
-
-
-@blp.route("/rewards/<uuid:reward_id>")
-@blp.doc(security=BEARER)
-@blp.response(200, RewardSchema)
-@member_required
-def reward(reward_id: uuid.UUID):
-    """One reward; the voucher code once issued."""
-    return _own_reward(reward_id)
-
-
-@blp.route("/rewards/<uuid:reward_id>/qr.svg", endpoint="RewardQr")
-@blp.doc(security=BEARER)
-@blp.response(200, content_type="image/svg+xml", description="The voucher code as a QR code")
-@member_required
-def reward_qr(reward_id: uuid.UUID):
-    """The voucher as a QR code to show at the till."""
-    item = _own_reward(reward_id)
-    code = item.code or item.partner_code
-    if not code:
-        abort(409, message="The voucher has not been issued yet.",
-              reason=Reason.VOUCHER_NOT_ISSUED)
-    buffer = io.BytesIO()
-    segno.make(code, error="m").save(buffer, kind="svg", scale=8, border=2)
-    return Response(buffer.getvalue(), mimetype="image/svg+xml")
-
+# The rewards routes join this blueprint (a module of their own for its size).
+from . import me_rewards  # noqa: E402,F401
 
 __all__ = ["blp"]

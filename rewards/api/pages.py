@@ -71,33 +71,36 @@ def plain_page_query(query: MultiDict, default_size: int, max_size: int,
     return cursor, page, size
 
 
-def keyset_page_view(blp: Blueprint, schema: Any) -> Callable[[PageView], Callable[..., Any]]:
-    """Documents the route as `@blp.arguments(CursorArgs, location="query")`,
-    `@blp.response(200, schema)` and `@blp.paginate()` would, and does what they do:
-    the view gets the cursor and the page parameters, returns its Response (already
-    JSON) and headers; X-Pagination is added after them."""
+def _page_view(blp: Blueprint, arguments: Any, schema: Any, others: frozenset[str],
+               plain_first: Callable[[str | None], Any],
+               parsed_first: Callable[[dict[str, Any]], Any]) -> Callable[..., Any]:
+    """The decorator both page views are: documented as `@blp.arguments(arguments,
+    location="query")`, `@blp.response(200, schema)` and `@blp.paginate()`; the view gets
+    its first argument (from a plain query's cursor by `plain_first`, else from the
+    parsed arguments by `parsed_first`) and the page parameters, returns its Response
+    (already JSON) and headers; X-Pagination is added after them."""
 
-    def decorator(view: PageView) -> Callable[..., Any]:
-        documented = blp.arguments(CursorArgs, location="query")(
+    def decorator(view: Callable[..., tuple[Response, dict[str, str]]]) -> Callable[..., Any]:
+        documented = blp.arguments(arguments, location="query")(
             blp.response(200, schema)(blp.paginate()(view)))
         page_schema = documented._apidoc["pagination"]["parameters"]["schema"]
         defaults = blp.DEFAULT_PAGINATION_PARAMETERS
         default_size, max_size = defaults["page_size"], defaults["max_page_size"]
         arguments_parser, pages_parser = blp.ARGUMENTS_PARSER, blp.PAGINATION_ARGUMENTS_PARSER
 
-        def arguments() -> tuple[str | None, PaginationParameters]:
-            plain = plain_page_query(request.args, default_size, max_size)
+        def read() -> tuple[Any, PaginationParameters]:
+            plain = plain_page_query(request.args, default_size, max_size, others)
             if plain is not None:
-                return plain[0], PaginationParameters(plain[1], plain[2])
-            # In the order the decorators run: the cursor (and what the database cannot
-            # store), then the page; each aborts with its 422.
-            cursor = arguments_parser.parse(CursorArgs, request, location="query").get("cursor")
-            return cursor, pages_parser.parse(page_schema, request, location="query")
+                return plain_first(plain[0]), PaginationParameters(plain[1], plain[2])
+            # In the order the decorators run: the route's arguments (and what the
+            # database cannot store), then the page; each aborts with its 422.
+            given = arguments_parser.parse(arguments, request, location="query")
+            return parsed_first(given), pages_parser.parse(page_schema, request, location="query")
 
         @wraps(view)
         def page(*args: Any, **kwargs: Any) -> Response:
-            cursor, parameters = arguments()
-            response, headers = view(cursor, parameters, *args, **kwargs)
+            first, parameters = read()
+            response, headers = view(first, parameters, *args, **kwargs)
             headers[blp.PAGINATION_HEADER_NAME] = json.dumps(pagination_figures(
                 parameters.page, parameters.page_size, parameters.item_count))
             response.headers.extend(headers)
@@ -107,6 +110,14 @@ def keyset_page_view(blp: Blueprint, schema: Any) -> Callable[[PageView], Callab
         return page
 
     return decorator
+
+
+def keyset_page_view(blp: Blueprint, schema: Any) -> Callable[[PageView], Callable[..., Any]]:
+    """Documents the route as `@blp.arguments(CursorArgs, location="query")`,
+    `@blp.response(200, schema)` and `@blp.paginate()` would, and does what they do:
+    the view gets the cursor and the page parameters."""
+    return _page_view(blp, CursorArgs, schema, frozenset(),
+                      lambda cursor: cursor, lambda given: given.get("cursor"))
 
 
 # A view of a numbered page: (its query's arguments, page parameters) -> its JSON
@@ -117,37 +128,8 @@ ListView = Callable[[dict[str, Any], PaginationParameters], tuple[Response, dict
 def numbered_page_view(blp: Blueprint, arguments: Any, schema: Any
                        ) -> Callable[[ListView], Callable[..., Any]]:
     """As `keyset_page_view`, for a numbered list whose query may narrow it with
-    `arguments` (a schema class): documented as `@blp.arguments(arguments,
-    location="query")`, `@blp.response(200, schema)` and `@blp.paginate()`. A query of
-    page and page_size alone is read here (the view gets no arguments); one naming any
-    of `arguments`' fields, or not plainly valid, goes through their parsers."""
-
-    def decorator(view: ListView) -> Callable[..., Any]:
-        documented = blp.arguments(arguments, location="query")(
-            blp.response(200, schema)(blp.paginate()(view)))
-        page_schema = documented._apidoc["pagination"]["parameters"]["schema"]
-        defaults = blp.DEFAULT_PAGINATION_PARAMETERS
-        default_size, max_size = defaults["page_size"], defaults["max_page_size"]
-        arguments_parser, pages_parser = blp.ARGUMENTS_PARSER, blp.PAGINATION_ARGUMENTS_PARSER
-        own = frozenset(arguments._declared_fields)
-
-        def read() -> tuple[dict[str, Any], PaginationParameters]:
-            plain = plain_page_query(request.args, default_size, max_size, own)
-            if plain is not None:
-                return {}, PaginationParameters(plain[1], plain[2])
-            given = arguments_parser.parse(arguments, request, location="query")
-            return given, pages_parser.parse(page_schema, request, location="query")
-
-        @wraps(view)
-        def page(*args: Any, **kwargs: Any) -> Response:
-            given, parameters = read()
-            response, headers = view(given, parameters, *args, **kwargs)
-            headers[blp.PAGINATION_HEADER_NAME] = json.dumps(pagination_figures(
-                parameters.page, parameters.page_size, parameters.item_count))
-            response.headers.extend(headers)
-            return response
-
-        page._apidoc = documented._apidoc  # type: ignore[attr-defined]
-        return page
-
-    return decorator
+    `arguments` (a schema class). A query of page and page_size alone is read here (the
+    view gets no arguments); one naming any of `arguments`' fields, or not plainly
+    valid, goes through their parsers."""
+    return _page_view(blp, arguments, schema, frozenset(arguments._declared_fields),
+                      lambda cursor: {}, lambda given: given)
