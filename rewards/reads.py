@@ -203,7 +203,7 @@ def _run_direct(sql: str, values: dict[str, Any], split: tuple[Executable, int] 
                 return cursor.fetchall()
             cursor = _direct.plain
             cursor.execute(sql, values)
-            return _split(cursor, *split)
+            return _split(cursor, *split, _direct.utc)
         except psycopg.Error as error:
             broken = driver.closed or driver.broken or _lost(error)
             if broken:
@@ -219,7 +219,7 @@ def _run_direct(sql: str, values: dict[str, Any], split: tuple[Executable, int] 
     raise AssertionError("unreachable")
 
 
-# A check the next statement of a read-only view carries (a resident's token: the
+# A check the next statement of a view carries (a resident's token: the
 # member and login it names, rewards.api.auth): its statement, parameters, and what to
 # call with its row once read (None when it found none).
 Carried = tuple[Executable, dict[str, Any], Callable[[Any], None]]
@@ -227,10 +227,11 @@ _carried: ContextVar[Carried | None] = ContextVar("reads_carried", default=None)
 
 
 def carry(check: Executable, params: dict[str, Any], settle: Callable[[Any], None]) -> Any:
-    """Have the next statement `rows` runs in this read-only view also run `check` (a
-    statement of one row at most, built once), in the same round trip, and call
-    `settle` with its row before answering that statement's rows. Returns the token to
-    `uncarry` with once the view is done."""
+    """Have the next statement `rows` runs in this read-only view (or, outside one, on
+    the request's session: a claim's first statement) also run `check` (a statement of
+    one row at most, built once), in the same round trip, and call `settle` with its
+    row before answering that statement's rows. Returns the token to `uncarry` with
+    once the view is done."""
     return _carried.set((check, params, settle))
 
 
@@ -260,7 +261,7 @@ def _joined(check_sql: str, names: tuple[str, ...], sql: str) -> str:
             f"FROM ({sql}) AS _inner) AS _rows ON true ORDER BY _rows._n")
 
 
-def _split(cursor: Any, check: Executable, width: int) -> tuple[Any, list[Any]]:
+def _split(cursor: Any, check: Executable, width: int, utc: bool) -> tuple[Any, list[Any]]:
     """A `_joined` statement's rows as the check's row (None: it found none) and the
     statement's rows, named tuples as `rows` answers them (`cursor` answers tuples)."""
     found = cursor.fetchall()
@@ -268,7 +269,7 @@ def _split(cursor: Any, check: Executable, width: int) -> tuple[Any, list[Any]]:
         return None, []
     result, encoding = cursor.pgresult, cursor._encoding
     own = _make_nt(encoding, *(result.fname(i) for i in range(width + 1, result.nfields)))
-    if not _direct.utc:
+    if not utc:
         found = [[value.astimezone(UTC) if type(value) is datetime else value
                   for value in values] for values in found]
     first = found[0]
@@ -283,13 +284,19 @@ def _names(statement: Executable) -> tuple[str, ...]:
     return tuple(column.key for column in statement.selected_columns)  # type: ignore[attr-defined]
 
 
-def _run_carrying(carried: Carried, sql: str, values: dict[str, Any]) -> list[Any]:
-    check, check_params, settle = carried
+def _with_carried(carried: Carried, sql: str, values: dict[str, Any]
+                  ) -> tuple[str, dict[str, Any], tuple[Executable, int]]:
+    """`sql` joined with the carried check: its text, its values, how to split its rows."""
+    check, check_params, _ = carried
     check_sql, compiled, _ = _compiled(check)
     names = _names(check)
     both = {**compiled.construct_params(check_params), **values}
-    caller, found = _run_direct(_joined(check_sql, names, sql), both, (check, len(names)))
-    settle(caller)
+    return _joined(check_sql, names, sql), both, (check, len(names))
+
+
+def _run_carrying(carried: Carried, sql: str, values: dict[str, Any]) -> list[Any]:
+    caller, found = _run_direct(*_with_carried(carried, sql, values))
+    carried[2](caller)
     return found
 
 
@@ -311,25 +318,38 @@ def rows(statement: Executable, params: dict[str, Any], session: Any = None) -> 
             _carried.set(None)
             return _run_carrying(carried, sql, values)
         return _run_direct(sql, values)
+    # A write carrying the caller's check (a claim: `carry` from outside a read-only
+    # view) runs it on the request's session, in its transaction.
+    carried = _carried.get() if session is None or session is db.session else None
+    split = None
+    if carried is not None:
+        _carried.set(None)
+        sql, values, split = _with_carried(carried, sql, values)
     connection = _connection(session if session is not None else db.session)
     driver = connection.connection.driver_connection
     zone = driver.info.timezone  # type: ignore[union-attr]
     utc = zone is UTC or getattr(zone, "key", None) in _UTC_NAMES
     try:
         with driver.cursor(  # type: ignore[union-attr]
-                row_factory=namedtuple_row if utc else _in_utc) as cursor:
+                row_factory=tuple_row if split is not None
+                else namedtuple_row if utc else _in_utc) as cursor:
             if connection._has_events or connection.engine._has_events:
                 # Whoever listens to SQLAlchemy's statements (tracing, the tests'
                 # statement counts) still hears of these.
                 connection.dispatch.before_cursor_execute(connection, cursor, sql, values,
                                                           None, False)
             cursor.execute(sql, values)
-            return cursor.fetchall()
+            if split is None:
+                return cursor.fetchall()
+            caller, found = _split(cursor, *split, utc)
     except psycopg.Error as error:
         # SQLAlchemy's own handling: wraps the error, and on a lost connection
         # invalidates it and the pool's older ones. Always raises.
         connection._handle_dbapi_exception(error, sql, values, None, None)
         raise
+    assert carried is not None
+    carried[2](caller)
+    return found
 
 
 def first(statement: Executable, params: dict[str, Any], session: Any = None) -> Any | None:

@@ -26,6 +26,7 @@ from .ledger import (
     member_account,
     post,
     scheme_account,
+    spendable_by,
 )
 from .models import (
     Account,
@@ -136,11 +137,14 @@ def claim_offer(
     With `enqueue_issue` false the caller issues the voucher itself.
 
     Plain statements built once, on the session's connection (no entities, no unit of
-    work): the lock with the offer's terms; the member's lines (expiry and balance),
-    after the lock so they include every claim that held it before; the limit's count
-    for an offer with a limit; then the writes. On PostgreSQL the writes are one
-    statement: the stock's conditional update, and from its row (none when sold out)
-    the reward, the hold posting, its two lines and the voucher's job."""
+    work): the lock with the offer's terms; the limit's count for an offer with a
+    limit; the member's points (expiry and balance), after the lock so they include
+    every claim that held it before; then the writes. On PostgreSQL the points and the
+    writes are one statement: the stock's conditional update, made only when the
+    member has the points and none has expired, and from its row (none when sold out
+    or short) the reward, the hold posting, its two lines and the voucher's job; it
+    answers the points it found. Only when some points have expired does the claim
+    write the expiry first and try the writes again."""
     now = now or utcnow()
     session.flush()  # the statements below skip the session: it writes what it holds first
     connection = session.connection()
@@ -169,18 +173,12 @@ def claim_offer(
         if counted >= offer.per_member_limit:
             raise ClaimRefused(409, limit_message(offer.per_member_limit, offer.limit_period),
                                Reason.LIMIT_REACHED)
-    # Points past their expiry are not spendable, even before the daily job takes them.
-    available = expire_then_spendable(session, member.id, offer.account_id, now)
-    if available < offer.cost_points:
-        raise ClaimRefused(
-            409, f"Not enough points: this costs {offer.cost_points}, you have {available}.",
-            Reason.INSUFFICIENT_POINTS)
     reward_id = uuid.uuid4()
     held = offer.held_id or scheme_account(session, "scheme:rewards_held").id
     written_at = utcnow()
     values = {
         "offer": offer.id, "reward": reward_id, "member": member.id,
-        "cost": offer.cost_points, "debit": -offer.cost_points, "now": now,
+        "cost": offer.cost_points, "debit": -offer.cost_points, "now": now, "by": now,
         "posting": uuid.uuid4(), "reason": f"Claimed: {offer.title}",
         "key": f"reward:{reward_id}:hold", "account": offer.account_id, "held": held,
         "debit_line": uuid.uuid4(), "credit_line": uuid.uuid4(), "written_at": written_at,
@@ -190,12 +188,35 @@ def claim_offer(
         job = jobs.outbox_values("workers.rewards.issue_reward", queue="rewards",
                                  reward_id=str(reward_id))
         values.update({f"job_{name}": value for name, value in job.items()})
-    if not _write_claim(session, statements, values, with_job=job is not None):
-        # Conditional increment: two claims for the last item cannot both succeed.
-        raise ClaimRefused(409, "Sold out.", Reason.SOLD_OUT)
+    written = False
+    if isinstance(statements.writes, dict):
+        # PostgreSQL: the writes test the member's points themselves (read after the
+        # lock, so counting every claim that held it before) and write nothing when
+        # they fall short or some have expired; the expiry is then written the long way.
+        lines, available, expiring = reads.first(
+            statements.writes[job is not None], values, session)[:3]
+        written = lines == 2
+        if not written and not expiring:
+            if available < offer.cost_points:
+                raise _short_of_points(offer.cost_points, available)
+            # Conditional increment: two claims for the last item cannot both succeed.
+            raise ClaimRefused(409, "Sold out.", Reason.SOLD_OUT)
+    if not written:
+        # Points past their expiry are not spendable, even before the daily job takes them.
+        available = expire_then_spendable(session, member.id, offer.account_id, now)
+        if available < offer.cost_points:
+            raise _short_of_points(offer.cost_points, available)
+        if not _write_claim(session, statements, values, with_job=job is not None):
+            # Conditional increment: two claims for the last item cannot both succeed.
+            raise ClaimRefused(409, "Sold out.", Reason.SOLD_OUT)
     if job is not None:
         jobs.written(job)
     return Claimed(reward_id, member.id, offer.cost_points, now, offer)
+
+
+def _short_of_points(cost: int, available: int) -> ClaimRefused:
+    return ClaimRefused(409, f"Not enough points: this costs {cost}, you have {available}.",
+                        Reason.INSUFFICIENT_POINTS)
 
 
 _ACCOUNTS, _POSTINGS, _LINES = Account.__table__, Posting.__table__, PostingLine.__table__
@@ -291,7 +312,12 @@ def _claim_statements(dialect: str) -> _ClaimStatements:
             insert(_LINES),
             insert(_OUTBOX),
         ))
-    reserved = stock.returning(_OFFERS.c.id).cte("reserved")
+    # The member's points, tested by the write itself: enough, and none expired.
+    funds = spendable_by()
+    reserved = (stock.where(select(funds.c.available).scalar_subquery()
+                            >= _param("cost", _OFFERS.c.cost_points),
+                            select(funds.c.expiring).scalar_subquery() == 0)
+                .returning(_OFFERS.c.id).cte("reserved"))
     reward = (
         insert(_REWARDS)
         .from_select([*reward_values, "offer_id"],
@@ -319,12 +345,14 @@ def _claim_statements(dialect: str) -> _ClaimStatements:
         .from_select(list(job_values), select(*job_values.values()).select_from(reward))
         .returning(_OUTBOX.c.id).cte("job"))
     # The answer reads every part, so that each is written into the statement. Every
-    # part after the stock's update selects from the one before: sold out, none of
-    # them writes a row, and the answer's first figure (lines written) is 0, not 2.
+    # part after the stock's update selects from the one before: sold out or short of
+    # points, none of them writes a row, and the answer's first figure (lines written)
+    # is 0, not 2; then the member's points as the statement found them.
     written = select(func.count()).select_from(lines).scalar_subquery().label("lines")
     jobs_written = select(func.count()).select_from(job).scalar_subquery().label("jobs")
+    answer = select(written, funds.c.available, funds.c.expiring).select_from(funds)
     return _ClaimStatements(lock, counted, {
-        False: select(written), True: select(written, jobs_written)})
+        False: answer, True: answer.add_columns(jobs_written)})
 
 
 # -- issuing ----------------------------------------------------------------------------

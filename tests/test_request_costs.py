@@ -5,6 +5,7 @@ every request (bench/api.py measures what each one costs)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from rewards import jobs
 from rewards.extensions import db
@@ -34,10 +35,11 @@ READS: dict[str, Any] = {
     # member; the live offers with partners and the available points
     "/v1/offers": {"postgresql": 1, "sqlite": 2},
 }
-# member; the lock with the offer's terms (and the held points' account); the member's
-# lines (expiry and balance); then the writes: on PostgreSQL one statement (stock, reward,
-# posting, its lines, the voucher's job), elsewhere five
-CLAIM = {"postgresql": 4, "sqlite": 8}
+# the lock with the offer's terms (and the held points' account), on PostgreSQL carrying
+# the token's member and session; then on PostgreSQL one statement testing the member's
+# points and writing (stock, reward, posting, its lines, the voucher's job); elsewhere
+# the member on its own, the member's points (expiry and balance), then five writes
+CLAIM = {"postgresql": 2, "sqlite": 8}
 # the till's key; on PostgreSQL one statement redeems (update, record, the offer's
 # terms), elsewhere three
 REDEMPTION = {"postgresql": 2, "sqlite": 4}
@@ -83,28 +85,24 @@ def test_a_read_costs_the_same_statements_whatever_the_history(
         assert len(sent) == expected, sent.sent
 
 
-@pytest.mark.parametrize("path", sorted(READS) + ["/v1/offers?category=leisure"])
-def test_a_read_answers_nothing_once_the_tokens_login_has_ended(
-        client: FlaskClient, app: Flask, path: str) -> None:
-    """The caller's check rides on the read's statement: a token whose login ended
-    (logout, or past its time) or whose member was erased gets 401 and no data."""
+def _ended_logins(client: FlaskClient, app: Flask, scheme: Any, prefix: str, cards: str
+                  ) -> dict[str, dict[str, str]]:
+    """A resident's headers for each way a login ends: logout, past its time, the
+    member erased."""
     from sqlalchemy import update
 
     from rewards.models import Member
     from rewards.models.base import utcnow
     from rewards.models.login import LoginSession
 
-    scheme = build_scheme(client, app, cost_points=10)
     ended = {}
     for n, how in enumerate(("logout", "expired", "erased")):
-        headers = _resident(client, app, scheme, f"ended{n}@example.org",
-                            f"63350000002{n}", 3)
-        assert client.get(path, headers=headers).status_code == 200
+        email = f"{prefix}{n}@example.org"
+        headers = _resident(client, app, scheme, email, f"{cards}{n}", 3)
         if how == "logout":
             assert client.post("/v1/auth/logout", headers=headers).status_code == 204
         with app.app_context():
-            member = db.session.scalar(select(Member.id).where(
-                Member.email == f"ended{n}@example.org"))
+            member = db.session.scalar(select(Member.id).where(Member.email == email))
             if how == "expired":
                 db.session.execute(update(LoginSession).where(
                     LoginSession.member_id == member).values(expires_at=utcnow()))
@@ -113,11 +111,58 @@ def test_a_read_answers_nothing_once_the_tokens_login_has_ended(
                     erased_at=utcnow()))
             db.session.commit()
         ended[how] = headers
+    return ended
+
+
+def _refused(answer: Any, how: str) -> None:
+    assert answer.status_code == 401, (how, answer.json)
+    assert set(answer.json) == {"code", "status", "message", "reason"}, answer.json
+    assert "log in again" in answer.json["message"]
+
+
+@pytest.mark.parametrize("path", sorted(READS) + ["/v1/offers?category=leisure"])
+def test_a_read_answers_nothing_once_the_tokens_login_has_ended(
+        client: FlaskClient, app: Flask, path: str) -> None:
+    """The caller's check rides on the read's statement: a token whose login ended
+    (logout, or past its time) or whose member was erased gets 401 and no data."""
+    scheme = build_scheme(client, app, cost_points=10)
+    for how, headers in _ended_logins(client, app, scheme, "ended", "63350000002").items():
+        _refused(client.get(path, headers=headers), how)
+
+
+def test_a_claim_by_a_login_that_has_ended_holds_nothing(
+        client: FlaskClient, app: Flask) -> None:
+    """A claim's check rides on its first statement, the member's lock: a token whose
+    login ended gets 401 and nothing is written (no reward, no hold, no stock taken,
+    no idempotency record), with or without an Idempotency-Key, and a bad body is
+    still 401 first."""
+    from rewards.models import IdempotencyRecord, Offer, Posting, Reward
+
+    scheme = build_scheme(client, app, cost_points=10, stock=5)
+    ended = _ended_logins(client, app, scheme, "claims", "63350000003")
+
+    def written() -> tuple[int, int, int, int]:
+        with app.app_context():
+            return (db.session.scalar(select(func.count()).select_from(Reward)),
+                    db.session.scalar(select(func.count()).select_from(Posting).where(
+                        Posting.kind == "hold")),
+                    db.session.scalar(select(Offer.claimed).where(
+                        Offer.id == uuid.UUID(scheme.offer["id"]))),
+                    db.session.scalar(select(func.count()).select_from(IdempotencyRecord)))
+
+    before = written()
+    offer = {"offer_id": scheme.offer["id"]}
     for how, headers in ended.items():
-        answer = client.get(path, headers=headers)
-        assert answer.status_code == 401, (how, answer.json)
-        assert set(answer.json) == {"code", "status", "message", "reason"}, answer.json
-        assert "log in again" in answer.json["message"]
+        _refused(client.post("/v1/me/rewards", json=offer, headers=headers), how)
+        _refused(client.post("/v1/me/rewards", json=offer,
+                             headers={**headers, "Idempotency-Key": f"k-{how}"}), how)
+        _refused(client.post("/v1/me/rewards", json={"offer_id": "nope"},
+                             headers=headers), how)
+    assert written() == before
+    # A live login claims as before.
+    live = _resident(client, app, scheme, "claims-live@example.org", "633500000099", 3)
+    assert client.post("/v1/me/rewards", json=offer, headers=live).status_code == 202
+    assert written()[:3] == (before[0] + 1, before[1] + 1, before[2] + 1)
 
 
 def test_a_claim_and_a_redemption_cost_a_fixed_number_of_statements(

@@ -106,55 +106,87 @@ class _Refused(Exception):
     """The token's login has ended, found by the statement that carried the check."""
 
 
-def resident_read(view: Callable[..., Any]) -> Callable[..., Any]:
-    """The same checks for the hot reads (balance, statement, actions, catalogue) and
-    claims, with the member read as a plain row (`current_resident()`), not an entity;
-    `current_member()` still loads the entity if a view needs it.
+def _carrying(writes: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`resident_read` (writes False) and `resident_claim` (writes True)."""
 
-    In a read-only view on PostgreSQL the check rides on the view's first statement
-    (one round trip, not two: `reads.carry`), which answers nothing until the check has
-    passed; a view that runs none has the check run on its own before it answers. Such
-    a view writes nothing, so running it for a token that turns out refused changes
-    nothing."""
-    checked = _resident_row(view)
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        checked = _resident_row(view)
 
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not reading_only.get() or db.dialect != "postgresql":
-            return checked(*args, **kwargs)
-        payload = _bearer()
-        if payload.get("role") != "member":
-            abort(403, message="This is for residents' own accounts.")
-        check = member_row_check(payload)
-        if check is None:
-            abort(401, message=MEMBER_ENDED)
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if db.dialect != "postgresql" or not (writes or reading_only.get()):
+                return checked(*args, **kwargs)
+            payload = _bearer()
+            if payload.get("role") != "member":
+                abort(403, message="This is for residents' own accounts.")
+            check = member_row_check(payload)
+            if check is None:
+                abort(401, message=MEMBER_ENDED)
 
-        def settle(row: Any) -> None:
-            member = live_member_row(row)
-            if member is None:
-                raise _Refused()
-            g.member_row = member
+            def settle(row: Any) -> None:
+                member = live_member_row(row)
+                if member is None:
+                    raise _Refused()
+                g.member_row = member
 
-        g.caller = Caller("member", "member", check[1]["caller_member"])
-        token = reads.carry(*check, settle)
-        try:
+            g.caller = Caller("member", "member", check[1]["caller_member"])
+            token = reads.carry(*check, settle)
             try:
-                answer = view(*args, **kwargs)
-            except _Refused:
-                raise
-            except BaseException:
-                # Refused before its first statement (a bad argument): the token's
-                # check still answers first.
+                try:
+                    answer = view(*args, **kwargs)
+                except _Refused:
+                    raise
+                except BaseException:
+                    # Refused before its first statement (a bad argument): the token's
+                    # check still answers first.
+                    reads.settle_carried()
+                    raise
                 reads.settle_carried()
-                raise
-            reads.settle_carried()
-        except _Refused:
-            abort(401, message=MEMBER_ENDED)
-        finally:
-            reads.uncarry(token)
-        return answer
+            except _Refused:
+                if writes:  # whatever the view wrote before the check was read
+                    db.session.rollback()
+                abort(401, message=MEMBER_ENDED)
+            finally:
+                reads.uncarry(token)
+            return answer
 
-    return wrapper
+        return wrapper
+
+    return decorator
+
+
+# The same checks for the hot reads (balance, statement, actions, catalogue), with the
+# member read as a plain row (`current_resident()`), not an entity; `current_member()`
+# still loads the entity if a view needs it. In a read-only view on PostgreSQL the check
+# rides on the view's first statement (one round trip, not two: `reads.carry`), which
+# answers nothing until the check has passed; a view that runs none has the check run
+# on its own before it answers. Such a view writes nothing, so running it for a token
+# that turns out refused changes nothing.
+resident_read = _carrying(writes=False)
+# The same for a claim: its check rides on the claim's first statement (the member's
+# lock), in its transaction; a refused token has the transaction rolled back before
+# anything commits (the view commits only after that statement). The view reads the
+# caller through `caller_later()`.
+resident_claim = _carrying(writes=True)
+
+
+class _CallerLater:
+    """The calling resident for a view whose token check rides on its first statement:
+    the id at once (the token's), the rest of the row (ward, locale, joined_at) once
+    the check has been read."""
+
+    __slots__ = ()
+
+    @property
+    def id(self) -> uuid.UUID:
+        return g.caller.id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(current_resident(), name)
+
+
+def caller_later() -> Any:
+    return _CallerLater()
 
 
 def staff_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -37,6 +37,7 @@ from .totals import (
     member_available,
     member_balances,
     member_lots,
+    spendable_by,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Reversal",
     "account_balance",
     "balance_expiring",
+    "spendable_by",
     "adjust",
     "Earn",
     "post_earns",

@@ -171,6 +171,17 @@ def _balance_stmt() -> Select[Any]:
             .order_by(expiring.c.expires_at))
 
 
+@cache
+def spendable_by() -> Any:
+    """A one-row CTE of the member's spendable points (`available`, 0 with no lines yet)
+    and the points of their lots that expire by `by` (`expiring`, 0 when none does), for
+    a write to test in its own statement (a claim on PostgreSQL: rewards/vouchers.py).
+    Its parameters are `member` and `by`, as for `balance_expiring`."""
+    funds = _balance_stmt().subquery("member_funds")
+    return select(func.coalesce(func.max(funds.c.available), 0).label("available"),
+                  func.coalesce(func.sum(funds.c.points), 0).label("expiring")).cte("funds")
+
+
 def _from_lines(session: Session) -> dict[Any, list[int]]:
     """Every member's totals summed from the lines: [available, pending, issued]."""
     accounts, lines, postings = Account.__table__, PostingLine.__table__, Posting.__table__
