@@ -122,3 +122,23 @@ def eligible(offers: Iterable[Offer], ward: str | None, joined_at: datetime) -> 
 
 def stock_left(offer: Offer) -> int | None:
     return None if offer.stock is None else max(offer.stock - offer.claimed, 0)
+
+
+# Rewards that hold one of an offer's stock: all but those failed or cancelled.
+RELEASED = ("failed", "cancelled")
+
+
+def claims_of(offer: Offer) -> int:
+    """How many of the offer are claimed (rewards not failed or cancelled). An offer with
+    a stock counts them on its row (`claimed`, updated by each claim in its statement,
+    so two claims cannot take the last one); an unlimited offer does not, so that its
+    claims never queue for that one row (rewards/vouchers.py): they are counted here.
+    An offer's stock is set when it is made and never changed after, so the row's
+    count is never needed for an offer that was unlimited."""
+    if offer.stock is not None:
+        return offer.claimed
+    from .extensions import db
+    from .models import Reward
+
+    return int(db.session.scalar(select(func.count()).select_from(Reward).where(
+        Reward.offer_id == offer.id, Reward.status.notin_(RELEASED))) or 0)

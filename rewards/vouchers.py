@@ -234,7 +234,8 @@ def _param(name: str, column: Any) -> Any:
 class _ClaimStatements:
     lock: Any
     counted: Any
-    # PostgreSQL: {with_job: the one write}; elsewhere: (stock, reward, posting, lines, job)
+    # PostgreSQL: {with_job: the one write}; elsewhere: (stock, unlimited, reward, posting,
+    # lines, job)
     writes: Any
 
 
@@ -244,10 +245,11 @@ def _write_claim(session: Session, statements: _ClaimStatements, values: dict[st
     if isinstance(statements.writes, dict):  # PostgreSQL: one statement, on psycopg
         return reads.first(statements.writes[with_job], values, session)[0] == 2
     connection = session.connection()
-    stock, reward, posting, lines, job = statements.writes
+    stock, unlimited, reward, posting, lines, job = statements.writes
     # The stock last of the writes on PostgreSQL (its row, which every claim of the
     # offer takes, is held for the shortest time); SQLite already holds the database.
-    if connection.execute(stock, values).rowcount != 1:
+    if (connection.execute(stock, values).rowcount != 1
+            and connection.execute(unlimited, values).first() is None):
         return False
     connection.execute(reward, values)
     connection.execute(posting, values)
@@ -285,12 +287,16 @@ def _claim_statements(dialect: str) -> _ClaimStatements:
         _REWARDS.c.offer_id == _param("offer", _REWARDS.c.offer_id),
         _REWARDS.c.status.notin_(("failed", "cancelled")),
         _REWARDS.c.created_at >= _param("since", _REWARDS.c.created_at))
+    # Only an offer with a stock counts its claims on its row (catalogue.claims_of): an
+    # unlimited offer's row is read, never written, so its claims do not queue for it.
     stock = (
         update(_OFFERS)
         .where(_OFFERS.c.id == _param("offer", _OFFERS.c.id),
-               _OFFERS.c.stock.is_(None) | (_OFFERS.c.claimed < _OFFERS.c.stock))
+               _OFFERS.c.stock.is_not(None), _OFFERS.c.claimed < _OFFERS.c.stock)
         .values(claimed=_OFFERS.c.claimed + 1)
     )
+    unlimited = select(_OFFERS.c.id).where(_OFFERS.c.id == _param("offer", _OFFERS.c.id),
+                                           _OFFERS.c.stock.is_(None))
     reward_values = {
         "id": _param("reward", _REWARDS.c.id), "member_id": _param("member", _REWARDS.c.member_id),
         "status": literal("pending", _REWARDS.c.status.type),
@@ -304,7 +310,7 @@ def _claim_statements(dialect: str) -> _ClaimStatements:
     job_values = {name: _param(f"job_{name}", _OUTBOX.c[name]) for name in _OUTBOX_COLUMNS}
     if dialect != "postgresql":
         return _ClaimStatements(lock, counted, (
-            stock,
+            stock, unlimited,
             insert(_REWARDS).values(offer_id=_param("offer", _REWARDS.c.offer_id),
                                     **reward_values),
             insert(_POSTINGS).values(reward_id=_param("reward", _POSTINGS.c.reward_id),
@@ -314,10 +320,10 @@ def _claim_statements(dialect: str) -> _ClaimStatements:
         ))
     # The member's points, tested by the write itself: enough, and none expired.
     funds = spendable_by()
-    reserved = (stock.where(select(funds.c.available).scalar_subquery()
-                            >= _param("cost", _OFFERS.c.cost_points),
-                            select(funds.c.expiring).scalar_subquery() == 0)
-                .returning(_OFFERS.c.id).cte("reserved"))
+    funded = (select(funds.c.available).scalar_subquery() >= _param("cost", _OFFERS.c.cost_points),
+              select(funds.c.expiring).scalar_subquery() == 0)
+    taken = stock.where(*funded).returning(_OFFERS.c.id).cte("taken")
+    reserved = union_all(select(taken.c.id), unlimited.where(*funded)).cte("reserved")
     reward = (
         insert(_REWARDS)
         .from_select([*reward_values, "offer_id"],
@@ -440,8 +446,8 @@ def cancel_unredeemed(session: Session, reward_id: uuid.UUID, reason: str) -> Re
 
 
 def _release_stock(session: Session, offer_id: uuid.UUID) -> None:
-    session.execute(
-        update(Offer).where(Offer.id == offer_id, Offer.claimed > 0)
+    session.execute(  # an unlimited offer does not count its claims on its row
+        update(Offer).where(Offer.id == offer_id, Offer.stock.is_not(None), Offer.claimed > 0)
         .values(claimed=Offer.claimed - 1)
         .execution_options(synchronize_session=False)
     )

@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import select
 
 from .. import reads
-from ..catalogue import catalogue_rows, eligible, live_offers, stock_left
+from ..catalogue import catalogue_rows, claims_of, eligible, live_offers, stock_left
 from ..extensions import Blueprint, db
 from ..i18n import localise, preferences
 from ..ledger import member_available
@@ -106,7 +106,7 @@ class OfferOut(Schema):
     category = fields.String(allow_none=True)
     cost_points = fields.Integer()
     stock = fields.Integer(allow_none=True)
-    claimed = fields.Integer()
+    claimed = fields.Function(claims_of, metadata={"type": "integer"})
     stock_left = fields.Function(stock_left, allow_none=True, metadata={"type": "integer"})
     per_member_limit = fields.Integer(allow_none=True)
     limit_period = fields.String(metadata={"enum": list(LIMIT_PERIODS)})
