@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import bindparam, update
 
 from .extensions import db, redis
+from .ids import new_ids
 from .logs import current_request_id, request_id_set
 from .models import OutboxMessage, utcnow
 
@@ -54,7 +55,7 @@ _attempt_var: ContextVar[tuple[int, int] | None] = ContextVar("job_attempt", def
 
 
 def enqueue(job: str, queue: str = "default", **kwargs: Any) -> OutboxMessage:
-    message = OutboxMessage(id=uuid.uuid4(), job=job, queue=queue, kwargs=kwargs,
+    message = OutboxMessage(id=new_ids(1)[0], job=job, queue=queue, kwargs=kwargs,
                             due_at=utcnow() + HANDOVER_GRACE,
                             request_id=current_request_id())
     db.session.add(message)
@@ -71,7 +72,7 @@ def outbox_values(job: str, queue: str = "default", **kwargs: Any) -> dict[str, 
     queue's list, and the worker builds the RQ job from the row (workers/rqjob.py)."""
     now = utcnow()
     handed_over_here = bool(current_app.config.get("REDIS_URL")) and has_request_context()
-    return {"id": uuid.uuid4(), "job": job, "queue": queue, "kwargs": kwargs,
+    return {"id": new_ids(1)[0], "job": job, "queue": queue, "kwargs": kwargs,
             "due_at": now + HANDOVER_GRACE, "attempts": 0, "created_at": now,
             "dispatched_at": now if handed_over_here else None,
             "request_id": current_request_id()}
