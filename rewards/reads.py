@@ -19,7 +19,9 @@ Only for statements built once: each compiled form is kept (the last 64); parame
 are passed as given, so they must be plain values psycopg adapts itself (ids, numbers,
 text, aware datetimes) or JSON documents (sent through psycopg's JSON adapter), which
 `rows` checks when it compiles. Datetimes come back in
-UTC, as SQLAlchemy's columns give them, whatever the database's own time zone."""
+UTC, as SQLAlchemy's columns give them, whatever the database's own time zone. The
+compiled text is turned once into PostgreSQL's own `$n` placeholders and run on
+psycopg's raw cursor (`_native`), which sends it as it is."""
 
 from __future__ import annotations
 
