@@ -40,7 +40,7 @@ class OutboxMessage(IdMixin, Base):
     queue: Mapped[str] = mapped_column(String(64), default="default")
     kwargs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Last hand-over to the queue.
-    dispatched_at: Mapped[datetime | None] = mapped_column(index=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column()  # read by id, never by it
     # The request (or job) that wrote it: every attempt logs under it, including one
     # the relay sends after Redis lost the first.
     request_id: Mapped[str | None] = mapped_column(String(128))

@@ -60,13 +60,16 @@ class Posting(IdMixin, Base):
     key: Mapped[str | None] = mapped_column(String(200), unique=True)
     # Whose posting it is, for listing; no foreign key (the lines' accounts say it too).
     member_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
-    # Indexed: reversing an action and releasing pending points look up its postings.
-    action_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("actions.id"), index=True)
+    # Indexed (where set): reversing an action and releasing pending points look up its
+    # postings.
+    action_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("actions.id"))
     reward_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("rewards.id"))
     # A credit of points is a lot: spendable from available_at (pending until then),
     # gone at expires_at. Both are terms of the posting, not state; lots are derived.
-    available_at: Mapped[datetime | None] = mapped_column(index=True)
-    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Indexed where set: every query through them asks for a value, and holds, spends,
+    # refunds and releases carry none, so their rows stay out of the indexes.
+    available_at: Mapped[datetime | None] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column()
     # The earlier posting this one carries on (a pending credit released to available).
     # No foreign key, so SQLite can add and drop the column without copying the table.
     origin_id: Mapped[uuid.UUID | None] = mapped_column()
@@ -78,9 +81,11 @@ class Posting(IdMixin, Base):
         # newest end (ledger.lots), stopping at the balance.
         Index("ix_postings_member_lots", "member_id", "expires_at",
               postgresql_where=text(LOT_POSTINGS), sqlite_where=text(LOT_POSTINGS)),
-        # Only release and refund postings carry an origin: index just those.
-        Index("ix_postings_origin_id", "origin_id", postgresql_where=text("origin_id IS NOT NULL"),
-              sqlite_where=text("origin_id IS NOT NULL")),
+        # Where set (only release and refund postings carry an origin; only credits a
+        # moment): index just those.
+        *(Index(f"ix_postings_{column}", column, postgresql_where=text(f"{column} IS NOT NULL"),
+                sqlite_where=text(f"{column} IS NOT NULL"))
+          for column in ("origin_id", "action_id", "available_at", "expires_at")),
     )
     action: Mapped[Action | None] = relationship()
     reward: Mapped[Reward | None] = relationship()
