@@ -18,7 +18,13 @@ from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import jobs, reads
-from .catalogue import eligibility_of, ineligible_because, period_start, window_state
+from .catalogue import (
+    RELEASED,
+    eligibility_of,
+    ineligible_because,
+    period_start,
+    window_state,
+)
 from .ids import new_ids
 from .ledger import (
     LedgerError,
@@ -249,8 +255,8 @@ def _write_claim(session: Session, statements: _ClaimStatements, values: dict[st
         return reads.first(statements.writes[with_job], values, session)[0] == 2
     connection = session.connection()
     stock, unlimited, reward, posting, lines, job = statements.writes
-    # The stock last of the writes on PostgreSQL (its row, which every claim of the
-    # offer takes, is held for the shortest time); SQLite already holds the database.
+    # The stock first: SQLite serialises writers already, so the order costs nothing
+    # here; a sold-out offer is then refused before anything else is written.
     if (connection.execute(stock, values).rowcount != 1
             and connection.execute(unlimited, values).first() is None):
         return False
@@ -288,7 +294,7 @@ def _claim_statements(dialect: str) -> _ClaimStatements:
     counted = select(func.count()).select_from(_REWARDS).where(
         _REWARDS.c.member_id == _param("member", _REWARDS.c.member_id),
         _REWARDS.c.offer_id == _param("offer", _REWARDS.c.offer_id),
-        _REWARDS.c.status.notin_(("failed", "cancelled")),
+        _REWARDS.c.status.notin_(RELEASED),
         _REWARDS.c.created_at >= _param("since", _REWARDS.c.created_at))
     # Only an offer with a stock counts its claims on its row (catalogue.claims_of): an
     # unlimited offer's row is read, never written, so its claims do not queue for it.
