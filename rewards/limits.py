@@ -32,6 +32,8 @@ LIMITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "auth.login": ("RATE_LIMIT_LOGIN", ("POST",)),
     "partner_pages.login": ("RATE_LIMIT_LOGIN", ("POST",)),
     "staff_pages.login": ("RATE_LIMIT_LOGIN", ("POST",)),
+    # A password checked again with a token in hand: as many tries as a login.
+    "auth.change_password": ("RATE_LIMIT_LOGIN", ("POST",)),
     "auth.otp": ("RATE_LIMIT_OTP", ("POST",)),
     "auth.token": ("RATE_LIMIT_CODE_CHECK", ("POST",)),
     "auth.refresh": ("RATE_LIMIT_REFRESH", ("POST",)),
@@ -42,6 +44,7 @@ LIMITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "partner.check_voucher": ("RATE_LIMIT_REDEEM", ("GET",)),
     "partner.Redemptions": ("RATE_LIMIT_REDEEM", ("POST",)),
     "partner_pages.redeem_submit": ("RATE_LIMIT_REDEEM", ("POST",)),
+    "partner_pages.check_submit": ("RATE_LIMIT_REDEEM", ("POST",)),
     # Card and PIN: a PIN check at a till, by API or on the partner page.
     "partner.post_card_redemption": ("RATE_LIMIT_PIN", ("POST",)),
     "partner_pages.card_submit": ("RATE_LIMIT_PIN", ("POST",)),
@@ -73,14 +76,18 @@ def client_key() -> str:
 
 
 def _client(accepted: tuple[str, ...]) -> str:
-    if "bearer" in accepted:
-        payload = bearer_claims()
-        if payload is not None:
-            return f"{payload.get('role')}:{payload.get('sub')}"
-    if "api_key" in accepted:
-        api_key = request.headers.get("X-Api-Key")
-        if api_key:
-            return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
+    """The first of `accepted` the request carries, in the order the endpoint checks
+    them: a till's key before a bearer token, as partner_required reads them, so a key
+    sent with someone else's token still counts as the key's."""
+    for credential in accepted:
+        if credential == "api_key":
+            api_key = request.headers.get("X-Api-Key")
+            if api_key:
+                return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
+        elif credential == "bearer":
+            payload = bearer_claims()
+            if payload is not None:
+                return f"{payload.get('role')}:{payload.get('sub')}"
     return f"addr:{request.remote_addr}"
 
 

@@ -33,7 +33,7 @@ from ..staff import (
     confirm_enrolment,
     set_password,
 )
-from ..throttle import lock_row, record_failure, throttle_key
+from ..throttle import Locked, check_not_locked, lock_row, record_failure, throttle_key
 from .auth import BEARER, _bearer
 
 blp = Blueprint("auth", __name__, url_prefix="/v1/auth", description="Logging in")
@@ -218,13 +218,25 @@ def logout_everywhere():
 @blp.arguments(PasswordChange)
 @blp.response(204)
 @blp.alt_response(422, description="The new password is too short or too common")
+@blp.alt_response(429, description="Too many failed logins or password checks for the "
+                                   "account, or requests from this client")
 def change_password(args):
     """Staff and partner users: change your password. Every login of the account ends,
     this one included; log in again with the new password."""
     user = _staff_user()
+    # A stolen token must not become a way to guess the password around the lockout: a
+    # wrong current password counts as a failed login, and an account locked by them
+    # (here or at login) is refused even with the right one, as login refuses it.
+    throttle = lock_row(db.session, throttle_key("login", user.email))
+    try:
+        check_not_locked(throttle)
+    except Locked as locked:
+        db.session.commit()
+        abort(429, message=f"Too many failed logins for this account; try again in "
+                           f"{locked.retry_after} seconds.", reason=Reason.ACCOUNT_LOCKED,
+              headers={"Retry-After": str(locked.retry_after)})
     if not check_password_hash(user.password_hash, args["current_password"]):
-        # A stolen token must not become a way to guess the password without the lockout.
-        record_failure(lock_row(db.session, throttle_key("login", user.email)))
+        record_failure(throttle)
         db.session.commit()
         abort(401, message="The current password is not right.")
     try:

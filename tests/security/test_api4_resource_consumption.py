@@ -26,7 +26,7 @@ from rewards.models.review import SelfReport
 
 from ..helpers import at_once, bearer, build_scheme, iso, member_token, staff_token
 from ..reward_support import card_member, resident
-from ..test_partner_pages import _csrf, _partner_user
+from ..test_partner_pages import _check, _csrf, _log_in, _partner_user
 from ..ways_in import add_type_and_rule, daytime
 
 CARD = "6335 0099 8877 6655"
@@ -80,6 +80,7 @@ def _requests(client: FlaskClient, app: Flask) -> dict[str, tuple[str, Callable[
     me = bearer(member_token(client, app, "amira@example.org"))
     till = {"X-Api-Key": scheme.partner["api_key"]}
     email = _partner_user(app, scheme.partner["id"])
+    analyst = bearer(staff_token(client, app, "analyst"))
     form = client.get("/partner/login")
     csrf = _csrf(form.data)
     return {
@@ -108,11 +109,15 @@ def _requests(client: FlaskClient, app: Flask) -> dict[str, tuple[str, Callable[
                 "offer_id": scheme.offer["id"]})),
         "partner page login": ("RATE_LIMIT_LOGIN", lambda: client.post(
             "/partner/login", data={"email": email, "password": "x", "csrf": csrf})),
+        "password change": ("RATE_LIMIT_LOGIN", lambda: client.post(
+            "/v1/auth/password", headers=analyst,
+            json={"current_password": "a guess", "new_password": "a new long passphrase"})),
     }
 
 
 WAYS = ["otp", "code check", "refresh", "link card", "event claim", "reward claim",
-        "self-report", "voucher check", "redemption", "card and PIN", "partner page login"]
+        "self-report", "voucher check", "redemption", "card and PIN", "partner page login",
+        "password change"]
 
 
 @pytest.mark.parametrize("way", WAYS)
@@ -128,6 +133,75 @@ def test_each_way_to_guess_or_spend_is_rate_limited(
     first, second, third = send(), send(), send()
     assert first.status_code != 429 and second.status_code != 429
     _assert_429(third, 2)
+
+
+def test_the_partner_pages_check_form_is_limited_like_redeeming(
+    client: FlaskClient, app: Flask, lowered: Callable[..., None]
+) -> None:
+    scheme = build_scheme(client, app)
+    assert _log_in(client, _partner_user(app, scheme.partner["id"])).status_code == 302
+    lowered("RATE_LIMIT_REDEEM", "2 per minute")
+    from rewards.limits import limiter
+
+    with app.app_context():
+        limiter.reset()
+    answers = [_check(client, "NOPE-NOPE") for _ in range(3)]
+    assert [a.status_code for a in answers[:2]] == [200, 200]
+    assert answers[2].status_code == 429
+
+
+def test_a_till_key_is_counted_as_the_key_whatever_token_comes_with_it(
+    client: FlaskClient, app: Flask, lowered: Callable[..., None]
+) -> None:
+    """partner_required reads the key before a bearer token, and so does the limiter:
+    residents' tokens (free to make) sent beside the key do not give it fresh counts."""
+    scheme = build_scheme(client, app)
+    till = {"X-Api-Key": scheme.partner["api_key"]}
+    residents = [member_token(client, app, f"r{n}@example.org") for n in range(3)]
+    lowered("RATE_LIMIT_REDEEM", "2 per minute")
+    from rewards.limits import limiter
+
+    with app.app_context():
+        limiter.reset()
+    answers = [client.get("/v1/partner/vouchers/NOPE-NOPE", headers={**till, **bearer(token)})
+               for token in residents]
+    assert [a.status_code for a in answers] == [404, 404, 429]
+    with app.test_request_context("/v1/partner/redemptions", method="POST",
+                                  headers={**till, **bearer(residents[0])}):
+        with_token = client_key()
+    with app.test_request_context("/v1/partner/redemptions", method="POST", headers=till):
+        alone = client_key()
+    assert with_token == alone and alone.startswith("key:")
+
+
+def test_a_password_change_is_refused_while_the_account_is_locked(
+    client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stolen token is not a way around the login lockout: wrong current passwords
+    lock the account as wrong logins do, and a locked account cannot change its
+    password even with the right one."""
+    from werkzeug.security import check_password_hash
+
+    from rewards.models import StaffUser
+
+    monkeypatch.setitem(app.config, "LOGIN_LOCK_AFTER", 3)
+    token = bearer(staff_token(client, app, "analyst"))
+    wrong = [client.post("/v1/auth/password", headers=token, json={
+        "current_password": f"guess {n}", "new_password": "a new long passphrase"})
+        for n in range(3)]
+    assert [a.status_code for a in wrong] == [401, 401, 401]
+    right = client.post("/v1/auth/password", headers=token, json={
+        "current_password": "correct horse", "new_password": "a new long passphrase"})
+    assert right.status_code == 429, right.json
+    assert right.json["reason"] == "account_locked"
+    assert int(right.headers["Retry-After"]) >= 1
+    with app.app_context():
+        user = db.session.scalar(select(StaffUser).where(
+            StaffUser.email == "analyst@council.example"))
+        assert check_password_hash(user.password_hash, "correct horse")
+    login = client.post("/v1/auth/login", json={"email": "analyst@council.example",
+                                                "password": "correct horse"})
+    assert login.status_code == 429
 
 
 def test_counters_are_shared_in_redis_when_there_is_one(app: Flask) -> None:
