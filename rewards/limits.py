@@ -35,6 +35,8 @@ LIMITS: dict[str, tuple[str, tuple[str, ...]]] = {
     # A password checked again with a token in hand: as many tries as a login.
     "auth.change_password": ("RATE_LIMIT_LOGIN", ("POST",)),
     "auth.otp": ("RATE_LIMIT_OTP", ("POST",)),
+    # Mail to an address the caller names, as a code is.
+    "email_change.request_change": ("RATE_LIMIT_OTP", ("POST",)),
     "auth.token": ("RATE_LIMIT_CODE_CHECK", ("POST",)),
     "auth.refresh": ("RATE_LIMIT_REFRESH", ("POST",)),
     "me.Identifiers": ("RATE_LIMIT_LINK_CARD", ("POST",)),
@@ -55,6 +57,7 @@ LIMITS: dict[str, tuple[str, tuple[str, ...]]] = {
 # else a header costs nothing to vary, and a fresh value per request would be a fresh
 # count: there, and for every endpoint not listed, the client is the network address.
 CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "email_change.request_change": ("bearer",),
     "me.Identifiers": ("bearer",),
     "me_actions.post_claim": ("bearer",),
     "me.Rewards": ("bearer",),

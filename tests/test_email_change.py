@@ -40,6 +40,13 @@ def test_the_new_address_is_confirmed_before_it_is_used(client: FlaskClient,
     again = client.post("/v1/me/email/confirm", json={"token": token}, headers=member.headers)
     assert again.status_code == 422  # bound to the address the account had then
 
+    # Another account's address: the same answer as any other (it does not tell who is a
+    # member), and nothing mailed to it.
+    mailed = len(app.extensions["sent_mail"])
     taken = client.post("/v1/me/email", json={"email": "new.address@example.org"},
                         headers=other.headers)
-    assert (taken.status_code, taken.json["reason"]) == (409, "already_exists")
+    free = client.post("/v1/me/email", json={"email": "nobody.yet@example.org"},
+                       headers=other.headers)
+    assert taken.status_code == free.status_code == 202
+    assert taken.json == free.json
+    assert [m["To"] for m in app.extensions["sent_mail"][mailed:]] == ["nobody.yet@example.org"]

@@ -48,20 +48,22 @@ def _bound_to(email: str | None) -> str:
 @member_required
 @blp.arguments(EmailChangeIn)
 @blp.response(202, Accepted)
-@blp.alt_response(409, description="Another account has this address")
 def request_change(args):
     """Ask to change the account's address: a confirmation goes to the new address;
-    nothing changes until it is confirmed (POST /v1/me/email/confirm)."""
+    nothing changes until it is confirmed (POST /v1/me/email/confirm). The answer is
+    the same whether or not another account has the address (none is mailed then), so
+    it does not tell who is a member."""
     member = current_member()
     new = normalise_email(args["email"])
-    if db.session.scalar(select(Member.id).where(Member.email == new, Member.id != member.id)):
-        abort(409, message="Another account uses this address.", reason=Reason.ALREADY_EXISTS)
-    token = issue_token(str(member.id), "member", CONFIRM_TTL, kind=KIND, email=new,
-                        bound=_bound_to(member.email))
-    scheme = current_app.config["SCHEME_NAME"]
-    send_mail(new, *text("email_confirm", mail_language(member.locale), scheme=scheme,
-                         token=token))
-    return {"message": "We have mailed a confirmation to the new address."}
+    if not db.session.scalar(select(Member.id).where(Member.email == new,
+                                                     Member.id != member.id)):
+        token = issue_token(str(member.id), "member", CONFIRM_TTL, kind=KIND, email=new,
+                            bound=_bound_to(member.email))
+        scheme = current_app.config["SCHEME_NAME"]
+        send_mail(new, *text("email_confirm", mail_language(member.locale), scheme=scheme,
+                             token=token))
+    return {"message": "Unless another account uses it, a confirmation is on its way to "
+                       "the new address."}
 
 
 @blp.route("/confirm", methods=["POST"])

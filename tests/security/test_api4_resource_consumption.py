@@ -109,6 +109,8 @@ def _requests(client: FlaskClient, app: Flask) -> dict[str, tuple[str, Callable[
                 "offer_id": scheme.offer["id"]})),
         "partner page login": ("RATE_LIMIT_LOGIN", lambda: client.post(
             "/partner/login", data={"email": email, "password": "x", "csrf": csrf})),
+        "email change": ("RATE_LIMIT_OTP", lambda: client.post(
+            "/v1/me/email", json={"email": "someone.else@example.org"}, headers=me)),
         "password change": ("RATE_LIMIT_LOGIN", lambda: client.post(
             "/v1/auth/password", headers=analyst,
             json={"current_password": "a guess", "new_password": "a new long passphrase"})),
@@ -117,7 +119,7 @@ def _requests(client: FlaskClient, app: Flask) -> dict[str, tuple[str, Callable[
 
 WAYS = ["otp", "code check", "refresh", "link card", "event claim", "reward claim",
         "self-report", "voucher check", "redemption", "card and PIN", "partner page login",
-        "password change"]
+        "email change", "password change"]
 
 
 @pytest.mark.parametrize("way", WAYS)
