@@ -48,6 +48,9 @@ def test_members_donate_points(client: FlaskClient, app: Flask) -> None:
     assert [(c["name"], c["description"]) for c in listed.json] == [
         ("Leeds Food Aid Network", None), ("St George's Crypt", "Homelessness charity")]
     assert client.get("/v1/charities").status_code == 401
+    # It needs a login, so no shared cache may keep it for others.
+    assert listed.headers["Cache-Control"].startswith("private")
+    assert "Authorization" in listed.headers["Vary"]
 
     given = _give(client, me.headers, crypt["id"], 30, key="gift-1")
     assert given.status_code == 201, given.json

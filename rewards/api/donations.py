@@ -65,7 +65,7 @@ class DonationTotalsOut(Schema):
 
 
 @blp.route("/charities")
-@cached(300, private=False)
+@cached(300, private=True)  # signed in: only the caller's own cache keeps it
 @blp.doc(security=BEARER)
 @member_required
 @blp.response(200, CharityOut(many=True))

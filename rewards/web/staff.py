@@ -88,7 +88,7 @@ def _choose_language() -> None:
 def _headers(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Referrer-Policy"] = "no-referrer"  # as every answer (docs/security.md)
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers["Content-Language"] = g.get("lang", "en")
     response.vary.add("Accept-Language")
