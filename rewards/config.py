@@ -188,6 +188,9 @@ class Config:
         self.LOGIN_LOCK_SECONDS: int = _env_int("LOGIN_LOCK_SECONDS", 60)
         self.LOGIN_LOCK_MAX_SECONDS: int = _env_int("LOGIN_LOCK_MAX_SECONDS", 3600)
         self.PIN_MAX_LOCKS: int = _env_int("PIN_MAX_LOCKS", 3)
+        # A member changes their own ward at most once in this many days (0: any time,
+        # the default; docs/security.md says when to set it).
+        self.WARD_CHANGE_DAYS: int = _env_int("WARD_CHANGE_DAYS", 0)
         self.STAFF_PASSWORD_MIN_LENGTH: int = _env_int("STAFF_PASSWORD_MIN_LENGTH", 12)
         # Admins and scheme managers must enrol TOTP before their token does anything
         # else; "0" relaxes that (development and tests only; create_app refuses it otherwise).

@@ -66,6 +66,7 @@ class Reason(StrEnum):
     NO_CONSENT = "no_consent"
     # Names that must come from the scheme's own lists.
     UNKNOWN_WARD = "unknown_ward"
+    WARD_CHANGED_RECENTLY = "ward_changed_recently"
 
 
 GENERAL: dict[int, Reason] = {

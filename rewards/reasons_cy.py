@@ -56,4 +56,6 @@ WELSH: dict[str, str] = {
     "card_not_proven": "Nid yw'r cod cysylltu'n gywir i'r cerdyn hwn, neu mae wedi dod i ben.",
     "no_consent": "Mae'r aelod wedi tynnu ei ganiatâd i ddata teithio yn ôl.",
     "unknown_ward": "Nid yw hon yn un o wardiau'r cynllun.",
+    "ward_changed_recently": "Newidiwyd eich ward yn ddiweddar; cewch ei newid eto yn nes "
+                             "ymlaen.",
 }

@@ -63,3 +63,39 @@ def test_a_postcode_sets_the_ward_through_the_councils_lookup(
     assert elsewhere.status_code == 422 and "postcode" in elsewhere.json["errors"]
     by_code = client.patch("/v1/me", json={"ward": "E05011400"}, headers=member.headers)
     assert by_code.json["ward"] == "Armley"
+
+
+def test_where_the_scheme_says_so_a_ward_changes_at_most_once_in_so_many_days(
+        client: FlaskClient, app: Flask, monkeypatch) -> None:
+    """A ward unlocks ward-only offers: with WARD_CHANGE_DAYS a resident cannot move to
+    a ward, claim its offer and move back. The first ward given is free."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from rewards.extensions import db
+    from rewards.models import Member, utcnow
+
+    monkeypatch.setitem(app.config, "WARD_CHANGE_DAYS", 30)
+    load_test_wards(app, "Roundhay", "Gipton")
+    member = resident(client, app)
+    first = client.patch("/v1/me", json={"ward": "Roundhay"}, headers=member.headers)
+    assert first.status_code == 200 and first.json["ward"] == "Roundhay"
+    for change in ({"ward": "Gipton"}, {"ward": None}):
+        refused = client.patch("/v1/me", json={**change, "display_name": "Amira"},
+                               headers=member.headers)
+        assert refused.status_code == 409, refused.json
+        assert refused.json["reason"] == "ward_changed_recently"
+    profile = client.get("/v1/me", headers=member.headers).json
+    assert (profile["ward"], profile["display_name"]) == ("Roundhay", None)  # nothing changed
+    same = client.patch("/v1/me", json={"ward": "roundhay", "display_name": "Amira"},
+                        headers=member.headers)
+    assert same.status_code == 200 and same.json["display_name"] == "Amira"
+    with app.app_context():
+        db.session.execute(update(Member).where(Member.email == member.email).values(
+            ward_changed_at=utcnow() - timedelta(days=31)))
+        db.session.commit()
+    later = client.patch("/v1/me", json={"ward": "Gipton"}, headers=member.headers)
+    assert later.status_code == 200 and later.json["ward"] == "Gipton"
+    again = client.patch("/v1/me", json={"ward": "Roundhay"}, headers=member.headers)
+    assert again.status_code == 409

@@ -24,6 +24,7 @@ from ..models import (
     ActionType,
     Award,
     Identifier,
+    Member,
     Posting,
     PostingLine,
     utcnow,
@@ -155,10 +156,16 @@ class Me(MethodView):
     @member_required
     @blp.arguments(ProfilePatch(partial=True))
     @blp.response(200, MemberSchema)
+    @blp.alt_response(409, description="The ward changed less than WARD_CHANGE_DAYS ago")
     def patch(self, args):
-        """Change display name, ward, language or (optional) birth year."""
+        """Change display name, ward, language or (optional) birth year. Where the
+        scheme sets WARD_CHANGE_DAYS, the ward changes at most once in that many days:
+        it unlocks ward-only offers and ward rules."""
         member = current_member()
         args = _ward_from_list(args)
+        if "ward" in args and args["ward"] != member.ward:
+            _may_change_ward(member)
+            member.ward_changed_at = utcnow()
         for key, value in args.items():
             setattr(member, key, value)
         db.session.commit()
@@ -173,6 +180,19 @@ class Me(MethodView):
         are cancelled. Ledger sums stay, under an id that no longer leads to a person."""
         erase_member(db.session, current_member(), utcnow())
         db.session.commit()
+
+
+def _may_change_ward(member: Member) -> None:
+    """409 while the member's last change of ward is under WARD_CHANGE_DAYS old. The
+    first ward a member gives (or one given before changes were recorded) is free."""
+    days = current_app.config["WARD_CHANGE_DAYS"]
+    if days <= 0 or member.ward is None or member.ward_changed_at is None:
+        return
+    next_change = member.ward_changed_at + timedelta(days=days)
+    if utcnow() < next_change:
+        abort(409, reason=Reason.WARD_CHANGED_RECENTLY,
+              message=f"Your ward changed on {member.ward_changed_at:%d %B %Y}; it can "
+                      f"change again from {next_change:%d %B %Y}.")
 
 
 def _ward_from_list(args: dict) -> dict:

@@ -17,6 +17,9 @@ class Member(IdMixin, Base):
     email: Mapped[str | None] = mapped_column(String(254), unique=True)
     display_name: Mapped[str | None] = mapped_column(String(100))
     ward: Mapped[str | None] = mapped_column(String(100))
+    # When the member last changed it themselves: at most once every WARD_CHANGE_DAYS
+    # (a ward unlocks ward-only offers and ward rules).
+    ward_changed_at: Mapped[datetime | None] = mapped_column()
     locale: Mapped[str] = mapped_column(String(16), default="en")
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column()
