@@ -70,6 +70,16 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
                "Cyfeiriad eich cyfrif bellach yw {new}. Os na wnaethoch chi hyn, cysylltwch â "
                "desg gymorth y cyngor."),
     },
+    "pin_set": {
+        "en": ("Your {scheme} card PIN was set",
+               "A council desk set a new PIN for the card on your account, which pays for "
+               "rewards at partners' tills. If you did not ask for this, contact the "
+               "council's help desk."),
+        "cy": ("Gosodwyd PIN cerdyn {scheme}",
+               "Gosododd desg y cyngor PIN newydd ar gyfer y cerdyn ar eich cyfrif, sy'n talu "
+               "am wobrau wrth diliau partneriaid. Os na wnaethoch chi ofyn am hyn, cysylltwch "
+               "â desg gymorth y cyngor."),
+    },
 }
 
 

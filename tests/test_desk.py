@@ -136,3 +136,27 @@ def test_desk_resets_a_forgotten_pin_and_lifts_the_lockout(
                              headers=desk), 404)
     assert_error(client.post(url, json={"pin": "3850"},
                              headers=bearer(staff_token(client, app, "reviewer"))), 403)
+
+
+def test_a_member_with_an_address_is_told_when_a_desk_sets_their_pin(
+    client: FlaskClient, app: Flask, desk: dict[str, str]
+) -> None:
+    """A PIN spends the member's points at a till: an app member whose PIN a desk sets
+    hears of it at their address (in their language); a desk-only member has none."""
+    from .reward_support import resident
+
+    me = resident(client, app)
+    assert client.patch("/v1/me", json={"locale": "cy"}, headers=me.headers).status_code == 200
+    sent = len(app.extensions["sent_mail"])
+    answer = client.post(f"/v1/admin/members/{me.id}/pin", json={"pin": "3850"},
+                         headers=desk)
+    assert answer.status_code == 204
+    [notice] = app.extensions["sent_mail"][sent:]
+    assert notice["To"] == me.email
+    assert "PIN" in notice["Subject"] and "desg" in notice.get_content()
+    assert "3850" not in notice.get_content()  # never the PIN itself
+    desk_only = _enrol(client, desk).json["id"]
+    sent = len(app.extensions["sent_mail"])
+    assert client.post(f"/v1/admin/members/{desk_only}/pin", json={"pin": "4071"},
+                       headers=desk).status_code == 204
+    assert app.extensions["sent_mail"][sent:] == []

@@ -7,11 +7,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import g
+from flask import current_app, g
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..extensions import Blueprint, db
+from ..mail import send_mail
 from ..members import (
     CardAlreadyLinked,
     enrol_member,
@@ -21,6 +22,7 @@ from ..members import (
     unlock_pin,
 )
 from ..models import Member
+from ..notice_text import mail_language, text
 from ..reasons import Reason
 from .auth import BEARER, staff_required
 from .common import audit
@@ -110,13 +112,21 @@ def enrol(args: dict[str, Any]):
 @blp.alt_response(404, description="No such member")
 def reset_pin(args: dict[str, Any], member_id: uuid.UUID):
     """Set a new PIN for a member who has forgotten theirs (after the desk has checked who
-    they are); it also lifts a lockout after wrong PINs. Audited (never the PIN)."""
+    they are); it also lifts a lockout after wrong PINs. Audited (never the PIN), and a
+    member with an email address is told: a PIN spends their points at a till."""
     member = db.session.get(Member, member_id)
     if member is None or member.erased_at is not None:
         abort(404, message="No such member.")
     set_pin(member, args["pin"])
     audit("reset_pin", "member", member.id)
     db.session.commit()
+    if member.email:
+        scheme = current_app.config["SCHEME_NAME"]
+        try:
+            send_mail(member.email, *text("pin_set", mail_language(member.locale),
+                                          scheme=scheme))
+        except Exception:  # the PIN stands; the notice is a courtesy
+            current_app.logger.exception("could not tell a member of a new PIN")
 
 
 class PinStateOut(Schema):
