@@ -303,6 +303,18 @@ class StorableParser(OneSchemaParser):
     character or half a UTF-16 surrogate pair anywhere is a 422, field by field, before
     any view sees it (PostgreSQL refuses both in text and JSON)."""
 
+    def load_json(self, req: Any, schema: Any) -> Any:
+        """A body of another type where JSON is expected is 415, not read as no body
+        (which answered a change that sent its fields as text/plain with 200 and
+        nothing changed)."""
+        from .hardening import has_body
+
+        if not req.is_json and has_body(req.environ):
+            from flask_smorest import abort
+
+            abort(415, message="Send the body as JSON, with Content-Type: application/json.")
+        return super().load_json(req, schema)
+
     def _load_location_data(self, *, schema: Any, req: Any, location: str) -> Any:
         data = super()._load_location_data(schema=schema, req=req, location=location)
         from .api.checks import TEXT_PROBLEM, storable_json

@@ -1,6 +1,7 @@
 """What every response carries and what every request is checked for before a view runs:
-security headers, and a limit on how deeply a JSON body may nest (Python's parser would
-otherwise recurse until it fails)."""
+security headers, a limit on how deeply a JSON body may nest (Python's parser would
+otherwise recurse until it fails), and no NUL character where a view would read it into
+a query (PostgreSQL refuses it in text)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from flask import Flask, request
 from flask_smorest import abort
 
+NUL_PROBLEM = "Text must not contain NUL characters."
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _ONE_KIND = bytes.maketrans(b"{}", b"[]")
 
@@ -95,5 +97,24 @@ def init_app(app: Flask) -> None:
             # 422 like any other body the API cannot take (API.md lists no 400).
             problem = f"The JSON body nests more than {limit} levels deep."
             abort(422, message=problem, errors={"body": [problem]})
+
+    @app.before_request
+    def _refuse_nul() -> None:
+        """A NUL in the path (a code or name looked up), a query argument, a page's form
+        field or the Idempotency-Key cannot match anything stored, and PostgreSQL
+        refuses it in a statement: refused here, the same on every database. JSON bodies
+        are checked field by field by the arguments' parser (StorableParser); multipart
+        bodies are left to their views, which set how large they may be first."""
+        if "\x00" in request.path:
+            abort(404)
+        if any("\x00" in name or "\x00" in value
+               for name, value in request.args.items(multi=True)):
+            abort(422, message=NUL_PROBLEM, errors={"query": [NUL_PROBLEM]})
+        if "\x00" in request.headers.get("Idempotency-Key", ""):
+            abort(422, message=NUL_PROBLEM, errors={"Idempotency-Key": [NUL_PROBLEM]})
+        if request.mimetype == "application/x-www-form-urlencoded" and any(
+                "\x00" in name or "\x00" in value
+                for name, value in request.form.items(multi=True)):
+            abort(400, message=NUL_PROBLEM)
 
     app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]

@@ -200,7 +200,7 @@ class PinRefused(Exception):
 
 
 def valid_pin(pin: str) -> bool:
-    return pin.isdigit() and 4 <= len(pin) <= 6
+    return pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 6
 
 
 def set_pin(member: Member, pin: str) -> None:

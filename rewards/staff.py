@@ -143,7 +143,7 @@ def verify_totp(user: StaffUser, code: str, now: float | None = None) -> bool:
     """The code of the current 30-second step (or one either side, for clock drift),
     never one already used: a code seen over a shoulder cannot be replayed."""
     seed = totp_seed(user)
-    if seed is None or not re.fullmatch(r"\d{6}", code or ""):
+    if seed is None or not re.fullmatch(r"[0-9]{6}", code or ""):  # ASCII: \d takes any digit
         return False
     totp = pyotp.TOTP(seed, interval=TOTP_PERIOD)
     step_now = int((time.time() if now is None else now) // TOTP_PERIOD)

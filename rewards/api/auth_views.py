@@ -45,7 +45,7 @@ class OtpRequest(Schema):
 
 class TokenRequest(Schema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
-    code = fields.String(required=True, validate=validate.Regexp(r"^\d{6}$",
+    code = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{6}$",
                                                                  error="The code is 6 digits."))
 
 
@@ -84,7 +84,7 @@ class TotpSetup(Schema):
 
 
 class TotpConfirm(Schema):
-    code = fields.String(required=True, validate=validate.Regexp(r"^\d{6}$",
+    code = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{6}$",
                                                                  error="The code is 6 digits."))
 
 

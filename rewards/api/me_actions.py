@@ -9,7 +9,6 @@ from typing import Any
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import abort
-from flask_smorest.fields import Upload
 from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, func, select
 
@@ -26,7 +25,7 @@ from .checks import storable_text
 from .common import idempotent
 from .contract import IDEMPOTENCY_KEY
 from .me import AwardSchema
-from .uploads import UploadBlueprint, body_limit, read_upload
+from .uploads import FileUpload, UploadBlueprint, body_limit, read_upload
 
 blp = UploadBlueprint("me_actions", __name__, url_prefix="/v1/me",
                       description="A resident's event claims and self-reported actions")
@@ -103,7 +102,7 @@ class SelfReportIn(Schema):
         validate.Length(max=2000), storable_text,
         validate.Regexp(r"\s*\S", error="Say what you did: the description cannot be blank."),
     ])
-    photo = Upload(metadata={"description": "Optional evidence: a JPEG or PNG, at most "
+    photo = FileUpload(metadata={"description": "Optional evidence: a JPEG or PNG, at most "
                                             "SELF_REPORT_PHOTO_MAX_BYTES (2 MB)."})
 
 

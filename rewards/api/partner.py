@@ -174,13 +174,13 @@ class Redemptions(MethodView):
         if key is not None and not 1 <= len(key) <= 200:
             abort(422, message="Idempotency-Key must be 1 to 200 characters.",
                   errors={"Idempotency-Key": ["1 to 200 characters."]})
-        earlier = _replay(partner_id, key, args["code"])
+        earlier = _replay(partner_id, key, args)
         if earlier is not None:
             return earlier
         outcome = redeem(db.session, partner_id, args["code"], redeemed_by=partner_user_id(),
                          idempotency_key=key or None, reference=args.get("reference"))
         if outcome.status != 201:
-            earlier = _replay(partner_id, key, args["code"])  # the same key won a race
+            earlier = _replay(partner_id, key, args)  # the same key won a race
             if earlier is not None:
                 return earlier
             abort(outcome.status, message=outcome.message, reason=outcome.reason)
@@ -188,8 +188,9 @@ class Redemptions(MethodView):
         return redemption_view(outcome.receipt)
 
 
-def _replay(partner_id: uuid.UUID, key: str | None, code: str) -> Any:
-    """The answer to an earlier redemption with this Idempotency-Key, if there was one."""
+def _replay(partner_id: uuid.UUID, key: str | None, args: dict[str, Any]) -> Any:
+    """The answer to an earlier redemption with this Idempotency-Key, if there was one;
+    422 if that one asked for something else (another code or another reference)."""
     if not key:
         return None
     redemption = db.session.scalar(
@@ -197,8 +198,11 @@ def _replay(partner_id: uuid.UUID, key: str | None, code: str) -> Any:
         .where(Redemption.partner_id == partner_id, Redemption.idempotency_key == key))
     if redemption is None:
         return None
-    if redemption.reward.code != normalise_code(code):
+    if redemption.reward.code != normalise_code(args["code"]):
         abort(422, message="This Idempotency-Key was used with a different voucher code.",
+              reason=Reason.IDEMPOTENCY_KEY_REUSED)
+    if redemption.till_reference != args.get("reference"):
+        abort(422, message="This Idempotency-Key was used with a different reference.",
               reason=Reason.IDEMPOTENCY_KEY_REUSED)
     return (redemption_view(Receipt.of(redemption, redemption.reward)), 201,
             {"Idempotent-Replayed": "true"})

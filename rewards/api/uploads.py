@@ -8,6 +8,8 @@ from typing import Any
 
 from flask import request
 from flask_smorest import abort
+from flask_smorest.fields import Upload
+from marshmallow import ValidationError
 from webargs.flaskparser import FlaskParser
 from webargs.multidictproxy import MultiDictProxy
 from werkzeug.datastructures import CombinedMultiDict, FileStorage
@@ -26,6 +28,16 @@ class _Parser(FlaskParser):
 
     def load_form_and_files(self, req: Any, schema: Any) -> MultiDictProxy:
         return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
+
+
+class FileUpload(Upload):
+    """A file of a multipart body. The form's fields and files share one namespace
+    here, so a text field sent under a file's name is refused (422), not read as one."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, FileStorage):
+            raise ValidationError("Send a file here, not a text field.")
+        return value
 
 
 class UploadBlueprint(Blueprint):

@@ -52,11 +52,19 @@ def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
     return start, end
 
 
+# Dates a figure can be about: wide enough for any scheme's history and plans, and far
+# from the calendar's ends, where a month or a day past them cannot be made.
+EARLIEST, LATEST = date(1970, 1, 1), date(9998, 12, 31)
+
+
 def _date(value: str, name: str) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{name} must be a date as YYYY-MM-DD, not {value!r}.") from None
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"{name} must be a date from {EARLIEST} to {LATEST}.")
+    return day
 
 
 def _text(args: Mapping[str, Any], name: str, longest: int = 100) -> str | None:
@@ -66,6 +74,8 @@ def _text(args: Mapping[str, Any], name: str, longest: int = 100) -> str | None:
     value = str(value).strip()
     if len(value) > longest:
         raise ValueError(f"{name} is longer than {longest} characters.")
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise ValueError(f"{name} must not contain control characters.")
     return value
 
 
@@ -84,7 +94,7 @@ class Filters:
         Bad values raise ValueError with a message for the caller."""
         end = _date(args["to"], "to") if args.get("to") else today()
         start = (_date(args["from"], "from") if args.get("from")
-                 else end - timedelta(days=DEFAULT_DAYS - 1))
+                 else max(end - timedelta(days=DEFAULT_DAYS - 1), EARLIEST))
         if start > end:
             raise ValueError("from must not be after to.")
         if (end - start).days >= MAX_DAYS:

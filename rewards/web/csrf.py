@@ -21,4 +21,6 @@ def csrf_token() -> str:
 def csrf_ok() -> bool:
     given = request.form.get("csrf", "")
     expected = session.get("csrf", "")
-    return bool(expected) and hmac.compare_digest(given, expected)
+    # Bytes: compare_digest refuses a str with non-ASCII characters, which a form may send.
+    return bool(expected) and hmac.compare_digest(given.encode("utf-8", "replace"),
+                                                  expected.encode())

@@ -267,7 +267,7 @@ def card_submit(partner: Partner):
         offer_id = uuid.UUID(form.get("offer_id", ""))
     except ValueError:
         return _card_page(partner, error="Choose the reward.", status=422)
-    if kind not in dict(CARD_KINDS) or not number or not pin.isdigit():
+    if kind not in dict(CARD_KINDS) or not number or not (pin.isascii() and pin.isdigit()):
         return _card_page(partner, error="Choose the card type, and type the card number and "
                                          "the member's PIN.", status=422)
     try:
