@@ -298,21 +298,22 @@ class OneSchemaParser(FlaskParser):
         return super()._get_schema(argmap, req)
 
 
+NOT_JSON = "The body must be JSON, sent with Content-Type: application/json."
+
+
 class StorableParser(OneSchemaParser):
     """Arguments the database can store: a JSON body or query string with a NUL
     character or half a UTF-16 surrogate pair anywhere is a 422, field by field, before
     any view sees it (PostgreSQL refuses both in text and JSON)."""
 
     def load_json(self, req: Any, schema: Any) -> Any:
-        """A body of another type where JSON is expected is 415, not read as no body
-        (which answered a change that sent its fields as text/plain with 200 and
-        nothing changed)."""
+        """A body of another type where JSON is expected is 422 (invalid input, as the
+        API names every body it cannot take), not read as no body: that answered a
+        change sent as text/plain or a form with 200 and nothing changed."""
         from .hardening import has_body
 
         if not req.is_json and has_body(req.environ):
-            from flask_smorest import abort
-
-            abort(415, message="Send the body as JSON, with Content-Type: application/json.")
+            raise ValidationError({"body": [NOT_JSON]})
         return super().load_json(req, schema)
 
     def _load_location_data(self, *, schema: Any, req: Any, location: str) -> Any:

@@ -131,7 +131,8 @@ def test_body_that_is_not_json_is_a_422(client: FlaskClient) -> None:
     response = client.post("/v1/auth/otp", data="email=a@example.org",
                            content_type="application/x-www-form-urlencoded")
     body = assert_json_error(response, 422)
-    assert "email" in body["errors"]
+    assert body["errors"] == {"body": [
+        "The body must be JSON, sent with Content-Type: application/json."]}
 
 
 def test_unexpected_exception_is_500_json_without_internals(

@@ -26,7 +26,6 @@ ERRORS: dict[int, tuple[str, str]] = {
     410: ("GONE", "No longer available: ended or expired."),
     413: ("PAYLOAD_TOO_LARGE", "The body is larger than the API takes."),
     414: ("URI_TOO_LONG", "The address (with its query string) is too long."),
-    415: ("UNSUPPORTED_MEDIA_TYPE", "A body that is not JSON where JSON is expected."),
     422: ("UNPROCESSABLE_ENTITY", "The request is not valid: see errors for each field."),
     429: ("TOO_MANY_REQUESTS", "Too many requests: wait for Retry-After seconds."),
     503: ("SERVICE_UNAVAILABLE", "Briefly unavailable: try again after Retry-After seconds."),
@@ -145,8 +144,6 @@ def _finish_operation(method: str, path: str, operation: dict[str, Any]) -> None
         statuses.add(404)
     if "requestBody" in operation:
         statuses |= {400, 413, 422}
-        if "application/json" in operation["requestBody"].get("content", {}):
-            statuses.add(415)
     if any(p.get("in") == "query" for p in operation.get("parameters", [])):
         statuses.add(422)
     for status in statuses | {int(s) for s in responses if s.isdigit() and int(s) >= 400}:
