@@ -106,18 +106,23 @@ def init_app(app: Flask) -> None:
         refuses it in a statement: refused here, the same on every database. JSON bodies
         are checked field by field by the arguments' parser (StorableParser); multipart
         bodies are left to their views, which set how large they may be first."""
-        if "\x00" in request.path:
+        # Read from the WSGI environ: every request passes here, and a query string
+        # without "%00" holds no NUL to find.
+        environ = request.environ
+        if "\x00" in environ.get("PATH_INFO", ""):
             abort(404)
-        # The value a view reads (the first of a repeated argument), field by field, as
-        # the arguments' parser says it.
-        named = {name if "\x00" not in name else "_schema"
-                 for name, value in request.args.items()
-                 if "\x00" in name or "\x00" in value}
-        if named:
-            abort(422, errors={name: [TEXT_PROBLEM] for name in sorted(named)})
-        if "\x00" in request.headers.get("Idempotency-Key", ""):
+        if "%00" in environ.get("QUERY_STRING", ""):
+            # The value a view reads (the first of a repeated argument), field by field,
+            # as the arguments' parser says it.
+            named = {name if "\x00" not in name else "_schema"
+                     for name, value in request.args.items()
+                     if "\x00" in name or "\x00" in value}
+            if named:
+                abort(422, errors={name: [TEXT_PROBLEM] for name in sorted(named)})
+        if "\x00" in environ.get("HTTP_IDEMPOTENCY_KEY", ""):
             abort(422, errors={"Idempotency-Key": [TEXT_PROBLEM]})
-        if request.mimetype == "application/x-www-form-urlencoded" and any(
+        if environ.get("CONTENT_TYPE", "").startswith(
+                "application/x-www-form-urlencoded") and any(
                 "\x00" in name or "\x00" in value
                 for name, value in request.form.items(multi=True)):
             abort(400, message=TEXT_PROBLEM)
