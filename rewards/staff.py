@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .models import StaffUser, utcnow
+from .models.login import LoginThrottle
 from .sealed import reseal, set_totp_seed, totp_seed
 from .sessions import revoke_all
 from .throttle import (
@@ -82,12 +83,9 @@ def _dummy_password_hash() -> str:
     return generate_password_hash(secrets.token_urlsafe(16))
 
 
-def authenticate(session: Session, email: str, password: str,
-                 totp_code: str | None = None) -> StaffUser:
-    """The user these credentials open, or LoginRefused. Commits (failures are kept).
-    An address locked after wrong tries is refused even with the right password, and
-    unknown addresses lock the same way, so the answers say nothing about who exists."""
-    email = email.strip().lower()
+def login_throttle(session: Session, email: str) -> LoginThrottle:
+    """The address's failed-login counter, locked for this transaction; LoginRefused
+    (with retry_after, committed) while wrong tries have locked the address."""
     throttle = lock_row(session, throttle_key("login", email))
     try:
         check_not_locked(throttle)
@@ -96,6 +94,16 @@ def authenticate(session: Session, email: str, password: str,
         raise LoginRefused(f"Too many failed logins for this account; try again in "
                            f"{locked.retry_after} seconds.",
                            retry_after=locked.retry_after) from None
+    return throttle
+
+
+def authenticate(session: Session, email: str, password: str,
+                 totp_code: str | None = None) -> StaffUser:
+    """The user these credentials open, or LoginRefused. Commits (failures are kept).
+    An address locked after wrong tries is refused even with the right password, and
+    unknown addresses lock the same way, so the answers say nothing about who exists."""
+    email = email.strip().lower()
+    throttle = login_throttle(session, email)
     user = session.scalar(select(StaffUser).where(StaffUser.email == email))
     # Hash the password even for an unknown address, so timing does not tell them apart.
     password_ok = check_password_hash(

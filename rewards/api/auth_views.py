@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import g
 from flask_smorest import abort
@@ -31,9 +31,10 @@ from ..staff import (
     authenticate,
     begin_enrolment,
     confirm_enrolment,
+    login_throttle,
     set_password,
 )
-from ..throttle import Locked, check_not_locked, lock_row, record_failure, throttle_key
+from ..throttle import record_failure
 from .auth import BEARER, _bearer
 
 blp = Blueprint("auth", __name__, url_prefix="/v1/auth", description="Logging in")
@@ -152,11 +153,15 @@ def login(args):
     try:
         user = authenticate(db.session, args["email"], args["password"], args["totp_code"])
     except LoginRefused as refused:
-        if refused.retry_after:
-            abort(429, message=refused.message, reason=Reason.ACCOUNT_LOCKED,
-                  headers={"Retry-After": str(refused.retry_after)})
-        abort(401, message=refused.message, reason=Reason.INVALID_CREDENTIALS)
+        _refuse(refused)
     return staff_token(db.session, user)
+
+
+def _refuse(refused: LoginRefused) -> NoReturn:
+    if refused.retry_after:
+        abort(429, message=refused.message, reason=Reason.ACCOUNT_LOCKED,
+              headers={"Retry-After": str(refused.retry_after)})
+    abort(401, message=refused.message, reason=Reason.INVALID_CREDENTIALS)
 
 
 # -- the caller's own login -------------------------------------------------------------
@@ -227,14 +232,10 @@ def change_password(args):
     # A stolen token must not become a way to guess the password around the lockout: a
     # wrong current password counts as a failed login, and an account locked by them
     # (here or at login) is refused even with the right one, as login refuses it.
-    throttle = lock_row(db.session, throttle_key("login", user.email))
     try:
-        check_not_locked(throttle)
-    except Locked as locked:
-        db.session.commit()
-        abort(429, message=f"Too many failed logins for this account; try again in "
-                           f"{locked.retry_after} seconds.", reason=Reason.ACCOUNT_LOCKED,
-              headers={"Retry-After": str(locked.retry_after)})
+        throttle = login_throttle(db.session, user.email)
+    except LoginRefused as refused:
+        _refuse(refused)
     if not check_password_hash(user.password_hash, args["current_password"]):
         record_failure(throttle)
         db.session.commit()
