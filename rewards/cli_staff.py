@@ -93,9 +93,10 @@ def staff_seal_totp() -> None:
 @with_appcontext
 def staff_purge_logins(days: int | None) -> None:
     """Delete login sessions that ended, and lockout counters left idle, more than
-    --days ago (also scheduled nightly by `rewards cron`)."""
+    --days ago, and login codes asked for more than a day ago (also scheduled nightly by
+    `rewards cron`)."""
     from workers.logins import purge_login_records
 
     counts = purge_login_records(days=days)
-    click.echo(f"{counts['sessions']} login session(s) and {counts['throttles']} lockout "
-               "counter(s) deleted")
+    click.echo(f"{counts['sessions']} login session(s), {counts['throttles']} lockout "
+               f"counter(s) and {counts['login_codes']} login code(s) deleted")

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from .members import otp_address
 from .models import (
     Action,
     Award,
@@ -41,7 +42,7 @@ def erase_member(session: Session, member: Member, now: datetime) -> None:
     member_id = member.id
     session.execute(select(Member.id).where(Member.id == member_id).with_for_update())
     if member.email:
-        session.execute(delete(OtpCode).where(OtpCode.email == member.email))
+        session.execute(delete(OtpCode).where(OtpCode.email_hash == otp_address(member.email)))
     for reward_id in session.scalars(select(Reward.id).where(
             Reward.member_id == member_id, Reward.status.in_(("pending", "issued")))):
         cancel_unredeemed(session, reward_id, "the member closed their account")

@@ -112,6 +112,12 @@ STAFF_TEXT: dict[str, tuple[str, str]] = {
                      "Nid yw'r e-bost, y cyfrinair na'r cod dilysu yn gywir."),
     "login_role": ("This account cannot see the dashboard.",
                    "Ni all y cyfrif hwn weld y dangosfwrdd."),
+    "login_enrol": ("This account must set up its second factor (an authenticator app) "
+                    "before it can see the dashboard: enrol it through the API "
+                    "(POST /v1/auth/totp), then log in here with its code.",
+                    "Rhaid i'r cyfrif hwn osod ei ail ffactor (ap dilysu) cyn y gall weld "
+                    "y dangosfwrdd: cofrestrwch ef drwy'r API (POST /v1/auth/totp), yna "
+                    "mewngofnodwch yma gyda'i god."),
     "form_expired": ("The form expired; try again.",
                      "Daeth y ffurflen i ben; rhowch gynnig arall."),
     "signed_in_as": ("Signed in as", "Wedi mewngofnodi fel"),

@@ -9,11 +9,11 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NoReturn
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -37,6 +37,19 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def otp_address(email: str) -> str:
+    """How login codes name the address they went to: a keyed hash, never the address."""
+    return keyed_hash(normalise_email(email), "otp-address")
+
+
+def purge_login_codes(session: Session, before: datetime) -> int:
+    """Delete codes asked for before `before` (a day ago is the nightly purge's: a code
+    lives minutes, and the per-address count looks back an hour). Commits."""
+    result = session.execute(delete(OtpCode).where(OtpCode.created_at < before))
+    session.commit()
+    return int(result.rowcount or 0)
+
+
 def request_otp(session: Session, email: str) -> None:
     """Mail a fresh 6-digit code; earlier codes for the address stop working."""
     email = normalise_email(email)
@@ -48,20 +61,20 @@ def request_otp(session: Session, email: str) -> None:
     window = now - timedelta(hours=1)
     recent, oldest = session.execute(
         select(func.count(OtpCode.id), func.min(OtpCode.created_at)).where(
-            OtpCode.email == email, OtpCode.created_at > window
+            OtpCode.email_hash == otp_address(email), OtpCode.created_at > window
         )
     ).one()
     if (recent or 0) >= config["OTP_PER_HOUR"]:
         raise OtpRateLimited(max(1, math.ceil((oldest - window).total_seconds())))
     session.execute(
         update(OtpCode)
-        .where(OtpCode.email == email, OtpCode.used_at.is_(None))
+        .where(OtpCode.email_hash == otp_address(email), OtpCode.used_at.is_(None))
         .values(used_at=now)
     )
     code = f"{secrets.randbelow(10**6):06d}"
     session.add(
         OtpCode(
-            email=email,
+            email_hash=otp_address(email),
             code_hash=keyed_hash(f"{email}:{code}", "otp"),
             expires_at=now + timedelta(seconds=config["OTP_TTL"]),
         )
@@ -89,7 +102,7 @@ def verify_otp(session: Session, email: str, code: str) -> LoginResult:
     now = utcnow()
     otp = session.scalar(
         select(OtpCode)
-        .where(OtpCode.email == email, OtpCode.used_at.is_(None))
+        .where(OtpCode.email_hash == otp_address(email), OtpCode.used_at.is_(None))
         .order_by(OtpCode.created_at.desc())
         .limit(1)
         .with_for_update()

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 
 import rewards.members
 from rewards.extensions import db
+from rewards.members import otp_address
 from rewards.models import Identifier, Member, OtpCode, StaffUser
 from rewards.security import issue_token
 
@@ -102,7 +103,8 @@ def test_the_stored_code_is_a_keyed_hash(client: FlaskClient, app: Flask) -> Non
     with app.app_context():
         row = db.session.scalars(select(OtpCode)).one()
         stored = row.code_hash
-        assert row.email == email
+        assert row.email_hash == otp_address(email)  # the address is not kept in clear
+        assert email not in row.email_hash
     assert re.fullmatch(r"[0-9a-f]{64}", stored)
     assert code not in stored
     # Not a plain digest someone with the table could brute-force offline ...
@@ -171,7 +173,7 @@ def test_a_code_expires_after_ten_minutes(
     with app.app_context():
         db.session.execute(
             update(OtpCode)
-            .where(OtpCode.email == "late@example.org")
+            .where(OtpCode.email_hash == otp_address("late@example.org"))
             .values(expires_at=rewards.members.utcnow() - timedelta(seconds=1))
         )
         db.session.commit()

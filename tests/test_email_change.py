@@ -3,8 +3,17 @@ confirmed with the code mailed to it; the old address is told."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+import rewards.models
+from rewards.extensions import db
+from rewards.members import otp_address
+from rewards.models import OtpCode
 
 from .reward_support import resident
 
@@ -50,3 +59,43 @@ def test_the_new_address_is_confirmed_before_it_is_used(client: FlaskClient,
     assert taken.status_code == free.status_code == 202
     assert taken.json == free.json
     assert [m["To"] for m in app.extensions["sent_mail"][mailed:]] == ["nobody.yet@example.org"]
+
+
+def test_an_address_takes_a_few_confirmations_an_hour_whoever_asks(
+    client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Accounts cost nothing: several of them must not fill one mailbox between them.
+    limit = app.config["OTP_PER_HOUR"]
+    senders = [resident(client, app) for _ in range(3)]
+    answers = [client.post("/v1/me/email", json={"email": "Victim@Example.org"},
+                           headers=sender.headers) for sender in senders for _ in range(3)]
+    assert [a.status_code for a in answers] == [202] * limit + [429] * (9 - limit)
+    refused = answers[-1]
+    assert refused.json["reason"] == "rate_limited"
+    assert 0 < int(refused.headers["Retry-After"]) <= 3600
+    assert len([m for m in app.extensions["sent_mail"] if m["To"] == "victim@example.org"]
+               ) == limit
+    # Another address is not held up by it; after the hour the address may be asked again.
+    assert client.post("/v1/me/email", json={"email": "other@example.org"},
+                       headers=senders[0].headers).status_code == 202
+    later = rewards.models.utcnow() + timedelta(hours=1, seconds=1)
+    monkeypatch.setattr("rewards.api.email_change.utcnow", lambda: later)
+    assert client.post("/v1/me/email", json={"email": "victim@example.org"},
+                       headers=senders[0].headers).status_code == 202
+
+
+def test_codes_asked_for_the_old_address_go_with_it(client: FlaskClient, app: Flask) -> None:
+    member = resident(client, app)
+    assert client.post("/v1/auth/otp", json={"email": member.email}).status_code == 202
+    assert client.post("/v1/me/email", json={"email": "moved@example.org"},
+                       headers=member.headers).status_code == 202
+    token = _mailed_token(app, "moved@example.org")
+    assert client.post("/v1/me/email/confirm", json={"token": token},
+                       headers=member.headers).status_code == 200
+    with app.app_context():
+        assert db.session.scalar(select(func.count(OtpCode.id)).where(
+            OtpCode.email_hash == otp_address(member.email))) == 0
+    # Erased, the account leaves no code behind for either address.
+    assert client.delete("/v1/me", headers=member.headers).status_code == 204
+    with app.app_context():
+        assert db.session.scalar(select(func.count(OtpCode.id))) == 0

@@ -18,11 +18,13 @@ from sqlalchemy import func, select, update
 from werkzeug.security import generate_password_hash
 
 from rewards.extensions import db
-from rewards.models import StaffUser, utcnow
+from rewards.members import otp_address
+from rewards.models import OtpCode, StaffUser, utcnow
 from rewards.models.login import LoginSession, LoginThrottle
 from rewards.sealed import seal, totp_seed
 from workers.logins import purge_logins
 
+from .conftest import otp_from_mail
 from .helpers import bearer, member_token
 
 PASSWORD = "a long password"
@@ -63,7 +65,7 @@ def test_purge_deletes_ended_sessions_and_idle_counters_only(
         db.session.commit()
 
     with app.app_context():
-        assert purge_logins() == {"sessions": 1, "throttles": 2}
+        assert purge_logins() == {"sessions": 1, "throttles": 2, "login_codes": 0}
     assert _session_ids(app) == keep
     with app.app_context():
         keys = set(db.session.scalars(select(LoginThrottle.key)))
@@ -75,7 +77,31 @@ def test_purge_deletes_ended_sessions_and_idle_counters_only(
     assert client.get("/v1/me", headers=bearer(old)).status_code == 401
     assert client.get("/v1/me", headers=bearer(recent)).status_code == 401
     with app.app_context():
-        assert purge_logins() == {"sessions": 0, "throttles": 0}
+        assert purge_logins() == {"sessions": 0, "throttles": 0, "login_codes": 0}
+
+
+def test_login_codes_hold_no_address_and_go_a_day_after_they_were_asked_for(
+    client: FlaskClient, app: Flask
+) -> None:
+    # Anyone may ask a code for anyone's address: the person may never join, and could
+    # not ask for erasure; the table must not become a list of addresses.
+    for address in ("neighbour@example.org", "Later@Example.org"):
+        assert client.post("/v1/auth/otp", json={"email": address}).status_code == 202
+    with app.app_context():
+        codes = db.session.scalars(select(OtpCode).order_by(OtpCode.created_at)).all()
+        assert len(codes) == 2
+        for code in codes:
+            assert "@" not in code.email_hash and "neighbour" not in code.email_hash
+        assert codes[1].email_hash == otp_address("later@example.org")
+        codes[0].created_at = utcnow() - timedelta(hours=25)
+        db.session.commit()
+        assert purge_logins() == {"sessions": 0, "throttles": 0, "login_codes": 1}
+        left = db.session.scalars(select(OtpCode.email_hash)).all()
+        assert left == [otp_address("later@example.org")]
+    # The code that is left still logs in.
+    code = otp_from_mail(app, "later@example.org")
+    assert client.post("/v1/auth/token", json={"email": "later@example.org", "code": code}
+                       ).status_code == 200
 
 
 def test_purge_command_takes_a_retention(

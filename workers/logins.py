@@ -1,5 +1,6 @@
 """Scheduled clearing of login records (see workers/cron.py): sessions that ended and
-lockout counters left idle, older than LOGIN_RECORDS_RETENTION_DAYS."""
+lockout counters left idle, older than LOGIN_RECORDS_RETENTION_DAYS, and login codes
+asked for more than a day ago (they live minutes)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 
 from rewards.extensions import db
+from rewards.members import purge_login_codes
 from rewards.models import utcnow
 from rewards.sessions import purge_sessions
 from rewards.throttle import purge_throttles
@@ -19,9 +21,11 @@ def purge_login_records(now: datetime | None = None,
                         days: int | None = None) -> dict[str, int]:
     """Delete what ended more than `days` (default the setting) before `now`."""
     keep = current_app.config["LOGIN_RECORDS_RETENTION_DAYS"] if days is None else days
-    before = (now or utcnow()) - timedelta(days=keep)
+    now = now or utcnow()
+    before = now - timedelta(days=keep)
     return {"sessions": purge_sessions(db.session, before),
-            "throttles": purge_throttles(db.session, before)}
+            "throttles": purge_throttles(db.session, before),
+            "login_codes": purge_login_codes(db.session, now - timedelta(days=1))}
 
 
 @job

@@ -7,19 +7,22 @@ it back, signed in, and only then does the address change. The old address is to
 from __future__ import annotations
 
 import hashlib
+import math
+from datetime import timedelta
 
 from flask import current_app
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ..extensions import Blueprint, db
 from ..mail import send_mail
-from ..members import normalise_email
-from ..models import Member
+from ..members import normalise_email, otp_address
+from ..models import Member, OtpCode, utcnow
 from ..notice_text import mail_language, text
 from ..reasons import Reason
 from ..security import issue_token, read_token
+from ..throttle import lock_row, throttle_key
 from .auth import BEARER, current_member, member_required
 from .auth_views import Accepted
 from .me import MemberSchema
@@ -43,6 +46,26 @@ def _bound_to(email: str | None) -> str:
     return hashlib.sha256(f"email-change:{email or ''}".encode()).hexdigest()[:32]
 
 
+def _count_mail_to(address: str) -> int | None:
+    """Count a confirmation asked for `address`, across all accounts: None if it may go,
+    else the seconds until it may. Accounts cost nothing, so a limit per caller alone
+    would let a few of them fill anyone's mailbox; an address takes as many
+    confirmations an hour as it takes login codes (OTP_PER_HOUR). Requests for one
+    address take turns on its counter row (rewards/throttle.py), which holds a digest,
+    never the address; the count is the row's `failures` within the hour from
+    `updated_at`. Commits."""
+    row = lock_row(db.session, throttle_key("email-change", address))
+    now, window = utcnow(), timedelta(hours=1)
+    if row.updated_at is None or row.updated_at <= now - window:
+        row.failures, row.updated_at = 0, now
+    if row.failures >= current_app.config["OTP_PER_HOUR"]:
+        db.session.commit()
+        return max(1, math.ceil((row.updated_at + window - now).total_seconds()))
+    row.failures += 1
+    db.session.commit()
+    return None
+
+
 @blp.route("", methods=["POST"])
 @blp.doc(security=BEARER)
 @member_required
@@ -52,9 +75,14 @@ def request_change(args):
     """Ask to change the account's address: a confirmation goes to the new address;
     nothing changes until it is confirmed (POST /v1/me/email/confirm). The answer is
     the same whether or not another account has the address (none is mailed then), so
-    it does not tell who is a member."""
+    it does not tell who is a member. An address takes at most OTP_PER_HOUR
+    confirmations an hour, whichever accounts ask."""
     member = current_member()
     new = normalise_email(args["email"])
+    wait = _count_mail_to(new)
+    if wait is not None:
+        abort(429, message="Too many confirmations were asked for this address; try again "
+                           "later.", headers={"Retry-After": str(wait)})
     if not db.session.scalar(select(Member.id).where(Member.email == new,
                                                      Member.id != member.id)):
         token = issue_token(str(member.id), "member", CONFIRM_TTL, kind=KIND, email=new,
@@ -86,6 +114,8 @@ def confirm_change(args):
     if db.session.scalar(select(Member.id).where(Member.email == new, Member.id != member.id)):
         abort(409, message="Another account uses this address.", reason=Reason.ALREADY_EXISTS)
     old, member.email = member.email, new
+    if old:  # codes asked for the old address are no longer this account's
+        db.session.execute(delete(OtpCode).where(OtpCode.email_hash == otp_address(old)))
     db.session.commit()
     if old and old != new:
         scheme = current_app.config["SCHEME_NAME"]

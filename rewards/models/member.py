@@ -58,12 +58,14 @@ class Identifier(IdMixin, Base):
 
 
 class OtpCode(IdMixin, Base):
-    """A one-time login code; only its keyed hash is stored."""
+    """A one-time login code; only keyed hashes of the code and of the address it was
+    sent to are stored (anyone may ask for a code for any address), and the nightly
+    login-records purge deletes it a day after it was asked for."""
 
     __tablename__ = "otp_codes"
-    __table_args__ = (Index("ix_otp_codes_email_created", "email", "created_at"),)
+    __table_args__ = (Index("ix_otp_codes_email_hash_created", "email_hash", "created_at"),)
 
-    email: Mapped[str] = mapped_column(String(254))
+    email_hash: Mapped[str] = mapped_column(String(64))
     code_hash: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column()
     attempts: Mapped[int] = mapped_column(default=0)

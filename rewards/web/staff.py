@@ -137,8 +137,9 @@ def login():
                             request.form.get("code", "").strip() or None)
             if result.user is not None:
                 return redirect(next_url or url_for("staff_pages.overview"))
-            error = t("login_role") if result.problem == "role" else t("login_failed")
-            status = {"role": 403, "locked": 429}.get(result.problem or "", 401)
+            error = {"role": t("login_role"), "enrol": t("login_enrol")}.get(
+                result.problem or "", t("login_failed"))
+            status = {"role": 403, "enrol": 403, "locked": 429}.get(result.problem or "", 401)
             if result.retry_after:
                 return (render_template("staff/login.html", error=error, next_url=next_url),
                         status, {"Retry-After": str(result.retry_after)})

@@ -21,7 +21,7 @@ from ..extensions import db
 from ..models import StaffUser
 from ..models.login import LoginSession
 from ..sessions import live, revoke, start_session
-from ..staff import LoginRefused, authenticate
+from ..staff import LoginRefused, authenticate, needs_enrolment
 
 # Roles that see the dashboard: aggregates only, nothing about one member.
 DASHBOARD_ROLES = ("analyst", "scheme_manager", "admin")
@@ -31,7 +31,8 @@ SESSION_KEY = "staff_user_id"
 @dataclass(frozen=True)
 class LoginResult:
     user: StaffUser | None
-    problem: str | None  # "credentials" | "role" | "locked" | None when the login is good
+    # "credentials" | "role" | "enrol" | "locked" | None when the login is good
+    problem: str | None
     retry_after: int | None = None
 
 
@@ -51,6 +52,10 @@ def log_in(email: str, password: str, code: str | None = None) -> LoginResult:
         return LoginResult(None, "credentials")
     if user.role not in DASHBOARD_ROLES:
         return LoginResult(None, "role")
+    if needs_enrolment(user):
+        # The API lets such an account do nothing but enrol its second factor: the pages,
+        # which show the same figures, must not open on the password alone either.
+        return LoginResult(None, "enrol")
     # Kept server-side: logging out (or a password change, or deactivation) ends it.
     login = start_session(db.session, "staff_page", current_app.config["STAFF_TOKEN_TTL"],
                           staff_user_id=user.id)
@@ -75,6 +80,8 @@ def current_staff() -> StaffUser | None:
         return None
     user = db.session.get(StaffUser, login.staff_user_id)
     if user is None or not user.active or user.role != session.get("staff_role"):
+        return None
+    if needs_enrolment(user):  # the second factor became required after the login
         return None
     return user
 

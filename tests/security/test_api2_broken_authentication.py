@@ -305,6 +305,47 @@ def _iso(moment: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
+def _page_login(client: FlaskClient, email: str, password: str, code: str = "") -> Any:
+    form = client.get("/staff/login")
+    return client.post("/staff/login", data={"email": email, "password": password,
+                                             "code": code, "csrf": _csrf(form.data)})
+
+
+@pytest.mark.parametrize("role", ["admin", "scheme_manager"])
+def test_the_staff_pages_open_on_no_password_alone_where_a_second_factor_is_required(
+    client: FlaskClient, app: Flask, totp_required: None, role: str
+) -> None:
+    email, password = f"{role}@council.example", "correct horse battery"
+    make_staff(app, email, role, password)
+    refused = _page_login(client, email, password)
+    assert refused.status_code == 403
+    assert b"POST /v1/auth/totp" in refused.data
+    for page in ("/staff/", "/staff/open-data.zip"):
+        assert client.get(page).status_code == 302  # to the login page, no figures
+    # Enrolled through the API, the account logs in to the pages with its code.
+    token = client.post("/v1/auth/login", json={"email": email, "password": password}).json[
+        "access_token"]
+    secret = client.post("/v1/auth/totp", headers=bearer(token)).json["secret"]
+    now = time.time()
+    assert client.post("/v1/auth/totp/confirm", json={"code": pyotp.TOTP(secret).at(now)},
+                       headers=bearer(token)).status_code == 200
+    assert _page_login(client, email, password).status_code == 401
+    opened = _page_login(client, email, password, pyotp.TOTP(secret).at(now + 30))
+    assert opened.status_code == 302
+    assert client.get("/staff/").status_code == 200
+
+
+def test_a_page_session_ends_when_a_second_factor_becomes_required(
+    client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_staff(app, "boss@council.example", "admin", "correct horse battery")
+    assert _page_login(client, "boss@council.example", "correct horse battery"
+                       ).status_code == 302
+    assert client.get("/staff/").status_code == 200
+    monkeypatch.setitem(app.config, "STAFF_TOTP_REQUIRED", True)
+    assert client.get("/staff/").status_code == 302
+
+
 def test_roles_without_totp_need_no_enrolment(
     client: FlaskClient, app: Flask, totp_required: None
 ) -> None:
