@@ -36,14 +36,15 @@ def build(session: Session) -> None:
 
 
 def touched(session: Session, since: datetime) -> set[date]:
-    """Join days of members made or erased since `since`."""
+    """Join days of members made, erased or moved to another ward since `since`."""
     from .sources import day_of
 
     return {value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
             for value in session.scalars(
                 select(day_of(Member.joined_at)).where(
                     Member.joined_at.is_not(None),
-                    or_(Member.created_at >= since, Member.erased_at >= since)).distinct())}
+                    or_(Member.created_at >= since, Member.erased_at >= since,
+                        Member.ward_changed_at >= since)).distinct())}
 
 
 def refresh_days(session: Session, days: Iterable[date]) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select
+from sqlalchemy import delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Account, Action, ActionType, Award, Member, Posting, PostingLine, utcnow
@@ -28,12 +28,13 @@ from ..models.dashboard import (
     MemberDay,
     MemberHourMonth,
     MemberMonth,
+    MemberTenure,
 )
 from ..models.review import Review
 from . import build, cellkeep, cells, joins, ledgerdays
 from .deltas import Deltas
 from .filters import day_bounds, month_start, next_month, scheme_zone, today
-from .sources import COUNTED
+from .sources import COUNTED, as_date
 from .tenure import refresh_members
 
 log = logging.getLogger("rewards.dashboard")
@@ -112,6 +113,47 @@ def touched_days(session: Session, since: datetime) -> set[date]:
         select(Action.occurred_at).join(Review, Review.action_id == Action.id)
         .where(Review.created_at >= since).distinct()))
     return {_local_day(moment) for moment in moments}
+
+
+def moved_members(session: Session, since: datetime) -> set[uuid.UUID]:
+    """Members whose ward changed, or who were erased (their ward went), since `since`:
+    their rows in the rollups carry the ward they had, for every day of their history."""
+    return set(session.scalars(select(Member.id).where(
+        or_(Member.ward_changed_at >= since, Member.erased_at >= since))))
+
+
+def move_members(session: Session, members: set[uuid.UUID]) -> int:
+    """Give `members`' rollup rows (days, months, month-hours, tenure) the ward their
+    profile has now, changing the cells by what each made up before and after, over
+    their whole history: the figures by ward count a member in the ward on their
+    profile, and an erased member's ward goes from the rollups too. Returns the
+    members whose rows changed."""
+    moved = 0
+    days_table = MemberDay.__table__
+    for group in _in_chunks(sorted(members)):
+        wards = {member_id: ward for member_id, ward in session.execute(
+            select(Member.id, func.coalesce(Member.ward, "")).where(Member.id.in_(group)))}
+        stale = {member_id for model in (MemberDay, MemberMonth, MemberHourMonth, MemberTenure)
+                 for member_id, ward in session.execute(
+                     select(model.member_id, model.ward)
+                     .where(model.member_id.in_(group)).distinct())
+                 if ward != wards.get(member_id, ward)}
+        if not stale:
+            continue
+        days = sorted({as_date(day) for day in session.scalars(
+            select(days_table.c.day).where(days_table.c.member_id.in_(stale)).distinct())})
+
+        def rewrite(stale: set[uuid.UUID] = stale, wards: dict = wards) -> None:
+            for member_id in sorted(stale):
+                for model in (MemberDay, MemberMonth, MemberHourMonth):
+                    t = model.__table__
+                    session.execute(update(t).where(t.c.member_id == member_id)
+                                    .values(ward=wards[member_id]))
+
+        cellkeep.change_members(session, stale, days, rewrite)
+        refresh_members(session, stale)  # the tenure rows and their cells
+        moved += len(stale)
+    return moved
 
 
 def touched_ledger_days(session: Session, since: datetime) -> set[date]:
@@ -298,6 +340,7 @@ def refresh(session: Session, now: datetime | None = None,
         report = _apply(session, sorted(touched_days(session, since - margin)),
                         sorted(touched_ledger_days(session, since - margin)),
                         whole_months=False)
+        move_members(session, moved_members(session, since - margin))
         joins.refresh_days(session, joins.touched(session, since - margin))
     report.took_ms = int((clock.monotonic() - started) * 1000)
     state = session.get(DashboardRefresh, STATE)
