@@ -22,7 +22,17 @@ from typing import Any
 from sqlalchemy import delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Account, Action, ActionType, Award, Member, Posting, PostingLine, utcnow
+from ..models import (
+    Account,
+    Action,
+    ActionType,
+    Award,
+    AwardQueue,
+    Member,
+    Posting,
+    PostingLine,
+    utcnow,
+)
 from ..models.dashboard import (
     DashboardRefresh,
     MemberDay,
@@ -40,6 +50,11 @@ from .tenure import refresh_members
 log = logging.getLogger("rewards.dashboard")
 
 STATE = "rollups"
+# The oldest batch still queued for deferred awarding at the last refresh: its actions
+# are recorded `pending` (not counted) and become counted when a later award run
+# updates them, which nothing else dates, so the next refresh looks back to it.
+QUEUED = "rollups:award_queue"
+QUEUE_LOOKBACK = timedelta(days=3)  # as the stray sweep: older ones are an incident
 # Changes are looked for from this long before the last refresh: a transaction that
 # began before it and committed after it is still seen.
 MARGIN = timedelta(minutes=10)
@@ -337,7 +352,9 @@ def refresh(session: Session, now: datetime | None = None,
         report = _apply(session, days, days, whole_months=True)
     else:
         ledgerdays.catch_up(session)  # rollups built before the expiry days: all of them
-        report = _apply(session, sorted(touched_days(session, since - margin)),
+        held = session.get(DashboardRefresh, QUEUED)
+        look_from = since if held is None else min(since, held.refreshed_at)
+        report = _apply(session, sorted(touched_days(session, look_from - margin)),
                         sorted(touched_ledger_days(session, since - margin)),
                         whole_months=False)
         move_members(session, moved_members(session, since - margin))
@@ -350,11 +367,27 @@ def refresh(session: Session, now: datetime | None = None,
     state.refreshed_at = now
     state.took_ms = report.took_ms
     state.days = report.days
+    _hold_for_queue(session, now)
     ledgerdays.mark_filled(session, now)
     session.commit()
     log.info("dashboard rollups refreshed: %s days, %s ledger days, %s months in %s ms",
              report.days, report.ledger_days, report.months, report.took_ms)
     return report
+
+
+def _hold_for_queue(session: Session, now: datetime) -> None:
+    """Remember the oldest batch queued for awarding (or that none is)."""
+    oldest = session.scalar(select(func.min(AwardQueue.created_at)))
+    held = session.get(DashboardRefresh, QUEUED)
+    if oldest is None:
+        if held is not None:
+            session.delete(held)
+        return
+    oldest = max(oldest, now - QUEUE_LOOKBACK)
+    if held is None:
+        session.add(DashboardRefresh(name=QUEUED, refreshed_at=oldest))
+    else:
+        held.refreshed_at = oldest
 
 
 def _postgresql(session: Session) -> bool:

@@ -345,3 +345,34 @@ def test_the_award_backlog_is_a_metric(
         assert sample(metrics(), "rewards_award_queue_batches") == 0
     finally:
         app.config["METRICS_TOKEN"] = None
+
+
+@pytest.mark.parametrize("lag_minutes", [0, 15, 24 * 60])
+def test_the_dashboard_counts_an_action_awarded_after_the_refresh_saw_it_pending(
+    client: FlaskClient, app: Flask, world: World, deferred: None, lag_minutes: int
+) -> None:
+    """An action recorded pending is not counted; the award run that counts it (here
+    with no points: 0.5 km is under the rule's 1 km) dates nothing the refresh reads,
+    however far behind the queue was (the alert's territory, not a fault)."""
+    from rewards.dashboard import Filters, Raw, compute
+    from rewards.dashboard.filters import today
+    from rewards.dashboard.refresh import refresh
+
+    answer = signed_post(client, world.scheme.source,
+                         {"items": [tap("late-1", world.card, _daytime(3), 0.5)]})
+    assert answer.status_code == 200, answer.json
+    with app.app_context():
+        recorded = utcnow() - timedelta(minutes=lag_minutes)
+        db.session.execute(update(Action).values(created_at=recorded))
+        db.session.execute(update(AwardQueue).values(created_at=recorded))
+        db.session.commit()
+        refresh(db.session)  # the minute's refresh, while the action waits
+    assert award(app)["actions"] == 1
+    with app.app_context():
+        assert db.session.scalar(select(Action.points)) == 0
+        refresh(db.session, now=utcnow() + timedelta(minutes=1))  # the next minute's
+        period = Filters(today() - timedelta(days=30), today())
+        got = compute("actions", period, threshold=1).to_json()["rows"]
+        raw = compute("actions", period, source=Raw(), threshold=1).to_json()["rows"]
+        assert [row["actions"] for row in raw] == [1]
+        assert got == raw
