@@ -74,11 +74,18 @@ class SecurityHeaders:
         self.wsgi_app = wsgi_app
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # An answer to a request that carried credentials is that caller's: a browser,
+        # a proxy or a disk cache must not keep it (figures, exports, a member's data)
+        # unless its view said how it may be kept (rewards/api/caching.py).
+        credentialed = "HTTP_AUTHORIZATION" in environ or "HTTP_X_API_KEY" in environ
+
         def securing(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             present = {name.lower(): value for name, value in headers}
             for lowered, name, value in _ALWAYS:
                 if lowered not in present:
                     headers.append((name, value))
+            if credentialed and "cache-control" not in present:
+                headers.append(("Cache-Control", "no-store"))
             if "content-security-policy" not in present:
                 kind = present.get("content-type", "").partition(";")[0].strip().lower()
                 headers.append(("Content-Security-Policy",

@@ -43,6 +43,29 @@ def test_every_answer_carries_the_security_headers(client: FlaskClient, app: Fla
     assert "default-src 'none'" in client.get("/healthz").headers["Content-Security-Policy"]
 
 
+def test_answers_to_a_caller_with_credentials_are_not_kept_by_caches(
+    client: FlaskClient, app: Flask
+) -> None:
+    from ..reward_support import resident
+
+    admin = bearer(staff_token(client, app, "analyst"))
+    member = resident(client, app)
+    for path, headers in (("/v1/admin/dashboard/actions", admin),
+                          ("/v1/admin/dashboard/actions?format=csv", admin),
+                          ("/v1/admin/dashboard/open-data.zip", admin),
+                          ("/v1/me", member.headers), ("/v1/me/ledger", member.headers),
+                          ("/v1/nothing", member.headers),
+                          ("/v1/partner/vouchers/NOPE", {"X-Api-Key": "not-a-key"})):
+        answer = client.get(path, headers=headers)
+        assert answer.headers.get("Cache-Control") == "no-store", (path, answer.status_code)
+    # A view that says how its answer may be kept keeps its own policy (an ETag'd read);
+    # an anonymous public answer is not marked.
+    charities = client.get("/v1/charities", headers=member.headers)
+    assert charities.status_code == 200
+    assert charities.headers["Cache-Control"] == "private, max-age=300"
+    assert "Cache-Control" not in client.get("/healthz").headers
+
+
 def test_docs_work_offline_from_our_origin(client: FlaskClient) -> None:
     page = client.get("/docs")
     assert page.status_code == 200 and page.mimetype == "text/html"
