@@ -139,7 +139,7 @@ def test_settlement_for_staff_and_partners(client: FlaskClient, app: Flask,
     assert client.get("/v1/admin/settlements?month=2026-07",
                       headers=till(cafe)).status_code == 401
     analyst = admin_headers(client, app, "analyst")
-    assert client.get("/v1/admin/settlements?month=2026-07", headers=analyst).status_code == 200
+    assert client.get("/v1/admin/settlements?month=2026-07", headers=analyst).status_code == 403
     reviewer = admin_headers(client, app, "reviewer")
     assert client.get("/v1/admin/settlements?month=2026-07",
                       headers=reviewer).status_code == 403

@@ -82,11 +82,13 @@ CSV_RESPONSE = {"content": {"application/json": {"schema": SettlementOut},
 
 @blp.route("/admin/settlements")
 @blp.doc(security=BEARER, responses={"200": CSV_RESPONSE})
-@staff_required("scheme_manager", "analyst")
+@staff_required("scheme_manager")
 @blp.arguments(SettlementQuery, location="query")
 @blp.response(200, SettlementOut)
 def admin_settlements(args):
-    """Every partner owed something for the month: count and value per offer."""
+    """Every partner owed something for the month: count and value per offer, exact
+    (what the council pays). Not for analysts: their figures suppress small counts, and
+    an offer's exact count would give back what the dashboard's `rewards` hides."""
     return _answer(args, settle(db.session, args["month"],
                                 current_app.config["SCHEME_TIMEZONE"]))
 

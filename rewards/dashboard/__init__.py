@@ -6,16 +6,19 @@ the raw tables: the tests and the benchmark check the two agree."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from ..extensions import db
 from . import behaviour, engagement, money
-from .context import Context
+from .context import Context, ward_name
 from .filters import Filters
 from .sources import Raw, Rollups
 from .spec import FigureSpec
-from .table import Column, Table
+from .table import Column, Table, hide
 
 DEFAULT_MIN_CELL = 10
 
@@ -88,16 +91,63 @@ def min_cell() -> int:
     return DEFAULT_MIN_CELL
 
 
+# Figures with a row per ward: under a ward filter, that ward's row of the figure for
+# every ward, suppressed as it is there (computed for the ward alone, the one row would
+# show what the table for every ward hides beside a small ward).
+PER_WARD = ("reach_wards", "active", "actions_by_ward")
+# Figures that do not take the ward filter: rewards, money and partners.
+WARD_BLIND = ("rewards", "money", "forecast", "owed_partners")
+# Under a ward filter, what says whether the ward's figures may be shown: members who
+# joined (by month) for the figures of joiners, members taking part for the rest.
+JOINERS = ("reach_channel", "retention")
+VALUE_KINDS = ("int", "number", "percent", "money")
+
+
 def compute(name: str, filters: Filters, *, source: Rollups | Raw | None = None,
             session: Session | None = None, threshold: int | None = None) -> Table:
     """One figure for `filters`. KeyError for an unknown name."""
     spec = FIGURES[name]
     ctx = Context(session or db.session, filters, source or Rollups(),
                   min_cell() if threshold is None else threshold)
-    columns, rows, notes = spec.compute(ctx)
+    if filters.ward is None or name in WARD_BLIND:
+        columns, rows, notes = spec.compute(ctx)
+    elif name in PER_WARD:
+        columns, rows, notes = spec.compute(_every_ward(ctx))
+        rows = [row for row in rows if row.get("ward") == ward_name(filters.ward)]
+    else:
+        columns, rows, notes = spec.compute(ctx)
+        notes = [*notes, *_gate_ward(ctx, name, columns, rows)]
     notes = [*notes, f"Cells counting fewer than {ctx.threshold} members are suppressed, "
              "with the smallest other cell of their group when only one would be."]
     return Table(name, spec.title, columns, rows, notes, filters.to_json())
+
+
+def _every_ward(ctx: Context) -> Context:
+    return replace(ctx, filters=replace(ctx.filters, ward=None))
+
+
+def _gate_ward(ctx: Context, name: str, columns: list[Column],
+               rows: list[dict[str, Any]]) -> list[str]:
+    """A ward hidden in the figures by ward (under the same period, category and type)
+    shows none of its figures alone either: its totals, less the wards shown, would give
+    back the small ward it was hidden beside. Hides in place; returns the note to add."""
+    values = [column.key for column in columns if column.kind in VALUE_KINDS]
+    wanted = ward_name(ctx.filters.ward or "")
+    if name in JOINERS:  # by month: the months whose joiners the ward's row hides
+        hidden = {row["month"] for row in engagement.reach_wards(_every_ward(ctx))[1]
+                  if row["ward"] == wanted and "joined" in row.get("_suppressed", ())}
+        key = "month" if name == "reach_channel" else "cohort"
+        gated = [row for row in rows if row.get(key) in hidden]
+    else:
+        by_ward = engagement.actions_by_ward(_every_ward(ctx))[1]
+        gated = rows if any(row["ward"] == wanted and "members" in row.get("_suppressed", ())
+                            for row in by_ward) else []
+    for row in gated:
+        hide(row, values)
+    if not gated:
+        return []
+    return ["The ward's figures are suppressed where the figures by ward suppress it "
+            "(too few members, or hidden beside a ward that has too few)."]
 
 
 __all__ = ["FIGURES", "Column", "FigureSpec", "Filters", "Raw", "Rollups", "Table", "compute"]

@@ -310,8 +310,17 @@ def fairness_deprivation(ctx: Context) -> tuple[list, list, list]:
             "actions_per_member": ratio(count, members),
             "points_per_member": ratio(points, members),
         })
+    # A decile holding a ward the figures by ward hide is hidden too (with another, if
+    # it is the only one): the decile less its wards shown would give the ward back.
+    hidden_wards = {row["ward"] for row in actions_by_ward(ctx)[1]
+                    if "members" in row.get("_suppressed", ())}
+    hidden_deciles = {str(deciles.get(ward, 0)) if deciles.get(ward) else "not set"
+                      for ward in facts if ward_name(ward) in hidden_wards}
+    if "(no ward given)" in hidden_wards or hidden_wards - {ward_name(w) for w in facts}:
+        hidden_deciles.add("not set")  # members with no ward, or a ward not in the list
     suppress(rows, ctx.threshold, "members",
-             ["participation_per_1000", "actions_per_member", "points_per_member"])
+             ["participation_per_1000", "actions_per_member", "points_per_member"],
+             forced=lambda row: row["imd_decile"] in hidden_deciles)
     columns = [col("imd_decile", "Deprivation decile (1 most deprived)",
                    "Degradd amddifadedd (1 mwyaf difreintiedig)", "text"),
                col("wards", "Wards", "Wardiau"),

@@ -16,7 +16,7 @@ from .counts import members_over_months
 from .counts import sums as counted_sums
 from .filters import Filters, day_bounds, today
 from .settings import pence_per_point
-from .table import suppress_columns
+from .table import suppress, suppress_columns
 
 FORECAST_DAYS = (30, 60, 90)
 
@@ -180,9 +180,17 @@ def owed_partners(ctx: Context) -> tuple[list, list, list]:
             .group_by(Partner.name).order_by(Partner.name))
     rows = [{"partner": name, "redemptions": count, "owed_pounds": round(int(value) / 100, 2)}
             for name, count, value in ctx.session.execute(stmt)]
+    # Partners are organisations, but a partner's total less its offers shown in
+    # `rewards` would give back an offer hidden there: such a partner is hidden too
+    # (with another, if it is the only one).
+    hidden = {row["partner"] for row in rewards(ctx)[1]
+              if "redeemed" in row.get("_suppressed", ())}
+    suppress(rows, 0, "redemptions", ["owed_pounds"],
+             forced=lambda row: row["partner"] in hidden)
     columns = [col("partner", "Partner", "Partner", "text"),
                col("redemptions", "Redemptions", "Defnyddiau"),
                col("owed_pounds", "Owed", "Yn ddyledus", "money")]
     return columns, rows, [ctx.period_note(), "Redemptions not undone, at the value fixed "
-                           "when each happened (the monthly settlement gives the detail). "
-                           "Partners are organisations: nothing here is suppressed."]
+                           "when each happened. A partner with an offer whose redemptions "
+                           "`rewards` suppresses is suppressed here too; the monthly "
+                           "settlement (scheme managers) gives the exact amounts."]

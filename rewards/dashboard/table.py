@@ -95,6 +95,7 @@ def suppress(
     count: str,
     values: Iterable[str],
     group: Callable[[dict[str, Any]], Hashable] | None = None,
+    forced: Callable[[dict[str, Any]], bool] | None = None,
 ) -> None:
     """Primary and complementary suppression, in place.
 
@@ -103,13 +104,16 @@ def suppress(
     up to a total shown elsewhere, e.g. one month's wards), if exactly one row is
     suppressed, the smallest other row is suppressed too, so the total less the others
     cannot give the hidden cell back. Cells counting nobody (0) are not suppressed:
-    they reveal no one, and hiding them would hide that a ward is missing."""
+    they reveal no one, and hiding them would hide that a ward is missing. `forced`
+    marks rows to hide as if small: a row that adds up cells another figure hides
+    (a deprivation decile holding a hidden ward)."""
     keys = [count, *values]
     groups: dict[Hashable, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[group(row) if group else None].append(row)
     for members in groups.values():
-        small = [row for row in members if 0 < (row.get(count) or 0) < threshold]
+        small = [row for row in members if 0 < (row.get(count) or 0) < threshold
+                 or (forced is not None and (row.get(count) or 0) > 0 and forced(row))]
         for row in small:
             hide(row, keys)
         if len(small) == 1:
