@@ -119,7 +119,8 @@ def make_engine(url: str, pre_ping: bool = True) -> Engine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               hide_parameters=True)
 
         # pysqlite's own transaction handling starts transactions late; take the write
         # lock at BEGIN so two claims cannot both read a balance and then both write.
@@ -146,8 +147,10 @@ def make_engine(url: str, pre_ping: bool = True) -> Engine:
     # Retry-After having changed nothing (its transaction never reached the database),
     # and the next request connects afresh. pool_recycle retires connections before
     # any idle timeout between here and the database closes them.
+    # hide_parameters: a statement's error (logged when the database goes away) names
+    # its values, residents' addresses and codes among them; the logs must not.
     return create_engine(url, pool_pre_ping=pre_ping, pool_recycle=POOL_RECYCLE_SECONDS,
-                         pool_size=10, max_overflow=20)
+                         pool_size=10, max_overflow=20, hide_parameters=True)
 
 
 POOL_RECYCLE_SECONDS = 1800
@@ -253,6 +256,11 @@ class Api(flask_smorest.Api):
             # The database is down or restarting: a client should come back shortly.
             current_app.logger.error("database unavailable: %s", error)
             _discard_session()
+            if request.blueprint in PAGE_BLUEPRINTS:  # a person at a browser: a page
+                from flask import render_template
+
+                return (render_template("unavailable.html"), 503,
+                        {"Retry-After": DB_RETRY_AFTER, "Cache-Control": "no-store"})
             return error_response(503, "The service is briefly unavailable; please try "
                                        "again shortly.", headers={"Retry-After": DB_RETRY_AFTER})
         current_app.logger.exception("unhandled error", exc_info=error)
@@ -261,6 +269,8 @@ class Api(flask_smorest.Api):
 
 # Seconds a client is asked to wait when the database is unavailable.
 DB_RETRY_AFTER = "5"
+# The server-rendered pages (rewards/web): people at a browser, not API clients.
+PAGE_BLUEPRINTS = ("web", "staff_pages", "partner_pages", "event_pages")
 
 
 def _database_unavailable(error: BaseException) -> bool:

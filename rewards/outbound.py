@@ -29,6 +29,10 @@ class UnsafeAddress(ValueError):
     """The URL may not be called: its message says why (safe to show to staff)."""
 
 
+class Unresolved(OSError):
+    """The name could not be resolved just now: worth trying again later."""
+
+
 class Deadline(TimeoutError):
     """The other side did not finish answering in time."""
 
@@ -104,9 +108,12 @@ def safe_address(host: str, port: int, allow_private: bool) -> Address:
     try:
         addresses = resolve(host, port)
     except OSError as error:
-        raise UnsafeAddress(f"{host} could not be resolved: {error}") from None
+        # A resolver that failed (a timeout, EAI_AGAIN, a name briefly missing while a
+        # partner moves its DNS) says nothing about the address: an OSError, which
+        # callers retry, not a refusal that fails the reward for good.
+        raise Unresolved(f"{host} could not be resolved: {error}") from None
     if not addresses:
-        raise UnsafeAddress(f"{host} has no address")
+        raise Unresolved(f"{host} has no address")
     if not allow_private:
         for ip in addresses:
             problem = address_problem(ip)

@@ -139,6 +139,37 @@ def test_a_500_then_success_on_retry(client: FlaskClient, app: Flask, leisure) -
     ledger_sound(app)
 
 
+def test_a_name_that_does_not_resolve_for_a_moment_is_tried_again(
+    client: FlaskClient, app: Flask, leisure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resolver that failed (EAI_AGAIN) says nothing about the partner's address: the
+    attempt is retried like a refused connection, not failed as a forbidden address."""
+    import socket
+
+    from rewards import outbound
+
+    admin, partner = leisure
+    real, failures = outbound.resolve, {"left": 2}
+
+    def flaky(host: str, port: int) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, port)
+
+    with partner_system(partner["webhook_secret"]) as system:
+        offer = _webhook_offer(client, app, system, partner, admin)
+        me = resident(client, app, points=100)
+        monkeypatch.setattr(outbound, "resolve", flaky)
+        claimed = _claim(client, me.headers, offer["id"])
+        assert len(system.calls) == 1
+    assert _reward(app, claimed["id"]).status == "issued"
+    assert available(client, me.headers) == 70
+    with app.app_context():
+        assert db.session.scalars(select(OutboxMessage)).one().attempts == 3
+    ledger_sound(app)
+
+
 def test_a_partner_that_never_answers_in_time(client: FlaskClient, app: Flask, leisure,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     admin, partner = leisure

@@ -47,6 +47,45 @@ def test_a_database_outage_answers_503_with_retry_after(client: FlaskClient, app
     assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 10
 
 
+def test_a_page_answers_a_page_when_the_database_is_away(client: FlaskClient,
+                                                         app: Flask) -> None:
+    """Staff and partner pages are for people at a browser: a short page saying to try
+    again, with the same 503 and Retry-After, not the API's JSON."""
+    from .test_partner_pages import _csrf
+
+    for path, form in (("/staff/login", {"email": "a@council.example", "password": "x"}),
+                       ("/partner/login", {"email": "till@cafe.example", "password": "x"})):
+        token = _csrf(client.get(path).data)
+        with _down(app):
+            answer = client.post(path, data={**form, "csrf": token})
+        assert answer.status_code == 503, (path, answer.data[:300])
+        assert answer.mimetype == "text/html"
+        assert answer.headers["Retry-After"] == "5"
+        assert b"try again" in answer.data and b"Traceback" not in answer.data
+
+
+def test_a_database_error_logs_no_values_of_the_statement(
+    client: FlaskClient, app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A statement's error names its values unless the engine hides them: a resident
+    logging in while the database restarts must not leave their address in the log."""
+    postgres_only(app, "the server ending pooled connections is about PostgreSQL")
+    assert make_engine("sqlite://").hide_parameters
+    email = "leak.me@example.org"
+    with _engine(make_engine(db.engine.url.render_as_string(hide_password=False),
+                             pre_ping=False)):
+        assert client.post("/v1/auth/token", json={"email": email, "code": "123456"}
+                           ).status_code == 401
+        with app.app_context():
+            _cut_pooled_connections()
+        with caplog.at_level("ERROR"):
+            failed = client.post("/v1/auth/token", json={"email": email, "code": "123456"})
+    assert failed.status_code == 503
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "database unavailable" in logged
+    assert email not in logged and "123456" not in logged
+
+
 class _down:
     """The database stops answering: nothing listens where the engine connects."""
 
