@@ -52,6 +52,14 @@ LONG_JOBS = {"workers.imports.import_csv": 1800, "workers.awarding.award_queued"
 
 # Attempt number and the most there will be, while an outbox job runs.
 _attempt_var: ContextVar[tuple[int, int] | None] = ContextVar("job_attempt", default=None)
+_message_var: ContextVar[uuid.UUID | None] = ContextVar("job_message", default=None)
+
+
+class AttemptOverran(BaseException):
+    """An attempt ran past its time limit (JOB_TIMEOUT_SECONDS): raised in the job by the
+    worker's timer (workers/runner.py). Not an Exception, so a job's own `except
+    Exception` (a notice that could not be sent, logged and passed over) cannot catch
+    it and run on past its lease, while the relay sends the job to another worker."""
 
 
 def enqueue(job: str, queue: str = "default", **kwargs: Any) -> OutboxMessage:
@@ -149,6 +157,13 @@ def current_attempt() -> tuple[int, int] | None:
     return _attempt_var.get()
 
 
+def current_message_id() -> uuid.UUID | None:
+    """The outbox row of the job running now (None for a job queued straight to RQ):
+    a job that works through a list can take off its own row what it has done, so an
+    attempt after a failure does not do it again."""
+    return _message_var.get()
+
+
 def last_attempt() -> bool:
     """Whether the job running now has no retry left (called directly: no retry)."""
     attempt = _attempt_var.get()
@@ -156,11 +171,13 @@ def last_attempt() -> bool:
 
 
 @contextmanager
-def _attempt(number: int, most: int) -> Iterator[None]:
+def _attempt(number: int, most: int, message_id: uuid.UUID | None = None) -> Iterator[None]:
     token = _attempt_var.set((number, most))
+    message = _message_var.set(message_id)
     try:
         yield
     finally:
+        _message_var.reset(message)
         _attempt_var.reset(token)
 
 
@@ -213,10 +230,10 @@ def run_attempt(message_id: uuid.UUID, func: Callable[..., Any], args: tuple[Any
     attempt, most = message.attempts, int(current_app.config["JOB_MAX_ATTEMPTS"])
     job = message.job
     try:
-        with _attempt(attempt, most):
+        with _attempt(attempt, most, message_id):
             result = func(*args, **kwargs)
         session.commit()
-    except Exception as error:
+    except BaseException as error:  # AttemptOverran (and a worker told to stop) too
         session.rollback()
         try:
             again = _finish(message_id, attempt, error)
@@ -255,7 +272,7 @@ def run_inline(message_id: uuid.UUID) -> None:
         message.dispatched_at = utcnow()
         session.commit()
         try:
-            with _attempt(attempt, most), request_id_set(request_id):
+            with _attempt(attempt, most, message_id), request_id_set(request_id):
                 resolve(job)(**kwargs)
             session.commit()
         except Exception as error:  # a failed job must not fail the request that queued it

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -156,3 +157,80 @@ def test_the_job_skips_members_with_nowhere_to_be_told(client: FlaskClient, app:
     assert summary == {"sent": 1, "skipped": 3, "failed": 0}
     assert [m["To"] for m in mails[before:]] == [told.email]
     assert "12" in mails[-1]["Subject"]
+
+
+def test_an_attempt_stopped_part_way_tells_nobody_twice(
+    client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job takes members off its own outbox row before telling them: an attempt
+    stopped at its time limit (raised in it by the worker's timer, past any `except
+    Exception`) is followed by one that tells only those not reached yet."""
+    from sqlalchemy import select
+
+    from rewards import jobs
+    from rewards.extensions import db
+    from rewards.models import OutboxMessage
+
+    people = [resident(client, app) for _ in range(12)]
+    for who in people:
+        assert client.patch("/v1/me/notification-preferences", headers=who.headers,
+                            json={"points_earned": {"email": True}}).status_code == 200
+    told: list[str] = []
+    real = workers.notices.deliver
+
+    def slow_relay(session: object, notice: object) -> None:
+        if len(told) == 7:
+            told.append("stopped")  # the 8th send is under way when the timer fires
+            raise jobs.AttemptOverran("the attempt ran longer than its limit")
+        real(session, notice)
+        told.append(notice.email)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(workers.notices, "deliver", slow_relay)
+    with app.app_context():
+        message = jobs.enqueue("workers.notices.points_earned",
+                               earned={who.id: [10, 1] for who in people})
+        db.session.commit()
+        message_id = message.id
+
+    def attempt() -> object:
+        with app.app_context():
+            kwargs = dict(db.session.get(OutboxMessage, message_id).kwargs)  # as the relay
+            return jobs.run_attempt(message_id, workers.notices.points_earned.__wrapped__,
+                                    (), kwargs)
+
+    with pytest.raises(jobs.AttemptOverran):
+        attempt()
+    with app.app_context():
+        row = db.session.get(OutboxMessage, message_id)
+        assert (row.attempts, row.done_at) == (1, None) and row.due_at is not None
+        assert "AttemptOverran" in row.last_error
+    summary = attempt()
+    addresses = [address for address in told if address != "stopped"]
+    assert len(addresses) == len(set(addresses)) == 11  # the one under way is not retried
+    assert summary == {"sent": 11 - 7, "skipped": 0, "failed": 0}
+    with app.app_context():
+        assert db.session.scalar(select(OutboxMessage.done_at).where(
+            OutboxMessage.id == message_id)) is not None
+
+
+def test_the_workers_time_limit_is_not_caught_by_a_jobs_own_handlers() -> None:
+    """RQ's timer raised an Exception, which a job's `except Exception` around a call
+    that may fail caught: the attempt ran on past its lease."""
+    import time
+
+    from rq.timeouts import JobTimeoutException
+
+    from rewards import jobs
+    from workers.runner import ForkingOutboxWorker, OutboxWorker, _HardTimeLimit
+
+    assert OutboxWorker.death_penalty_class is ForkingOutboxWorker.death_penalty_class \
+        is _HardTimeLimit
+    caught = []
+    started = time.monotonic()
+    with pytest.raises(jobs.AttemptOverran), _HardTimeLimit(1, JobTimeoutException):
+        for _ in range(4):
+            try:
+                time.sleep(0.6)  # a slow relay, one send of many
+            except Exception as error:  # noqa: BLE001 (what the jobs do)
+                caught.append(error)
+    assert caught == [] and time.monotonic() - started < 1.5

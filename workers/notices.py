@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
 
+from rewards import jobs
 from rewards.extensions import db
-from rewards.models import Member
+from rewards.models import Member, OutboxMessage
 from rewards.notice_text import mail_language, text
 from rewards.notify import Notice, deliver, devices_of, wanted_by
 
@@ -24,7 +26,8 @@ def points_earned(earned: dict[str, list[int]]) -> dict[str, int]:
     """`earned`: {member id: [points, actions]}. Who wants it, and where, is read for the
     whole batch at once (most card holders have neither an address nor a phone). A
     notice that cannot be sent is logged, not retried: the points stand, and a rerun
-    must not tell the others twice."""
+    must not tell the others twice (each member is taken off the job's outbox row
+    before being told: `_taken_off`)."""
     session = db.session
     scheme = current_app.config["SCHEME_NAME"]
     ids = sorted(uuid.UUID(member_id) for member_id, (points, _) in earned.items()
@@ -51,6 +54,9 @@ def points_earned(earned: dict[str, list[int]]) -> dict[str, int]:
     session.commit()
     summary = {"sent": 0, "skipped": len(earned) - len(notices), "failed": 0}
     for member_id, notice in notices:
+        # Only members who have a device or asked for mail get this far (most card
+        # holders have neither): one small commit each, beside a send that takes longer.
+        _taken_off(session, [member_id])
         try:
             deliver(session, notice)
         except Exception:
@@ -59,3 +65,21 @@ def points_earned(earned: dict[str, list[int]]) -> dict[str, int]:
             continue
         summary["sent"] += 1
     return summary
+
+
+def _taken_off(session: Any, member_ids: list[uuid.UUID]) -> None:
+    """Take `member_ids` off this job's own outbox row (committed) before telling them:
+    an attempt that stops part way (its time limit, a worker killed, a database
+    restart) is followed by one that tells only those not reached yet. At most once:
+    a member whose notice was under way when it stopped is not told again."""
+    message_id = jobs.current_message_id()
+    if message_id is None:
+        return
+    message = session.get(OutboxMessage, message_id)
+    if message is None:
+        return
+    earned = dict(message.kwargs.get("earned") or {})
+    for member_id in member_ids:
+        earned.pop(str(member_id), None)
+    message.kwargs = {**message.kwargs, "earned": earned}
+    session.commit()

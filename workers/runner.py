@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker, Worker
 from rq.exceptions import StopRequested
+from rq.timeouts import UnixSignalDeathPenalty
 
 from rewards import jobs, relay
 from rewards.extensions import db
@@ -59,11 +60,23 @@ def relay_quietly(everything: bool = False) -> int:
             log.exception("could not end the relay's session")
 
 
+class _HardTimeLimit(UnixSignalDeathPenalty):
+    """RQ's timer, raising jobs.AttemptOverran (not an Exception) when an attempt runs
+    past its time limit: RQ's own JobTimeoutException is an Exception, which a job's
+    `except Exception` around a call that may fail (sending one notice of many) caught,
+    so the attempt ran on past its lease while the relay sent the job again."""
+
+    def handle_death_penalty(self, signum: int, frame: Any) -> None:
+        raise jobs.AttemptOverran(
+            f"the attempt ran longer than its limit ({self._timeout} seconds)")
+
+
 class _RelayingWorker:
     """Relays due outbox rows between jobs and while waiting for them, and builds the
     RQ job of a claim's id handed over alone (workers/rqjob.py)."""
 
     job_class = OutboxJob
+    death_penalty_class = _HardTimeLimit
     _last_relay = 0.0
     # RQ's own back-off while Redis is away, capped like ours.
     max_connection_wait_time = BACKOFF_MOST
