@@ -27,7 +27,23 @@ def _app_or_refusal() -> Flask:
         raise click.ClickException(str(refusal)) from None
 
 
-@click.group(cls=FlaskGroup, create_app=_app_or_refusal)
+class _Commands(FlaskGroup):
+    """Every command: a database that cannot be reached is one line saying so (and exit
+    status 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, InterfaceError) as error:
+            cause = str(error.orig or error).strip().splitlines()[0]
+            raise click.ClickException(
+                f"the database cannot be reached ({cause}): check DATABASE_URL and that "
+                "the database is running, then try again") from None
+
+
+@click.group(cls=_Commands, create_app=_app_or_refusal)
 def main() -> None:
     """Citizen rewards scheme."""
 

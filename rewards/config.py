@@ -58,6 +58,8 @@ class Config:
         # gunicorn turns it off (rewards/gunicorn_conf.py): there it cost a round trip
         # on every request, and a dropped connection costs one 503 instead.
         self.DATABASE_PRE_PING: bool = env.get("DATABASE_PRE_PING", "1") == "1"
+        # Seconds /readyz waits for the database's SELECT 1 (rewards/api/health.py).
+        self.READINESS_DB_TIMEOUT: float = float(_env_int("READINESS_DB_TIMEOUT", 2))
         self.REDIS_URL: str | None = env.get("REDIS_URL") or None
         self.SMTP_URL: str | None = env.get("SMTP_URL") or None
         self.MAIL_FROM: str = env.get("MAIL_FROM", "rewards@localhost")

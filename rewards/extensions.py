@@ -149,8 +149,31 @@ def make_engine(url: str, pre_ping: bool = True) -> Engine:
     # any idle timeout between here and the database closes them.
     # hide_parameters: a statement's error (logged when the database goes away) names
     # its values, residents' addresses and codes among them; the logs must not.
+    #
+    # A database that cannot be reached must not hold a request until gunicorn's own
+    # timeout kills the worker: connecting gives up after DATABASE_CONNECT_TIMEOUT
+    # seconds, a connection whose sent data goes unacknowledged (the host gone, a
+    # network cut, a fail-over to another address) is closed after
+    # DATABASE_TCP_TIMEOUT seconds, keepalives notice an idle one that died, and
+    # waiting for a pooled connection gives up after DATABASE_POOL_TIMEOUT seconds.
+    # Each is an error answered 503 with Retry-After.
+    connect_args = {"connect_timeout": _env_seconds("DATABASE_CONNECT_TIMEOUT", 5),
+                    "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                    "keepalives_count": 3,
+                    "tcp_user_timeout": 1000 * _env_seconds("DATABASE_TCP_TIMEOUT", 30)}
     return create_engine(url, pool_pre_ping=pre_ping, pool_recycle=POOL_RECYCLE_SECONDS,
-                         pool_size=10, max_overflow=20, hide_parameters=True)
+                         pool_size=10, max_overflow=20, hide_parameters=True,
+                         pool_timeout=_env_seconds("DATABASE_POOL_TIMEOUT", 10),
+                         connect_args=connect_args)
+
+
+def _env_seconds(name: str, default: int) -> int:
+    import os
+
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
 
 
 POOL_RECYCLE_SECONDS = 1800

@@ -64,6 +64,29 @@ class BacklogCollector(Collector):
     failed, and how long the oldest reward has waited for its voucher."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from .extensions import db
+
+        up = GaugeMetricFamily("rewards_database_up", "1 when the database answered this "
+                                                      "scrape's backlog queries.")
+        try:
+            found = list(self._backlog())
+        except SQLAlchemyError as error:
+            # The request figures (in this process) still go out: they show the outage.
+            logging.getLogger("rewards.metrics").warning(
+                "metrics: database: %s", type(error).__name__)
+            try:
+                db.session.rollback()
+            except SQLAlchemyError:
+                db.session.remove()
+            found = []
+        up.add_metric([], 1 if found else 0)
+        yield up
+        yield from found
+        yield from self._queues()
+
+    def _backlog(self) -> Iterator[GaugeMetricFamily]:
         from .extensions import db
         from .models import AwardQueue, OutboxMessage, Reward, utcnow
 
@@ -115,7 +138,6 @@ class BacklogCollector(Collector):
         yield GaugeMetricFamily("rewards_award_queue_oldest_age_seconds",
                                 "How long the oldest batch has waited to be awarded (0: none).",
                                 value=_age(now, oldest_batch))
-        yield from self._queues()
 
     @staticmethod
     def _by_queue(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:

@@ -256,6 +256,27 @@ def test_request_latency_is_counted_by_route_template(
                   method="GET", status="2xx", le="+Inf") >= 3
 
 
+def test_metrics_answer_while_the_database_is_away(
+    client: FlaskClient, app: Flask, metrics_on: dict[str, str]
+) -> None:
+    """The request figures live in the process: a scrape during a database outage
+    still answers them (they are what shows the outage), with rewards_database_up 0."""
+    from .test_outage import _down
+
+    up = client.get("/metrics", headers=metrics_on).get_data(as_text=True)
+    assert sample(up, "rewards_database_up") == 1
+    with _down(app):
+        assert client.get("/v1/me/balance", headers=bearer("x")).status_code == 401
+        scraped = client.get("/metrics", headers=metrics_on)
+    assert scraped.status_code == 200, scraped.get_data(as_text=True)[:300]
+    text = scraped.get_data(as_text=True)
+    assert sample(text, "rewards_database_up") == 0
+    assert "rewards_http_request_duration_seconds_count" in text
+    assert "rewards_outbox_depth" not in text
+    back = client.get("/metrics", headers=metrics_on).get_data(as_text=True)
+    assert sample(back, "rewards_database_up") == 1 and "rewards_outbox_depth" in back
+
+
 def test_backlog_figures_come_from_the_database_and_redis(
     client: FlaskClient, app: Flask, rq_mode: str, metrics_on: dict[str, str]
 ) -> None:

@@ -47,6 +47,61 @@ def test_a_database_outage_answers_503_with_retry_after(client: FlaskClient, app
     assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 10
 
 
+def test_readyz_answers_503_in_time_when_the_database_says_nothing(
+    client: FlaskClient, app: Flask
+) -> None:
+    """A server that takes the connection and then says nothing (paused, hung): the
+    probe gives up after READINESS_DB_TIMEOUT, so a load balancer sees 503, not a
+    request held until gunicorn kills the worker; the next probe, while the first still
+    waits, answers at once."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])  # and never answer
+            except OSError:
+                continue
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    port = listener.getsockname()[1]
+    app.config["READINESS_DB_TIMEOUT"] = 1.0
+    live = db.engine
+    silent = create_engine(f"postgresql+psycopg://rewards@127.0.0.1:{port}/rewards",
+                           connect_args={"connect_timeout": 10})
+    try:
+        db.engine = silent
+        for _ in range(2):
+            started = time.monotonic()
+            ready = client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json == {"status": "unavailable",
+                                  "checks": {**ready.json["checks"], "database": "unavailable"}}
+            assert time.monotonic() - started < 2.5
+    finally:
+        db.engine = live
+        app.config["READINESS_DB_TIMEOUT"] = 2.0
+        stop.set()
+        acceptor.join()
+        for connection in held:
+            connection.close()
+        listener.close()
+        silent.dispose()
+    # With the silent server's connections closed, the waiting probe ends: ready again.
+    deadline = time.monotonic() + 3
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz").json
+        time.sleep(0.05)
+
+
 def test_a_page_answers_a_page_when_the_database_is_away(client: FlaskClient,
                                                          app: Flask) -> None:
     """Staff and partner pages are for people at a browser: a short page saying to try
@@ -84,6 +139,21 @@ def test_a_database_error_logs_no_values_of_the_statement(
     logged = " ".join(record.getMessage() for record in caplog.records)
     assert "database unavailable" in logged
     assert email not in logged and "123456" not in logged
+
+
+@pytest.mark.parametrize("command", [["ledger", "verify"], ["staff", "list"],
+                                     ["db", "upgrade"]])
+def test_a_command_says_in_one_line_that_the_database_cannot_be_reached(
+    app: Flask, command: list[str]
+) -> None:
+    env = worker_env(app, "redis://127.0.0.1:1/0")
+    env["DATABASE_URL"] = "postgresql+psycopg://rewards@127.0.0.1:1/rewards"
+    done = subprocess.run([str(BIN / "rewards"), *command], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    assert "the database cannot be reached" in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 3, done.stderr
 
 
 class _down:

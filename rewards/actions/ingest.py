@@ -227,6 +227,8 @@ def _result(
         "action_id": str(action_id) if action_id else None,
         "reason": reason,
     }
-    if points is not None:
-        result["points"] = points
+    # Always there, as the answer's schema says: 0 for an item that earned nothing
+    # (a duplicate, a rejected item), null for one recorded but not awarded yet
+    # (AWARDING=deferred: its points show in the member's actions once awarded).
+    result["points"] = points if points is not None else (None if status == "accepted" else 0)
     return result

@@ -16,6 +16,7 @@ from ..actions.sources import KeyRefused, source_for_key
 from ..extensions import db, reading_only
 from ..models import Member, Partner
 from ..partner_keys import TillKeyRefused, partner_for_key
+from ..reasons import Reason
 from ..security import bearer_claims, check_signature
 from ..sessions import (
     live_member_row,
@@ -47,7 +48,8 @@ def _bearer() -> dict[str, Any]:
         abort(401, message="Authorization: Bearer <token> is required.")
     payload = bearer_claims()
     if payload is None:
-        abort(401, message="The token is invalid or has expired.")
+        # Refresh (POST /v1/auth/refresh) and try again; if that fails too, log in.
+        abort(401, message="The token is invalid or has expired.", reason=Reason.INVALID_TOKEN)
     return payload
 
 
@@ -61,7 +63,7 @@ def current_member() -> Member:
     if member is None:
         member = db.session.get(Member, g.caller.id)
         if member is None:  # erased or deleted since the token was checked
-            abort(401, message=MEMBER_ENDED)
+            abort(401, message=MEMBER_ENDED, reason=Reason.SESSION_ENDED)
         g.member = member
     return member
 
@@ -87,7 +89,7 @@ def _resident(find: Callable[[Any, dict[str, Any]], Any], slot: str) -> Callable
                 abort(403, message="This is for residents' own accounts.")
             member = find(db.session, payload)
             if member is None or member.erased_at is not None:
-                abort(401, message=MEMBER_ENDED)
+                abort(401, message=MEMBER_ENDED, reason=Reason.SESSION_ENDED)
             setattr(g, slot, member)
             g.caller = Caller("member", "member", member.id)
             return view(*args, **kwargs)
@@ -121,7 +123,7 @@ def _carrying(writes: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]
                 abort(403, message="This is for residents' own accounts.")
             check = member_row_check(payload)
             if check is None:
-                abort(401, message=MEMBER_ENDED)
+                abort(401, message=MEMBER_ENDED, reason=Reason.SESSION_ENDED)
 
             def settle(row: Any) -> None:
                 member = live_member_row(row)
@@ -145,7 +147,7 @@ def _carrying(writes: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]
             except _Refused:
                 if writes:  # whatever the view wrote before the check was read
                     db.session.rollback()
-                abort(401, message=MEMBER_ENDED)
+                abort(401, message=MEMBER_ENDED, reason=Reason.SESSION_ENDED)
             finally:
                 reads.uncarry(token)
             return answer
@@ -202,7 +204,7 @@ def staff_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
                 abort(403, message="This needs a staff account.")
             user = staff_for_token(db.session, payload)
             if user is None:
-                abort(401, message=ENDED)
+                abort(401, message=ENDED, reason=Reason.SESSION_ENDED)
             if needs_enrolment(user) and not getattr(view, "enrolment_allowed", False):
                 abort(403, message="Set up your second factor first: POST /v1/auth/totp, "
                                    "then POST /v1/auth/totp/confirm with a code from the app.")
@@ -234,7 +236,7 @@ def partner_required(view: Callable[..., Any]) -> Callable[..., Any]:
             abort(403, message="This is for partners.")
         user = staff_for_token(db.session, payload)
         if user is None or user.partner_id is None:
-            abort(401, message=ENDED)
+            abort(401, message=ENDED, reason=Reason.SESSION_ENDED)
         partner = db.session.get(Partner, user.partner_id)
         if partner is None or not partner.active:
             abort(401, message="The partner is no longer part of the scheme.")

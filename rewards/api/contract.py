@@ -54,6 +54,11 @@ EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/partner/redemptions"): (409, 410),
     ("GET", "/v1/partner/vouchers/{code}"): (404,),
     ("POST", "/v1/me/devices"): (409,),
+    # Signing in: wrong code, password or refresh token (no bearer token to declare).
+    ("POST", "/v1/auth/token"): (401,),
+    ("POST", "/v1/auth/refresh"): (401,),
+    ("POST", "/v1/auth/login"): (401,),
+    ("POST", "/v1/auth/totp/confirm"): (409,),
 }
 # Keyset-paginated lists: the cursor of the next page comes back in headers.
 CURSOR_HEADERS = {

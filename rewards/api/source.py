@@ -61,7 +61,11 @@ class ItemResult(Schema):
                        "\"held for review: ...\" when a control (too many actions of a type "
                        "in an hour, implausible travel between located actions) held it: it "
                        "is recorded but earns nothing until a reviewer approves it."})
-    points = fields.Integer(metadata={"description": "Points awarded now (accepted items)."})
+    points = fields.Integer(allow_none=True, metadata={
+        "description": "Points awarded now: 0 for a duplicate or rejected item; null for an "
+                       "accepted item not awarded yet (where the scheme awards in the "
+                       "background, AWARDING=deferred: the member's actions list shows "
+                       "it `pending` until then)."})
 
 
 class BatchOut(Schema):
