@@ -231,3 +231,25 @@ def test_an_app_can_tell_refresh_from_log_in_again(client: FlaskClient, app: Fla
         assert refused.status_code == 401, (path, refused.json)
         declared = _spec(client)["paths"][path]["post"]["responses"]
         assert "401" in declared, path
+
+
+def test_every_batch_result_carries_every_declared_field(client: FlaskClient,
+                                                        app: Flask) -> None:
+    """ItemResult lists points as required: a duplicate or rejected item says 0, not
+    nothing (a strict client would fail to decode the whole answer)."""
+    from .helpers import build_scheme, link, signed_post, tap
+    from .test_flow import _daytime
+
+    scheme = build_scheme(client, app)
+    member = resident(client, app)
+    assert link(client, app, member.headers, "6335 0012 3456 7001").status_code == 201
+    item = tap("r-1", "6335 0012 3456 7001", _daytime(1, 9))
+    answer = signed_post(client, scheme.source, {"items": [
+        item, item, {**item, "external_ref": "r-2", "type": "no_such_type"}]})
+    assert answer.status_code == 200, answer.json
+    results = answer.json["results"]
+    assert [r["status"] for r in results] == ["accepted", "duplicate", "rejected"]
+    assert [r["points"] for r in results] == [10, 0, 0]
+    required = _spec(client)["components"]["schemas"]["ItemResult"]["required"]
+    for result in results:
+        assert set(required) <= set(result), result
