@@ -211,6 +211,13 @@ def error_response(code: int, message: str, errors: Any = None, headers: Any = N
     }
     if errors or code == 422:
         payload["errors"] = errors or {}  # a 422 always has the object clients index by field
+    if code == 401:
+        # HTTP requires the challenge on a 401; some client stacks act only on it.
+        headers = dict(headers or {})
+        challenge = 'Bearer realm="api"'
+        if payload["reason"] in ("invalid_token", "session_ended"):
+            challenge += ', error="invalid_token"'
+        headers.setdefault("WWW-Authenticate", challenge)
     return jsonify(payload), code, headers or {}
 
 
@@ -385,15 +392,16 @@ class Blueprint(flask_smorest.Blueprint):
         return _PAGINATION_METADATA.dump(pagination_figures(page, page_size, item_count))
 
 
-def pagination_figures(page: int, page_size: int, item_count: int) -> dict[str, int]:
+def pagination_figures(page: int | None, page_size: int, item_count: int) -> dict[str, int]:
     """What flask-smorest's PaginationMixin._make_pagination_metadata counts (its schema
-    dumps these integers as they are, in this order)."""
+    dumps these integers as they are, in this order). `page` None: a page read after a
+    cursor, which has no number (its next page is X-Next-Cursor's): the totals only."""
     figures = {"total": item_count, "total_pages": 0}
     if item_count == 0:
         return figures
     last_page = (item_count - 1) // page_size + 1
     figures.update(total_pages=last_page, first_page=1, last_page=last_page)
-    if page <= last_page:
+    if page is not None and page <= last_page:
         figures["page"] = page
         if page > 1:
             figures["previous_page"] = page - 1

@@ -58,3 +58,19 @@ def test_action_types_are_listed_publicly_with_names(client: FlaskClient, app: F
     assert "public" in listed.headers["Cache-Control"]
     assert client.get("/v1/action-types", headers={
         "If-None-Match": listed.headers["ETag"]}).status_code == 304
+
+
+def test_if_match_is_evaluated_before_if_none_match(client: FlaskClient, app: Flask) -> None:
+    """An If-Match naming the current ETag (or *) passes, so a matching If-None-Match
+    still gives 304; one naming none gives 412 in the one error shape, not the body."""
+    first = client.get("/v1/wards")
+    tag = first.headers["ETag"]
+    for if_match in (tag, "*", f'"old", {tag}'):
+        again = client.get("/v1/wards", headers={"If-None-Match": tag, "If-Match": if_match})
+        assert again.status_code == 304, if_match
+    refused = client.get("/v1/wards", headers={"If-Match": '"old"'})
+    assert refused.status_code == 412
+    assert (refused.json["reason"], refused.json["code"]) == ("precondition_failed", 412)
+    assert client.get("/v1/wards", headers={"If-Match": tag}).status_code == 200
+    declared = client.get("/openapi.json").json["paths"]["/v1/wards"]["get"]["responses"]
+    assert "412" in declared

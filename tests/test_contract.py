@@ -217,6 +217,9 @@ def test_an_app_can_tell_refresh_from_log_in_again(client: FlaskClient, app: Fla
     token = member.headers["Authorization"].split(" ", 1)[1]
     tampered = client.get("/v1/me", headers={"Authorization": f"Bearer {token[:-4]}AAAA"})
     assert (tampered.status_code, tampered.json["reason"]) == (401, "invalid_token")
+    assert tampered.headers["WWW-Authenticate"] == 'Bearer realm="api", error="invalid_token"'
+    assert client.get("/v1/me").headers["WWW-Authenticate"] == 'Bearer realm="api"'
+
     assert client.post("/v1/auth/logout", headers=member.headers).status_code in (200, 204)
     ended = client.get("/v1/me", headers=member.headers)
     assert (ended.status_code, ended.json["reason"]) == (401, "session_ended")

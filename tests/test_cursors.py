@@ -3,6 +3,7 @@ added between two pages neither repeat nor hide lines already listed."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
@@ -49,6 +50,14 @@ def test_ledger_cursor_pages_are_stable_when_lines_are_added(client: FlaskClient
     first = client.get("/v1/me/ledger", query_string={"page_size": 3},
                        headers=member.headers)
     assert first.headers["X-Pagination"]  # page numbers still work, with their total
+    numbered = json.loads(first.headers["X-Pagination"])
+    assert (numbered["page"], numbered["next_page"]) == (1, 2)
+    # A page read after a cursor has no number: the totals only, no next_page to follow
+    # (it would re-read the rows the cursor's page has just given).
+    after_cursor = client.get("/v1/me/ledger", headers=member.headers, query_string={
+        "page_size": 3, "cursor": first.headers["X-Next-Cursor"]})
+    figures = json.loads(after_cursor.headers["X-Pagination"])
+    assert figures["total"] == 9 and not {"page", "next_page", "previous_page"} & set(figures)
     assert [line["points"] for line in after[:2]] == [101, 100]
     assert {"id", "points", "kind", "reason", "created_at"} == set(after[0])
     page_two = client.get("/v1/me/ledger", query_string={"page_size": 3, "page": 2},

@@ -45,12 +45,16 @@ def cached(max_age: int, *, private: bool) -> Callable[[Callable[..., Any]], Cal
             tag = generate_etag(response.get_data())
             headers["ETag"] = quote_etag(tag)
             environ = request.environ
+            if_match = environ.get("HTTP_IF_MATCH")
+            if if_match and not parse_etags(if_match).contains(tag):  # "*" matches any
+                from ..extensions import error_response
+
+                return error_response(412, "If-Match names no ETag of the current answer.")
             asked = environ.get("HTTP_IF_NONE_MATCH")
             if (asked and environ["REQUEST_METHOD"] in ("GET", "HEAD")
                     and parse_etags(asked).contains_weak(tag)):
                 # Unchanged: werkzeug sends a 304 without the body.
-                response.status_code = 412 if parse_etags(
-                    environ.get("HTTP_IF_MATCH")) else 304
+                response.status_code = 304
             return response
 
         return wrapper

@@ -283,6 +283,9 @@ def keyset_page(stmt: Select[Any], moment: Any, row_id: Any, cursor: str | None,
                               and_(moment == last_moment, row_id > last_id)))
         result = db.session.execute(stmt.limit(size + 1), params or {})
         rows = list(result.scalars() if scalars else result.all())
+        # A page after a cursor has no number: X-Pagination says the totals only, and
+        # the next page is X-Next-Cursor's (a next_page number would re-read rows).
+        pagination_parameters.page = None
     pagination_parameters.item_count = int(total or 0)
     headers: dict[str, str] = {}
     if len(rows) > size:

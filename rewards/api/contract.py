@@ -24,6 +24,7 @@ ERRORS: dict[int, tuple[str, str]] = {
     404: ("NOT_FOUND", "No such thing, or not one this caller may see."),
     409: ("CONFLICT", "Refused in the current state (reason says why)."),
     410: ("GONE", "No longer available: ended or expired."),
+    412: ("PRECONDITION_FAILED", "If-Match named no ETag of the current answer."),
     413: ("PAYLOAD_TOO_LARGE", "The body is larger than the API takes."),
     414: ("URI_TOO_LONG", "The address (with its query string) is too long."),
     422: ("UNPROCESSABLE_ENTITY", "The request is not valid: see errors for each field."),
@@ -169,6 +170,7 @@ def _finish_operation(method: str, path: str, operation: dict[str, Any]) -> None
     if key in CALLBACKS:
         operation["callbacks"] = deepcopy(CALLBACKS[key])
     if key in CACHED:
+        responses["412"] = {"$ref": "#/components/responses/PRECONDITION_FAILED"}
         responses["200"].setdefault("headers", {}).update(deepcopy(CACHE_HEADERS))
         responses["304"] = {"description": "Not Modified: the copy held is current.",
                             "headers": {"ETag": deepcopy(CACHE_HEADERS["ETag"])}}
