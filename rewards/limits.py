@@ -202,7 +202,9 @@ def _headers(response: Response) -> Response:
     given = response.headers
     given.add("RateLimit-Limit", limit)
     given.add("RateLimit-Remaining", remaining)
-    given.add("RateLimit-Reset", str(reset_at))
+    # Seconds until the window resets, as the IETF RateLimit header fields have it
+    # (a Unix time here would read as a wait of decades to a client of the draft).
+    given.add("RateLimit-Reset", str(max(0, int(reset_at - time.time()))))
     if response.status_code == 429:
         # The window's end, or the route's own Retry-After if that is later.
         given["Retry-After"] = str(int(max(_moment(given.get("Retry-After")), reset_at)

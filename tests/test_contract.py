@@ -256,3 +256,31 @@ def test_every_batch_result_carries_every_declared_field(client: FlaskClient,
     required = _spec(client)["components"]["schemas"]["ItemResult"]["required"]
     for result in results:
         assert set(required) <= set(result), result
+
+
+def test_idempotent_operations_declare_their_key_limits_and_the_replay_header(
+    client: FlaskClient, app: Flask
+) -> None:
+    spec = _spec(client)
+    keyed = [(method, path, operation) for method, path, operation in _operations(spec)
+             if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))]
+    assert {operation["operationId"] for _, _, operation in keyed} >= {
+        "claimOffer", "donatePoints", "claimEvent", "adjustPoints", "approveReview",
+        "rejectReview", "redeemWithCard", "redeemVoucher"}
+    for method, path, operation in keyed:
+        parameter = next(p for p in operation["parameters"] if p["name"] == "Idempotency-Key")
+        assert (parameter["schema"]["minLength"], parameter["schema"]["maxLength"]) == (1, 200)
+        ok = next(r for s, r in operation["responses"].items() if s.startswith("2"))
+        assert "Idempotent-Replayed" in ok["headers"], (method, path)
+    # The same mistake gets the same shape whichever operation it is sent to.
+    member = resident(client, app, points=10)
+    long_key = {"Idempotency-Key": "k" * 201}
+    claim = client.post("/v1/me/rewards", json={"offer_id": "00000000-0000-0000-0000-000000000000"},
+                        headers={**member.headers, **long_key})
+    admin = admin_headers(client, app)
+    partner = make_partner(client, admin)
+    redeem = client.post("/v1/partner/redemptions", json={"code": "ABCDEFGHJK"},
+                         headers={**till(partner), **long_key})
+    for answer in (claim, redeem):
+        assert answer.status_code == 422
+        assert answer.json["errors"] == {"Idempotency-Key": ["1 to 200 characters."]}

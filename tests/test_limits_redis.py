@@ -64,8 +64,9 @@ def test_a_limited_request_is_counted_in_one_round_trip_with_true_headers(
     assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
     assert {a.headers["RateLimit-Limit"] for a in answers} == {"3"}
     now = time.time()
-    for answer in answers:  # the window's end, as a moment
-        assert now - 1 <= int(answer.headers["RateLimit-Reset"]) <= now + 61
+    for answer in answers:  # seconds to the window's end
+        assert 0 <= int(answer.headers["RateLimit-Reset"]) <= 61
+    assert now > 1_000_000
     assert 0 < int(answers[3].headers["Retry-After"]) <= 60
     assert "Retry-After" not in answers[0].headers
     # What the headers said is what Redis holds.

@@ -129,7 +129,8 @@ def idempotent(scope: str, produce: Callable[[], tuple[dict[str, Any], int]]) ->
     winner's answer. SQLite serialises the two requests whole."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (1 <= len(key) <= 200):
-        abort(422, message="Idempotency-Key must be 1 to 200 characters.")
+        abort(422, message="Idempotency-Key must be 1 to 200 characters.",
+              errors={"Idempotency-Key": ["1 to 200 characters."]})
     if not key:
         body, status = produce()
         db.session.commit()

@@ -39,6 +39,11 @@ IDEMPOTENCY_KEY = {
     "description": "A retry with the same key and body replays the first answer.",
 }
 
+IDEMPOTENT_REPLAYED = {
+    "description": "true when this is the answer to an earlier try with the same "
+                   "Idempotency-Key (replayed, nothing done again)",
+    "schema": {"type": "string", "enum": ["true"]}}
+
 # Files: the media type served, for operations whose body is not JSON.
 MEDIA: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/v1/me/rewards/{reward_id}/qr.svg"): {
@@ -169,6 +174,14 @@ def _finish_operation(method: str, path: str, operation: dict[str, Any]) -> None
         responses["200"].setdefault("headers", {}).update(deepcopy(CURSOR_HEADERS))
     if key in CALLBACKS:
         operation["callbacks"] = deepcopy(CALLBACKS[key])
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "header" and parameter.get("name") == "Idempotency-Key":
+            # The server's limits (common.idempotent), and the header marking a replay.
+            parameter["schema"] = {"type": "string", "minLength": 1, "maxLength": 200}
+            for status, response in responses.items():
+                if status.startswith("2") and "$ref" not in response:
+                    response.setdefault("headers", {}).setdefault(
+                        "Idempotent-Replayed", deepcopy(IDEMPOTENT_REPLAYED))
     if key in CACHED:
         responses["412"] = {"$ref": "#/components/responses/PRECONDITION_FAILED"}
         responses["200"].setdefault("headers", {}).update(deepcopy(CACHE_HEADERS))
