@@ -117,6 +117,7 @@ def compute(name: str, filters: Filters, *, source: Rollups | Raw | None = None,
     else:
         columns, rows, notes = spec.compute(ctx)
         notes = [*notes, *_gate_ward(ctx, name, columns, rows)]
+    notes = [*notes, *engagement.illustrative_notes(name, ctx, rows)]
     notes = [*notes, f"Cells counting fewer than {ctx.threshold} members are suppressed, "
              "with the smallest other cell of their group when only one would be."]
     return Table(name, spec.title, columns, rows, notes, filters.to_json())

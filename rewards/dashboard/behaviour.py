@@ -10,6 +10,7 @@ from sqlalchemy import Date, cast, func, select, text, type_coerce
 
 from ..extensions import db
 from ..models import ActionType, Rule, RuleVersion
+from . import welsh
 from .context import Context, col, ratio
 from .counts import campaign_key, members_over_months, members_per_period, sums
 from .filters import scheme_zone, today
@@ -58,7 +59,8 @@ def baseline(ctx: Context) -> tuple[list, list, list]:
         members[(category, type_code, window)] = int(count or 0)
     rows = []
     for category, type_code in sorted({(c, t) for c, t, _ in actions}):
-        row: dict[str, Any] = {"type_code": type_code, "category": category}
+        row: dict[str, Any] = {"type_code": type_code, "category": category,
+                               "category_cy": welsh.category(category)}
         for key, *_ in TENURE:
             row[key] = ratio(actions.get((category, type_code, key), 0), exposure[key], 3)
             row[f"_n_{key}"] = members.get((category, type_code, key), 0)
@@ -141,8 +143,8 @@ def campaign(ctx: Context) -> tuple[list, list, list]:
         while week <= end:
             phase = ("before" if week + timedelta(days=6) < first
                      else "after" if week > last else "during")
-            weeks[week] = {"campaign": name, "week": week, "phase": phase, "members": 0,
-                           "actions": 0}
+            weeks[week] = {"campaign": name, "week": week, "phase": phase,
+                           "phase_cy": welsh.phase(phase), "members": 0, "actions": 0}
             week += timedelta(weeks=1)
         for week, members, count in _campaign_weeks(ctx, types, categories, start, end):
             cell = weeks[as_date(week)]
@@ -177,7 +179,8 @@ def impact(ctx: Context) -> tuple[list, list, list]:
         f = factors.get(type_code, {})
         count, km, hours = int(count or 0), float(km or 0), float(hours or 0)
         rows.append({
-            "type_code": type_code, "category": category, "members": members,
+            "type_code": type_code, "category": category,
+            "category_cy": welsh.category(category), "members": members,
             "actions": count, "km": round(km, 1),
             "co2_kg": round(count * f.get("co2_kg", 0) + km * f.get("co2_kg_per_km", 0), 1),
             "car_km": round(count * f.get("car_km", 0) + km * f.get("car_km_per_km", 0), 1),

@@ -10,6 +10,7 @@ from sqlalchemy import Select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import FromClause
 
+from . import welsh
 from .filters import Filters, next_month, today
 from .sources import Raw, Rollups
 from .table import Column
@@ -63,5 +64,13 @@ def ratio(numerator: float | None, denominator: float | None, digits: int = 2) -
     return round(numerator / denominator, digits)
 
 
+NO_WARD = "(no ward given)"
+
+
 def ward_name(ward: str) -> str:
-    return ward or "(no ward given)"
+    return ward or NO_WARD
+
+
+def ward_cells(ward: str) -> dict[str, str]:
+    """A row's ward, and its Welsh for the Welsh page (a ward's name is a proper name)."""
+    return {"ward": ward_name(ward), "ward_cy": ward or welsh.NO_WARD}

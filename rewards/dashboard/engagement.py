@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ..models import Member
-from .context import Context, col, ratio, ward_name
+from . import welsh
+from .context import Context, col, ratio, ward_cells, ward_name
 from .counts import members_in_days, members_over_months, members_per_period, sums
 from .filters import month_start, next_month
 from .settings import wards
@@ -44,7 +45,7 @@ def reach_wards(ctx: Context) -> tuple[list, list, list]:
     rows = []
     for (month, ward), joined in sorted(counts.items()):
         population = facts[ward].adult_population if ward in facts else None
-        rows.append({"month": month, "ward": ward_name(ward), "joined": joined,
+        rows.append({"month": month, **ward_cells(ward), "joined": joined,
                      "adult_population": population,
                      "share_percent": ratio(100 * joined, population, 3)})
     suppress(rows, ctx.threshold, "joined", ["share_percent"], group=lambda r: r["month"])
@@ -84,11 +85,12 @@ def active(ctx: Context) -> tuple[list, list, list]:
         for (ward,), count in by_ward.items():
             if not count:
                 continue
-            row = rows_by_ward.setdefault(ward, {"ward": ward_name(ward), "active_7d": 0,
+            row = rows_by_ward.setdefault(ward, {**ward_cells(ward), "active_7d": 0,
                                                  "active_30d": 0})
             row[key] = count
-        rows_by_ward.setdefault("\x00all", {"ward": "All wards", "active_7d": 0,
-                                            "active_30d": 0})[key] = sum(by_ward.values())
+        rows_by_ward.setdefault("\x00all", {"ward": "All wards", "ward_cy": welsh.ALL_WARDS,
+                                            "active_7d": 0, "active_30d": 0}
+                                )[key] = sum(by_ward.values())
     total_row = rows_by_ward.pop("\x00all")
     rows = [rows_by_ward[ward] for ward in sorted(rows_by_ward)]
     suppress_columns(rows, ctx.threshold, [("active_7d", []), ("active_30d", [])])
@@ -123,6 +125,7 @@ def actions(ctx: Context) -> tuple[list, list, list]:
     rows = sorted(_by(ctx, "category", "type_code"),
                   key=lambda r: (r["category"], r["type_code"]))
     for row in rows:
+        row["category_cy"] = welsh.category(row["category"])
         row["actions_per_member"] = ratio(row["actions"], row["members"])
     suppress(rows, ctx.threshold, "members", ["actions", "points", "actions_per_member"])
     columns = [col("type_code", "Action type", "Math o weithred", "text"),
@@ -138,7 +141,7 @@ def actions(ctx: Context) -> tuple[list, list, list]:
 def actions_by_ward(ctx: Context) -> tuple[list, list, list]:
     rows = sorted(_by(ctx, "ward"), key=lambda r: r["ward"])
     for row in rows:
-        row["ward"] = ward_name(row["ward"])
+        row.update(ward_cells(row["ward"]))
         row["actions_per_member"] = ratio(row["actions"], row["members"])
     suppress(rows, ctx.threshold, "members", ["actions", "points", "actions_per_member"])
     columns = [col("ward", "Ward", "Ward", "text"), col("members", "Members", "Aelodau"),
@@ -270,8 +273,9 @@ def fairness_age(ctx: Context) -> tuple[list, list, list]:
         cell[0] += members
         cell[1] += int(count or 0)
         cell[2] += int(points or 0)
-    rows = [{"age_band": band, "members": m, "actions_per_member": ratio(a, m),
-             "points_per_member": ratio(p, m)} for band, (m, a, p) in totals.items()]
+    rows = [{"age_band": band, "age_band_cy": welsh.age_band(band), "members": m,
+             "actions_per_member": ratio(a, m), "points_per_member": ratio(p, m)}
+            for band, (m, a, p) in totals.items()]
     suppress(rows, ctx.threshold, "members", ["actions_per_member", "points_per_member"])
     columns = [col("age_band", "Age band", "Band oedran", "text"),
                col("members", "Active members", "Aelodau gweithgar"),
@@ -303,6 +307,7 @@ def fairness_deprivation(ctx: Context) -> tuple[list, list, list]:
         members, count, points = found.get(value, (0, 0, 0))
         rows.append({
             "imd_decile": str(value) if value else "not set",
+            "imd_decile_cy": str(value) if value else welsh.NOT_SET,
             "wards": len(in_decile) if value else None,
             "adult_population": population,
             "members": members,
@@ -333,3 +338,31 @@ def fairness_deprivation(ctx: Context) -> tuple[list, list, list]:
                col("points_per_member", "Points per member", "Pwyntiau fesul aelod", "number")]
     return columns, rows, [ctx.period_note(), "Deciles are the Index of Multiple Deprivation "
                            "decile staff set for each ward; wards without one are 'not set'."]
+
+
+# The start of the note a figure built on ward facts carries when a fact it used is
+# illustrative (the demo's, rewards.demo); the open-data export looks for it.
+ILLUSTRATIVE = "Illustrative figures:"
+
+
+def illustrative_notes(name: str, ctx: Context, rows: list[dict[str, Any]]) -> list[str]:
+    """`reach_wards` (the wards shown, by their adult population) and
+    `fairness_deprivation` (every ward with a decile: its decile and population) say
+    when any ward fact they used is illustrative, not official statistics."""
+    if name not in ("reach_wards", "fairness_deprivation"):
+        return []
+    facts = wards(ctx.session)
+    if name == "reach_wards":
+        used = {row["ward"] for row in rows if row.get("adult_population") is not None}
+        what, every, also = ("adult populations", "all the wards shown",
+                             "so are the shares of adults joined")
+    else:
+        used = {ward for ward, f in facts.items() if f.imd_decile}
+        what, every, also = ("deprivation deciles and adult populations",
+                             "all the wards with a decile", "so is every figure by decile")
+    flagged = sorted(ward for ward in used if ward in facts and facts[ward].illustrative)
+    if not flagged:
+        return []
+    which = every if len(flagged) == len(used) else ", ".join(flagged)
+    return [f"{ILLUSTRATIVE} the {what} of {which} are illustrative values (as the demo "
+            f"loads them), not official statistics, and {also}."]

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 
 from ..models import Offer, Partner, Redemption, Reward, utcnow
+from . import welsh
 from .context import Context, col, ratio
 from .counts import members_over_months
 from .counts import sums as counted_sums
@@ -149,7 +150,8 @@ def forecast(ctx: Context) -> tuple[list, list, list]:
     rows = []
     for n, (days, points) in enumerate(zip(FORECAST_DAYS, due, strict=True)):
         rows.append({
-            "window": f"next {days} days", "redemptions": round(per_day[0] * days),
+            "window": f"next {days} days", "window_cy": welsh.next_days(days),
+            "redemptions": round(per_day[0] * days),
             "redemption_pounds": round(per_day[1] * days / 100, 2),
             "vouchers_expiring": vouchers[n], "_n_vouchers": vouchers[len(members) + n],
             "points_expiring_at_most": int(points or 0),

@@ -9,6 +9,7 @@ import zipfile
 from datetime import date
 
 from . import FIGURES, compute
+from .engagement import ILLUSTRATIVE
 from .filters import Filters, months_between, next_month, today
 from .table import SUPPRESSED, Table, safe_cell
 
@@ -27,8 +28,18 @@ def default_filters() -> Filters:
     return Filters(start, end)
 
 
+ILLUSTRATIVE_CY = ("Ffigurau enghreifftiol: mae rhai o ffeithiau'r wardiau (poblogaeth "
+                   "oedolion, degradd amddifadedd) yn werthoedd enghreifftiol (fel y mae'r "
+                   "demo yn eu llwytho), nid ystadegau swyddogol.")
+
+
 def tables(filters: Filters) -> list[Table]:
     return [compute(name, filters) for name in PUBLISHED]
+
+
+def illustrative(table: Table) -> str | None:
+    """The figure's note that ward facts it used are illustrative, if it has one."""
+    return next((note for note in table.notes if note.startswith(ILLUSTRATIVE)), None)
 
 
 def dictionary(found: list[Table], threshold: int) -> str:
@@ -40,6 +51,10 @@ def dictionary(found: list[Table], threshold: int) -> str:
     for table in found:
         writer.writerow([f"{table.name}.csv", "", safe_cell(FIGURES[table.name].description),
                          "", "", safe_cell(" ".join(table.notes))])
+        note = illustrative(table)
+        if note:  # said on a row of its own, in both languages, not only among the notes
+            writer.writerow([f"{table.name}.csv", "", safe_cell(note),
+                             safe_cell(ILLUSTRATIVE_CY), "", ""])
         for column in table.columns:
             writer.writerow([f"{table.name}.csv", column.key, safe_cell(column.label),
                              safe_cell(column.label_cy), UNITS[column.kind],
@@ -49,12 +64,17 @@ def dictionary(found: list[Table], threshold: int) -> str:
 
 def archive(filters: Filters, threshold: int) -> bytes:
     found = tables(filters)
+    flagged = [f"{table.name}.csv" for table in found if illustrative(table)]
+    warning = (f"ILLUSTRATIVE FIGURES: {', '.join(flagged)} use ward facts (adult "
+               "populations, deprivation deciles) that are illustrative values, as the demo "
+               "loads them, not official statistics; dictionary.csv says which. Do not "
+               "publish them as real figures.\n") if flagged else ""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
         for table in found:
             bundle.writestr(f"{table.name}.csv", table.to_csv())
         bundle.writestr("dictionary.csv", dictionary(found, threshold))
-        bundle.writestr("README.txt", (
+        bundle.writestr("README.txt", warning + (
             f"Citizen rewards scheme: published aggregates from {filters.date_from} to "
             f"{filters.date_to} (whole months). Every figure counts members in aggregate; "
             f"cells counting fewer than {threshold} members are shown as '{SUPPRESSED}'. "

@@ -46,18 +46,29 @@ class Table:
             "notes": list(self.notes),
         }
 
-    def to_csv(self) -> str:
-        """One header row of labels, then the rows; a suppressed cell says so."""
+    def to_csv(self, language: str = "en") -> str:
+        """One header row of labels, then the rows; a suppressed cell says so. In Welsh
+        ("cy": the Welsh staff page's download) the header is the columns' Welsh labels
+        and a text cell whose row gives its Welsh form (`<key>_cy`) is written in Welsh;
+        the API and the open data are English."""
+        welsh = language == "cy"
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow([safe_cell(column.label) for column in self.columns])
+        writer.writerow([safe_cell(column.label_cy if welsh and column.label_cy
+                                   else column.label) for column in self.columns])
         for row in self.rows:
             hidden = set(row.get("_suppressed", ()))
             writer.writerow([
-                SUPPRESSED if column.key in hidden else safe_cell(row.get(column.key))
+                SUPPRESSED if column.key in hidden else safe_cell(_cell(row, column, welsh))
                 for column in self.columns
             ])
         return out.getvalue()
+
+
+def _cell(row: dict[str, Any], column: Column, welsh: bool) -> Any:
+    if welsh and column.kind == "text" and row.get(f"{column.key}_cy"):
+        return row[f"{column.key}_cy"]
+    return row.get(column.key)
 
 
 def _json_value(value: Any) -> Any:

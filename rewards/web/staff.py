@@ -247,7 +247,8 @@ def figure_csv(name: str):
     if filters is None:
         return _error(400, f"{t('bad_filters')}: {problem}")
     _fresh()
-    body = dashboard.compute(name, filters).to_csv()
+    # The page's language: a Welsh page downloads Welsh headers and row labels.
+    body = dashboard.compute(name, filters).to_csv(g.lang)
     stamp = f"{filters.date_from.isoformat()}_{filters.date_to.isoformat()}"
     return Response(body, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{name}_{stamp}.csv"'})

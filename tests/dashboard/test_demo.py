@@ -37,6 +37,10 @@ def test_demo_history_feeds_the_dashboard(app: Flask) -> None:
         campaign = compute("campaign", filters)
         assert {row["phase"] for row in campaign.rows} == {"before", "during", "after"}
         assert sum(row["actions"] or 0 for row in campaign.rows) > 0  # weeks with actions
+        # The demo's ward facts are illustrative, and the figures using them say so.
+        for name in ("reach_wards", "fairness_deprivation"):
+            assert any(note.startswith("Illustrative figures:") and "all the wards" in note
+                       for note in compute(name, filters).notes), name
         # The demo refreshed the rollups as it finished: they agree with the raw tables.
         for name in ("actions", "fairness_deprivation", "retention", "money", "campaign",
                      "baseline"):

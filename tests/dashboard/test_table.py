@@ -53,6 +53,20 @@ def test_csv_says_suppressed_and_neutralises_formulas() -> None:
                                   "kind": "int"}
 
 
+def test_csv_in_welsh_gives_welsh_labels_and_row_words() -> None:
+    table = Table("t", "T", [Column("ward", "Ward", "Ward", "text"),
+                             Column("phase", "Phase", "Cam", "text"),
+                             Column("n", "Members", "Aelodau")],
+                  [{"ward": "All wards", "ward_cy": "Pob ward", "phase": "before",
+                    "phase_cy": "cyn", "n": 12},
+                   {"ward": "Armley", "phase": "=x", "phase_cy": "=y", "n": None,
+                    "_suppressed": ["n"]}])
+    assert table.to_csv("cy").splitlines() == ["Ward,Cam,Aelodau", "Pob ward,cyn,12",
+                                               "Armley,'=y,suppressed"]
+    assert table.to_csv().splitlines() == table.to_csv("en").splitlines() == [
+        "Ward,Phase,Members", "All wards,before,12", "Armley,'=x,suppressed"]
+
+
 def test_filters_from_query_arguments() -> None:
     f = Filters.from_args({"from": "2026-01-15", "to": "2026-03-02", "ward": " Armley ",
                            "category": "travel", "action_type": ""})
