@@ -17,7 +17,8 @@ blp = Blueprint("admin_privacy", __name__, url_prefix="/v1/admin",
 
 
 class LinkSecretOut(Schema):
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": ["travel_card", "leisure_card", "library_card",
+                                            "resident_card"]})
     link_secret = fields.String(metadata={"description": "Shown only here: give it to the "
                                                          "card kind's issuer."})
     code_digits = fields.Integer()

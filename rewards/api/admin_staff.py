@@ -22,7 +22,8 @@ blp = Blueprint("admin_staff", __name__, url_prefix="/v1/admin/staff",
 class StaffOut(Schema):
     id = fields.UUID()
     email = fields.String()
-    role = fields.String()
+    role = fields.String(metadata={"enum": ["admin", "scheme_manager", "reviewer", "analyst",
+                                            "desk", "partner"]})
     partner_id = fields.UUID(allow_none=True)
     active = fields.Boolean()
     created_at = fields.DateTime()

@@ -81,7 +81,7 @@ class EventOut(Schema):
     ends_at = fields.DateTime()
     max_claims = fields.Integer(allow_none=True)
     claims = fields.Integer(metadata={"description": "Claims made so far."})
-    mode = fields.String()
+    mode = fields.String(metadata={"enum": list(EVENT_MODES)})
     attributes = fields.Dict()
     created_at = fields.DateTime()
 

@@ -43,6 +43,7 @@ class EventClaimOut(Schema):
     type = fields.String(attribute="type_code")
     occurred_at = fields.DateTime()
     status = fields.String(metadata={
+        "enum": ["accepted", "flagged"],
         "description": "accepted, or flagged: held for review by a control (points 0 until "
                        "a reviewer approves; reason says why)."})
     points = fields.Integer()

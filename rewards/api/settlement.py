@@ -30,7 +30,7 @@ class SettlementQuery(Schema):
 class OfferLineOut(Schema):
     offer_id = fields.UUID()
     title = fields.String()
-    basis = fields.String(metadata={"description": "redeemed: at a till or the page (undone "
+    basis = fields.String(metadata={"enum": ["redeemed", "issued"], "description": "redeemed: at a till or the page (undone "
                                                    "ones left out); issued: passes the "
                                                    "partner's own system issued."})
     count = fields.Integer()
