@@ -53,6 +53,13 @@ MEDIA: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/v1/admin/reviews/{action_id}/photo"): {
         "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
         "image/png": {"schema": {"type": "string", "format": "binary"}}},
+    ("GET", "/v1/admin/dashboard/{name}.csv"): {"text/csv": {"schema": {"type": "string"}}},
+    ("GET", "/v1/admin/dashboard/open-data.zip"): {
+        "application/zip": {"schema": {"type": "string", "format": "binary"}}},
+    ("GET", "/v1/admin/dashboard/open-data/dictionary.csv"): {
+        "text/csv": {"schema": {"type": "string"}}},
+    ("GET", "/v1/admin/dashboard/open-data/{name}.csv"): {
+        "text/csv": {"schema": {"type": "string"}}},
 }
 # Statuses particular to an operation, beyond what its shape implies.
 EXTRA: dict[tuple[str, str], tuple[int, ...]] = {

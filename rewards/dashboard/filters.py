@@ -57,13 +57,22 @@ def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
 EARLIEST, LATEST = date(1970, 1, 1), date(9998, 12, 31)
 
 
+class FilterError(ValueError):
+    """A filter the dashboard cannot answer for: `field` names the query argument at
+    fault (the API's 422 lists the message under it), str() says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _date(value: str, name: str) -> date:
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{name} must be a date as YYYY-MM-DD, not {value!r}.") from None
+        raise FilterError(name, f"{name} must be a date as YYYY-MM-DD, not {value!r}.") from None
     if not EARLIEST <= day <= LATEST:
-        raise ValueError(f"{name} must be a date from {EARLIEST} to {LATEST}.")
+        raise FilterError(name, f"{name} must be a date from {EARLIEST} to {LATEST}.")
     return day
 
 
@@ -73,9 +82,9 @@ def _text(args: Mapping[str, Any], name: str, longest: int = 100) -> str | None:
         return None
     value = str(value).strip()
     if len(value) > longest:
-        raise ValueError(f"{name} is longer than {longest} characters.")
+        raise FilterError(name, f"{name} is longer than {longest} characters.")
     if any(ord(character) < 32 or ord(character) == 127 for character in value):
-        raise ValueError(f"{name} must not contain control characters.")
+        raise FilterError(name, f"{name} must not contain control characters.")
     return value
 
 
@@ -91,17 +100,19 @@ class Filters:
     def from_args(cls, args: Mapping[str, Any]) -> Filters:
         """From query arguments `from`, `to` (YYYY-MM-DD), `ward`, `category`,
         `action_type`; by default the last 90 days ending today in the scheme's zone.
-        Bad values raise ValueError with a message for the caller."""
+        Bad values raise FilterError (a ValueError) naming the argument, with a message
+        for the caller; a range that cannot be (`from` after `to`, or too long) is put
+        on `from`, the end a caller moves to mend it."""
         end = _date(args["to"], "to") if args.get("to") else today()
         start = (_date(args["from"], "from") if args.get("from")
                  else max(end - timedelta(days=DEFAULT_DAYS - 1), EARLIEST))
         if start > end:
-            raise ValueError("from must not be after to.")
+            raise FilterError("from", "from must not be after to.")
         if (end - start).days >= MAX_DAYS:
-            raise ValueError(f"The range may cover at most {MAX_DAYS} days.")
+            raise FilterError("from", f"The range may cover at most {MAX_DAYS} days.")
         category = _text(args, "category", 32)
         if category is not None and category not in CATEGORIES:
-            raise ValueError(f"category must be one of: {', '.join(CATEGORIES)}.")
+            raise FilterError("category", f"category must be one of: {', '.join(CATEGORIES)}.")
         return cls(start, end, _text(args, "ward"), category, _text(args, "action_type", 64))
 
     @property
