@@ -9,8 +9,15 @@ from collections.abc import Iterable
 from typing import Any
 
 # A spreadsheet treats a cell starting with one of these as a formula (or, for tab and
-# carriage return, strips them and then does).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# carriage return, strips them and then does); some also after leading spaces or line
+# breaks, and some read the fullwidth forms (＝＋－＠) as the ASCII ones.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d",
+                  "\uff20")
+
+
+def looks_like_formula(text: str) -> bool:
+    return text.startswith(FORMULA_STARTS) or text.lstrip(" \t\r\n").startswith(
+        FORMULA_STARTS)
 
 
 def safe_cell(value: Any) -> Any:
@@ -20,7 +27,7 @@ def safe_cell(value: Any) -> Any:
         return ""
     if isinstance(value, bool) or not isinstance(value, int | float):
         text = str(value)
-        return "'" + text if text.startswith(FORMULA_STARTS) else text
+        return "'" + text if looks_like_formula(text) else text
     return value
 
 

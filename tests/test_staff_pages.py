@@ -214,3 +214,22 @@ def test_page_logins_share_the_lockout_and_need_the_second_factor(client: FlaskC
         assert log_in(other, "ana@council.example", password="wrong guess").status_code == 401
     locked = log_in(other, "ana@council.example")  # the right password, while locked
     assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+
+
+def test_the_ward_filter_lists_the_councils_wards_not_the_wards_members_gave(
+    client: FlaskClient, app: Flask
+) -> None:
+    """The list must not tell which wards have at least one member."""
+    from rewards.models import Member
+
+    from .reward_support import add_ward
+
+    for ward in ("Alpha", "Bravo"):
+        add_ward(app, ward)
+    with app.app_context():
+        db.session.add(Member(email="only@example.org", ward="Alpha"))
+        db.session.commit()
+    make_staff(app, "a@council.example", "analyst")
+    assert log_in(client, "a@council.example").status_code == 302
+    page = client.get("/staff/engagement").get_data(as_text=True)
+    assert '<option value="Bravo"' in page and '<option value="Alpha"' in page

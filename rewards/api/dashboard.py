@@ -150,8 +150,11 @@ def _fresh() -> None:
 
 
 def _wants_csv() -> bool:
-    best = request.accept_mimetypes.best_match(["application/json", "text/csv"])
-    return best == "text/csv" and "application/json" not in request.accept_mimetypes.values()
+    accept = request.accept_mimetypes
+    best = accept.best_match(["application/json", "text/csv"])
+    # JSON unless CSV is preferred: asked for, and JSON not equally welcome (q=0 is
+    # "not acceptable", not "mentioned").
+    return best == "text/csv" and accept.quality("application/json") < accept.quality("text/csv")
 
 
 def _csv(body: str, filename: str) -> Response:

@@ -30,9 +30,10 @@ class SettlementQuery(Schema):
 class OfferLineOut(Schema):
     offer_id = fields.UUID()
     title = fields.String()
-    basis = fields.String(metadata={"enum": ["redeemed", "issued"], "description": "redeemed: at a till or the page (undone "
-                                                   "ones left out); issued: passes the "
-                                                   "partner's own system issued."})
+    basis = fields.String(metadata={
+        "enum": ["redeemed", "issued"],
+        "description": "redeemed: at a till or the page (undone ones left out); issued: "
+                       "passes the partner's own system issued."})
     count = fields.Integer()
     value_pence = fields.Integer()
     value_gbp = fields.Function(lambda line: pounds(line.value_pence), metadata=GBP_DOC)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from ..csvfile import looks_like_formula
+
 KINDS = ("text", "int", "number", "percent", "money", "date")
 SUPPRESSED = "suppressed"
 
@@ -88,7 +90,7 @@ def safe_cell(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return "'" + text if looks_like_formula(text) else text
 
 
 def hide(row: dict[str, Any], keys: Iterable[str]) -> None:

@@ -27,10 +27,12 @@ from flask import (
 )
 from sqlalchemy import select
 
+from ..dashboard.filters import today as scheme_today
 from ..extensions import db
 from ..i18n import STAFF_LANGUAGES, staff_language, staff_text
 from ..models import ActionType, Member
 from ..models.scheme import CATEGORIES
+from ..models.ward import Ward
 from .csrf import csrf_ok, csrf_token
 from .staff_auth import (
     current_staff,
@@ -177,8 +179,10 @@ def _figure(name: str, filters: Any) -> FigureView | None:
 
 
 def _choices() -> dict[str, list[tuple[str, str]]]:
-    wards = db.session.scalars(
-        select(Member.ward).where(Member.ward.is_not(None)).distinct().order_by(Member.ward))
+    # The council's list of wards: the wards members gave would tell which have anyone.
+    wards = list(db.session.scalars(select(Ward.name).order_by(Ward.name))) or list(
+        db.session.scalars(select(Member.ward).where(Member.ward.is_not(None)).distinct()
+                           .order_by(Member.ward)))
     types = db.session.execute(select(ActionType.code, ActionType.name).order_by(ActionType.name))
     return {"ward": [(w, w) for w in wards if w],
             "category": [(c, c) for c in CATEGORIES],
@@ -256,7 +260,7 @@ def figure_csv(name: str):
 
 def _month(text: str | None) -> tuple[date, date] | None:
     if not text:
-        first_this = date.today().replace(day=1)
+        first_this = scheme_today().replace(day=1)  # the scheme's month, not the server's
         last = first_this - timedelta(days=1)
         return last.replace(day=1), last
     match = MONTH.match(text)

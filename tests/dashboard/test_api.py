@@ -77,7 +77,11 @@ def test_a_figure_as_json_and_csv_gives_the_same_numbers(client: FlaskClient,
     assert shown and all(row["members"] >= 10 for row in shown)
     for path, headers in ((f"/v1/admin/dashboard/actions_by_ward.csv{query}", {}),
                           (f"/v1/admin/dashboard/actions_by_ward{query}",
-                           {"Accept": "text/csv"})):
+                           {"Accept": "text/csv"}),
+                          (f"/v1/admin/dashboard/actions_by_ward{query}",
+                           {"Accept": "text/csv, application/json;q=0"}),
+                          (f"/v1/admin/dashboard/actions_by_ward{query}",
+                           {"Accept": "application/json;q=0.5, text/csv"})):
         response = client.get(path, headers={**bearer(token), **headers})
         assert response.status_code == 200
         assert response.mimetype == "text/csv"
@@ -86,6 +90,10 @@ def test_a_figure_as_json_and_csv_gives_the_same_numbers(client: FlaskClient,
         for line, row in zip(rows[1:], data["rows"], strict=True):
             assert line[0] == row["ward"]
             assert line[2] == ("suppressed" if row["actions"] is None else str(row["actions"]))
+    for accept in ("application/json, text/csv", "*/*", "text/csv;q=0.5, application/json"):
+        answer = client.get(f"/v1/admin/dashboard/actions_by_ward{query}",
+                            headers={**bearer(token), "Accept": accept})
+        assert answer.mimetype == "application/json", accept
 
 
 def test_small_cells_are_suppressed_in_json_and_csv(client: FlaskClient, app: Flask) -> None:

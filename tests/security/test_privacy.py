@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from rewards import vouchers
 from rewards.cli import main as rewards_cli
 from rewards.csvfile import csv_text, safe_cell
+from rewards.dashboard.table import safe_cell as dashboard_cell
 from rewards.extensions import db
 from rewards.members import otp_address
 from rewards.models import Action, Award, Device, Identifier, Member, OtpCode, Reward
@@ -262,8 +263,11 @@ def test_retention_coarsens_old_details(client: FlaskClient, app: Flask) -> None
 
 
 def test_no_csv_cell_can_run_a_formula(client: FlaskClient, app: Flask) -> None:
-    for text in ("=HYPERLINK(\"http://x\",\"pay\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"):
+    for text in ("=HYPERLINK(\"http://x\",\"pay\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx",
+                 " =1+1", "\n=cmd()", "  @SUM(A1)", "\uff1dHYPERLINK(\"x\")", "\uff0b1"):
         assert safe_cell(text) == "'" + text
+        assert dashboard_cell(text) == "'" + text  # the dashboard's CSV, the same rule
+    assert (safe_cell("a = b"), dashboard_cell("Café")) == ("a = b", "Café")
     assert (safe_cell(-5), safe_cell(12), safe_cell("Café"), safe_cell(None)) == (
         -5, 12, "Café", "")
     settlement = as_csv("2026-07", [PartnerSettlement(uuid.uuid4(), "@Evil Ltd", [
