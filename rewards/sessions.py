@@ -107,13 +107,15 @@ def revoke(session: Session, login_id: uuid.UUID, reason: str) -> None:
 
 
 def revoke_all(session: Session, reason: str, *, member_id: uuid.UUID | None = None,
-               staff_user_id: uuid.UUID | None = None) -> int:
+               staff_user_id: uuid.UUID | None = None, keep: uuid.UUID | None = None) -> int:
     """End every live session of one member or one staff user (in the caller's
-    transaction); how many were ended."""
+    transaction), but `keep` if given; how many were ended."""
     if member_id is None and staff_user_id is None:
         raise ValueError("whose sessions?")
     owner = (LoginSession.member_id == member_id if member_id is not None
              else LoginSession.staff_user_id == staff_user_id)
+    if keep is not None:
+        owner = owner & (LoginSession.id != keep)
     result = session.execute(update(LoginSession)
                              .where(owner, LoginSession.revoked_at.is_(None))
                              .values(revoked_at=utcnow(), revoked_reason=reason))

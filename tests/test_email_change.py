@@ -99,3 +99,22 @@ def test_codes_asked_for_the_old_address_go_with_it(client: FlaskClient, app: Fl
     assert client.delete("/v1/me", headers=member.headers).status_code == 204
     with app.app_context():
         assert db.session.scalar(select(func.count(OtpCode.id))) == 0
+
+
+def test_a_changed_address_ends_every_other_login(client: FlaskClient, app: Flask) -> None:
+    """Whoever changes the address keeps only their own login: with a stolen token, the
+    owner's other devices are logged out and told at the old address, and can log in
+    again; the thief cannot keep the account from every device at once."""
+    from .helpers import bearer, member_token
+
+    member = resident(client, app)
+    other_device = bearer(member_token(client, app, member.email))
+    assert client.get("/v1/me", headers=other_device).status_code == 200
+    assert client.post("/v1/me/email", json={"email": "moved.again@example.org"},
+                       headers=member.headers).status_code == 202
+    token = _mailed_token(app, "moved.again@example.org")
+    assert client.post("/v1/me/email/confirm", json={"token": token},
+                       headers=member.headers).status_code == 200
+    assert client.get("/v1/me", headers=member.headers).status_code == 200
+    ended = client.get("/v1/me", headers=other_device)
+    assert (ended.status_code, ended.json["reason"]) == (401, "session_ended")

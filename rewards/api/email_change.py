@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import uuid
 from datetime import timedelta
 
 from flask import current_app
@@ -21,7 +22,8 @@ from ..members import normalise_email, otp_address
 from ..models import Member, OtpCode, utcnow
 from ..notice_text import mail_language, text
 from ..reasons import Reason
-from ..security import issue_token, read_token
+from ..security import bearer_claims, issue_token, read_token
+from ..sessions import revoke_all
 from ..throttle import lock_row, throttle_key
 from .auth import BEARER, current_member, member_required
 from .auth_views import Accepted
@@ -102,7 +104,8 @@ def request_change(args):
 @blp.alt_response(409, description="Another account took the address meanwhile")
 def confirm_change(args):
     """Confirm the new address with the code mailed to it: the account's address
-    changes, and the old address is told."""
+    changes, the old address is told, and every other login of the account ends (this
+    one stays)."""
     member = current_member()
     payload = read_token(args["token"].strip(), kind=KIND)
     if (payload is None or payload.get("sub") != str(member.id)
@@ -116,6 +119,14 @@ def confirm_change(args):
     old, member.email = member.email, new
     if old:  # codes asked for the old address are no longer this account's
         db.session.execute(delete(OtpCode).where(OtpCode.email_hash == otp_address(old)))
+    # Every other login ends: whoever changed the address (perhaps with a stolen token)
+    # keeps only this one, and the owner, told at the old address, can log in again.
+    claims = bearer_claims() or {}
+    try:
+        current = uuid.UUID(str(claims.get("sid")))
+    except ValueError:
+        current = None
+    revoke_all(db.session, "email_changed", member_id=member.id, keep=current)
     db.session.commit()
     if old and old != new:
         scheme = current_app.config["SCHEME_NAME"]
