@@ -227,3 +227,30 @@ def test_flask_app_has_the_rewards_commands(tmp_path: Path) -> None:
     done = subprocess.run([str(BIN / "flask"), "--app", "rewards", "ledger", "verify"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "ledger ok" in done.stdout, done.stderr
+
+
+def test_the_access_log_writes_no_query_string_referer_or_voucher_code() -> None:
+    import datetime
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config as GunicornConfig
+
+    from rewards import gunicorn_conf
+
+    logger = gunicorn_conf.AccessLogger(GunicornConfig())
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/v1/partner/vouchers/K7PQ2MZX9A?x=1",
+               "PATH_INFO": "/v1/partner/vouchers/K7PQ2MZX9A", "QUERY_STRING": "x=1",
+               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "10.0.0.1",
+               "HTTP_REFERER": "https://app.example/?email=someone@example.org"}
+    response = SimpleNamespace(status="200 OK", sent=10, headers=[])
+    atoms = logger.atoms(response, SimpleNamespace(headers=[]), environ,
+                         datetime.timedelta(milliseconds=3))
+    written = " ".join(str(atoms[key]) for key in ("r", "U", "q", "f"))
+    assert "K7PQ2MZX9A" not in written and "someone@example.org" not in written
+    assert atoms["r"] == "GET /v1/partner/vouchers/- HTTP/1.1"
+    other = {**environ, "PATH_INFO": "/v1/admin/members", "QUERY_STRING": "email=a@b.example",
+             "RAW_URI": "/v1/admin/members?email=a@b.example"}
+    atoms = logger.atoms(response, SimpleNamespace(headers=[]), other,
+                         datetime.timedelta(milliseconds=3))
+    assert atoms["r"] == "GET /v1/admin/members HTTP/1.1" and atoms["q"] == ""
+    assert gunicorn_conf.logger_class is gunicorn_conf.AccessLogger
