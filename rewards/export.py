@@ -4,7 +4,7 @@ their kind and last 4 digits can be given."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -31,7 +31,8 @@ FORMAT = "citizen-rewards-export/1"
 
 
 def _time(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
+    """RFC 3339 in UTC with +00:00, as every other answer of the API writes a time."""
+    return moment.astimezone(UTC).isoformat() if moment else None
 
 
 def member_export(session: Session, member: Member, now: datetime) -> dict[str, Any]:

@@ -307,6 +307,10 @@ def test_rejected_proposals_and_who_may_propose(client: FlaskClient, app: Flask)
     tried = client.post("/v1/partner/offers", json={"title": "Tea", "cost_points": 5},
                         headers=till(partner))
     assert tried.status_code == 403
+    # Refused for what it is before its body is read: no field errors for a till.
+    for body in ({"title": "x"}, {}):
+        refused = client.post("/v1/partner/offers", json=body, headers=till(partner))
+        assert (refused.status_code, refused.json["reason"]) == (403, "wrong_role")
     charity_user = partner_user(client, app, charity["id"])
     assert client.post("/v1/partner/offers", json={"title": "Tea", "cost_points": 5},
                        headers=charity_user).status_code == 403

@@ -5,6 +5,7 @@ propose offers for a scheme manager to approve."""
 from __future__ import annotations
 
 import uuid
+from functools import wraps
 from typing import Any
 
 from flask import current_app, g, request
@@ -43,6 +44,19 @@ CARD_KINDS = ("travel_card", "leisure_card", "library_card", "resident_card")
 IDEMPOTENCY_HEADER = [{"in": "header", "name": "Idempotency-Key", "required": False,
                        "schema": {"type": "string"},
                        "description": "A retry with the same key and body replays the answer."}]
+
+
+def _partner_user_only(view: Any) -> Any:
+    """After partner_required: a till key is refused before the body is read (it may
+    not use the route at all, so what its body holds does not matter)."""
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if partner_user_id() is None:
+            abort(403, message="Offers are proposed by a partner's user account, not a till key.",
+                  reason=Reason.WRONG_ROLE)
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def partner_user_id() -> uuid.UUID | None:
@@ -306,15 +320,13 @@ class PartnerOffers(MethodView):
 
     @blp.doc(security=[{"bearerAuth": []}])
     @partner_required
+    @_partner_user_only
     @blp.arguments(OfferTerms)
     @blp.response(201, PartnerOfferOut)
     @blp.alt_response(403, description="A till key, or a charity")
     def post(self, args):
         """Propose an offer. It waits, `proposed`, until a scheme manager approves it;
         only then do residents see it. For a partner's user (not a till key)."""
-        if partner_user_id() is None:
-            abort(403, message="Offers are proposed by a partner's user account, not a till key.",
-                  reason=Reason.WRONG_ROLE)
         partner = db.session.get(Partner, g.caller.partner_id)
         assert partner is not None
         if partner.kind != "business":

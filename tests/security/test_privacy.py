@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -199,6 +200,10 @@ def test_export_gives_everything_held(client: FlaskClient, app: Flask) -> None:
     purposes = {c["purpose"]: c for c in data["consents"]["current"]}
     assert purposes["terms"]["granted"] and purposes["terms"]["version"] == "1"
     assert purposes["travel_data"]["granted"] and not purposes["research"]["granted"]
+    # Times as every other answer writes them: RFC 3339, UTC, +00:00.
+    assert data["member"]["joined_at"].endswith("+00:00")
+    assert data["actions"][0]["occurred_at"].endswith("+00:00")
+    assert not re.search(r'\d{2}:\d{2}(:\d{2}(\.\d+)?)?Z"', answer.get_data(as_text=True))
     assert client.get("/v1/me/export").status_code == 401
     assert client.get("/v1/me/export", headers=bearer(scheme.admin)).status_code == 403
 
