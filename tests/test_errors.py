@@ -119,10 +119,20 @@ def test_malformed_json_is_a_400_json_error(client: FlaskClient, raw: bytes) -> 
 def test_a_422_without_field_errors_still_has_the_errors_object(
     client: FlaskClient, app: Flask
 ) -> None:
-    me = bearer(member_token(client, app, "keys@example.org"))
+    from .reward_support import admin_headers, make_offer, make_partner, resident
+
+    admin = admin_headers(client, app)
+    partner = make_partner(client, admin)
+    offers = [make_offer(client, admin, partner["id"], cost_points=5, title=title)
+              for title in ("Tea", "Cake")]
+    me = resident(client, app, points=50).headers
+    first = client.post("/v1/me/rewards", json={"offer_id": offers[0]["id"]},
+                        headers={**me, "Idempotency-Key": "key-1"})
+    assert first.status_code == 202, first.json
+    # The same key with another body: refused as a whole, no field to name.
     body = assert_json_error(client.post("/v1/me/rewards",
-                                         json={"offer_id": "00000000-0000-0000-0000-000000000000"},
-                                         headers={**me, "Idempotency-Key": "x" * 201}), 422)
+                                         json={"offer_id": offers[1]["id"]},
+                                         headers={**me, "Idempotency-Key": "key-1"}), 422)
     assert "Idempotency-Key" in body["message"]
     assert body["errors"] == {}
 
