@@ -256,6 +256,12 @@ def test_every_batch_result_carries_every_declared_field(client: FlaskClient,
     required = _spec(client)["components"]["schemas"]["ItemResult"]["required"]
     for result in results:
         assert set(required) <= set(result), result
+    # Half a surrogate pair is refused as a ref and not echoed as an escape that strict
+    # decoders refuse (which would fail the whole answer); other text comes back as sent.
+    odd = signed_post(client, scheme.source, {"items": [
+        {**item, "external_ref": "r\ud800-3"}, {**item, "external_ref": "r-é?-4"}]})
+    assert "\\ud800" not in odd.get_data(as_text=True)
+    assert [r["external_ref"] for r in odd.json["results"]] == ["r\ufffd-3", "r-é?-4"]
 
 
 def test_idempotent_operations_declare_their_key_limits_and_the_replay_header(

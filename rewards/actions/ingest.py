@@ -214,6 +214,15 @@ def _ingest(session: Session, source: Source, items: Sequence[Any],
     return outcome
 
 
+def _echoed(ref: str | None) -> str | None:
+    """A ref as the answer may carry it: half a surrogate pair (refused as a ref) would
+    come back as an escape some JSON decoders refuse, failing the whole answer, so it
+    is replaced (U+FFFD), as a decoder that accepts it would show it."""
+    if ref is None or ref.isascii():
+        return ref
+    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in ref)
+
+
 def _result(
     ref: str | None,
     status: str,
@@ -222,7 +231,7 @@ def _result(
     points: int | None = None,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {
-        "external_ref": ref,
+        "external_ref": _echoed(ref),
         "status": status,
         "action_id": str(action_id) if action_id else None,
         "reason": reason,
