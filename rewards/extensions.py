@@ -24,6 +24,26 @@ from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAll
 
 from .reasons import Reason, reason_for
 
+
+def _whole_numbers_only() -> None:
+    """marshmallow's Integer field (not strict) truncates 1.9 to 1: a cap, a budget, a
+    number of days given with a fraction was taken as a smaller one, silently. Every
+    Integer field the API reads now refuses a number with a fraction (2.0 is still 2);
+    strict fields refuse any float, as before."""
+    import math
+
+    plain = fields.Integer._validated
+
+    def validated(self: fields.Integer, value: Any) -> int:
+        if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+            raise self.make_error("invalid", input=value)
+        return plain(self, value)
+
+    fields.Integer._validated = validated  # type: ignore[method-assign]
+
+
+_whole_numbers_only()
+
 log = logging.getLogger(__name__)
 
 

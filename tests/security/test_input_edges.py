@@ -159,3 +159,15 @@ def test_a_body_that_is_not_json_is_422_and_changes_nothing(client: FlaskClient,
     assert client.post("/v1/auth/logout", headers=me.headers).status_code in (200, 204)
     with app.app_context():
         assert db.session.scalar(select(Member.display_name)) is None
+
+
+def test_a_whole_number_given_with_a_fraction_is_refused_not_truncated(
+    client: FlaskClient, app: Flask
+) -> None:
+    """overlap_days 1.9 was taken as 1, a cap of 3.5 as 3: silently smaller than asked."""
+    scheme = build_scheme(client, app)
+    admin = bearer(scheme.admin)
+    keys = f"/v1/admin/sources/{scheme.source['id']}/keys"
+    refused = client.post(keys, json={"overlap_days": 1.9}, headers=admin)
+    assert refused.status_code == 422 and "overlap_days" in refused.json["errors"]
+    assert client.post(keys, json={"overlap_days": 2.0}, headers=admin).status_code == 201
