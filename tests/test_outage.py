@@ -102,6 +102,19 @@ def test_readyz_answers_503_in_time_when_the_database_says_nothing(
         time.sleep(0.05)
 
 
+def test_probes_at_once_both_find_the_database_ready(client: FlaskClient, app: Flask) -> None:
+    """Probes from several threads (gunicorn with --threads, two load balancers) take
+    turns: none answers 503 because another was probing at that moment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def probe(_: int) -> int:
+        with app.test_client() as own:
+            return own.get("/readyz").status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(probe, range(40))) == {200}
+
+
 def test_a_page_answers_a_page_when_the_database_is_away(client: FlaskClient,
                                                          app: Flask) -> None:
     """Staff and partner pages are for people at a browser: a short page saying to try

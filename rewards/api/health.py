@@ -91,10 +91,11 @@ def _database_problem(timeout: float) -> str | None:
     """Whether the database answers `SELECT 1` within `timeout` seconds: None, or what
     went wrong. The probe runs in a thread of its own, so a database that accepts the
     connection and then says nothing (a hung or paused server) makes /readyz answer 503
-    in time rather than hold the request until the server's own timeout kills it; while
-    one probe is still waiting, the next answers at once rather than start another."""
-    if not _probe_running.acquire(blocking=False):
-        return "the previous probe is still waiting for an answer"
+    in time rather than hold the request until the server's own timeout kills it. One
+    probe at a time: a probe asked for meanwhile (another thread's) waits its turn within
+    the same `timeout`, so a hung database never gathers more than one waiting thread."""
+    if not _probe_running.acquire(timeout=timeout):
+        return f"the probe before this one had no answer within {timeout:g} seconds"
     engine = db.engine
     found: list[str | None] = []
 
