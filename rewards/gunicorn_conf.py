@@ -14,19 +14,57 @@ requests in flight and exits (within graceful_timeout)."""
 from __future__ import annotations
 
 import gc
+import json
 import os
 import re
 import signal
 import threading
+from http import HTTPStatus
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
+
+from rewards.reasons import reason_for
 
 # The API's pooled connections are not pinged before each request (a round trip on
 # every request); rewards/extensions.py make_engine says what a dropped one costs.
 os.environ.setdefault("DATABASE_PRE_PING", "0")
 
 limit_request_line = 8190  # gunicorn's most; the app answers JSON 414 past MAX_URL_LENGTH
+
+# What gunicorn itself answers, before the app sees a request it cannot parse (a request
+# line past limit_request_line, headers past their limits, a malformed line or chunk):
+# the API's one JSON error shape instead of gunicorn's HTML page. gunicorn's message
+# quotes the client's own bytes back; the answer names the status only.
+def json_error(status_int: int, reason: str) -> bytes:
+    """The whole HTTP answer gunicorn writes for a request it refused."""
+    try:
+        phrase = HTTPStatus(status_int).phrase
+    except ValueError:
+        phrase = reason
+    body = json.dumps({
+        "code": status_int,
+        "status": phrase,
+        "reason": reason_for(status_int),
+        "message": f"{phrase}: the request could not be read.",
+    }).encode()
+    head = (f"HTTP/1.1 {status_int} {phrase}\r\n"
+            "Connection: close\r\n"
+            "Content-Type: application/json\r\n"
+            "Cache-Control: no-store\r\n"
+            "X-Content-Type-Options: nosniff\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    gunicorn_util.write_nonblock(sock, json_error(status_int, reason))
+
+
+# gunicorn's workers call util.write_error by its module attribute; this file is read in
+# the master before the workers fork, so every worker answers this way.
+gunicorn_util.write_error = _write_json_error
 
 
 # Paths whose last part is a secret (a voucher code: whoever reads it could take it to

@@ -22,6 +22,7 @@ class Reason(StrEnum):
     PRECONDITION_FAILED = "precondition_failed"
     TOO_LARGE = "too_large"
     URI_TOO_LONG = "uri_too_long"
+    HEADERS_TOO_LARGE = "headers_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     INVALID_REQUEST = "invalid_request"
     RATE_LIMITED = "rate_limited"
@@ -81,6 +82,7 @@ GENERAL: dict[int, Reason] = {
     412: Reason.PRECONDITION_FAILED,
     413: Reason.TOO_LARGE,
     414: Reason.URI_TOO_LONG,
+    431: Reason.HEADERS_TOO_LARGE,
     415: Reason.UNSUPPORTED_MEDIA_TYPE,
     422: Reason.INVALID_REQUEST,
     429: Reason.RATE_LIMITED,

@@ -15,6 +15,7 @@ WELSH: dict[str, str] = {
     "precondition_failed": "Methodd rhagamod y cais.",
     "too_large": "Mae'r cais yn rhy fawr.",
     "uri_too_long": "Mae'r cyfeiriad yn rhy hir.",
+    "headers_too_large": "Mae penawdau'r cais yn rhy fawr.",
     "unsupported_media_type": "Ni dderbynnir y math hwn o gynnwys.",
     "invalid_request": "Nid yw'r cais yn ddilys: gweler y gwallau ar gyfer pob maes.",
     "rate_limited": "Gormod o geisiadau; rhowch gynnig arall arni yn nes ymlaen.",
