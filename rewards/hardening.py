@@ -6,10 +6,12 @@ a query (PostgreSQL refuses it in text)."""
 from __future__ import annotations
 
 import itertools
+import uuid
 from typing import Any
 
 from flask import Flask, request
 from flask_smorest import abort
+from werkzeug.exceptions import HTTPException
 
 from .api.checks import TEXT_PROBLEM
 
@@ -133,5 +135,27 @@ def init_app(app: Flask) -> None:
                 "\x00" in name or "\x00" in value
                 for name, value in request.form.items(multi=True)):
             abort(400, message=TEXT_PROBLEM)
+
+    @app.after_request
+    def _locate_created(response: Any) -> Any:
+        """A POST that made something (201, or 202 for a reward on its way) says where
+        to read it: `Location`, when the collection it was posted to has a GET for one
+        item by id (the spec declares the same, api/contract.py)."""
+        if request.method != "POST" or response.status_code not in (201, 202) \
+                or not response.is_json or "Location" in response.headers:
+            return response
+        body = response.get_json(silent=True)
+        item = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(item, str) or not item:
+            return response
+        where = f"{request.path.rstrip('/')}/{item}"
+        try:
+            _, values = app.url_map.bind("localhost").match(where, method="GET")
+        except HTTPException:  # no such page: nothing to point at
+            return response
+        if [str(value) for value in values.values() if isinstance(value, uuid.UUID)][-1:] \
+                == [item]:  # the page's own id is the one made, not a name that matched
+            response.headers["Location"] = where
+        return response
 
     app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]

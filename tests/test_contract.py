@@ -290,3 +290,32 @@ def test_idempotent_operations_declare_their_key_limits_and_the_replay_header(
     for answer in (claim, redeem):
         assert answer.status_code == 422
         assert answer.json["errors"] == {"Idempotency-Key": ["1 to 200 characters."]}
+
+
+def test_what_a_post_makes_is_located_where_the_spec_says(client: FlaskClient, app: Flask) -> None:
+    """A 201/202 carries `Location` exactly where the spec declares one, and it reads back
+    the thing made; where none is declared (nothing to GET by that id) none is sent."""
+    spec = _spec(client)
+    declared = {path for path, item in spec["paths"].items()
+                for status, response in item.get("post", {}).get("responses", {}).items()
+                if status in ("201", "202") and "Location" in response.get("headers", {})}
+    assert {"/v1/admin/offers", "/v1/admin/partners", "/v1/me/rewards"} <= declared
+    admin = admin_headers(client, app)
+    partner = make_partner(client, admin)
+    made = client.post("/v1/admin/partners", json={"name": "Second Cup", "kind": "business"},
+                       headers=admin)
+    assert made.status_code == 201
+    assert made.headers["Location"] == f"/v1/admin/partners/{made.json['id']}"
+    assert client.get(made.headers["Location"], headers=admin).json["id"] == made.json["id"]
+    offer = make_offer(client, admin, partner["id"], cost_points=50)
+    member = resident(client, app, points=200)
+    claimed = client.post("/v1/me/rewards", json={"offer_id": offer["id"]}, headers=member.headers)
+    assert claimed.status_code == 202
+    assert claimed.headers["Location"] == f"/v1/me/rewards/{claimed.json['id']}"
+    read = client.get(claimed.headers["Location"], headers=member.headers)
+    assert read.status_code == 200 and read.json["id"] == claimed.json["id"]
+    # Nothing to read one donation by: no Location, and none declared.
+    assert "/v1/me/donations" not in declared
+    given = client.post("/v1/me/donations", json={"charity_id": make_partner(
+        client, admin, kind="charity")["id"], "points": 10}, headers=member.headers)
+    assert given.status_code == 201 and "Location" not in given.headers

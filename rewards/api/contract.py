@@ -147,7 +147,36 @@ def finish_spec(spec: APISpec) -> None:
                         _say_language(response)
     for response in spec.components.responses.values():
         _say_language(response)
+    _declare_locations(paths)
     _require_response_fields(paths, spec.components.schemas)
+
+
+LOCATION = {"description": "Where to read what was made: the collection's GET for one item "
+                           "by its id", "schema": {"type": "string", "format": "uri-reference"}}
+
+
+def _last_is_uuid(path: str, item: dict[str, Any]) -> bool:
+    name = path.rsplit("/{", 1)[1].rstrip("}")
+    for parameter in [*item.get("parameters", []), *item["get"].get("parameters", [])]:
+        if parameter.get("in") == "path" and parameter.get("name") == name:
+            return bool(parameter.get("schema", {}).get("format") == "uuid")
+    return False
+
+
+def _declare_locations(paths: dict[str, dict[str, Any]]) -> None:
+    """The `Location` a 201 or 202 carries (hardening._locate_created): a POST to a
+    collection that has a GET for one item below it by id."""
+    for path, item in paths.items():
+        if "post" not in item:
+            continue
+        readable = any(other.startswith(f"{path}/{{") and other.count("/") == path.count("/") + 1
+                       and other.endswith("}") and "get" in paths[other]
+                       and _last_is_uuid(other, paths[other]) for other in paths)
+        if not readable:
+            continue
+        for status, response in item["post"]["responses"].items():
+            if status in ("201", "202") and "$ref" not in response:
+                response.setdefault("headers", {})["Location"] = deepcopy(LOCATION)
 
 
 def _finish_operation(method: str, path: str, operation: dict[str, Any]) -> None:
