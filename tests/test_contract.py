@@ -319,3 +319,20 @@ def test_what_a_post_makes_is_located_where_the_spec_says(client: FlaskClient, a
     given = client.post("/v1/me/donations", json={"charity_id": make_partner(
         client, admin, kind="charity")["id"], "points": 10}, headers=member.headers)
     assert given.status_code == 201 and "Location" not in given.headers
+
+
+def test_a_body_with_no_required_field_is_declared_optional_and_may_be_left_out(
+        client: FlaskClient, app: Flask) -> None:
+    spec = _spec(client)
+    optional = {(method, path) for method, path, operation in _operations(spec)
+                if "requestBody" in operation and not operation["requestBody"].get("required")}
+    assert {("PATCH", "/v1/me"), ("PATCH", "/v1/me/notification-preferences"),
+            ("POST", "/v1/admin/offers/{offer_id}/approve")} <= optional
+    # A body with a required field stays required.
+    assert spec["paths"]["/v1/me/rewards"]["post"]["requestBody"]["required"] is True
+    member = resident(client, app, display_name="Asha")
+    for path in ("/v1/me", "/v1/me/notification-preferences"):
+        before = client.get(path, headers=member.headers).json
+        answer = client.patch(path, headers=member.headers)  # no body at all
+        assert answer.status_code == 200, answer.json
+        assert client.get(path, headers=member.headers).json == before

@@ -148,7 +148,26 @@ def finish_spec(spec: APISpec) -> None:
     for response in spec.components.responses.values():
         _say_language(response)
     _declare_locations(paths)
+    _optional_bodies(paths, spec.components.schemas)
     _require_response_fields(paths, spec.components.schemas)
+
+
+def _optional_bodies(paths: dict[str, dict[str, Any]], schemas: dict[str, Any]) -> None:
+    """A JSON body none of whose fields is required may be left out (the view reads no
+    body as `{}`, a PATCH that changes nothing): say so, rather than `required: true`."""
+    for item in paths.values():
+        for method, operation in item.items():
+            body = operation.get("requestBody") if method in METHODS else None
+            if not body or not body.get("required"):
+                continue
+            media = body.get("content", {})
+            schema = media.get("application/json", {}).get("schema") if len(media) == 1 else None
+            if schema is None:
+                continue
+            if "$ref" in schema:
+                schema = schemas.get(schema["$ref"].rsplit("/", 1)[1], {})
+            if schema.get("type", "object") == "object" and not schema.get("required"):
+                body["required"] = False
 
 
 LOCATION = {"description": "Where to read what was made: the collection's GET for one item "
