@@ -62,6 +62,17 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
                "\n\n{token}\n\nOs na wnaethoch ofyn amdano, anwybyddwch y neges hon: nid oes "
                "dim yn newid."),
     },
+    "email_in_use": {
+        "en": ("Someone asked to use this address for {scheme}",
+               "Someone asked to move a {scheme} account to this address, but an account "
+               "already uses it: nothing has changed. If it was you, sign in with this "
+               "address instead. If not, you need do nothing."),
+        "cy": ("Gofynnodd rhywun am ddefnyddio'r cyfeiriad hwn ar gyfer {scheme}",
+               "Gofynnodd rhywun am symud cyfrif {scheme} i'r cyfeiriad hwn, ond mae cyfrif "
+               "eisoes yn ei ddefnyddio: nid oes dim wedi newid. Os mai chi oedd e, "
+               "mewngofnodwch gyda'r cyfeiriad hwn yn lle hynny. Os nad chi, nid oes angen "
+               "i chi wneud dim."),
+    },
     "email_changed": {
         "en": ("Your {scheme} address has changed",
                "Your account's address is now {new}. If you did not do this, contact the "

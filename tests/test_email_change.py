@@ -50,7 +50,8 @@ def test_the_new_address_is_confirmed_before_it_is_used(client: FlaskClient,
     assert again.status_code == 422  # bound to the address the account had then
 
     # Another account's address: the same answer as any other (it does not tell who is a
-    # member), and nothing mailed to it.
+    # member), and one message either way (so no difference in time): the holder is told
+    # someone tried, with no code that could move their address.
     mailed = len(app.extensions["sent_mail"])
     taken = client.post("/v1/me/email", json={"email": "new.address@example.org"},
                         headers=other.headers)
@@ -58,7 +59,11 @@ def test_the_new_address_is_confirmed_before_it_is_used(client: FlaskClient,
                        headers=other.headers)
     assert taken.status_code == free.status_code == 202
     assert taken.json == free.json
-    assert [m["To"] for m in app.extensions["sent_mail"][mailed:]] == ["nobody.yet@example.org"]
+    sent = app.extensions["sent_mail"][mailed:]
+    assert [m["To"] for m in sent] == ["new.address@example.org", "nobody.yet@example.org"]
+    told = sent[0].get_content()
+    assert "nothing has changed" in told and "an account already uses it" in told
+    assert sent[1].get_content() != told and "24 hours" in sent[1].get_content()
 
 
 def test_an_address_takes_a_few_confirmations_an_hour_whoever_asks(

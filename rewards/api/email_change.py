@@ -76,8 +76,8 @@ def _count_mail_to(address: str) -> int | None:
 def request_change(args):
     """Ask to change the account's address: a confirmation goes to the new address;
     nothing changes until it is confirmed (POST /v1/me/email/confirm). The answer is
-    the same whether or not another account has the address (none is mailed then), so
-    it does not tell who is a member. An address takes at most OTP_PER_HOUR
+    the same whether or not another account has the address (that account's holder is
+    told someone tried instead), so it does not tell who is a member. An address takes at most OTP_PER_HOUR
     confirmations an hour, whichever accounts ask."""
     member = current_member()
     new = normalise_email(args["email"])
@@ -85,15 +85,20 @@ def request_change(args):
     if wait is not None:
         abort(429, message="Too many confirmations were asked for this address; try again "
                            "later.", headers={"Retry-After": str(wait)})
-    if not db.session.scalar(select(Member.id).where(Member.email == new,
-                                                     Member.id != member.id)):
+    scheme = current_app.config["SCHEME_NAME"]
+    holder = db.session.scalar(select(Member).where(Member.email == new,
+                                                    Member.id != member.id))
+    if holder is None:
         token = issue_token(str(member.id), "member", CONFIRM_TTL, kind=KIND, email=new,
                             bound=_bound_to(member.email))
-        scheme = current_app.config["SCHEME_NAME"]
         send_mail(new, *text("email_confirm", mail_language(member.locale), scheme=scheme,
                              token=token))
-    return {"message": "Unless another account uses it, a confirmation is on its way to "
-                       "the new address."}
+    else:
+        # One message either way, so the time the answer takes does not tell the asker
+        # whether the address has an account; its holder learns someone tried.
+        send_mail(new, *text("email_in_use", mail_language(holder.locale), scheme=scheme))
+    return {"message": "A message is on its way to the new address: a confirmation, "
+                       "unless another account uses it."}
 
 
 @blp.route("/confirm", methods=["POST"])
