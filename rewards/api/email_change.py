@@ -77,8 +77,8 @@ def request_change(args):
     """Ask to change the account's address: a confirmation goes to the new address;
     nothing changes until it is confirmed (POST /v1/me/email/confirm). The answer is
     the same whether or not another account has the address (that account's holder is
-    told someone tried instead), so it does not tell who is a member. An address takes at most OTP_PER_HOUR
-    confirmations an hour, whichever accounts ask."""
+    told someone tried instead), so it does not tell who is a member. An address takes
+    at most OTP_PER_HOUR confirmations an hour, whichever accounts ask."""
     member = current_member()
     new = normalise_email(args["email"])
     wait = _count_mail_to(new)
