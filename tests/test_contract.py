@@ -336,3 +336,27 @@ def test_a_body_with_no_required_field_is_declared_optional_and_may_be_left_out(
         answer = client.patch(path, headers=member.headers)  # no body at all
         assert answer.status_code == 200, answer.json
         assert client.get(path, headers=member.headers).json == before
+
+
+def _response_schema(spec: dict[str, Any], method: str, path: str,
+                     status: str = "200") -> dict[str, Any]:
+    response = spec["paths"][path][method]["responses"][status]
+    ref = response["content"]["application/json"]["schema"]["$ref"]
+    return spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+
+
+def test_a_staff_login_answers_every_field_its_schema_requires(client: FlaskClient,
+                                                                app: Flask) -> None:
+    """A staff or partner user's login has no refresh token: the schema it is declared
+    with must not require one, or a generated client fails to decode every staff login."""
+    from .helpers import make_staff
+
+    make_staff(app, "rev@council.example", "reviewer")
+    answer = client.post("/v1/auth/login", json={"email": "rev@council.example",
+                                                 "password": "correct horse"})
+    assert answer.status_code == 200, answer.json
+    schema = _response_schema(_spec(client), "post", "/v1/auth/login")
+    assert set(schema["required"]) == set(answer.json)
+    assert answer.json["role"] in schema["properties"]["role"]["enum"]
+    member = _response_schema(_spec(client), "post", "/v1/auth/token")
+    assert "refresh_token" in member["required"]

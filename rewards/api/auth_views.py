@@ -70,6 +70,15 @@ class Tokens(Schema):
     role = fields.String(metadata={"enum": ["member", *ROLES]})
 
 
+class StaffTokens(Schema):
+    """A staff or partner user's login: one access token, no refresh token (log in
+    again when it lapses, after STAFF_TOKEN_TTL)."""
+    access_token = fields.String()
+    token_type = fields.String()
+    expires_in = fields.Integer()
+    role = fields.String(metadata={"enum": list(ROLES)})
+
+
 class Accepted(Schema):
     message = fields.String()
 
@@ -143,7 +152,7 @@ def refresh(args):
 
 @blp.route("/login", methods=["POST"])
 @blp.arguments(LoginRequest)
-@blp.response(200, Tokens)
+@blp.response(200, StaffTokens)
 @blp.alt_response(429, description="Too many failed logins for the account, or requests "
                                    "from this client")
 def login(args):
