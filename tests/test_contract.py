@@ -360,3 +360,42 @@ def test_a_staff_login_answers_every_field_its_schema_requires(client: FlaskClie
     assert answer.json["role"] in schema["properties"]["role"]["enum"]
     member = _response_schema(_spec(client), "post", "/v1/auth/token")
     assert "refresh_token" in member["required"]
+
+
+def test_a_members_cards_devices_and_a_rules_versions_are_paged_lists(
+        client: FlaskClient, app: Flask) -> None:
+    """Lists are paginated (page, page_size at most 100) and say so in X-Pagination,
+    these as every other."""
+    from .helpers import link
+
+    member = resident(client, app)
+    for number in ("6335 0012 3456 0001", "6335 0012 3456 0002"):
+        assert link(client, app, member.headers, number).status_code == 201
+    for token in ("device-token-one", "device-token-two"):
+        added = client.post("/v1/me/devices", json={"platform": "fcm", "token": token},
+                            headers=member.headers)
+        assert added.status_code == 201, added.json
+    manager = admin_headers(client, app)
+    client.post("/v1/admin/action-types", headers=manager,
+                json={"code": "bus_trip", "name": "Bus trip", "category": "travel"})
+    rule = client.post("/v1/admin/rules", headers=manager, json={
+        "name": "Bus", "action_types": ["bus_trip"], "points": "10", "status": "active"}).json
+    assert client.patch(f"/v1/admin/rules/{rule['id']}", json={"points": "12"},
+                        headers=manager).status_code == 200
+    spec = _spec(client)
+    for path, headers in (("/v1/me/identifiers", member.headers),
+                          ("/v1/me/devices", member.headers),
+                          (f"/v1/admin/rules/{rule['id']}/versions", manager)):
+        template = path.replace(rule["id"], "{rule_id}")
+        declared = spec["paths"][template]["get"]
+        assert {"page", "page_size"} <= {p["name"] for p in declared.get("parameters", [])}
+        assert "X-Pagination" in declared["responses"]["200"]["headers"], path
+        first = client.get(path, query_string={"page_size": 1}, headers=headers)
+        assert first.status_code == 200, (path, first.json)
+        assert len(first.json) == 1
+        paging = json.loads(first.headers["X-Pagination"])
+        assert (paging["total"], paging["next_page"]) == (2, 2), (path, paging)
+        second = client.get(path, query_string={"page": 2, "page_size": 1}, headers=headers)
+        assert second.json != first.json and len(second.json) == 1
+        too_big = client.get(path, query_string={"page_size": 101}, headers=headers)
+        assert too_big.status_code == 422, (path, too_big.json)

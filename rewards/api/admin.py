@@ -404,13 +404,14 @@ def retire_rule(rule_id: uuid.UUID):
 @blp.route("/rules/<uuid:rule_id>/versions")
 @blp.doc(security=BEARER)
 @blp.response(200, RuleVersionSchema(many=True))
+@blp.paginate()
 @staff_required(*MANAGE, "reviewer", "analyst")
-def rule_versions(rule_id: uuid.UUID):
+def rule_versions(rule_id: uuid.UUID, pagination_parameters):
     """Every version of a rule, oldest first."""
     _current_version(rule_id)
-    return db.session.scalars(
-        select(RuleVersion).where(RuleVersion.rule_id == rule_id).order_by(RuleVersion.version)
-    ).all()
+    return paginate(
+        select(RuleVersion).where(RuleVersion.rule_id == rule_id).order_by(RuleVersion.version),
+        pagination_parameters)
 
 
 # -- simulation -------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ..models import Device, utcnow
 from ..models.device import NOTIFICATION_KINDS, PLATFORMS
 from ..notify import preferences_of, set_preferences
 from .auth import BEARER, current_member, member_required
+from .common import paginate
 
 blp = Blueprint("devices", __name__, url_prefix="/v1/me",
                 description="A resident's devices and notification choices")
@@ -52,11 +53,12 @@ NotificationPreferences = Schema.from_dict(
 class Devices(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(200, DeviceOut(many=True))
+    @blp.paginate()
     @member_required
-    def get(self):
+    def get(self, pagination_parameters):
         """This account's devices (never their tokens)."""
-        return db.session.scalars(select(Device).where(Device.member_id == current_member().id)
-                                  .order_by(Device.created_at, Device.id))
+        return paginate(select(Device).where(Device.member_id == current_member().id)
+                        .order_by(Device.created_at, Device.id), pagination_parameters)
 
     @blp.doc(security=BEARER)
     @member_required

@@ -34,7 +34,7 @@ from ..models.ledger import POSTING_KINDS
 from ..reasons import Reason
 from ..wards import ward_for_postcode, ward_named
 from .auth import BEARER, current_member, member_required, resident_read
-from .common import keyset_page, reads_only
+from .common import keyset_page, paginate, reads_only
 from .fastdump import json_answer, json_body
 from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
 from .me_pages import actions_answer, award_json, said_as_text, statement_answer
@@ -220,13 +220,13 @@ def _ward_from_list(args: dict) -> dict:
 class Identifiers(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(200, IdentifierOut(many=True))
+    @blp.paginate()
     @member_required
-    def get(self):
-        """Linked cards: only the kind and last 4 digits are ever shown."""
-        return db.session.scalars(
+    def get(self, pagination_parameters):
+        """Linked cards, oldest first: only the kind and last 4 digits are ever shown."""
+        return paginate(
             select(Identifier).where(Identifier.member_id == current_member().id)
-            .order_by(Identifier.created_at)
-        ).all()
+            .order_by(Identifier.created_at, Identifier.id), pagination_parameters)
 
     @blp.doc(security=BEARER)
     @member_required
