@@ -399,3 +399,19 @@ def test_a_members_cards_devices_and_a_rules_versions_are_paged_lists(
         assert second.json != first.json and len(second.json) == 1
         too_big = client.get(path, query_string={"page_size": 101}, headers=headers)
         assert too_big.status_code == 422, (path, too_big.json)
+
+
+def test_the_export_is_declared_as_the_json_it_is(client: FlaskClient, app: Flask) -> None:
+    """GET /v1/me/export answers a JSON document: the spec says so, with its parts, so a
+    generated client reads the body instead of dropping it."""
+    member = resident(client, app)
+    answer = client.get("/v1/me/export", headers=member.headers)
+    assert answer.status_code == 200 and answer.mimetype == "application/json"
+    declared = _spec(client)["paths"]["/v1/me/export"]["get"]["responses"]["200"]
+    assert list(declared.get("content", {})) == ["application/json"], declared
+    schema = _response_schema(_spec(client), "get", "/v1/me/export")
+    assert set(schema["required"]) == set(answer.json)
+    for name, value in answer.json.items():
+        expected = {"object": dict, "array": list, "string": str}[
+            schema["properties"][name]["type"]]
+        assert isinstance(value, expected), name

@@ -83,9 +83,27 @@ class Consents(MethodView):
         return _consents_answer()
 
 
+class MemberExport(Schema):
+    """GET /v1/me/export: what rewards/export.py writes, part by part."""
+    format = fields.String(metadata={"description": "The export's format and version."})
+    exported_at = fields.DateTime()
+    member = fields.Dict(metadata={"description": "The profile."})
+    cards = fields.List(fields.Dict(), metadata={"description": "Linked cards (kind, last 4)."})
+    devices = fields.List(fields.Dict())
+    notification_choices = fields.List(fields.Dict())
+    consents = fields.Dict(metadata={"description": "current and history."})
+    balance = fields.Dict()
+    ledger = fields.List(fields.Dict())
+    actions = fields.List(fields.Dict())
+    self_reports = fields.List(fields.Dict())
+    reviews = fields.List(fields.Dict())
+    rewards = fields.List(fields.Dict())
+    donations = fields.List(fields.Dict())
+
+
 @blp.route("/export")
 @blp.doc(security=BEARER)
-@blp.response(200, content_type="application/json",
+@blp.response(200, MemberExport, content_type="application/json",
               description="Everything held about the member (docs/security.md)")
 @member_required
 def export():
