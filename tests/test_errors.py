@@ -3,6 +3,7 @@ never an HTML page or a stack trace."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -106,6 +107,64 @@ def test_body_over_max_content_length_is_413_json(client: FlaskClient, app: Flas
     finally:
         app.config["MAX_CONTENT_LENGTH"] = saved
     assert app.config["MAX_CONTENT_LENGTH"] == saved
+
+
+class _Answer:
+    def __init__(self, status: str, headers: Any, body: bytes) -> None:
+        self.status_code = int(status.split()[0])
+        self.headers = headers
+        self.data = body
+        self.json = json.loads(body)
+
+    def get_data(self, as_text: bool = False) -> Any:
+        return self.data.decode() if as_text else self.data
+
+
+def _streamed(app: Flask, path: str, raw: bytes, **headers: str) -> _Answer:
+    """A POST whose body comes without Content-Length (chunked), as gunicorn hands it on:
+    no CONTENT_LENGTH, and wsgi.input_terminated set."""
+    import io
+
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    environ = EnvironBuilder(path=path, method="POST", input_stream=io.BytesIO(raw),
+                             headers={"Content-Type": "application/json", **headers}
+                             ).get_environ()
+    del environ["CONTENT_LENGTH"]
+    environ["wsgi.input_terminated"] = True
+    answer, status, sent = run_wsgi_app(app, environ, buffered=True)
+    return _Answer(status, sent, b"".join(answer))
+
+
+def test_a_streamed_body_over_max_content_length_is_413_not_cut_short(
+        client: FlaskClient, app: Flask) -> None:
+    """A body sent without Content-Length and larger than MAX_CONTENT_LENGTH is a 413,
+    as with a length: never its first MAX_CONTENT_LENGTH bytes read as the whole body
+    (a 400 "Invalid JSON body." that tells the client nothing about the size)."""
+    admin = bearer(staff_token(client, app, "admin"))
+    assert client.post("/v1/admin/action-types", json=ACTION_TYPE, headers=admin).status_code == 201
+    source = client.post("/v1/admin/sources", json={"name": "First Bus",
+                                                   "action_types": ["bus_journey"]}, headers=admin)
+    saved = app.config["MAX_CONTENT_LENGTH"]
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    try:
+        big = json.dumps({"email": "a@example.org", "padding": "x" * 4096}).encode()
+        assert_json_error(_streamed(app, "/v1/auth/otp", big), 413)
+        from rewards.security import signature_header
+
+        batch = json.dumps({"items": [{"external_ref": f"trip-{n}", "type": "bus_journey"}
+                                      for n in range(100)]}).encode()
+        assert_json_error(_streamed(app, "/v1/source/actions", batch, **{
+            "X-Api-Key": source.json["api_key"],
+            "X-Signature": signature_header(source.json["signing_secret"], batch)}), 413)
+        # Up to the limit a streamed body is read whole, exactly at it too.
+        small = json.dumps({"email": "a@example.org"}).encode()
+        assert _streamed(app, "/v1/auth/otp", small).status_code == 202
+        exact = small[:-1] + b" " * (1024 - len(small)) + b"}"
+        assert len(exact) == 1024
+        assert _streamed(app, "/v1/auth/otp", exact).status_code == 202
+    finally:
+        app.config["MAX_CONTENT_LENGTH"] = saved
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b'{"email": ', b"\xff\xfe\x00"])
