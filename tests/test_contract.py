@@ -415,3 +415,32 @@ def test_the_export_is_declared_as_the_json_it_is(client: FlaskClient, app: Flas
         expected = {"object": dict, "array": list, "string": str}[
             schema["properties"][name]["type"]]
         assert isinstance(value, expected), name
+
+
+def test_a_sources_and_a_partners_keys_are_paged_lists(client: FlaskClient,
+                                                      app: Flask) -> None:
+    """Key lists are paged as every list is (page, page_size, X-Pagination)."""
+    manager = admin_headers(client, app)
+    client.post("/v1/admin/action-types", headers=manager,
+                json={"code": "bus_trip", "name": "Bus trip", "category": "travel"})
+    source = client.post("/v1/admin/sources", headers=manager,
+                         json={"name": "Bus co", "action_types": ["bus_trip"]}).json
+    partner = make_partner(client, manager)
+    for path, body in ((f"/v1/admin/sources/{source['id']}/keys", {"overlap_days": 7}),
+                       (f"/v1/admin/partners/{partner['id']}/keys", {"rotate": False})):
+        issued = client.post(path, json=body, headers=manager)
+        assert issued.status_code == 201, issued.json
+        everything = client.get(path, headers=manager)
+        assert everything.status_code == 200
+        total = len(everything.json)
+        assert total >= 2
+        first = client.get(path, query_string={"page_size": 1}, headers=manager)
+        assert first.json == everything.json[:1]
+        paging = json.loads(first.headers["X-Pagination"])
+        assert (paging["total"], paging["next_page"]) == (total, 2), paging
+        assert client.get(path, query_string={"page_size": 101},
+                          headers=manager).status_code == 422
+    declared = _spec(client)["paths"]
+    for template in ("/v1/admin/sources/{source_id}/keys",
+                     "/v1/admin/partners/{partner_id}/keys"):
+        assert "X-Pagination" in declared[template]["get"]["responses"]["200"]["headers"]

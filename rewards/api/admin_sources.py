@@ -28,7 +28,7 @@ from ..models.source import SourceImport
 from . import key_rings
 from .auth import BEARER, staff_required
 from .checks import clean_text, storable_text
-from .common import audit, found_or_404, paginate
+from .common import audit, found_or_404, page_of, paginate
 from .uploads import UploadBlueprint, body_limit, read_upload
 
 blp = UploadBlueprint("admin_sources", __name__, url_prefix="/v1/admin/sources",
@@ -123,10 +123,12 @@ class Keys(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(200, SourceKeyOut(many=True))
     @blp.alt_response(404, description="No such source")
+    @blp.paginate()
     @staff_required(*MANAGE)
-    def get(self, source_id: uuid.UUID):
+    def get(self, source_id: uuid.UUID, pagination_parameters):
         """The source's API keys, newest first: prefix, state and times, never secrets."""
-        return key_rings.listed(SOURCE_KEYS, _source(source_id))
+        return page_of(key_rings.listed(SOURCE_KEYS, _source(source_id)),
+                       pagination_parameters)
 
     @blp.doc(security=BEARER)
     @staff_required(*MANAGE)

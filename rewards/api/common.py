@@ -67,6 +67,14 @@ def paginate(stmt: Select[Any], pagination_parameters: Any) -> list[Any]:
     return [row[0] for row in page_rows(stmt, pagination_parameters)]
 
 
+def page_of(items: list[Any], pagination_parameters: Any) -> list[Any]:
+    """One page of a short list already in memory (a few keys), with its total for
+    X-Pagination."""
+    pagination_parameters.item_count = len(items)
+    start = (pagination_parameters.page - 1) * pagination_parameters.page_size
+    return items[start:start + pagination_parameters.page_size]
+
+
 def page_rows(stmt: Select[Any], pagination_parameters: Any) -> list[Any]:
     """One page of `stmt`'s rows, with the total for X-Pagination counted in the same
     query (a window over the whole result, before LIMIT); a separate count only for a

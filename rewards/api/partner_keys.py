@@ -16,7 +16,7 @@ from ..partner_keys import PARTNER_KEYS
 from . import key_rings
 from .auth import BEARER, staff_required
 from .checks import storable_text
-from .common import audit, found_or_404
+from .common import audit, found_or_404, page_of
 
 blp = Blueprint("partner_keys", __name__, url_prefix="/v1/admin/partners",
                 description="Scheme staff: partners' till API keys")
@@ -59,10 +59,12 @@ class TillKeys(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(200, TillKeyOut(many=True))
     @blp.alt_response(404, description="No such partner")
+    @blp.paginate()
     @staff_required(*MANAGE)
-    def get(self, partner_id: uuid.UUID):
+    def get(self, partner_id: uuid.UUID, pagination_parameters):
         """The partner's till keys, newest first: prefix, label, state and times."""
-        return key_rings.listed(PARTNER_KEYS, _partner(partner_id), _key_out)
+        return page_of(key_rings.listed(PARTNER_KEYS, _partner(partner_id), _key_out),
+                       pagination_parameters)
 
     @blp.doc(security=BEARER)
     @staff_required(*MANAGE)
