@@ -7,6 +7,7 @@ import itertools
 import math
 import re
 import secrets
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,7 +35,20 @@ class OtpRateLimited(Exception):
 
 
 def normalise_email(email: str) -> str:
-    return email.strip().lower()
+    """The one spelling an address is kept and looked up under. Lower case; compatibility
+    forms folded (NFKC: a fullwidth "ａ" is "a", "＠" is "@"); an internationalised domain
+    in its ASCII (punycode) form, as mail is routed. Otherwise "ａlice@example.org",
+    "alice@ｅxample.org" or "alice@exämple.org" beside "alice@xn--exmple-cua.org" would
+    each open an account of its own for one mailbox, with its own code limits."""
+    email = unicodedata.normalize("NFKC", email).strip().lower()
+    local, at, domain = email.rpartition("@")
+    if at and domain and not domain.isascii():
+        try:
+            # IDNA 2003 also takes the ideographic full stop (U+3002) as a dot.
+            domain = domain.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            pass  # not a name that can be routed: kept as typed (no mail arrives)
+    return f"{local}{at}{domain}" if at else email
 
 
 def otp_address(email: str) -> str:

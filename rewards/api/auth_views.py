@@ -36,16 +36,17 @@ from ..staff import (
 )
 from ..throttle import record_failure
 from .auth import BEARER, _bearer
+from .checks import MemberEmail
 
 blp = Blueprint("auth", __name__, url_prefix="/v1/auth", description="Logging in")
 
 
 class OtpRequest(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = MemberEmail(required=True, validate=validate.Length(max=254))
 
 
 class TokenRequest(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = MemberEmail(required=True, validate=validate.Length(max=254))
     code = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{6}$",
                                                                  error="The code is 6 digits."))
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import ValidationError
+from marshmallow import ValidationError, fields
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 TEXT_PROBLEM = "Must not contain NUL characters or half of a UTF-16 surrogate pair."
@@ -41,3 +41,20 @@ def storable_json(value: Any) -> None:
 def clean_text(value: str) -> str:
     """Text from a file (a CSV's refs, an upload's name) made storable as it is shown."""
     return _UNSTORABLE.sub("\ufffd", value)
+
+
+class MemberEmail(fields.Email):
+    """A resident's email address, at most 254 characters in the spelling the scheme
+    keeps it under (`members.normalise_email`): lower case and NFKC can lengthen an
+    address ("İ" is two characters in lower case), and the column holds 254."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        from ..members import normalise_email
+
+        address = super()._deserialize(value, attr, data, **kwargs)
+        if len(normalise_email(address)) > EMAIL_MAX:
+            raise ValidationError(f"Longer than maximum length {EMAIL_MAX}.")
+        return address
+
+
+EMAIL_MAX = 254

@@ -27,6 +27,7 @@ from ..sessions import revoke_all
 from ..throttle import lock_row, throttle_key
 from .auth import BEARER, current_member, member_required
 from .auth_views import Accepted
+from .checks import MemberEmail
 from .me import MemberSchema
 
 blp = Blueprint("email_change", __name__, url_prefix="/v1/me/email",
@@ -37,7 +38,7 @@ KIND = "email_change"
 
 
 class EmailChangeIn(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = MemberEmail(required=True, validate=validate.Length(max=254))
 
 
 class EmailConfirmIn(Schema):
