@@ -134,3 +134,18 @@ def test_a_post_without_the_form_token_changes_nothing(client: FlaskClient, app:
     assert forged.status_code == 400
     with app.app_context():
         assert db.session.scalars(select(Reward)).one().status == "issued"
+
+
+def test_no_page_a_till_sees_is_kept_by_a_cache(client: FlaskClient, app: Flask) -> None:
+    # A shared till's browser: after logging out, Back must not bring up the vouchers
+    # checked or redeemed (the pages answer by cookie, which the API's rule for
+    # credentialed answers does not see).
+    scheme, code = _voucher(client, app)
+    login = client.get("/partner/login")
+    assert login.headers.get("Cache-Control") == "no-store"
+    assert _log_in(client, _partner_user(app, scheme.partner["id"])).status_code == 302
+    checked = _check(client, code)
+    assert checked.status_code == 200 and code.encode() in checked.data
+    for answer in (checked, client.get("/partner/redeem"), client.get("/partner/card")):
+        assert answer.headers.get("Cache-Control") == "no-store", answer.request.path
+        assert "Cookie" in answer.headers.get("Vary", "")

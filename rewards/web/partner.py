@@ -10,7 +10,17 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -76,6 +86,17 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
         return view(found[1], *args, **kwargs)
 
     return wrapper
+
+
+@bp.after_request
+def _not_kept(response: Response) -> Response:
+    # The pages answer a logged-in till by its cookie, not a header the security
+    # middleware sees as a credential: what they show (vouchers checked, redemptions,
+    # the form's CSRF token) must not stay in a browser's or a proxy's cache on a
+    # shared till, to come back with the Back button after logging out.
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.vary.add("Cookie")
+    return response
 
 
 @bp.app_context_processor
