@@ -214,6 +214,9 @@ class Config:
         # Cards a member may link, and how many days a card's link code works.
         self.IDENTIFIERS_PER_MEMBER: int = _env_int("IDENTIFIERS_PER_MEMBER", 5)
         self.LINK_CODE_VALID_DAYS: int = _env_int("LINK_CODE_VALID_DAYS", 3)
+        # Wrong link codes for one card (from any accounts) before its linking locks,
+        # with the staff logins' back-off (LOGIN_LOCK_SECONDS up to LOGIN_LOCK_MAX_SECONDS).
+        self.LINK_CODE_LOCK_AFTER: int = _env_int("LINK_CODE_LOCK_AFTER", 10)
         # Versions of the terms and privacy notice a first login accepts (kept as consents).
         self.TERMS_VERSION: str = env.get("TERMS_VERSION", "1")
         self.PRIVACY_NOTICE_VERSION: str = env.get("PRIVACY_NOTICE_VERSION", "1")

@@ -20,13 +20,22 @@ import secrets
 import uuid
 from datetime import date, datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .members import CardAlreadyLinked, link_card
+from .members import CardAlreadyLinked, card_hash, link_card
 from .models import Identifier, Member, utcnow
 from .models.privacy import CardLinkSecret
 from .security import normalise_card_number
+from .throttle import (
+    Locked,
+    check_not_locked,
+    lock_row,
+    record_failure,
+    record_success,
+    throttle_key,
+)
 
 CODE_DIGITS = 8
 
@@ -81,10 +90,11 @@ class LinkRefused(Exception):
     """The card was not linked; `message` (and `errors`, by field) say why, to the member."""
 
     def __init__(self, status: int, message: str, errors: dict[str, list[str]] | None = None,
-                 reason: str = "conflict") -> None:
+                 reason: str = "conflict", retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.errors = status, message, errors
         self.reason = reason  # never says whose card it is (rewards/reasons.py)
+        self.retry_after = retry_after  # seconds, when the card's linking is locked
 
 
 # Said to a member whose proven card is someone else's, or already theirs: it never says
@@ -92,6 +102,8 @@ class LinkRefused(Exception):
 NOT_LINKABLE = "This card cannot be linked to this account. Ask at a council desk."
 WRONG_CODE = ("The link code is not right for this card, or has expired. Ask the card's "
               "operator for today's code.")
+CARD_LOCKED = ("Too many wrong link codes for this card; try again later, or ask at a "
+               "council desk.")
 
 
 def link_proven_card(session: Session, member: Member, kind: str, number: str, code: str,
@@ -109,9 +121,23 @@ def link_proven_card(session: Session, member: Member, kind: str, number: str, c
         raise LinkRefused(422, "Cards of this kind cannot be linked in the app yet; ask at a "
                                "council desk.", {"kind": ["No link codes for this kind yet."]},
                           reason="card_not_proven")
+    # Wrong codes are counted per card, whichever accounts send them, and lock the card's
+    # linking with the staff logins' back-off (rewards/throttle.py): accounts cost
+    # nothing, so a limit per caller alone would let enough of them try every code of
+    # someone else's card. The row holds the card's keyed hash, never its number.
+    guesses = lock_row(session, throttle_key("link-code", card_hash(kind, number)))
+    try:
+        check_not_locked(guesses)
+    except Locked as locked:
+        session.commit()
+        raise LinkRefused(429, CARD_LOCKED, reason="rate_limited",
+                          retry_after=locked.retry_after) from None
     if not code_matches(secret, kind, number, code, now, valid_days):
+        record_failure(guesses, after=current_app.config["LINK_CODE_LOCK_AFTER"])
+        session.commit()  # kept, though the caller rolls the refused link back
         raise LinkRefused(422, WRONG_CODE, {"link_code": [WRONG_CODE]},
                           reason="card_not_proven")
+    record_success(guesses)
     try:
         return link_card(session, member, kind, number)
     except CardAlreadyLinked:

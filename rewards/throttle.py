@@ -59,12 +59,15 @@ def check_not_locked(row: LoginThrottle, now: datetime | None = None) -> None:
         raise Locked(max(1, math.ceil((row.locked_until - now).total_seconds())))
 
 
-def record_failure(row: LoginThrottle, now: datetime | None = None) -> None:
+def record_failure(row: LoginThrottle, now: datetime | None = None,
+                   after: int | None = None) -> None:
+    """Count a wrong try; `after` wrong tries in a row (LOGIN_LOCK_AFTER unless given)
+    lock the key with the back-off above."""
     config = current_app.config
     now = now or utcnow()
     row.failures += 1
     row.updated_at = now
-    seconds = lock_seconds(row.failures, config["LOGIN_LOCK_AFTER"],
+    seconds = lock_seconds(row.failures, config["LOGIN_LOCK_AFTER"] if after is None else after,
                            config["LOGIN_LOCK_SECONDS"], config["LOGIN_LOCK_MAX_SECONDS"])
     if seconds:
         row.locked_until = now + timedelta(seconds=seconds)

@@ -245,8 +245,9 @@ class Identifiers(MethodView):
                 most=config["IDENTIFIERS_PER_MEMBER"])
         except LinkRefused as refused:
             db.session.rollback()
+            headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after else None
             abort(refused.status, message=refused.message, errors=refused.errors,
-                  reason=refused.reason)
+                  reason=refused.reason, headers=headers)
         db.session.commit()
         return identifier
 

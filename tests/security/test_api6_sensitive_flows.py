@@ -161,3 +161,33 @@ def test_a_staff_desk_prints_todays_code(app: Flask) -> None:
     assert printed.exit_code == 0, printed.output
     assert printed.output.strip() == link_code(secret, "library_card", "LIB123456",
                                                datetime.now(UTC).date())
+
+
+def test_wrong_codes_for_one_card_lock_it_whichever_accounts_send_them(
+        client: FlaskClient, app: Flask) -> None:
+    # Accounts cost nothing and the per-client limit is per account: without a count per
+    # card, enough accounts could try all 10^8 codes of someone else's card.
+    app.config["LINK_CODE_LOCK_AFTER"], before = 3, app.config["LINK_CODE_LOCK_AFTER"]
+    try:
+        good = link_code_for(app, CARD)
+        wrong = [str((int(good) + n) % 100_000_000).zfill(8) for n in (1, 2, 3)]
+        for n, code in enumerate(wrong):
+            guesser = bearer(member_token(client, app, f"guesser{n}@example.org"))
+            assert_error(_post(client, guesser, CARD, code), 422)
+        holder = bearer(member_token(client, app, "holder@example.org"))
+        # Locked, for the right code too, and another spelling of the number is the card.
+        for number in (CARD, CARD.replace(" ", "-")):
+            locked = _post(client, holder, number, good)
+            assert locked.status_code == 429, locked.json
+            assert int(locked.headers["Retry-After"]) > 0
+        assert _cards(app) == 0
+        # Another card is not locked by this one's guesses.
+        other = "6335001111222233"
+        assert link(client, app, holder, other).status_code == 201
+        with app.app_context():  # the counter names the card by its keyed hash only
+            from rewards.models.login import LoginThrottle
+
+            keys = [row.key for row in db.session.scalars(select(LoginThrottle))]
+            assert keys and not any("6335" in key or "8877" in key for key in keys)
+    finally:
+        app.config["LINK_CODE_LOCK_AFTER"] = before
