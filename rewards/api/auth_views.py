@@ -5,7 +5,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, NoReturn
 
-from flask import g
+from flask import Response, g
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from werkzeug.security import check_password_hash
@@ -39,6 +39,16 @@ from .auth import BEARER, _bearer
 from .checks import MemberEmail
 
 blp = Blueprint("auth", __name__, url_prefix="/v1/auth", description="Logging in")
+
+
+@blp.after_request
+def _tokens_not_kept(response: Response) -> Response:
+    # Logins and refreshes answer tokens to a request that carries none in a header (the
+    # code, password or refresh token is in the body), so the rule for credentialed
+    # answers does not mark them: no cache may keep a token (RFC 6749, 5.1).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
 
 
 class OtpRequest(Schema):

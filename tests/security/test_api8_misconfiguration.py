@@ -66,6 +66,28 @@ def test_answers_to_a_caller_with_credentials_are_not_kept_by_caches(
     assert "Cache-Control" not in client.get("/healthz").headers
 
 
+def test_answers_that_give_tokens_are_not_kept_by_caches(client: FlaskClient, app: Flask) -> None:
+    # The request carries its secret in the body (a code, a password, a refresh token),
+    # not a header, yet the answer is a token: never to be kept (RFC 6749, 5.1).
+    from ..conftest import otp_from_mail
+    from ..helpers import make_staff
+
+    assert client.post("/v1/auth/otp", json={"email": "kept@example.org"}).status_code == 202
+    tokens = client.post("/v1/auth/token", json={
+        "email": "kept@example.org", "code": otp_from_mail(app, "kept@example.org")})
+    refreshed = client.post("/v1/auth/refresh",
+                            json={"refresh_token": tokens.json["refresh_token"]})
+    make_staff(app, "kept@council.example", "analyst")
+    staff = client.post("/v1/auth/login", json={"email": "kept@council.example",
+                                               "password": "correct horse"})
+    refused = client.post("/v1/auth/login", json={"email": "kept@council.example",
+                                                 "password": "wrong horse"})
+    for answer, status in ((tokens, 200), (refreshed, 200), (staff, 200), (refused, 401)):
+        assert answer.status_code == status, answer.json
+        assert answer.headers.get("Cache-Control") == "no-store", answer.request.path
+        assert answer.headers.get("Pragma") == "no-cache"
+
+
 def test_docs_work_offline_from_our_origin(client: FlaskClient) -> None:
     page = client.get("/docs")
     assert page.status_code == 200 and page.mimetype == "text/html"
