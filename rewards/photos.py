@@ -8,8 +8,12 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Far above any phone camera; a small file claiming more pixels is a decompression bomb.
-MAX_PIXELS = 50_000_000
+# A photo is decoded and copied twice here (upright, then pixels only), three bytes a
+# pixel each: at 50 million pixels a 140 kB PNG of one colour took 400 MB and two
+# seconds. A photo within SELF_REPORT_PHOTO_MAX_BYTES (2 MB) that a phone wrote has far
+# fewer (a 12-megapixel JPEG is 3 to 5 MB); more, in a file that small, is a
+# decompression bomb.
+MAX_PIXELS = 16_000_000
 
 
 class UnreadablePhoto(ValueError):

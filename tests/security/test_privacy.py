@@ -116,6 +116,28 @@ def _member_with_history(client: FlaskClient, app: Flask) -> tuple[Any, dict[str
     return scheme, me, member_id
 
 
+def test_a_small_photo_of_too_many_pixels_is_refused_before_decoding(
+        client: FlaskClient, app: Flask) -> None:
+    # A few kB of PNG that decodes to 16.8 million pixels (RGB would be 50 MB, copied
+    # twice while the metadata is taken off): a decompression bomb, not a phone's photo.
+    out = io.BytesIO()
+    Image.new("1", (4100, 4100)).save(out, format="PNG")
+    bomb = out.getvalue()
+    assert len(bomb) < 100_000
+    admin = bearer(staff_token(client, app, "admin"))
+    client.post("/v1/admin/action-types", headers=admin,
+                json={"code": "litter_pick", "name": "Litter pick", "category": "climate"})
+    me = bearer(member_token(client, app, "bomb@example.org"))
+    sent = client.post("/v1/me/self-reports", headers=me, content_type="multipart/form-data",
+                       data={"type": "litter_pick", "description": "Two bags",
+                             "occurred_at": iso(datetime.now(UTC) - timedelta(hours=2)),
+                             "photo": (io.BytesIO(bomb), "bags.png")})
+    assert sent.status_code == 422, sent.json
+    assert "pixels" in sent.json["errors"]["photo"][0]
+    with app.app_context():
+        assert db.session.scalars(select(SelfReportPhoto)).all() == []
+
+
 def test_erasure_leaves_no_personal_data_and_the_books_balanced(
         client: FlaskClient, app: Flask) -> None:
     scheme, me, member_id = _member_with_history(client, app)
