@@ -48,6 +48,8 @@ def json_depth(raw: bytes, most: int = 1000) -> int:
     return depth
 
 
+HSTS = "max-age=31536000"
+
 # Headers every answer carries unless its view set its own (a page its own policy).
 _ALWAYS = (("x-content-type-options", "X-Content-Type-Options", "nosniff"),
            ("x-frame-options", "X-Frame-Options", "DENY"),
@@ -80,6 +82,10 @@ class SecurityHeaders:
         # a proxy or a disk cache must not keep it (figures, exports, a member's data)
         # unless its view said how it may be kept (rewards/api/caching.py).
         credentialed = "HTTP_AUTHORIZATION" in environ or "HTTP_X_API_KEY" in environ
+        # Over HTTPS (as the nearest trusted proxy saw it, TRUSTED_PROXIES), browsers are
+        # told to use nothing else for a year: a later http:// link or a stripped
+        # redirect cannot send the partner page's cookie or a login in clear.
+        secure = environ.get("wsgi.url_scheme") == "https"
 
         def securing(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             present = {name.lower(): value for name, value in headers}
@@ -88,6 +94,8 @@ class SecurityHeaders:
                     headers.append((name, value))
             if credentialed and "cache-control" not in present:
                 headers.append(("Cache-Control", "no-store"))
+            if secure and "strict-transport-security" not in present:
+                headers.append(("Strict-Transport-Security", HSTS))
             if "content-security-policy" not in present:
                 kind = present.get("content-type", "").partition(";")[0].strip().lower()
                 headers.append(("Content-Security-Policy",

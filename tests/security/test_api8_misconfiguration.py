@@ -43,6 +43,16 @@ def test_every_answer_carries_the_security_headers(client: FlaskClient, app: Fla
     assert "default-src 'none'" in client.get("/healthz").headers["Content-Security-Policy"]
 
 
+def test_answers_over_https_tell_browsers_to_keep_to_https(client: FlaskClient) -> None:
+    # Every kind of answer, errors and pages too; over plain http (development, or a
+    # proxy not trusted) there is nothing to pin, and browsers ignore it there anyway.
+    for path in ("/healthz", "/v1/nothing", "/v1/me", "/partner/login", "/staff/login",
+                 "/docs"):
+        answer = client.get(path, base_url="https://rewards.example")
+        assert answer.headers.get("Strict-Transport-Security") == "max-age=31536000", path
+    assert "Strict-Transport-Security" not in client.get("/healthz").headers
+
+
 def test_answers_to_a_caller_with_credentials_are_not_kept_by_caches(
     client: FlaskClient, app: Flask
 ) -> None:
