@@ -322,3 +322,24 @@ def test_no_csv_cell_can_run_a_formula(client: FlaskClient, app: Flask) -> None:
     cells = [cell for row in csv.reader(io.StringIO(sheet.get_data(as_text=True)))
              for cell in row]
     assert "'=HYPERLINK(\"http://evil\")" in cells and "'=cmd|' /C calc'!A0" in cells
+
+
+def test_the_public_page_tells_nothing_about_one_resident(
+        client: FlaskClient, app: Flask) -> None:
+    # Anyone may load it, as often as they like: a live count of members, actions or
+    # vouchers would move when one resident joins or acts, with no small-cell rule.
+    from ..helpers import tap
+
+    scheme = build_scheme(client, app, cost_points=10)
+    before = client.get("/").get_data(as_text=True)
+    me = bearer(member_token(client, app, "watched@example.org"))
+    link(client, app, me, "6335000011112222")
+    sent = signed_post(client, scheme.source,
+                       {"items": [tap("w1", "6335000011112222", _daytime(1, 10))]})
+    assert sent.json["results"][0]["status"] == "accepted", sent.json
+    reward = client.post("/v1/me/rewards", json={"offer_id": scheme.offer["id"]}, headers=me)
+    assert reward.status_code == 202, reward.json
+    after = client.get("/")
+    assert after.status_code == 200
+    assert after.get_data(as_text=True) == before
+    assert "Members" not in before and "Vouchers" not in before
