@@ -40,19 +40,17 @@ def _spelling(email: str) -> str:
 def upgrade() -> None:
     connection = op.get_bind()
     members = sa.table("members", sa.column("id"), sa.column("email", sa.String))
-    taken = {email for (email,) in connection.execute(
-        sa.select(members.c.email).where(members.c.email.is_not(None)))}
-    for member_id, email in connection.execute(
-            sa.select(members.c.id, members.c.email).where(members.c.email.is_not(None))).all():
-        if email.isascii():
-            continue
-        new = _spelling(email)
-        if new == email or new in taken or len(new) > 254:
-            continue
-        connection.execute(members.update().where(members.c.id == member_id)
-                           .values(email=new))
-        taken.discard(email)
-        taken.add(new)
+    # Only an address with a character outside ASCII can change; the rest are already
+    # lower case (the old code kept them so) and are never read into memory.
+    rows = connection.execute(sa.select(members.c.id, members.c.email).where(
+        members.c.email.is_not(None))).yield_per(1000)
+    changes = [(member_id, _spelling(email)) for member_id, email in rows
+               if not email.isascii() and _spelling(email) != email]
+    for member_id, new in changes:
+        if len(new) > 254 or connection.scalar(
+                sa.select(sa.func.count()).select_from(members).where(members.c.email == new)):
+            continue  # the same mailbox joined twice, or too long: left as it was
+        connection.execute(members.update().where(members.c.id == member_id).values(email=new))
 
 
 def downgrade() -> None:
