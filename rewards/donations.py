@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .ledger import account_balance, expire_member, lock_member, post, scheme_account
-from .models import Account, Partner, utcnow
+from .models import Account, Member, Partner, utcnow
 from .models.donation import Donation
 from .reasons import Reason, Refused
+from .vouchers import ACCOUNT_CLOSED
 
 MAX_DONATION = 1_000_000
 
@@ -39,6 +40,9 @@ def donate(
     if receiver is None:
         raise DonationRefused(404, "No such charity.")
     account = lock_member(session, member_id)
+    # Read after the lock: an erasure holds it while it closes the account.
+    if session.scalar(select(Member.erased_at).where(Member.id == member_id)) is not None:
+        raise DonationRefused(401, ACCOUNT_CLOSED, Reason.SESSION_ENDED)
     # Points past their expiry are not there to give.
     expire_member(session, member_id, now or utcnow())
     available = account_balance(session, account.id)

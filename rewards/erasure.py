@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from .ledger import lock_member
 from .members import otp_address
 from .models import (
     Action,
@@ -38,9 +39,20 @@ ERASED_TEXT = "(erased at the member's request)"
 
 
 def erase_member(session: Session, member: Member, now: datetime) -> None:
-    """Everything above, in the caller's transaction."""
+    """Everything above, in the caller's transaction.
+
+    Locks in the order spenders take them: the member's available account first (claims
+    and donations lock it, then write rows that reference the member's row), then the
+    member's row. The other way round, a claim or donation in flight and the erasure
+    each waited for the other's lock (a deadlock, one of them failing). A spend that
+    waited for the account's lock finds the account closed (erased_at, read after it).
+    The row is read again under its lock: a change committed since the caller loaded it
+    (a profile edit) is then overwritten too, not left because the entity's stale copy
+    already held the erased value."""
     member_id = member.id
-    session.execute(select(Member.id).where(Member.id == member_id).with_for_update())
+    lock_member(session, member_id)
+    session.scalar(select(Member).where(Member.id == member_id).with_for_update()
+                   .execution_options(populate_existing=True))
     if member.email:
         session.execute(delete(OtpCode).where(OtpCode.email_hash == otp_address(member.email)))
     for reward_id in session.scalars(select(Reward.id).where(

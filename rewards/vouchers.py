@@ -202,9 +202,11 @@ def claim_offer(
         # PostgreSQL: the writes test the member's points themselves (read after the
         # lock, so counting every claim that held it before) and write nothing when
         # they fall short or some have expired; the expiry is then written the long way.
-        lines, available, expiring = reads.first(
-            statements.writes[job is not None], values, session)[:3]
+        lines, available, expiring, still_open = reads.first(
+            statements.writes[job is not None], values, session)[:4]
         written = lines == 2
+        if not still_open:
+            raise ClaimRefused(401, ACCOUNT_CLOSED, Reason.SESSION_ENDED)
         if not written and not expiring:
             if available < offer.cost_points:
                 raise _short_of_points(offer.cost_points, available)
@@ -223,6 +225,11 @@ def claim_offer(
     return Claimed(reward_id, member.id, offer.cost_points, now, offer)
 
 
+# A spend that waited for the member's lock while their account was being closed.
+ACCOUNT_CLOSED = ("The session has ended (logged out, or the account no longer exists); "
+                  "log in again.")
+
+
 def _short_of_points(cost: int, available: int) -> ClaimRefused:
     return ClaimRefused(409, f"Not enough points: this costs {cost}, you have {available}.",
                         Reason.INSUFFICIENT_POINTS)
@@ -231,6 +238,7 @@ def _short_of_points(cost: int, available: int) -> ClaimRefused:
 _ACCOUNTS, _POSTINGS, _LINES = Account.__table__, Posting.__table__, PostingLine.__table__
 _OUTBOX, _PARTNERS = OutboxMessage.__table__, Partner.__table__
 _REWARDS, _OFFERS, _REDEMPTIONS = Reward.__table__, Offer.__table__, Redemption.__table__
+_MEMBERS = Member.__table__
 _OUTBOX_COLUMNS = ("id", "job", "queue", "kwargs", "due_at", "attempts", "created_at",
                    "dispatched_at", "request_id")
 
@@ -327,10 +335,16 @@ def _claim_statements(dialect: str) -> _ClaimStatements:
             insert(_LINES),
             insert(_OUTBOX),
         ))
-    # The member's points, tested by the write itself: enough, and none expired.
+    # The member's points, tested by the write itself: enough, and none expired; and the
+    # account still open. The token's check rides on the lock's statement, read from
+    # before any wait for the lock: an erasure that held it and committed meanwhile is
+    # seen only by a later statement, this one.
     funds = spendable_by()
+    open_account = select(_MEMBERS.c.id).where(
+        _MEMBERS.c.id == _param("member", _MEMBERS.c.id), _MEMBERS.c.erased_at.is_(None)
+    ).exists()
     funded = (select(funds.c.available).scalar_subquery() >= _param("cost", _OFFERS.c.cost_points),
-              select(funds.c.expiring).scalar_subquery() == 0)
+              select(funds.c.expiring).scalar_subquery() == 0, open_account)
     taken = stock.where(*funded).returning(_OFFERS.c.id).cte("taken")
     reserved = union_all(select(taken.c.id), unlimited.where(*funded)).cte("reserved")
     reward = (
@@ -365,7 +379,8 @@ def _claim_statements(dialect: str) -> _ClaimStatements:
     # is 0, not 2; then the member's points as the statement found them.
     written = select(func.count()).select_from(lines).scalar_subquery().label("lines")
     jobs_written = select(func.count()).select_from(job).scalar_subquery().label("jobs")
-    answer = select(written, funds.c.available, funds.c.expiring).select_from(funds)
+    answer = select(written, funds.c.available, funds.c.expiring,
+                    open_account.label("open")).select_from(funds)
     return _ClaimStatements(lock, counted, {
         False: answer, True: answer.add_columns(jobs_written)})
 
