@@ -11,7 +11,7 @@ from typing import Any
 
 import flask_smorest
 import orjson
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
 from flask_smorest.pagination import PaginationMetadataSchema
 from marshmallow import Schema, ValidationError, fields, validate
 from redis import Redis
@@ -342,6 +342,10 @@ def _discard_session() -> None:
     except Exception:  # the connection is gone; removing the session is what matters
         pass
     db.session.remove()
+    # The caller's entity is detached now, its attributes expired by the rollback: what
+    # runs after the view (the answer's language reads the member's locale) would try
+    # to load them and fail, turning this 503 into a 500.
+    g.pop("member", None)
 class OneSchemaParser(FlaskParser):
     """webargs makes a new schema from a schema class on every request (marshmallow
     deep-copies its fields each time: about as much Python as a resident's read); a

@@ -328,3 +328,31 @@ class _engine:
         db.engine = self.live
         db.session.configure(bind=self.live)
         self.engine.dispose()
+
+
+def test_a_database_failure_after_the_member_was_read_still_answers_503(
+        client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session is rolled back and removed for a 503; the member's entity the view
+    had loaded (a donation reads it) is then expired and detached. Choosing the
+    answer's language read its locale after that, failed, and the 503 became a 500."""
+    from sqlalchemy.exc import OperationalError
+
+    from rewards.api import donations as donation_api
+
+    admin = admin_headers(client, app)
+    charity = make_partner(client, admin, kind="charity")
+    me = resident(client, app, points=30)
+
+    def deadlocked(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT INTO donations ...", {}, Exception("deadlock detected"))
+
+    monkeypatch.setattr(donation_api, "donate", deadlocked)
+    for language in (None, "cy"):
+        headers = {**me.headers, **({"Accept-Language": language} if language else {})}
+        answer = client.post("/v1/me/donations", headers=headers,
+                             json={"charity_id": charity["id"], "points": 5})
+        assert answer.status_code == 503, answer.json
+        assert answer.headers["Retry-After"] == "5"
+        assert answer.json["code"] == 503
+    monkeypatch.undo()
+    assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 30
