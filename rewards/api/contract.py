@@ -92,6 +92,15 @@ CACHE_HEADERS = {
     "Cache-Control": {"description": "How long the answer stays fresh, and for whom.",
                       "schema": {"type": "string"}},
 }
+# Answers that carry the ETag of what they show, and changes that take it back as
+# If-Match (412 when it is no longer current): the resident's profile.
+VERSIONED = {("GET", "/v1/me"): False, ("PATCH", "/v1/me"): True}
+PROFILE_ETAG = {"description": "The profile's version: send it back as If-Match with a "
+                               "PATCH of /v1/me.", "schema": {"type": "string"}}
+IF_MATCH = {"in": "header", "name": "If-Match", "required": False,
+            "schema": {"type": "string"},
+            "description": "The ETag of the profile as last read: the change is made only if "
+                           "it is still current, else 412."}
 IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False,
                  "schema": {"type": "string"},
                  "description": "The ETag of the copy held: 304 if it is still current."}
@@ -237,6 +246,11 @@ def _finish_operation(method: str, path: str, operation: dict[str, Any]) -> None
                 if status.startswith("2") and "$ref" not in response:
                     response.setdefault("headers", {}).setdefault(
                         "Idempotent-Replayed", deepcopy(IDEMPOTENT_REPLAYED))
+    if key in VERSIONED:
+        responses["200"].setdefault("headers", {})["ETag"] = deepcopy(PROFILE_ETAG)
+        if VERSIONED[key]:
+            responses["412"] = {"$ref": "#/components/responses/PRECONDITION_FAILED"}
+            operation.setdefault("parameters", []).append(deepcopy(IF_MATCH))
     if key in CACHED:
         responses["412"] = {"$ref": "#/components/responses/PRECONDITION_FAILED"}
         responses["200"].setdefault("headers", {}).update(deepcopy(CACHE_HEADERS))

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from functools import cache
 from typing import Any
 
-from flask import current_app, g
+from flask import current_app, g, request
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import Select, bindparam, delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from werkzeug.http import generate_etag, parse_etags, quote_etag
 
 from ..erasure import erase_member
 from ..extensions import Blueprint, db
@@ -33,7 +35,7 @@ from ..models.action import ACTION_STATUSES
 from ..models.ledger import POSTING_KINDS
 from ..reasons import Reason
 from ..wards import ward_for_postcode, ward_named
-from .auth import BEARER, current_member, member_required, resident_read
+from .auth import BEARER, MEMBER_ENDED, current_member, member_required, resident_read
 from .common import keyset_page, paginate, reads_only
 from .fastdump import json_answer, json_body
 from .language import check_scheme_language, reason_of, rule_name_of, type_name_of
@@ -143,14 +145,29 @@ class ActionSchema(Schema):
 
 
 
+_PROFILE = MemberSchema()
+
+
+def profile_tag(member: Member) -> str:
+    """The profile's strong ETag (unquoted): a digest of what GET /v1/me answers, the
+    same whatever the JSON's spacing or key order."""
+    data = json.dumps(_PROFILE.dump(member), sort_keys=True, separators=(",", ":"),
+                      default=str)
+    return generate_etag(data.encode())
+
+
 @blp.route("")
 class Me(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(200, MemberSchema)
     @member_required
     def get(self):
-        """The resident's profile."""
-        return current_member()
+        """The resident's profile.
+
+        Its ETag goes back as If-Match with a PATCH, so that a change made meanwhile
+        (on another device) is not overwritten."""
+        member = current_member()
+        return member, 200, {"ETag": quote_etag(profile_tag(member))}
 
     @blp.doc(security=BEARER)
     @member_required
@@ -160,8 +177,18 @@ class Me(MethodView):
     def patch(self, args):
         """Change display name, ward, language or (optional) birth year. Where the
         scheme sets WARD_CHANGE_DAYS, the ward changes at most once in that many days:
-        it unlocks ward-only offers and ward rules."""
-        member = current_member()
+        it unlocks ward-only offers and ward rules. With If-Match (the ETag of GET
+        /v1/me), the change is made only if the profile is still that one, else 412.
+
+        Concurrent changes take turns on the member's row, each reading the profile
+        as the one before left it: If-Match compares against what is stored at that
+        moment, and an account closed meanwhile is not written to again."""
+        member = _locked_profile(current_member().id)
+        if_match = request.headers.get("If-Match")
+        if if_match and not parse_etags(if_match).contains(profile_tag(member)):
+            db.session.rollback()
+            abort(412, message="The profile has changed since that ETag was read; read it "
+                               "again (GET /v1/me) and retry.")
         args = _ward_from_list(args)
         if "ward" in args and args["ward"] != member.ward:
             _may_change_ward(member)
@@ -169,7 +196,7 @@ class Me(MethodView):
         for key, value in args.items():
             setattr(member, key, value)
         db.session.commit()
-        return member
+        return member, 200, {"ETag": quote_etag(profile_tag(member))}
 
     @blp.doc(security=BEARER)
     @blp.response(204)
@@ -180,6 +207,16 @@ class Me(MethodView):
         are cancelled. Ledger sums stay, under an id that no longer leads to a person."""
         erase_member(db.session, current_member(), utcnow())
         db.session.commit()
+
+
+def _locked_profile(member_id: uuid.UUID) -> Member:
+    """The member's row, locked and read afresh; 401 if the account was closed."""
+    member = db.session.scalar(select(Member).where(Member.id == member_id)
+                               .with_for_update().execution_options(populate_existing=True))
+    if member is None or member.erased_at is not None:
+        db.session.rollback()
+        abort(401, message=MEMBER_ENDED, reason=Reason.SESSION_ENDED)
+    return member
 
 
 def _may_change_ward(member: Member) -> None:
