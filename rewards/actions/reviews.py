@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..awarding import MemberGone, award_stored
+from ..awarding import MemberGone, award_stored, lock_for_reversals
 from ..ledger import lock_member, reverse_action
 from ..models import Action, ActionType, Member, utcnow
 from ..models.review import Review, SelfReport, SelfReportPhoto
@@ -145,6 +145,7 @@ def reject(session: Session, action_id: uuid.UUID, reviewer_id: uuid.UUID | None
     now = now or utcnow()
     action = _flagged(session, action_id)
     held_reason = action.flag_reason
+    lock_for_reversals(session, [action.member_id], [action.id])
     reversal = reverse_action(session, action, f"Rejected on review: {reason}", now)
     review = Review(action_id=action.id, member_id=action.member_id, decision="rejected",
                     reason=reason, held_reason=held_reason,

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..actions.ingest import ingest_batch
+from ..awarding import lock_for_reversals
 from ..extensions import Blueprint, db
 from ..ledger import add_points_awarded, lock_member, reverse_action
 from ..models import Action
@@ -192,8 +193,11 @@ def post_revocations():
             actions[action.external_ref] = action
     # Take every member's lock up front, in one order, so two requests revoking
     # actions of the same members cannot wait on each other in a cycle.
-    for member_id in sorted({action.member_id for action in actions.values()}):
+    member_ids = sorted({action.member_id for action in actions.values()})
+    for member_id in member_ids:
         lock_member(session, member_id)
+    # Then the members' rows and their awards' rules, in the order batches take them.
+    lock_for_reversals(session, member_ids, [action.id for action in actions.values()])
     results: list[dict[str, Any]] = []
     # The rules' running totals move once, in rule id order, after every reversal.
     rule_totals: dict[uuid.UUID, int] = {}

@@ -23,7 +23,7 @@ from .deferred import (
     queue_for_award,
     queue_strays,
 )
-from .locks import lock_for_awards, lock_live_rules, lock_rules
+from .locks import lock_for_awards, lock_for_reversals, lock_live_rules, lock_rules
 from .rows import Writes, action_row, award_points
 from .stored import Awarded, MemberGone, award_stored
 from .usage import (
@@ -61,6 +61,7 @@ __all__ = [
     "decide",
     "flag_reason",
     "lock_for_awards",
+    "lock_for_reversals",
     "lock_live_rules",
     "lock_rules",
     "on_batch_awarded",

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ..actions.rulebook import live_rules
 from ..bulk import is_postgres, one_of
-from ..models import Member, Rule
+from ..models import Award, Member, Rule
 from ..rules import CompiledRule, RuleSet
 
 
@@ -75,3 +75,21 @@ def lock_rules(session: Session, rule_ids: Iterable[uuid.UUID],
         session.execute(
             select(Rule.id).where(condition).order_by(Rule.id).with_for_update(key_share=True)
         )
+
+
+def lock_for_reversals(session: Session, member_ids: Collection[uuid.UUID],
+                       action_ids: Collection[uuid.UUID]) -> None:
+    """Before reversing actions' awards (after the members' account locks, see
+    ledger.lock_member): the members' rows, then the rows of the rules the actions were
+    awarded under, each in id order, as awarding takes them. A reversal moves the
+    rules' running totals last, once it has written its lines; the lines' trigger
+    locks the members' running totals. Without the rule rows held first, a reversal
+    held a member's totals while waiting for a rule's row that a batch awarding the
+    same member held while it waited for those totals: a deadlock, one of the two
+    failing."""
+    postgres = is_postgres(session)
+    lock_for_awards(session, member_ids)
+    rule_ids: set[uuid.UUID] = set()
+    for condition in one_of(postgres, Award.action_id, set(action_ids)):
+        rule_ids.update(session.scalars(select(Award.rule_id).where(condition).distinct()))
+    lock_rules(session, rule_ids, postgres)
