@@ -192,6 +192,10 @@ def test_rule_defaults(client: FlaskClient, manager: dict[str, str]) -> None:
     ("points", "action.hour > 3", "must give a number"),
     ("points", "", "empty"),
     ("condition", "  ", "empty"),
+    # A constant that is not points would flag every action the rule matches.
+    ("points", "-5", "a negative number"),
+    ("points", "0 - 5", "a negative number"),
+    ("points", "2000000", "more than"),
 ])
 def test_rule_with_bad_expression_is_422_and_not_stored(
     client: FlaskClient, manager: dict[str, str], field: str, expression: str, expected: str

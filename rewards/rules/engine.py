@@ -101,12 +101,28 @@ def validate_expression(expression: str, want: str) -> None:
             return
         raise ExpressionError(_engine_message(error)) from None
     if _gives(result, want):
+        if want == "number":
+            _refuse_constant_non_points(expression)
         return
     if result is None and _works_with_some_attributes(expression, want):
         return
     if want == "boolean":
         raise ExpressionError(f"a condition must give true or false, this gives {result!r}")
     raise ExpressionError(f"a points formula must give a number, this gives {result!r}")
+
+
+def _refuse_constant_non_points(expression: str) -> None:
+    """A formula that gives a number with nothing to read (no action, no member) gives it
+    for every action: if that is not points (negative, or past the most for one action),
+    every action it matches would be flagged, so it is refused when saved."""
+    if analysis.needs_of(expression) != {}:
+        return  # it reads the action, the member or the time (or may: not understood)
+    try:
+        value = zen.evaluate_expression(expression, {})
+    except RuntimeError:
+        return
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        _as_points(value)
 
 
 @dataclass(frozen=True)
