@@ -145,6 +145,17 @@ def init_app(app: Flask) -> None:
             abort(400, message=TEXT_PROBLEM)
 
     @app.after_request
+    def _options_answer_nothing(response: Any) -> Any:
+        """OPTIONS (answered by Flask for every route) says what `Allow`s and has no body:
+        204 with no content type, rather than an empty `text/html` page."""
+        if request.method == "OPTIONS" and response.status_code == 200 \
+                and response.mimetype == "text/html" and not response.get_data():
+            response.status_code = 204
+            del response.headers["Content-Type"]
+            response.headers.pop("Content-Length", None)
+        return response
+
+    @app.after_request
     def _locate_created(response: Any) -> Any:
         """A POST that made something (201, or 202 for a reward on its way) says where
         to read it: `Location`, when the collection it was posted to has a GET for one

@@ -234,3 +234,12 @@ def test_errors_from_views_keep_their_message(client: FlaskClient, app: Flask) -
     body = assert_json_error(
         client.get("/v1/me/rewards/00000000-0000-0000-0000-000000000000", headers=me), 404)
     assert body["message"] != "Not Found"
+
+
+def test_options_says_what_is_allowed_with_no_page(client) -> None:
+    """OPTIONS is answered for every route: 204 with `Allow`, never an empty HTML page."""
+    for path in ("/v1/offers", "/v1/me", "/healthz"):
+        answer = client.options(path)
+        assert answer.status_code == 204, path
+        assert "GET" in answer.headers["Allow"]
+        assert "Content-Type" not in answer.headers and answer.data == b""
