@@ -92,3 +92,49 @@ def test_a_patch_that_waited_for_the_erasure_writes_nothing(
     with app.app_context():
         member = db.session.get(Member, uuid.UUID(me.id))
         assert member is not None and member.display_name is None
+
+
+def test_a_patch_does_not_wait_for_rows_written_that_reference_the_member(
+        client: FlaskClient, app: Flask) -> None:
+    """A claim or donation in flight holds a share of the member's row (its reward or
+    donation row references it). The PATCH locked the row FOR UPDATE and so waited for
+    each of them, and they for it; a profile edit changes no key, so it now takes the
+    row FOR NO KEY UPDATE and goes on."""
+    import time
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from rewards.extensions import db
+
+    from .helpers import postgres_only
+    from .test_erasure_races import WAIT, _in_thread
+
+    postgres_only(app, "row locks; SQLite serialises writers")
+    me = resident(client, app)
+    with app.app_context():
+        url = db.engine.url
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as holder, engine.connect() as watcher:
+            holder.execute(text("SELECT 1 FROM members WHERE id = :id FOR KEY SHARE"),
+                           {"id": me.id})
+            patching, patched = _in_thread(lambda: app.test_client().patch(
+                "/v1/me", json={"display_name": "Amira"}, headers=me.headers))
+            # Either the PATCH answers, or it is seen waiting for the held share.
+            waited = False
+            deadline = time.monotonic() + WAIT
+            while patching.is_alive() and time.monotonic() < deadline:
+                waited = bool(watcher.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")))
+                if waited:
+                    break
+                time.sleep(0.02)
+            holder.rollback()
+            patching.join(WAIT)
+    finally:
+        engine.dispose()
+    assert not waited, "the PATCH waited for a share of the member's row"
+    assert "error" not in patched, patched
+    assert patched["value"].status_code == 200, patched["value"].json

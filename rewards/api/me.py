@@ -211,8 +211,11 @@ class Me(MethodView):
 
 def _locked_profile(member_id: uuid.UUID) -> Member:
     """The member's row, locked and read afresh; 401 if the account was closed."""
+    # NO KEY UPDATE: a profile edit changes no key, so it need not wait for claims and
+    # donations writing rows that reference the member; erasures and batches it waits for.
     member = db.session.scalar(select(Member).where(Member.id == member_id)
-                               .with_for_update().execution_options(populate_existing=True))
+                               .with_for_update(key_share=True)
+                               .execution_options(populate_existing=True))
     if member is None or member.erased_at is not None:
         db.session.rollback()
         abort(401, message=MEMBER_ENDED, reason=Reason.SESSION_ENDED)
