@@ -120,6 +120,10 @@ STAFF_TEXT: dict[str, tuple[str, str]] = {
                     "mewngofnodwch yma gyda'i god."),
     "form_expired": ("The form expired; try again.",
                      "Daeth y ffurflen i ben; rhowch gynnig arall."),
+    "needs_https": ("Signing in here needs HTTPS: this page was served over plain http, so "
+                    "the browser does not send back its sign-in cookie.",
+                    "Mae angen HTTPS i fewngofnodi yma: daeth y dudalen hon dros http plaen, "
+                    "felly nid yw'r porwr yn anfon ei gwci mewngofnodi yn ôl."),
     "signed_in_as": ("Signed in as", "Wedi mewngofnodi fel"),
     "language": ("Language", "Iaith"),
     "other_language": ("Cymraeg", "English"),

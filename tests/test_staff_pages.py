@@ -233,3 +233,30 @@ def test_the_ward_filter_lists_the_councils_wards_not_the_wards_members_gave(
     assert log_in(client, "a@council.example").status_code == 302
     page = client.get("/staff/engagement").get_data(as_text=True)
     assert '<option value="Bravo"' in page and '<option value="Alpha"' in page
+
+
+def test_a_sign_in_over_plain_http_with_secure_cookies_says_it_needs_https(
+        client: FlaskClient, app: Flask) -> None:
+    """Outside development the session cookie is Secure: a browser on plain http never
+    sends it back, so every sign-in would fail as "the form expired". The page says what
+    is wrong instead; over HTTPS the same sign-in works."""
+    make_staff(app, "ana@council.example", "analyst")
+    app.config["SESSION_COOKIE_SECURE"] = True
+    form = client.get("/staff/login")
+    client.delete_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))  # as the browser does
+    refused = client.post("/staff/login", data={"email": "ana@council.example",
+                                                "password": PASSWORD, "csrf": csrf(form.data)})
+    assert refused.status_code == 400
+    assert b"needs HTTPS" in refused.data and b"expired" not in refused.data
+    client.delete_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))
+    partner = client.post("/partner/login", data={"email": "x@example.org", "password": "y"})
+    assert partner.status_code == 400 and b"needs HTTPS" in partner.data
+    # Over HTTPS the cookie comes back and the sign-in goes through.
+    secure = client.get("/staff/login", base_url="https://localhost")
+    signed_in = client.post("/staff/login", base_url="https://localhost", data={
+        "email": "ana@council.example", "password": PASSWORD, "csrf": csrf(secure.data)})
+    assert signed_in.status_code == 302, signed_in.data[:300]
+    # A form that really expired (cookie sent, token stale) still says so.
+    stale = client.post("/staff/login", base_url="https://localhost", data={
+        "email": "ana@council.example", "password": PASSWORD, "csrf": "stale"})
+    assert b"expired" in stale.data

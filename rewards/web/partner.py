@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
+from ..i18n import STAFF_TEXT
 from ..members import PinRefused, check_card_pin
 from ..models import Offer, Partner, Redemption, Reward, StaffUser, utcnow
 from ..models.login import LoginSession
@@ -39,7 +40,7 @@ from ..vouchers import (
     undo_redemption,
     voucher_state,
 )
-from .csrf import csrf_ok, csrf_token
+from .csrf import cookie_lost_over_http, csrf_ok, csrf_token
 
 bp = Blueprint("partner_pages", __name__, url_prefix="/partner", template_folder="templates")
 
@@ -114,7 +115,8 @@ def login():
     error = None
     if request.method == "POST":
         if not csrf_ok():
-            return render_template("partner_login.html", error="The form expired; try again."), 400
+            error = STAFF_TEXT["needs_https" if cookie_lost_over_http() else "form_expired"][0]
+            return render_template("partner_login.html", error=error), 400
         try:
             user = authenticate(db.session, request.form.get("email", ""),
                                 request.form.get("password", ""))

@@ -33,7 +33,7 @@ from ..i18n import STAFF_LANGUAGES, staff_language, staff_text
 from ..models import ActionType, Member
 from ..models.scheme import CATEGORIES
 from ..models.ward import Ward
-from .csrf import csrf_ok, csrf_token
+from .csrf import cookie_lost_over_http, csrf_ok, csrf_token
 from .staff_auth import (
     current_staff,
     dashboard_login_required,
@@ -133,7 +133,8 @@ def login():
         return redirect(next_url or url_for("staff_pages.overview"))
     if request.method == "POST":
         if not csrf_ok():
-            error, status = t("form_expired"), 400
+            error = t("needs_https") if cookie_lost_over_http() else t("form_expired")
+            status = 400
         else:
             result = log_in(request.form.get("email", ""), request.form.get("password", ""),
                             request.form.get("code", "").strip() or None)
