@@ -177,14 +177,59 @@ def make_engine(url: str, pre_ping: bool = True) -> Engine:
     # DATABASE_TCP_TIMEOUT seconds, keepalives notice an idle one that died, and
     # waiting for a pooled connection gives up after DATABASE_POOL_TIMEOUT seconds.
     # Each is an error answered 503 with Retry-After.
+    #
+    # None of those notices a server that takes the data and never answers (a paused or
+    # hung server, a proxy or firewall that holds the connection open, a partition
+    # behind a NAT): the kernel at the other end acknowledges every packet. With
+    # DATABASE_QUERY_TIMEOUT set (the API sets it: rewards/gunicorn_conf.py), a round
+    # trip that has no answer in that many seconds closes its connection and fails
+    # with OperationalError, answered 503 like the rest, rather than holding the
+    # worker until gunicorn kills it and the client's connection with it.
     connect_args = {"connect_timeout": _env_seconds("DATABASE_CONNECT_TIMEOUT", 5),
                     "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
                     "keepalives_count": 3,
                     "tcp_user_timeout": 1000 * _env_seconds("DATABASE_TCP_TIMEOUT", 30)}
-    return create_engine(url, pool_pre_ping=pre_ping, pool_recycle=POOL_RECYCLE_SECONDS,
-                         pool_size=10, max_overflow=20, hide_parameters=True,
-                         pool_timeout=_env_seconds("DATABASE_POOL_TIMEOUT", 10),
-                         connect_args=connect_args)
+    engine = create_engine(url, pool_pre_ping=pre_ping, pool_recycle=POOL_RECYCLE_SECONDS,
+                           pool_size=10, max_overflow=20, hide_parameters=True,
+                           pool_timeout=_env_seconds("DATABASE_POOL_TIMEOUT", 10),
+                           connect_args=connect_args)
+    query_timeout = _query_timeout()
+    if query_timeout:
+        connection_class = _deadline_connection(query_timeout)
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            return connection_class.connect(*cargs, **cparams)
+
+    return engine
+
+
+def _query_timeout() -> float:
+    """DATABASE_QUERY_TIMEOUT in seconds; 0 (the default outside the API): no limit."""
+    try:
+        return max(0.0, float(os.environ.get("DATABASE_QUERY_TIMEOUT") or 0))
+    except ValueError:
+        return 0.0
+
+
+def _deadline_connection(seconds: float) -> Any:
+    """A psycopg connection whose every wait for the server (a statement, its rows, a
+    commit) gives up after `seconds`: the connection is closed (its state is unknown;
+    SQLAlchemy sees it closed and starts the pool afresh) and OperationalError raised."""
+    import psycopg
+    from psycopg import errors
+
+    class DeadlineConnection(psycopg.Connection):  # type: ignore[type-arg]
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            try:
+                return super().wait(gen, interval=interval,
+                                    timeout=seconds if timeout is None else timeout)
+            except errors._WaitTimeout:
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"the database did not answer within {seconds:g} seconds") from None
+
+    return DeadlineConnection
 
 
 def _env_seconds(name: str, default: int) -> int:

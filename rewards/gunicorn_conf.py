@@ -30,6 +30,10 @@ from rewards.reasons import reason_for
 # The API's pooled connections are not pinged before each request (a round trip on
 # every request); rewards/extensions.py make_engine says what a dropped one costs.
 os.environ.setdefault("DATABASE_PRE_PING", "0")
+# A database that takes a statement and never answers (paused, hung, a partition behind
+# a proxy) fails the request with 503 after this many seconds, well inside gunicorn's
+# own timeout (30 s), which would kill the worker and drop the client's connection.
+os.environ.setdefault("DATABASE_QUERY_TIMEOUT", "10")
 
 limit_request_line = 8190  # gunicorn's most; the app answers JSON 414 past MAX_URL_LENGTH
 

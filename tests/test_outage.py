@@ -356,3 +356,97 @@ def test_a_database_failure_after_the_member_was_read_still_answers_503(
         assert answer.json["code"] == 503
     monkeypatch.undo()
     assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 30
+
+
+class _PausableProxy:
+    """A TCP proxy to the test database that can stop passing bytes on while keeping
+    every connection open: a paused server, or a partition behind a NAT or proxy, as the
+    client sees it (its packets are acknowledged; no answer ever comes)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import threading
+
+        self.target = (host, port)
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.closing = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.closing.is_set():
+            try:
+                client = self.listener.accept()[0]
+            except OSError:
+                continue
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for one, other in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(one, other), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                self.flowing.wait()
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.closing.set()
+        self.flowing.set()
+        for one in self.sockets:
+            one.close()
+        self.listener.close()
+
+
+def test_a_database_that_stops_answering_costs_a_503_in_time_not_a_hung_worker(
+        client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API's connection is open but the server says nothing more (paused, hung, a
+    partition that keeps connections open): the request answers 503 with Retry-After
+    after DATABASE_QUERY_TIMEOUT, rather than holding the worker until gunicorn kills
+    it, and once the server answers again so does the same process, on new
+    connections."""
+    import threading
+
+    postgres_only(app, "a connection to a server that stops answering is PostgreSQL's")
+    me = resident(client, app, points=30)
+    url = db.engine.url
+    proxy = _PausableProxy(url.host or "127.0.0.1", url.port or 5432)
+    monkeypatch.setenv("DATABASE_QUERY_TIMEOUT", "1")
+    monkeypatch.setenv("DATABASE_CONNECT_TIMEOUT", "1")
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        with _engine(make_engine(through, pre_ping=False)):
+            answers: list = []
+            took: list = []
+
+            def ask() -> None:  # one thread: a read-only view keeps a connection per thread
+                for _ in range(3):  # connections held, as in a worker that has served
+                    assert client.get("/v1/me/balance", headers=me.headers).status_code == 200
+                proxy.flowing.clear()
+                started = time.monotonic()
+                answers.append(client.get("/v1/me/balance", headers=me.headers))
+                took.append(time.monotonic() - started)
+
+            asking = threading.Thread(target=ask, daemon=True)
+            asking.start()
+            asking.join(15)
+            assert answers, "the request was still waiting for the database after 15 s"
+            assert answers[0].status_code == 503, answers[0].json
+            assert answers[0].headers["Retry-After"] == "5"
+            assert answers[0].json["code"] == 503
+            assert took[0] < 4
+            proxy.flowing.set()
+            again = client.get("/v1/me/balance", headers=me.headers)
+            assert again.status_code == 200, again.json
+            assert again.json["available"] == 30
+    finally:
+        proxy.close()
