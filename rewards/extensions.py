@@ -358,12 +358,23 @@ class Api(flask_smorest.Api):
                         {"Retry-After": DB_RETRY_AFTER, "Cache-Control": "no-store"})
             return error_response(503, "The service is briefly unavailable; please try "
                                        "again shortly.", headers={"Retry-After": DB_RETRY_AFTER})
+        from .mail import MailUnavailable
+
+        if isinstance(error, MailUnavailable):
+            # The mail server is down or hung: whatever the request asked to be mailed
+            # (a login code) is not on its way; the client can ask again shortly.
+            _discard_session()
+            return error_response(503, "Mail cannot be sent just now; please try again in "
+                                       "a few minutes.", headers={"Retry-After": MAIL_RETRY_AFTER},
+                                  reason=Reason.UNAVAILABLE.value)
         current_app.logger.exception("unhandled error", exc_info=error)
         return error_response(500, "Something went wrong on our side; it has been logged.")
 
 
 # Seconds a client is asked to wait when the database is unavailable.
 DB_RETRY_AFTER = "5"
+# Seconds a client is asked to wait when the mail server cannot be reached.
+MAIL_RETRY_AFTER = "60"
 # The server-rendered pages (rewards/web): people at a browser, not API clients.
 PAGE_BLUEPRINTS = ("web", "staff_pages", "partner_pages", "event_pages")
 

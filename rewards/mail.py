@@ -13,9 +13,19 @@ from flask import current_app
 
 log = logging.getLogger("rewards.mail")
 
+# Each step of talking to the mail server (connecting, each command's answer) may take
+# this long; a login code is mailed inside its request, well inside gunicorn's timeout.
+SMTP_TIMEOUT_SECONDS = 10.0
+
 
 class InsecureRelay(RuntimeError):
     """The relay does not offer STARTTLS, so its password would travel in clear."""
+
+
+class MailUnavailable(RuntimeError):
+    """The mail server could not be reached, or did not take the message in time (down,
+    refusing, hung): a passing outage. A request that had to send mail answers 503
+    with Retry-After (rewards/extensions.py); a job fails its attempt and is retried."""
 
 
 def send_mail(to: str, subject: str, body: str) -> None:
@@ -43,7 +53,14 @@ def send_mail(to: str, subject: str, body: str) -> None:
         # RFC 2606 names (the demo's residents): never handed to a real mail server.
         log.info("mail to reserved address %s dropped (MAIL_DROP_RESERVED=1)", masked(to))
         return
-    deliver(url, message)
+    try:
+        deliver(url, message)
+    except (OSError, smtplib.SMTPException) as error:
+        # OSError covers refused and timed-out connections (socket.timeout is one).
+        log.warning("mail to %s not sent: %s: %s", masked(to), error.__class__.__name__,
+                    error)
+        raise MailUnavailable(f"the mail server did not take the message: "
+                              f"{error.__class__.__name__}") from error
 
 
 def deliver(url: str, message: EmailMessage) -> None:
@@ -53,10 +70,10 @@ def deliver(url: str, message: EmailMessage) -> None:
     context = ssl.create_default_context()
     host = parts.hostname or "localhost"
     if parts.scheme == "smtps":
-        smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465, timeout=10,
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465, timeout=SMTP_TIMEOUT_SECONDS,
                                               context=context)
     else:
-        smtp = smtplib.SMTP(host, parts.port or 25, timeout=10)
+        smtp = smtplib.SMTP(host, parts.port or 25, timeout=SMTP_TIMEOUT_SECONDS)
     with smtp:
         if parts.scheme != "smtps":
             smtp.ehlo()

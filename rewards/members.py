@@ -21,7 +21,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .consents import accept_at_first_login
 from .ledger import ensure_member_accounts
-from .mail import send_mail
+from .mail import MailUnavailable, send_mail
 from .models import Identifier, Member, OtpCode, utcnow
 from .notice_text import mail_language, text
 from .security import identifier_key_id, keyed_hash, normalise_card_number
@@ -86,21 +86,27 @@ def request_otp(session: Session, email: str) -> None:
         .values(used_at=now)
     )
     code = f"{secrets.randbelow(10**6):06d}"
-    session.add(
-        OtpCode(
-            email_hash=otp_address(email),
-            code_hash=keyed_hash(f"{email}:{code}", "otp"),
-            expires_at=now + timedelta(seconds=config["OTP_TTL"]),
-        )
+    sent = OtpCode(
+        email_hash=otp_address(email),
+        code_hash=keyed_hash(f"{email}:{code}", "otp"),
+        expires_at=now + timedelta(seconds=config["OTP_TTL"]),
     )
+    session.add(sent)
     session.commit()
     minutes = config["OTP_TTL"] // 60
     # In the member's language; before they have an account, in the one the app asked for.
     locale = session.scalar(select(Member.locale).where(Member.email == email))
     language = mail_language(locale, request.headers.get("Accept-Language")
                              if has_request_context() else None)
-    send_mail(email, *text("login_code", language, scheme=config["SCHEME_NAME"], code=code,
-                           minutes=minutes))
+    try:
+        send_mail(email, *text("login_code", language, scheme=config["SCHEME_NAME"],
+                               code=code, minutes=minutes))
+    except MailUnavailable:
+        # Never mailed: the code goes, so asking again once mail is back is not refused
+        # as one code too many (the caller answers 503 with Retry-After).
+        session.execute(delete(OtpCode).where(OtpCode.id == sent.id))
+        session.commit()
+        raise
 
 
 @dataclass

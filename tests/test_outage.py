@@ -450,3 +450,49 @@ def test_a_database_that_stops_answering_costs_a_503_in_time_not_a_hung_worker(
             assert again.json["available"] == 30
     finally:
         proxy.close()
+
+
+def _smtp_refusing() -> str:
+    """An address where nothing listens: connecting is refused at once."""
+    return f"smtp://127.0.0.1:{_free_port()}"
+
+
+@pytest.mark.parametrize("server", ["refusing", "silent"])
+def test_a_login_code_while_mail_is_down_answers_503_and_counts_no_code(
+        client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch, server: str) -> None:
+    """The mail server refuses connections, or takes them and never answers: asking
+    for a login code answers 503 with Retry-After in the error shape (not a 500), in
+    time, and the code that was never mailed does not count against the address's
+    codes an hour, so asking again once mail is back works."""
+    import threading
+
+    from rewards import mail
+
+    held: list[socket.socket] = []
+    listener = socket.socket()
+    if server == "silent":
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        threading.Thread(target=lambda: [held.append(listener.accept()[0])
+                                         for _ in range(8)], daemon=True).start()
+        url = f"smtp://127.0.0.1:{listener.getsockname()[1]}"
+    else:
+        url = _smtp_refusing()
+    monkeypatch.setattr(mail, "SMTP_TIMEOUT_SECONDS", 1.0, raising=False)
+    app.config["SMTP_URL"] = url
+    email = "resident@leeds.gov.uk"
+    try:
+        for _ in range(app.config["OTP_PER_HOUR"] + 1):
+            started = time.monotonic()
+            answer = client.post("/v1/auth/otp", json={"email": email})
+            assert answer.status_code == 503, answer.json
+            assert answer.headers["Retry-After"]
+            assert answer.json["code"] == 503 and answer.json["reason"] == "unavailable"
+            assert "Traceback" not in answer.get_data(as_text=True)
+            assert time.monotonic() - started < 3
+    finally:
+        app.config["SMTP_URL"] = None
+        listener.close()
+        for one in held:
+            one.close()
+    assert client.post("/v1/auth/otp", json={"email": email}).status_code == 202
