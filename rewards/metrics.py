@@ -44,6 +44,49 @@ REQUEST_SECONDS = Histogram(
 )
 
 
+def _reserve_before_mapping() -> None:
+    """Under PROMETHEUS_MULTIPROC_DIR each process keeps its figures in files it maps
+    into memory. prometheus_client makes and grows them with truncate(), which takes no
+    disk space: on a full disk the first write into a new page is SIGBUS, and the API
+    worker dies on every request (no answer at all, not even /healthz). Here the space
+    is taken with posix_fallocate first, so a full disk is an OSError the request clock
+    can pass over (the answer goes out; that figure is lost) instead."""
+    from prometheus_client import mmap_dict
+
+    known = mmap_dict.MmapedDict
+    if getattr(known, "_rewards_reserves", False) or not hasattr(os, "posix_fallocate"):
+        return
+    make, grow = known.__init__, known._init_value
+
+    def __init__(self: Any, filename: str, read_mode: bool = False) -> None:
+        if not read_mode:
+            with open(filename, "a+b") as file:
+                if os.fstat(file.fileno()).st_size == 0:
+                    try:
+                        os.posix_fallocate(file.fileno(), 0, mmap_dict._INITIAL_MMAP_SIZE)
+                    except OSError:
+                        os.unlink(filename)  # empty: the collector could not read it
+                        raise
+        make(self, filename, read_mode)
+
+    def _init_value(self: Any, key: str) -> None:
+        encoded = key.encode("utf-8")
+        size = 4 + len(encoded) + (8 - (len(encoded) + 4) % 8) + 16
+        capacity = self._capacity
+        while self._used + size > capacity:
+            capacity *= 2
+        if capacity != self._capacity:
+            os.posix_fallocate(self._f.fileno(), 0, capacity)
+        grow(self, key)
+
+    known.__init__ = __init__  # type: ignore[method-assign]
+    known._init_value = _init_value  # type: ignore[method-assign]
+    known._rewards_reserves = True  # type: ignore[attr-defined]
+
+
+_reserve_before_mapping()
+
+
 def _registry() -> CollectorRegistry:
     """This process's metrics, or every worker's under PROMETHEUS_MULTIPROC_DIR."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -229,8 +272,19 @@ class RequestClock:
         if answered:
             route, status = answered[-1]
             key = (route, environ.get("REQUEST_METHOD", "").upper(), f"{status[0]}xx")
-            observed = self._observed.get(key)
-            if observed is None:
-                observed = self._observed[key] = REQUEST_SECONDS.labels(*key)
-            observed.observe(time.perf_counter() - started)
+            try:
+                observed = self._observed.get(key)
+                if observed is None:
+                    observed = self._observed[key] = REQUEST_SECONDS.labels(*key)
+                observed.observe(time.perf_counter() - started)
+            except OSError as error:
+                # No room for the figure (PROMETHEUS_MULTIPROC_DIR on a full disk): the
+                # answer matters more than its timing.
+                self._not_recorded(error)
         return answer
+
+    def _not_recorded(self, error: OSError) -> None:
+        now = time.monotonic()
+        if now - getattr(self, "_last_warned", -3600.0) >= 60:
+            self._last_warned = now
+            log.warning("request timings not recorded: %s", error)

@@ -420,3 +420,32 @@ def test_gunicorn_workers_report_together_in_multiprocess_mode(tmp_path) -> None
     assert counts == {20.0}  # whichever worker answered each request and each scrape
     assert not (metrics_dir / "counter_999.db").exists()
     assert len(list(metrics_dir.glob("histogram_*.db"))) >= 1
+
+
+def test_requests_are_answered_when_the_metrics_directory_has_no_room(tmp_path) -> None:
+    """Under gunicorn the request timings go to files in PROMETHEUS_MULTIPROC_DIR. When
+    they cannot grow (a full disk; here a file size limit, which fails the same calls)
+    the answer still goes out: the figure is passed over, with a warning. A full disk
+    used to be worse still: prometheus_client maps files it sized with truncate(), so
+    the first write was SIGBUS and the worker died on every request."""
+    import os
+    import sys
+
+    script = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "from rewards import create_app\n"
+        "app = create_app({'SQLALCHEMY_DATABASE_URI': 'sqlite://', 'REDIS_URL': None,\n"
+        "                  'TESTING': True, 'LOG_LEVEL': 'WARNING',\n"
+        "                  'SECRET_KEY': 'test-secret-key-at-least-32-bytes-long',\n"
+        "                  'IDENTIFIER_KEY': 'test-identifier-key'})\n"
+        "client = app.test_client()\n"
+        "print([client.get('/healthz').status_code for _ in range(3)])\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "LOG_FORMAT": "json"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[200, 200, 200]"
+    assert "request timings not recorded" in done.stderr
+    assert not [p for p in tmp_path.iterdir() if p.stat().st_size == 0]  # none unreadable
