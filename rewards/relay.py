@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 
 from .extensions import db, redis
-from .jobs import QUEUED_LEASE, queue_key, queue_name, resolve, rq_enqueue, rq_meta, run_inline
+from .jobs import (
+    HANDOVER_GRACE,
+    LEASE_GRACE,
+    QUEUED_LEASE,
+    RETRY_INTERVALS,
+    job_timeout,
+    queue_key,
+    queue_name,
+    resolve,
+    rq_enqueue,
+    rq_meta,
+    run_inline,
+)
 from .models import OutboxMessage, utcnow
 
 log = logging.getLogger("rewards.jobs")
@@ -27,6 +39,29 @@ ABANDONED_EXTRA = 2
 # What to do, with the job's own arguments, when the relay gives up on a job whose
 # attempts never finished (each died with its worker): the job itself never got to.
 GIVE_UP = {"workers.rewards.issue_reward": "workers.rewards.give_up_issuing"}
+
+
+# Beyond the longest lease a row can be given, before its `due_at` is taken to be the
+# work of a clock that went back (see _horizon).
+CLOCK_SLACK = timedelta(seconds=60)
+
+
+def _horizon(job: str) -> timedelta:
+    """The furthest ahead a lease of `job` is ever set: a hand-over's grace, a queued
+    lease, an attempt's time limit and grace, the longest retry interval. A `due_at`
+    further ahead than this (and CLOCK_SLACK) was written by a clock that has since gone
+    back (a correction, a host whose clock ran fast): waiting for it would hold the job
+    for as long as the clock moved, so the relay looks at the row now instead."""
+    intervals = current_app.config.get("JOB_RETRY_INTERVALS") or RETRY_INTERVALS
+    return max(QUEUED_LEASE, HANDOVER_GRACE,
+               timedelta(seconds=job_timeout(job)) + LEASE_GRACE,
+               timedelta(seconds=max(float(i) for i in intervals))) + CLOCK_SLACK
+
+
+def _due(now: datetime) -> Any:
+    """Rows due now, and rows whose lease ends further ahead than an ordinary job's
+    could (_relay_one checks each against its own job's horizon)."""
+    return or_(OutboxMessage.due_at <= now, OutboxMessage.due_at > now + _horizon(""))
 
 
 def _rq_status(connection: Redis, message_id: uuid.UUID, queue: str) -> str | None:
@@ -68,7 +103,7 @@ def relay(limit: int = 500, everything: bool = False) -> int:
     now = utcnow()
     query = select(OutboxMessage.id).where(OutboxMessage.due_at.is_not(None))
     if not everything:
-        query = query.where(OutboxMessage.due_at <= now)
+        query = query.where(_due(now))
     ids = list(session.scalars(query.order_by(OutboxMessage.due_at).limit(limit)))
     session.commit()
     if not ids:
@@ -95,7 +130,7 @@ def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everythi
     query = select(OutboxMessage).where(OutboxMessage.id == message_id,
                                         OutboxMessage.due_at.is_not(None))
     if not everything:
-        query = query.where(OutboxMessage.due_at <= now)
+        query = query.where(_due(now))
     # One relay at a time per row; another relay busy with it skips it.
     message = session.scalar(query.with_for_update(skip_locked=True)
                              .execution_options(populate_existing=True))
@@ -103,7 +138,20 @@ def _relay_one(connection: Redis, message_id: uuid.UUID, now: datetime, everythi
         session.rollback()
         return 0
     assert message.due_at is not None
+    went_back = message.due_at > now + _horizon(message.job)
+    if message.due_at > now and not went_back and not everything:
+        session.rollback()  # a long job's lease: not due yet
+        return 0
     status = _rq_status(connection, message_id, message.queue)
+    if went_back:
+        log.warning("job %s (%s) had a lease ending %s, further ahead than any lease: the "
+                    "clock went back; looking at it now", message.job, message_id,
+                    message.due_at.isoformat())
+        if status == "started":  # running: a lease of its own from now, not a second copy
+            message.due_at = now + timedelta(seconds=job_timeout(message.job)) + LEASE_GRACE
+            session.commit()
+            return 0
+        message.due_at = now
     if status in ("queued", "scheduled", "deferred"):  # a backlog: look again later
         message.due_at = max(message.due_at, now + QUEUED_LEASE)
         session.commit()

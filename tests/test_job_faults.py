@@ -142,6 +142,35 @@ def test_a_job_redis_lost_is_sent_again_and_issued_once(client: FlaskClient, app
     ledger_sound(app)
 
 
+def test_a_lease_written_before_the_clock_went_back_does_not_hold_a_lost_job(
+        client: FlaskClient, app: Flask, rq_mode: str) -> None:
+    """The clock went back an hour (an NTP correction, a host whose clock ran fast wrote
+    the row) and Redis lost the job: its lease now ends an hour ahead, further than any
+    lease is ever set, so the relay looks at it at once rather than an hour later. A
+    lease within what a job can have is still waited for."""
+    from datetime import timedelta
+
+    [reward_id] = _claims(client, app, 1)
+    handed_over()
+    connection = Redis.from_url(rq_mode)
+    queue_key = f"{_rq_key_prefix(app)}rewards"
+    job_id = reward_job_id(app)
+    connection.delete(f"rq:job:{job_id}")
+    connection.lrem(queue_key, 0, job_id)
+    with app.app_context():
+        db.session.execute(update(OutboxMessage).values(due_at=utcnow() + timedelta(seconds=50)))
+        db.session.commit()
+        assert relay.relay() == 0  # an ordinary lease: not due yet
+        db.session.execute(update(OutboxMessage).values(due_at=utcnow() + timedelta(hours=1)))
+        db.session.commit()
+        assert relay.relay() == 1
+    assert connection.lrange(queue_key, 0, -1) == [job_id.encode()]
+    done = run_rewards_worker(app, rq_mode)
+    assert done.returncode == 0, done.stderr
+    assert _issued(app, [reward_id]) == {"issued": 1, "captures": 1, "other": 0}
+    ledger_sound(app)
+
+
 def test_a_job_whose_attempts_keep_dying_is_given_up_and_its_points_returned(
     client: FlaskClient, app: Flask, rq_mode: str
 ) -> None:
