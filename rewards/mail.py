@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import socket
 import ssl
+import threading
 from email.message import EmailMessage
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from flask import current_app
@@ -14,8 +17,11 @@ from flask import current_app
 log = logging.getLogger("rewards.mail")
 
 # Each step of talking to the mail server (connecting, each command's answer) may take
-# this long; a login code is mailed inside its request, well inside gunicorn's timeout.
+# this long, and the whole exchange SMTP_DEADLINE_SECONDS: a login code is mailed inside
+# its request, which must end well inside gunicorn's 30 s timeout even when every step
+# of a slow server takes just under its own limit.
 SMTP_TIMEOUT_SECONDS = 10.0
+SMTP_DEADLINE_SECONDS = 20.0
 
 
 class InsecureRelay(RuntimeError):
@@ -69,11 +75,40 @@ def deliver(url: str, message: EmailMessage) -> None:
     parts = urlparse(url)
     context = ssl.create_default_context()
     host = parts.hostname or "localhost"
-    if parts.scheme == "smtps":
-        smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465, timeout=SMTP_TIMEOUT_SECONDS,
-                                              context=context)
-    else:
-        smtp = smtplib.SMTP(host, parts.port or 25, timeout=SMTP_TIMEOUT_SECONDS)
+    # Past the deadline the connection is cut: the step waiting on it fails at once.
+    opened: list[smtplib.SMTP] = []
+    expired = threading.Event()
+    deadline = threading.Timer(SMTP_DEADLINE_SECONDS, _cut, args=(opened, expired))
+    deadline.daemon = True
+    deadline.start()
+    try:
+        if parts.scheme == "smtps":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465,
+                                                  timeout=SMTP_TIMEOUT_SECONDS, context=context)
+        else:
+            smtp = smtplib.SMTP(host, parts.port or 25, timeout=SMTP_TIMEOUT_SECONDS)
+        opened.append(smtp)
+        if expired.is_set():  # it ran out while connecting and greeting
+            smtp.close()
+            raise TimeoutError(f"no mail delivered within {SMTP_DEADLINE_SECONDS:g} seconds")
+        _exchange(smtp, parts, host, context, message)
+    finally:
+        deadline.cancel()
+
+
+def _cut(opened: list[smtplib.SMTP], expired: threading.Event) -> None:
+    expired.set()
+    for smtp in opened:
+        sock = getattr(smtp, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _exchange(smtp: smtplib.SMTP, parts: Any, host: str, context: ssl.SSLContext,
+              message: EmailMessage) -> None:
     with smtp:
         if parts.scheme != "smtps":
             smtp.ehlo()

@@ -496,3 +496,64 @@ def test_a_login_code_while_mail_is_down_answers_503_and_counts_no_code(
         for one in held:
             one.close()
     assert client.post("/v1/auth/otp", json={"email": email}).status_code == 202
+
+
+def test_a_slow_mail_server_cannot_hold_a_login_code_past_the_deadline(
+        client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mail server that answers every step, each just inside the per-step timeout:
+    the whole exchange still ends at SMTP_DEADLINE_SECONDS with 503 (the request must end
+    well before gunicorn's own timeout kills the worker and drops the client)."""
+    import threading
+
+    from rewards import mail
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def slow_server() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn = listener.accept()[0]
+            except OSError:
+                continue
+            conn.settimeout(5)
+            try:
+                time.sleep(0.6)
+                conn.sendall(b"220 slow.example ESMTP\r\n")
+                data = b""
+                while not stop.is_set():
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                    while b"\r\n" in data:
+                        line, data = data.split(b"\r\n", 1)
+                        time.sleep(0.6)
+                        if line.upper().startswith(b"DATA"):
+                            conn.sendall(b"354 go on\r\n")
+                        elif line.upper().startswith(b"QUIT"):
+                            conn.sendall(b"221 bye\r\n")
+                        elif line == b"." or line.upper()[:4] in (b"EHLO", b"MAIL", b"RCPT"):
+                            conn.sendall(b"250 ok\r\n")
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    threading.Thread(target=slow_server, daemon=True).start()
+    monkeypatch.setattr(mail, "SMTP_TIMEOUT_SECONDS", 1.0, raising=False)
+    monkeypatch.setattr(mail, "SMTP_DEADLINE_SECONDS", 1.5, raising=False)
+    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        started = time.monotonic()
+        answer = client.post("/v1/auth/otp", json={"email": "slow@leeds.gov.uk"})
+        took = time.monotonic() - started
+    finally:
+        app.config["SMTP_URL"] = None
+        stop.set()
+        listener.close()
+    assert answer.status_code == 503, answer.json
+    assert took < 2.5
