@@ -798,7 +798,7 @@ def _summary(
     in_db = (f"{_count(session, Member)} members, {_count(session, Rule)} rules, "
              f"{_count(session, Offer)} offers")
     capped = int(session.scalar(
-        select(func.count(Award.id)).where(Award.capped_by.is_not(None))
+        select(func.count(Award.id)).where(Award.capped_by.is_not(None), Award.points == 0)
     ) or 0)
     session.commit()
     lines = [

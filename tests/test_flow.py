@@ -128,3 +128,22 @@ def test_flow_with_jobs_in_process(client: FlaskClient, app: Flask) -> None:
         return client.get(f"/v1/me/rewards/{reward_id}", headers=headers).json
 
     run_flow(client, app, issued_at_once)
+
+
+def test_an_award_cut_by_a_points_cap_says_which_cap(client: FlaskClient, app: Flask) -> None:
+    """A rule that pays 10 a journey with at most 25 points a day: the third journey earns
+    the 5 left and names the cap that cut it; the fourth earns nothing and names it too."""
+    scheme = build_scheme(client, app)
+    patched = client.patch(f"/v1/admin/rules/{scheme.rule['id']}", headers=bearer(
+        scheme.admin), json={"points": "10", "points_caps": {"per_day": 25}})
+    assert patched.status_code == 200, patched.json
+    me = bearer(member_token(client, app, "kai@example.org"))
+    assert link(client, app, me, "6335 0012 3456 7811").status_code == 201
+    batch = [tap(f"cut-{n}", "6335001234567811", _daytime(1, 9 + n)) for n in range(4)]
+    answer = signed_post(client, scheme.source, {"items": batch})
+    assert [r["status"] for r in answer.json["results"]] == ["accepted"] * 4
+    mine = {a["id"]: a for a in client.get("/v1/me/actions", headers=me).json}
+    awards = [[(w["points"], w["capped_by"]) for w in mine[r["action_id"]]["awards"]]
+              for r in answer.json["results"]]
+    assert awards == [[(10, None)], [(10, None)], [(5, "points_per_day")],
+                      [(0, "points_per_day")]]

@@ -222,7 +222,7 @@ def simulate(
             if decision.points > 0:
                 draft.actions += 1
                 draft.members.add(action.member)
-            if decision.capped_by is not None:
+            if decision.capped_by is not None and decision.points == 0:
                 draft.capped += 1
                 draft.members.add(action.member)
         for spec, message in evaluation.errors:

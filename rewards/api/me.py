@@ -125,7 +125,10 @@ class AwardSchema(Schema):
         "type": "string", "description": "The rule's name, in the answer's language."})
     rule_version = fields.Integer()
     points = fields.Integer()
-    capped_by = fields.String(allow_none=True)
+    capped_by = fields.String(allow_none=True, metadata={
+        "description": "The cap (per_day ... lifetime, points_per_day ... points_lifetime) "
+                       "or `budget` that stopped this award (points 0) or cut it to what "
+                       "was left of it; null when the rule gave its full points."})
 
 
 class ActionSchema(Schema):

@@ -63,7 +63,8 @@ class Action(IdMixin, Base):
 
 class Award(IdMixin, Base):
     """What one rule version gave for one action, with the inputs that decided it.
-    An award with zero points and `capped_by` set explains an action over a cap."""
+    An award with zero points and `capped_by` set explains an action over a cap; with
+    points, `capped_by` says which cap or budget cut it to what was left."""
 
     __tablename__ = "awards"
     __table_args__ = (

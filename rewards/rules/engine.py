@@ -193,7 +193,8 @@ class Usage:
 
 
 class Decision(NamedTuple):
-    """What one rule gives one action. points == 0 with capped_by says which cap stopped it.
+    """What one rule gives one action. capped_by names the cap (or "budget") that stopped
+    it (points == 0) or cut it to what was left (points > 0, less than the formula gave).
     (A named tuple: one is made per award, and a tuple is the cheapest to make.)"""
 
     spec: RuleSpec
@@ -550,7 +551,7 @@ def evaluate(
             result.errors.append((spec, _engine_message(error)))
             continue
         rule_id = step.rule_id
-        capped_by = None
+        capped_by = cut_by = None
         for key, period, cap in step.count_caps:
             if counts.get(key, 0) >= cap:
                 capped_by = period
@@ -562,20 +563,20 @@ def evaluate(
                     capped_by = label
                     break
                 if room < points:
-                    points = room
+                    points, cut_by = room, label
         if capped_by is None and step.budget is not None:
             room = step.budget - spent.get(rule_id, 0)
             if room <= 0:
                 capped_by = "budget"
             elif room < points:
-                points = room
+                points, cut_by = room, "budget"
         if inputs is None:  # the same for every decision on this action
             inputs = {"hour": action["hour"], "weekday": action["weekday"],
                       "attributes": action["attributes"]}
         if capped_by is not None:
             decisions.append(_decision(Decision, (spec, 0, capped_by, inputs)))
             continue
-        decisions.append(_decision(Decision, (spec, points, None, inputs)))
+        decisions.append(_decision(Decision, (spec, points, cut_by, inputs)))
         if points == 0:
             # Nothing awarded: no cap is used, and an exclusive rule does not stop the rest.
             continue

@@ -62,7 +62,7 @@ def reference(rules: Sequence[CompiledRule], action_type: str, occurred_at: date
         except Exception as error:
             result.errors.append((spec, _engine_message(error)))
             continue
-        capped_by = None
+        capped_by = cut_by = None
         for period in PERIODS:
             cap = spec.caps.get(period)
             if cap is not None and usage.counts.get((spec.rule_id, period), 0) >= cap:
@@ -77,19 +77,20 @@ def reference(rules: Sequence[CompiledRule], action_type: str, occurred_at: date
                 if room <= 0:
                     capped_by = f"points_{period}"
                     break
-                points = min(points, room)
+                if room < points:
+                    points, cut_by = room, f"points_{period}"
         if capped_by is None and spec.budget_points is not None:
             room = spec.budget_points - usage.budget_spent.get(spec.rule_id, 0)
             if room <= 0:
                 capped_by = "budget"
-            else:
-                points = min(points, room)
+            elif room < points:
+                points, cut_by = room, "budget"
         inputs = {"hour": context["action"]["hour"], "weekday": context["action"]["weekday"],
                   "attributes": context["action"]["attributes"]}
         if capped_by is not None:
             result.decisions.append(Decision(spec, 0, capped_by, inputs))
             continue
-        result.decisions.append(Decision(spec, points, None, inputs))
+        result.decisions.append(Decision(spec, points, cut_by, inputs))
         if points == 0:
             continue
         # Usage counts what this rule's caps and budget measure.
