@@ -145,13 +145,16 @@ def init_app(app: Flask) -> None:
             abort(400, message=TEXT_PROBLEM)
 
     @app.after_request
-    def _options_answer_nothing(response: Any) -> Any:
-        """OPTIONS (answered by Flask for every route) says what `Allow`s and has no body:
-        204 with no content type, rather than an empty `text/html` page."""
+    def _no_content_has_no_type(response: Any) -> Any:
+        """204 has no body (RFC 9110), so it carries no content type either: a DELETE
+        answered by an empty JSON response, or OPTIONS (answered by Flask for every
+        route with an empty `text/html` page and `Allow`), says only its status."""
         if request.method == "OPTIONS" and response.status_code == 200 \
                 and response.mimetype == "text/html" and not response.get_data():
             response.status_code = 204
-            del response.headers["Content-Type"]
+        if response.status_code == 204:
+            response.set_data(b"")
+            response.headers.pop("Content-Type", None)
             response.headers.pop("Content-Length", None)
         return response
 

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 import rewards.api.me
 from rewards.reasons import Reason
 
-from .helpers import bearer, member_token, signed_post, staff_token
+from .helpers import bearer, link, member_token, signed_post, staff_token
 
 ACTION_TYPE = {"code": "bus_journey", "name": "Bus journey", "category": "travel"}
 
@@ -243,3 +243,17 @@ def test_options_says_what_is_allowed_with_no_page(client) -> None:
         assert answer.status_code == 204, path
         assert "GET" in answer.headers["Allow"]
         assert "Content-Type" not in answer.headers and answer.data == b""
+
+
+def test_no_content_answers_carry_no_content_type(client, app: Flask) -> None:
+    """A 204 has no body, so no content type either: deleting a card, then the account."""
+    headers = bearer(member_token(client, app, "empty@example.org"))
+    card = link(client, app, headers, "CARD20450001").get_json()["id"]
+    answer = client.delete(f"/v1/me/identifiers/{card}", headers=headers)
+    assert answer.status_code == 204
+    assert "Content-Type" not in answer.headers and answer.data == b""
+    assert client.get("/v1/me/identifiers", headers=headers).get_json() == []
+    answer = client.delete("/v1/me", headers=headers)
+    assert answer.status_code == 204
+    assert "Content-Type" not in answer.headers and answer.data == b""
+    assert client.get("/v1/me", headers=headers).status_code == 401
