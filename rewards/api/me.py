@@ -48,7 +48,9 @@ IDENTIFIER_KINDS = ("travel_card", "leisure_card", "library_card", "resident_car
 
 
 def _birth_year(year: int) -> None:
-    if not 1900 <= year <= utcnow().year:
+    """Not after this year (the Range beside it, which the spec shows, says the rest:
+    one message a mistake)."""
+    if utcnow().year < year <= 2999:
         raise ValidationError("A year from 1900 to this year.")
 
 
