@@ -11,6 +11,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,28 +56,68 @@ def signature_header(secret: str, body: bytes, timestamp: int | None = None) -> 
     return f"t={t},v1={sign_body(secret, t, body)}"
 
 
-def check_signature(secret: str, header: str | None, body: bytes, tolerance: int) -> str | None:
-    """None when the signature is good, else why not (said to the source as 401)."""
+# A header carries one timestamp and a few signatures (one per secret a sender signs
+# with while it rotates); more than this is not a sender in rotation, and each one costs
+# an HMAC per secret to check.
+MAX_SIGNATURES = 5
+MAX_SIGNATURE_ELEMENTS = 10
+SIGNATURE_FORMAT = ("X-Signature must look like t=<unix seconds>,v1=<hex HMAC-SHA256> "
+                    f"(up to {MAX_SIGNATURES} v1= entries, comma-separated)")
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+# Unix seconds are ASCII digits, a handful of them: int() would take Unicode digits and
+# numbers too large for time arithmetic.
+_UNIX_SECONDS = re.compile(r"-?[0-9]{1,12}")
+
+
+def parse_signature(header: str) -> tuple[int, list[bytes]] | None:
+    """The timestamp and the v1 digests of an X-Signature header (Stripe's layout:
+    `t=<unix seconds>,v1=<hex>[,v1=<hex>...]`, names in any case, spaces around the
+    pieces ignored, elements of other schemes skipped), or None when it is not one:
+    no or two timestamps, no v1, a v1 that is not 64 hex digits, too many elements."""
+    elements = header.split(",")
+    if len(elements) > MAX_SIGNATURE_ELEMENTS:
+        return None
+    timestamps: list[str] = []
+    digests: list[bytes] = []
+    for element in elements:
+        name, equals, value = element.partition("=")
+        name, value = name.strip().lower(), value.strip()
+        if not equals or not name:
+            return None
+        if name == "t":
+            timestamps.append(value)
+        elif name == "v1":
+            if not _HEX_DIGEST.fullmatch(value):
+                return None
+            digests.append(bytes.fromhex(value))
+    if len(timestamps) != 1 or not _UNIX_SECONDS.fullmatch(timestamps[0]) \
+            or not 1 <= len(digests) <= MAX_SIGNATURES:
+        return None
+    return int(timestamps[0]), digests
+
+
+def check_signature(signing_secrets: Iterable[str], header: str | None, body: bytes,
+                    tolerance: int) -> str | None:
+    """None when the signature is good, else why not (said to the source as 401). Good
+    means: the timestamp within `tolerance` seconds of now, either way, and any v1 entry
+    the HMAC of "<t>.<raw body>" under any of `signing_secrets` (the secrets of the sender's
+    keys working now). Every entry is compared with every secret's digest, in constant
+    time, whichever matches: how long the check takes says nothing about which did."""
     if not header:
         return "X-Signature header is missing"
-    parts: dict[str, str] = {}
-    for item in header.split(","):
-        name, _, value = item.strip().partition("=")
-        parts[name] = value
-    try:
-        given = parts["v1"]
-        # Unix seconds are ASCII digits, a handful of them: int() would take Unicode
-        # digits and numbers too large for time arithmetic.
-        if not re.fullmatch(r"-?[0-9]{1,12}", parts["t"]):
-            raise ValueError(parts["t"])
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
-        return "X-Signature must look like t=<unix seconds>,v1=<hex HMAC-SHA256>"
+    parsed = parse_signature(header)
+    if parsed is None:
+        return SIGNATURE_FORMAT
+    timestamp, given = parsed
     if abs(time.time() - timestamp) > tolerance:
         return f"X-Signature timestamp is more than {tolerance} seconds from now"
-    expected = sign_body(secret, timestamp, body)
-    # Compare bytes: compare_digest refuses non-ASCII str, which a client may send.
-    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
+    message = f"{timestamp}.".encode() + body
+    matched = False
+    for secret in signing_secrets:
+        expected = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+        for digest in given:
+            matched |= hmac.compare_digest(expected, digest)
+    if not matched:
         return "X-Signature does not match the body"
     return None
 

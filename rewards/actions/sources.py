@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from ..key_ring import DEFAULT_OVERLAP, IssuedKey, KeyRing
+from ..key_ring import DEFAULT_OVERLAP, IssuedKey, KeyRing, works_at
 from ..models import Source, utcnow
 from ..models.source import SourceKey
 from ..security import api_key_hash
@@ -35,31 +35,40 @@ class KeyRefused:
 
 
 def source_for_key(session: Session, api_key: str,
-                   now: datetime | None = None) -> tuple[Source, str] | KeyRefused:
-    """The source an API key belongs to and the secret its requests are signed with."""
+                   now: datetime | None = None) -> tuple[Source, list[str]] | KeyRefused:
+    """The source an API key belongs to and the secrets its requests may be signed with:
+    those of every key of the source working now, so a sender in the middle of a
+    rotation may sign with the old secret, the new one, or both (two v1= entries)."""
     now = now or utcnow()
     digest = api_key_hash(api_key)
-    found = session.execute(
+    # The key itself, whatever its state (to say why it is refused), and its source's
+    # other keys still working, in one statement.
+    of_source = select(SourceKey.source_id).where(SourceKey.key_hash == digest)
+    rows = session.execute(
         select(SourceKey, Source).join(Source, Source.id == SourceKey.source_id)
-        .where(SourceKey.key_hash == digest)
-    ).first()
-    if found is not None:
-        key, source = found
+        .where(SourceKey.source_id.in_(of_source),
+               or_(SourceKey.key_hash == digest,
+                   and_(SourceKey.retired_at.is_(None),
+                        or_(SourceKey.expires_at.is_(None), SourceKey.expires_at > now))))
+    ).all()
+    if rows:
+        source = rows[0][1]
+        key = next(key for key, _ in rows if key.key_hash == digest)
         if key.retired_at is not None:
             return KeyRefused(f"The API key was retired at {_iso(key.retired_at)}; "
                               "use the source's current key.")
         if key.expires_at is not None and key.expires_at <= now:
             return KeyRefused(f"The API key expired at {_iso(key.expires_at)}, when the "
                               "overlap after a newer key ended; use the newer key.")
-        secret = key.signing_secret
+        signing_secrets = [key.signing_secret for key, _ in rows if works_at(key, now)]
     else:
         registered = session.scalar(select(Source).where(Source.api_key_hash == digest))
         if registered is None:
             return KeyRefused("The API key is not valid.")
-        source, secret = registered, registered.signing_secret
+        source, signing_secrets = registered, [registered.signing_secret]
     if not source.active:
         return KeyRefused("The API key is not valid: the source is not active in the scheme.")
-    return source, secret
+    return source, signing_secrets
 
 
 SOURCE_KEYS = KeyRing(Source, SourceKey, SourceKey.source_id, "src",

@@ -248,7 +248,7 @@ def partner_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 def source_required(view: Callable[..., Any]) -> Callable[..., Any]:
     """A source's API key (any of its keys still working, see actions.sources) and a
-    fresh HMAC signature of the raw body with that key's secret."""
+    fresh HMAC signature of the raw body with the secret of one of its working keys."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -258,10 +258,10 @@ def source_required(view: Callable[..., Any]) -> Callable[..., Any]:
         found = source_for_key(db.session, key)
         if isinstance(found, KeyRefused):
             abort(401, message=found.message)
-        source, secret = found
+        source, signing_secrets = found
         body = request.get_data(cache=True)
         problem = check_signature(
-            secret,
+            signing_secrets,
             request.headers.get("X-Signature"),
             body,
             current_app.config["SIGNATURE_TOLERANCE"],

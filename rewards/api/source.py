@@ -31,7 +31,11 @@ SIGNATURE_HEADER = {
     "name": "X-Signature",
     "required": True,
     "schema": {"type": "string"},
-    "description": 't=<unix seconds>,v1=<hex HMAC-SHA256(signing_secret, "<t>.<raw body>")>',
+    "description": ('t=<unix seconds>,v1=<hex HMAC-SHA256(signing_secret, "<t>.<raw body>")>; '
+                    "during a key rotation up to 5 v1= entries, one per secret: the header "
+                    "passes when any of them is right under the secret of any of the "
+                    "source's keys still working. t within SIGNATURE_TOLERANCE (300 s) of "
+                    "the server's clock, either way."),
 }
 
 
