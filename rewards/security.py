@@ -11,7 +11,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,8 +52,17 @@ def sign_body(secret: str, timestamp: int, body: bytes) -> str:
 
 def signature_header(secret: str, body: bytes, timestamp: int | None = None) -> str:
     """What a source puts in X-Signature. Used by the demo loader, tests and benchmarks."""
+    return signatures_header([secret], body, timestamp)
+
+
+def signatures_header(signing_secrets: Sequence[str], body: bytes,
+                      timestamp: int | None = None) -> str:
+    """X-Signature with one v1= entry per secret, in order: what a sender in the middle
+    of a rotation sends, so a receiver holding either secret can check it."""
+    if isinstance(signing_secrets, str) or not signing_secrets:
+        raise ValueError("a list of one or more secrets is needed")
     t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},v1={sign_body(secret, t, body)}"
+    return f"t={t}," + ",".join(f"v1={sign_body(secret, t, body)}" for secret in signing_secrets)
 
 
 # A header carries one timestamp and a few signatures (one per secret a sender signs

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import rewards.jobs
 import workers.rewards
 from rewards.extensions import db
-from rewards.models import Offer, OutboxMessage, Reward
+from rewards.models import Offer, OutboxMessage, Partner, Reward
 
 from .reward_support import (
     PartnerSystem,
@@ -250,4 +251,72 @@ def test_two_runs_at_once_issue_one_voucher(client: FlaskClient, app: Flask, lei
     assert postings(app, "capture") == 1
     assert len(_mails(app, "Your voucher is ready")) == 1
     assert available(client, me.headers) == 70
+    ledger_sound(app)
+
+
+def _rotate_secret(client: FlaskClient, partner: dict[str, Any], admin: dict[str, str],
+                   **body: Any) -> dict[str, Any]:
+    rotated = client.post(f"/v1/admin/partners/{partner['id']}/webhook-secret",
+                          json=body or None, headers=admin)
+    assert rotated.status_code == 200, rotated.json
+    assert rotated.json["webhook_secret"] != partner["webhook_secret"]
+    return rotated.json
+
+
+def test_after_a_secret_rotation_both_secrets_sign_until_the_overlap_ends(
+        client: FlaskClient, app: Flask, leisure) -> None:
+    admin, partner = leisure
+    me = resident(client, app, points=100)
+    # The partner's system still holds the old secret when the scheme rotates it.
+    with partner_system(partner["webhook_secret"]) as old_system:
+        offer = _webhook_offer(client, app, old_system, partner, admin)
+        rotated = _rotate_secret(client, partner, admin)
+        until = datetime.fromisoformat(rotated["previous_secret_until"])
+        assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(days=1)
+        claimed = _claim(client, me.headers, offer["id"])
+    assert _reward(app, claimed["id"]).status == "issued"
+    header = old_system.calls[0].headers["X-Signature"]
+    assert header.count("v1=") == 2
+    # ... and one that has taken the new secret meanwhile checks the same header.
+    new_system = PartnerSystem(rotated["webhook_secret"])
+    assert new_system.signature_ok(old_system.calls[0])
+
+    # The overlap ends: only the new secret signs, and the old system refuses.
+    with app.app_context():
+        db.session.execute(update(Partner).where(Partner.id == uuid.UUID(partner["id"]))
+                           .values(previous_webhook_secret_until=datetime.now(UTC)
+                                   - timedelta(seconds=1)))
+        db.session.commit()
+    with partner_system(partner["webhook_secret"]) as old_system:
+        _webhook_offer(client, app, old_system, partner, admin)
+        late = _claim(client, me.headers, offer["id"])
+    assert old_system.calls[0].headers["X-Signature"].count("v1=") == 1
+    assert not old_system.signature_ok(old_system.calls[0])
+    assert new_system.signature_ok(old_system.calls[0])
+    assert _reward(app, late["id"]).status == "failed"
+    ledger_sound(app)
+
+
+def test_a_rotation_without_overlap_stops_the_old_secret_at_once(
+        client: FlaskClient, app: Flask, leisure) -> None:
+    admin, partner = leisure
+    me = resident(client, app, points=100)
+    first = _rotate_secret(client, partner, admin)
+    # A second rotation inside the first's overlap, with none of its own (a leaked
+    # secret): neither earlier secret signs any more.
+    second = _rotate_secret(client, {**partner, "webhook_secret": first["webhook_secret"]},
+                            admin, overlap_days=0)
+    assert second["previous_secret_until"] is None
+    for secret, good in ((partner["webhook_secret"], False), (first["webhook_secret"], False),
+                         (second["webhook_secret"], True)):
+        with partner_system(secret) as system:
+            offer = _webhook_offer(client, app, system, partner, admin)
+            claimed = _claim(client, me.headers, offer["id"])
+        assert system.calls[0].headers["X-Signature"].count("v1=") == 1
+        assert system.signature_ok(system.calls[0]) is good
+        assert _reward(app, claimed["id"]).status == ("issued" if good else "failed")
+    for bad in ({"overlap_days": -1}, {"overlap_days": 91}, {"overlap_days": "a day"}):
+        refused = client.post(f"/v1/admin/partners/{partner['id']}/webhook-secret",
+                              json=bad, headers=admin)
+        assert refused.status_code == 422 and "overlap_days" in refused.json["errors"]
     ledger_sound(app)

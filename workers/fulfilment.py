@@ -1,7 +1,8 @@
 """Asking a partner's own system to issue a pass (a signed webhook).
 
 The request is JSON, signed like a source's batches (X-Signature: t=<unix seconds>,
-v1=<hex HMAC-SHA256(secret, "<t>.<body>")>), with Idempotency-Key set to the reward
+v1=<hex HMAC-SHA256(secret, "<t>.<body>")>, with a second v1= entry under the replaced
+secret while a rotation's overlap lasts), with Idempotency-Key set to the reward
 id so a retried call gets the same pass back. The partner answers 200 or 201 with
 `{"code": "...", "reference": "..."}` (reference optional): the code is what the
 member shows. Anything else is an error: 4xx other than 408, 409, 425 and 429 is
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from rewards import outbound
-from rewards.security import keyed_hash, signature_header
+from rewards.security import keyed_hash, signatures_header
 
 MAX_ANSWER_BYTES = 64 * 1024
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})
@@ -69,19 +70,21 @@ def parse_answer(status: int, raw: bytes) -> Pass:
     return Pass(code.strip(), reference[:200] if reference else None)
 
 
-def call_partner(url: str, secret: str, idempotency_key: str, body: bytes,
+def call_partner(url: str, signing_secrets: list[str], idempotency_key: str, body: bytes,
                  timeout: float, *, allow_private: bool = False,
                  allow_http: bool = False) -> Pass:
-    """POST the signed body and read the pass from the answer, all within `timeout`
-    seconds however slowly the partner answers. Only to a public address (checked after
-    resolving the name, and the checked address is the one connected to), unless
+    """POST the body, signed under each of `signing_secrets` (the partner's current
+    webhook secret, and the one it replaced during an overlap), and read the pass from
+    the answer, all within `timeout` seconds however slowly the partner answers. Only
+    to a public address (checked after resolving the name, and the checked address is
+    the one connected to), unless
     `allow_private` (tests, a partner system on the council's own network)."""
     headers = {
         "Content-Type": "application/json",
         "Accept": "application/json",
         "User-Agent": "citizen-rewards-fulfilment/1",
         "Idempotency-Key": idempotency_key,
-        "X-Signature": signature_header(secret, body),
+        "X-Signature": signatures_header(signing_secrets, body),
     }
     try:
         answer = outbound.post(url, body, headers, deadline_seconds=timeout,

@@ -97,11 +97,12 @@ def _issue_by_partner(session: Session, reward: Reward, offer: Offer) -> Reward 
     expires_at = utcnow() + timedelta(days=offer.voucher_valid_days)
     body = request_body(str(reward.id), str(partner.id), str(reward.member_id), str(offer.id),
                         offer.title, expires_at)
-    url, secret, rid = partner.fulfilment_url, partner.webhook_secret, reward.id
+    url, rid = partner.fulfilment_url, reward.id
+    signing_secrets = partner.webhook_secrets(utcnow())
     session.commit()
     config = current_app.config
     allow_private = bool(config.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS"))
-    answer = call_partner(url, secret, str(rid), body,
+    answer = call_partner(url, signing_secrets, str(rid), body,
                           float(config.get("PARTNER_TIMEOUT_SECONDS", 10)),
                           allow_private=allow_private,
                           allow_http=allow_private or bool(config.get("DEVELOPMENT")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app, g, request
@@ -38,6 +39,8 @@ admin_blp = Blueprint("admin_catalogue", __name__, url_prefix="/v1/admin",
                       description="Partners and offers: registering, approving, retiring")
 
 MANAGE = ("scheme_manager",)
+# How long a replaced webhook secret goes on signing beside the new one, unless asked.
+WEBHOOK_SECRET_OVERLAP = timedelta(days=1)
 LANGUAGE = validate.Regexp(r"^[a-z]{2,3}$", error="A language code such as cy or pl.")
 
 
@@ -318,6 +321,18 @@ class PartnerCreated(PartnerOut):
 
 class SecretOut(Schema):
     webhook_secret = fields.String()
+    previous_secret_until = fields.DateTime(allow_none=True, metadata={
+        "description": "Until when requests are signed with the replaced secret too (a "
+                       "second v1= entry); null when it stopped at once."})
+
+
+class SecretRotationIn(Schema):
+    overlap_days = fields.Integer(
+        load_default=WEBHOOK_SECRET_OVERLAP.days, validate=validate.Range(min=0, max=90),
+        metadata={"description": "How long requests go on being signed with the replaced "
+                                 "secret as well, so the partner can switch its system over "
+                                 "without refusing any (0: it stops at once, for a leaked "
+                                 "secret)."})
 
 
 def _partner(partner_id: uuid.UUID) -> Partner:
@@ -376,15 +391,25 @@ class PartnerItem(MethodView):
 
 @admin_blp.route("/partners/<uuid:partner_id>/webhook-secret", methods=["POST"])
 @admin_blp.doc(security=BEARER)
-@admin_blp.response(200, SecretOut)
 @staff_required(*MANAGE)
-def rotate_webhook_secret(partner_id: uuid.UUID):
-    """A new secret for signing fulfilment requests (the old one stops at once)."""
+@admin_blp.arguments(SecretRotationIn, required=False)
+@admin_blp.response(200, SecretOut)
+def rotate_webhook_secret(args: dict[str, Any], partner_id: uuid.UUID):
+    """A new secret for signing fulfilment requests (shown only in this answer).
+
+    For `overlap_days` (default 1) each request carries a signature under the replaced
+    secret too (`X-Signature: t=...,v1=<new>,v1=<old>`), so the partner's system may
+    take the new secret at any moment meanwhile; then the old one stops. A secret
+    replaced before (an earlier rotation still in its overlap) stops at once."""
     partner = _partner(partner_id)
+    overlap = timedelta(days=args.get("overlap_days", WEBHOOK_SECRET_OVERLAP.days))
+    until = utcnow() + overlap if overlap and partner.webhook_secret else None
+    partner.previous_webhook_secret = partner.webhook_secret if until else None
+    partner.previous_webhook_secret_until = until
     partner.webhook_secret = secrets.token_hex(32)
-    audit("rotate_webhook_secret", "partner", partner.id)
+    audit("rotate_webhook_secret", "partner", partner.id, overlap_days=overlap.days)
     db.session.commit()
-    return {"webhook_secret": partner.webhook_secret}
+    return {"webhook_secret": partner.webhook_secret, "previous_secret_until": until}
 
 
 # -- offers (staff) ------------------------------------------------------------------------

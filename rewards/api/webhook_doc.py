@@ -48,10 +48,14 @@ FULFILMENT_CALLBACK: dict[str, Any] = {
                     "refunds the points. Redirects are not followed."),
                 "parameters": [
                     {"in": "header", "name": "X-Signature", "required": True,
-                     "schema": {"type": "string", "pattern": r"^t=\d+,v1=[0-9a-f]{64}$"},
+                     "schema": {"type": "string",
+                                "pattern": r"^t=\d+(,v1=[0-9a-f]{64}){1,2}$"},
                      "description": (
                          "`t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<raw body>\")>` "
-                         "with the partner's webhook secret; reject a stale `t`.")},
+                         "with the partner's webhook secret; reject a stale `t`. For a while "
+                         "after the secret is rotated a second `v1=` entry signs under the "
+                         "replaced one: accept the request when any `v1=` entry is right "
+                         "under the secret you hold.")},
                     {"in": "header", "name": "Idempotency-Key", "required": True,
                      "schema": {"type": "string", "format": "uuid"},
                      "description": "The reward id: a retry must get the same pass back."},

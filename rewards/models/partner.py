@@ -32,6 +32,10 @@ class Partner(IdMixin, Base):
     fulfilment_url: Mapped[str | None] = mapped_column(String(500))
     # Needed in clear to sign requests (HMAC is symmetric).
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    # The secret a rotation replaced, still signing beside the new one until the moment
+    # after it (the partner's system may take the new secret at any time before then).
+    previous_webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_webhook_secret_until: Mapped[datetime | None] = mapped_column()
     # The place, for an app's map: {"mon": [{"opens": "09:00", "closes": "17:30"}], ...}.
     address: Mapped[str | None] = mapped_column(String(300))
     latitude: Mapped[float | None] = mapped_column(Float)
@@ -40,6 +44,15 @@ class Partner(IdMixin, Base):
     logo_url: Mapped[str | None] = mapped_column(String(500))
 
     offers: Mapped[list[Offer]] = relationship(back_populates="partner")
+
+    def webhook_secrets(self, now: datetime) -> list[str]:
+        """The secrets a fulfilment request is signed with now: the current one, and
+        the one it replaced while that one's overlap lasts."""
+        found = [self.webhook_secret] if self.webhook_secret else []
+        if self.previous_webhook_secret and self.previous_webhook_secret_until is not None \
+                and self.previous_webhook_secret_until > now:
+            found.append(self.previous_webhook_secret)
+        return found
 
 
 

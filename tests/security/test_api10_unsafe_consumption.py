@@ -41,7 +41,7 @@ def test_a_trickling_partner_is_cut_off_at_the_deadline() -> None:
                           allow_private=True, allow_http=True, max_answer_bytes=1000)
         assert len(seen) == 1
         with pytest.raises(FulfilmentError, match="timed out"):
-            call_partner(base + "/passes", "secret", "key", b"{}", 0.5,
+            call_partner(base + "/passes", ["secret"], "key", b"{}", 0.5,
                          allow_private=True, allow_http=True)
 
 
@@ -83,6 +83,6 @@ def test_answers_that_are_not_a_pass_issue_nothing(answer: bytes, problem: str) 
 
     with raw_server(respond) as (base, seen, _):
         with pytest.raises(FulfilmentError, match=problem):
-            call_partner(base + "/passes", "secret", "key", b"{}", 5,
+            call_partner(base + "/passes", ["secret"], "key", b"{}", 5,
                          allow_private=True, allow_http=True)
         assert len(seen) == 1  # the redirect was not followed
