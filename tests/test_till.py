@@ -14,7 +14,7 @@ from rewards.extensions import db
 from rewards.models import PartnerKey, Redemption, utcnow
 
 from .helpers import at_once
-from .reward_support import admin_headers, make_offer, make_partner, resident, till
+from .reward_support import admin_headers, make_offer, make_partner, partner_user, resident, till
 
 
 def _voucher(client: FlaskClient, app: Flask, offer_id: str) -> str:
@@ -144,3 +144,31 @@ def test_several_till_keys_rotation_with_overlap_and_retirement(
     assert wrong.status_code == 404
     analyst = admin_headers(client, app, "analyst")
     assert client.post(keys_path, json={}, headers=analyst).status_code == 403
+
+
+def test_a_partner_made_inactive_is_shut_out_by_key_and_by_login_and_redeems_nothing(
+        client: FlaskClient, app: Flask) -> None:
+    admin, partner, offer_id = _setup(client, app)
+    code = _voucher(client, app, offer_id)
+    user = partner_user(client, app, partner["id"])
+    rotated = client.post(f"/v1/admin/partners/{partner['id']}/keys", json={"rotate": False},
+                          headers=admin)
+    assert rotated.status_code == 201, rotated.json
+    for headers in (till(partner), {"X-Api-Key": rotated.json["api_key"]}, user):
+        assert client.get(f"/v1/partner/vouchers/{code}", headers=headers).status_code == 200
+    closed = client.patch(f"/v1/admin/partners/{partner['id']}", json={"active": False},
+                          headers=admin)
+    assert closed.status_code == 200, closed.json
+    for headers in (till(partner), {"X-Api-Key": rotated.json["api_key"]}, user):
+        checked = client.get(f"/v1/partner/vouchers/{code}", headers=headers)
+        assert checked.status_code == 401, checked.json
+        assert any(words in checked.json["message"]
+                   for words in ("partner is not active", "no longer part of the scheme"))
+        redeemed = client.post("/v1/partner/redemptions", json={"code": code},
+                               headers={**headers, "Idempotency-Key": "closed-1"})
+        assert redeemed.status_code == 401, redeemed.json
+    assert _redemptions(app) == 0
+    # Made active again, the same credentials work and the voucher is still good.
+    client.patch(f"/v1/admin/partners/{partner['id']}", json={"active": True}, headers=admin)
+    assert client.post("/v1/partner/redemptions", json={"code": code},
+                       headers=till(partner)).status_code == 201
