@@ -82,6 +82,21 @@ def test_login_goes_where_asked_but_only_on_the_staff_pages(client: FlaskClient,
         assert page.headers["Location"].endswith("/staff/"), elsewhere
 
 
+def test_a_next_with_a_line_break_is_ignored_not_a_server_error(client: FlaskClient,
+                                                                app: Flask) -> None:
+    # A Location header cannot carry a line break: such a next= would be a 500 after
+    # the login had already been made. It is no path of the staff pages.
+    make_staff(app, "ana@council.example", "analyst")
+    for odd in ("/staff/\r\nSet-Cookie: a=b", "/staff/\nx", "/staff/\tmoney", "/staff/\x7f"):
+        fresh = app.test_client()
+        page = log_in(fresh, "ana@council.example", next=odd)
+        assert page.status_code == 302, (odd, page.status_code)
+        assert page.headers["Location"] == "/staff/", odd
+        # Once logged in, the login page sends such a next= to the overview too.
+        again = fresh.get("/staff/login", query_string={"next": odd})
+        assert again.status_code == 302 and again.headers["Location"] == "/staff/", odd
+
+
 def test_logout_needs_the_form_token_and_ends_the_session(client: FlaskClient,
                                                           app: Flask) -> None:
     make_staff(app, "ana@council.example", "analyst")

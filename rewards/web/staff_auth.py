@@ -114,8 +114,10 @@ def dashboard_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def safe_next(target: str | None) -> str | None:
-    """Only a path on the staff pages themselves: never another site."""
+    """Only a path on the staff pages themselves: never another site, and nothing a
+    Location header cannot carry (a line break there is a server error, after the login
+    has been made) or a browser would drop from a URL (tabs, other control characters)."""
     if target and target.startswith("/staff/") and not target.startswith("//") \
-            and "\\" not in target:
+            and "\\" not in target and target.isprintable():
         return target
     return None
