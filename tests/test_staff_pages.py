@@ -76,7 +76,10 @@ def test_login_goes_where_asked_but_only_on_the_staff_pages(client: FlaskClient,
     page = log_in(client, "ana@council.example", next="/staff/money")
     assert page.status_code == 302
     assert page.headers["Location"].endswith("/staff/money")
-    for elsewhere in ("https://evil.example/", "//evil.example/staff/", "/v1/admin/members"):
+    for elsewhere in ("https://evil.example/", "//evil.example/staff/", "/v1/admin/members",
+                      # paths that leave the staff pages once a browser resolves them
+                      "/staff/../v1/admin/members", "/staff/%2e%2e/v1/admin/members",
+                      "/staff/.%2E/v1/admin/members", "/staff/money/./../../docs"):
         page = log_in(app.test_client(), "ana@council.example", next=elsewhere)
         assert page.status_code == 302
         assert page.headers["Location"].endswith("/staff/"), elsewhere

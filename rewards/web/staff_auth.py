@@ -118,6 +118,14 @@ def safe_next(target: str | None) -> str | None:
     Location header cannot carry (a line break there is a server error, after the login
     has been made) or a browser would drop from a URL (tabs, other control characters)."""
     if target and target.startswith("/staff/") and not target.startswith("//") \
-            and "\\" not in target and target.isprintable():
+            and "\\" not in target and target.isprintable() and not _leaves(target):
         return target
     return None
+
+
+def _leaves(target: str) -> bool:
+    """Whether the path has a "." or ".." segment (also written with %2e, which browsers
+    read the same): "/staff/../v1/..." is a path elsewhere once the browser resolves it."""
+    path = target.partition("?")[0].partition("#")[0]
+    return any(segment.lower().replace("%2e", ".") in (".", "..")
+               for segment in path.split("/"))
