@@ -203,6 +203,12 @@ def test_the_printable_sheet(client: FlaskClient, app: Flask, manager: dict[str,
     assert page.headers["Cache-Control"] == "no-store"
     assert page.headers["Referrer-Policy"] == "no-referrer"
     assert "script" not in html.lower()
+    # Its own policy (no scripts at all) still forbids framing, as every page's does:
+    # the signed link opens the sheet for anyone who has it, inside a frame too.
+    policy = [part.strip() for part in page.headers["Content-Security-Policy"].split(";")]
+    assert {"default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'",
+            "form-action 'none'"} <= set(policy)
+    assert page.headers["X-Frame-Options"] == "DENY"
 
     sheet = f"/staff/events/{event['id']}/sheet"
     assert_error(client.get(sheet), 401)

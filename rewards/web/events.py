@@ -59,5 +59,9 @@ def sheet(event_id: uuid.UUID):
         "Cache-Control": "no-store",
         "Referrer-Policy": "no-referrer",  # the signed link must not leak onwards
         "X-Robots-Tag": "noindex",
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+        # No scripts, no framing (as every page: X-Frame-Options alone is the older
+        # browsers' header), no <base> or form to send the codes anywhere.
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                   "frame-ancestors 'none'; base-uri 'none'; "
+                                   "form-action 'none'",
     }
