@@ -75,6 +75,9 @@ class Config:
         self.ACCESS_TOKEN_TTL: int = _env_int("ACCESS_TOKEN_TTL", 15 * 60)
         self.REFRESH_TOKEN_TTL: int = _env_int("REFRESH_TOKEN_TTL", 30 * 24 * 3600)
         self.STAFF_TOKEN_TTL: int = _env_int("STAFF_TOKEN_TTL", 8 * 3600)
+        # A staff dashboard page session left without a request this long ends (a
+        # council PC left unlocked), however long STAFF_TOKEN_TTL would still allow.
+        self.STAFF_PAGE_IDLE_SECONDS: int = _env_int("STAFF_PAGE_IDLE_SECONDS", 30 * 60)
         self.OTP_TTL: int = _env_int("OTP_TTL", 10 * 60)
         self.OTP_MAX_ATTEMPTS: int = _env_int("OTP_MAX_ATTEMPTS", 5)
         self.OTP_PER_HOUR: int = _env_int("OTP_PER_HOUR", 5)

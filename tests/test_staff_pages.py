@@ -187,6 +187,50 @@ def test_a_session_lapses_after_the_staff_token_lifetime(client: FlaskClient,
     assert client.get("/staff/report?month=2026-01").status_code == 302
 
 
+def test_a_session_left_idle_lapses_and_use_keeps_it_to_the_lifetime(client: FlaskClient,
+                                                                     app: Flask) -> None:
+    from datetime import timedelta
+
+    from rewards.models import utcnow
+    from rewards.models.login import LoginSession
+
+    idle = timedelta(seconds=app.config["STAFF_PAGE_IDLE_SECONDS"])
+    lifetime = timedelta(seconds=app.config["STAFF_TOKEN_TTL"])
+    assert idle == timedelta(minutes=30) and lifetime == timedelta(hours=8)
+    make_staff(app, "ana@council.example", "analyst")
+    assert log_in(client, "ana@council.example").status_code == 302
+
+    def login_row() -> LoginSession:
+        return db.session.scalars(select(LoginSession)).one()
+
+    with app.app_context():  # a fresh login ends after the idle time, not 8 hours on
+        ends = login_row().expires_at
+        assert utcnow() + idle - timedelta(seconds=30) < ends <= utcnow() + idle
+        # Last used 25 minutes ago: five minutes left.
+        login_row().expires_at = utcnow() + timedelta(minutes=5)
+        db.session.commit()
+    assert client.get("/staff/report?month=2026-01").status_code == 200
+    with app.app_context():  # the request moved the end on
+        assert login_row().expires_at > utcnow() + idle - timedelta(seconds=30)
+        # Logged in 7 h 58 min ago and used all along: no further than the lifetime.
+        row = login_row()
+        row.created_at = utcnow() - lifetime + timedelta(minutes=2)
+        row.expires_at = utcnow() + timedelta(seconds=30)
+        db.session.commit()
+    assert client.get("/staff/report?month=2026-01").status_code == 200
+    with app.app_context():
+        row = login_row()
+        assert abs(row.expires_at - (row.created_at + lifetime)) < timedelta(seconds=1)
+        # Left alone past its end (idle, or the lifetime reached): the page asks for a login.
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    page = client.get("/staff/report?month=2026-01")
+    assert page.status_code == 302 and "/staff/login" in page.headers["Location"]
+    # A request to a lapsed session does not bring it back.
+    with app.app_context():
+        assert login_row().expires_at < utcnow()
+
+
 def test_logging_out_ends_the_session_even_for_a_copied_cookie(client: FlaskClient,
                                                               app: Flask) -> None:
     make_staff(app, "ana@council.example", "analyst")

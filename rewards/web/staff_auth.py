@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 
@@ -18,7 +19,7 @@ from flask import current_app, g, redirect, request, session, url_for
 from sqlalchemy.orm import Session
 
 from ..extensions import db
-from ..models import StaffUser
+from ..models import StaffUser, utcnow
 from ..models.login import LoginSession
 from ..sessions import live, revoke, start_session
 from ..staff import LoginRefused, authenticate, needs_enrolment
@@ -56,9 +57,9 @@ def log_in(email: str, password: str, code: str | None = None) -> LoginResult:
         # The API lets such an account do nothing but enrol its second factor: the pages,
         # which show the same figures, must not open on the password alone either.
         return LoginResult(None, "enrol")
-    # Kept server-side: logging out (or a password change, or deactivation) ends it.
-    login = start_session(db.session, "staff_page", current_app.config["STAFF_TOKEN_TTL"],
-                          staff_user_id=user.id)
+    # Kept server-side: logging out (or a password change, or deactivation) ends it, and
+    # so does being left idle (current_staff moves the end on while it is used).
+    login = start_session(db.session, "staff_page", _first_lapse(), staff_user_id=user.id)
     db.session.commit()
     language = session.get("lang")
     session.clear()  # a fresh session: nothing from before the login carries over
@@ -83,7 +84,30 @@ def current_staff() -> StaffUser | None:
         return None
     if needs_enrolment(user):  # the second factor became required after the login
         return None
+    _still_in_use(login)
     return user
+
+
+# The end of a page session moves on at most this often (a write, not one a request).
+IDLE_STEP = timedelta(seconds=60)
+
+
+def _first_lapse() -> int:
+    config = current_app.config
+    return min(config["STAFF_TOKEN_TTL"], config["STAFF_PAGE_IDLE_SECONDS"])
+
+
+def _still_in_use(login: LoginSession) -> None:
+    """A request on a live page session: it now ends STAFF_PAGE_IDLE_SECONDS from now,
+    never later than STAFF_TOKEN_TTL after the login. Kept server-side, so a copy of the
+    cookie left unused lapses with the session, and using it keeps only its own row."""
+    config = current_app.config
+    now = utcnow()
+    until = min(now + timedelta(seconds=config["STAFF_PAGE_IDLE_SECONDS"]),
+                login.created_at + timedelta(seconds=config["STAFF_TOKEN_TTL"]))
+    if until - login.expires_at >= IDLE_STEP:
+        login.expires_at = until
+        db.session.commit()
 
 
 def log_out() -> None:
