@@ -6,12 +6,12 @@ accessibility violation."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
 from flask import Flask
 
-from .conftest import log_in_form
+from .conftest import ANALYST_EMAIL, ANALYST_PASSWORD, log_in_form
 from .helpers import SUPPRESSED, api_figure, api_rows, csv_rows, page_rows
 
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
@@ -158,6 +158,26 @@ def test_login_through_the_form_and_its_accessibility(browser: Any, live_server:
         tab.wait_for_url(f"{live_server}/staff/login")
         tab.goto(f"{live_server}/staff/")
         assert "/staff/login" in tab.url
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("target", ["/staff/../docs", "/staff/%2e%2e/docs",
+                                    "/staff/money/.%2E/%2E./docs"])
+def test_logging_in_never_sends_the_browser_off_the_staff_pages(
+        browser: Any, live_server: str, target: str) -> None:
+    # A browser resolves the dot segments (%2e is a dot to it): the next= below starts
+    # with /staff/ but names /docs. The login goes to the overview instead.
+    context = browser.new_context()
+    tab = context.new_page()
+    try:
+        tab.goto(f"{live_server}/staff/login?next={quote(target, safe='/')}")
+        tab.fill("#email", ANALYST_EMAIL)
+        tab.fill("#password", ANALYST_PASSWORD)
+        tab.click("form.login button[type=submit]")
+        tab.wait_for_load_state()
+        assert urlparse(tab.url).path == "/staff/"
+        assert tab.locator("main h1").inner_text() == "Overview"
     finally:
         context.close()
 
