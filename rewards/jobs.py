@@ -48,7 +48,13 @@ QUEUED_LEASE = timedelta(seconds=60)
 # Beyond an attempt's time limit, before its lease lapses.
 LEASE_GRACE = timedelta(seconds=5)
 # Jobs that may run longer than JOB_TIMEOUT_SECONDS.
-LONG_JOBS = {"workers.imports.import_csv": 1800, "workers.awarding.award_queued": 600}
+LONG_JOBS = {"workers.imports.import_csv": 1800, "workers.awarding.award_queued": 600,
+             # The scheduled runs sent through the outbox (workers/schedule.py).
+             "workers.ledger.release_pending": 1800, "workers.ledger.expire_points": 3600,
+             "workers.awarding.queue_stray_actions": 1800,
+             "workers.rewards.expire_vouchers": 1800,
+             "workers.rewards.remind_expiring_vouchers": 1800,
+             "workers.rewards.fail_stuck_rewards": 600}
 
 # Attempt number and the most there will be, while an outbox job runs.
 _attempt_var: ContextVar[tuple[int, int] | None] = ContextVar("job_attempt", default=None)

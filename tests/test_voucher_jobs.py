@@ -58,11 +58,17 @@ def _run(app: Flask, job: Any, when: datetime | None = None) -> Any:
 def test_the_schedules_are_registered() -> None:
     from rq import cron
 
+    from workers.schedule import RUNS
+
     importlib.import_module("workers.cron")
     names = {entry["func"].__name__: entry for entry in cron._job_data_registry}
+    # The scheduler writes their outbox rows every minute (workers/schedule.py)...
+    assert names["write_due"]["interval"] == 60
+    runs = {run.job.rpartition(".")[2]: run for run in RUNS}
     for name in ("expire_vouchers", "remind_expiring_vouchers", "fail_stuck_rewards"):
-        assert names[name]["cron"], name
-        assert names[name]["queue_name"].endswith("rewards")
+        # ... on the rewards queue, at their times; never queued by RQ's cron as well.
+        assert runs[name].cron and runs[name].queue == "rewards", name
+        assert name not in names
 
 
 def test_unredeemed_vouchers_expire(client: FlaskClient, app: Flask) -> None:
