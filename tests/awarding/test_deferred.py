@@ -376,3 +376,63 @@ def test_the_dashboard_counts_an_action_awarded_after_the_refresh_saw_it_pending
         raw = compute("actions", period, source=Raw(), threshold=1).to_json()["rows"]
         assert [row["actions"] for row in raw] == [1]
         assert got == raw
+
+
+def test_batches_whose_job_redis_lost_are_awarded_once_by_a_real_worker(
+        client: FlaskClient, app: Flask, world: World, tmp_path: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The award job goes through the outbox: Redis restarted empty after the batches'
+    jobs were handed over, and a worker killed (SIGKILL) while it may be awarding, a
+    new worker awards every batch once (the killed run's transaction never committed)."""
+    import os
+    import signal
+    import subprocess
+
+    from redis import Redis
+
+    from tests.test_job_faults import PrivateRedis, _free_port, _wait_for
+    from tests.test_worker import BIN, ROOT, handed_over, worker_env
+
+    postgres_only(app, "the worker processes share the database with the test")
+    server = PrivateRedis(_free_port(), tmp_path)
+    server.start()
+    try:
+        monkeypatch.setitem(app.config, "AWARDING", "deferred")
+        monkeypatch.setitem(app.config, "REDIS_URL", server.url)
+        _, other = resident(client, app, "bea@example.org", OTHER_CARD)
+        for batch in range(6):
+            items = [tap(f"r-{batch}-{card[-4:]}", card, _daytime(2, 7 + batch))
+                     for card in (CARD, OTHER_CARD)]
+            assert signed_post(client, world.scheme.source, {"items": items}).status_code == 200
+        handed_over()
+        assert Redis.from_url(server.url).llen(
+            f"rq:queue:{app.config['RQ_QUEUE_PREFIX']}default") == 6
+        server.kill()
+        server.start()  # empty: the award jobs are gone
+        env = worker_env(app, server.url)
+
+        def worker(name: str) -> subprocess.Popen[bytes]:
+            with open(tmp_path / f"{name}.log", "w") as log_file:
+                return subprocess.Popen([str(BIN / "rewards"), "worker"], env=env, cwd=ROOT,
+                                        stdout=log_file, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+        first = worker("first")
+        _wait_for(lambda: Redis.from_url(server.url).scard("rq:workers") == 1, 30,
+                  "the first worker to start")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        second = worker("second")
+        try:
+            _wait_for(lambda: counts(app)[0] == 0 and statuses(app) == {"accepted": 12}, 30,
+                      "every queued batch to be awarded")
+        finally:
+            os.killpg(second.pid, signal.SIGTERM)
+            second.wait(timeout=30)
+    finally:
+        server.kill()
+    assert available_and_awarded(app, world.member_id) == (40, 40)
+    assert available_and_awarded(app, other) == (40, 40)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Award)) == 12
+    sound(app)
