@@ -28,6 +28,7 @@ from ..settlement import GBP_DOC, pounds
 from ..wards import ward_names
 from .auth import BEARER, current_resident, resident_read, staff_required
 from .caching import cached
+from .checks import Dict, List
 from .common import Moment, audit, counted, found_or_404, paginate, reads_only
 from .fastdump import json_answer
 from .pages import numbered_page_view
@@ -42,6 +43,8 @@ MANAGE = ("scheme_manager",)
 # How long a replaced webhook secret goes on signing beside the new one, unless asked.
 WEBHOOK_SECRET_OVERLAP = timedelta(days=1)
 LANGUAGE = validate.Regexp(r"^[a-z]{2,3}$", error="A language code such as cy or pl.")
+# Languages an offer may be written in besides English: more than any council speaks.
+TRANSLATIONS_MAX = 50
 
 
 # -- schemas shared with the partner API --------------------------------------------------
@@ -57,9 +60,9 @@ class OfferTerms(Schema):
     title = fields.String(required=True, validate=validate.Length(min=1, max=200),
                           metadata={"description": "In English."})
     description = fields.String(allow_none=True, validate=validate.Length(max=5000))
-    translations = fields.Dict(
+    translations = Dict(
         keys=fields.String(validate=LANGUAGE), values=fields.Nested(TranslationSchema),
-        load_default=dict,
+        load_default=dict, most=TRANSLATIONS_MAX,
         metadata={"description": 'Other languages: {"cy": {"title": .., "description": ..}}.'})
     category = fields.String(allow_none=True, validate=validate.Length(max=32))
     cost_points = fields.Integer(required=True, validate=validate.Range(min=1, max=10_000_000))
@@ -72,7 +75,7 @@ class OfferTerms(Schema):
     voucher_valid_days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=730))
     starts_at = Moment(allow_none=True)
     ends_at = Moment(allow_none=True)
-    eligible_wards = fields.List(
+    eligible_wards = List(
         fields.String(validate=validate.Length(min=1, max=100)), allow_none=True,
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Only members in these wards; none: everyone."})

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError, fields, validate
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 TEXT_PROBLEM = "Must not contain NUL characters or half of a UTF-16 surrogate pair."
@@ -58,3 +58,35 @@ class MemberEmail(fields.Email):
 
 
 EMAIL_MAX = 254
+
+
+class List(fields.List):
+    """A list whose Length validator (its most items) is checked before any item is
+    read. marshmallow reads every item first and only then validates the length: an
+    array of 300,000 empty objects in a 1 MB body cost seconds and answered tens of MB
+    of errors, one per item, to be told the list was too long."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, list | tuple):
+            for validator in self.validators:
+                most = getattr(validator, "max", None)
+                if isinstance(validator, validate.Length) and most is not None \
+                        and len(value) > most:
+                    raise ValidationError(f"At most {most} items.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Dict(fields.Dict):
+    """A JSON object of at most `most` keys, counted before any key or value is read
+    (as List above); the spec says it as maxProperties."""
+
+    def __init__(self, *args: Any, most: int, **kwargs: Any) -> None:
+        kwargs["metadata"] = {**kwargs.get("metadata", {}), "maxProperties": most}
+        super().__init__(*args, **kwargs)
+        self.most = most
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, Mapping) and len(value) > self.most:
+            raise ValidationError(f"At most {self.most} entries.")
+        return super()._deserialize(value, attr, data, **kwargs)
+

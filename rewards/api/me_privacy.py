@@ -13,6 +13,7 @@ from ..extensions import Blueprint, db
 from ..models import utcnow
 from ..models.privacy import CONSENT_PURPOSES
 from .auth import BEARER, current_member, member_required
+from .checks import List
 
 blp = Blueprint("me_privacy", __name__, url_prefix="/v1/me",
                 description="A resident's data and consents")
@@ -45,7 +46,7 @@ class ConsentIn(Schema):
 
 
 class ConsentsIn(Schema):
-    consents = fields.List(fields.Nested(ConsentIn), required=True,
+    consents = List(fields.Nested(ConsentIn), required=True,
                            validate=validate.Length(min=1, max=len(CONSENT_PURPOSES)))
 
 
