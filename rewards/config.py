@@ -112,6 +112,12 @@ class Config:
         self.SELF_REPORT_PHOTO_MAX_BYTES: int = _env_int("SELF_REPORT_PHOTO_MAX_BYTES",
                                                          2 * 1024 * 1024)
         self.SELF_REPORTS_PER_DAY: int = _env_int("SELF_REPORTS_PER_DAY", 5)
+        # What one account may leave waiting for staff at once: a member's self-reports
+        # not yet reviewed, a partner's offers proposed and not yet decided.
+        self.SELF_REPORTS_PENDING_MAX: int = _env_int("SELF_REPORTS_PENDING_MAX", 15)
+        self.OFFER_PROPOSALS_PENDING_MAX: int = _env_int("OFFER_PROPOSALS_PENDING_MAX", 20)
+        # Push devices one member may register.
+        self.DEVICES_PER_MEMBER: int = _env_int("DEVICES_PER_MEMBER", 10)
         # How long a printable claim-code sheet's signed link works, in seconds.
         self.EVENT_SHEET_LINK_TTL: int = _env_int("EVENT_SHEET_LINK_TTL", 3600)
         # Jobs and partners under faults (docs/jobs.md): attempts before a job gives up;

@@ -68,6 +68,9 @@ class Reason(StrEnum):
     # Names that must come from the scheme's own lists.
     UNKNOWN_WARD = "unknown_ward"
     WARD_CHANGED_RECENTLY = "ward_changed_recently"
+    # Caps per account on what waits for staff or what an account keeps.
+    TOO_MANY_PENDING = "too_many_pending"
+    TOO_MANY_DEVICES = "too_many_devices"
 
 
 GENERAL: dict[int, Reason] = {

@@ -59,4 +59,7 @@ WELSH: dict[str, str] = {
     "unknown_ward": "Nid yw hon yn un o wardiau'r cynllun.",
     "ward_changed_recently": "Newidiwyd eich ward yn ddiweddar; cewch ei newid eto yn nes "
                              "ymlaen.",
+    "too_many_pending": "Mae gormod o'ch ceisiadau'n aros am benderfyniad; arhoswch i rai "
+                        "gael eu hadolygu cyn anfon mwy.",
+    "too_many_devices": "Mae gormod o ddyfeisiau ar y cyfrif hwn; tynnwch un yn gyntaf.",
 }

@@ -53,6 +53,13 @@ def reports_today(session: Session, member_id: uuid.UUID, now: datetime) -> tupl
     return int(count or 0), oldest or now
 
 
+def reports_waiting(session: Session, member_id: uuid.UUID) -> int:
+    """The member's self-reports still waiting for a reviewer."""
+    return int(session.scalar(
+        select(func.count(SelfReport.id)).join(Action, Action.id == SelfReport.action_id)
+        .where(SelfReport.member_id == member_id, Action.status == "flagged")) or 0)
+
+
 def submit_self_report(
     session: Session,
     member: Member,

@@ -6,22 +6,23 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from ..extensions import Blueprint, db
+from ..members import lock_member
 from ..models import Device, utcnow
 from ..models.device import NOTIFICATION_KINDS, PLATFORMS
 from ..notify import preferences_of, set_preferences
+from ..reasons import Reason
 from .auth import BEARER, current_member, member_required
 from .common import paginate
 
 blp = Blueprint("devices", __name__, url_prefix="/v1/me",
                 description="A resident's devices and notification choices")
-
-MAX_DEVICES = 10
 
 
 class DeviceIn(Schema):
@@ -64,15 +65,26 @@ class Devices(MethodView):
     @member_required
     @blp.arguments(DeviceIn)
     @blp.response(201, DeviceOut)
+    @blp.alt_response(409, description="The account has DEVICES_PER_MEMBER devices already "
+                                       "(too_many_devices)")
     def post(self, args: dict[str, Any]):
         """Register this phone's push token (again after the app gets a new one). A token
-        registered to another account moves here: the phone is signed in here now."""
+        registered to another account moves here: the phone is signed in here now. An
+        account has at most DEVICES_PER_MEMBER (10) devices."""
         member = current_member()
+        lock_member(db.session, member.id)  # registrations take turns: the count is exact
         device = db.session.scalar(select(Device).where(Device.token == args["token"]))
+        if device is None or device.member_id != member.id:
+            # A token moving here from another account counts as a new device: else an
+            # account could gather any number from accounts of its own.
+            most = current_app.config["DEVICES_PER_MEMBER"]
+            owned = db.session.scalar(select(func.count(Device.id))
+                                      .where(Device.member_id == member.id))
+            if owned >= most:
+                db.session.rollback()
+                abort(409, reason=Reason.TOO_MANY_DEVICES,
+                      message=f"At most {most} devices; remove one first.")
         if device is None:
-            owned = select(Device.id).where(Device.member_id == member.id)
-            if len(db.session.scalars(owned).all()) >= MAX_DEVICES:
-                abort(409, message=f"At most {MAX_DEVICES} devices; remove one first.")
             device = Device(id=uuid.uuid4(), member_id=member.id, **args)
             db.session.add(device)
         device.member_id, device.platform, device.last_seen_at = (

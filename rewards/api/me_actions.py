@@ -13,13 +13,20 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, func, select
 
 from ..actions.claims import ClaimRefused, claim
-from ..actions.reviews import photo_type, reports_today, self_report_status, submit_self_report
+from ..actions.reviews import (
+    photo_type,
+    reports_today,
+    reports_waiting,
+    self_report_status,
+    submit_self_report,
+)
 from ..extensions import db
 from ..members import lock_member
 from ..models import Action, ActionType, utcnow
 from ..models.review import Review, SelfReport
 from ..notify import enqueue_points_earned
 from ..photos import UnreadablePhoto, without_metadata
+from ..reasons import Reason
 from .auth import BEARER, current_member, member_required
 from .checks import storable_text
 from .common import idempotent
@@ -164,11 +171,15 @@ class SelfReports(MethodView):
     @blp.alt_response(413, description="The photo (or the whole body) is too large")
     @blp.alt_response(422, description="Unknown type, a time outside the window, a blank "
                                        "description, or a photo that is not JPEG or PNG")
+    @blp.alt_response(409, description="Too many of the member's self-reports are waiting for "
+                                       "a reviewer (too_many_pending)")
     @blp.alt_response(429, description="Too many self-reports in the last 24 hours")
     def post(self, args: dict[str, Any]):
         """Report an action yourself, with a description and optionally a photo
         (multipart/form-data). 202: it waits for a reviewer and earns nothing until
-        approved; GET /v1/me/self-reports shows the outcome and the reason."""
+        approved; GET /v1/me/self-reports shows the outcome and the reason. At most
+        SELF_REPORTS_PER_DAY (5) in 24 hours, and SELF_REPORTS_PENDING_MAX (15) waiting
+        for a reviewer at once."""
         member = current_member()
         config = current_app.config
         now = utcnow()
@@ -204,6 +215,11 @@ class SelfReports(MethodView):
             wait = max(1, math.ceil((oldest + timedelta(days=1) - now).total_seconds()))
             abort(429, message=f"At most {limit} self-reports in 24 hours; try again later.",
                   headers={"Retry-After": str(wait)})
+        waiting = reports_waiting(db.session, member.id)
+        if waiting >= config["SELF_REPORTS_PENDING_MAX"]:
+            abort(409, reason=Reason.TOO_MANY_PENDING,
+                  message=f"You have {waiting} self-reports waiting for a reviewer, the most "
+                          f"allowed; report more once some are decided.")
         report = submit_self_report(db.session, member, action_type, occurred_at,
                                     args["description"].strip(), photo, now)
         action = db.session.get(Action, report.action_id)

@@ -12,7 +12,7 @@ from flask import current_app, g, request
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import Blueprint, db
@@ -324,14 +324,28 @@ class PartnerOffers(MethodView):
     @blp.arguments(OfferTerms)
     @blp.response(201, PartnerOfferOut)
     @blp.alt_response(403, description="A till key, or a charity")
+    @blp.alt_response(409, description="Too many of the partner's offers are waiting for a "
+                                       "decision (too_many_pending)")
     def post(self, args):
         """Propose an offer. It waits, `proposed`, until a scheme manager approves it;
-        only then do residents see it. For a partner's user (not a till key)."""
-        partner = db.session.get(Partner, g.caller.partner_id)
+        only then do residents see it. For a partner's user (not a till key). A partner
+        has at most OFFER_PROPOSALS_PENDING_MAX (20) proposals waiting at once."""
+        # The partner's row is locked: concurrent proposals take turns, so the count of
+        # those waiting is exact.
+        partner = db.session.scalar(select(Partner).where(Partner.id == g.caller.partner_id)
+                                    .with_for_update(key_share=True))
         assert partner is not None
         if partner.kind != "business":
             abort(403, message="Charities receive donations; they do not offer rewards.")
         check_fulfilment(partner, args["fulfilment"])
+        most = current_app.config["OFFER_PROPOSALS_PENDING_MAX"]
+        waiting = db.session.scalar(select(func.count(Offer.id)).where(
+            Offer.partner_id == partner.id, Offer.status == "proposed"))
+        if waiting >= most:
+            db.session.rollback()
+            abort(409, reason=Reason.TOO_MANY_PENDING,
+                  message=f"This partner has {waiting} offers waiting for the council's "
+                          f"decision, the most allowed; propose more once some are decided.")
         offer = new_offer(partner, args, status="proposed", proposed_by=g.caller.id)
         db.session.flush()
         audit("propose", "offer", offer.id, title=offer.title)

@@ -5,16 +5,23 @@ what waits for staff, and what an account keeps, has a cap per account."""
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from rewards.extensions import db
-from rewards.models import Offer
+from rewards.models import Device, Offer
 from rewards.models.privacy import Consent
+from rewards.models.review import SelfReport
 
+from ..helpers import at_once, bearer, iso, staff_token
 from ..reward_support import admin_headers, make_partner, partner_user, resident
+from ..ways_in import add_type_and_rule, daytime
 
 # A body just under MAX_CONTENT_LENGTH (2 MB) holds hundreds of thousands of items.
 MANY = 200_000
@@ -76,3 +83,159 @@ def test_the_spec_gives_the_bounds_of_the_lists(app: Flask) -> None:
     assert schemas["ConsentsIn"]["properties"]["consents"]["maxItems"] == 5
     assert schemas["OfferTerms"]["properties"]["eligible_wards"]["maxItems"] == 200
     assert schemas["OfferTerms"]["properties"]["translations"]["maxProperties"] == 50
+
+
+@pytest.fixture
+def setting(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Any], None]:
+    def set_it(name: str, value: Any) -> None:
+        monkeypatch.setitem(app.config, name, value)
+
+    return set_it
+
+
+# -- what waits for staff -------------------------------------------------------------------
+
+def test_a_partner_has_at_most_so_many_proposals_waiting(
+    client: FlaskClient, app: Flask, setting: Callable[[str, Any], None]
+) -> None:
+    setting("OFFER_PROPOSALS_PENDING_MAX", 3)
+    manager = admin_headers(client, app)
+    partner = make_partner(client, manager)
+    user = partner_user(client, app, partner["id"])
+
+    def propose(title: str) -> Any:
+        return client.post("/v1/partner/offers", json={"title": title, "cost_points": 5},
+                           headers=user)
+
+    made = [propose(f"Offer {n}") for n in range(3)]
+    assert [answer.status_code for answer in made] == [201, 201, 201]
+    refused = propose("One too many")
+    assert refused.status_code == 409
+    assert refused.json["reason"] == "too_many_pending"
+    assert "3 offers waiting" in refused.json["message"]
+    assert _count(app, Offer) == 3
+    # Another partner has its own count.
+    other = partner_user(client, app, make_partner(client, manager)["id"])
+    assert client.post("/v1/partner/offers", json={"title": "Tea", "cost_points": 5},
+                       headers=other).status_code == 201
+    # A decision makes room: rejected or approved, it no longer waits.
+    assert client.post(f"/v1/admin/offers/{made[0].json['id']}/reject",
+                       json={"reason": "Not for us."}, headers=manager).status_code == 200
+    assert propose("Room again").status_code == 201
+    assert propose("Full again").status_code == 409
+    with app.app_context():
+        titles = set(db.session.scalars(select(Offer.title)))
+    assert "One too many" not in titles and "Full again" not in titles
+
+
+def test_concurrent_proposals_stop_at_the_cap(
+    client: FlaskClient, app: Flask, setting: Callable[[str, Any], None]
+) -> None:
+    setting("OFFER_PROPOSALS_PENDING_MAX", 4)
+    manager = admin_headers(client, app)
+    partner = make_partner(client, manager)
+    user = partner_user(client, app, partner["id"])
+
+    def propose(own: FlaskClient, index: int) -> int:
+        return own.post("/v1/partner/offers", json={"title": f"Offer {index}",
+                                                    "cost_points": 5},
+                        headers=user).status_code
+
+    assert Counter(at_once(app, 12, propose)) == {201: 4, 409: 8}
+    assert _count(app, Offer) == 4
+
+
+def _self_report(client: FlaskClient, headers: dict[str, str], index: int) -> Any:
+    return client.post("/v1/me/self-reports", content_type="multipart/form-data",
+                       headers=headers, data={
+                           "type": "litter_pick", "occurred_at": iso(daytime(1, 10)),
+                           "description": f"Litter pick number {index}"})
+
+
+def test_a_member_has_at_most_so_many_self_reports_waiting(
+    client: FlaskClient, app: Flask, setting: Callable[[str, Any], None]
+) -> None:
+    setting("SELF_REPORTS_PER_DAY", 100)
+    setting("RATE_LIMIT_SELF_REPORT", "1000 per minute")
+    setting("SELF_REPORTS_PENDING_MAX", 3)
+    admin = bearer(staff_token(client, app, "admin"))
+    add_type_and_rule(client, admin, "litter_pick", "climate", "15")
+    person = resident(client, app)
+
+    made = [_self_report(client, person.headers, n) for n in range(3)]
+    assert [answer.status_code for answer in made] == [202, 202, 202]
+    refused = _self_report(client, person.headers, 3)
+    assert refused.status_code == 409
+    assert refused.json["reason"] == "too_many_pending"
+    assert _count(app, SelfReport) == 3
+    # Someone else's queue is their own.
+    assert _self_report(client, resident(client, app).headers, 0).status_code == 202
+    # Once a reviewer decides one, there is room for one more.
+    reviewer = bearer(staff_token(client, app, "reviewer"))
+    decided = client.post(f"/v1/admin/reviews/{made[0].json['action_id']}/reject",
+                          json={"reason": "No photo."}, headers=reviewer)
+    assert decided.status_code == 200, decided.json
+    assert _self_report(client, person.headers, 4).status_code == 202
+    assert _self_report(client, person.headers, 5).status_code == 409
+    assert _count(app, SelfReport) == 5
+
+
+def test_welsh_says_why_when_too_many_wait(
+    client: FlaskClient, app: Flask, setting: Callable[[str, Any], None]
+) -> None:
+    from rewards.reasons_cy import WELSH
+
+    setting("OFFER_PROPOSALS_PENDING_MAX", 0)
+    manager = admin_headers(client, app)
+    user = partner_user(client, app, make_partner(client, manager)["id"])
+    refused = client.post("/v1/partner/offers", json={"title": "Tea", "cost_points": 5},
+                          headers={**user, "Accept-Language": "cy"})
+    assert refused.status_code == 409
+    assert refused.json["message"] == WELSH["too_many_pending"]
+
+
+# -- what an account keeps ------------------------------------------------------------------
+
+def _register(client: FlaskClient, headers: dict[str, str], token: str) -> Any:
+    return client.post("/v1/me/devices", json={"platform": "fcm", "token": token},
+                       headers=headers)
+
+
+def test_a_member_has_at_most_so_many_devices_even_moving_them_in(
+    client: FlaskClient, app: Flask, setting: Callable[[str, Any], None]
+) -> None:
+    setting("DEVICES_PER_MEMBER", 2)
+    me, other = resident(client, app), resident(client, app)
+    assert [_register(client, me.headers, f"token-mine-{n}").status_code
+            for n in range(2)] == [201, 201]
+    refused = _register(client, me.headers, "token-mine-3")
+    assert refused.status_code == 409
+    assert refused.json["reason"] == "too_many_devices"
+    # A token of another account would move here: it counts as one more device.
+    assert _register(client, other.headers, "token-theirs").status_code == 201
+    moved = _register(client, me.headers, "token-theirs")
+    assert moved.status_code == 409 and moved.json["reason"] == "too_many_devices"
+    with app.app_context():
+        owners = Counter(db.session.scalars(select(Device.member_id)))
+    assert sorted(owners.values()) == [1, 2]  # nothing moved, nothing added
+    # A token already here is registered again freely; with room, a token moves in.
+    assert _register(client, me.headers, "token-mine-0").status_code == 201
+    listed = client.get("/v1/me/devices", headers=me.headers).json
+    assert client.delete(f"/v1/me/devices/{listed[0]['id']}",
+                         headers=me.headers).status_code == 204
+    assert _register(client, me.headers, "token-theirs").status_code == 201
+    assert client.get("/v1/me/devices", headers=other.headers).json == []
+
+
+def test_concurrent_registrations_stop_at_the_cap(
+    client: FlaskClient, app: Flask, setting: Callable[[str, Any], None]
+) -> None:
+    setting("DEVICES_PER_MEMBER", 3)
+    me = resident(client, app)
+
+    def register(own: FlaskClient, index: int) -> int:
+        return _register(own, me.headers, f"token-at-once-{index}").status_code
+
+    assert Counter(at_once(app, 10, register)) == {201: 3, 409: 7}
+    assert _count(app, Device) == 3
+
