@@ -217,6 +217,8 @@ class Config:
         self.RATE_LIMIT_LINK_CARD: str = env.get("RATE_LIMIT_LINK_CARD", "10 per hour")
         self.RATE_LIMIT_CLAIM: str = env.get("RATE_LIMIT_CLAIM", "60 per minute")
         self.RATE_LIMIT_SELF_REPORT: str = env.get("RATE_LIMIT_SELF_REPORT", "20 per hour")
+        self.RATE_LIMIT_CONSENTS: str = env.get("RATE_LIMIT_CONSENTS", "20 per hour;50 per day")
+        self.RATE_LIMIT_EXPORT: str = env.get("RATE_LIMIT_EXPORT", "10 per hour")
         self.RATE_LIMIT_REDEEM: str = env.get("RATE_LIMIT_REDEEM", "120 per minute")
         self.RATE_LIMIT_PIN: str = env.get("RATE_LIMIT_PIN", "30 per minute")
         # Privacy and hardening (docs/security.md).

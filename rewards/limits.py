@@ -43,6 +43,12 @@ LIMITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "me_actions.post_claim": ("RATE_LIMIT_CLAIM", ("POST",)),
     "me.Rewards": ("RATE_LIMIT_CLAIM", ("POST",)),
     "me_actions.SelfReports": ("RATE_LIMIT_SELF_REPORT", ("POST",)),
+    # Points moved to a charity, as a claim moves them.
+    "donations.MyDonations": ("RATE_LIMIT_CLAIM", ("POST",)),
+    # Each change of a consent is a row of its history, kept for good.
+    "me_privacy.Consents": ("RATE_LIMIT_CONSENTS", ("PUT",)),
+    # Everything held about a member, read and written out in one request.
+    "me_privacy.export": ("RATE_LIMIT_EXPORT", ("GET",)),
     "partner.check_voucher": ("RATE_LIMIT_REDEEM", ("GET",)),
     "partner.Redemptions": ("RATE_LIMIT_REDEEM", ("POST",)),
     "partner_pages.redeem_submit": ("RATE_LIMIT_REDEEM", ("POST",)),
@@ -62,6 +68,9 @@ CREDENTIALS: dict[str, tuple[str, ...]] = {
     "me_actions.post_claim": ("bearer",),
     "me.Rewards": ("bearer",),
     "me_actions.SelfReports": ("bearer",),
+    "donations.MyDonations": ("bearer",),
+    "me_privacy.Consents": ("bearer",),
+    "me_privacy.export": ("bearer",),
     "partner.check_voucher": ("api_key", "bearer"),
     "partner.Redemptions": ("api_key", "bearer"),
     "partner.post_card_redemption": ("api_key", "bearer"),

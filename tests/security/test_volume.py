@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from rewards.extensions import db
+from rewards.limits import limiter
 from rewards.models import Device, Offer
 from rewards.models.privacy import Consent
 from rewards.models.review import SelfReport
@@ -239,3 +240,37 @@ def test_concurrent_registrations_stop_at_the_cap(
     assert Counter(at_once(app, 10, register)) == {201: 3, 409: 7}
     assert _count(app, Device) == 3
 
+
+# -- rates ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting_name", ["RATE_LIMIT_CONSENTS", "RATE_LIMIT_EXPORT",
+                                          "RATE_LIMIT_CLAIM"])
+def test_consent_changes_exports_and_donations_are_rate_limited_per_member(
+    client: FlaskClient, app: Flask, setting: Callable[[str, Any], None], setting_name: str
+) -> None:
+    me = resident(client, app, points=50)
+    other = resident(client, app, points=50)
+    manager = admin_headers(client, app)
+    charity = make_partner(client, manager, kind="charity")
+    send = {
+        "RATE_LIMIT_CONSENTS": lambda who, n: client.put(
+            "/v1/me/consents", headers=who.headers,
+            json={"consents": [{"purpose": "research", "granted": n % 2 == 0}]}),
+        "RATE_LIMIT_EXPORT": lambda who, n: client.get("/v1/me/export", headers=who.headers),
+        "RATE_LIMIT_CLAIM": lambda who, n: client.post(
+            "/v1/me/donations", headers=who.headers,
+            json={"charity_id": charity["id"], "points": 1}),
+    }[setting_name]
+    setting(setting_name, "2 per hour")
+    with app.app_context():
+        limiter.reset()
+    first, second, third = send(me, 0), send(me, 1), send(me, 2)
+    assert first.status_code < 300 and second.status_code < 300
+    assert third.status_code == 429
+    assert int(third.headers["Retry-After"]) > 3000
+    # The refused request changed nothing; another member has a count of their own.
+    if setting_name == "RATE_LIMIT_CONSENTS":
+        assert _count(app, Consent, Consent.purpose == "research") == 2
+    if setting_name == "RATE_LIMIT_CLAIM":
+        assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 48
+    assert send(other, 0).status_code < 300
