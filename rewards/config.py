@@ -211,6 +211,8 @@ class Config:
         self.RATELIMIT_ENABLED: bool = env.get("RATELIMIT_ENABLED", "1") != "0"
         self.RATE_LIMIT_LOGIN: str = env.get("RATE_LIMIT_LOGIN", "20 per minute;200 per day")
         self.RATE_LIMIT_OTP: str = env.get("RATE_LIMIT_OTP", "30 per minute;300 per hour")
+        self.RATE_LIMIT_EMAIL_CHANGE: str = env.get("RATE_LIMIT_EMAIL_CHANGE",
+                                                    "10 per hour;30 per day")
         self.RATE_LIMIT_CODE_CHECK: str = env.get("RATE_LIMIT_CODE_CHECK",
                                                   "30 per minute;300 per hour")
         self.RATE_LIMIT_REFRESH: str = env.get("RATE_LIMIT_REFRESH", "60 per minute")

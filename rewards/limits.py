@@ -35,8 +35,9 @@ LIMITS: dict[str, tuple[str, tuple[str, ...]]] = {
     # A password checked again with a token in hand: as many tries as a login.
     "auth.change_password": ("RATE_LIMIT_LOGIN", ("POST",)),
     "auth.otp": ("RATE_LIMIT_OTP", ("POST",)),
-    # Mail to an address the caller names, as a code is.
-    "email_change.request_change": ("RATE_LIMIT_OTP", ("POST",)),
+    # Mail to an address the caller names: an account changes its address now and then,
+    # so far fewer than the login codes an address may ask for.
+    "email_change.request_change": ("RATE_LIMIT_EMAIL_CHANGE", ("POST",)),
     "auth.token": ("RATE_LIMIT_CODE_CHECK", ("POST",)),
     "auth.refresh": ("RATE_LIMIT_REFRESH", ("POST",)),
     "me.Identifiers": ("RATE_LIMIT_LINK_CARD", ("POST",)),

@@ -109,7 +109,7 @@ def _requests(client: FlaskClient, app: Flask) -> dict[str, tuple[str, Callable[
                 "offer_id": scheme.offer["id"]})),
         "partner page login": ("RATE_LIMIT_LOGIN", lambda: client.post(
             "/partner/login", data={"email": email, "password": "x", "csrf": csrf})),
-        "email change": ("RATE_LIMIT_OTP", lambda: client.post(
+        "email change": ("RATE_LIMIT_EMAIL_CHANGE", lambda: client.post(
             "/v1/me/email", json={"email": "someone.else@example.org"}, headers=me)),
         "password change": ("RATE_LIMIT_LOGIN", lambda: client.post(
             "/v1/auth/password", headers=analyst,

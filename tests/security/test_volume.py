@@ -274,3 +274,16 @@ def test_consent_changes_exports_and_donations_are_rate_limited_per_member(
     if setting_name == "RATE_LIMIT_CLAIM":
         assert client.get("/v1/me/balance", headers=me.headers).json["available"] == 48
     assert send(other, 0).status_code < 300
+
+
+def test_one_member_mails_only_a_few_new_addresses(client: FlaskClient, app: Flask) -> None:
+    """Each address change is a mail to an address the member names; a login code's
+    limits (hundreds an hour) would let one free account mail that many strangers."""
+    me = resident(client, app)
+    sent_before = len(app.extensions.get("sent_mail", []))
+    answers = [client.post("/v1/me/email", json={"email": f"stranger{n}@example.org"},
+                           headers=me.headers) for n in range(11)]
+    assert [answer.status_code for answer in answers] == [202] * 10 + [429]
+    assert answers[-1].json["reason"] == "rate_limited"
+    assert int(answers[-1].headers["Retry-After"]) > 3000
+    assert len(app.extensions["sent_mail"]) - sent_before == 10
