@@ -236,6 +236,8 @@ class Config:
         # Action attributes (places, routes) older than this many days are coarsened.
         self.ACTION_DETAIL_RETENTION_DAYS: int = _env_int("ACTION_DETAIL_RETENTION_DAYS", 400)
         self.JSON_MAX_DEPTH: int = _env_int("JSON_MAX_DEPTH", 32)
+        # Values (keys, items, scalars) a JSON body read by a schema may hold.
+        self.JSON_MAX_VALUES: int = _env_int("JSON_MAX_VALUES", 5000)
         self.MAIL_DROP_RESERVED: bool = env.get("MAIL_DROP_RESERVED", "1") == "1"
         # Partner endpoints: private/loopback addresses and plain http refused unless this is
         # set (tests, a partner system on the council's own network). PARTNER_TIMEOUT_SECONDS

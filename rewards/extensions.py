@@ -438,7 +438,25 @@ class StorableParser(OneSchemaParser):
 
     def _load_location_data(self, *, schema: Any, req: Any, location: str) -> Any:
         data = super()._load_location_data(schema=schema, req=req, location=location)
-        from .api.checks import TEXT_PROBLEM, storable_json
+        from .api.checks import (
+            TEXT_PROBLEM,
+            UNKNOWN_NAMED,
+            more_values_than,
+            storable_json,
+            unknown_fields,
+        )
+
+        # A body of a hundred thousand values (unknown keys, list items) cost seconds to
+        # read field by field and answered an error for each, twice the body's size:
+        # refused whole here, in one error, before the schema reads any of it.
+        most = current_app.config.get("JSON_MAX_VALUES", 5000)
+        if isinstance(data, Mapping | list) and more_values_than(data, most):
+            raise ValidationError({"body": [f"The body holds more than {most} values."]})
+        unknown = unknown_fields(schema, data, self.DEFAULT_UNKNOWN_BY_LOCATION.get(location))
+        if len(unknown) > UNKNOWN_NAMED:
+            raise ValidationError({"_schema": [
+                f"{len(unknown)} fields this request does not take, such as "
+                f"{', '.join(repr(name) for name in unknown[:3])}."]})
 
         if isinstance(data, MultiDict):
             pairs: Any = data.items(multi=True)

@@ -1,5 +1,6 @@
 """Field checks for text the database must be able to store: PostgreSQL takes no NUL
-character in text or JSON, and no UTF-16 surrogate half (JSON can escape one alone)."""
+character in text or JSON, and no UTF-16 surrogate half (JSON can escape one alone).
+And bounds on how much a body may hold, checked before its values are read."""
 
 from __future__ import annotations
 
@@ -90,3 +91,35 @@ class Dict(fields.Dict):
             raise ValidationError(f"At most {self.most} entries.")
         return super()._deserialize(value, attr, data, **kwargs)
 
+
+
+def more_values_than(value: Any, most: int) -> bool:
+    """Whether a parsed JSON body holds more than `most` values (each key, item and
+    scalar counts), found without walking past that many."""
+    seen, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > most:
+            return True
+        if isinstance(item, Mapping):
+            seen += len(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+# Unknown fields named one by one in a refusal, at most; past that one error says how many.
+UNKNOWN_NAMED = 20
+
+
+def unknown_fields(schema: Any, data: Any, rule: str | None) -> list[str]:
+    """The top-level names of `data` the schema does not take, where they are refused
+    (`rule`, the location's handling of unknown fields: None for the schema's own)."""
+    from marshmallow import RAISE
+
+    if not isinstance(data, Mapping) or (rule or getattr(schema, "unknown", RAISE)) != RAISE:
+        return []
+    known = {field.data_key or name for name, field in schema.load_fields.items()}
+    return [name for name in data if name not in known]
