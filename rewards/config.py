@@ -85,6 +85,8 @@ class Config:
         self.ACTION_MAX_AGE_DAYS: int = _env_int("ACTION_MAX_AGE_DAYS", 30)
         self.ACTION_MAX_FUTURE_SECONDS: int = _env_int("ACTION_MAX_FUTURE_SECONDS", 300)
         self.MAX_BATCH_ITEMS: int = _env_int("MAX_BATCH_ITEMS", 1000)
+        # Characters one item's attributes may hold (keys and text; a number counts 8).
+        self.ACTION_ATTRIBUTES_MAX_CHARS: int = _env_int("ACTION_ATTRIBUTES_MAX_CHARS", 8192)
         # "inline": a source's batch is awarded in its own request (results carry the
         # points). "deferred": the request records the actions as pending and queues the
         # batch; a worker awards queued batches together (docs/ledger.md).

@@ -98,6 +98,7 @@ def _ingest(session: Session, source: Source, items: Sequence[Any],
         max_future=timedelta(seconds=config["ACTION_MAX_FUTURE_SECONDS"]),
         max_age=timedelta(days=config["ACTION_MAX_AGE_DAYS"] if max_age_days is None
                           else max_age_days),
+        max_attributes=config["ACTION_ATTRIBUTES_MAX_CHARS"],
     )
     type_ids: dict[str, uuid.UUID] = {}
     travel_types: set[str] = set()  # refused for members who withdrew travel consent

@@ -18,6 +18,8 @@ from ..awarding import Item
 class Limits:
     max_future: timedelta
     max_age: timedelta
+    # Characters an item's attributes may hold (keys and strings; a number counts 8).
+    max_attributes: int = 8192
 
 
 # RFC 3339 date-time: full date, T (or a space), full time, then Z or an offset. Python's
@@ -57,14 +59,22 @@ def parse_time(value: Any) -> datetime | None:
     return checked if isinstance(checked, datetime) else None
 
 
-def _attributes_problem(attributes: Mapping[str, Any]) -> str | None:
+def _attributes_problem(attributes: Mapping[str, Any], most: int = 8192) -> str | None:
     """Values the database or the rules engine cannot hold: NUL characters, lone
-    surrogates, numbers that are not finite or are too large."""
+    surrogates, numbers that are not finite or are too large; and more than `most`
+    characters in all (each item is stored, shown to its member and to reviewers: one
+    of 2 MB made every page of that member's actions as large)."""
     stack: list[tuple[str, Any]] = [("attributes", attributes)]
+    size = 0
     while stack:
         path, value = stack.pop()
+        size += len(value) if isinstance(value, str) else 8
+        if size > most:
+            return (f"attributes are too large: at most {most} characters in all "
+                    f"(keys and text; a number counts as 8)")
         if isinstance(value, Mapping):
             for key, inner in value.items():
+                size += len(key)
                 if "\x00" in key:
                     return f"{path}: keys must not contain NUL characters"
                 if _SURROGATE.search(key):
@@ -129,7 +139,7 @@ def validate_item(
         attributes = {}
     if not isinstance(attributes, Mapping):
         return "attributes must be a JSON object"
-    problem = _attributes_problem(attributes)
+    problem = _attributes_problem(attributes, limits.max_attributes)
     if problem:
         return problem
     member = raw.get("member")

@@ -16,11 +16,11 @@ from sqlalchemy import func, select
 
 from rewards.extensions import db
 from rewards.limits import limiter
-from rewards.models import Device, Offer
+from rewards.models import Action, Device, Offer
 from rewards.models.privacy import Consent
 from rewards.models.review import SelfReport
 
-from ..helpers import at_once, bearer, iso, staff_token
+from ..helpers import at_once, bearer, build_scheme, iso, link, signed_post, staff_token, tap
 from ..reward_support import admin_headers, make_partner, partner_user, resident
 from ..ways_in import add_type_and_rule, daytime
 
@@ -343,3 +343,35 @@ def test_a_nested_object_of_many_values_is_refused_whole(
     fine = _json(client, "PATCH", "/v1/me/notification-preferences",
                  {"scheme_news": {"push": True}}, me.headers)
     assert fine.status_code == 200 and fine.json["scheme_news"]["push"] is True
+
+
+
+# -- a source's items -------------------------------------------------------------------------
+
+def test_one_item_cannot_carry_megabytes_of_attributes(
+    client: FlaskClient, app: Flask, setting: Callable[[str, Any], None]
+) -> None:
+    """Each item is stored, and shown to its member and to reviewers: one item of
+    1.9 MB made each page of that member's actions as large."""
+    scheme = build_scheme(client, app)
+    me = resident(client, app)
+    assert link(client, app, me.headers, "6335 0000 1111 2222").status_code == 201
+    when = daytime(1, 10)
+    big = {**tap("big", "6335 0000 1111 2222", when),
+           "attributes": {"distance_km": 3.2, "notes": "x" * 1_900_000}}
+    nested = {**tap("nested", "6335 0000 1111 2222", when),
+              "attributes": {"distance_km": 3.2, "legs": [{"stop": "s" * 100}] * 200}}
+    fine = {**tap("fine", "6335 0000 1111 2222", when),
+            "attributes": {"distance_km": 3.2, "route": "7", "stops": ["a" * 50] * 100}}
+    answer = signed_post(client, scheme.source, {"items": [big, nested, fine]})
+    assert answer.status_code == 200, answer.json
+    results = answer.json["results"]
+    assert [r["status"] for r in results] == ["rejected", "rejected", "accepted"]
+    assert "at most 8192 characters" in results[0]["reason"]
+    assert "at most 8192 characters" in results[1]["reason"]
+    with app.app_context():
+        assert list(db.session.scalars(select(Action.external_ref))) == ["fine"]
+    # The bound is the scheme's to set.
+    setting("ACTION_ATTRIBUTES_MAX_CHARS", 100_000)
+    again = signed_post(client, scheme.source, {"items": [nested]})
+    assert again.json["results"][0]["status"] == "accepted"
