@@ -2,7 +2,8 @@
 
 Removed: email, name, ward, postcode district, birth year, PIN, linked cards, push
 devices and notification choices, login codes sent to the address, consents, stored
-idempotent answers (they hold vouchers and profile), every login session, the text and
+idempotent answers (they hold vouchers and profile), every login session, the counters
+kept for the address (login codes and confirmations asked for), the text and
 photos of self-reports, and the attributes of every action (places, routes) with the
 copies of them kept in awards' inputs. Rewards not yet redeemed are cancelled with
 their postings (held points released, issued vouchers refunded), so no code of the
@@ -30,12 +31,17 @@ from .models import (
     OtpCode,
     Reward,
 )
+from .models.login import LoginThrottle
 from .models.privacy import Consent
 from .models.review import SelfReport, SelfReportPhoto
 from .sessions import revoke_all
+from .throttle import throttle_key
 from .vouchers import cancel_unredeemed
 
 ERASED_TEXT = "(erased at the member's request)"
+# Counters in login_throttles kept per resident address (login codes asked for, address
+# confirmations asked for): rewards/members.py and rewards/api/email_change.py.
+ADDRESS_COUNTERS = ("otp", "email-change")
 
 
 def erase_member(session: Session, member: Member, now: datetime) -> None:
@@ -55,6 +61,9 @@ def erase_member(session: Session, member: Member, now: datetime) -> None:
                    .execution_options(populate_existing=True))
     if member.email:
         session.execute(delete(OtpCode).where(OtpCode.email_hash == otp_address(member.email)))
+        # The address's counters name it too (a keyed digest); it belongs to nobody now.
+        session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(
+            [throttle_key(purpose, member.email) for purpose in ADDRESS_COUNTERS])))
     for reward_id in session.scalars(select(Reward.id).where(
             Reward.member_id == member_id, Reward.status.in_(("pending", "issued")))):
         cancel_unredeemed(session, reward_id, "the member closed their account")

@@ -4,7 +4,6 @@ row per key that concurrent requests for one address queue on."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,11 +15,14 @@ from sqlalchemy.orm import Session
 
 from .models import utcnow
 from .models.login import LoginThrottle
+from .security import keyed_hash
 
 
 def throttle_key(purpose: str, value: str) -> str:
-    # A digest: the table must not become a list of addresses someone tried.
-    return f"{purpose}:{hashlib.sha256(value.strip().lower().encode()).hexdigest()}"
+    """A keyed digest (IDENTIFIER_KEY): the table must not become a list of addresses
+    someone tried. A plain SHA-256 of an address is as good as the address to anyone
+    holding a list of addresses to hash, so it would outlive the account's erasure."""
+    return f"{purpose}:{keyed_hash(value.strip().lower(), f'throttle:{purpose}')}"
 
 
 def lock_row(session: Session, key: str) -> LoginThrottle:
