@@ -100,6 +100,10 @@ class MemberExport(Schema):
     reviews = fields.List(fields.Dict())
     rewards = fields.List(fields.Dict())
     donations = fields.List(fields.Dict())
+    events = fields.List(fields.Dict(), metadata={
+        "description": "Events claimed (name, code used, when)."})
+    logins = fields.List(fields.Dict(), metadata={
+        "description": "Logins to the app: when each started and ended, and why it ended."})
 
 
 @blp.route("/export")

@@ -294,3 +294,64 @@ def test_no_log_line_of_a_residents_flow_holds_an_address_code_token_or_card(
         leaked += [f"{record.name} {record.levelname}: {needle}" for needle in needles
                    if needle in line]
     assert sorted(set(leaked)) == []
+
+
+def _tables_about_a_member(meta: MetaData) -> set[str]:
+    """Tables whose rows belong to one member: those naming a member (a `member_id`, a
+    foreign key to members), then those referencing a row of one of them."""
+    about = {table.name for table in meta.sorted_tables
+             if "member_id" in table.c
+             or any(key.column.table.name == "members" for key in table.foreign_keys)}
+    about.add("members")
+    while True:
+        more = {table.name for table in meta.sorted_tables if table.name not in about
+                and any(key.column.table.name in about for key in table.foreign_keys)}
+        if not more:
+            return about
+        about |= more
+
+
+def test_every_table_about_a_member_is_exported_or_left_out_for_a_stated_reason(
+        client: FlaskClient, app: Flask) -> None:
+    from rewards.export import EXPORTED, NOT_EXPORTED
+
+    trail = _resident_everywhere(client, app)
+    with app.app_context():
+        meta = MetaData()
+        meta.reflect(bind=db.engine)
+    tables = set(meta.tables)
+    assert not set(EXPORTED) & set(NOT_EXPORTED)
+    assert set(EXPORTED) | set(NOT_EXPORTED) <= tables, "a table named there is gone"
+    assert all(len(reason) > 20 for reason in NOT_EXPORTED.values())
+    about = _tables_about_a_member(meta)
+    assert {"members", "actions", "posting_lines", "redemptions", "event_claims"} <= about
+    assert sorted(about - set(EXPORTED) - set(NOT_EXPORTED)) == []
+    # Rows that name the member in any other way (a JSON field, a target id, a scope).
+    member_ids = {trail.member_id.lower(), uuid.UUID(trail.member_id).hex}
+    naming = {table for table, column, row in _every_row(app)
+              if any(member_id in cell.lower() for cell in _cells(row[column])
+                     for member_id in member_ids)}
+    assert {"audit_log", "idempotency_keys", "event_claims"} <= naming
+    assert sorted(naming - set(EXPORTED) - set(NOT_EXPORTED)) == []
+
+    me = _log_in(client, app, NEW_EMAIL, trail)
+    export = client.get("/v1/me/export", headers=me).json
+    assert set(EXPORTED.values()) <= set(export), "a part the map names is not exported"
+    member_id = uuid.UUID(trail.member_id)
+    with app.app_context(), db.engine.connect() as connection:
+        def mine(name: str) -> int:
+            table = meta.tables[name]
+            return len(connection.execute(
+                select(table).where(table.c.member_id == member_id)).all())
+
+        for table, part in (("identifiers", "cards"), ("devices", "devices"),
+                            ("notification_preferences", "notification_choices"),
+                            ("actions", "actions"), ("self_reports", "self_reports"),
+                            ("reviews", "reviews"), ("rewards", "rewards"),
+                            ("donations", "donations"), ("event_claims", "events"),
+                            ("login_sessions", "logins")):
+            assert mine(table) == len(export[part]) > 0, (table, part)
+        assert mine("consents") == len(export["consents"]["history"]) > 0
+        assert mine("awards") == sum(len(a["awards"]) for a in export["actions"]) > 0
+    assert export["events"][0]["event"] == "Beach clean"
+    assert len(export["logins"]) >= 3 and all(login["started_at"] for login in export["logins"])
