@@ -579,6 +579,25 @@ def test_rows_of_jobs_done_a_week_ago_are_purged(app: Flask) -> None:
         db.session.commit()
 
 
+def test_a_purge_takes_every_row_past_the_week_not_one_batch(app: Flask) -> None:
+    """More rows done a week ago than one delete takes: the nightly run takes them all,
+    or a busy scheme's rows would pile up past the week they are kept for."""
+    from datetime import timedelta
+
+    now = utcnow()
+    with app.app_context():
+        db.session.add_all([OutboxMessage(job="workers.outbox.relay",
+                                          done_at=now - timedelta(days=8, minutes=i))
+                            for i in range(5)])
+        db.session.add(OutboxMessage(job="workers.outbox.relay", done_at=now - timedelta(days=6)))
+        db.session.flush()
+        db.session.execute(update(OutboxMessage).values(due_at=None))  # done: none due
+        db.session.commit()
+        assert relay.purge_done(now - timedelta(days=7), limit=2) == 5
+        assert db.session.scalar(select(func.count(OutboxMessage.id))) == 1
+        assert relay.purge_done(now - timedelta(days=7), limit=2) == 0
+
+
 def test_a_gunicorn_worker_hands_its_last_jobs_over_before_it_exits(
     client: FlaskClient, app: Flask, rq_mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
