@@ -4,6 +4,7 @@ only: elsewhere the log never holds a message's text, which carries one-time cod
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import socket
 import ssl
@@ -64,8 +65,9 @@ def send_mail(to: str, subject: str, body: str) -> None:
         deliver(url, message)
     except (OSError, smtplib.SMTPException) as error:
         # OSError covers refused and timed-out connections (socket.timeout is one).
+        # A refusal names the addresses it refused (and a server's answer may quote it).
         log.warning("mail to %s not sent: %s: %s", masked(to), error.__class__.__name__,
-                    error)
+                    _without_addresses(str(error)))
         raise MailUnavailable(f"the mail server did not take the message: "
                               f"{error.__class__.__name__}") from error
 
@@ -127,6 +129,14 @@ def masked(address: str) -> str:
     """a***@example.org: enough to tell addresses apart in a log, not to collect them."""
     local, _, domain = address.rpartition("@")
     return f"{local[:1]}***@{domain}" if local else "***"
+
+
+_ADDRESS = re.compile(r"[^\s<>()\[\]{}'\",;:]+@[A-Za-z0-9.-]+")
+
+
+def _without_addresses(text: str) -> str:
+    """`text` with every address in it masked."""
+    return _ADDRESS.sub(lambda match: masked(match[0]), text)
 
 
 RESERVED_DOMAINS = ("example.org", "example.com", "example.net")

@@ -355,3 +355,25 @@ def test_every_table_about_a_member_is_exported_or_left_out_for_a_stated_reason(
         assert mine("awards") == sum(len(a["awards"]) for a in export["actions"]) > 0
     assert export["events"][0]["event"] == "Beach clean"
     assert len(export["logins"]) >= 3 and all(login["started_at"] for login in export["logins"])
+
+
+def test_a_refused_mail_is_logged_without_the_address_the_server_names(
+        app: Flask, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import smtplib
+
+    from rewards import mail
+    from rewards.mail import MailUnavailable, send_mail
+
+    def refuse(url: str, message: Any) -> None:
+        raise smtplib.SMTPRecipientsRefused(
+            {NEW_EMAIL: (550, f"5.1.1 <{NEW_EMAIL}>: no such user".encode())})
+
+    monkeypatch.setitem(app.config, "SMTP_URL", "smtp://mail.council.example:25")
+    monkeypatch.setattr(mail, "deliver", refuse)
+    caplog.set_level(logging.DEBUG)
+    with app.app_context(), pytest.raises(MailUnavailable):
+        send_mail(NEW_EMAIL, "Your code: 123456", "Your login code is 123456.")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "SMTPRecipientsRefused" in logged and "no such user" in logged
+    assert "q***@leeds.gov.uk" in logged
+    assert NEW_EMAIL not in logged and "123456" not in logged
