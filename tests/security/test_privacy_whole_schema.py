@@ -377,3 +377,64 @@ def test_a_refused_mail_is_logged_without_the_address_the_server_names(
     assert "SMTPRecipientsRefused" in logged and "no such user" in logged
     assert "q***@leeds.gov.uk" in logged
     assert NEW_EMAIL not in logged and "123456" not in logged
+
+
+def _redis_text(url: str) -> str:
+    """Every key in the Redis database and what it holds, as one text to search."""
+    from redis import Redis
+
+    connection = Redis.from_url(url)
+    parts = []
+    for key in connection.scan_iter(count=1000):
+        parts.append(key.decode("latin-1"))
+        kind = connection.type(key).decode()
+        if kind == "string":
+            values = [connection.get(key)]
+        elif kind == "hash":
+            values = [v for pair in connection.hgetall(key).items() for v in pair]
+        elif kind == "list":
+            values = connection.lrange(key, 0, -1)
+        elif kind in ("set", "zset"):
+            values = (connection.smembers(key) if kind == "set"
+                      else connection.zrange(key, 0, -1))
+        else:
+            values = []
+        parts.extend(v.decode("latin-1") for v in values if v is not None)
+    return "\n".join(parts)
+
+
+def test_redis_holds_nothing_personal_of_a_resident_before_or_after_erasure(
+        client: FlaskClient, app: Flask, rq_mode: str) -> None:
+    """Jobs through Redis (a voucher to issue, a points notice) and their results."""
+    from ..test_worker import run_rq_worker
+
+    trail = Trail()
+    scheme = build_scheme(client, app, cost_points=10)
+    me = _log_in(client, app, OLD_EMAIL, trail)
+    trail.member_id = client.get("/v1/me", headers=me).json["id"]
+    assert client.patch("/v1/me", headers=me, json={"display_name": NAME}).status_code == 200
+    assert client.post("/v1/me/devices", headers=me, json={
+        "platform": "fcm", "token": PUSH_TOKEN}).status_code in (200, 201)
+    linked = client.post("/v1/me/identifiers", headers=me, json={
+        "kind": "travel_card", "number": CARD, "link_code": link_code_for(app, CARD)})
+    assert linked.status_code == 201, linked.json
+    sent = signed_post(client, scheme.source, {"items": [
+        {"external_ref": f"zephyrine-r{i}", "member": {"kind": "travel_card", "number": CARD},
+         "type": "bus_journey", "occurred_at": iso(_daytime(2, 10 + i)),
+         "attributes": {"distance_km": 3.2, "stop": TAP_STOP}} for i in range(2)]})
+    assert [r["status"] for r in sent.json["results"]] == ["accepted"] * 2, sent.json
+    claimed = client.post("/v1/me/rewards", headers=me, json={"offer_id": scheme.offer["id"]})
+    assert claimed.status_code == 202, claimed.json
+    done = run_rq_worker(app, rq_mode)
+    assert done.returncode == 0, done.stderr[-2000:]
+    code = client.get(f"/v1/me/rewards/{claimed.json['id']}", headers=me).json["code"]
+    assert code  # the worker issued it: jobs and their results went through Redis
+    needles = {OLD_EMAIL, NAME, PUSH_TOKEN, CARD, re.sub(r"\W", "", CARD), TAP_STOP,
+               *trail.secrets}
+    held = _redis_text(rq_mode)
+    assert trail.member_id in held or claimed.json["id"] in held  # the search sees jobs
+    assert [needle for needle in needles if needle.lower() in held.lower()] == []
+    assert client.delete("/v1/me", headers=me).status_code == 204
+    assert run_rq_worker(app, rq_mode).returncode == 0
+    held = _redis_text(rq_mode)
+    assert [needle for needle in needles if needle.lower() in held.lower()] == []
