@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import click
 from flask.cli import with_appcontext
 
@@ -40,7 +42,32 @@ def link_secret_command(kind: str) -> None:
 
 @click.group("privacy")
 def privacy_group() -> None:
-    """Retention of personal data."""
+    """Retention and erasure of personal data."""
+
+
+@privacy_group.command("erase")
+@click.argument("member_id", type=click.UUID)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def erase_command(member_id: uuid.UUID, yes: bool) -> None:
+    """Erase a member's personal data, as DELETE /v1/me does: for a resident without
+    the app (enrolled at a desk with a card and PIN) or asking in writing, once the
+    council has checked who they are. Audited."""
+    from .erasure import erase_member
+    from .extensions import db
+    from .models import AuditEntry, Member, utcnow
+
+    member = db.session.get(Member, member_id)
+    if member is None or member.erased_at is not None:
+        raise click.ClickException(f"no member {member_id} to erase")
+    if not yes:
+        click.confirm(f"Erase member {member_id}? This cannot be undone", abort=True)
+    erase_member(db.session, member, utcnow())
+    db.session.add(AuditEntry(actor_id=None, actor_role="system", action="erase",
+                              target_type="member", target_id=str(member_id),
+                              details={"via": "rewards privacy erase"}))
+    db.session.commit()
+    click.echo(f"member {member_id} erased")
 
 
 @privacy_group.command("retention")

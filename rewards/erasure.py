@@ -9,7 +9,8 @@ copies of them kept in awards' inputs. Rewards not yet redeemed are cancelled wi
 their postings (held points released, issued vouchers refunded), so no code of the
 member's works any more. What stays, under the member's id, which no longer leads
 to a person: ledger postings and balances, actions' type, time and points, awards'
-rule and points, redemptions already settled with partners, and the audit log."""
+rule and points, redemptions already settled with partners, and the audit log (less
+the card digits and postcode district a desk enrolment recorded in it)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .ledger import lock_member
 from .members import otp_address
 from .models import (
     Action,
+    AuditEntry,
     Award,
     Device,
     IdempotencyRecord,
@@ -42,6 +44,10 @@ ERASED_TEXT = "(erased at the member's request)"
 # Counters in login_throttles kept per resident address (login codes asked for, address
 # confirmations asked for): rewards/members.py and rewards/api/email_change.py.
 ADDRESS_COUNTERS = ("otp", "email-change")
+# What staff actions on the member recorded about them in the audit log (a desk
+# enrolment: the card's last 4 digits and the postcode district). The entries stay, as
+# the record of what staff did; these values go from them as from the member's row.
+AUDIT_PERSONAL = ("card_last4", "postcode_district")
 
 
 def erase_member(session: Session, member: Member, now: datetime) -> None:
@@ -83,6 +89,11 @@ def erase_member(session: Session, member: Member, now: datetime) -> None:
                     .values(attributes={}).execution_options(synchronize_session=False))
     session.execute(update(Award).where(Award.member_id == member_id)
                     .values(inputs={}).execution_options(synchronize_session=False))
+    for entry in session.scalars(select(AuditEntry).where(
+            AuditEntry.target_type == "member", AuditEntry.target_id == str(member_id))):
+        if any(key in (entry.details or {}) for key in AUDIT_PERSONAL):
+            entry.details = {key: value for key, value in entry.details.items()
+                             if key not in AUDIT_PERSONAL}
     member.email = None
     member.display_name = None
     member.ward = None

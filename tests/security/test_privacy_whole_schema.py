@@ -63,6 +63,9 @@ class Trail:
     # Login codes: six digits, searched for in logs only (stored values such as times
     # hold runs of six digits; the codes themselves are stored only as keyed hashes).
     codes: set[str] = field(default_factory=set)
+    # Personal only beside the member's id (a ward, a year, a postcode district are
+    # shared by many): no row naming the member may keep them.
+    linked: set[str] = field(default_factory=lambda: {WARD, str(BIRTH_YEAR), PIN})
     export: dict[str, Any] = field(default_factory=dict)
 
 
@@ -214,11 +217,11 @@ def _every_row(app: Flask) -> list[tuple[str, str, dict[str, Any]]]:
     with app.app_context():
         meta = MetaData()
         meta.reflect(bind=db.engine)
+        assert {"members", "audit_log", "outbox", "login_throttles"} <= set(meta.tables)
         with db.engine.connect() as connection:
             for table in meta.sorted_tables:
                 for row in connection.execute(table.select()).mappings():
                     found.extend((table.name, column, dict(row)) for column in row.keys())
-    assert {"members", "audit_log", "outbox", "login_throttles"} <= {t for t, _, _ in found}
     return found
 
 
@@ -235,11 +238,9 @@ def _left_over(app: Flask, trail: Trail) -> list[str]:
             left += [f"{table}.{column} holds {needle!r}" for needle in needles
                      if needle in lowered]
             left += [f"{table}.{column} holds a photo" for photo in photos if photo in cell]
-        # Values that are personal only next to the member's id (a ward or a year is
-        # shared by many): no row naming the member may keep them.
         if any(c.lower() in member_ids for v in row.values() for c in _cells(v)):
             for cell in _cells(row[column]):
-                if cell in (WARD, str(BIRTH_YEAR), PIN) and table != "wards":
+                if cell in trail.linked and table != "wards":
                     left.append(f"{table}.{column} keeps {cell!r} beside the member's id")
     return sorted(set(left))
 
@@ -438,3 +439,47 @@ def test_redis_holds_nothing_personal_of_a_resident_before_or_after_erasure(
     assert run_rq_worker(app, rq_mode).returncode == 0
     held = _redis_text(rq_mode)
     assert [needle for needle in needles if needle.lower() in held.lower()] == []
+
+
+def test_a_member_enrolled_at_a_desk_is_erased_by_command_to_nothing_personal(
+        client: FlaskClient, app: Flask) -> None:
+    """No app, no email: a card, a PIN and a postcode district, recorded by the desk in
+    the audit log too; `rewards privacy erase` takes them all."""
+    from click.testing import CliRunner
+    from flask.cli import ScriptInfo
+
+    from rewards.cli import main as rewards_cli
+
+    desk = bearer(staff_token(client, app, "desk"))
+    number = "6335 7733 1199 5522"
+    enrolled = client.post("/v1/admin/members", headers=desk, json={
+        "card": {"kind": "leisure_card", "number": number}, "pin": PIN,
+        "postcode_district": "LS29"})
+    assert enrolled.status_code == 201, enrolled.json
+    trail = Trail(member_id=enrolled.json["id"], linked={"LS29", "5522", PIN})
+    with app.app_context():
+        trail.erased.add(db.session.scalars(select(Identifier.number_hash)).one())
+    trail.secrets |= {number, re.sub(r"\W", "", number)}
+    before = _left_over(app, trail)
+    assert any("audit_log.details keeps 'LS29'" in line for line in before), before
+    assert any("members.postcode_district" in line for line in before), before
+
+    def run(*args: str, input: str | None = None) -> Any:
+        return CliRunner().invoke(rewards_cli, ["privacy", "erase", *args], input=input,
+                                  obj=ScriptInfo(create_app=lambda: app))
+
+    unknown = run(str(uuid.uuid4()), "--yes")
+    assert unknown.exit_code != 0 and "no member" in unknown.output
+    asked = run(trail.member_id, input="n\n")
+    assert asked.exit_code != 0 and _left_over(app, trail) == before
+    done = run(trail.member_id, "--yes")
+    assert done.exit_code == 0 and "erased" in done.output, done.output
+    assert _left_over(app, trail) == []
+    assert run(trail.member_id, "--yes").exit_code != 0  # once only
+    with app.app_context():
+        from rewards.models import AuditEntry, Member
+
+        assert db.session.get(Member, uuid.UUID(trail.member_id)).erased_at is not None
+        actions = {(e.action, e.actor_role) for e in db.session.scalars(
+            select(AuditEntry).where(AuditEntry.target_id == trail.member_id))}
+        assert actions == {("enrol", "desk"), ("erase", "system")}
