@@ -66,10 +66,11 @@ def send_mail(to: str, subject: str, body: str) -> None:
     except (OSError, smtplib.SMTPException) as error:
         # OSError covers refused and timed-out connections (socket.timeout is one).
         # A refusal names the addresses it refused (and a server's answer may quote it).
-        log.warning("mail to %s not sent: %s: %s", masked(to), error.__class__.__name__,
-                    _without_addresses(str(error)))
-        raise MailUnavailable(f"the mail server did not take the message: "
-                              f"{error.__class__.__name__}") from error
+        detail = f"{error.__class__.__name__}: {_without_addresses(str(error))}"
+        log.warning("mail to %s not sent: %s", masked(to), detail)
+        # Not chained to `error`: the traceback a job or request logs would print it
+        # with the addresses in it.
+        raise MailUnavailable(f"the mail server did not take the message: {detail}") from None
 
 
 def deliver(url: str, message: EmailMessage) -> None:

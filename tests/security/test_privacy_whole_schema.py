@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import re
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -372,8 +373,11 @@ def test_a_refused_mail_is_logged_without_the_address_the_server_names(
     monkeypatch.setitem(app.config, "SMTP_URL", "smtp://mail.council.example:25")
     monkeypatch.setattr(mail, "deliver", refuse)
     caplog.set_level(logging.DEBUG)
-    with app.app_context(), pytest.raises(MailUnavailable):
+    with app.app_context(), pytest.raises(MailUnavailable) as raised:
         send_mail(NEW_EMAIL, "Your code: 123456", "Your login code is 123456.")
+    # A job or request that logs the failure with its traceback prints no address.
+    printed = "".join(traceback.format_exception(raised.value))
+    assert "SMTPRecipientsRefused" in printed and NEW_EMAIL not in printed
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "SMTPRecipientsRefused" in logged and "no such user" in logged
     assert "q***@leeds.gov.uk" in logged
