@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 def _env_int(name: str, default: int) -> int:
@@ -71,7 +73,12 @@ class Config:
         self.IDENTIFIER_KEY: str | None = env.get("IDENTIFIER_KEY") or None
         self.IDENTIFIER_KEY_PREVIOUS: str | None = env.get("IDENTIFIER_KEY_PREVIOUS") or None
         self.SCHEME_NAME: str = env.get("SCHEME_NAME", "Leeds Rewards")
-        self.SCHEME_TIMEZONE: str = env.get("SCHEME_TIMEZONE", "Europe/London")
+        self.SCHEME_TIMEZONE: str = env.get("SCHEME_TIMEZONE") or "Europe/London"
+        try:
+            ZoneInfo(self.SCHEME_TIMEZONE)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ConfigurationError("SCHEME_TIMEZONE must be an IANA time zone such as "
+                                     f"Europe/Rome, not {self.SCHEME_TIMEZONE!r}") from None
         self.ACCESS_TOKEN_TTL: int = _env_int("ACCESS_TOKEN_TTL", 15 * 60)
         self.REFRESH_TOKEN_TTL: int = _env_int("REFRESH_TOKEN_TTL", 30 * 24 * 3600)
         self.STAFF_TOKEN_TTL: int = _env_int("STAFF_TOKEN_TTL", 8 * 3600)
@@ -191,10 +198,29 @@ class Config:
         self.APNS_TEAM_ID: str | None = env.get("APNS_TEAM_ID") or None
         self.APNS_TOPIC: str | None = env.get("APNS_TOPIC") or None
         self.APNS_ENDPOINT: str = env.get("APNS_ENDPOINT", "https://api.push.apple.com")
-        # The languages the scheme speaks (a member's locale is one of them), English first.
+        # The languages the scheme speaks (a member's locale is one of them). Texts a
+        # language has no module for (rewards/languages/) are said in English.
         self.SCHEME_LANGUAGES: tuple[str, ...] = tuple(
-            part.strip() for part in env.get("SCHEME_LANGUAGES", "en,cy").split(",")
+            part.strip().lower() for part in env.get("SCHEME_LANGUAGES", "en,cy").split(",")
             if part.strip())
+        bad = [code for code in self.SCHEME_LANGUAGES if not re.fullmatch(r"[a-z]{2,3}", code)]
+        if bad or not self.SCHEME_LANGUAGES:
+            raise ConfigurationError("SCHEME_LANGUAGES must be comma-separated language "
+                                     f"codes such as en,cy or it,en, not {bad or ''!r}")
+        # ISO 4217 code of the money offers' values and settlements are in.
+        self.SCHEME_CURRENCY: str = (env.get("SCHEME_CURRENCY") or "GBP").strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", self.SCHEME_CURRENCY):
+            raise ConfigurationError("SCHEME_CURRENCY must be an ISO 4217 code such as GBP "
+                                     f"or EUR, not {self.SCHEME_CURRENCY!r}")
+        # What a desk records of a resident's postcode (a regular expression on the
+        # capitals without spaces); the default is the UK's outward code (LS6).
+        self.POSTCODE_DISTRICT_PATTERN: str = (env.get("POSTCODE_DISTRICT_PATTERN")
+                                               or r"[A-Z]{1,2}[0-9][A-Z0-9]?")
+        try:
+            re.compile(self.POSTCODE_DISTRICT_PATTERN)
+        except re.error as error:
+            raise ConfigurationError(
+                f"POSTCODE_DISTRICT_PATTERN is not a regular expression: {error}") from None
 
         # Logins: lockout per account, rate limits per client, TOTP, sessions.
         self.LOGIN_LOCK_AFTER: int = _env_int("LOGIN_LOCK_AFTER", 5)

@@ -297,14 +297,16 @@ def lock_member(session: Session, member_id: uuid.UUID) -> None:
     session.execute(select(Member.id).where(Member.id == member_id).with_for_update())
 
 
-# Postcode districts (the outward code: LS6, LS10, WF1, EC1A): enough for ward-level
-# figures without holding anyone's address.
-_POSTCODE_DISTRICT = re.compile(r"[A-Z]{1,2}[0-9][A-Z0-9]?")
+# Postcode districts: enough for ward-level figures without holding anyone's address. The
+# default is the UK's outward code (LS6, LS10, WF1, EC1A); a council elsewhere sets
+# POSTCODE_DISTRICT_PATTERN to what its desks record (Bologna's whole CAP: [0-9]{5}).
+UK_POSTCODE_DISTRICT = r"[A-Z]{1,2}[0-9][A-Z0-9]?"
 
 
-def normalise_postcode_district(text: str) -> str | None:
+def normalise_postcode_district(text: str, pattern: str = UK_POSTCODE_DISTRICT) -> str | None:
+    """Capitals, without spaces; None unless it is a whole district."""
     district = "".join(text.split()).upper()
-    return district if _POSTCODE_DISTRICT.fullmatch(district) else None
+    return district if re.fullmatch(pattern, district) else None
 
 
 def pin_problem(pin: str) -> str | None:

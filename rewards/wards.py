@@ -11,13 +11,16 @@ from sqlalchemy.orm import Session
 
 from .models.ward import Ward, WardPostcode
 
-_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}$")
+# Any council's postcodes: 3 to 8 letters and digits with at least one digit, once spaces
+# and hyphens are left out (LS6 3QS, 40121, 018956, 6100000). The lookup the council
+# loads says which are real; this only keeps junk out of it.
+_POSTCODE = re.compile(r"(?=.*[0-9])[A-Z0-9]{3,8}")
 
 
 def normalise_postcode(text: str) -> str | None:
-    """`ls6 3qs` -> `LS63QS`; None if it is not shaped like a UK postcode."""
-    postcode = "".join(text.split()).upper()
-    return postcode if _POSTCODE.match(postcode) else None
+    """`ls6 3qs` -> `LS63QS`, `40121` -> `40121`; None if it is not shaped like a postcode."""
+    postcode = "".join(text.replace("-", " ").split()).upper()
+    return postcode if _POSTCODE.fullmatch(postcode) else None
 
 
 def all_wards(session: Session) -> list[Ward]:

@@ -160,3 +160,16 @@ def test_a_member_with_an_address_is_told_when_a_desk_sets_their_pin(
     assert client.post(f"/v1/admin/members/{desk_only}/pin", json={"pin": "4071"},
                        headers=desk).status_code == 204
     assert app.extensions["sent_mail"][sent:] == []
+
+
+def test_a_council_sets_what_its_desks_record_of_a_postcode(
+        client: FlaskClient, app: Flask, desk: dict[str, str], monkeypatch) -> None:
+    """Bologna records the whole CAP (five digits); the UK outward code is the default."""
+    monkeypatch.setitem(app.config, "POSTCODE_DISTRICT_PATTERN", "[0-9]{5}")
+    refused = _enrol(client, desk, postcode_district="LS6",
+                     card={"kind": "travel_card", "number": "6335 0099 1111 2222"})
+    assert refused.status_code == 422 and "postcode_district" in refused.json["errors"]
+    enrolled = _enrol(client, desk, postcode_district=" 40121 ",
+                      card={"kind": "travel_card", "number": "6335 0099 1111 2222"})
+    assert enrolled.status_code == 201, enrolled.json
+    assert enrolled.json["postcode_district"] == "40121"

@@ -65,6 +65,31 @@ def test_a_postcode_sets_the_ward_through_the_councils_lookup(
     assert by_code.json["ward"] == "Armley"
 
 
+def test_a_council_outside_the_uk_loads_its_own_postcodes(
+        client: FlaskClient, app: Flask, tmp_path: Path) -> None:
+    """Bologna's quartieri and CAPs (five digits), Singapore's six-digit codes: the
+    lookup takes the postcodes the council publishes, not only UK-shaped ones."""
+    wards = tmp_path / "quartieri.csv"
+    wards.write_text("code,name\nBO-SF,Santo Stefano\nBO-NAV,Navile\n", encoding="utf-8")
+    postcodes = tmp_path / "cap.csv"
+    postcodes.write_text("postcode,ward_code\n40121,BO-SF\n40125,BO-SF\n40128,BO-NAV\n"
+                         "018956,BO-NAV\nquaranta,BO-SF\n40129,BO-NONE\n", encoding="utf-8")
+    runner, info = CliRunner(), ScriptInfo(create_app=lambda: app)
+    assert runner.invoke(main, ["wards", "load", str(wards)], obj=info).output == \
+        "2 wards loaded\n"
+    looked = runner.invoke(main, ["wards", "postcodes", str(postcodes)], obj=info)
+    assert looked.output == "4 postcodes loaded, 2 rows skipped\n"
+    member = resident(client, app)
+    for typed, ward in ((" 40128 ", "Navile"), ("40121", "Santo Stefano"),
+                        ("018 956", "Navile")):
+        answer = client.patch("/v1/me", json={"postcode": typed}, headers=member.headers)
+        assert answer.status_code == 200, answer.json
+        assert answer.json["ward"] == ward, typed
+    for unknown in ("40129", "LS8 2ET", "quaranta"):
+        refused = client.patch("/v1/me", json={"postcode": unknown}, headers=member.headers)
+        assert refused.status_code == 422 and "postcode" in refused.json["errors"], unknown
+
+
 def test_where_the_scheme_says_so_a_ward_changes_at_most_once_in_so_many_days(
         client: FlaskClient, app: Flask, monkeypatch) -> None:
     """A ward unlocks ward-only offers: with WARD_CHANGE_DAYS a resident cannot move to

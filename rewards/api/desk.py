@@ -14,6 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from ..extensions import Blueprint, db
 from ..mail import send_mail
 from ..members import (
+    UK_POSTCODE_DISTRICT,
     CardAlreadyLinked,
     enrol_member,
     normalise_postcode_district,
@@ -52,17 +53,23 @@ class DeskPinIn(Schema):
             raise ValidationError({"pin": [problem]})
 
 
+def _district_pattern() -> str:
+    return str(current_app.config.get("POSTCODE_DISTRICT_PATTERN") or UK_POSTCODE_DISTRICT)
+
+
 class DeskEnrolIn(DeskPinIn):
     card = fields.Nested(DeskCardIn, required=True)
     postcode_district = fields.String(required=True, metadata={
-        "description": "The outward part of the postcode only, e.g. LS6."})
+        "description": "The part of the postcode the scheme records "
+                       "(POSTCODE_DISTRICT_PATTERN; in the UK the outward part, e.g. LS6)."})
 
     @validates_schema
     def check_district(self, data: dict[str, Any], **_: Any) -> None:
         if "postcode_district" in data and not normalise_postcode_district(
-                data["postcode_district"]):
+                data["postcode_district"], _district_pattern()):
             raise ValidationError({"postcode_district": [
-                "A postcode district is the part before the space, e.g. LS6 or LS10."]})
+                "Not a postcode district as this scheme records them "
+                "(in the UK the part before the space, e.g. LS6 or LS10)."]})
 
 
 class DeskCardOut(Schema):
@@ -87,7 +94,7 @@ class DeskEnrolledOut(Schema):
 @blp.alt_response(409, description="The card is linked to an account already")
 def enrol(args: dict[str, Any]):
     """Enrol a resident at a desk: no email, a card and a PIN. Audited (never the PIN)."""
-    district = normalise_postcode_district(args["postcode_district"])
+    district = normalise_postcode_district(args["postcode_district"], _district_pattern())
     card = args["card"]
     try:
         member, identifier = enrol_member(db.session, card["kind"], card["number"], district,
