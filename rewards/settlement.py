@@ -34,9 +34,11 @@ def month_bounds(month: str, tz: str) -> tuple[datetime, datetime]:
     return start.astimezone(ZoneInfo("UTC")), end.astimezone(ZoneInfo("UTC"))
 
 
-# How an amount in pounds (from `pounds`) is described in the API.
+# How an amount (from `pounds`) is described in the API: the fields keep their `_gbp`
+# names, but the money is the scheme's currency (SCHEME_CURRENCY).
 GBP_DOC = {"type": "string", "pattern": r"^\d+\.\d\d$",
-           "description": "Pounds and pence, e.g. 4.50."}
+           "description": "An amount in the scheme's currency (SCHEME_CURRENCY, pounds by "
+                          "default) with two decimals, e.g. 4.50."}
 
 
 def pounds(pence: int) -> str:

@@ -147,3 +147,20 @@ def test_settlement_for_staff_and_partners(client: FlaskClient, app: Flask,
         response = client.get(f"/v1/admin/settlements{query}", headers=admin)
         assert response.status_code == 422, query
     assert client.get("/v1/partner/settlements?month=2026-07", headers=me).status_code == 403
+
+
+def test_a_scheme_in_euros_says_so(client: FlaskClient, app: Flask, monkeypatch) -> None:
+    from rewards.web.staff_figures import format_value
+
+    monkeypatch.setitem(app.config, "SCHEME_CURRENCY", "EUR")
+    monkeypatch.setitem(app.config, "SCHEME_TIMEZONE", "Europe/Rome")
+    report = client.get("/v1/admin/settlements?month=2026-07",
+                        headers=admin_headers(client, app))
+    assert report.status_code == 200, report.json
+    assert report.json["currency"] == "EUR"
+    assert report.json["starts_at"].startswith("2026-06-30T22:00")  # midnight in Rome
+    with app.app_context():
+        assert format_value(1234.5, "money") == "€1,234.50"
+        monkeypatch.setitem(app.config, "SCHEME_CURRENCY", "CHF")
+        assert format_value(4.5, "money") == "CHF 4.50"
+    assert format_value(4.5, "money") == "£4.50"  # outside a scheme: the default

@@ -69,7 +69,8 @@ def _answer(args: dict[str, Any], settlements: list[PartnerSettlement]) -> Any:
     start, end = month_bounds(month, current_app.config["SCHEME_TIMEZONE"])
     total = sum(item.value_pence for item in settlements)
     return {
-        "month": month, "starts_at": start, "ends_at": end, "currency": "GBP",
+        "month": month, "starts_at": start, "ends_at": end,
+        "currency": current_app.config["SCHEME_CURRENCY"],
         "count": sum(item.count for item in settlements), "value_pence": total,
         "value_gbp": pounds(total), "partners": settlements,
     }

@@ -64,12 +64,24 @@ def format_value(value: Any, kind: str) -> str:
     if not isinstance(value, (int, float, Decimal)):
         return str(value)
     if kind == "money":
-        return f"£{value:,.2f}"
+        return f"{currency_symbol()}{value:,.2f}"
     if kind == "percent":
         return f"{float(value):,.2f}%"
     if isinstance(value, int) or (isinstance(value, Decimal) and value == value.to_integral()):
         return f"{int(value):,}"
     return f"{float(value):,.2f}"
+
+
+# Symbols for the currencies of schemes we know of; any other reads as its code ("CHF 4.50").
+CURRENCY_SYMBOLS = {"GBP": "£", "EUR": "€", "ILS": "₪", "SGD": "S$", "USD": "$"}
+
+
+def currency_symbol() -> str:
+    """The scheme's currency (SCHEME_CURRENCY) as it goes before an amount."""
+    from flask import current_app, has_app_context
+
+    code = current_app.config.get("SCHEME_CURRENCY", "GBP") if has_app_context() else "GBP"
+    return CURRENCY_SYMBOLS.get(code, f"{code} ")
 
 
 def is_total(label: Any) -> bool:
