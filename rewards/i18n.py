@@ -81,9 +81,8 @@ def localise(
 
 # -- the staff pages' own words (English, Welsh) ----------------------------------------------
 # Figure titles and column labels come with the figures (title_cy, label_cy); these are the
-# words around them. A key missing here is a bug the staff page tests catch.
-
-STAFF_LANGUAGES = ("en", "cy")
+# words around them. A key missing here is a bug the staff page tests catch. Another
+# language's words are its STAFF in rewards/languages/<code>.py; a key it lacks is English.
 
 STAFF_TEXT: dict[str, tuple[str, str]] = {
     "dashboard": ("Dashboard", "Dangosfwrdd"),
@@ -126,7 +125,6 @@ STAFF_TEXT: dict[str, tuple[str, str]] = {
                     "felly nid yw'r porwr yn anfon ei gwci mewngofnodi yn ôl."),
     "signed_in_as": ("Signed in as", "Wedi mewngofnodi fel"),
     "language": ("Language", "Iaith"),
-    "other_language": ("Cymraeg", "English"),
     "filters": ("Filters", "Hidlyddion"),
     "date_from": ("From", "O"),
     "date_to": ("To", "I"),
@@ -167,16 +165,30 @@ STAFF_TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def staff_language(requested: str | None, saved: str | None, accept_language: str | None) -> str:
-    """The staff pages' language: ?lang= first, then the one chosen earlier, then the
-    browser's Accept-Language, else English."""
+def staff_languages(scheme_languages: Iterable[str]) -> tuple[str, ...]:
+    """The languages the staff pages can be read in: English, then each of the scheme's
+    languages whose module has staff texts (Welsh for the default en,cy)."""
+    from . import languages
+
+    return (DEFAULT_LANGUAGE, *(code for code in scheme_languages
+                                if code != DEFAULT_LANGUAGE and languages.has(code, "STAFF")))
+
+
+def staff_language(requested: str | None, saved: str | None, accept_language: str | None,
+                   offered: Iterable[str] = (DEFAULT_LANGUAGE, "cy")) -> str:
+    """The staff pages' language among `offered`: ?lang= first, then the one chosen
+    earlier, then the browser's Accept-Language, else English."""
+    offered = tuple(offered)
     for choice in (primary(requested), primary(saved)):
-        if choice in STAFF_LANGUAGES:
+        if choice in offered:
             return choice
-    return choose(parse_accept_language(accept_language), STAFF_LANGUAGES)
+    return choose(parse_accept_language(accept_language), offered)
 
 
 def staff_text(key: str, language: str, **values: object) -> str:
-    english, welsh = STAFF_TEXT[key]
-    text = welsh if language == "cy" else english
+    from . import languages
+
+    english = STAFF_TEXT[key][0]
+    text = english if language == DEFAULT_LANGUAGE else (
+        (languages.table(language, "STAFF") or {}).get(key) or english)
     return text.format(**values) if values else text

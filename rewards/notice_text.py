@@ -1,14 +1,15 @@
-"""What the scheme's mail and push notices say, in English and Welsh: the member's saved
-locale chooses (for a login code, the address's member if there is one, else the
-request's Accept-Language). Pure functions: no Flask, no database."""
+"""What the scheme's mail and push notices say, in English and Welsh (other languages:
+their NOTICES in rewards/languages/<code>.py): the member's saved locale chooses (for a
+login code, the address's member if there is one, else the request's Accept-Language).
+A language without a notice's text says it in English. No database."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from .i18n import choose, preferences
+from . import languages
+from .i18n import preferences
 
-LANGUAGES = ("en", "cy")
 WELSH_MONTHS = ("Ionawr", "Chwefror", "Mawrth", "Ebrill", "Mai", "Mehefin", "Gorffennaf",
                 "Awst", "Medi", "Hydref", "Tachwedd", "Rhagfyr")
 
@@ -95,20 +96,27 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
 
 
 def mail_language(locale: str | None, accept_language: str | None = None) -> str:
-    """The saved locale first, then what the request asked for; English otherwise."""
-    return choose(preferences(None, locale) if locale else preferences(accept_language, None),
-                  LANGUAGES)
+    """The saved locale first, then what the request asked for, among the scheme's
+    languages that have notices; English otherwise."""
+    wanted = preferences(None, locale) if locale else preferences(accept_language, None)
+    offered = languages.spoken()
+    for language in wanted:
+        if (offered is None or language in offered) and languages.has(language, "NOTICES"):
+            return language
+    return languages.ENGLISH
 
 
 def long_date(moment: datetime, language: str) -> str:
-    """`05 March 2026` / `05 Mawrth 2026`."""
-    if language == "cy":
-        return f"{moment:%d} {WELSH_MONTHS[moment.month - 1]} {moment.year}"
+    """`05 March 2026` / `05 Mawrth 2026` (the month from the language's MONTHS)."""
+    months = languages.table(language, "MONTHS")
+    if months:
+        return f"{moment:%d} {months[moment.month - 1]} {moment.year}"
     return f"{moment:%d %B %Y}"
 
 
 def text(name: str, language: str, **values: object) -> tuple[str, str]:
     """(subject, body) of notice `name` in `language` (English if it has no such text)."""
-    versions = TEXTS[name]
-    subject, body = versions.get(language) or versions["en"]
+    english = TEXTS[name]["en"]
+    own = (languages.table(language, "NOTICES") or {}).get(name) if language != "en" else None
+    subject, body = own or english
     return subject.format(**values), body.format(**values)

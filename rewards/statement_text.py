@@ -1,13 +1,16 @@
 """Statement lines and action reasons in the member's language. Postings and actions
 store their reason in English, as the scheme wrote it; what the scheme itself writes
-(claims, vouchers, expiry, reviews, award lines naming rules) is said again here in
-Welsh, with rule names and offer titles from their own translations. Words staff typed (an
+(claims, vouchers, expiry, reviews, award lines naming rules) is said again in the
+member's language where its module (rewards/languages/) has the line, here in Welsh,
+with rule names and offer titles from their own translations. Words staff typed (an
 adjustment's reason, a reviewer's note) stay as typed. Pure functions: no database."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+
+from . import languages
 
 # English pattern -> Welsh template; groups keep what the scheme named (an offer, a
 # partner, a source). Tried in order; the first that matches whole wins.
@@ -30,6 +33,9 @@ WELSH: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(pattern, re.S
     (r"self-reported: awaiting review", "hunan-gofnodwyd: yn aros am adolygiad"),
     (r"held for review: (?P<x>.+)", "wedi'i ddal i'w adolygu: {x}"),
 ))
+# The English patterns, in the order they are tried; a language's STATEMENT maps each
+# pattern's text to its template (rewards/languages/).
+PATTERNS: tuple[re.Pattern[str], ...] = tuple(pattern for pattern, _ in WELSH)
 NOW_SPENDABLE = ("Now spendable: ", "Ar gael i'w gwario nawr: ")
 _RULE_PART = re.compile(r"(?P<name>.+) v(?P<version>\d+)")
 
@@ -44,19 +50,26 @@ def _award_line(text: str, rule_names: Mapping[str, str]) -> str | None:
 
 def say(reason: str | None, language: str, rule_names: Mapping[str, str] | None = None,
         offer_titles: Mapping[str, str] | None = None) -> str | None:
-    """`reason` in `language` where the scheme wrote it; otherwise as stored. What a
-    line names (an offer, a partner) is said by `offer_titles` where it is an offer's
-    English title that has a translation."""
-    if reason is None or language != "cy":
+    """`reason` in `language` where the scheme wrote it and the language has the line;
+    otherwise as stored (English). What a line names (an offer, a partner) is said by
+    `offer_titles` where it is an offer's English title that has a translation."""
+    if reason is None or language == languages.ENGLISH:
         return reason
     rule_names = rule_names or {}
     offer_titles = offer_titles or {}
+    templates = languages.table(language, "STATEMENT") or {}
     if reason.startswith(NOW_SPENDABLE[0]):
+        prefix = getattr(languages.pack(language), "NOW_SPENDABLE", None)
+        if not prefix:
+            return reason
         rest = reason.removeprefix(NOW_SPENDABLE[0])
-        return NOW_SPENDABLE[1] + (say(rest, language, rule_names, offer_titles) or rest)
-    for pattern, welsh in WELSH:
+        return prefix + (say(rest, language, rule_names, offer_titles) or rest)
+    for pattern in PATTERNS:
         match = pattern.fullmatch(reason)
         if match:
-            return welsh.format(**{key: offer_titles.get(value, value)
-                                   for key, value in match.groupdict().items()})
+            template = templates.get(pattern.pattern)
+            if template is None:
+                return reason
+            return template.format(**{key: offer_titles.get(value, value)
+                                      for key, value in match.groupdict().items()})
     return _award_line(reason, rule_names) or reason

@@ -1,7 +1,8 @@
 """The language of every answer: the request's Accept-Language (else the member's
 saved locale) among the scheme's languages (SCHEME_LANGUAGES), said in
-Content-Language with Vary: Accept-Language. Error messages follow it: in Welsh, each
-error says its reason's Welsh text (rewards/reasons_cy.py)."""
+Content-Language with Vary: Accept-Language. Error messages follow it where the
+language's module (rewards/languages/<code>.py; Welsh: rewards/reasons_cy.py) has the
+reason's text; otherwise the message stays English and Content-Language says en."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..i18n import choose, preferences
+from ..languages import ENGLISH, reason_text
 from ..models import ActionType, Offer, Rule, RuleVersion
-from ..reasons_cy import WELSH
 from ..statement_text import say
 from .caching import vary_on
 
@@ -64,13 +65,17 @@ def finish(response: Response) -> Response:
     language = negotiated()
     headers = response.headers
     vary_on(headers, "Accept-Language")
+    if language != ENGLISH and response.status_code >= 400 and response.is_json:
+        body = response.get_json(silent=True)
+        if isinstance(body, dict) and "message" in body:
+            translated = reason_text(str(body.get("reason")), language)
+            if translated is None:
+                language = ENGLISH  # the message is the code's own English
+            else:
+                body["message"] = translated
+                response.set_data(json.dumps(body, ensure_ascii=False))
     if "Content-Language" not in headers:
         headers["Content-Language"] = language
-    if language == "cy" and response.status_code >= 400 and response.is_json:
-        body = response.get_json(silent=True)
-        if isinstance(body, dict) and body.get("reason") in WELSH:
-            body["message"] = WELSH[body["reason"]]
-            response.set_data(json.dumps(body, ensure_ascii=False))
     return response
 
 

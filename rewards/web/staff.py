@@ -27,9 +27,10 @@ from flask import (
 )
 from sqlalchemy import select
 
+from .. import languages
 from ..dashboard.filters import today as scheme_today
 from ..extensions import db
-from ..i18n import STAFF_LANGUAGES, staff_language, staff_text
+from ..i18n import staff_language, staff_languages, staff_text
 from ..models import ActionType, Member
 from ..models.scheme import CATEGORIES
 from ..models.ward import Ward
@@ -80,9 +81,11 @@ def t(key: str, **values: Any) -> str:
 @bp.before_request
 def _choose_language() -> None:
     requested = request.args.get("lang")
+    offered = staff_languages(current_app.config.get("SCHEME_LANGUAGES", ("en", "cy")))
     g.lang = staff_language(requested, session.get("lang"),
-                            request.headers.get("Accept-Language"))
-    if requested in STAFF_LANGUAGES:
+                            request.headers.get("Accept-Language"), offered)
+    g.staff_languages = offered
+    if requested in offered:
         session["lang"] = requested
 
 
@@ -98,18 +101,29 @@ def _headers(response: Response) -> Response:
     return response
 
 
-def _switch_language_url() -> str:
-    other = "en" if g.get("lang") == "cy" else "cy"
+def _switch_language_url(other: str | None = None) -> str:
+    """This page in language `other` (by default the first one it is not in)."""
+    if other is None:
+        other = next((code for code in g.get("staff_languages", ("en", "cy"))
+                      if code != g.get("lang")), "en")
     # Only the arguments the pages read: anything else could clash with url_for's own.
     args = {k: request.args[k] for k in (*FILTER_ARGS, "month", "next") if k in request.args}
     return url_for(request.endpoint or "staff_pages.overview", **(request.view_args or {}),
                    **args, lang=other)
 
 
+def _other_languages() -> list[dict[str, str]]:
+    """The languages this page can also be read in, each named in itself."""
+    return [{"code": code, "name": languages.own_name(code), "dir": languages.direction(code)}
+            for code in g.get("staff_languages", ("en", "cy")) if code != g.get("lang")]
+
+
 @bp.context_processor
 def _inject() -> dict[str, Any]:
     return {"t": t, "lang": g.get("lang", "en"), "staff_csrf": csrf_token,
-            "switch_language_url": _switch_language_url, "groups": list(GROUPS),
+            "dir": languages.direction(g.get("lang", "en")),
+            "switch_language_url": _switch_language_url, "other_languages": _other_languages,
+            "groups": list(GROUPS),
             "staff_user": g.get("staff_user"), "min_cell": min_cell()}
 
 
