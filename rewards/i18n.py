@@ -151,7 +151,7 @@ STAFF_TEXT: dict[str, tuple[str, str]] = {
     "headlines": ("Headline figures", "Prif ffigurau"),
     "active_30d": ("Active members, last 30 days", "Aelodau gweithgar, 30 diwrnod olaf"),
     "active_7d": ("Active members, last 7 days", "Aelodau gweithgar, 7 diwrnod olaf"),
-    "liability_pounds": ("Liability in pounds", "Rhwymedigaeth mewn punnoedd"),
+    "liability_pounds": ("Liability in money", "Rhwymedigaeth mewn arian"),
     "actions": ("Verified actions", "Gweithredoedd wedi'u gwirio"),
     "points_issued": ("Points issued", "Pwyntiau a roddwyd"),
     "liability": ("Points outstanding (liability)", "Pwyntiau heb eu gwario (rhwymedigaeth)"),

@@ -150,6 +150,7 @@ def test_settlement_for_staff_and_partners(client: FlaskClient, app: Flask,
 
 
 def test_a_scheme_in_euros_says_so(client: FlaskClient, app: Flask, monkeypatch) -> None:
+    from rewards.dashboard.opendata import unit
     from rewards.web.staff_figures import format_value
 
     monkeypatch.setitem(app.config, "SCHEME_CURRENCY", "EUR")
@@ -161,6 +162,7 @@ def test_a_scheme_in_euros_says_so(client: FlaskClient, app: Flask, monkeypatch)
     assert report.json["starts_at"].startswith("2026-06-30T22:00")  # midnight in Rome
     with app.app_context():
         assert format_value(1234.5, "money") == "€1,234.50"
+        assert unit("money") == "money (EUR)" and unit("int") == "count"
         monkeypatch.setitem(app.config, "SCHEME_CURRENCY", "CHF")
         assert format_value(4.5, "money") == "CHF 4.50"
     assert format_value(4.5, "money") == "£4.50"  # outside a scheme: the default

@@ -65,7 +65,7 @@ FIGURES: dict[str, FigureSpec] = dict([
           "CO2 avoided and car kilometres replaced (staff-set factors), volunteering hours "
           "and leisure visits.", "bar", "type_code", ["co2_kg", "car_km"], behaviour.impact),
     _spec("money", "Points and money", "Pwyntiau ac arian",
-          "Points issued, spent, donated, expired and outstanding, in points and pounds; "
+          "Points issued, spent, donated, expired and outstanding, in points and money; "
           "cost per verified action and per active member.", "bar", "label", ["points"],
           money.money),
     _spec("forecast", "Next 90 days", "Y 90 diwrnod nesaf",

@@ -112,7 +112,7 @@ def money(ctx: Context) -> tuple[list, list, list]:
     if 0 < members < ctx.threshold:
         rows[-1]["_suppressed"] = ["pounds"]
     columns = [col("label", "Measure", "Mesur", "text"), col("points", "Points", "Pwyntiau"),
-               col("pounds", "Pounds", "Punnoedd", "money")]
+               col("pounds", "Money", "Arian", "money")]
     return columns, rows, [
         ctx.period_note(), f"A point is valued at {pence:g}p (a staff setting). Cost: the "
         "value of points issued less those taken back, plus staff adjustments. Outstanding: "

@@ -18,7 +18,17 @@ from .table import SUPPRESSED, Table, safe_cell
 PUBLISHED = ("reach_wards", "reach_channel", "actions", "actions_by_ward", "actions_by_hour",
              "retention", "impact", "fairness_deprivation", "fairness_age")
 UNITS = {"text": "text", "int": "count", "number": "number", "percent": "percent",
-         "money": "pounds sterling", "date": "date (YYYY-MM-DD)"}
+         "money": "money", "date": "date (YYYY-MM-DD)"}
+
+
+def unit(kind: str) -> str:
+    """A column's unit for the dictionary; money says the scheme's currency (GBP, EUR...)."""
+    if kind == "money":
+        from flask import current_app, has_app_context
+
+        code = current_app.config.get("SCHEME_CURRENCY", "GBP") if has_app_context() else "GBP"
+        return f"money ({code})"
+    return UNITS[kind]
 
 
 def default_filters() -> Filters:
@@ -57,7 +67,7 @@ def dictionary(found: list[Table], threshold: int) -> str:
                              safe_cell(ILLUSTRATIVE_CY), "", ""])
         for column in table.columns:
             writer.writerow([f"{table.name}.csv", column.key, safe_cell(column.label),
-                             safe_cell(column.label_cy), UNITS[column.kind],
+                             safe_cell(column.label_cy), unit(column.kind),
                              rule if column.kind in ("int", "number", "percent") else ""])
     return out.getvalue()
 
