@@ -4,10 +4,12 @@ found by its code. "xx" below is a tiny language that exists only in these tests
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -177,3 +179,26 @@ def test_settings_a_council_gets_wrong_are_named(monkeypatch: pytest.MonkeyPatch
         with pytest.raises(ConfigurationError, match=name):
             Config()
         monkeypatch.delenv(name)
+
+
+def test_the_language_module_in_the_guide_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/new-scheme.md's example module, as a council would save it."""
+    guide = (Path(__file__).parent.parent / "docs" / "new-scheme.md").read_text()
+    source = re.search(r'```python\n("""Italian\.""".*?)```', guide, re.S).group(1)
+    module = types.ModuleType("rewards.languages.it")
+    exec(compile(source, "rewards/languages/it.py", "exec"), module.__dict__)
+    monkeypatch.setitem(sys.modules, "rewards.languages.it", module)
+    languages.pack.cache_clear()
+    try:
+        assert languages.reason_text("insufficient_points", "it") == "Non hai abbastanza punti."
+        assert mail_language("it") == "it"
+        assert text("login_code", "it", scheme="Bologna Premia", code="123456",
+                    minutes=10)[0] == "Il tuo codice Bologna Premia: 123456"
+        assert long_date(datetime(2026, 3, 5), "it") == "05 marzo 2026"
+        assert say("Now spendable: Claimed: Espresso", "it") == \
+            "Ora spendibile: Riscattato: Espresso"
+        assert staff_text("log_in", "it") == "Accedi" and staff_text("log_out", "it") == \
+            "Log out"
+        assert staff_languages(("it", "en")) == ("en", "it")
+    finally:
+        languages.pack.cache_clear()
