@@ -354,7 +354,13 @@ class Api(flask_smorest.Api):
             if request.blueprint in PAGE_BLUEPRINTS:  # a person at a browser: a page
                 from flask import render_template
 
-                return (render_template("unavailable.html"), 503,
+                from . import languages
+
+                also = [{"lang": code, "dir": languages.direction(code),
+                         "text": languages.reason_text("unavailable", code)}
+                        for code in current_app.config.get("SCHEME_LANGUAGES", ())]
+                also = [item for item in also if item["text"]]
+                return (render_template("unavailable.html", also=also), 503,
                         {"Retry-After": DB_RETRY_AFTER, "Cache-Control": "no-store"})
             return error_response(503, "The service is briefly unavailable; please try "
                                        "again shortly.", headers={"Retry-After": DB_RETRY_AFTER})

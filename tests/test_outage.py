@@ -130,6 +130,18 @@ def test_a_page_answers_a_page_when_the_database_is_away(client: FlaskClient,
         assert answer.mimetype == "text/html"
         assert answer.headers["Retry-After"] == "5"
         assert b"try again" in answer.data and b"Traceback" not in answer.data
+        assert '<p lang="cy">Mae&#39;r cynllun yn brysur' in answer.data.decode()
+    # A scheme that does not speak Welsh says it in English only.
+    app.config["SCHEME_LANGUAGES"], before = ("it", "en"), app.config["SCHEME_LANGUAGES"]
+    try:
+        token = _csrf(client.get("/staff/login").data)
+        with _down(app):
+            answer = client.post("/staff/login", data={"email": "a@council.example",
+                                                       "password": "x", "csrf": token})
+    finally:
+        app.config["SCHEME_LANGUAGES"] = before
+    assert answer.status_code == 503 and b"try again" in answer.data
+    assert b'lang="cy"' not in answer.data and b'lang="it"' not in answer.data
 
 
 def test_a_database_error_logs_no_values_of_the_statement(
