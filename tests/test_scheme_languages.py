@@ -152,6 +152,24 @@ def test_staff_pages_in_a_right_to_left_language(client: FlaskClient, speaking,
     assert 'lang="xx" hreflang="xx" dir="rtl"' in english and ">Ixx</a>" in english
 
 
+def test_a_right_to_left_page_marks_the_figures_english(client: FlaskClient, app: Flask,
+                                                        speaking, xx: types.ModuleType) -> None:
+    """The figures' titles and descriptions are English or Welsh: on a page in another
+    language they say lang="en" and run left to right."""
+    from .helpers import make_staff
+    from .test_staff_pages import log_in
+
+    speaking("en", "xx")
+    make_staff(app, "ana.xx@council.example", "analyst", "correct horse battery")
+    assert log_in(client, "ana.xx@council.example", "correct horse battery").status_code == 302
+    page = client.get("/staff/money?lang=xx").data.decode()
+    assert '<html lang="xx" dir="rtl">' in page
+    assert re.search(r'<h2 id="money-heading" lang="en" dir="ltr">Points and money</h2>', page)
+    assert re.search(r'<p class="description" lang="en" dir="ltr">Points issued', page)
+    english = client.get("/staff/money?lang=en").data.decode()
+    assert '<h2 id="money-heading">Points and money</h2>' in english
+
+
 @pytest.mark.parametrize("codes", [("it", "en"), ("en", "he"), ("en", "zh", "ms", "ta")])
 def test_staff_pages_without_a_module_are_english_with_no_switch(
         client: FlaskClient, speaking, codes: tuple[str, ...]) -> None:

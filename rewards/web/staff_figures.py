@@ -48,6 +48,7 @@ class FigureView:
     # The language of the description and notes: the figures give them in English only
     # unless a Welsh description exists, and a Welsh page marks them (WCAG 3.1.2).
     description_lang: str = "en"
+    title_lang: str = "en"
     raw_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -124,7 +125,9 @@ def figure_view(table: Any, spec: Any, language: str, suppressed_text: str) -> F
                       chart=getattr(spec, "chart", "bar") or "bar", columns=columns, rows=rows,
                       notes=[str(note) for note in (table.notes or ())],
                       suppressed_count=suppressed_count, raw_rows=list(table.rows),
-                      description_lang="cy" if welsh_description else "en")
+                      description_lang="cy" if welsh_description else "en",
+                      title_lang="cy" if language == "cy" and getattr(spec, "title_cy", None)
+                      else "en")
     view.chart_data = chart_data(view, spec)
     return view
 
