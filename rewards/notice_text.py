@@ -30,11 +30,11 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "voucher_expiring": {
         "en": ("Your voucher expires soon: {title}",
-               "Your voucher for {title} at {partner} expires on {expires} at {time} UTC.\n"
+               "Your voucher for {title} at {partner} expires on {expires} at {time}.\n"
                "Code: {code}\n\n{scheme}"),
         "cy": ("Mae eich taleb yn dod i ben cyn bo hir: {title}",
                "Mae eich taleb ar gyfer {title} yn {partner} yn dod i ben ar {expires} am "
-               "{time} UTC.\nCod: {code}\n\n{scheme}"),
+               "{time}.\nCod: {code}\n\n{scheme}"),
     },
     "points_earned": {
         "en": ("You earned {points} points",

@@ -8,6 +8,7 @@ import importlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -159,6 +160,11 @@ def test_reminder_three_days_before_expiry_once(client: FlaskClient, app: Flask,
     assert sent[0]["To"] == me.email
     assert sent[0]["Subject"] == "Mae eich taleb yn dod i ben cyn bo hir: Nofio am ddim"
     assert "Cod: " + swim["code"] in sent[0].get_content()
+    # When it ends, in the scheme's time zone and saying which.
+    local = expires_at.replace(tzinfo=expires_at.tzinfo or UTC).astimezone(
+        ZoneInfo(app.config["SCHEME_TIMEZONE"]))
+    assert f"am {local:%H:%M %Z}." in sent[0].get_content()
+    assert local.strftime("%Z") in ("GMT", "BST") and " UTC" not in sent[0].get_content()
     assert swim["code"] in sent[0].get_content()
     with app.app_context():
         reminded = dict(db.session.execute(select(Reward.id, Reward.expiry_reminded_at)).all())

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import inspect, select
@@ -116,6 +117,13 @@ def _title(reward: Reward, member: Member) -> str:
                     preferences(None, member.locale))[0]
 
 
+def _local(moment: datetime) -> datetime:
+    """A stored time as the scheme's residents read it (SCHEME_TIMEZONE)."""
+    if moment.tzinfo is None:  # SQLite gives back naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(current_app.config["SCHEME_TIMEZONE"]))
+
+
 def _voucher_notice(reward: Reward) -> Notice | None:
     """The "your voucher is ready" notice, on the channels the member chose and in their
     language (read now, before the commit); None for an erased member."""
@@ -128,7 +136,7 @@ def _voucher_notice(reward: Reward) -> Notice | None:
     subject, body = text(
         "voucher_ready", language, title=_title(reward, member),
         partner=reward.offer.partner.name, code=reward.code or reward.partner_code,
-        reference=reference, expires=long_date(reward.expires_at, language),
+        reference=reference, expires=long_date(_local(reward.expires_at), language),
         scheme=current_app.config["SCHEME_NAME"])
     return plan(db.session, member, "voucher_ready", subject, body,
                 {"reward_id": str(reward.id)})
@@ -197,7 +205,8 @@ def remind_expiring_vouchers(now: str | None = None) -> dict[str, int]:
         subject, body = text(
             "voucher_expiring", language, title=_title(reward, member),
             partner=reward.offer.partner.name, code=reward.code or reward.partner_code,
-            expires=long_date(reward.expires_at, language), time=f"{reward.expires_at:%H:%M}",
+            expires=long_date(_local(reward.expires_at), language),
+            time=f"{_local(reward.expires_at):%H:%M %Z}",
             scheme=current_app.config["SCHEME_NAME"])
         try:
             delivered = notify(session, member, "voucher_expiring", subject, body,
