@@ -86,7 +86,8 @@ def test_no_design_files_outside_the_repository_are_referenced() -> None:
         assert doc in README
 
 
-def test_new_env_writes_every_key_compose_requires_and_never_overwrites(tmp_path: Path) -> None:
+def test_new_env_writes_every_key_compose_requires_and_never_overwrites(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / ".env"
     made = subprocess.run([str(ROOT / "scripts" / "new-env"), str(target)],
                           capture_output=True, text=True)
@@ -104,6 +105,20 @@ def test_new_env_writes_every_key_compose_requires_and_never_overwrites(tmp_path
     assert required <= set(values)
     optional = set(re.findall(r"\$\{(\w+):-", compose))
     assert optional <= set(values) | {"MAIL_FROM"}
+    # The scheme's identity reaches the containers, and what new-env writes is the
+    # default the app itself would take.
+    assert {"SCHEME_NAME", "SCHEME_TIMEZONE", "SCHEME_LANGUAGES", "SCHEME_CURRENCY",
+            "POSTCODE_DISTRICT_PATTERN"} <= optional
+    from rewards.config import Config
+    for key in ("SCHEME_NAME", "SCHEME_TIMEZONE", "SCHEME_LANGUAGES", "SCHEME_CURRENCY",
+                "POSTCODE_DISTRICT_PATTERN"):
+        monkeypatch.delenv(key, raising=False)
+    defaults = Config()
+    for key in ("SCHEME_NAME", "SCHEME_TIMEZONE", "SCHEME_CURRENCY"):
+        assert values[key] == getattr(defaults, key), key
+    assert tuple(values["SCHEME_LANGUAGES"].split(",")) == defaults.SCHEME_LANGUAGES
+    monkeypatch.setenv("POSTCODE_DISTRICT_PATTERN", values["POSTCODE_DISTRICT_PATTERN"])
+    assert Config().POSTCODE_DISTRICT_PATTERN == defaults.POSTCODE_DISTRICT_PATTERN
 
     before = target.read_text()
     again = subprocess.run([str(ROOT / "scripts" / "new-env"), str(target)],
