@@ -3,9 +3,11 @@ added between two pages neither repeat nor hide lines already listed."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -82,10 +84,21 @@ def test_actions_cursor_walks_every_action_once(client: FlaskClient, app: Flask)
         start + timedelta(minutes=n) for n in reversed(range(5))]
 
 
-def test_a_cursor_not_given_out_is_422(client: FlaskClient, app: Flask) -> None:
+def _cursor(moment: str, row_id: str = "00000000-0000-0000-0000-000000000000") -> str:
+    raw = json.dumps([moment, row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("path", ["/v1/me/ledger", "/v1/me/actions"])
+@pytest.mark.parametrize("cursor", [
+    "nonsense", "W10", "WyJ4IiwieSJd",
+    # Moments whose offset takes them past datetime's range in UTC.
+    _cursor("0001-01-01T00:00:00+14:00"), _cursor("9999-12-31T23:59:59-14:00"),
+    _cursor("2026-01-01T00:00:00+00:00", "00000000-0000-0000-0000-00000000000\x00"),
+], ids=["text", "empty", "not-moments", "year-1-east", "year-9999-west", "nul-id"])
+def test_a_cursor_not_given_out_is_422(client: FlaskClient, app: Flask, path: str,
+                                       cursor: str) -> None:
     member = resident(client, app)
-    for cursor in ("nonsense", "W10", "WyJ4IiwieSJd"):
-        response = client.get("/v1/me/ledger", query_string={"cursor": cursor},
-                              headers=member.headers)
-        assert response.status_code == 422, response.json
-        assert "cursor" in response.json["errors"]
+    response = client.get(path, query_string={"cursor": cursor}, headers=member.headers)
+    assert response.status_code == 422, response.json
+    assert response.json["errors"] == {"cursor": ["Not a valid cursor."]}

@@ -241,8 +241,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         when = datetime.fromisoformat(moment)
         if when.tzinfo is None:
             raise ValueError("naive")
-        return when, uuid.UUID(row_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        # In UTC here, as the column binds it: an offset that takes year 1 or 9999
+        # past datetime's range fails now (a 422), not while the query is built.
+        return when.astimezone(UTC), uuid.UUID(row_id)
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         abort(422, message="The cursor is not one this API gave out.",
               errors={"cursor": ["Not a valid cursor."]})
         raise  # unreachable: abort raises
