@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -425,6 +426,8 @@ class OneSchemaParser(FlaskParser):
 
 
 NOT_JSON = "The body must be JSON, sent with Content-Type: application/json."
+NUMBER_TOO_LONG = (f"The body holds a number longer than {sys.get_int_max_str_digits()} "
+                   "digits.")
 
 
 class StorableParser(OneSchemaParser):
@@ -440,7 +443,14 @@ class StorableParser(OneSchemaParser):
 
         if not req.is_json and has_body(req.environ):
             raise ValidationError({"body": [NOT_JSON]})
-        return super().load_json(req, schema)
+        try:
+            return super().load_json(req, schema)
+        except ValueError as error:
+            # Not a syntax error (webargs answers those, 400): JSON that Python will
+            # not read, an integer longer than sys.get_int_max_str_digits() allows.
+            if isinstance(error, json.JSONDecodeError):
+                raise
+            raise ValidationError({"body": [NUMBER_TOO_LONG]}) from None
 
     def _load_location_data(self, *, schema: Any, req: Any, location: str) -> Any:
         data = super()._load_location_data(schema=schema, req=req, location=location)

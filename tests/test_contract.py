@@ -14,7 +14,14 @@ from rewards.api.operation_ids import OPERATION_IDS
 from rewards.reasons import Reason
 from workers.fulfilment import request_body
 
-from .reward_support import admin_headers, make_offer, make_partner, resident, till
+from .reward_support import (
+    admin_headers,
+    make_offer,
+    make_partner,
+    partner_user,
+    resident,
+    till,
+)
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -173,6 +180,57 @@ def test_page_numbers_past_64_bits_are_422_on_every_list(client: FlaskClient,
         last = client.get(path, query_string={"page": 100_000}, headers=headers)
         assert last.status_code == 200, (path, last.json)
         assert last.json == []
+
+
+def test_a_number_longer_than_python_reads_is_422_on_every_json_body(client: FlaskClient,
+                                                                     app: Flask) -> None:
+    """JSON allows an integer of any length; Python refuses to read one longer than
+    sys.get_int_max_str_digits() (4,300 digits). Every operation taking a JSON body
+    answers that with a 422 naming the body, having changed nothing, not a 500."""
+    member = resident(client, app, points=50)
+    admin = admin_headers(client, app, "admin")
+    partner = make_partner(client, admin)
+    user = partner_user(client, app, partner["id"])
+    spec = _spec(client)
+    huge = "1" + "0" * 5000
+    before = _row_counts()
+    refused = []
+    for method, path, operation in _operations(spec):
+        content = operation.get("requestBody", {}).get("content", {})
+        if "application/json" not in content or path.startswith("/v1/source"):
+            continue  # sources' batches are read whole and answered item by item
+        headers = (member.headers if path.startswith(("/v1/me", "/v1/offers"))
+                   else user if path.startswith("/v1/partner")
+                   else {} if path.startswith("/v1/auth/") and "security" not in operation
+                   else member.headers if path.startswith("/v1/auth/")
+                   else admin)
+        filled = path
+        for name in [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]:
+            filled = filled.replace(f"{{{name}}}", "00000000-0000-4000-8000-000000000000")
+        raw = f'{{"points": {huge}, "name": {huge}}}'.encode()
+        response = client.open(filled, method=method, data=raw, headers=headers,
+                               content_type="application/json")
+        assert response.status_code < 500, (method, path, response.json)
+        assert response.json["code"] == response.status_code, (method, path)
+        if response.status_code == 422:
+            assert response.json["errors"] == {"body": [
+                "The body holds a number longer than 4300 digits."]}, (method, path)
+            refused.append(path)
+    assert len(refused) > 30, refused  # the rest refuse the caller before reading the body
+    assert {"/v1/auth/otp", "/v1/me", "/v1/admin/rules", "/v1/partner/redemptions"} \
+        <= set(refused)
+    assert _row_counts() == before
+
+
+def _row_counts() -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from rewards.extensions import db
+    from rewards.models import Base
+
+    with db.engine.connect() as connection:
+        return {table.name: connection.scalar(select(func.count()).select_from(table))
+                for table in Base.metadata.sorted_tables}
 
 
 def test_nul_characters_in_bodies_are_422_and_change_nothing(client: FlaskClient,

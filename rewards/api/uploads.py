@@ -10,21 +10,21 @@ from flask import request
 from flask_smorest import abort
 from flask_smorest.fields import Upload
 from marshmallow import ValidationError
-from webargs.flaskparser import FlaskParser
 from webargs.multidictproxy import MultiDictProxy
 from werkzeug.datastructures import CombinedMultiDict, FileStorage
 
-from ..extensions import Blueprint
+from ..extensions import Blueprint, StorableParser
 
 # Room for the multipart framing and the form fields around a file.
 FRAMING = 64 * 1024
 
 
-class _Parser(FlaskParser):
-    """webargs' Flask parser whose "form" location holds a form's fields and its files
-    together (errors are still reported field by field under "form")."""
+class _Parser(StorableParser):
+    """The API's parser (storable text, JSON bodies as every blueprint reads them) whose
+    "form" location holds a form's fields and its files together (errors are still
+    reported field by field under "form")."""
 
-    __location_map__ = {**FlaskParser.__location_map__, "form": "load_form_and_files"}
+    __location_map__ = {**StorableParser.__location_map__, "form": "load_form_and_files"}
 
     def load_form_and_files(self, req: Any, schema: Any) -> MultiDictProxy:
         return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
