@@ -311,6 +311,10 @@ class Api(flask_smorest.Api):
             # address gets this JSON answer rather than gunicorn's HTML page.
             limit = app.config.get("MAX_URL_LENGTH", 4096)
             if len(request.full_path) > limit:
+                from .web.errors import page_error, wants_page
+
+                if wants_page():
+                    return page_error(414)
                 return error_response(414, f"The address is longer than {limit} "
                                       "characters; send fewer or shorter query parameters.")
             return None
@@ -343,16 +347,22 @@ class Api(flask_smorest.Api):
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             # HTTP requires Allow on a 405; werkzeug only adds it to its own HTML page.
             headers.setdefault("Allow", ", ".join(error.valid_methods))
+        from .web.errors import page_error, wants_page
+
+        if wants_page():  # a person at a browser: a page, with the same status
+            return page_error(code, headers)
         return error_response(code, message, errors, headers, data.get("reason"))
 
     def handle_unexpected_exception(self, error: Exception):
         if isinstance(error, HTTPException):
             return self.handle_http_exception(error)
+        from .web.errors import page_error, wants_page
+
         if _database_unavailable(error):
             # The database is down or restarting: a client should come back shortly.
             current_app.logger.error("database unavailable: %s", error)
             _discard_session()
-            if request.blueprint in PAGE_BLUEPRINTS:  # a person at a browser: a page
+            if wants_page():  # a person at a browser: a page
                 from flask import render_template
 
                 from . import languages
@@ -371,10 +381,14 @@ class Api(flask_smorest.Api):
             # The mail server is down or hung: whatever the request asked to be mailed
             # (a login code) is not on its way; the client can ask again shortly.
             _discard_session()
+            if wants_page():
+                return page_error(503, {"Retry-After": MAIL_RETRY_AFTER})
             return error_response(503, "Mail cannot be sent just now; please try again in "
                                        "a few minutes.", headers={"Retry-After": MAIL_RETRY_AFTER},
                                   reason=Reason.UNAVAILABLE.value)
         current_app.logger.exception("unhandled error", exc_info=error)
+        if wants_page():
+            return page_error(500)
         return error_response(500, "Something went wrong on our side; it has been logged.")
 
 
@@ -382,8 +396,6 @@ class Api(flask_smorest.Api):
 DB_RETRY_AFTER = "5"
 # Seconds a client is asked to wait when the mail server cannot be reached.
 MAIL_RETRY_AFTER = "60"
-# The server-rendered pages (rewards/web): people at a browser, not API clients.
-PAGE_BLUEPRINTS = ("web", "staff_pages", "partner_pages", "event_pages")
 
 
 def _database_unavailable(error: BaseException) -> bool:

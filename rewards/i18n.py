@@ -162,6 +162,32 @@ STAFF_TEXT: dict[str, tuple[str, str]] = {
     "bad_month": ("The month must be written YYYY-MM.", "Rhaid ysgrifennu'r mis fel BBBB-MM."),
     "not_found": ("No such page.", "Nid oes tudalen o'r fath."),
     "forbidden": ("Your role cannot see this page.", "Ni all eich rôl weld y dudalen hon."),
+    # Error pages (rewards/web/errors.py): plain words, the status code in the heading.
+    "error_heading": ("Error {code}", "Gwall {code}"),
+    "error_bad_request": ("The page could not use what was sent. Go back and try again.",
+                          "Ni allai'r dudalen ddefnyddio'r hyn a anfonwyd. Ewch yn ôl a "
+                          "rhowch gynnig arall."),
+    "error_sign_in": ("You need to sign in to see this page.",
+                      "Mae angen i chi fewngofnodi i weld y dudalen hon."),
+    "error_method": ("This page cannot be used that way.",
+                     "Ni ellir defnyddio'r dudalen hon yn y ffordd honno."),
+    "error_too_large": ("What was sent is too large.", "Mae'r hyn a anfonwyd yn rhy fawr."),
+    "error_address_too_long": ("The address of this page is too long.",
+                               "Mae cyfeiriad y dudalen hon yn rhy hir."),
+    "error_too_many": ("Too many tries in a short time. Wait a few minutes, then try again.",
+                       "Gormod o ymdrechion mewn amser byr. Arhoswch ychydig funudau, yna "
+                       "rhowch gynnig arall."),
+    "error_refused": ("This request could not be done.", "Ni ellid gwneud y cais hwn."),
+    "error_server": ("Something went wrong on our side; it has been logged. Please try "
+                     "again later.",
+                     "Aeth rhywbeth o'i le ar ein hochr ni; mae wedi'i gofnodi. Rhowch "
+                     "gynnig arall yn nes ymlaen."),
+    "error_unavailable": ("The service is briefly unavailable. Nothing was changed: please "
+                          "try again in a moment.",
+                          "Nid yw'r gwasanaeth ar gael am ennyd. Ni newidiwyd dim: rhowch "
+                          "gynnig arall mewn munud."),
+    "back_to_redeem": ("Back to the redeem page", "Yn ôl i'r dudalen adbrynu"),
+    "back_home": ("Back to the home page", "Yn ôl i'r hafan"),
 }
 
 
