@@ -75,16 +75,25 @@ def erase_command(member_id: uuid.UUID, yes: bool) -> None:
               help="Override ACTION_DETAIL_RETENTION_DAYS for this run.")
 @with_appcontext
 def retention_command(days: int | None) -> None:
-    """Coarsen the details (places, routes) of actions older than the retention period."""
+    """Coarsen the details (places, routes) of actions older than the retention period,
+    delete stored idempotent answers past IDEMPOTENCY_RETENTION_DAYS and decided
+    self-reports' photos past SELF_REPORT_PHOTO_RETENTION_DAYS (as the nightly run does)."""
     from flask import current_app
 
     from .extensions import db
     from .models import utcnow
-    from .retention import coarsen_old_actions
+    from .retention import coarsen_old_actions, purge_idempotency_records, remove_decided_photos
 
-    period = days if days is not None else int(current_app.config["ACTION_DETAIL_RETENTION_DAYS"])
-    count = coarsen_old_actions(db.session, utcnow(), period)
+    config, now = current_app.config, utcnow()
+    period = days if days is not None else int(config["ACTION_DETAIL_RETENTION_DAYS"])
+    count = coarsen_old_actions(db.session, now, period)
     click.echo(f"{count} actions older than {period} days coarsened")
+    answer_days = int(config["IDEMPOTENCY_RETENTION_DAYS"])
+    answers = purge_idempotency_records(db.session, now, answer_days)
+    click.echo(f"{answers} idempotent answers older than {answer_days} days deleted")
+    photo_days = int(config["SELF_REPORT_PHOTO_RETENTION_DAYS"])
+    photos = remove_decided_photos(db.session, now, photo_days)
+    click.echo(f"{photos} self-report photos decided over {photo_days} days ago deleted")
 
 
 COMMANDS = [link_code_command, link_secret_command, privacy_group]

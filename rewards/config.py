@@ -278,6 +278,12 @@ class Config:
         self.TOTP_KEY: str | None = env.get("TOTP_KEY") or None
         self.TOTP_KEY_PREVIOUS: str | None = env.get("TOTP_KEY_PREVIOUS") or None
         self.LOGIN_RECORDS_RETENTION_DAYS: int = _env_int("LOGIN_RECORDS_RETENTION_DAYS", 30)
+        # Stored answers to Idempotency-Key retries are deleted after this many days (a
+        # retry later than that is judged afresh); self-report photos this many days after
+        # the reviewer's decision (pending reports keep theirs). Nightly, rewards/retention.py.
+        self.IDEMPOTENCY_RETENTION_DAYS: int = _env_int("IDEMPOTENCY_RETENTION_DAYS", 30)
+        self.SELF_REPORT_PHOTO_RETENTION_DAYS: int = _env_int(
+            "SELF_REPORT_PHOTO_RETENTION_DAYS", 90)
 
         for key, value in overrides.items():
             setattr(self, key, value)

@@ -32,6 +32,7 @@ from .models.donation import Donation
 from .models.event import Event, EventClaim, EventCode
 from .models.login import LoginSession
 from .models.review import Review, SelfReport
+from .retention import photo_removed_text
 from .vouchers import voucher_state
 
 FORMAT = "citizen-rewards-export/1"
@@ -149,7 +150,8 @@ def member_export(session: Session, member: Member, now: datetime) -> dict[str, 
                         "points": w.points, "capped_by": w.capped_by} for w in a.awards],
         } for a in actions],
         "self_reports": [{"action_id": str(r.action_id), "description": r.description,
-                          "photo": r.photo_type, "sent_at": _time(r.created_at)}
+                          "photo": r.photo_type, "photo_removed": photo_removed_text(r),
+                          "sent_at": _time(r.created_at)}
                          for r in reports],
         "reviews": [{"action_id": str(r.action_id), "decision": r.decision,
                      "reason": r.reason, "at": _time(r.created_at)} for r in reviews],

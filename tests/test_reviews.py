@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from rewards.extensions import db
 from rewards.models import Action, AuditEntry
@@ -266,3 +266,126 @@ def test_concurrent_decisions_decide_once(client: FlaskClient, app: Flask,
     with app.app_context():
         [review] = db.session.scalars(select(Review)).all()
     assert balance(client, me) == (15 if review.decision == "approved" else 0)
+
+
+def _age(app: Flask, model: Any, where: Any, days: float) -> None:
+    """Move rows' created_at `days` days into the past (the clock, for retention)."""
+    with app.app_context():
+        for row in db.session.scalars(select(model).where(where)):
+            row.created_at = row.created_at - timedelta(days=days)
+        db.session.commit()
+
+
+def test_a_decided_self_reports_photo_is_deleted_after_the_retention(
+    client: FlaskClient, app: Flask, staff: dict[str, dict[str, str]]
+) -> None:
+    from rewards.cli import main as rewards_cli
+    from workers.privacy import apply_retention
+
+    me, _ = resident(client, app, "amira@example.org")
+    old, recent, waiting = (_report(client, me, photo).json for photo in (JPEG, PNG, JPEG))
+    for report, verb, body in ((old, "approve", {}), (recent, "reject", {"reason": "No."})):
+        decided = client.post(f"/v1/admin/reviews/{report['action_id']}/{verb}", json=body,
+                              headers=staff["reviewer"])
+        assert decided.status_code == 200, decided.json
+    _age(app, Review, Review.action_id == uuid.UUID(old["action_id"]), 91)
+    _age(app, Review, Review.action_id == uuid.UUID(recent["action_id"]), 89)
+    # Waiting for a decision: kept however old.
+    _age(app, SelfReport, SelfReport.id == uuid.UUID(waiting["id"]), 400)
+    _age(app, SelfReportPhoto, SelfReportPhoto.self_report_id == uuid.UUID(waiting["id"]), 400)
+
+    with app.app_context():
+        done = apply_retention()
+    assert (done["photos_removed"], done["photo_days"]) == (1, 90)
+    with app.app_context():
+        assert sorted(str(i) for i in db.session.scalars(
+            select(SelfReportPhoto.self_report_id))) == sorted([recent["id"], waiting["id"]])
+        gone = db.session.get(SelfReport, uuid.UUID(old["id"]))
+        assert (gone.photo_removed_after_days, gone.photo_type) == (90, "image/jpeg")
+        assert gone.photo_removed_at is not None
+        assert gone.description == "Two bags of litter from Woodhouse Moor"
+        for kept in (recent["id"], waiting["id"]):
+            assert db.session.get(SelfReport, uuid.UUID(kept)).photo_removed_at is None
+
+    shown = client.get(f"/v1/admin/reviews/{old['action_id']}", headers=staff["reviewer"])
+    assert shown.status_code == 200, shown.json
+    assert shown.json["decision"]["decision"] == "approved"
+    assert shown.json["self_report"]["photo_removed"] == "photo removed after 90 days"
+    assert shown.json["self_report"]["photo_url"] is None
+    photo = client.get(f"/v1/admin/reviews/{old['action_id']}/photo", headers=staff["reviewer"])
+    assert photo.status_code == 410 and "photo removed after 90 days" in photo.json["message"]
+    for kept in (recent, waiting):
+        item = client.get(f"/v1/admin/reviews/{kept['action_id']}",
+                          headers=staff["reviewer"]).json["self_report"]
+        assert item["photo_removed"] is None
+        assert client.get(item["photo_url"], headers=staff["reviewer"]).status_code == 200
+
+    mine = {r["id"]: r for r in client.get("/v1/me/self-reports", headers=me).json}
+    assert mine[old["id"]]["photo_removed"] == "photo removed after 90 days"
+    assert mine[old["id"]]["has_photo"] is True
+    assert mine[recent["id"]]["photo_removed"] is None
+    exported = {r["action_id"]: r for r in
+                client.get("/v1/me/export", headers=me).json["self_reports"]}
+    assert exported[old["action_id"]]["photo_removed"] == "photo removed after 90 days"
+    assert exported[waiting["action_id"]]["photo_removed"] is None
+    assert exported[waiting["action_id"]]["photo"] == "image/jpeg"
+
+    # Once only: a second run finds nothing, and the first removal's marker stays.
+    from click.testing import CliRunner
+    from flask.cli import ScriptInfo
+
+    again = CliRunner().invoke(rewards_cli, ["privacy", "retention"],
+                               obj=ScriptInfo(create_app=lambda: app))
+    assert again.exit_code == 0, again.output
+    assert "0 self-report photos decided over 90 days ago deleted" in again.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count(SelfReportPhoto.self_report_id))) == 2
+
+
+def test_stored_idempotent_answers_are_deleted_after_the_retention(
+    client: FlaskClient, app: Flask, staff: dict[str, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rewards import retention
+    from rewards.models import IdempotencyRecord
+    from workers.privacy import apply_retention
+
+    me, _ = resident(client, app, "amira@example.org")
+    report = _report(client, me).json
+    decide = f"/v1/admin/reviews/{report['action_id']}/approve"
+    keyed = {**staff["reviewer"], "Idempotency-Key": "approve-once"}
+    first = client.post(decide, json={}, headers=keyed)
+    assert first.status_code == 200, first.json
+    replayed = client.post(decide, json={}, headers=keyed)
+    assert replayed.status_code == 200 and replayed.headers["Idempotent-Replayed"] == "true"
+    with app.app_context():
+        for n in range(5):
+            db.session.add(IdempotencyRecord(scope="member:x:donations", key=f"old-{n}",
+                                             request_hash="0" * 64, status_code=201,
+                                             response={}))
+        db.session.add(IdempotencyRecord(scope="member:x:donations", key="recent",
+                                         request_hash="0" * 64, status_code=201, response={}))
+        db.session.commit()
+    _age(app, IdempotencyRecord, IdempotencyRecord.key.like("old-%"), 31)
+    _age(app, IdempotencyRecord, IdempotencyRecord.key == "recent", 29)
+    _age(app, IdempotencyRecord, IdempotencyRecord.key == "approve-once", 30.1)
+
+    monkeypatch.setattr(retention, "BATCH", 2)  # several transactions, none left half way
+    commits: list[int] = []
+    with app.app_context():
+        real_commit = db.session.commit
+
+        def counted() -> None:
+            commits.append(1)
+            real_commit()
+
+        monkeypatch.setattr(db.session, "commit", counted)
+        done = apply_retention()
+        monkeypatch.undo()
+        assert (done["idempotency_records"], done["idempotency_days"]) == (6, 30)
+        assert len(commits) >= 3
+        assert db.session.scalars(select(IdempotencyRecord.key)).all() == ["recent"]
+
+    # A retry past the retention is judged afresh: the review is decided already.
+    late = client.post(decide, json={}, headers=keyed)
+    assert late.status_code == 409 and "Idempotent-Replayed" not in late.headers

@@ -31,7 +31,9 @@ cron.register(verify_ledger, queue_name=_default, cron="30 4 * * *", job_timeout
 # Dashboard rollups: what changed in the last minute; the last two months whole nightly.
 cron.register(refresh_rollups, queue_name=_default, interval=60, job_timeout=600)
 cron.register(rebuild_recent, queue_name=_default, cron="50 3 * * *", job_timeout=3600)
-# Old actions' places and routes are coarsened (ACTION_DETAIL_RETENTION_DAYS), nightly.
+# Old actions' places and routes are coarsened (ACTION_DETAIL_RETENTION_DAYS), stored
+# idempotent answers deleted (IDEMPOTENCY_RETENTION_DAYS) and decided self-reports'
+# photos deleted (SELF_REPORT_PHOTO_RETENTION_DAYS), nightly.
 cron.register(apply_retention, queue_name=_default, cron="20 3 * * *", job_timeout=3600)
 # Login sessions that ended and idle lockout counters, past LOGIN_RECORDS_RETENTION_DAYS.
 cron.register(purge_logins, queue_name=_default, cron="40 3 * * *", job_timeout=1800)

@@ -27,6 +27,7 @@ from ..models.review import Review, SelfReport
 from ..notify import enqueue_points_earned
 from ..photos import UnreadablePhoto, without_metadata
 from ..reasons import Reason
+from ..retention import photo_removed_text
 from .auth import BEARER, current_member, member_required
 from .checks import storable_text
 from .common import idempotent
@@ -120,6 +121,9 @@ class SelfReportOut(Schema):
     occurred_at = fields.DateTime()
     description = fields.String()
     has_photo = fields.Boolean()
+    photo_removed = fields.String(allow_none=True, metadata={
+        "description": "\"photo removed after N days\" once the photo was deleted under "
+                       "retention (SELF_REPORT_PHOTO_RETENTION_DAYS after the decision)."})
     status = fields.String(metadata={"enum": ["pending", "approved", "rejected"]})
     reason = fields.String(allow_none=True, metadata={
         "description": "The reviewer's words: why it was rejected (or a note on approval)."})
@@ -139,6 +143,7 @@ def _report_out(report: SelfReport, action: Action, review: Review | None) -> di
     return {
         "id": report.id, "type": action.type_code, "occurred_at": action.occurred_at,
         "description": report.description, "has_photo": report.photo_type is not None,
+        "photo_removed": photo_removed_text(report),
         "status": self_report_status(action.status),
         "reason": review.reason if review is not None else None,
         "points": action.points, "action_id": action.id, "created_at": report.created_at,

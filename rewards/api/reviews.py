@@ -15,6 +15,7 @@ from ..extensions import Blueprint, db
 from ..models import Action
 from ..models.review import Review, SelfReport, SelfReportPhoto
 from ..notify import enqueue_points_earned
+from ..retention import photo_removed_text
 from .auth import BEARER, staff_required
 from .checks import storable_text
 from .common import audit, idempotent
@@ -39,6 +40,10 @@ class SelfReportBrief(Schema):
     photo_type = fields.String(allow_none=True)
     photo_size = fields.Integer(allow_none=True)
     photo_url = fields.String(allow_none=True)
+    photo_removed = fields.String(allow_none=True, metadata={
+        "description": "Set when the photo was deleted under retention "
+                       "(SELF_REPORT_PHOTO_RETENTION_DAYS after the decision): "
+                       "\"photo removed after N days\"; photo_url is then null."})
 
 
 class ReviewDecisionOut(Schema):
@@ -103,7 +108,8 @@ def _item(action: Action, report: SelfReport | None, review: Review | None) -> d
             "id": report.id, "description": report.description,
             "photo_type": report.photo_type, "photo_size": report.photo_size,
             "photo_url": (f"/v1/admin/reviews/{action.id}/photo"
-                          if report.photo_type else None),
+                          if report.photo_type and report.photo_removed_at is None else None),
+            "photo_removed": photo_removed_text(report),
         },
         "decision": None if review is None else {
             "decision": review.decision, "reason": review.reason, "points": review.points,
@@ -162,9 +168,14 @@ def one(action_id: uuid.UUID):
 @blp.doc(security=BEARER)
 @blp.response(200, content_type="image/jpeg", description="The photo (JPEG or PNG)")
 @blp.alt_response(404, description="No such self-report, or it has no photo")
+@blp.alt_response(410, description="The photo was deleted under retention")
 @staff_required(*REVIEW)
 def photo(action_id: uuid.UUID):
-    """The photo sent with a self-report."""
+    """The photo sent with a self-report (410 once deleted under retention,
+    SELF_REPORT_PHOTO_RETENTION_DAYS after the decision)."""
+    report = db.session.scalar(select(SelfReport).where(SelfReport.action_id == action_id))
+    if report is not None and report.photo_removed_at is not None:
+        abort(410, message=f"The {photo_removed_text(report)} (retention).")
     row = db.session.execute(
         select(SelfReport.photo_type, SelfReportPhoto.content)
         .join(SelfReportPhoto, SelfReportPhoto.self_report_id == SelfReport.id)

@@ -13,7 +13,11 @@ class IdempotencyRecord(IdMixin, Base):
     """The first answer to a POST that moved points, replayed for retries with the same key."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("scope", "key"),)
+    __table_args__ = (
+        UniqueConstraint("scope", "key"),
+        # The nightly retention run finds old answers by it (rewards/retention.py).
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )
 
     scope: Mapped[str] = mapped_column(String(120))
     key: Mapped[str] = mapped_column(String(200))

@@ -25,6 +25,10 @@ class SelfReport(IdMixin, Base):
     # The photo's type (image/jpeg or image/png) and size, if one was sent.
     photo_type: Mapped[str | None] = mapped_column(String(32))
     photo_size: Mapped[int | None] = mapped_column()
+    # Set when the photo's bytes were deleted under SELF_REPORT_PHOTO_RETENTION_DAYS, with
+    # the period then in force (staff and the resident's export say "removed after N days").
+    photo_removed_at: Mapped[datetime | None] = mapped_column()
+    photo_removed_after_days: Mapped[int | None] = mapped_column()
 
 
 class SelfReportPhoto(Base):

@@ -286,7 +286,9 @@ def test_retention_coarsens_old_details(client: FlaskClient, app: Flask) -> None
     from workers.privacy import apply_retention
 
     with app.app_context():
-        assert apply_retention() == {"coarsened": 0, "days": 400}
+        assert apply_retention() == {"coarsened": 0, "days": 400,
+                                     "idempotency_records": 0, "idempotency_days": 30,
+                                     "photos_removed": 0, "photo_days": 90}
 
 
 def test_no_csv_cell_can_run_a_formula(client: FlaskClient, app: Flask) -> None:
