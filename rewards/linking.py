@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from .members import CardAlreadyLinked, card_hash, link_card
 from .models import Identifier, Member, utcnow
 from .models.privacy import CardLinkSecret
+from .reasons import Reason
 from .security import normalise_card_number
 from .throttle import (
     Locked,
@@ -115,7 +116,7 @@ def link_proven_card(session: Session, member: Member, kind: str, number: str, c
                             .where(Identifier.member_id == member.id)) or 0
     if linked >= most:
         raise LinkRefused(409, f"This account has {linked} cards linked, the most allowed; "
-                               "unlink one first.", reason="limit_reached")
+                               "unlink one first.", reason=Reason.TOO_MANY_CARDS)
     secret = secret_for(session, kind)
     if secret is None:
         raise LinkRefused(422, "Cards of this kind cannot be linked in the app yet; ask at a "

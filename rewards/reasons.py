@@ -71,6 +71,7 @@ class Reason(StrEnum):
     # Caps per account on what waits for staff or what an account keeps.
     TOO_MANY_PENDING = "too_many_pending"
     TOO_MANY_DEVICES = "too_many_devices"
+    TOO_MANY_CARDS = "too_many_cards"
 
 
 GENERAL: dict[int, Reason] = {

@@ -62,4 +62,6 @@ WELSH: dict[str, str] = {
     "too_many_pending": "Mae gormod o'ch ceisiadau'n aros am benderfyniad; arhoswch i rai "
                         "gael eu hadolygu cyn anfon mwy.",
     "too_many_devices": "Mae gormod o ddyfeisiau ar y cyfrif hwn; tynnwch un yn gyntaf.",
+    "too_many_cards": "Mae cymaint o gardiau wedi'u cysylltu â'r cyfrif hwn ag a ganiateir; "
+                      "datgysylltwch un yn gyntaf.",
 }

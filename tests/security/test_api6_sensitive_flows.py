@@ -19,6 +19,7 @@ from rewards.cli import main as rewards_cli
 from rewards.extensions import db
 from rewards.linking import WRONG_CODE, link_code
 from rewards.models import AuditEntry, Identifier
+from rewards.reasons_cy import WELSH
 
 from ..helpers import at_once, bearer, link, link_code_for, member_token, staff_token
 from ..ways_in import assert_error
@@ -107,6 +108,12 @@ def test_a_member_links_at_most_the_set_number_of_cards(client: FlaskClient,
         assert link(client, app, me, number).status_code == 201
     refused = assert_error(link(client, app, me, numbers[most]), 409)
     assert "most allowed" in refused["message"]
+    # Its own reason: limit_reached speaks of claiming an offer.
+    assert refused["reason"] == "too_many_cards"
+    welsh = link(client, app, {**me, "Accept-Language": "cy"}, numbers[most])
+    assert welsh.status_code == 409 and welsh.json["reason"] == "too_many_cards"
+    assert welsh.json["message"] == WELSH["too_many_cards"]
+    assert "cynnig" not in welsh.json["message"]  # not the offers' text
     assert _cards(app) == most
 
 
