@@ -94,6 +94,9 @@ class Config:
         self.MAX_BATCH_ITEMS: int = _env_int("MAX_BATCH_ITEMS", 1000)
         # Characters one item's attributes may hold (keys and text; a number counts 8).
         self.ACTION_ATTRIBUTES_MAX_CHARS: int = _env_int("ACTION_ATTRIBUTES_MAX_CHARS", 8192)
+        # Characters a rule's condition or points formula may have (checked when saved
+        # or simulated, before the engine compiles it; rewards/rules/shape.py).
+        self.RULE_EXPRESSION_MAX_CHARS: int = _env_int("RULE_EXPRESSION_MAX_CHARS", 2000)
         # "inline": a source's batch is awarded in its own request (results carry the
         # points). "deferred": the request records the actions as pending and queues the
         # batch; a worker awards queued batches together (docs/ledger.md).

@@ -211,6 +211,65 @@ def test_rule_with_bad_expression_is_422_and_not_stored(
     assert count(client, "/v1/admin/rules", manager) == 0
 
 
+@pytest.mark.parametrize(("field", "expression", "expected"), [
+    ("condition", "true or " * 12_500 + "true", "at most 2000 characters, this has 100004"),
+    ("points", "(" * 5000 + "1" + ")" * 5000, "at most 2000 characters"),
+    ("condition", "(" * 33 + "true" + ")" * 33, "nest at most 32 deep"),
+    ("points", "[" * 40 + "1" + "]" * 40, "nest at most 32 deep"),
+    # Short, but the engine builds the whole range (or aborts the process).
+    ("condition", "count([0..1000000000], # > 5) > 0", "may only follow `in`"),
+    ("points", "len(map([1..10000000], #))", "may only follow `in`"),
+    # Iterations multiply: seconds per action over a long list of attributes.
+    ("condition", "some(action.attributes.stops, some(action.attributes.stops, # > 1))",
+     "another closure"),
+])
+def test_rule_past_the_expression_bounds_is_422_before_the_engine(
+    client: FlaskClient, manager: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    field: str, expression: str, expected: str
+) -> None:
+    action_type(client, manager)
+    import zen
+
+    def guarded(real: Any) -> Any:
+        def call(text: str, *args: Any) -> Any:
+            assert text != expression, "the engine was given an expression past the bounds"
+            return real(text, *args)
+        return call
+
+    for name in ("validate_expression", "compile_expression", "evaluate_expression"):
+        monkeypatch.setattr(zen, name, guarded(getattr(zen, name)))
+    response = client.post("/v1/admin/rules", json=rule_body(**{field: expression}),
+                           headers=manager)
+    assert response.status_code == 422, response.json
+    assert response.json["reason"] == "invalid_request"
+    assert list(response.json["errors"]) == [field]
+    [message] = response.json["errors"][field]
+    assert expected in message and len(message) < 200
+    monkeypatch.undo()
+    assert count(client, "/v1/admin/rules", manager) == 0
+
+
+def test_rule_expression_length_is_configurable(client: FlaskClient, app: Flask,
+                                                manager: dict[str, str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    action_type(client, manager)
+    monkeypatch.setitem(app.config, "RULE_EXPRESSION_MAX_CHARS", 40)
+    at_most = "action.attributes.distance_km >= 1.00000"
+    assert len(at_most) == 40
+    create(client, "/v1/admin/rules", rule_body(condition=at_most), manager)
+    response = client.post("/v1/admin/rules", json=rule_body(condition=at_most + " "),
+                           headers=manager)
+    assert response.status_code == 422
+    assert response.json["errors"] == {
+        "condition": ["an expression may have at most 40 characters, this has 41"]}
+    # The bound holds for points too, and ranges after `in` and one closure are fine.
+    monkeypatch.setitem(app.config, "RULE_EXPRESSION_MAX_CHARS", 2000)
+    create(client, "/v1/admin/rules", rule_body(
+        condition="action.hour in [7..9] and some([1, 2], # in (0..3])",
+        points="(" * 32 + "10" + ")" * 32), manager)
+    assert count(client, "/v1/admin/rules", manager) == 2
+
+
 def test_rule_both_expressions_bad_reports_both(client: FlaskClient,
                                                 manager: dict[str, str]) -> None:
     action_type(client, manager)
@@ -317,6 +376,9 @@ def test_rule_patch_bad_expression_leaves_version_1(client: FlaskClient,
     rule = create(client, "/v1/admin/rules", rule_body(), manager)
     for change, field in (({"points": "10 *"}, "points"),
                           ({"condition": "action.hour"}, "condition"),
+                          ({"condition": "true or " * 300 + "true"}, "condition"),
+                          ({"points": "(" * 33 + "1" + ")" * 33}, "points"),
+                          ({"points": "len(map([1..100000000], #))"}, "points"),
                           ({"action_types": ["taxi_ride"]}, "action_types"),
                           ({"name": None}, "name"),
                           ({"ends_at": iso(datetime.now(UTC) - timedelta(days=31))}, "ends_at")):

@@ -159,6 +159,12 @@ def test_run_time_errors_are_counted_not_raised(client: FlaskClient, scheme: Sch
     ({"condition": "action.hour + 1"}, "condition", "true or false"),
     ({"action_types": ["taxi_ride"]}, "action_types", "taxi_ride"),
     ({"caps": {"per_fortnight": 1}}, "caps", ""),
+    # Past the size and shape bounds: refused before the engine compiles them.
+    ({"condition": "true and " * 12_500 + "true"}, "condition", "at most 2000 characters"),
+    ({"points": "(" * 5000 + "1" + ")" * 5000}, "points", "at most 2000 characters"),
+    ({"points": "(" * 40 + "1" + ")" * 40}, "points", "nest at most 32"),
+    ({"points": "count([0..1000000000], # > 0)"}, "points", "may only follow `in`"),
+    ({"condition": "some([1, 2], some([3, 4], # > 1))"}, "condition", "another closure"),
 ])
 def test_bad_draft_is_422(client: FlaskClient, scheme: Scheme, change: dict[str, Any],
                           field: str, expected: str) -> None:

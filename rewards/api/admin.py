@@ -141,6 +141,12 @@ RULE_TRANSLATIONS_DOC = {"description": 'The name in other languages, as members
                                         'the rule, not a version.'}
 
 
+EXPRESSION_DOC = {"description": "A zen-engine expression (docs/security.md). At most "
+                                 "RULE_EXPRESSION_MAX_CHARS characters (2000) and 32 levels of "
+                                 "brackets; a range only after `in`; no closure function "
+                                 "(map, filter, count, ...) inside another's callback."}
+
+
 class RuleIn(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     translations = fields.Dict(
@@ -149,8 +155,8 @@ class RuleIn(Schema):
     description = fields.String(allow_none=True)
     action_types = fields.List(fields.String(), required=True,
                                validate=validate.Length(min=1))
-    condition = fields.String(load_default="true")
-    points = fields.String(required=True)
+    condition = fields.String(load_default="true", metadata=EXPRESSION_DOC)
+    points = fields.String(required=True, metadata=EXPRESSION_DOC)
     status = fields.String(load_default="active", validate=validate.OneOf(RULE_STATUSES))
     caps = fields.Nested(CapsSchema, load_default=dict)
     points_caps = fields.Nested(CapsSchema, load_default=dict)
@@ -164,10 +170,11 @@ class RuleIn(Schema):
     @validates_schema
     def check(self, data: dict[str, Any], **_: Any) -> None:
         errors: dict[str, list[str]] = {}
+        most = int(current_app.config["RULE_EXPRESSION_MAX_CHARS"])
         for name, want in (("condition", "boolean"), ("points", "number")):
             if name in data:
                 try:
-                    validate_expression(data[name], want)
+                    validate_expression(data[name], want, max_chars=most)
                 except ExpressionError as error:
                     errors[name] = [str(error)]
         if data.get("starts_at") and data.get("ends_at") and data["ends_at"] <= data["starts_at"]:

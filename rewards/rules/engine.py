@@ -16,6 +16,7 @@ import zen
 
 from . import analysis
 from .context import SAMPLE_CONTEXT
+from .shape import DEFAULT_MAX_CHARS, ShapeError, check_shape
 
 PERIODS = ("per_day", "per_week", "per_month", "lifetime")
 
@@ -79,14 +80,25 @@ def _works_with_some_attributes(expression: str, want: str) -> bool:
     return False
 
 
-def validate_expression(expression: str, want: str) -> None:
-    """Refuse an expression that does not parse, or that does not give a `want`
+def _check_shape(expression: str, max_chars: int | None) -> None:
+    try:
+        check_shape(expression, max_chars)
+    except ShapeError as error:
+        raise ExpressionError(str(error)) from None
+
+
+def validate_expression(expression: str, want: str, *,
+                        max_chars: int = DEFAULT_MAX_CHARS) -> None:
+    """Refuse an expression that is longer than `max_chars` or of a shape the engine
+    runs unboundedly (see shape.py), that does not parse, or that does not give a `want`
     ("boolean" or "number") on a realistic context. Attributes the sample context
-    lacks are tried with a number, a string and a flag before an expression is refused."""
+    lacks are tried with a number, a string and a flag before an expression is refused.
+    The size and shape are checked first: nothing past them reaches the engine."""
     if want not in ("boolean", "number"):
         raise ValueError(f"unknown result kind {want!r}")
     if not isinstance(expression, str) or not expression.strip():
         raise ExpressionError("expression is empty")
+    _check_shape(expression, max_chars)
     problem = zen.validate_expression(expression)
     if problem:
         raise ExpressionError(f"{problem.get('type', 'error')}: {problem.get('source', problem)}")
@@ -165,6 +177,11 @@ class CompiledRule:
 
 
 def compile_rule(spec: RuleSpec) -> CompiledRule:
+    """Compile a rule's expressions. Their shape is checked again (not their length: a
+    longer limit may have been set when they were saved), so one saved before the
+    checks existed fails here, as a rule the engine refuses, rather than when run."""
+    _check_shape(spec.condition, None)
+    _check_shape(spec.points, None)
     try:
         condition = zen.compile_expression(spec.condition)
         points = zen.compile_expression(spec.points)
