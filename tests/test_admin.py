@@ -222,6 +222,8 @@ def test_rule_with_bad_expression_is_422_and_not_stored(
     # Iterations multiply: seconds per action over a long list of attributes.
     ("condition", "some(action.attributes.stops, some(action.attributes.stops, # > 1))",
      "another closure"),
+    # Compiled on every call: 70 of these took 5 s per action.
+    ("condition", 'matches(action.attributes.ref, ".{9999}")', "may total at most 256"),
 ])
 def test_rule_past_the_expression_bounds_is_422_before_the_engine(
     client: FlaskClient, manager: dict[str, str], monkeypatch: pytest.MonkeyPatch,

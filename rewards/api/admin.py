@@ -144,7 +144,9 @@ RULE_TRANSLATIONS_DOC = {"description": 'The name in other languages, as members
 EXPRESSION_DOC = {"description": "A zen-engine expression (docs/security.md). At most "
                                  "RULE_EXPRESSION_MAX_CHARS characters (2000) and 32 levels of "
                                  "brackets; a range only after `in`; no closure function "
-                                 "(map, filter, count, ...) inside another's callback."}
+                                 "(map, filter, count, ...) inside another's callback; "
+                                 "counted repetitions ({9}) in its strings totalling at "
+                                 "most 256."}
 
 
 class RuleIn(Schema):

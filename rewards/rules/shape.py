@@ -11,12 +11,19 @@ iterations (two over a long list of attributes take seconds per action). So:
 - a range (`[a..b]`, `(a..b)` and mixed) only follows `in` or `not in`, where the
   engine tests membership without building it;
 - a closure function (map, filter, count, ...) is not called inside another's
-  callback (its array argument may hold one: that runs once).
+  callback (its array argument may hold one: that runs once);
+- counted repetitions (`{n}`, `{n,m}`) in its strings total at most MAX_REPEATS: the
+  engine compiles a regular expression (matches, extract) on every call, and
+  `.{9999}` takes over 100 ms to compile, so 70 of them took 5 s per action. Counts
+  in one string are multiplied (as `(.{30}){30}` repeats 900 times), over the
+  expression added up.
 
 A checker that only scans, never evaluates: linear in the expression's length."""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator
 
 # Deepest nesting of (), [], {} and ${} an expression may have.
@@ -25,6 +32,10 @@ MAX_DEPTH = 32
 DEFAULT_MAX_CHARS = 2000
 # zen-engine's functions that call a closure (`#`) once per item of an array.
 CLOSURES = frozenset({"all", "some", "none", "one", "filter", "map", "flatMap", "count"})
+
+# What counted repetitions in an expression's strings may total (see above).
+MAX_REPEATS = 256
+_COUNTED = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
 
 _OPEN = "([{"
 _CLOSE = ")]}"
@@ -36,7 +47,8 @@ class ShapeError(ValueError):
 
 def _tokens(text: str) -> Iterator[str]:
     """The tokens that matter here: words, "..", single punctuation, "${" (opens a
-    template's code) and "STR" for each string literal or run of template text."""
+    template's code), each string literal with its quotes, and each run of template
+    text after a "`"."""
     i, n = 0, len(text)
     # For each open "{" or "${": whether its "}" returns to a template string.
     braces: list[bool] = []
@@ -47,7 +59,7 @@ def _tokens(text: str) -> Iterator[str]:
             while i < n and text[i] != "`" and not text.startswith("${", i):
                 i += 2 if text[i] == "\\" else 1
             if i > start:
-                yield "STR"
+                yield "`" + text[start:i]
             if i >= n:
                 return
             if text[i] == "`":
@@ -63,11 +75,12 @@ def _tokens(text: str) -> Iterator[str]:
         if char.isspace():
             i += 1
         elif char in "\"'":
+            start = i
             i += 1
             while i < n and text[i] != char:
                 i += 2 if text[i] == "\\" else 1
             i += 1
-            yield "STR"
+            yield text[start:i]
         elif char == "`":
             in_template = True
             i += 1
@@ -113,10 +126,19 @@ def check_shape(expression: str, max_chars: int | None = DEFAULT_MAX_CHARS) -> N
         raise ShapeError(f"an expression may have at most {max_chars} characters, "
                          f"this has {len(expression)}")
     groups: list[_Group] = []
+    repeats = 0
     before = ""  # the previous token
     in_callback = 0  # closure callbacks we are inside
     for token in _tokens(expression):
-        if token in _OPEN or token == "${":
+        if token[0] in "\"'`":
+            counts = [max(int(low), int(high or 0))
+                      for low, high in _COUNTED.findall(token)]
+            repeats += math.prod(counts) if counts else 0
+            if repeats > MAX_REPEATS:
+                raise ShapeError(f"counted repetitions such as {{9}} in its strings may "
+                                 f"total at most {MAX_REPEATS} (they multiply within "
+                                 "one string)")
+        elif token in _OPEN or token == "${":
             closure = token == "(" and before in CLOSURES
             if closure and in_callback:
                 raise ShapeError(f"{before}() inside another closure function's callback "

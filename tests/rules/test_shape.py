@@ -29,6 +29,8 @@ ACCEPTED = [
     "round(action.attributes.distance_km * 1.5)",
     "(" * MAX_DEPTH + "1" + ")" * MAX_DEPTH,
     "`a${ {a: 1}.a }b` == 'a1b'",
+    'matches(action.attributes.card, "^[A-Z]{2}[0-9]{6}$")',
+    'matches(action.attributes.day, "^\\d{4}-\\d{2}-\\d{2}$") and "{a}" != "{9"',
 ]
 
 REFUSED = [
@@ -42,6 +44,11 @@ REFUSED = [
     ("x in ([1..5])", "may only follow `in`"),
     ("[1..5]", "may only follow `in`"),
     ("map(a, map(b, #))", "another closure"),
+    # The engine compiles the pattern on every call: 100 ms for this one.
+    ('matches(action.attributes.x, ".{9999}")', "may total at most 256"),
+    ('matches(action.attributes.x, "(.{30}){30}")', "may total at most 256"),
+    ('extract(x, "a{200}") == null or matches(x, "b{57}")', "may total at most 256"),
+    ("`${x}a{ 300 }` == 'a'", "may total at most 256"),
     ("count(a, some(b, # > 1)) > 0", "another closure"),
 ]
 
@@ -109,6 +116,8 @@ WORST = {
     "brackets": "(" * MAX_DEPTH + "1" + ")" * MAX_DEPTH,
     "closure": "count([" + ",".join(["1"] * 980) + "], # > 0) > 0",
     "huge number": "9" * N,
+    "regular expression": 'matches("a", "' + "." * (N - 22) + '.{256}")',
+    "regular expressions": " or ".join(['matches("a", ".{3}")'] * 83),
 }
 
 
