@@ -190,6 +190,13 @@ def test_event_input_is_checked(client: FlaskClient, app: Flask,
         assert entry.action == "create" and entry.details["mode"] == "shared"
 
 
+def assert_refused_page(response: Any) -> None:
+    """The sheet is a page a person opens: refused, it answers a page (401), not JSON."""
+    assert response.status_code == 401, (response.status_code, response.data[:300])
+    assert response.mimetype == "text/html"
+    assert b"Traceback" not in response.data
+
+
 def test_the_printable_sheet(client: FlaskClient, app: Flask, manager: dict[str, str]) -> None:
     event = _event(client, manager, mode="single_use", codes=4)
     me, _ = resident(client, app, "amira@example.org")
@@ -211,14 +218,14 @@ def test_the_printable_sheet(client: FlaskClient, app: Flask, manager: dict[str,
     assert page.headers["X-Frame-Options"] == "DENY"
 
     sheet = f"/staff/events/{event['id']}/sheet"
-    assert_error(client.get(sheet), 401)
-    assert_error(client.get(sheet + "?token=nonsense"), 401)
+    assert_refused_page(client.get(sheet))
+    assert_refused_page(client.get(sheet + "?token=nonsense"))
     other = _event(client, manager)
-    assert_error(client.get(sheet + "?" + other["sheet_url"].split("?", 1)[1]), 401)
+    assert_refused_page(client.get(sheet + "?" + other["sheet_url"].split("?", 1)[1]))
     # A scheme manager's bearer token opens it too (for scripts); other roles' do not.
     assert client.get(sheet, headers=manager).status_code == 200
-    assert_error(client.get(sheet, headers=bearer(staff_token(client, app, "reviewer"))), 401)
-    assert_error(client.get(sheet, headers=me), 401)
+    assert_refused_page(client.get(sheet, headers=bearer(staff_token(client, app, "reviewer"))))
+    assert_refused_page(client.get(sheet, headers=me))
     # The sheet token opens no API.
     token = event["sheet_url"].split("token=", 1)[1]
     assert_error(client.get("/v1/admin/events", headers=bearer(token)), 401)
@@ -234,7 +241,7 @@ def test_the_sheet_link_expires(client: FlaskClient, app: Flask,
         event = _event(client, manager)
     finally:
         app.config["EVENT_SHEET_LINK_TTL"] = saved
-    assert_error(client.get(event["sheet_url"]), 401)
+    assert_refused_page(client.get(event["sheet_url"]))
 
 
 def test_an_event_that_has_ended_is_410_even_if_it_was_open(
